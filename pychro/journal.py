@@ -1,0 +1,269 @@
+"""Journal: find a journal's cycle folders, index files and data files, and count its messages.
+
+Used by the row reader and writer, the frames scanner and the CLI. Discovery follows vanilla-format.md §1:
+folders are enumerated by parsing their names with the configured cycle format (junk is ignored), but the
+folder of a cycle is always computed by formatting. Thread-id bits are detected by matching index entries to
+``data-<tid>-<n>`` names (§2, §13).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from . import _layout as L
+from ._mapping import MappedFile, first_zero_slot
+from .config import VanillaConfig, resolve_config
+from .errors import JournalNotFoundError
+
+__all__ = ["Journal", "CycleInfo"]
+
+_DETECT_SAMPLE = 64  # entries per index file sampled to detect thread-id bits
+
+
+@dataclass(frozen=True)
+class CycleInfo:
+    """What one cycle folder holds."""
+
+    cycle: int
+    folder: str
+    start: _dt.datetime
+    messages: int
+    index_files: int
+    data_files: int
+    bytes_on_disk: int
+    first_index: int | None
+    last_index: int | None
+
+
+class Journal:
+    """A Vanilla journal on disk: ``<path>/<cycle folder>/{index-N, data-<tid>-<n>}``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder given to Java's ``ChronicleQueueBuilder.vanilla(path)``.
+    config : VanillaConfig, optional
+        Format settings; defaults equal Java's.
+    thread_id_bits : int, optional
+        Shortcut for ``config.thread_id_bits``. When neither gives it, it is detected from the journal's
+        own entries, else Java's rule for this host is used.
+    must_exist : bool
+        Raise :class:`JournalNotFoundError` when ``path`` is not a folder.
+
+    Examples
+    --------
+    >>> j = Journal(sample_journal)          # doctest: +SKIP
+    >>> [c.messages for c in j.cycle_infos()]  # doctest: +SKIP
+    [10, 10]
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        config: VanillaConfig | None = None,
+        thread_id_bits: int | None = None,
+        *,
+        must_exist: bool = True,
+    ) -> None:
+        self.path = os.fspath(path)
+        if must_exist and not os.path.isdir(self.path):
+            raise JournalNotFoundError("journal folder not found", path=self.path)
+        config = resolve_config(config, thread_id_bits)
+        self.thread_id_bits_detected = False
+        if config.thread_id_bits is None:
+            detected = self.detect_thread_id_bits(config)
+            self.thread_id_bits_detected = detected is not None
+            config = config.with_thread_id_bits(detected if detected is not None else L.host_thread_id_bits())
+        self.config = config
+        assert config.thread_id_bits is not None
+        self.codec = L.EntryCodec(config.thread_id_bits, config.data_block_size)
+
+    def __repr__(self) -> str:
+        cycles = self.cycles()
+        span = f"{cycles[0]}..{cycles[-1]}" if cycles else "none"
+        return f"<pychro.Journal {self.path!r} cycles={len(cycles)} ({span}) thread_id_bits={self.config.thread_id_bits}>"
+
+    # -- folders and files ---------------------------------------------------------------------------
+    def cycles(self, config: VanillaConfig | None = None) -> list[int]:
+        """Sorted cycles whose folder exists (folders whose name does not parse are ignored)."""
+        cfg = config or self.config
+        found: set[int] = set()
+        for rel in _walk_folders(self.path, cfg.folder_depth):
+            cycle = cfg.cycle_of_folder(rel)
+            if cycle is not None:
+                found.add(cycle)
+        return sorted(found)
+
+    def cycle_path(self, cycle: int) -> str:
+        return os.path.join(self.path, *self.config.folder_name(cycle).split("/"))
+
+    def index_files(self, cycle: int) -> list[int]:
+        """Sorted numbers of the ``index-N`` files of a cycle ([] when the folder is missing)."""
+        return sorted(n for n in map(L.parse_index_file_name, _listdir(self.cycle_path(cycle))) if n is not None)
+
+    def data_files(self, cycle: int) -> list[tuple[int, int]]:
+        """Sorted (tid, file_no) of the ``data-<tid>-<n>`` files of a cycle."""
+        return sorted(t for t in map(L.parse_data_file_name, _listdir(self.cycle_path(cycle))) if t is not None)
+
+    def index_path(self, cycle: int, n: int) -> str:
+        return os.path.join(self.cycle_path(cycle), L.index_file_name(n))
+
+    def data_path(self, cycle: int, tid: int, file_no: int) -> str:
+        return os.path.join(self.cycle_path(cycle), L.data_file_name(tid, file_no))
+
+    # -- counts --------------------------------------------------------------------------------------
+    def count(self, cycle: int) -> int:
+        """Committed messages in a cycle: full index files, plus the first zero slot of the last one."""
+        cfg = self.config
+        files = self.index_files(cycle)
+        total = 0
+        for expect, n in enumerate(files):
+            if n != expect:
+                break  # a gap in index-N numbering: nothing after it is reachable
+            mf = MappedFile.open_read(self.index_path(cycle, n), cfg.index_block_size)
+            try:
+                filled = first_zero_slot(mf.u64_view())
+            finally:
+                mf.close()
+            total += filled
+            if filled < cfg.slots_per_index_file:
+                break
+        return total
+
+    def end_index(self) -> int | None:
+        """Index one past the last committed message of the newest non-empty cycle (None when empty)."""
+        for cycle in reversed(self.cycles()):
+            n = self.count(cycle)
+            if n:
+                return self.config.index_of(cycle, n)
+        return None
+
+    def first_index(self) -> int | None:
+        for cycle in self.cycles():
+            if self.count(cycle):
+                return self.config.index_of(cycle, 0)
+        return None
+
+    def cycle_infos(self) -> list[CycleInfo]:
+        """One :class:`CycleInfo` per cycle folder, oldest first."""
+        out = []
+        for cycle in self.cycles():
+            folder = self.cycle_path(cycle)
+            n = self.count(cycle)
+            out.append(
+                CycleInfo(
+                    cycle=cycle,
+                    folder=os.path.relpath(folder, self.path),
+                    start=self.config.cycle_datetime(cycle),
+                    messages=n,
+                    index_files=len(self.index_files(cycle)),
+                    data_files=len(self.data_files(cycle)),
+                    bytes_on_disk=_disk_usage(folder),
+                    first_index=self.config.index_of(cycle, 0) if n else None,
+                    last_index=self.config.index_of(cycle, n - 1) if n else None,
+                )
+            )
+        return out
+
+    # -- thread-id bits ------------------------------------------------------------------------------
+    def detect_thread_id_bits(self, config: VanillaConfig | None = None) -> int | None:
+        """Thread-id bits under which sampled index entries all name existing data files, else None.
+
+        Checks the newest cycles first; ambiguous results prefer this host's default.
+        """
+        cfg = config or self.config
+        for cycle in reversed(self.cycles(cfg)):
+            folder = os.path.join(self.path, *cfg.folder_name(cycle).split("/"))
+            names = _listdir(folder)
+            present = {t for t in map(L.parse_data_file_name, names) if t is not None}
+            entries = _sample_entries(folder, names, cfg.index_block_size)
+            if not entries or not present:
+                continue
+            matches = []
+            for bits in range(1, 33):
+                try:
+                    codec = L.EntryCodec(bits, cfg.data_block_size)
+                except ValueError:
+                    continue
+                if all(codec.unpack(e)[:2] in present for e in entries):
+                    matches.append(bits)
+            if matches:
+                host = L.host_thread_id_bits()
+                return host if host in matches else matches[0]
+            return None
+        return None
+
+    def missing_data_hint(self) -> str:
+        """A sentence for errors about a missing data file: what thread-id bits the entries suggest."""
+        detected = self.detect_thread_id_bits(self.config.with_thread_id_bits(self.config.thread_id_bits or 16))
+        if detected is not None and detected != self.config.thread_id_bits:
+            return (
+                f"thread_id_bits={self.config.thread_id_bits} looks wrong for this journal: its index entries "
+                f"match its data files with thread_id_bits={detected}"
+            )
+        return "the data file was deleted, not copied, or the journal is damaged"
+
+    def info(self) -> dict[str, Any]:
+        """Summary used by ``pychro info`` and the notebook display."""
+        infos = self.cycle_infos()
+        return {
+            "path": self.path,
+            "thread_id_bits": self.config.thread_id_bits,
+            "thread_id_bits_detected": self.thread_id_bits_detected,
+            "cycles": infos,
+            "messages": sum(c.messages for c in infos),
+            "bytes_on_disk": sum(c.bytes_on_disk for c in infos),
+            "first_index": self.first_index(),
+            "end_index": self.end_index(),
+        }
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _walk_folders(base: str, depth: int, prefix: str = "") -> list[str]:
+    """Relative paths of the folders exactly ``depth`` levels below ``base``."""
+    out = []
+    for name in _listdir(os.path.join(base, prefix) if prefix else base):
+        rel = f"{prefix}/{name}" if prefix else name
+        if not os.path.isdir(os.path.join(base, rel)):
+            continue
+        if depth == 1:
+            out.append(rel)
+        else:
+            out.extend(_walk_folders(base, depth - 1, rel))
+    return out
+
+
+def _sample_entries(folder: str, names: list[str], index_block_size: int) -> list[int]:
+    entries: list[int] = []
+    for n in sorted(i for i in map(L.parse_index_file_name, names) if i is not None)[:2]:
+        try:
+            mf = MappedFile.open_read(os.path.join(folder, L.index_file_name(n)), index_block_size)
+        except JournalNotFoundError:
+            continue
+        try:
+            slots = mf.u64_view()
+            count = first_zero_slot(slots)
+            step = max(1, count // _DETECT_SAMPLE)
+            entries.extend(slots[i] for i in range(0, count, step))
+        finally:
+            mf.close()
+    return entries
+
+
+def _disk_usage(folder: str) -> int:
+    total = 0
+    for name in _listdir(folder):
+        try:
+            total += os.stat(os.path.join(folder, name)).st_blocks * 512
+        except OSError:
+            pass
+    return total

@@ -1,0 +1,489 @@
+"""VanillaChronicleWriter and Appender: append messages byte-identically to Java Chronicle >= 3.2.2.
+
+Layout and commit follow vanilla-format.md §4-§6: each appender owns a fresh ``data-<tid>-<max+1>`` file per
+cycle; a message is body, then the ``~length`` header, then a CAS of the first free index slot (the commit,
+:func:`pychro._mapping.commit`); headers are 4-byte aligned; a data file rolls at the start of a message when
+fewer than ``capacity + 4`` bytes remain; a message commits into the cycle chosen when it was started.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from . import _fields as F
+from . import _layout as L
+from ._mapping import MappedFile, commit, first_zero_slot
+from .config import VanillaConfig
+from .errors import FormatError, MessageTooLargeError, ReadOnlyJournalError
+from .journal import Journal
+from .reader import clock_from_utcnow, wall_clock_ms
+
+__all__ = ["Appender", "VanillaChronicleWriter"]
+
+_p = {name: s.pack_into for name, s in F.STRUCTS.items()}
+_pack_b, _pack_B, _pack_h, _pack_H = _p["int8"], _p["uint8"], _p["int16"], _p["uint16"]
+_pack_i, _pack_I, _pack_q, _pack_f, _pack_d = _p["int32"], _p["uint32"], _p["int64"], _p["float32"], _p["float64"]
+_pack_header = L.HEADER.pack_into
+_create_lock = threading.Lock()  # serialises data-file claims of writers in this process
+
+
+class _CycleIndex:
+    """The index files of one cycle as this writer sees them: current file and a hint of its first free slot.
+
+    The hint only ever points at or below the first free slot (it is one past a slot this process filled,
+    and filled slots are contiguous), so scanning forward from it never leaves a gap.
+    """
+
+    __slots__ = ("file_no", "mf", "hint")
+
+    def __init__(self, file_no: int, mf: MappedFile, hint: int) -> None:
+        self.file_no = file_no
+        self.mf = mf
+        self.hint = hint
+
+
+class VanillaChronicleWriter:
+    """Appends messages to a journal; thread-safe, and safe beside other writer processes (Java or Python).
+
+    Parameters
+    ----------
+    base_dir : str or os.PathLike
+        Journal folder; created if missing.
+    thread_id_bits : int, optional
+        Shortcut for ``config.thread_id_bits``. When neither is given: detected from the journal's existing
+        entries, else Java's host rule (every writer of one journal must use the same value).
+    config : VanillaConfig, optional
+        Format settings (cycle, block sizes, message capacity).
+    clock, utcnow : callable, optional
+        Injectable clock: epoch milliseconds, or pychro 0.8's naive-UTC ``utcnow``.
+    synchronous : bool
+        msync data and index after every commit (Java ``synchronous(true)``): a committed message then
+        survives a power loss, at a large cost per message.
+
+    Examples
+    --------
+    >>> with VanillaChronicleWriter(path) as chron:     # doctest: +SKIP
+    ...     appender = chron.get_appender()
+    ...     appender.write_int(1)
+    ...     appender.write_string("hello")
+    ...     index = appender.finish()
+    """
+
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str],
+        polling_interval: float | None = None,
+        max_mapped_memory: int | None = None,
+        thread_id_bits: int | None = None,
+        utcnow: Callable[[], _dt.datetime] | None = None,
+        *,
+        config: VanillaConfig | None = None,
+        clock: Callable[[], int] | None = None,
+        synchronous: bool = False,
+    ) -> None:
+        del polling_interval, max_mapped_memory  # accepted for pychro 0.8 signatures; unused by a writer
+        path = os.fspath(base_dir)
+        try:
+            os.makedirs(path, exist_ok=True)
+        except PermissionError as exc:
+            raise ReadOnlyJournalError(f"cannot create journal folder: {exc.strerror}", path=path) from None
+        self._journal = Journal(path, config, thread_id_bits)
+        self.config = self._journal.config
+        self.codec = self._journal.codec
+        self.synchronous = synchronous
+        self._clock = clock or (clock_from_utcnow(utcnow) if utcnow else wall_clock_ms)
+        self._lock = threading.Lock()
+        self._appenders: dict[int, Appender] = {}
+        self._cycles: dict[int, _CycleIndex] = {}
+        self._closed = False
+
+    def __enter__(self) -> VanillaChronicleWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<VanillaChronicleWriter {self._journal.path!r} thread_id_bits={self.config.thread_id_bits}>"
+
+    @property
+    def journal(self) -> Journal:
+        return self._journal
+
+    def get_appender(self) -> Appender:
+        """The calling thread's appender (one per thread per writer object, as Java caches it)."""
+        tid = threading.get_native_id()
+        appender = self._appenders.get(tid)
+        if appender is None:
+            if self._closed:
+                raise ValueError("writer is closed")
+            if tid > self.codec.max_tid:
+                raise ValueError(
+                    f"this thread's id {tid} does not fit in thread_id_bits={self.config.thread_id_bits}; "
+                    "Java would corrupt the journal here: use a larger thread_id_bits for a new journal"
+                )
+            appender = Appender(self, tid)
+            with self._lock:
+                self._appenders[tid] = appender
+        return appender
+
+    def close(self) -> None:
+        """Unmap all files. Unfinished messages are dropped (never committed)."""
+        self._closed = True
+        with self._lock:
+            for appender in self._appenders.values():
+                appender._release()
+            self._appenders.clear()
+            for ci in self._cycles.values():
+                ci.mf.close()
+            self._cycles.clear()
+
+    # -- used by appenders ---------------------------------------------------------------------------------
+    def _now_cycle(self) -> int:
+        return self.config.cycle_of_ms(self._clock())
+
+    def _cycle_index(self, cycle: int) -> _CycleIndex:
+        ci = self._cycles.get(cycle)
+        if ci is None:
+            with self._lock:
+                ci = self._cycles.get(cycle)
+                if ci is None:
+                    files = self._journal.index_files(cycle)
+                    n = files[-1] if files else 0
+                    mf = self._open_index(cycle, n)
+                    ci = _CycleIndex(n, mf, first_zero_slot(mf.u64_view()))
+                    self._cycles[cycle] = ci
+        return ci
+
+    def _open_index(self, cycle: int, n: int) -> MappedFile:
+        if n >= L.MAX_INDEX_FILES:
+            raise FormatError(f"cycle is full: Java stops at index-{L.MAX_INDEX_FILES - 1}", cycle=cycle)
+        os.makedirs(self._journal.cycle_path(cycle), exist_ok=True)
+        return MappedFile.open_write(self._journal.index_path(cycle, n), self.config.index_block_size)
+
+    def _commit(self, cycle: int, entry: int) -> int:
+        """Publish one entry in ``cycle``; returns its full index. The single commit path of the row writer."""
+        ci = self._cycle_index(cycle)
+        while True:
+            slot = commit(ci.mf.mm, ci.hint, entry)  # type: ignore[arg-type]
+            if slot >= 0:
+                ci.hint = slot + 1
+                if self.synchronous:
+                    ci.mf.flush()
+                return self.config.index_of(cycle, (ci.file_no << self.config.slot_bits) + slot)
+            with self._lock:
+                if ci is self._cycles.get(cycle):  # index file full: move to index-(n+1)
+                    mf = self._open_index(cycle, ci.file_no + 1)
+                    self._cycles[cycle] = _CycleIndex(ci.file_no + 1, mf, 0)
+                ci = self._cycles[cycle]
+
+    def _claim_data_file(self, cycle: int, tid: int, after: int | None) -> tuple[int, MappedFile]:
+        """Create this thread's next data file in ``cycle``: ``max+1`` of existing ones (Java >= 3.2.2)."""
+        folder = self._journal.cycle_path(cycle)
+        os.makedirs(folder, exist_ok=True)
+        with _create_lock:
+            if after is None:
+                mine = [n for t, n in self._journal.data_files(cycle) if t == tid]
+                file_no = max(mine) + 1 if mine else 0
+            else:
+                file_no = after + 1
+            while True:
+                try:
+                    mf = MappedFile.open_write(
+                        os.path.join(folder, L.data_file_name(tid, file_no)), self.config.data_block_size,
+                        exclusive=True,
+                    )
+                    return file_no, mf
+                except FileExistsError:
+                    file_no += 1  # another writer object of this thread took it
+
+
+class Appender:
+    """Writes one message at a time into the calling thread's data file; ``finish()`` commits it.
+
+    A message starts with the first ``write_*`` (or :meth:`start_excerpt` to reserve more than the default
+    capacity). Field methods use Java-Lang names in snake case.
+    """
+
+    __slots__ = (
+        "_writer", "_tid", "_cycle", "_file_no", "_mf", "_mm", "_pos", "_p", "_start", "_lim", "_base", "last_index",
+    )
+
+    def __init__(self, writer: VanillaChronicleWriter, tid: int) -> None:
+        self._writer = writer
+        self._tid = tid
+        self._cycle: int | None = None
+        self._file_no = -1
+        self._mf: MappedFile | None = None
+        self._mm: Any = None
+        self._pos = 0  # next header position in the data file
+        self._p = 0  # write cursor
+        self._start = -1  # body start of the message in progress, -1 when none
+        self._lim = -1  # body start + capacity; -1 forces the first write through _reserve()
+        self._base = 0  # tid and file_no part of the index entry
+        self.last_index: int | None = None
+
+    def __repr__(self) -> str:
+        return f"<Appender tid={self._tid} cycle={self._cycle} file={self._file_no} pos={self._pos}>"
+
+    # -- message boundaries --------------------------------------------------------------------------------
+    def start_excerpt(self, capacity: int | None = None) -> None:
+        """Begin a message with room for ``capacity`` bytes (default ``config.message_capacity``)."""
+        if self._start >= 0:
+            raise ValueError("a message is already in progress: finish() it first")
+        cfg = self._writer.config
+        capacity = cfg.message_capacity if capacity is None else capacity
+        if not 0 <= capacity <= cfg.data_block_size - L.HEADER_SIZE:
+            raise MessageTooLargeError(
+                f"capacity {capacity} does not fit in a data block of {cfg.data_block_size} bytes"
+            )
+        cycle = self._writer._now_cycle()
+        if cycle != self._cycle or self._mf is None:
+            self._open_cycle(cycle)
+        elif cfg.data_block_size - self._pos < capacity + L.HEADER_SIZE:
+            self._roll()
+        start = self._pos + L.HEADER_SIZE
+        self._start = self._p = start
+        self._lim = start + capacity
+
+    def _reserve(self, n: int) -> int:
+        """Slow path of every write: start a message, or refuse one that outgrew its capacity."""
+        if self._start < 0:
+            self.start_excerpt()
+            if self._p + n <= self._lim:
+                return self._p
+        capacity = self._lim - self._start
+        self.discard()
+        raise MessageTooLargeError(
+            f"message exceeds its capacity of {capacity} bytes; nothing was committed "
+            "(use start_excerpt(capacity) or a larger config message_capacity)"
+        )
+
+    def finish(self) -> int:
+        """Commit the message: ``~length`` header, then CAS into the index. Returns its full index."""
+        start = self._start
+        if start < 0:
+            raise ValueError("no message in progress: write a field (or start_excerpt()) before finish()")
+        p = self._p
+        _pack_header(self._mm, start - L.HEADER_SIZE, ~(p - start))
+        index = self._writer._commit(self._cycle, self._base + start)  # type: ignore[arg-type]
+        if self._writer.synchronous:
+            self._mm.flush()
+        self._pos = (p + 3) & ~3  # align4: the next header
+        self._start = self._lim = -1
+        self.last_index = index
+        return index
+
+    def discard(self) -> None:
+        """Drop the message in progress; its bytes stay uncommitted (no header, no index entry)."""
+        self._p = self._pos
+        self._start = self._lim = -1
+
+    def bytes_written(self) -> int:
+        """Bytes written to the message in progress."""
+        return 0 if self._start < 0 else self._p - self._start
+
+    def get_offset(self) -> int:
+        return self._p
+
+    def get_bytes(self) -> Any:
+        return self._mm
+
+    # -- files -----------------------------------------------------------------------------------------
+    def _open_cycle(self, cycle: int) -> None:
+        self._release()
+        self._cycle = cycle
+        file_no, mf = self._writer._claim_data_file(cycle, self._tid, None)
+        self._use(file_no, mf)
+
+    def _roll(self) -> None:
+        assert self._mf is not None and self._cycle is not None
+        self._mf.close()
+        file_no, mf = self._writer._claim_data_file(self._cycle, self._tid, self._file_no)
+        self._use(file_no, mf)
+
+    def _use(self, file_no: int, mf: MappedFile) -> None:
+        self._file_no = file_no
+        self._mf = mf
+        self._mm = mf.mm
+        self._pos = self._p = 0
+        self._base = self._writer.codec.pack(self._tid, file_no, 0)
+
+    def _release(self) -> None:
+        if self._mf is not None:
+            self._mf.close()
+        self._mf = self._mm = None
+        self._start = self._lim = -1
+
+    # -- fixed-size fields -----------------------------------------------------------------------------
+    def write_byte(self, value: int) -> None:
+        """Java ``writeByte``: the low 8 bits of ``value`` (-128..255 accepted)."""
+        if not -128 <= value <= 255:
+            _range("byte", value)
+        p = self._p
+        if p + 1 > self._lim:
+            p = self._reserve(1)
+        _pack_B(self._mm, p, value & 0xFF)
+        self._p = p + 1
+
+    write_unsigned_byte = write_byte
+
+    def write_boolean(self, value: bool) -> None:
+        """Java ``writeBoolean``: 'Y' (0x59) for true, 0 for false."""
+        self.write_byte(F.JAVA_TRUE if value else 0)
+
+    def write_short(self, value: int) -> None:
+        p = self._p
+        if p + 2 > self._lim:
+            p = self._reserve(2)
+        _pack_h(self._mm, p, value)
+        self._p = p + 2
+
+    def write_unsigned_short(self, value: int) -> None:
+        p = self._p
+        if p + 2 > self._lim:
+            p = self._reserve(2)
+        _pack_H(self._mm, p, value)
+        self._p = p + 2
+
+    def write_char(self, value: str | int) -> None:
+        """Java ``writeChar``: one UTF-16 code unit, from a one-character str or an int code unit."""
+        if isinstance(value, str):
+            if len(value) != 1 or ord(value) > 0xFFFF:
+                raise ValueError(f"write_char takes one BMP character (one UTF-16 unit), got {value!r}")
+            value = ord(value)
+        self.write_unsigned_short(value)
+
+    def write_int(self, value: int) -> None:
+        p = self._p
+        if p + 4 > self._lim:
+            p = self._reserve(4)
+        _pack_i(self._mm, p, value)
+        self._p = p + 4
+
+    def write_unsigned_int(self, value: int) -> None:
+        p = self._p
+        if p + 4 > self._lim:
+            p = self._reserve(4)
+        _pack_I(self._mm, p, value)
+        self._p = p + 4
+
+    def write_long(self, value: int) -> None:
+        p = self._p
+        if p + 8 > self._lim:
+            p = self._reserve(8)
+        _pack_q(self._mm, p, value)
+        self._p = p + 8
+
+    def write_float(self, value: float) -> None:
+        p = self._p
+        if p + 4 > self._lim:
+            p = self._reserve(4)
+        _pack_f(self._mm, p, value)
+        self._p = p + 4
+
+    def write_double(self, value: float) -> None:
+        p = self._p
+        if p + 8 > self._lim:
+            p = self._reserve(8)
+        _pack_d(self._mm, p, value)
+        self._p = p + 8
+
+    def write_int24(self, value: int) -> None:
+        if not -(1 << 23) <= value < (1 << 23):
+            _range("int24", value)
+        self.write_bytes(struct.pack("<i", value)[:3])
+
+    def write_int48(self, value: int) -> None:
+        if not -(1 << 47) <= value < (1 << 47):
+            _range("int48", value)
+        self.write_bytes(struct.pack("<q", value)[:6])
+
+    # -- variable-size fields --------------------------------------------------------------------------
+    def write_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        n = len(data)
+        p = self._p
+        if p + n > self._lim:
+            p = self._reserve(n)
+        self._mm[p : p + n] = data
+        self._p = p + n
+
+    def write_stop_bit(self, value: int) -> None:
+        """Java ``writeStopBit``, incl. negatives (``-1`` = ``80 00``)."""
+        if 0 <= value < 0x80:
+            p = self._p
+            if p + 1 > self._lim:
+                p = self._reserve(1)
+            self._mm[p] = value
+            self._p = p + 1
+        else:
+            self.write_bytes(F.encode_stop_bit(value))
+
+    write_stopbit = write_stop_bit  # pychro 0.8 name
+
+    def write_string(self, value: str | None) -> None:
+        """Java ``writeUTFΔ``: stop-bit byte length, then CESU-8 text; ``None`` writes Java null (``80 00``)."""
+        if value is None:
+            self.write_bytes(F.NULL_STRING)
+            return
+        raw = F.encode_text(value)
+        self.write_stop_bit(len(raw))
+        self.write_bytes(raw)
+
+    write_utf_delta = write_string
+
+    def write_utf(self, value: str) -> None:
+        """Java-Lang ``writeUTF``: uint16 little-endian byte length, then the same text encoding."""
+        raw = F.encode_text(value)
+        if len(raw) > F.UTF_MAX_LENGTH:
+            raise ValueError(f"writeUTF takes at most {F.UTF_MAX_LENGTH} encoded bytes, got {len(raw)}")
+        self.write_unsigned_short(len(raw))
+        self.write_bytes(raw)
+
+    def write_fixed_string(self, value: str | None, size: int) -> None:
+        """pychro 0.8: a ``write_string`` padded with zeros to exactly ``size`` bytes."""
+        if value is None:
+            raw = F.NULL_STRING
+        else:
+            text = F.encode_text(value)
+            raw = F.encode_stop_bit(len(text)) + text
+        if len(raw) > size:
+            raise ValueError(f"string needs {len(raw)} bytes, more than the fixed size {size}")
+        self.write_bytes(raw + bytes(size - len(raw)))
+
+    def write_enum(self, value: Any) -> None:
+        """Java ``writeEnum`` for enums and strings: the UTFΔ of its text (``name`` for Python enums)."""
+        self.write_string(None if value is None else getattr(value, "name", str(value)))
+
+    # -- compact forms ---------------------------------------------------------------------------------
+    def write_compact_short(self, value: int) -> None:
+        self.write_bytes(F.encode_compact_short(value))
+
+    def write_compact_int(self, value: int) -> None:
+        self.write_bytes(F.encode_compact_int(value))
+
+    def write_compact_long(self, value: int) -> None:
+        self.write_bytes(F.encode_compact_long(value))
+
+    def write_compact_unsigned_int(self, value: int) -> None:
+        self.write_bytes(F.encode_compact_unsigned_int(value))
+
+    def write_compact_double(self, value: float) -> None:
+        self.write_bytes(F.encode_compact_double(value))
+
+    # -- pychro 0.8 helpers ----------------------------------------------------------------------------
+    def advance(self, num_bytes: int) -> None:
+        """Skip ``num_bytes`` (they keep whatever the file held: zeros in a fresh file)."""
+        self.write_bytes(bytes(num_bytes))
+
+    def fill(self, size: int, ch: bytes) -> None:
+        self.write_bytes(ch * size)
+
+
+def _range(kind: str, value: int) -> None:
+    raise OverflowError(f"{value} does not fit in a Java {kind}")
