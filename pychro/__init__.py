@@ -26,6 +26,25 @@ from .writer import Appender, VanillaChronicleWriter
 
 __version__ = "1.0.0.dev0"
 
+# The frames API needs pyarrow/pandas; it is imported on first use so `import pychro` stays cheap.
+_LAZY = {
+    "Schema": "pychro.frames.schema",
+    "read_table": "pychro.frames",
+    "read_frame": "pychro.frames",
+    "iter_batches": "pychro.frames",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pychro' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 __all__ = [
     "Appender",
     "CorruptData",
@@ -43,9 +62,13 @@ __all__ = [
     "RawByteReader",
     "ReadOnlyJournalError",
     "RemoteError",
+    "Schema",
     "SchemaMismatchError",
     "VanillaChronicleReader",
     "VanillaChronicleWriter",
     "VanillaConfig",
     "__version__",
+    "iter_batches",
+    "read_frame",
+    "read_table",
 ]
