@@ -125,18 +125,22 @@ def load_slot(buf: Buffer, slot: int) -> int:
     return _atomic.load_u64(buf, slot * L.ENTRY_SIZE)
 
 
-def commit(index: mmap.mmap, start_slot: int, entry: int) -> int:
-    """Publish ``entry`` in the first free slot at or after ``start_slot``; returns the slot or -1 when full.
+def commit(index: mmap.mmap, start_offset: int, entry: int) -> int:
+    """Publish ``entry`` in the first free slot at or after byte ``start_offset``.
 
-    The CAS is the commit: body and header stores made before this call are visible to whoever sees it.
+    Returns the slot's byte offset, or -1 when the index file is full. The CAS is the commit: body and
+    header stores made before this call are visible to whoever sees the entry. (This is the C function
+    itself: the row writer calls it once per message, so no Python wrapper sits in between.)
     """
-    off = _atomic.append_u64(index, start_slot * L.ENTRY_SIZE, entry)
-    return -1 if off < 0 else off // L.ENTRY_SIZE
+    return _atomic.append_u64(index, start_offset, entry)
 
 
-def commit_batch(index: mmap.mmap, start_slot: int, entries: Buffer, out_offsets: Buffer) -> int:
-    """Commit many entries, in order, into free slots from ``start_slot``; returns how many fit.
+commit = _atomic.append_u64  # noqa: F811 - documented above; bound directly for speed
+
+
+def commit_batch(index: mmap.mmap, start_offset: int, entries: Buffer, out_offsets: Buffer) -> int:
+    """Commit many entries, in order, into free slots from byte ``start_offset``; returns how many fit.
 
     ``out_offsets`` (int64, one per entry) receives each committed slot's byte offset.
     """
-    return _atomic.append_u64_batch(index, start_slot * L.ENTRY_SIZE, entries, out_offsets)
+    return _atomic.append_u64_batch(index, start_offset, entries, out_offsets)

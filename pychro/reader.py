@@ -109,6 +109,8 @@ class VanillaChronicleReader:
         # cache of the index file being read: number, u64 view, filled length seen so far
         self._ifile = -1
         self._slots: Any = None
+        self._nslots = 0
+        self._cycle_base = 0  # full index of seq 0 of the current cycle
         if full_index is not None:
             self.set_index(full_index)
         elif date is not None:
@@ -146,6 +148,7 @@ class VanillaChronicleReader:
     # -- positioning ---------------------------------------------------------------------------------------
     def _drop_index(self) -> None:
         self._slots = None
+        self._nslots = 0
         self._ifile = -1
         for mf in self._index_maps:
             mf.close()
@@ -156,6 +159,7 @@ class VanillaChronicleReader:
             self._drop_index()
             self._cycle = cycle
             self._cycle_dir = self._journal.cycle_path(cycle) if cycle is not None else None
+            self._cycle_base = self.config.index_of(cycle, 0) if cycle is not None else 0
         self._seq = seq
 
     def set_start(self) -> None:
@@ -250,14 +254,13 @@ class VanillaChronicleReader:
         Raises :class:`NoData` at the end when ``polling_interval`` is None; otherwise waits.
         """
         seq = self._seq
-        slots = self._slots
-        # fast path: the slot is in the index file already mapped and visible
-        if slots is not None and (seq >> self._slot_bits) == self._ifile:
-            slot = seq & self._slot_mask
-            entry = slots[slot] if slot < len(slots) else 0
+        # fast path: the slot lies in the index file already mapped (_ifile is -1 when none is)
+        if (seq >> self._slot_bits) == self._ifile and (seq & self._slot_mask) < self._nslots:
+            entry = self._slots[seq & self._slot_mask]
+            if not entry:
+                entry = self._wait_for_entry()
+                seq = self._seq
         else:
-            entry = 0
-        if not entry:
             entry = self._wait_for_entry()
             seq = self._seq
         mf = self._data.get(entry >> self._data_bits)
@@ -265,15 +268,15 @@ class VanillaChronicleReader:
             mf = self._open_data(entry)
         offset = entry & self._offset_mask
         mm = mf.mm
-        if offset < L.HEADER_SIZE or offset > mf.size:
+        if offset < 4 or offset + 4 > mf.size:
             return self._checked_excerpt(entry, mf)
         header = _header(mm, offset - 4)[0]
-        length = ~header
-        end = offset + length
-        if header >= 0 or length >= L.MAX_BODY_LENGTH or end > mf.size:
+        end = offset + ~header
+        # valid: header < 0 (non-zero with ~header >= 0), ~header < 2**30, body inside the mapped file
+        if header >= 0 or ~header >= 0x40000000 or end > mf.size:
             return self._checked_excerpt(entry, mf)
         self._seq = seq + 1
-        index = (self._cycle << self.config.seq_bits) + seq  # type: ignore[operator]
+        index = self._cycle_base + seq
         self._last_index = index
         return Excerpt(mm, offset, end, index)
 
@@ -321,7 +324,7 @@ class VanillaChronicleReader:
     def _load_entry(self, seq: int) -> int:
         n = seq >> self._slot_bits
         slot = seq & self._slot_mask
-        if n != self._ifile or self._slots is None or slot >= len(self._slots):
+        if n != self._ifile or slot >= self._nslots:
             if not self._map_index(n, slot):
                 return 0
         return int(self._slots[slot])
@@ -340,8 +343,9 @@ class VanillaChronicleReader:
             self._ifile = -1
             mf.refresh(self.config.index_block_size)
         self._slots = mf.u64_view()
+        self._nslots = len(self._slots)
         self._ifile = n
-        return slot < len(self._slots)
+        return slot < self._nslots
 
     def _advance_cycle(self) -> bool:
         """At an empty slot of a finished cycle, move to the next existing cycle folder."""

@@ -33,18 +33,22 @@ _create_lock = threading.Lock()  # serialises data-file claims of writers in thi
 
 
 class _CycleIndex:
-    """The index files of one cycle as this writer sees them: current file and a hint of its first free slot.
+    """One index file of a cycle as this writer sees it, with a hint of its first free slot.
 
-    The hint only ever points at or below the first free slot (it is one past a slot this process filled,
-    and filled slots are contiguous), so scanning forward from it never leaves a gap.
+    The hint (a byte offset) only ever points at or below the first free slot: it is one past a slot this
+    process filled, and filled slots are contiguous, so scanning forward from it never leaves a gap.
+    ``base`` is the full index of the file's slot 0.
     """
 
-    __slots__ = ("file_no", "mf", "hint")
+    __slots__ = ("cycle", "file_no", "mf", "mm", "hint", "base")
 
-    def __init__(self, file_no: int, mf: MappedFile, hint: int) -> None:
+    def __init__(self, cycle: int, file_no: int, mf: MappedFile, base: int) -> None:
+        self.cycle = cycle
         self.file_no = file_no
         self.mf = mf
-        self.hint = hint
+        self.mm = mf.mm
+        self.hint = first_zero_slot(mf.u64_view()) * L.ENTRY_SIZE
+        self.base = base
 
 
 class VanillaChronicleWriter:
@@ -148,39 +152,46 @@ class VanillaChronicleWriter:
         return self.config.cycle_of_ms(self._clock())
 
     def _cycle_index(self, cycle: int) -> _CycleIndex:
+        """The current index file of ``cycle`` (the highest existing one, created if none)."""
         ci = self._cycles.get(cycle)
         if ci is None:
             with self._lock:
                 ci = self._cycles.get(cycle)
                 if ci is None:
                     files = self._journal.index_files(cycle)
-                    n = files[-1] if files else 0
-                    mf = self._open_index(cycle, n)
-                    ci = _CycleIndex(n, mf, first_zero_slot(mf.u64_view()))
+                    ci = self._open_index(cycle, files[-1] if files else 0)
                     self._cycles[cycle] = ci
         return ci
 
-    def _open_index(self, cycle: int, n: int) -> MappedFile:
+    def _open_index(self, cycle: int, n: int) -> _CycleIndex:
         if n >= L.MAX_INDEX_FILES:
             raise FormatError(f"cycle is full: Java stops at index-{L.MAX_INDEX_FILES - 1}", cycle=cycle)
         os.makedirs(self._journal.cycle_path(cycle), exist_ok=True)
-        return MappedFile.open_write(self._journal.index_path(cycle, n), self.config.index_block_size)
+        mf = MappedFile.open_write(self._journal.index_path(cycle, n), self.config.index_block_size)
+        return _CycleIndex(cycle, n, mf, self.config.index_of(cycle, n << self.config.slot_bits))
+
+    def _commit_full(self, ci: _CycleIndex, entry: int) -> tuple[_CycleIndex, int]:
+        """Commit when ``ci`` is full or stale: move on to index-(n+1) until the CAS succeeds."""
+        while True:
+            with self._lock:
+                current = self._cycles.get(ci.cycle)
+                if current is ci or current is None:
+                    current = self._open_index(ci.cycle, ci.file_no + 1)
+                    self._cycles[ci.cycle] = current
+                ci = current
+            off = commit(ci.mm, ci.hint, entry)
+            if off >= 0:
+                ci.hint = off + L.ENTRY_SIZE
+                return ci, ci.base + (off >> 3)
 
     def _commit(self, cycle: int, entry: int) -> int:
-        """Publish one entry in ``cycle``; returns its full index. The single commit path of the row writer."""
+        """Publish one entry in ``cycle``; returns its full index (the path shared by every row commit)."""
         ci = self._cycle_index(cycle)
-        while True:
-            slot = commit(ci.mf.mm, ci.hint, entry)  # type: ignore[arg-type]
-            if slot >= 0:
-                ci.hint = slot + 1
-                if self.synchronous:
-                    ci.mf.flush()
-                return self.config.index_of(cycle, (ci.file_no << self.config.slot_bits) + slot)
-            with self._lock:
-                if ci is self._cycles.get(cycle):  # index file full: move to index-(n+1)
-                    mf = self._open_index(cycle, ci.file_no + 1)
-                    self._cycles[cycle] = _CycleIndex(ci.file_no + 1, mf, 0)
-                ci = self._cycles[cycle]
+        off = commit(ci.mm, ci.hint, entry)
+        if off < 0:
+            return self._commit_full(ci, entry)[1]
+        ci.hint = off + L.ENTRY_SIZE
+        return ci.base + (off >> 3)
 
     def _claim_data_file(self, cycle: int, tid: int, after: int | None) -> tuple[int, MappedFile]:
         """Create this thread's next data file in ``cycle``: ``max+1`` of existing ones (Java >= 3.2.2)."""
@@ -211,13 +222,15 @@ class Appender:
     """
 
     __slots__ = (
-        "_writer", "_tid", "_cycle", "_file_no", "_mf", "_mm", "_pos", "_p", "_start", "_lim", "_base", "last_index",
+        "_writer", "_tid", "_cycle", "_ci", "_file_no", "_mf", "_mm", "_pos", "_p", "_start", "_lim", "_base",
+        "last_index",
     )
 
     def __init__(self, writer: VanillaChronicleWriter, tid: int) -> None:
         self._writer = writer
         self._tid = tid
         self._cycle: int | None = None
+        self._ci: _CycleIndex | None = None  # index file this appender commits into
         self._file_no = -1
         self._mf: MappedFile | None = None
         self._mm: Any = None
@@ -245,6 +258,7 @@ class Appender:
         cycle = self._writer._now_cycle()
         if cycle != self._cycle or self._mf is None:
             self._open_cycle(cycle)
+            self._ci = self._writer._cycle_index(cycle)
         elif cfg.data_block_size - self._pos < capacity + L.HEADER_SIZE:
             self._roll()
         start = self._pos + L.HEADER_SIZE
@@ -271,9 +285,18 @@ class Appender:
             raise ValueError("no message in progress: write a field (or start_excerpt()) before finish()")
         p = self._p
         _pack_header(self._mm, start - L.HEADER_SIZE, ~(p - start))
-        index = self._writer._commit(self._cycle, self._base + start)  # type: ignore[arg-type]
-        if self._writer.synchronous:
+        entry = self._base + start
+        ci = self._ci
+        off = commit(ci.mm, ci.hint, entry)  # type: ignore[union-attr]
+        writer = self._writer
+        if off >= 0:
+            ci.hint = off + 8  # type: ignore[union-attr]
+            index = ci.base + (off >> 3)  # type: ignore[union-attr]
+        else:
+            self._ci, index = writer._commit_full(ci, entry)  # type: ignore[arg-type]
+        if writer.synchronous:
             self._mm.flush()
+            self._ci.mf.flush()  # type: ignore[union-attr]
         self._pos = (p + 3) & ~3  # align4: the next header
         self._start = self._lim = -1
         self.last_index = index
@@ -431,9 +454,19 @@ class Appender:
         if value is None:
             self.write_bytes(F.NULL_STRING)
             return
-        raw = F.encode_text(value)
-        self.write_stop_bit(len(raw))
-        self.write_bytes(raw)
+        raw = value.encode("ascii") if value.isascii() else F.encode_text(value)
+        n = len(raw)
+        if n >= 0x80:
+            self.write_stop_bit(n)
+            self.write_bytes(raw)
+            return
+        p = self._p  # short text: one-byte length, one bounds check
+        if p + n + 1 > self._lim:
+            p = self._reserve(n + 1)
+        mm = self._mm
+        mm[p] = n
+        mm[p + 1 : p + 1 + n] = raw
+        self._p = p + 1 + n
 
     write_utf_delta = write_string
 
