@@ -1,0 +1,248 @@
+"""Test helpers: independent reference encoders (written from vanilla-format.md §7, not from pychro's code),
+a controllable clock, raw views of journal files, sparse journal copies and before/after snapshots.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+MASK64 = (1 << 64) - 1
+
+
+# -- reference encodings (§7) ----------------------------------------------------------------------------
+def _groups7(n: int) -> list[int]:
+    """7-bit groups of a non-negative int, least significant first, at least one group."""
+    out = [n & 0x7F]
+    n >>= 7
+    while n:
+        out.append(n & 0x7F)
+        n >>= 7
+    return out
+
+
+def ref_stop_bit(value: int) -> bytes:
+    """writeStopBit as §7 describes it: groups of n (or of ~n, flagged and 0x00-terminated, for n < 0)."""
+    if value < 0:
+        groups = _groups7(~value)
+        return bytes(g | 0x80 for g in groups) + b"\x00"
+    groups = _groups7(value)
+    return bytes(g | 0x80 for g in groups[:-1]) + bytes(groups[-1:])
+
+
+def ref_read_stop_bit(data: bytes, pos: int = 0) -> tuple[int, int]:
+    """readStopBit as §7 describes it -> (signed 64-bit value, bytes used)."""
+    acc = 0
+    shift = 0
+    i = pos
+    while data[i] & 0x80:
+        acc |= (data[i] & 0x7F) << shift
+        shift += 7
+        i += 1
+    last = data[i]
+    if last == 0 and i > pos:
+        acc = ~acc & MASK64
+    else:
+        acc |= last << shift
+    acc &= MASK64
+    if acc >= 1 << 63:
+        acc -= 1 << 64
+    return acc, i + 1 - pos
+
+
+def _utf16_units(text: str) -> list[int]:
+    raw = text.encode("utf-16-le", "surrogatepass")
+    return [raw[i] | raw[i + 1] << 8 for i in range(0, len(raw), 2)]
+
+
+def ref_java_text(text: str) -> bytes:
+    """Java's writeUTFΔ text bytes: every UTF-16 code unit on its own, in 1, 2 or 3 bytes."""
+    out = bytearray()
+    for u in _utf16_units(text):
+        if u < 0x80:
+            out.append(u)
+        elif u < 0x800:
+            out += bytes((0xC0 | u >> 6, 0x80 | u & 0x3F))
+        else:
+            out += bytes((0xE0 | u >> 12, 0x80 | (u >> 6) & 0x3F, 0x80 | u & 0x3F))
+    return bytes(out)
+
+
+def ref_decode_java_text(data: bytes) -> str:
+    """Inverse of :func:`ref_java_text` (also takes C0 80 as U+0000, as Java's reader does)."""
+    units = []
+    i = 0
+    while i < len(data):
+        b = data[i]
+        if b < 0x80:
+            units.append(b)
+            i += 1
+        elif b >> 5 == 0b110:
+            units.append((b & 0x1F) << 6 | data[i + 1] & 0x3F)
+            i += 2
+        elif b >> 4 == 0b1110:
+            units.append((b & 0x0F) << 12 | (data[i + 1] & 0x3F) << 6 | data[i + 2] & 0x3F)
+            i += 3
+        else:
+            raise ValueError(f"bad lead byte {b:#x}")
+    return b"".join(struct.pack("<H", u) for u in units).decode("utf-16-le", "surrogatepass")
+
+
+def ref_utf_delta(text: str | None) -> bytes:
+    """writeUTFΔ: stop-bit byte length + text; null is stop-bit(-1)."""
+    if text is None:
+        return ref_stop_bit(-1)
+    raw = ref_java_text(text)
+    return ref_stop_bit(len(raw)) + raw
+
+
+# Every field kind the row API has, with the reference bytes Java writes for it (§7 table).
+REF_FIXED = {
+    "byte": "<b",
+    "short": "<h",
+    "unsigned_short": "<H",
+    "int": "<i",
+    "unsigned_int": "<I",
+    "long": "<q",
+    "float": "<f",
+    "double": "<d",
+}
+
+
+def ref_field(kind: str, value: object) -> bytes:
+    if kind in REF_FIXED:
+        return struct.pack(REF_FIXED[kind], value)
+    if kind == "boolean":
+        return b"Y" if value else b"\x00"
+    if kind == "char":
+        return struct.pack("<H", ord(value) if isinstance(value, str) else value)  # type: ignore[arg-type]
+    if kind == "stop_bit":
+        return ref_stop_bit(value)  # type: ignore[arg-type]
+    if kind == "string":
+        return ref_utf_delta(value)  # type: ignore[arg-type]
+    if kind == "utf":
+        raw = ref_java_text(value)  # type: ignore[arg-type]
+        return struct.pack("<H", len(raw)) + raw
+    if kind == "int24":
+        return struct.pack("<i", value)[:3]
+    if kind == "int48":
+        return struct.pack("<q", value)[:6]
+    raise KeyError(kind)
+
+
+def align4(n: int) -> int:
+    return (n + 3) // 4 * 4
+
+
+# -- clock -----------------------------------------------------------------------------------------------
+class FakeClock:
+    """An epoch-ms clock the test moves by hand (passed as ``clock=``)."""
+
+    def __init__(self, when: dt.datetime | int) -> None:
+        self.ms = when if isinstance(when, int) else to_ms(when)
+
+    def __call__(self) -> int:
+        return self.ms
+
+    def set(self, when: dt.datetime | int) -> None:
+        self.ms = when if isinstance(when, int) else to_ms(when)
+
+    def advance(self, ms: int) -> None:
+        self.ms += ms
+
+
+def to_ms(when: dt.datetime) -> int:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return int(when.timestamp() * 1000)
+
+
+# -- raw file access -------------------------------------------------------------------------------------
+def read_slots(index_file: Path | str, n: int) -> list[int]:
+    """The first ``n`` u64 slots of an index file."""
+    with open(index_file, "rb") as fh:
+        raw = fh.read(8 * n)
+    return list(struct.unpack(f"<{len(raw) // 8}Q", raw))
+
+
+def read_bytes(path: Path | str, offset: int, n: int) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read(n)
+
+
+def header_at(path: Path | str, pos: int) -> int:
+    return struct.unpack("<i", read_bytes(path, pos, 4))[0]
+
+
+def walk_records(path: Path | str, limit: int = 1 << 20) -> list[tuple[int, int]]:
+    """(header position, body length) of the records at the start of a data file, following §4 to a 0 header."""
+    data = read_bytes(path, 0, limit)
+    out = []
+    pos = 0
+    while pos + 4 <= len(data):
+        hdr = struct.unpack_from("<i", data, pos)[0]
+        if hdr == 0:
+            break
+        length = ~hdr
+        out.append((pos, length))
+        pos = align4(pos + 4 + length)
+    return out
+
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+# -- copies and snapshots --------------------------------------------------------------------------------
+def copy_journal(src: Path, dst: Path) -> Path:
+    """Copy a journal keeping its (mostly zero) files sparse."""
+    if shutil.which("cp"):
+        subprocess.run(["cp", "-a", "--sparse=always", str(src), str(dst)], check=True)
+    else:  # pragma: no cover
+        shutil.copytree(src, dst)
+    return dst
+
+
+def _digest(path: Path, limit: int | None) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        remaining = limit if limit is not None else 1 << 62
+        while remaining > 0:
+            chunk = fh.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            h.update(chunk)
+            remaining -= len(chunk)
+    return h.hexdigest()
+
+
+def snapshot(root: Path, data_prefix: int = 1 << 20) -> dict[str, tuple[object, ...]]:
+    """Every path under ``root`` with kind, size, mode, mtime; sha256 of index files and of data-file prefixes."""
+    out: dict[str, tuple[object, ...]] = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        rel = str(p.relative_to(root))
+        if p.is_dir():
+            out[rel] = ("dir", st.st_mode, st.st_mtime_ns)
+        else:
+            limit = None if p.name.startswith("index-") else data_prefix
+            out[rel] = ("file", st.st_size, st.st_mode, st.st_mtime_ns, _digest(p, limit))
+    st = root.stat()
+    out["."] = ("dir", st.st_mode, st.st_mtime_ns)
+    return out
+
+
+def chmod_read_only(root: Path) -> None:
+    for p in [root, *root.rglob("*")]:
+        os.chmod(p, os.stat(p).st_mode & ~0o222)
+
+
+def chmod_writable(root: Path) -> None:
+    for p in [root, *root.rglob("*")]:
+        os.chmod(p, os.stat(p).st_mode | 0o200)
