@@ -20,7 +20,8 @@ from .errors import (
     SchemaMismatchError,
 )
 from .excerpt import Excerpt, RawByteReader
-from .journal import CycleInfo, Journal
+from .journal import Cycle, CycleInfo, Journal
+from .journal import open_journal as open  # noqa: A001 - pychro.open(dir), like h5py.File / zarr.open
 from .reader import VanillaChronicleReader
 from .writer import Appender, VanillaChronicleWriter
 
@@ -49,6 +50,7 @@ __all__ = [
     "Appender",
     "CorruptData",
     "CorruptDataError",
+    "Cycle",
     "CycleInfo",
     "Excerpt",
     "FormatError",
@@ -69,6 +71,7 @@ __all__ = [
     "VanillaConfig",
     "__version__",
     "iter_batches",
+    "open",
     "read_frame",
     "read_table",
 ]

@@ -18,7 +18,7 @@ from ._mapping import MappedFile, first_zero_slot
 from .config import VanillaConfig, resolve_config
 from .errors import JournalNotFoundError
 
-__all__ = ["Journal", "CycleInfo"]
+__all__ = ["Cycle", "CycleInfo", "Journal", "open_journal"]
 
 _DETECT_SAMPLE = 64  # entries per index file sampled to detect thread-id bits
 
@@ -206,6 +206,30 @@ class Journal:
             )
         return "the data file was deleted, not copied, or the journal is damaged"
 
+    def cycle(self, when: int | _dt.date | _dt.datetime) -> Cycle:
+        """One cycle, by cycle number, date or datetime."""
+        cycle = when if isinstance(when, int) else self.config.cycle_of(when)
+        return Cycle(self, cycle)
+
+    def _repr_html_(self) -> str:
+        info = self.info()
+        rows = "".join(
+            f"<tr><td>{c.folder}</td><td>{c.cycle}</td><td>{c.start:%Y-%m-%d %H:%M:%S}</td>"
+            f"<td style='text-align:right'>{c.messages:,}</td><td style='text-align:right'>{c.index_files}</td>"
+            f"<td style='text-align:right'>{c.data_files}</td><td style='text-align:right'>{_human(c.bytes_on_disk)}</td>"
+            f"<td>{_hex(c.first_index)}</td><td>{_hex(c.last_index)}</td></tr>"
+            for c in info["cycles"]
+        )
+        bits = f"{info['thread_id_bits']} ({'detected' if info['thread_id_bits_detected'] else 'host default'})"
+        return (
+            f"<div><b>pychro.Journal</b> <code>{_esc(self.path)}</code><br>"
+            f"{len(info['cycles'])} cycles, {info['messages']:,} messages, {_human(info['bytes_on_disk'])} on disk, "
+            f"thread-id bits {bits}, index range {_hex(info['first_index'])} .. {_hex(info['end_index'])} (end)"
+            "<table><thead><tr><th>folder</th><th>cycle</th><th>start (UTC)</th><th>messages</th>"
+            "<th>index files</th><th>data files</th><th>on disk</th><th>first index</th><th>last index</th>"
+            f"</tr></thead><tbody>{rows}</tbody></table></div>"
+        )
+
     def info(self) -> dict[str, Any]:
         """Summary used by ``pychro info`` and the notebook display."""
         infos = self.cycle_infos()
@@ -219,6 +243,71 @@ class Journal:
             "first_index": self.first_index(),
             "end_index": self.end_index(),
         }
+
+
+class Cycle:
+    """One cycle folder of a journal (``Journal.cycle(date)``)."""
+
+    def __init__(self, journal: Journal, cycle: int) -> None:
+        self.journal = journal
+        self.cycle = cycle
+        self.path = journal.cycle_path(cycle)
+
+    def __repr__(self) -> str:
+        return (
+            f"<pychro.Cycle {self.journal.config.folder_name(self.cycle)} cycle={self.cycle} "
+            f"messages={self.journal.count(self.cycle)}>"
+        )
+
+    def info(self) -> CycleInfo:
+        for info in self.journal.cycle_infos():
+            if info.cycle == self.cycle:
+                return info
+        cfg = self.journal.config
+        return CycleInfo(self.cycle, cfg.folder_name(self.cycle), cfg.cycle_datetime(self.cycle), 0, 0, 0, 0, None, None)
+
+    def _repr_html_(self) -> str:
+        c = self.info()
+        return (
+            f"<div><b>pychro.Cycle</b> <code>{_esc(c.folder)}</code> (cycle {c.cycle}, starts {c.start:%Y-%m-%d %H:%M:%S} UTC)<br>"
+            f"{c.messages:,} messages in {c.index_files} index files and {c.data_files} data files, "
+            f"{_human(c.bytes_on_disk)} on disk, index range {_hex(c.first_index)} .. {_hex(c.last_index)}</div>"
+        )
+
+    def index_array(self) -> Any:
+        """Escape hatch: the committed entries of this cycle as one ``numpy.uint64`` array (a copy)."""
+        import numpy as np
+
+        cfg = self.journal.config
+        parts = []
+        remaining = self.journal.count(self.cycle)
+        for n in self.journal.index_files(self.cycle):
+            if remaining <= 0:
+                break
+            with open(self.journal.index_path(self.cycle, n), "rb") as fh:
+                take = min(remaining, cfg.slots_per_index_file)
+                parts.append(np.frombuffer(fh.read(take * L.ENTRY_SIZE), dtype="<u8"))
+                remaining -= take
+        return np.concatenate(parts) if parts else np.zeros(0, dtype="<u8")
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _hex(value: int | None) -> str:
+    return "-" if value is None else f"{value:#x}"
+
+
+def _esc(text: str) -> str:
+    import html
+
+    return html.escape(text)
 
 
 def _listdir(path: str) -> list[str]:
@@ -267,3 +356,17 @@ def _disk_usage(folder: str) -> int:
         except OSError:
             pass
     return total
+
+
+def open_journal(
+    path: str | os.PathLike[str], config: VanillaConfig | None = None, thread_id_bits: int | None = None
+) -> Journal:
+    """Open a journal for inspection (``pychro.open``); in a notebook it displays as a summary table.
+
+    Examples
+    --------
+    >>> j = pychro.open(path)      # doctest: +SKIP
+    >>> j.cycle_infos()[0].messages  # doctest: +SKIP
+    10
+    """
+    return Journal(path, config, thread_id_bits)

@@ -1,0 +1,278 @@
+"""The ``pychro`` command line. ``main()`` parses arguments and calls the public API, nothing else.
+
+Exit codes: 0 success, 1 the journal or data has a problem (errors, failed verify), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .config import VanillaConfig
+from .errors import PychroError
+
+__all__ = ["main"]
+
+
+def _config(args: argparse.Namespace) -> VanillaConfig:
+    kw: dict[str, Any] = {}
+    if args.cycle_format or args.cycle_length_ms:
+        kw.update(cycle=None, cycle_format=args.cycle_format, cycle_length_ms=args.cycle_length_ms)
+    elif args.cycle:
+        kw["cycle"] = args.cycle
+    for name in ("cycle_time_zone", "entries_per_cycle", "index_block_size", "data_block_size",
+                 "thread_id_bits", "message_capacity"):
+        value = getattr(args, name)
+        if value is not None:
+            kw[name] = value
+    return VanillaConfig(**kw)
+
+
+def _when(text: str) -> int | _dt.datetime:
+    """A full index (decimal or 0x hex) or an ISO date/time (UTC when naive)."""
+    try:
+        return int(text, 0)
+    except ValueError:
+        pass
+    moment = _dt.datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=_dt.timezone.utc)
+
+
+def _date(text: str) -> _dt.date:
+    return _dt.date.fromisoformat(text)
+
+
+def _schema(text: str) -> Any:
+    from .frames.schema import Schema
+
+    if os.path.isfile(text):
+        with open(text) as fh:
+            return Schema.from_json(fh.read())
+    return Schema.parse(text) if hasattr(Schema, "parse") else Schema(text)
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    return False if args.no_progress else None  # None: automatic (a terminal and long work)
+
+
+# -- commands ---------------------------------------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> int:
+    from .journal import Journal
+
+    journal = Journal(args.dir, _config(args))
+    info = journal.info()
+    if args.json:
+        out = dict(info, cycles=[{k: (v.isoformat() if isinstance(v, _dt.datetime) else v)
+                                  for k, v in vars(c).items()} for c in info["cycles"]])
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    bits = "detected" if info["thread_id_bits_detected"] else "host default"
+    print(f"journal          {info['path']}")
+    print(f"thread-id bits   {info['thread_id_bits']} ({bits})")
+    print(f"messages         {info['messages']:,} in {len(info['cycles'])} cycles, {info['bytes_on_disk']:,} bytes on disk")
+    first, end = info["first_index"], info["end_index"]
+    print(f"index range      {'-' if first is None else hex(first)} .. {'-' if end is None else hex(end - 1)}")
+    if info["cycles"]:
+        print(f"{'folder':<16} {'cycle':>8} {'messages':>12} {'index':>6} {'data':>6} {'bytes':>14}  first .. last")
+    for c in info["cycles"]:
+        span = "-" if c.first_index is None else f"{c.first_index:#x} .. {c.last_index:#x}"
+        print(f"{c.folder:<16} {c.cycle:>8} {c.messages:>12,} {c.index_files:>6} {c.data_files:>6} {c.bytes_on_disk:>14,}  {span}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify_journal
+
+    cfg = _config(args)
+    report = verify_journal(args.dir, config=cfg, date=args.date)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def cmd_head_tail(args: argparse.Namespace) -> int:
+    from . import frames
+
+    schema = _schema(args.schema)
+    cfg = _config(args)
+    import pandas as pd
+
+    with pd.option_context("display.max_columns", None, "display.width", 200):
+        if args.command == "head":
+            table = frames.read_table(args.dir, schema, config=cfg, limit=args.n, index=True)
+            print(table.to_pandas().to_string(index=False))
+        else:
+            table = frames.tail_table(args.dir, schema, args.n, config=cfg, index=True)
+            print(table.to_pandas().to_string(index=False))
+        if args.follow:
+            for batch in frames.iter_batches(args.dir, schema, config=cfg, start=_end_of(args.dir, cfg), follow=True,
+                                             index=True, poll_interval=0.2):
+                if batch.num_rows:
+                    print(batch.to_pandas().to_string(index=False, header=False), flush=True)
+    return 0
+
+
+def _end_of(path: str, cfg: VanillaConfig) -> int | None:
+    from .journal import Journal
+
+    return Journal(path, cfg).end_index()
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .frames import export
+
+    schema = _schema(args.schema)
+    rows = export.export(
+        args.dir, schema, args.to, date=args.date, start=args.start, end=args.end, config=_config(args),
+        partition_by=args.partition_by, compression=args.compression, progress=_progress(args),
+    )
+    print(f"exported {rows:,} rows to {args.to}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .frames import backfill, export
+
+    data, schema = export.load_file(args.file, args.schema and _schema(args.schema))
+    indices = backfill.write_frame(data, args.dir, schema, date=args.date, config=_config(args),
+                                   progress=_progress(args))
+    print(f"imported {len(indices):,} rows into {args.dir}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.dir, rows=args.rows)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .remote import serve
+
+    with serve(args.dir, host=args.host, port=args.port, config=_config(args)) as server:
+        print(f"serving {args.dir} on {args.host}:{server.port} (Ctrl-C to stop)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_replicate(args: argparse.Namespace) -> int:
+    from .remote import replicate
+
+    host, _, port = args.source.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"pychro replicate: source must be HOST:PORT, got {args.source!r}")
+    try:
+        count = replicate(host, int(port), args.dir, config=_config(args), timeout=args.timeout)
+    except KeyboardInterrupt:
+        return 0
+    print(f"replicated {count:,} messages into {args.dir}")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------------------------
+def _add_config(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("journal format (defaults equal Java's)")
+    g.add_argument("--cycle", choices=["DAYS", "HOURS", "MINUTES", "SECONDS"])
+    g.add_argument("--cycle-format", help="Java SimpleDateFormat of folder names (custom cycle)")
+    g.add_argument("--cycle-length-ms", type=int, help="cycle length in ms (custom cycle)")
+    g.add_argument("--cycle-time-zone")
+    g.add_argument("--entries-per-cycle", type=int)
+    g.add_argument("--index-block-size", type=int)
+    g.add_argument("--data-block-size", type=int)
+    g.add_argument("--thread-id-bits", type=int, help="default: detected from the journal")
+    g.add_argument("--message-capacity", type=int)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pychro", description="Chronicle-Queue 3.x (Vanilla) journals from the shell.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="cycles, messages, files, thread-id bits, index range")
+    p.add_argument("dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("verify", help="check every committed message; exit 1 when anything is wrong")
+    p.add_argument("dir")
+    p.add_argument("--date", type=_date)
+    p.set_defaults(func=cmd_verify)
+
+    for name in ("head", "tail"):
+        p = sub.add_parser(name, help=f"print the {'first' if name == 'head' else 'last'} messages with a schema")
+        p.add_argument("dir")
+        p.add_argument("--schema", required=True, help='"ts:timestamp_ms,px:float64,..." or a JSON file')
+        p.add_argument("-n", type=int, default=10)
+        p.add_argument("-f", "--follow", action="store_true", help="keep printing new messages")
+        p.set_defaults(func=cmd_head_tail)
+
+    p = sub.add_parser("export", help="write messages to .parquet, .arrow/.feather or .csv")
+    p.add_argument("dir")
+    p.add_argument("--schema", required=True)
+    p.add_argument("--to", required=True, help="output file (format from its extension) or folder")
+    p.add_argument("--date", type=_date)
+    p.add_argument("--from", dest="start", type=_when, help="full index or ISO date/time")
+    p.add_argument("--to-index", "--until", dest="end", type=_when, help="end (exclusive): full index or ISO time")
+    p.add_argument("--partition-by", choices=["date"])
+    p.add_argument("--compression", default=None)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="append rows of a .parquet/.arrow/.csv file to a journal")
+    p.add_argument("file")
+    p.add_argument("dir")
+    p.add_argument("--schema", help="default: the schema stored in the file by pychro export")
+    p.add_argument("--date", type=_date, help="target cycle (default: per row from the first timestamp column)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("demo", help="build a sample journal, read it and export it to Parquet")
+    p.add_argument("dir", nargs="?", default="pychro-demo")
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="serve a journal to Chronicle 3.x TCP clients (Java sinks, pychro)")
+    p.add_argument("dir")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("replicate", help="keep a local copy of a remote journal")
+    p.add_argument("source", metavar="HOST:PORT")
+    p.add_argument("dir")
+    p.add_argument("--timeout", type=float, default=None, help="stop after this many idle seconds")
+    p.set_defaults(func=cmd_replicate)
+
+    for action in sub.choices.values():
+        if action.prog.split()[-1] != "demo":
+            _add_config(action)
+        else:
+            action.set_defaults(**{k: None for k in ("cycle", "cycle_format", "cycle_length_ms", "cycle_time_zone",
+                                                     "entries_per_cycle", "index_block_size", "data_block_size",
+                                                     "thread_id_bits", "message_capacity")})
+        action.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pychro`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (PychroError, OSError) as exc:
+        print(f"pychro {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"pychro {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `pychro head ... | head -1`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
