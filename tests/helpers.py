@@ -104,6 +104,7 @@ def ref_utf_delta(text: str | None) -> bytes:
 # Every field kind the row API has, with the reference bytes Java writes for it (§7 table).
 REF_FIXED = {
     "byte": "<b",
+    "unsigned_byte": "<B",
     "short": "<h",
     "unsigned_short": "<H",
     "int": "<i",
@@ -133,6 +134,37 @@ def ref_field(kind: str, value: object) -> bytes:
     if kind == "int48":
         return struct.pack("<q", value)[:6]
     raise KeyError(kind)
+
+
+def sample_text(cmd: int) -> str:
+    """The string field of message ``cmd`` of the Java 3.4.0 journal (tests/data/java/README.md)."""
+    n = cmd % 10240
+    return (f"{n}=" + "0123456789" * (n // 10 + 1))[:n]
+
+
+def sample_fields(cmd: int) -> list[tuple[str, object]]:
+    """(kind, value) fields of message ``cmd`` of the Java 3.4.0 journal, per tests/data/java/README.md.
+
+    Kinds are row-API names: ``write_<kind>`` / ``read_<kind>``.
+    """
+    fields: list[tuple[str, object]] = [("int", cmd)]
+    for j in range(cmd % 10):
+        kind = j % 5
+        if kind == 0:
+            fields.append(("double", 1.0 / cmd))
+        elif kind == 1:
+            fields.append(("string", sample_text(cmd)))
+        elif kind == 2:
+            fields.append(("unsigned_byte", cmd % 256))
+        elif kind == 3:
+            fields.append(("long", cmd << 32))
+        else:
+            fields.append(("char", "\ud1a9"))
+    return fields
+
+
+def sample_body(cmd: int) -> bytes:
+    return b"".join(ref_field(kind, value) for kind, value in sample_fields(cmd))
 
 
 def align4(n: int) -> int:

@@ -12,43 +12,15 @@ import pytest
 import pychro
 from pychro import Journal, JournalNotFoundError, NoData, VanillaChronicleReader
 
-from helpers import FakeClock, read_slots, ref_field, ref_stop_bit, ref_utf_delta
+from helpers import (
+    FakeClock, read_slots, ref_stop_bit, ref_utf_delta, sample_body, sample_fields, sample_text,
+)
 
 DAY1, DAY2 = 16487, 16488
 BASE1, BASE2 = 0x40670000000000, 0x40680000000000
 
 
 # -- the 3.4.0 two-day journal ------------------------------------------------------------------------------
-def sample_text(cmd: int) -> str:
-    n = cmd % 10240
-    return (f"{n}=" + "0123456789" * (n // 10 + 1))[:n]
-
-
-def sample_fields(cmd: int) -> list[tuple[str, object]]:
-    """The fields of message ``cmd`` of the 3.4.0 journal, per tests/data/java/README.md."""
-    fields: list[tuple[str, object]] = [("int", cmd)]
-    for j in range(cmd % 10):
-        kind = j % 5
-        if kind == 0:
-            fields.append(("double", 1.0 / cmd))
-        elif kind == 1:
-            fields.append(("string", sample_text(cmd)))
-        elif kind == 2:
-            fields.append(("unsigned_byte", cmd % 256))
-        elif kind == 3:
-            fields.append(("long", cmd << 32))
-        else:
-            fields.append(("char", "\ud1a9"))
-    return fields
-
-
-def sample_body(cmd: int) -> bytes:
-    out = b""
-    for kind, value in sample_fields(cmd):
-        out += bytes([value]) if kind == "unsigned_byte" else ref_field(kind, value)  # type: ignore[list-item]
-    return out
-
-
 def read_sample_message(excerpt: pychro.Excerpt) -> list[tuple[str, object]]:
     cmd = excerpt.read_int()
     out: list[tuple[str, object]] = [("int", cmd)]
