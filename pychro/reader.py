@@ -157,6 +157,9 @@ class VanillaChronicleReader:
     def _goto(self, cycle: int | None, seq: int) -> None:
         if cycle != self._cycle:
             self._drop_index()
+            # Data maps are keyed by (tid, file_no), which names a different file in every cycle folder.
+            # Drop them without closing: excerpts already returned still read from their mapping.
+            self._data = OrderedDict()
             self._cycle = cycle
             self._cycle_dir = self._journal.cycle_path(cycle) if cycle is not None else None
             self._cycle_base = self.config.index_of(cycle, 0) if cycle is not None else 0
