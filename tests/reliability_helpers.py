@@ -1,0 +1,362 @@
+"""Helpers for the reliability tests (crash, stress, fuzz, verify): self-checking messages, a child writer
+process that can kill itself with SIGKILL at a chosen point, and journal readers that check every message.
+
+Every message carries its writer number ``w``, that writer's sequence ``i``, a payload derived from (w, i)
+and a CRC-32 of everything before it, so "intact" is checked twice (checksum and expected bytes), with
+reference encodings from ``helpers.py``, not with pychro's.
+
+Run as a script (``python tests/reliability_helpers.py write SPEC_JSON``) it is the child writer: it appends
+``count`` messages and, after each ``finish()`` returns, appends ``(index, w, i)`` to a report file with one
+``os.write`` (a record there is committed; a message not reported may or may not be).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from helpers import ref_read_stop_bit, ref_stop_bit  # noqa: E402
+
+HERE = Path(__file__).resolve()
+REPO = HERE.parent.parent
+
+# Small blocks, so that a few dozen messages roll index files (32 slots each) and data files (4 KiB).
+SMALL = dict(index_block_size=256, data_block_size=4096, message_capacity=256, thread_id_bits=16)
+DAY0_MS = int(dt.datetime(2020, 3, 1, 12, 0, tzinfo=dt.timezone.utc).timestamp() * 1000)
+DAY_MS = 86_400_000
+REPORT = struct.Struct("<qqq")  # index, w, i
+MAX_PAYLOAD = 256 - 4 - 8 - 2 - 4  # capacity minus int, long, stop-bit length (2 bytes), crc
+
+
+def small_config(**overrides: Any) -> Any:
+    from pychro import VanillaConfig
+
+    return VanillaConfig(**{**SMALL, **overrides})
+
+
+# -- self-checking messages ------------------------------------------------------------------------------
+def payload(w: int, i: int, max_len: int = MAX_PAYLOAD) -> bytes:
+    """Deterministic bytes for message (w, i); lengths vary from 0 to max_len (skewed to short)."""
+    rng = random.Random(w * 1_000_003 + i)
+    n = rng.choice((0, 1, 3, rng.randrange(max_len + 1), rng.randrange(40), max_len))
+    return rng.randbytes(n)
+
+
+def body_bytes(w: int, i: int, max_len: int = MAX_PAYLOAD) -> bytes:
+    p = payload(w, i, max_len)
+    head = struct.pack("<iq", w, i) + ref_stop_bit(len(p)) + p
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
+def write_message(appender: Any, w: int, i: int, max_len: int = MAX_PAYLOAD, between: Callable[[], None] | None = None) -> int:
+    """Write message (w, i) field by field (``between`` runs mid-body) and commit it."""
+    p = payload(w, i, max_len)
+    appender.write_int(w)
+    appender.write_long(i)
+    if between is not None:
+        between()
+    appender.write_stop_bit(len(p))
+    appender.write_bytes(p)
+    head = struct.pack("<iq", w, i) + ref_stop_bit(len(p)) + p
+    appender.write_unsigned_int(zlib.crc32(head))
+    return int(appender.finish())
+
+
+class NotIntact(AssertionError):
+    pass
+
+
+def check_body(body: bytes, index: int | None = None, max_len: int = MAX_PAYLOAD) -> tuple[int, int]:
+    """(w, i) of an intact message body; raises NotIntact naming what is wrong."""
+    where = f"index {index:#x}" if index is not None else "message"
+    if len(body) < 17:
+        raise NotIntact(f"{where}: body of {len(body)} bytes is too short")
+    w, i = struct.unpack_from("<iq", body)
+    n, used = ref_read_stop_bit(body, 12)
+    end = 12 + used + n
+    if n < 0 or end + 4 != len(body):
+        raise NotIntact(f"{where}: payload length {n} does not fit a body of {len(body)} bytes")
+    (crc,) = struct.unpack_from("<I", body, end)
+    if crc != zlib.crc32(body[:end]):
+        raise NotIntact(f"{where}: checksum mismatch")
+    if body != body_bytes(w, i, max_len):
+        raise NotIntact(f"{where}: bytes differ from message (w={w}, i={i})")
+    return w, i
+
+
+def read_excerpt(excerpt: Any, max_len: int = MAX_PAYLOAD) -> tuple[int, int]:
+    """Check one excerpt both as raw bytes and through the row API's field reads."""
+    w, i = check_body(excerpt.body(), excerpt.index, max_len)
+    assert excerpt.read_int() == w and excerpt.read_long() == i
+    n = excerpt.read_stop_bit()
+    assert excerpt.read_bytes(n) == payload(w, i, max_len)
+    excerpt.read_unsigned_int()
+    assert excerpt.remaining() == 0
+    return w, i
+
+
+def read_all(path: str | os.PathLike[str], config: Any = None, max_len: int = MAX_PAYLOAD, **kw: Any) -> list[tuple[int, int, int]]:
+    """(index, w, i) of every committed message, in index order, each checked intact (row reader)."""
+    from pychro import VanillaChronicleReader
+
+    out = []
+    with VanillaChronicleReader(path, config=config, **kw) as reader:
+        for excerpt in reader:
+            w, i = read_excerpt(excerpt, max_len)
+            out.append((excerpt.index, w, i))
+    return out
+
+
+def check_sequences(rows: Iterable[tuple[int, int, int]], starts: dict[int, int] | None = None) -> dict[int, int]:
+    """Each writer's messages appear once, in order, without gaps (from ``starts[w]``, default 0).
+
+    Returns the count per writer. Indices must be strictly increasing (index order = read order).
+    """
+    nxt: dict[int, int] = dict(starts or {})
+    base = dict(nxt)
+    last = -1
+    for index, w, i in rows:
+        assert index > last, f"index {index:#x} read after {last:#x}"
+        last = index
+        expected = nxt.get(w, 0)
+        assert i == expected, f"writer {w}: message {i} read where {expected} was expected (gap or duplicate)"
+        nxt[w] = i + 1
+    return {w: n - base.get(w, 0) for w, n in nxt.items()}
+
+
+def read_report(path: str | os.PathLike[str]) -> list[tuple[int, int, int]]:
+    """Records a child wrote after finish() returned (a torn last record is ignored)."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    n = len(raw) // REPORT.size
+    return [REPORT.unpack_from(raw, k * REPORT.size) for k in range(n)]
+
+
+def report_line(request: Any, text: str) -> None:
+    """Print a summary line to the terminal from a (module-scoped) fixture, past pytest's capture."""
+    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
+    capman = request.config.pluginmanager.get_plugin("capturemanager")
+    if terminal is None:
+        return
+    if capman is not None:
+        with capman.global_and_fixture_disabled():
+            terminal.write_line("\n" + text)
+    else:
+        terminal.write_line("\n" + text)
+
+
+# -- the child writer ----------------------------------------------------------------------------------------
+class _Killer:
+    """Kills this process with SIGKILL at the ``nth`` occurrence of ``event`` (counted from 1)."""
+
+    def __init__(self, event: str | None, nth: int) -> None:
+        self.event = event
+        self.nth = nth
+        self.seen = 0
+
+    def hit(self, event: str) -> None:
+        if event != self.event:
+            return
+        self.seen += 1
+        if self.seen == self.nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(10)  # never reached: SIGKILL is delivered before the syscall returns
+
+
+def _install_hooks(killer: _Killer) -> None:
+    """Wrap the functions the writer calls (module globals, so the writer picks the wrappers up).
+
+    Events: ``before_header`` (body written), ``before_commit``/``after_commit`` (around the CAS),
+    ``{create,truncate,mapped}_{index,data}`` (before creating a file, after creating it but before it is
+    extended to its block size, after it is mapped).
+    """
+    import pychro._mapping as M
+    import pychro.writer as W
+
+    real_header, real_commit, real_open = W._pack_header, W.commit, M.MappedFile.open_write.__func__  # type: ignore[attr-defined]
+    real_ftruncate = os.ftruncate
+    opening: list[str] = []
+
+    def pack_header(buf: Any, pos: int, value: int) -> None:
+        killer.hit("before_header")
+        real_header(buf, pos, value)
+
+    def commit(mm: Any, start: int, entry: int) -> int:
+        killer.hit("before_commit")
+        off = real_commit(mm, start, entry)
+        if off >= 0:
+            killer.hit("after_commit")
+        return off
+
+    def ftruncate(fd: int, size: int) -> None:
+        if opening:
+            killer.hit(f"truncate_{opening[-1]}")
+        real_ftruncate(fd, size)
+
+    def open_write(cls: Any, path: str, size: int, *, exclusive: bool = False) -> Any:
+        kind = "index" if os.path.basename(path).startswith("index-") else "data"
+        killer.hit(f"create_{kind}")
+        opening.append(kind)
+        try:
+            mf = real_open(cls, path, size, exclusive=exclusive)
+        finally:
+            opening.pop()
+        killer.hit(f"mapped_{kind}")
+        return mf
+
+    W._pack_header = pack_header  # type: ignore[attr-defined]
+    W.commit = commit  # type: ignore[attr-defined]
+    M.MappedFile.open_write = classmethod(open_write)  # type: ignore[method-assign, assignment]
+    os.ftruncate = ftruncate
+
+
+def child_write(spec: dict[str, Any]) -> None:
+    """Append messages as ``spec`` says (see :func:`run_writer`)."""
+    from pychro import VanillaChronicleWriter
+
+    killer = _Killer(spec.get("kill_event"), spec.get("kill_nth", 0))
+    if killer.event and killer.event != "mid_body":
+        _install_hooks(killer)
+    cfg = small_config(**spec.get("config", {}))
+    change_at = spec.get("cycle_change_at")
+    state = {"i": spec["start"]}
+
+    def clock() -> int:  # the cycle moves one day forward at message ``change_at``
+        day = 1 if change_at is not None and state["i"] >= change_at else 0
+        return DAY0_MS + day * DAY_MS + state["i"]
+
+    use_clock = spec.get("clock", "fake") == "fake"
+    fd = os.open(spec["report"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    writer = VanillaChronicleWriter(spec["dir"], config=cfg, clock=clock if use_clock else None,
+                                    synchronous=spec.get("synchronous", False))
+    threads = spec.get("threads", 1)
+    count = spec["count"]  # per thread; -1: until killed
+    max_len = spec.get("max_len", MAX_PAYLOAD)
+
+    def mid_body() -> None:
+        killer.hit("mid_body")
+
+    def run(w: int) -> None:
+        appender = writer.get_appender()
+        i = spec["start"] if threads == 1 else spec["starts"][str(w)]
+        stop = i + count if count >= 0 else None
+        while stop is None or i < stop:
+            state["i"] = i
+            index = write_message(appender, w, i, max_len, mid_body)
+            os.write(fd, REPORT.pack(index, w, i))
+            i += 1
+
+    ws = [spec["w"] + t for t in range(threads)]
+    if threads == 1:
+        run(ws[0])
+    else:
+        ts = [threading.Thread(target=run, args=(w,)) for w in ws]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    writer.close()
+    os.close(fd)
+
+
+def run_writer(tmp: Path, journal: Path, *, w: int, start: int = 0, count: int, wait: bool = True,
+               **spec: Any) -> subprocess.Popen[bytes] | subprocess.CompletedProcess[bytes]:
+    """Start the child writer; with ``wait`` run it to its end (or its own SIGKILL) and return the result.
+
+    ``spec`` keys: kill_event, kill_nth, config (VanillaConfig overrides of SMALL), cycle_change_at,
+    clock ("fake"/"real"), synchronous, threads, starts ({w: first i} when threads > 1), max_len, report.
+    """
+    spec = dict(spec, dir=str(journal), w=w, start=start, count=count)
+    spec.setdefault("report", str(tmp / f"report-{w}-{start}.bin"))
+    cmd = [sys.executable, str(HERE), "write", json.dumps(spec)]
+    if not wait:
+        return subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE)
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=120)
+
+
+# -- child readers (stress) ----------------------------------------------------------------------------------
+def child_read(spec: dict[str, Any]) -> None:
+    """Tail a journal until ``expect`` messages per writer are read; print a JSON summary on stdout."""
+    from pychro import NoData, VanillaChronicleReader
+
+    cfg = small_config(**spec.get("config", {}))
+    expect = {int(k): v for k, v in spec["expect"].items()} if spec.get("expect") else None
+    done_file = Path(spec["done"])
+    nxt: dict[int, int] = {}
+    last = -1
+    n = 0
+    deadline = time.monotonic() + spec.get("timeout", 120)
+    with VanillaChronicleReader(spec["dir"], config=cfg) as reader:
+        while True:
+            try:
+                excerpt = reader.next_reader()
+            except NoData:
+                if expect is None and done_file.exists():
+                    expect = {int(k): v for k, v in json.loads(done_file.read_text()).items()}
+                if expect is not None and all(nxt.get(w, 0) >= c for w, c in expect.items()):
+                    break
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"reader timed out: {nxt} of {expect}") from None
+                time.sleep(0.002)
+                continue
+            w, i = read_excerpt(excerpt, spec.get("max_len", MAX_PAYLOAD))
+            if excerpt.index <= last:
+                raise SystemExit(f"index {excerpt.index:#x} after {last:#x}")
+            last = excerpt.index
+            if i != nxt.get(w, 0):
+                raise SystemExit(f"writer {w}: read {i}, expected {nxt.get(w, 0)}")
+            nxt[w] = i + 1
+            n += 1
+    print(json.dumps({"read": n, "per_writer": nxt}))
+
+
+def child_verify_loop(spec: dict[str, Any]) -> None:
+    """Run verify_journal repeatedly until the done file appears; print what it saw as JSON."""
+    from pychro.verify import verify_journal
+
+    cfg = small_config(**spec.get("config", {}))
+    done_file = Path(spec["done"])
+    runs = 0
+    transient: list[str] = []
+    while True:
+        finished = done_file.exists()
+        report = verify_journal(spec["dir"], config=cfg)
+        runs += 1
+        for c in report.cycles:
+            if c.valid != c.messages:
+                raise SystemExit(f"live verify: {c.messages - c.valid} bad messages: {report.summary()}")
+        problems = report.problems + [p for c in report.cycles for p in c.problems]
+        for p in problems:
+            # A writer creates index-N empty and then extends it: a verify between the two sees it short.
+            if "index file is 0 bytes" in p.what and p.seq is None:
+                transient.append(str(p))
+            else:
+                raise SystemExit(f"live verify: {report.summary()}")
+        if finished:
+            break
+    print(json.dumps({"runs": runs, "transient": transient}))
+
+
+def main(argv: list[str]) -> None:
+    command, spec = argv[0], json.loads(argv[1])
+    {"write": child_write, "read": child_read, "verify": child_verify_loop}[command](spec)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
