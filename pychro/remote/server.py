@@ -1,0 +1,391 @@
+"""ChronicleSourceServer: the source side of the Chronicle 3.3-3.6 TCP protocol over a local journal.
+
+Implements what a Java ``SourceTcpAcceptor`` over a Vanilla chronicle does (vanilla-format.md §9, §9b):
+
+* ``SUBSCRIBE -1`` replies ``SYNC_IDX_LEN, -1`` and streams from the first message; ``SUBSCRIBE -2`` replies
+  with the last index and sends that last message first (an empty journal falls back to from-start and replies
+  -1); ``SUBSCRIBE idx`` echoes ``idx`` and streams from exactly that message, waiting (with heartbeats) until it
+  exists, as Java does;
+* ``UNSUBSCRIBE`` stops the stream (and its heartbeats); ``QUERY idx`` answers ``SYNC_IDX_LEN`` with the index
+  after ``idx``, or ``IN_SYNC_LEN, 0`` when ``idx`` is absent. Where Java 3.4-3.6 would block the session until a
+  message follows ``idx``, this source answers at once with ``idx`` itself;
+* ``SUBMIT``/``SUBMIT_NOACK`` append the body through a :class:`~pychro.VanillaChronicleWriter` and (SUBMIT)
+  reply ``ACK_LEN, index``; a body that cannot be appended gets ``NACK_LEN`` (``IDX_NOT_SUPPORTED`` when the
+  server is read-only, ``IDX_NONE`` otherwise);
+* ``IN_SYNC_LEN`` heartbeats go out when a subscription is idle and 2.5 s have passed since the last control
+  frame. Messages committed by any process are found by polling the journal.
+
+One thread per client; the stream is built in batches (:class:`~pychro.remote.tail.JournalTail`) and written
+with one ``sendall`` per batch of many frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..config import VanillaConfig
+from ..errors import MessageTooLargeError, PychroError, RemoteError
+from ..journal import Journal
+from ..writer import VanillaChronicleWriter
+from . import wire as W
+from .tail import JournalTail
+
+__all__ = ["ChronicleSourceServer", "serve"]
+
+log = logging.getLogger("pychro.remote")
+
+_RECV_CHUNK = 1 << 16
+
+
+class ChronicleSourceServer:
+    """Serve a journal to Chronicle 3.x TCP clients (Java sinks, remote tailers, :class:`RemoteChronicleReader`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Journal folder (created when missing, so clients can wait for the first message).
+    host : str
+        Address to bind; loopback unless told otherwise.
+    port : int
+        Port to bind; 0 picks a free one (read it back from :attr:`port`).
+    config : VanillaConfig, optional
+        Format settings of the journal.
+    thread_id_bits : int, optional
+        Shortcut for ``config.thread_id_bits``.
+    allow_submit : bool
+        Accept remote appends (SUBMIT). When False they get ``NACK_LEN, IDX_NOT_SUPPORTED``.
+    heartbeat_interval : float
+        Seconds between heartbeats of an idle subscription (Java: 2.5).
+    poll_interval : float
+        Longest sleep between two looks at the journal when a subscriber is up to date.
+    clock : callable, optional
+        Epoch milliseconds; decides when a cycle is over (default: the wall clock).
+
+    Examples
+    --------
+    >>> with ChronicleSourceServer(journal_dir) as server:      # doctest: +SKIP
+    ...     server.start()                                    # serve in a background thread
+    ...     reader = RemoteChronicleReader("127.0.0.1", server.port)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        config: VanillaConfig | None = None,
+        thread_id_bits: int | None = None,
+        allow_submit: bool = True,
+        heartbeat_interval: float = W.HEARTBEAT_INTERVAL_S,
+        poll_interval: float = 0.005,
+        clock: Callable[[], int] | None = None,
+        backlog: int = 64,
+    ) -> None:
+        self.path = os.fspath(path)
+        os.makedirs(self.path, exist_ok=True)
+        self.journal = Journal(self.path, config, thread_id_bits)
+        self.config = self.journal.config
+        self.allow_submit = allow_submit
+        self.heartbeat_interval = heartbeat_interval
+        self.poll_interval = poll_interval
+        self.clock = clock
+        self._writer: VanillaChronicleWriter | None = None
+        self._writer_lock = threading.Lock()
+        self._sessions: set[_Session] = set()
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._listener = socket.create_server((host, port), backlog=backlog)
+        self.host, self.port = self._listener.getsockname()[:2]
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed.is_set() else f"{len(self._sessions)} clients"
+        return f"<ChronicleSourceServer {self.path!r} on {self.host}:{self.port} ({state})>"
+
+    def __enter__(self) -> ChronicleSourceServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    @property
+    def clients(self) -> int:
+        """Number of connected clients."""
+        return len(self._sessions)
+
+    # -- lifetime ------------------------------------------------------------------------------------------
+    def start(self) -> ChronicleSourceServer:
+        """Run :meth:`serve_forever` in a daemon thread; returns self."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self.serve_forever, name=f"pychro-source-{self.port}", daemon=True)
+            self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Accept clients until :meth:`close` (one thread per client)."""
+        listener = self._listener
+        while not self._closed.is_set():
+            try:
+                ready, _, _ = select.select([listener], [], [], 0.2)
+            except (OSError, ValueError):  # listener closed under us
+                break
+            if not ready:
+                continue
+            try:
+                conn, peer = listener.accept()
+            except OSError:
+                if self._closed.is_set():
+                    break
+                continue
+            session = _Session(self, conn, peer)
+            with self._lock:
+                if self._closed.is_set():
+                    conn.close()
+                    break
+                self._sessions.add(session)
+            session.thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting, disconnect every client, join the threads (at most ``timeout`` seconds in all)."""
+        if self._closed.is_set() and self._thread is None and not self._sessions:
+            return
+        self._closed.set()
+        try:
+            self._listener.close()
+        except OSError:
+            pass
+        with self._lock:
+            sessions = list(self._sessions)
+        for s in sessions:
+            s.abort()
+        deadline = time.monotonic() + timeout
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+            self._thread = None
+        for s in sessions:
+            if s.thread is not threading.current_thread():
+                s.thread.join(max(0.0, deadline - time.monotonic()))
+        with self._writer_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+
+    # -- used by sessions ----------------------------------------------------------------------------------
+    def _forget(self, session: _Session) -> None:
+        with self._lock:
+            self._sessions.discard(session)
+
+    def _append(self, body: bytes) -> int:
+        with self._writer_lock:
+            if self._writer is None:
+                if self._closed.is_set():
+                    raise RemoteError("server is closing")
+                self._writer = VanillaChronicleWriter(self.path, config=self.config, clock=self.clock)
+            writer = self._writer
+        appender = writer.get_appender()  # one per session thread: its own data file, as Java's per-thread appender
+        appender.start_excerpt(len(body))
+        if body:
+            appender.write_bytes(body)
+        return appender.finish()
+
+
+class _Session:
+    """One client connection, served by its own thread."""
+
+    def __init__(self, server: ChronicleSourceServer, conn: socket.socket, peer: Any) -> None:
+        self.server = server
+        self.sock = conn
+        self.peer = peer
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.tail: JournalTail | None = None
+        self.subscribed = False
+        self.heartbeat_due = 0.0
+        self.pending = bytearray()  # request bytes received but not yet processed
+        self._aborted = False
+        self.thread = threading.Thread(target=self.run, name=f"pychro-source-session-{peer}", daemon=True)
+
+    def abort(self) -> None:
+        """Called from another thread: unblock any send/recv and end the session."""
+        self._aborted = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except (ConnectionError, BrokenPipeError, TimeoutError):
+            pass  # client went away
+        except OSError as exc:
+            if not self._aborted:
+                log.info("client %s: %s", self.peer, exc)
+        except PychroError as exc:
+            log.warning("client %s dropped: %s", self.peer, exc)
+        except Exception:  # noqa: BLE001 - a bad session must not take the server down
+            log.exception("client %s: unexpected error", self.peer)
+        finally:
+            if self.tail is not None:
+                self.tail.close()
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.server._forget(self)
+
+    # -- main loop -----------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        server = self.server
+        sock = self.sock
+        sleep = 0.0
+        while not (self._aborted or server._closed.is_set()):
+            if self.subscribed:
+                assert self.tail is not None
+                buffers, count = self.tail.next_frames()
+                if count:
+                    for buf in buffers:
+                        sock.sendall(buf)
+                    sleep = 0.0
+                    # between batches, look at requests only when some arrived (no blocking)
+                    if select.select([sock], [], [], 0)[0] and not self._read_requests():
+                        return
+                    continue
+                now = time.monotonic()
+                if now >= self.heartbeat_due:
+                    self._control(W.IN_SYNC_LEN, W.IDX_NONE)
+                # Poll the journal again soon: back off from 0.2 ms up to poll_interval while idle.
+                sleep = min(max(sleep * 2, 0.0002), server.poll_interval)
+                timeout = min(sleep, max(0.0, self.heartbeat_due - now))
+            else:
+                timeout = 0.2
+            if select.select([sock], [], [], timeout)[0]:
+                if not self._read_requests():
+                    return
+
+    def _control(self, size: int, index: int) -> None:
+        self.sock.sendall(W.control_frame(size, index))
+        self.heartbeat_due = time.monotonic() + self.server.heartbeat_interval
+
+    def _read_requests(self) -> bool:
+        """Receive and act on whole requests; False when the client closed the connection."""
+        data = self.sock.recv(_RECV_CHUNK)
+        if not data:
+            return False
+        pending = self.pending
+        pending += data
+        pos = 0
+        while len(pending) - pos >= W.REQUEST_SIZE:
+            action, arg = W.REQUEST.unpack_from(pending, pos)
+            pos += W.REQUEST_SIZE
+            if action in (W.ACTION_SUBMIT, W.ACTION_SUBMIT_NOACK):
+                if not 0 <= arg <= W.MAX_FRAME_BODY:
+                    raise RemoteError("SUBMIT size out of range", size=arg, peer=self.peer)
+                have = min(arg, len(pending) - pos)
+                body = bytes(pending[pos : pos + have])
+                pos += have
+                if have < arg:  # the rest of the body is still on its way: read exactly that much
+                    body += W.recv_exact(self.sock, arg - have, "a SUBMIT body")
+                self._submit(body, action == W.ACTION_SUBMIT)
+            else:
+                self._request(action, arg)
+        del pending[:pos]
+        return True
+
+    # -- requests ------------------------------------------------------------------------------------------
+    def _request(self, action: int, arg: int) -> None:
+        if action == W.ACTION_SUBSCRIBE:
+            self._subscribe(arg)
+        elif action == W.ACTION_UNSUBSCRIBE:
+            self.subscribed = False
+        elif action == W.ACTION_QUERY:
+            tail = self._tail()
+            after = tail.index_after(arg) if arg >= 0 else None
+            if after is None:
+                self._control(W.IN_SYNC_LEN, W.IDX_NONE)
+            else:
+                self._control(W.SYNC_IDX_LEN, after)
+        elif action == W.ACTION_WITH_MAPPING:
+            raise RemoteError("WITH_MAPPING (a Java-serialised MappingFunction) is not supported", peer=self.peer)
+        else:
+            # Java closes the connection on an unknown action (IOException in onRead)
+            raise RemoteError("unknown action received", action=action, peer=self.peer)
+
+    def _tail(self) -> JournalTail:
+        if self.tail is None:
+            self.tail = JournalTail(self.server.journal, self.server.clock)
+        return self.tail
+
+    def _subscribe(self, arg: int) -> None:
+        tail = self._tail()
+        if arg == W.IDX_TO_END:
+            last = tail.last_index()
+            if last is None:  # empty journal: from start, reply -1 (Java >= 3.3)
+                tail.seek_start()
+                reply = W.IDX_TO_START
+            else:
+                tail.seek_index(last)  # the last message is sent first
+                reply = last
+        elif arg < 0:  # IDX_TO_START (Java treats any other negative the same way only for -1; be lenient)
+            tail.seek_start()
+            reply = W.IDX_TO_START
+        else:
+            tail.seek_index(arg)
+            reply = arg
+        self.subscribed = True
+        self._control(W.SYNC_IDX_LEN, reply)
+
+    def _submit(self, body: bytes, ack: bool) -> None:
+        if not self.server.allow_submit:
+            if ack:
+                self._control(W.NACK_LEN, W.IDX_NOT_SUPPORTED)
+            return
+        try:
+            index = self.server._append(body)
+        except (MessageTooLargeError, RemoteError, OSError, PychroError) as exc:
+            log.warning("client %s: SUBMIT of %d bytes refused: %s", self.peer, len(body), exc)
+            if ack:
+                self._control(W.NACK_LEN, W.IDX_NONE)
+            return
+        if ack:
+            self._control(W.ACK_LEN, index)
+
+
+def serve(
+    path: str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    config: VanillaConfig | None = None,
+    thread_id_bits: int | None = None,
+    allow_submit: bool = True,
+    background: bool = False,
+    **kwargs: Any,
+) -> ChronicleSourceServer:
+    """Create a :class:`ChronicleSourceServer` bound to ``host:port`` (loopback and a free port by default).
+
+    Call ``.serve_forever()`` to serve in this thread, or pass ``background=True`` (or call ``.start()``) to
+    serve from a daemon thread; ``.close()`` (or leaving the ``with`` block) stops it.
+
+    Examples
+    --------
+    >>> with serve("/data/journal", background=True) as server:    # doctest: +SKIP
+    ...     print(server.port)
+    """
+    server = ChronicleSourceServer(
+        path, host, port, config=config, thread_id_bits=thread_id_bits, allow_submit=allow_submit, **kwargs
+    )
+    if background:
+        server.start()
+    return server

@@ -1,0 +1,328 @@
+"""JournalTail: the source server's cursor over a journal, turning committed messages into wire frames in bulk.
+
+One tail per subscribed client (vanilla-format.md §9: the Java source keeps one tailer per session). It follows
+the journal the way a Java ``VanillaChronicle`` tailer does: slots in index order, the next index file when one
+is full, and the next existing cycle folder only once the clock has left the current cycle (§6); it never
+writes. New messages from any process become visible by re-reading index slots (the source polls, as Java does).
+
+Frames are built per batch with numpy, not per message: the batch's index entries are split into data file and
+offset, every header is read with one gather, and the bodies are copied with one row gather into a
+``(rows, 12 + longest body)`` table whose first 12 columns hold the frame headers; a boolean mask then drops the
+padding, leaving exactly the wire bytes of consecutive frames.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .. import _layout as L
+from .._mapping import MappedFile
+from ..errors import CorruptDataError, JournalNotFoundError
+from ..journal import Journal
+from ..reader import wall_clock_ms
+from .wire import FRAME_HEADER_SIZE, frame_header
+
+__all__ = ["JournalTail"]
+
+# Packed 12-byte frame header as a numpy record, so a batch of headers is one array assignment.
+_HEADER_DTYPE = np.dtype({"names": ["size", "index"], "formats": ["<i4", "<i8"], "offsets": [0, 4], "itemsize": 12})
+# A single body longer than this is sent straight from the mapping (no copy) instead of through the table.
+_ZERO_COPY_BODY = 64 << 10
+_CYCLE_CHECK_S = 0.05  # how often an idle tail lists folders to find a newer cycle
+_MAX_MAPPED_DATA_FILES = 32
+
+
+class JournalTail:
+    """Position in a journal plus the mapped files needed to read on from it.
+
+    Parameters
+    ----------
+    journal : Journal
+        The journal to follow (its config decides cycles and entry layout).
+    clock : callable, optional
+        Epoch milliseconds; decides when a cycle is over (default: the wall clock).
+    """
+
+    def __init__(self, journal: Journal, clock: Callable[[], int] | None = None) -> None:
+        self.journal = journal
+        self.config = journal.config
+        codec = journal.codec
+        self._data_bits = codec.data_bits
+        self._offset_mask = codec.offset_mask
+        self._slot_bits = self.config.slot_bits
+        self._slot_mask = (1 << self._slot_bits) - 1
+        self._clock = clock or wall_clock_ms
+        self.cycle: int | None = None
+        self.seq = 0
+        self.pinned = False  # waiting for one exact index (SUBSCRIBE idx): no moving to later cycles
+        self._index: dict[int, MappedFile] = {}  # index files of self.cycle by number
+        self._data: OrderedDict[int, MappedFile] = OrderedDict()  # key: entry >> data_bits
+        self._next_cycle_check = 0.0
+
+    def close(self) -> None:
+        self._drop_index()
+        for mf in self._data.values():
+            mf.close()
+        self._data.clear()
+
+    # -- positioning ---------------------------------------------------------------------------------------
+    def _drop_index(self) -> None:
+        for mf in self._index.values():
+            mf.close()
+        self._index.clear()
+
+    def _goto(self, cycle: int | None, seq: int) -> None:
+        if cycle != self.cycle:
+            self._drop_index()
+            self.cycle = cycle
+        self.seq = seq
+
+    def seek_start(self) -> None:
+        """First message of the oldest cycle (or wait for the first cycle folder to appear)."""
+        cycles = self.journal.cycles()
+        self._goto(cycles[0] if cycles else None, 0)
+        self.pinned = False
+
+    def seek_index(self, index: int) -> None:
+        """Exactly ``index`` next (inclusive); until it exists, stay there (Java's ``tailer.index(idx)`` loop)."""
+        self._goto(*self.config.split_index(index))
+        self.pinned = True
+
+    @property
+    def next_index(self) -> int | None:
+        return None if self.cycle is None else self.config.index_of(self.cycle, self.seq)
+
+    def last_index(self) -> int | None:
+        """Full index of the last committed message, None when the journal is empty."""
+        end = self.journal.end_index()
+        return None if end is None else end - 1
+
+    # -- QUERY ---------------------------------------------------------------------------------------------
+    def entry_exists(self, index: int) -> bool:
+        """Is the message at ``index`` committed? (Opens the index file afresh: QUERY is rare.)"""
+        if index < 0:
+            return False
+        cycle, seq = self.config.split_index(index)
+        path = self.journal.index_path(cycle, seq >> self._slot_bits)
+        try:
+            mf = MappedFile.open_read(path, self.config.index_block_size)
+        except JournalNotFoundError:
+            return False
+        try:
+            slots = mf.u64_view()
+            slot = seq & self._slot_mask
+            return slot < len(slots) and slots[slot] != 0
+        finally:
+            mf.close()
+
+    def index_after(self, index: int) -> int | None:
+        """For QUERY: None when ``index`` is absent; else the next existing index, or ``index`` itself when
+        nothing follows it yet."""
+        if not self.entry_exists(index):
+            return None
+        if self.entry_exists(index + 1):
+            return index + 1
+        cycle = self.config.split_index(index)[0]
+        if cycle < self.config.cycle_of_ms(self._clock()):
+            for later in self.journal.cycles():
+                if later > cycle and self.entry_exists(self.config.index_of(later, 0)):
+                    return self.config.index_of(later, 0)
+        return index
+
+    # -- reading -------------------------------------------------------------------------------------------
+    def next_frames(self, max_messages: int = 8192, budget_bytes: int = 2 << 20) -> tuple[list[Any], int]:
+        """Frames of the next committed messages: (buffers to send in order, message count); ([], 0) if none.
+
+        ``budget_bytes`` bounds the working table (rows x (12 + longest body)); at least one message is
+        returned when one is committed, however long.
+        """
+        if self.cycle is None:
+            if not self._find_first_cycle():
+                return [], 0
+        seq = self.seq
+        entries = self._read_entries(seq, max_messages)
+        if entries is None:
+            if not self.pinned:
+                self._maybe_next_cycle()
+            return [], 0
+        first = self.config.index_of(self.cycle, seq)  # type: ignore[arg-type]
+        buffers, count = self._frames(entries, first, budget_bytes)
+        if count:
+            self.seq = seq + count
+            self.pinned = False
+        return buffers, count
+
+    def _find_first_cycle(self) -> bool:
+        now = time.monotonic()
+        if now < self._next_cycle_check:
+            return False
+        self._next_cycle_check = now + _CYCLE_CHECK_S
+        cycles = self.journal.cycles()
+        if not cycles:
+            return False
+        self._goto(cycles[0], 0)
+        return True
+
+    def _maybe_next_cycle(self) -> None:
+        """At an empty slot: move to the next existing cycle once the clock has left this one (§6)."""
+        now = time.monotonic()
+        if now < self._next_cycle_check:
+            return
+        self._next_cycle_check = now + _CYCLE_CHECK_S
+        current = self.cycle
+        if current is None or current >= self.config.cycle_of_ms(self._clock()):
+            return
+        later = [c for c in self.journal.cycles() if c > current]
+        if later:
+            self._goto(later[0], 0)
+
+    def _index_file(self, n: int, slot: int) -> MappedFile | None:
+        mf = self._index.get(n)
+        if mf is None:
+            try:
+                mf = MappedFile.open_read(self.journal.index_path(self.cycle, n), self.config.index_block_size)  # type: ignore[arg-type]
+            except JournalNotFoundError:
+                return None
+            self._index[n] = mf
+        if (slot + 1) * L.ENTRY_SIZE > mf.size:
+            mf.refresh(self.config.index_block_size)
+        return mf
+
+    def _read_entries(self, seq: int, max_messages: int) -> Any:
+        """Copy of the filled slots from ``seq`` on (at most ``max_messages``), or None when none is filled."""
+        n, slot = seq >> self._slot_bits, seq & self._slot_mask
+        mf = self._index_file(n, slot)
+        if mf is None or mf.mm is None:
+            return None
+        count = min(mf.size // L.ENTRY_SIZE - slot, max_messages)
+        if count <= 0:
+            return None
+        slots = np.frombuffer(mf.mm, dtype="<u8", count=count, offset=slot * L.ENTRY_SIZE)
+        filled = slots != 0
+        k = count if filled.all() else int(filled.argmin())  # slots fill strictly in order
+        if k == 0:
+            return None
+        return slots[:k].copy()  # detach from the mapping, which may be remapped later
+
+    def _data_file(self, key: int, entry: int, need: int) -> MappedFile:
+        mf = self._data.get(key)
+        if mf is None:
+            tid, file_no, _ = self.journal.codec.unpack(entry)
+            path = self.journal.data_path(self.cycle, tid, file_no)  # type: ignore[arg-type]
+            try:
+                mf = MappedFile.open_read(path, self.config.data_block_size)
+            except JournalNotFoundError:
+                raise JournalNotFoundError(
+                    f"data file {os.path.basename(path)} named by an index entry is missing; "
+                    + self.journal.missing_data_hint(),
+                    path=path, cycle=self.cycle, entry=entry,
+                ) from None
+            self._data[key] = mf
+            if len(self._data) > _MAX_MAPPED_DATA_FILES:
+                self._data.popitem(last=False)[1].close()
+        else:
+            self._data.move_to_end(key)
+        if mf.size < need:
+            mf.refresh(self.config.data_block_size)
+        return mf
+
+    def _frames(self, entries: Any, first_index: int, budget: int) -> tuple[list[Any], int]:
+        k = len(entries)
+        keys = entries >> np.uint64(self._data_bits)
+        offs = (entries & np.uint64(self._offset_mask)).astype(np.int64)
+        if keys[0] == keys[-1] and bool((keys == keys[0]).all()):
+            groups: list[tuple[int, Any]] = [(int(keys[0]), slice(None))]
+        else:  # several writers interleave: one pass per data file, not per run
+            groups = [(int(u), keys == u) for u in np.unique(keys)]
+        lens = np.empty(k, dtype=np.int64)
+        files: dict[int, MappedFile] = {}
+        for key, sel in groups:
+            o = offs[sel]
+            first_entry = int(entries[sel][0])
+            mf = self._data_file(key, first_entry, int(o.max()))
+            files[key] = mf
+            lens[sel] = self._lengths(mf, o, first_index, sel)
+        # A zero header after a committed entry is not visible yet: stop before it and retry later.
+        pending = lens < 0
+        if pending.any():
+            k = int(pending.argmax())
+            if k == 0:
+                return [], 0
+        # Rows while the table (rows x (12 + longest body so far)) fits the budget; at least one.
+        widths = FRAME_HEADER_SIZE + np.maximum.accumulate(lens[:k])
+        cost = np.arange(1, k + 1, dtype=np.int64) * widths
+        cut = max(1, int(np.searchsorted(cost, budget, side="right")))
+        if cut == 1 and lens[0] > _ZERO_COPY_BODY:
+            mf = files[int(keys[0])]
+            o, n = int(offs[0]), int(lens[0])
+            return [frame_header(n, first_index), memoryview(mf.mm)[o : o + n]], 1  # type: ignore[arg-type]
+        return [self._table(files, groups, offs[:cut], lens[:cut], keys[:cut], first_index, int(widths[cut - 1]))], cut
+
+    def _lengths(self, mf: MappedFile, o: Any, first_index: int, sel: Any) -> Any:
+        """Body lengths from the ``~length`` headers, checked; -1 where the header is still 0."""
+        size = mf.size
+        bad = ((o & 3) != 0) | (o < L.HEADER_SIZE) | (o > size)
+        if bad.any():
+            self._corrupt("index entry points outside its data file", mf, o, bad, first_index, sel)
+        words = np.frombuffer(mf.mm, dtype="<i4", count=size // 4)  # type: ignore[arg-type]
+        headers = words[(o >> 2) - 1].astype(np.int64)
+        del words
+        lens = ~headers
+        bad = (headers > 0) | (lens >= L.MAX_BODY_LENGTH) | (o + lens > size)
+        bad &= headers != 0
+        if bad.any():
+            self._corrupt("bad ~length header", mf, o, bad, first_index, sel)
+        lens[headers == 0] = -1
+        return lens
+
+    def _corrupt(self, what: str, mf: MappedFile, o: Any, bad: Any, first_index: int, sel: Any) -> None:
+        row = int(np.flatnonzero(bad)[0])
+        seqs = np.arange(len(bad) if isinstance(sel, slice) else len(sel))[sel]
+        index = first_index + int(seqs[row])
+        cycle, seq = self.config.split_index(index)
+        raise CorruptDataError(what, path=mf.path, cycle=cycle, seq=seq, offset=int(o[row]))
+
+    def _table(self, files: dict[int, MappedFile], groups: list[tuple[int, Any]], offs: Any, lens: Any,
+               keys: Any, first_index: int, width: int) -> Any:
+        """Wire bytes of ``len(offs)`` frames: header + body rows, padding masked away."""
+        k = len(offs)
+        body_width = width - FRAME_HEADER_SIZE
+        table = np.empty((k, width), dtype=np.uint8)
+        headers = np.empty(k, dtype=_HEADER_DTYPE)
+        headers["size"] = lens
+        headers["index"] = np.arange(first_index, first_index + k, dtype=np.int64)
+        table[:, :FRAME_HEADER_SIZE] = headers.view(np.uint8).reshape(k, FRAME_HEADER_SIZE)
+        if body_width:
+            for key, sel in groups:
+                mf = files[key]
+                rows = np.arange(k) if isinstance(sel, slice) else np.flatnonzero(keys == key)
+                if not len(rows):
+                    continue
+                o = offs[rows]
+                data = np.frombuffer(mf.mm, dtype=np.uint8, count=mf.size)  # type: ignore[arg-type]
+                # Rows whose window would run past the mapping (rare: a body near a file's end) go one by one.
+                tail = o + body_width > mf.size
+                if tail.any():
+                    for r in np.flatnonzero(tail):
+                        i, start, n = int(rows[r]), int(o[r]), int(lens[rows[r]])
+                        table[i, FRAME_HEADER_SIZE : FRAME_HEADER_SIZE + n] = data[start : start + n]
+                    rows, o = rows[~tail], o[~tail]
+                if len(rows):
+                    # Row i of the window view is the body_width bytes starting at byte i of the file.
+                    windows = as_strided(data, shape=(mf.size - body_width + 1, body_width), strides=(1, 1),
+                                         writeable=False)
+                    if len(rows) == k:
+                        table[:, FRAME_HEADER_SIZE:] = windows[o]
+                    else:
+                        table[rows, FRAME_HEADER_SIZE:] = windows[o]
+                    del windows
+                del data
+        keep = np.arange(width) < (FRAME_HEADER_SIZE + lens)[:, None]
+        return table[keep]
