@@ -278,3 +278,76 @@ def chmod_read_only(root: Path) -> None:
 def chmod_writable(root: Path) -> None:
     for p in [root, *root.rglob("*")]:
         os.chmod(p, os.stat(p).st_mode | 0o200)
+
+
+# -- concurrency workers (module-level so 'spawn' children can import them) --------------------------------
+def concurrency_payload(w: int, seq: int) -> str:
+    """The string of message ``seq`` of writer ``w``: ids in the text, a varying length, one non-ASCII char."""
+    return f"w{w}:s{seq}:" + "\u00e9" * (seq % 7) + "x" * (seq * 7919 % 61)
+
+
+def concurrency_writer(
+    path: str, config_kwargs: dict[str, object], writer_ids: list[int], n: int, start: object, clock_ms: int
+) -> None:
+    """One process: a writer shared by one thread per writer id; each writes (id, seq, payload) n times."""
+    import threading
+
+    from pychro import VanillaChronicleWriter, VanillaConfig
+
+    writer = VanillaChronicleWriter(path, config=VanillaConfig(**config_kwargs), clock=lambda: clock_ms)  # type: ignore[arg-type]
+    errors: list[str] = []
+
+    def run(w: int) -> None:
+        try:
+            start.wait(60)  # type: ignore[attr-defined]  # a Barrier: every writer starts at once
+            for seq in range(n):
+                appender = writer.get_appender()
+                appender.write_int(w)
+                appender.write_int(seq)
+                appender.write_string(concurrency_payload(w, seq))
+                appender.finish()
+        except BaseException as exc:  # noqa: BLE001 - reported through the exit code
+            errors.append(f"writer {w}: {exc!r}")
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in writer_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.close()
+    if errors:
+        raise SystemExit("; ".join(errors))
+
+
+def concurrency_tail(
+    path: str, config_kwargs: dict[str, object], writers: int, n: int, start: object, clock_ms: int, out: object
+) -> None:
+    """Tail the journal with a polling reader until writers * n messages arrived; report what was wrong."""
+    from pychro import VanillaChronicleReader, VanillaConfig
+
+    next_seq = [0] * writers
+    problems: list[str] = []
+    total = 0
+    indices_ok = True
+    last_index = -1
+    with VanillaChronicleReader(
+        path, config=VanillaConfig(**config_kwargs), polling_interval=0.0005, clock=lambda: clock_ms
+    ) as reader:
+        start.wait(60)  # type: ignore[attr-defined]
+        while total < writers * n:
+            excerpt = reader.next_reader()
+            total += 1
+            if excerpt.index != last_index + 1 and last_index >= 0:
+                indices_ok = False
+            last_index = excerpt.index  # type: ignore[assignment]
+            try:
+                w, seq, text = excerpt.read_int(), excerpt.read_int(), excerpt.read_string()
+                ok = 0 <= w < writers and seq == next_seq[w] and text == concurrency_payload(w, seq)
+                ok = ok and excerpt.remaining() == 0
+            except Exception as exc:  # noqa: BLE001 - a damaged message is a finding, not a crash
+                ok, w, seq, text = False, -1, -1, repr(exc)
+            if ok:
+                next_seq[w] += 1
+            elif len(problems) < 10:
+                problems.append(f"index {excerpt.index:#x}: w={w} seq={seq} text={text!r}")
+    out.put({"total": total, "next_seq": next_seq, "problems": problems, "indices_ok": indices_ok})  # type: ignore[attr-defined]
