@@ -17,9 +17,10 @@ from typing import Any
 
 from . import _fields as F
 from . import _layout as L
-from ._mapping import MappedFile, commit, first_zero_slot
+from ._commit import Committer, IndexFile
+from ._mapping import MappedFile, commit
 from .config import VanillaConfig
-from .errors import FormatError, MessageTooLargeError, ReadOnlyJournalError
+from .errors import MessageTooLargeError, ReadOnlyJournalError
 from .journal import Journal
 from .reader import clock_from_utcnow, wall_clock_ms
 
@@ -29,26 +30,6 @@ _p = {name: s.pack_into for name, s in F.STRUCTS.items()}
 _pack_b, _pack_B, _pack_h, _pack_H = _p["int8"], _p["uint8"], _p["int16"], _p["uint16"]
 _pack_i, _pack_I, _pack_q, _pack_f, _pack_d = _p["int32"], _p["uint32"], _p["int64"], _p["float32"], _p["float64"]
 _pack_header = L.HEADER.pack_into
-_create_lock = threading.Lock()  # serialises data-file claims of writers in this process
-
-
-class _CycleIndex:
-    """One index file of a cycle as this writer sees it, with a hint of its first free slot.
-
-    The hint (a byte offset) only ever points at or below the first free slot: it is one past a slot this
-    process filled, and filled slots are contiguous, so scanning forward from it never leaves a gap.
-    ``base`` is the full index of the file's slot 0.
-    """
-
-    __slots__ = ("cycle", "file_no", "mf", "mm", "hint", "base")
-
-    def __init__(self, cycle: int, file_no: int, mf: MappedFile, base: int) -> None:
-        self.cycle = cycle
-        self.file_no = file_no
-        self.mf = mf
-        self.mm = mf.mm
-        self.hint = first_zero_slot(mf.u64_view()) * L.ENTRY_SIZE
-        self.base = base
 
 
 class VanillaChronicleWriter:
@@ -103,7 +84,7 @@ class VanillaChronicleWriter:
         self._clock = clock or (clock_from_utcnow(utcnow) if utcnow else wall_clock_ms)
         self._lock = threading.Lock()
         self._appenders: dict[int, Appender] = {}
-        self._cycles: dict[int, _CycleIndex] = {}
+        self._committer = Committer(self._journal)
         self._closed = False
 
     def __enter__(self) -> VanillaChronicleWriter:
@@ -143,75 +124,11 @@ class VanillaChronicleWriter:
             for appender in self._appenders.values():
                 appender._release()
             self._appenders.clear()
-            for ci in self._cycles.values():
-                ci.mf.close()
-            self._cycles.clear()
+        self._committer.close()
 
     # -- used by appenders ---------------------------------------------------------------------------------
     def _now_cycle(self) -> int:
         return self.config.cycle_of_ms(self._clock())
-
-    def _cycle_index(self, cycle: int) -> _CycleIndex:
-        """The current index file of ``cycle`` (the highest existing one, created if none)."""
-        ci = self._cycles.get(cycle)
-        if ci is None:
-            with self._lock:
-                ci = self._cycles.get(cycle)
-                if ci is None:
-                    files = self._journal.index_files(cycle)
-                    ci = self._open_index(cycle, files[-1] if files else 0)
-                    self._cycles[cycle] = ci
-        return ci
-
-    def _open_index(self, cycle: int, n: int) -> _CycleIndex:
-        if n >= L.MAX_INDEX_FILES:
-            raise FormatError(f"cycle is full: Java stops at index-{L.MAX_INDEX_FILES - 1}", cycle=cycle)
-        os.makedirs(self._journal.cycle_path(cycle), exist_ok=True)
-        mf = MappedFile.open_write(self._journal.index_path(cycle, n), self.config.index_block_size)
-        return _CycleIndex(cycle, n, mf, self.config.index_of(cycle, n << self.config.slot_bits))
-
-    def _commit_full(self, ci: _CycleIndex, entry: int) -> tuple[_CycleIndex, int]:
-        """Commit when ``ci`` is full or stale: move on to index-(n+1) until the CAS succeeds."""
-        while True:
-            with self._lock:
-                current = self._cycles.get(ci.cycle)
-                if current is ci or current is None:
-                    current = self._open_index(ci.cycle, ci.file_no + 1)
-                    self._cycles[ci.cycle] = current
-                ci = current
-            off = commit(ci.mm, ci.hint, entry)
-            if off >= 0:
-                ci.hint = off + L.ENTRY_SIZE
-                return ci, ci.base + (off >> 3)
-
-    def _commit(self, cycle: int, entry: int) -> int:
-        """Publish one entry in ``cycle``; returns its full index (the path shared by every row commit)."""
-        ci = self._cycle_index(cycle)
-        off = commit(ci.mm, ci.hint, entry)
-        if off < 0:
-            return self._commit_full(ci, entry)[1]
-        ci.hint = off + L.ENTRY_SIZE
-        return ci.base + (off >> 3)
-
-    def _claim_data_file(self, cycle: int, tid: int, after: int | None) -> tuple[int, MappedFile]:
-        """Create this thread's next data file in ``cycle``: ``max+1`` of existing ones (Java >= 3.2.2)."""
-        folder = self._journal.cycle_path(cycle)
-        os.makedirs(folder, exist_ok=True)
-        with _create_lock:
-            if after is None:
-                mine = [n for t, n in self._journal.data_files(cycle) if t == tid]
-                file_no = max(mine) + 1 if mine else 0
-            else:
-                file_no = after + 1
-            while True:
-                try:
-                    mf = MappedFile.open_write(
-                        os.path.join(folder, L.data_file_name(tid, file_no)), self.config.data_block_size,
-                        exclusive=True,
-                    )
-                    return file_no, mf
-                except FileExistsError:
-                    file_no += 1  # another writer object of this thread took it
 
 
 class Appender:
@@ -230,7 +147,7 @@ class Appender:
         self._writer = writer
         self._tid = tid
         self._cycle: int | None = None
-        self._ci: _CycleIndex | None = None  # index file this appender commits into
+        self._ci: IndexFile | None = None  # index file this appender commits into
         self._file_no = -1
         self._mf: MappedFile | None = None
         self._mm: Any = None
@@ -258,7 +175,7 @@ class Appender:
         cycle = self._writer._now_cycle()
         if cycle != self._cycle or self._mf is None:
             self._open_cycle(cycle)
-            self._ci = self._writer._cycle_index(cycle)
+            self._ci = self._writer._committer.index_file(cycle)
         elif cfg.data_block_size - self._pos < capacity + L.HEADER_SIZE:
             self._roll()
         start = self._pos + L.HEADER_SIZE
@@ -293,7 +210,7 @@ class Appender:
             ci.hint = off + 8  # type: ignore[union-attr]
             index = ci.base + (off >> 3)  # type: ignore[union-attr]
         else:
-            self._ci, index = writer._commit_full(ci, entry)  # type: ignore[arg-type]
+            self._ci, index = writer._committer.commit_full(ci, entry)  # type: ignore[arg-type]
         if writer.synchronous:
             self._mm.flush()
             self._ci.mf.flush()  # type: ignore[union-attr]
@@ -321,13 +238,13 @@ class Appender:
     def _open_cycle(self, cycle: int) -> None:
         self._release()
         self._cycle = cycle
-        file_no, mf = self._writer._claim_data_file(cycle, self._tid, None)
+        file_no, mf = self._writer._committer.claim_data_file(cycle, self._tid, None)
         self._use(file_no, mf)
 
     def _roll(self) -> None:
         assert self._mf is not None and self._cycle is not None
         self._mf.close()
-        file_no, mf = self._writer._claim_data_file(self._cycle, self._tid, self._file_no)
+        file_no, mf = self._writer._committer.claim_data_file(self._cycle, self._tid, self._file_no)
         self._use(file_no, mf)
 
     def _use(self, file_no: int, mf: MappedFile) -> None:

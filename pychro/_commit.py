@@ -1,0 +1,143 @@
+"""The one commit path shared by the row writer and the bulk (frames) writer (vanilla-format.md §4-§5).
+
+A :class:`Committer` knows, per cycle, the index file being appended to and a hint of its first free slot,
+publishes entries with the CAS of :func:`pychro._mapping.commit` (one) or :func:`commit_batch` (many, in order,
+in one native call), moves to ``index-(n+1)`` when a file is full, and claims new data files
+``data-<tid>-<max+1>`` exclusively for an appender.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _layout as L
+from ._mapping import MappedFile, commit, commit_batch, first_zero_slot
+from .errors import FormatError
+from .journal import Journal
+
+__all__ = ["Committer", "IndexFile"]
+
+_claim_lock = threading.Lock()  # serialises data-file claims of all writers in this process
+
+
+class IndexFile:
+    """One index file of a cycle, with a hint of its first free slot.
+
+    The hint (a byte offset) only ever points at or below the first free slot: it is one past a slot this
+    process filled, and filled slots are contiguous, so scanning forward from it never leaves a gap.
+    ``base`` is the full index of the file's slot 0.
+    """
+
+    __slots__ = ("cycle", "file_no", "mf", "mm", "hint", "base")
+
+    def __init__(self, cycle: int, file_no: int, mf: MappedFile, base: int) -> None:
+        self.cycle = cycle
+        self.file_no = file_no
+        self.mf = mf
+        self.mm = mf.mm
+        self.hint = first_zero_slot(mf.u64_view()) * L.ENTRY_SIZE
+        self.base = base
+
+
+class Committer:
+    """Index files and data-file claims of one journal for one writer object (thread-safe)."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.config = journal.config
+        self._lock = threading.Lock()
+        self._files: dict[int, IndexFile] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            for f in self._files.values():
+                f.mf.close()
+            self._files.clear()
+
+    def index_file(self, cycle: int) -> IndexFile:
+        """The current index file of ``cycle`` (the highest existing one, created if none)."""
+        f = self._files.get(cycle)
+        if f is None:
+            with self._lock:
+                f = self._files.get(cycle)
+                if f is None:
+                    numbers = self.journal.index_files(cycle)
+                    f = self._open(cycle, numbers[-1] if numbers else 0)
+                    self._files[cycle] = f
+        return f
+
+    def _open(self, cycle: int, n: int) -> IndexFile:
+        if n >= L.MAX_INDEX_FILES:
+            raise FormatError(f"cycle is full: Java stops at index-{L.MAX_INDEX_FILES - 1}", cycle=cycle)
+        os.makedirs(self.journal.cycle_path(cycle), exist_ok=True)
+        mf = MappedFile.open_write(self.journal.index_path(cycle, n), self.config.index_block_size)
+        return IndexFile(cycle, n, mf, self.config.index_of(cycle, n << self.config.slot_bits))
+
+    def next_file(self, full: IndexFile) -> IndexFile:
+        """The file after ``full`` (created if needed); shared by every appender of this writer."""
+        with self._lock:
+            current = self._files.get(full.cycle)
+            if current is full or current is None:
+                current = self._open(full.cycle, full.file_no + 1)
+                self._files[full.cycle] = current
+            return current
+
+    def commit_full(self, f: IndexFile, entry: int) -> tuple[IndexFile, int]:
+        """Commit one entry when ``f`` turned out full: move on until the CAS succeeds. -> (file, index)."""
+        while True:
+            f = self.next_file(f)
+            off = commit(f.mm, f.hint, entry)
+            if off >= 0:
+                f.hint = off + L.ENTRY_SIZE
+                return f, f.base + (off >> 3)
+
+    def commit(self, cycle: int, entry: int) -> int:
+        """Publish one entry in ``cycle``; returns its full index."""
+        f = self.index_file(cycle)
+        off = commit(f.mm, f.hint, entry)
+        if off < 0:
+            return self.commit_full(f, entry)[1]
+        f.hint = off + L.ENTRY_SIZE
+        return f.base + (off >> 3)
+
+    def commit_many(self, cycle: int, entries: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """Publish entries in order, each into the next free slot (one native call per index file).
+
+        Returns their full indices. Other writers may interleave; every entry is committed exactly once.
+        """
+        entries = np.ascontiguousarray(entries, dtype=np.uint64)
+        out = np.empty(len(entries), dtype=np.int64)
+        f = self.index_file(cycle)
+        done = 0
+        while done < len(entries):
+            part = out[done:]
+            n = commit_batch(f.mm, f.hint, entries[done:], part)
+            if n:
+                f.hint = int(part[n - 1]) + L.ENTRY_SIZE
+                part[:n] = f.base + (part[:n] >> 3)
+                done += n
+            if done < len(entries):
+                f = self.next_file(f)
+        return out
+
+    def claim_data_file(self, cycle: int, tid: int, after: int | None) -> tuple[int, MappedFile]:
+        """Create this thread's next data file in ``cycle``: ``max+1`` of its existing ones (Java >= 3.2.2),
+        or ``after+1`` when rolling. Created with O_EXCL: a data file belongs to exactly one appender."""
+        folder = self.journal.cycle_path(cycle)
+        os.makedirs(folder, exist_ok=True)
+        with _claim_lock:
+            if after is None:
+                mine = [n for t, n in self.journal.data_files(cycle) if t == tid]
+                file_no = max(mine) + 1 if mine else 0
+            else:
+                file_no = after + 1
+            while True:
+                path = os.path.join(folder, L.data_file_name(tid, file_no))
+                try:
+                    return file_no, MappedFile.open_write(path, self.config.data_block_size, exclusive=True)
+                except FileExistsError:
+                    file_no += 1  # another writer object of this thread took it

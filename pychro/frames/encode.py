@@ -1,0 +1,155 @@
+"""Vectorised encoders: columns -> the bytes Java-Lang writes (vanilla-format.md §7), for the backfill writer.
+
+Each encoder takes one column and returns per-row byte lengths plus what :func:`scatter` needs to place the
+bytes at per-row positions in a data file. Nothing loops over rows in Python; the only slow path is the
+re-encoding of text holding non-BMP characters (UTF-8 4-byte sequences -> CESU-8 surrogate pairs), which touches
+only the rows that have them and is counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .. import _fields as F
+
+__all__ = ["Encoded", "encode_fixed", "encode_stop_bits", "encode_strings", "scatter"]
+
+
+@dataclass
+class Encoded:
+    """One column ready to write: ``fixed`` (n, size) bytes, or variable ``data`` + per-row ``offsets``."""
+
+    lengths: npt.NDArray[np.int64]  # bytes per row
+    fixed: npt.NDArray[np.uint8] | None = None  # (n, size) when every row has the same size
+    data: npt.NDArray[np.uint8] | None = None  # variable: all rows' bytes back to back
+    offsets: npt.NDArray[np.int64] | None = None  # variable: start of each row in data (n + 1 entries)
+    slow_rows: int = 0  # rows re-encoded on the CESU-8 slow path
+
+
+def encode_fixed(values: npt.NDArray[Any], dtype: str) -> Encoded:
+    """Fixed-width little-endian values (already range-checked and cast by the caller)."""
+    arr = np.ascontiguousarray(values, dtype=np.dtype(dtype))
+    n = len(arr)
+    size = arr.dtype.itemsize
+    return Encoded(np.full(n, size, dtype=np.int64), fixed=arr.view(np.uint8).reshape(n, size))
+
+
+def stop_bit_lengths(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Bytes of Java's stop-bit form per value: 7-bit groups of ``v`` (or of ``~v`` plus a 0x00 for v < 0)."""
+    v = values.astype(np.int64, copy=False)
+    neg = v < 0
+    u = np.where(neg, ~v, v).view(np.uint64)
+    groups = np.ones(len(v), dtype=np.int64)
+    for k in range(1, 10):
+        groups += u >= np.uint64(1) << np.uint64(7 * k)
+    return groups + neg
+
+
+def encode_stop_bits(values: npt.NDArray[np.int64]) -> Encoded:
+    """Java ``writeStopBit`` for every value (incl. negatives: ``-1`` -> ``80 00``)."""
+    v = np.ascontiguousarray(values, dtype=np.int64)
+    n = len(v)
+    neg = v < 0
+    u = np.where(neg, ~v, v).view(np.uint64)
+    lengths = stop_bit_lengths(v)
+    groups = lengths - neg  # 7-bit groups before the optional 0x00 terminator
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    data = np.zeros(int(offsets[-1]), dtype=np.uint8)
+    for k in range(10):  # at most 10 groups: a loop over byte positions, not rows
+        rows = np.flatnonzero(groups > k)
+        if not len(rows):
+            break
+        byte = ((u[rows] >> np.uint64(7 * k)) & np.uint64(F.STOP_BIT_PAYLOAD)).astype(np.uint8)
+        # continuation flag on every group but the last of a non-negative value; negatives flag them all
+        more = (groups[rows] > k + 1) | neg[rows]
+        data[offsets[rows] + k] = byte | (more.astype(np.uint8) << 7)
+    # the 0x00 terminator of negatives is already zero in `data`
+    return Encoded(lengths, data=data, offsets=offsets)
+
+
+def encode_strings(
+    data: npt.NDArray[np.uint8], offsets: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_]
+) -> Encoded:
+    """Java ``writeUTFΔ`` for UTF-8 strings given as Arrow-style ``data``/``offsets``; invalid rows -> null.
+
+    Valid UTF-8 equals Java's encoding except for non-BMP characters (4-byte sequences), which Java writes as
+    two 3-byte surrogates; only rows holding a 0xF0..0xF4 lead byte are re-encoded, one by one.
+    """
+    n = len(offsets) - 1
+    text_len = np.diff(offsets).astype(np.int64)
+    slow = 0
+    if len(data) and bool((data >= 0xF0).any()):
+        # rows containing a 4-byte lead: find them with one cumulative count, re-encode only those
+        lead = np.concatenate(([0], np.cumsum(data >= 0xF0, dtype=np.int64)))
+        rows = np.flatnonzero((lead[offsets[1:]] - lead[offsets[:-1]] > 0) & valid)
+        slow = len(rows)
+        fixed_parts = {int(r): F.encode_text(bytes(data[offsets[r] : offsets[r + 1]]).decode("utf-8")) for r in rows}
+        text_len = text_len.copy()
+        for r, raw in fixed_parts.items():
+            text_len[r] = len(raw)
+        data, offsets = _splice(data, offsets, fixed_parts, text_len)
+    prefix = encode_stop_bits(np.where(valid, text_len, -1))
+    lengths = prefix.lengths + np.where(valid, text_len, 0)
+    out_off = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=out_off[1:])
+    out = np.zeros(int(out_off[-1]), dtype=np.uint8)
+    # length prefixes
+    assert prefix.data is not None and prefix.offsets is not None
+    _copy_runs(out, out_off[:-1], prefix.data, prefix.offsets[:-1], prefix.lengths)
+    # text bytes after each prefix (null rows have none)
+    tl = np.where(valid, text_len, 0)
+    _copy_runs(out, out_off[:-1] + prefix.lengths, data, offsets[:-1], tl)
+    return Encoded(lengths, data=out, offsets=out_off, slow_rows=slow)
+
+
+def _splice(
+    data: npt.NDArray[np.uint8], offsets: npt.NDArray[np.int64], parts: dict[int, bytes], lengths: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """Rebuild data/offsets with some rows replaced (rows not in ``parts`` are copied in bulk)."""
+    new_off = np.zeros(len(offsets), dtype=np.int64)
+    np.cumsum(lengths, out=new_off[1:])
+    out = np.zeros(int(new_off[-1]), dtype=np.uint8)
+    keep = np.ones(len(lengths), dtype=bool)
+    keep[list(parts)] = False
+    rows = np.flatnonzero(keep)
+    _copy_runs(out, new_off[rows], data, offsets[rows], lengths[rows])
+    for r, raw in parts.items():
+        out[new_off[r] : new_off[r] + len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+    return out, new_off
+
+
+def _copy_runs(
+    dst: npt.NDArray[np.uint8],
+    dst_starts: npt.NDArray[np.int64],
+    src: npt.NDArray[np.uint8],
+    src_starts: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int64],
+) -> None:
+    """dst[dst_starts[i] : +lengths[i]] = src[src_starts[i] : +lengths[i]] for all i, in one gather/scatter."""
+    total = int(lengths.sum())
+    if not total:
+        return
+    run_starts = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=run_starts[1:])
+    within = np.arange(total, dtype=np.int64) - np.repeat(run_starts, lengths)
+    dst[np.repeat(dst_starts, lengths) + within] = src[np.repeat(src_starts, lengths) + within]
+
+
+def scatter(buf: npt.NDArray[np.uint8], positions: npt.NDArray[np.int64], enc: Encoded) -> None:
+    """Write an encoded column at per-row byte ``positions`` of ``buf`` (a data file's bytes)."""
+    if enc.fixed is not None:
+        n, size = enc.fixed.shape
+        if size == 1:
+            buf[positions] = enc.fixed[:, 0]
+        elif not n:
+            return
+        else:
+            buf[positions[:, None] + np.arange(size)] = enc.fixed
+        return
+    assert enc.data is not None and enc.offsets is not None
+    _copy_runs(buf, positions, enc.data, enc.offsets[:-1], enc.lengths)
