@@ -27,6 +27,7 @@ _header = struct.Struct("<i").unpack_from
 
 
 def wall_clock_ms() -> int:
+    """The default clock of readers and writers: wall-clock epoch milliseconds (UTC), as Java's cycle uses."""
     return time.time_ns() // 1_000_000
 
 

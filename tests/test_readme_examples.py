@@ -1,0 +1,75 @@
+"""The usage examples of pychro 0.8's README still run unchanged (bar its typos), and so does this README's."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_pychro_08_readme_examples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Writing and reading as the 0.8 README shows them. Its typos are fixed: it imported ``tempdir`` (meant
+    ``tempfile``) and read from an undefined ``chron_dir`` (the folder just written, ``tempdir``)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # mkdtemp() below lands in pytest's tmp_path
+
+    # -- "Writing": 3 messages, with 3 fields each - an int, string and double
+    import tempfile as _tempfile  # the README's ``import tempdir``, fixed
+
+    import pychro
+
+    tempdir = _tempfile.mkdtemp()
+    print("Chronicle location: %s" % tempdir)
+
+    with pychro.VanillaChronicleWriter(tempdir) as write_chron:
+        appender = write_chron.get_appender()
+        for i in range(1, 4):
+            appender.write_int(i)
+            appender.write_string("1/%s=%s" % (i, 1 / i))
+            appender.write_double(1 / i)
+            appender.finish()
+
+    # -- "Reading": from the earliest message until pychro.NoData
+    chron_dir = tempdir
+    with pychro.VanillaChronicleReader(chron_dir) as read_chron:
+        while True:
+            print("Next read index:%s" % read_chron.get_index())
+            try:
+                reader = read_chron.next_reader()
+            except pychro.NoData:
+                break
+            print(reader.read_int())
+            print(reader.read_string())
+            print(reader.read_double())
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"Chronicle location: {tempdir}"
+    assert Path(tempdir).parent == tmp_path
+    first = int(lines[1].removeprefix("Next read index:"))
+    assert first & ((1 << 40) - 1) == 0  # seq 0 of today's cycle
+    assert lines[1:] == [
+        f"Next read index:{first}", "1", "1/1=1.0", "1.0",
+        f"Next read index:{first + 1}", "2", "1/2=0.5", "0.5",
+        f"Next read index:{first + 2}", "3", f"1/3={1 / 3}", f"{1 / 3}",
+        f"Next read index:{first + 3}",
+    ]
+
+
+def _python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+@pytest.mark.skipif(not README.exists(), reason="no README.md next to tests/")
+def test_readme_first_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every self-contained example of this project's README (one that imports pychro itself) runs."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    blocks = [b for b in _python_blocks(README.read_text()) if "import pychro" in b]
+    assert blocks, "README.md has no self-contained example"
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), {"__name__": "__readme__"})
+    out = capsys.readouterr().out
+    if "reader.read_double()" in blocks[0]:
+        assert "1/2=0.5" in out
