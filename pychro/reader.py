@@ -138,9 +138,8 @@ class VanillaChronicleReader:
     def close(self) -> None:
         """Unmap every file. Excerpts already returned keep their mapping alive until they are dropped."""
         self._drop_index()
-        for mf in self._data.values():
-            mf.close()
-        self._data.clear()
+        # Data maps are dropped, not closed: an mmap closes itself once no excerpt refers to it any more.
+        self._data = OrderedDict()
 
     @property
     def journal(self) -> Journal:
@@ -376,8 +375,7 @@ class VanillaChronicleReader:
             ) from None
         self._data[entry >> self._data_bits] = mf
         if len(self._data) > self._max_maps:
-            _, old = self._data.popitem(last=False)
-            old.close()
+            self._data.popitem(last=False)  # dropped, not closed: excerpts of that file stay readable
         return mf
 
     def _checked_excerpt(self, entry: int, mf: MappedFile) -> Excerpt:

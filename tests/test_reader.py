@@ -365,3 +365,11 @@ def test_reader_on_read_only_copy_without_root_override(read_only_copy: Path) ->
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["20", str(BASE1), str(BASE2 + 9), "16"]
     assert snapshot(read_only_copy) == before
+
+
+def test_excerpts_outlive_close_and_eviction(java_3_6_6: Any) -> None:
+    """As close() documents: excerpts already returned keep their mapping alive until they are dropped."""
+    expected = [(row["w"], row["i"]) for row in java_3_6_6.expected[:300]]
+    with VanillaChronicleReader(java_3_6_6.journal, max_mapped_memory=1) as reader:
+        excerpts = [reader.next_reader() for _ in range(300)]  # 3 data files, room for 1: evictions
+    assert [(e.read_byte(), e.read_int()) for e in excerpts] == expected  # read after evictions and close
