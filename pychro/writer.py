@@ -174,6 +174,8 @@ class Appender:
             )
         cycle = self._writer._now_cycle()
         if cycle != self._cycle or self._mf is None:
+            if self._writer._closed:  # checked only here: a closed writer's appenders have no data file
+                raise ValueError("writer is closed")
             self._open_cycle(cycle)
             self._ci = self._writer._committer.index_file(cycle)
         elif cfg.data_block_size - self._pos < capacity + L.HEADER_SIZE:

@@ -416,3 +416,16 @@ def test_sample_hex_dump_of_spec(java_3_4_0: Path) -> None:
     assert dump[19] == 0 and dump[20:24] == struct.pack("<i", ~29)
     assert dump[24:53] == b"".join(ref_field(k, v) for k, v in sample_fields(5))
     assert ref_java_text("5=012") == b"5=012"
+
+
+def test_appender_of_closed_writer(fresh: Fresh) -> None:
+    fresh.message(("int", 1))
+    fresh.writer.close()
+    before = sorted(os.listdir(fresh.folder))
+    with pytest.raises(ValueError, match="closed"):
+        fresh.appender.write_int(2)
+    with pytest.raises(ValueError, match="closed"):
+        fresh.writer.get_appender()
+    assert sorted(os.listdir(fresh.folder)) == before  # no new data file was claimed
+    with VanillaChronicleReader(fresh.root) as reader:
+        assert [e.read_int() for e in reader] == [1]
