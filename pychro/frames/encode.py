@@ -28,6 +28,7 @@ class Encoded:
     data: npt.NDArray[np.uint8] | None = None  # variable: all rows' bytes back to back
     offsets: npt.NDArray[np.int64] | None = None  # variable: start of each row in data (n + 1 entries)
     slow_rows: int = 0  # rows re-encoded on the CESU-8 slow path
+    text_lengths: npt.NDArray[np.int64] | None = None  # strings: encoded text bytes per row (0 for null)
 
 
 def encode_fixed(values: npt.NDArray[Any], dtype: str) -> Encoded:
@@ -104,7 +105,7 @@ def encode_strings(
     # text bytes after each prefix (null rows have none)
     tl = np.where(valid, text_len, 0)
     _copy_runs(out, out_off[:-1] + prefix.lengths, data, offsets[:-1], tl)
-    return Encoded(lengths, data=out, offsets=out_off, slow_rows=slow)
+    return Encoded(lengths, data=out, offsets=out_off, slow_rows=slow, text_lengths=tl)
 
 
 def _splice(
@@ -144,10 +145,13 @@ def scatter(buf: npt.NDArray[np.uint8], positions: npt.NDArray[np.int64], enc: E
     """Write an encoded column at per-row byte ``positions`` of ``buf`` (a data file's bytes)."""
     if enc.fixed is not None:
         n, size = enc.fixed.shape
-        if size == 1:
-            buf[positions] = enc.fixed[:, 0]
-        elif not n:
+        if not n:
             return
+        if size in (1, 2, 4, 8):
+            # overlapping window view: element i is the `size` bytes starting at byte i, so one 1-D scatter
+            # writes a value at any unaligned position
+            window = np.ndarray((len(buf) - size + 1,), dtype=f"<u{size}", buffer=buf, strides=(1,))
+            window[positions] = enc.fixed.view(f"<u{size}").reshape(n)
         else:
             buf[positions[:, None] + np.arange(size)] = enc.fixed
         return

@@ -1,0 +1,403 @@
+"""write_frame: DataFrame/Arrow rows -> journal messages, encoded in bulk, committed through the shared path.
+
+The bytes are those the row writer produces for the same rows (vanilla-format.md §4, §7): a fresh data file
+``data-<tid>-<max+1>`` per cycle, 4-aligned ``~length`` headers, a roll to the next data file when fewer than
+``message_capacity + 4`` bytes remain, CESU-8 text, ``80 00`` null strings, ``'Y'`` booleans. All rows are
+validated before anything is written; then, chunk by chunk, bodies and headers are written with numpy and the
+index entries committed in order by one native call (:meth:`pychro._commit.Committer.commit_many`), so every
+committed row is whole, even if a later chunk fails.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .. import _layout as L
+from .._commit import Committer
+from .._optional import require
+from ..config import VanillaConfig
+from ..journal import Journal
+from . import encode as E
+from .schema import FIXED, SKIP, STOPBIT, STRING, UTF, Schema, SchemaLike
+
+__all__ = ["to_journal", "write_frame"]
+
+CHUNK_ROWS = 1 << 20  # rows encoded and committed per step: bounds memory, keeps temporaries warm
+
+_INT_RANGE = {
+    "int8": (-(1 << 7), (1 << 7) - 1),
+    "int16": (-(1 << 15), (1 << 15) - 1),
+    "int32": (-(1 << 31), (1 << 31) - 1),
+    "int64": (-(1 << 63), (1 << 63) - 1),
+    "stopbit": (-(1 << 63), (1 << 63) - 1),
+    "uint8": (0, (1 << 8) - 1),
+    "uint16": (0, (1 << 16) - 1),
+    "uint32": (0, (1 << 32) - 1),
+}
+
+
+def write_frame(
+    data: Any,
+    path: str | os.PathLike[str],
+    schema: SchemaLike | None = None,
+    date: _dt.date | _dt.datetime | None = None,
+    *,
+    timestamp_column: str | None = None,
+    config: VanillaConfig | None = None,
+    thread_id_bits: int | None = None,
+    clock: Any = None,
+    progress: bool | None = None,
+) -> npt.NDArray[np.int64]:
+    """Append every row of a DataFrame or Arrow table to a journal, as Java would write them.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame, pyarrow.Table or RecordBatch, or dict of columns
+        One column per schema field (by name; extra columns are ignored). ``skip<N>`` fields are written as
+        N zero bytes.
+    path : str or os.PathLike
+        Journal folder (created if missing).
+    schema : Schema or schema-like, optional
+        Field order and types; default: inferred from the data's Arrow schema (pychro metadata first).
+    date : date or datetime, optional
+        Target cycle for every row. Default: per row, from ``timestamp_column`` (the first ``timestamp_*``
+        field when not given), so a multi-day frame lands in the right cycle folders; the current cycle
+        when the schema has no timestamp.
+    config, thread_id_bits : optional
+        Journal format, as for every pychro entry point.
+    progress : bool, optional
+        Show a progress bar (tqdm); default: only for long jobs on a terminal.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        The full index of every row, in row order.
+
+    Raises
+    ------
+    ValueError
+        A row does not fit the schema (null in a non-nullable field, overflow, a body larger than the
+        message capacity...): raised before anything is written, naming the row.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"ts": pd.to_datetime(["2024-01-02 09:30"], utc=True), "px": [101.5]})  # doctest: +SKIP
+    >>> pychro.write_frame(df, path, "ts:timestamp_ms,px:float64")                              # doctest: +SKIP
+    array([21483495768555520])
+    """
+    table = _to_table(data)
+    schema = Schema.from_arrow(table.schema) if schema is None else Schema(schema)
+    journal = Journal(path, config, thread_id_bits, must_exist=False)
+    os.makedirs(journal.path, exist_ok=True)
+    cfg = journal.config
+    n = table.num_rows
+    columns = [_column(table, f) for f in schema.fields]
+    encoded = [_encode(f, col, n) for f, col in zip(schema.fields, columns)]
+    lengths = np.zeros(n, dtype=np.int64)
+    for enc in encoded:
+        lengths += enc.lengths
+    too_big = np.flatnonzero(lengths > cfg.message_capacity)
+    if len(too_big):
+        r = int(too_big[0])
+        raise ValueError(
+            f"row {r}: message of {int(lengths[r])} bytes exceeds the message capacity of {cfg.message_capacity} "
+            "bytes (raise config message_capacity)"
+        )
+    cycles = _cycles(table, schema, cfg, n, date, timestamp_column, clock)
+    out = np.empty(n, dtype=np.int64)
+    if not n:
+        return out
+    committer = Committer(journal)
+    tid = threading.get_native_id()
+    if tid > journal.codec.max_tid:
+        raise ValueError(f"this thread's id {tid} does not fit in thread_id_bits={cfg.thread_id_bits}")
+    bar = _bar(n, progress)
+    try:
+        for cycle in np.unique(cycles):
+            rows = np.flatnonzero(cycles == cycle) if len(cycles) > 1 else np.arange(n)
+            _write_cycle(committer, int(cycle), tid, rows, encoded, lengths, schema, out, bar)
+    finally:
+        committer.close()
+        if bar is not None:
+            bar.close()
+    return out
+
+
+to_journal = write_frame
+
+
+# -- input -------------------------------------------------------------------------------------------------
+def _to_table(data: Any) -> Any:
+    pa = require("pyarrow", purpose="write_frame")
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, dict):
+        return pa.table(data)
+    if type(data).__module__.startswith("pandas"):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    raise TypeError(f"write_frame takes a pandas DataFrame, a pyarrow Table/RecordBatch or a dict, not {type(data).__name__}")
+
+
+def _column(table: Any, field: Any) -> Any:
+    if field.kind == SKIP:
+        return None
+    if field.name not in table.column_names:
+        raise ValueError(f"the data has no column {field.name!r} (schema field {field.name}:{field.type.name})")
+    return table.column(field.name).combine_chunks()
+
+
+def _first_null(col: Any, field: Any) -> None:
+    if col.null_count:
+        import pyarrow.compute as pc
+
+        r = int(pc.index(col.is_null(), True).as_py())
+        raise ValueError(f"row {r}: column {field.name!r} is null; {field.type.name} fields cannot hold nulls")
+
+
+def _encode(field: Any, col: Any, n: int) -> E.Encoded:
+    pa = require("pyarrow")
+    ft = field.type
+    if ft.kind == SKIP:
+        return E.Encoded(np.full(n, ft.size, dtype=np.int64), fixed=np.zeros((n, ft.size), dtype=np.uint8))
+    if ft.kind in (STRING, UTF):
+        return _encode_text(field, col, n)
+    _first_null(col, field)
+    t = col.type
+    name = ft.name
+    if name.startswith("timestamp_"):
+        unit = name.split("_")[1]
+        if pa.types.is_timestamp(t) or pa.types.is_date(t):
+            col = col.cast(pa.timestamp(unit, tz="UTC") if pa.types.is_timestamp(t) else pa.timestamp(unit))
+            values = col.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        else:
+            values = _integers(field, col, "int64")
+        return E.encode_fixed(values, "<i8")
+    if name == "bool":
+        if pa.types.is_boolean(t):
+            truth = col.to_numpy(zero_copy_only=False).astype(bool)
+        elif pa.types.is_integer(t) or pa.types.is_floating(t):
+            truth = col.to_numpy(zero_copy_only=False) != 0
+        else:
+            raise ValueError(f"column {field.name!r}: bool fields take booleans or numbers, not {t}")
+        return E.encode_fixed(np.where(truth, 0x59, 0).astype(np.uint8), "u1")  # Java writes 'Y'
+    if name == "char":
+        return E.encode_fixed(_chars(field, col), "<u2")
+    if ft.kind == STOPBIT:
+        return E.encode_stop_bits(_integers(field, col, "int64"))
+    if name.startswith("float"):
+        if not (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t)):
+            raise ValueError(f"column {field.name!r}: {name} fields take numbers, not {t}")
+        return E.encode_fixed(col.to_numpy(zero_copy_only=False).astype(ft.dtype), ft.dtype)
+    assert ft.kind == FIXED
+    return E.encode_fixed(_integers(field, col, ft.dtype), ft.dtype)
+
+
+def _integers(field: Any, col: Any, dtype: str) -> npt.NDArray[Any]:
+    """Integer values, range-checked against the field type (first offending row named)."""
+    pa = require("pyarrow")
+    t = col.type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+        raise ValueError(f"column {field.name!r}: {field.type.name} fields take integers, not {t}")
+    values = col.to_numpy(zero_copy_only=False)
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (values != np.floor(values))
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"row {r}: column {field.name!r} value {values[r]!r} is not an integer")
+    lo, hi = _INT_RANGE.get(field.type.name, _INT_RANGE["int64"])
+    if values.dtype.kind == "u" and values.dtype.itemsize == 8:
+        over = values > np.uint64(hi)
+    else:
+        as_float = values.dtype.kind == "f"
+        v = values if as_float else values.astype(np.int64)
+        over = (v < lo) | (v > hi)
+    if over.any():
+        r = int(np.flatnonzero(over)[0])
+        raise ValueError(f"row {r}: column {field.name!r} value {values[r]!r} does not fit in {field.type.name}")
+    return values.astype(np.dtype(dtype))
+
+
+def _chars(field: Any, col: Any) -> npt.NDArray[np.uint16]:
+    """One UTF-16 code unit per row, from 1-character strings (BMP) or integer code units."""
+    pa = require("pyarrow")
+    t = col.type
+    if pa.types.is_integer(t):
+        return _integers(field, col, "<u2")
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        raise ValueError(f"column {field.name!r}: char fields take 1-character strings or integers, not {t}")
+    col = col.cast(pa.large_string())
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int64)[col.offset : col.offset + len(col) + 1]
+    data = np.frombuffer(col.buffers()[2], dtype=np.uint8) if col.buffers()[2] is not None else np.zeros(0, np.uint8)
+    width = np.diff(offsets)
+    b0 = data[np.minimum(offsets[:-1], max(len(data) - 1, 0))].astype(np.uint32) if len(data) else np.zeros(len(col), np.uint32)
+    # a single character is 1-3 UTF-8 bytes whose lead byte announces exactly that width
+    expect = np.where(b0 < 0x80, 1, np.where(b0 >= 0xF0, 4, np.where(b0 >= 0xE0, 3, 2)))
+    bad = (width != expect) | (width > 3)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"row {r}: column {field.name!r} value {col[r].as_py()!r} is not one BMP character (a Java char)"
+        )
+    def at(k: int) -> npt.NDArray[np.uint32]:
+        return data[np.minimum(offsets[:-1] + k, len(data) - 1)].astype(np.uint32) & 0x3F
+
+    code = np.where(
+        width == 1, b0,
+        np.where(width == 2, ((b0 & 0x1F) << 6) | at(1), ((b0 & 0x0F) << 12) | (at(1) << 6) | at(2)),
+    )
+    return code.astype(np.uint16)
+
+
+def _encode_text(field: Any, col: Any, n: int) -> E.Encoded:
+    pa = require("pyarrow")
+    t = col.type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        if pa.types.is_null(t):
+            col = pa.nulls(n, pa.large_string())
+        else:
+            raise ValueError(f"column {field.name!r}: {field.type.name} fields take strings, not {t}")
+    col = col.cast(pa.large_string())
+    if field.type.kind == UTF:
+        _first_null(col, field)
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int64)[col.offset : col.offset + n + 1]
+    buf = col.buffers()[2]
+    data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, dtype=np.uint8)
+    valid = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    enc = E.encode_strings(data, offsets.astype(np.int64), valid)
+    if field.type.kind == UTF:
+        assert enc.text_lengths is not None
+        over = np.flatnonzero(enc.text_lengths > 0xFFFF)
+        if len(over):
+            raise ValueError(f"row {int(over[0])}: column {field.name!r} text exceeds writeUTF's 65535 bytes")
+        return _as_utf(enc, enc.text_lengths)
+    return enc
+
+
+def _as_utf(enc: E.Encoded, text_len: npt.NDArray[np.int64]) -> E.Encoded:
+    """Swap the stop-bit length prefix of each row for writeUTF's uint16 little-endian length."""
+    assert enc.data is not None and enc.offsets is not None
+    n = len(text_len)
+    prefix = enc.lengths - text_len
+    lengths = text_len + 2
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    out = np.zeros(int(offsets[-1]), dtype=np.uint8)
+    heads = text_len.astype("<u2").view(np.uint8).reshape(n, 2)
+    out[offsets[:-1]] = heads[:, 0]
+    out[offsets[:-1] + 1] = heads[:, 1]
+    E._copy_runs(out, offsets[:-1] + 2, enc.data, enc.offsets[:-1] + prefix, text_len)
+    return E.Encoded(lengths, data=out, offsets=offsets, slow_rows=enc.slow_rows)
+
+
+def _cycles(
+    table: Any, schema: Schema, cfg: VanillaConfig, n: int, date: Any, ts_name: str | None, clock: Any
+) -> npt.NDArray[np.int64]:
+    if date is not None:
+        return np.full(min(n, 1), cfg.cycle_of(date), dtype=np.int64)
+    ts_fields = [f for f in schema.fields if f.type.name.startswith("timestamp_")]
+    if ts_name is not None:
+        matches = [f for f in ts_fields if f.name == ts_name]
+        if not matches:
+            raise ValueError(f"timestamp_column {ts_name!r} is not a timestamp field of the schema")
+        ts_fields = matches
+    if not ts_fields:
+        now = clock() if clock is not None else time.time_ns() // 1_000_000
+        return np.full(min(n, 1), cfg.cycle_of_ms(now), dtype=np.int64)
+    f = ts_fields[0]
+    unit = f.type.name.split("_")[1]
+    raw = _encode(f, _column(table, f), n).fixed
+    assert raw is not None
+    values = raw.view("<i8").reshape(-1)
+    per_ms = {"ms": 1, "us": 1000, "ns": 1_000_000}[unit]
+    return (values // per_ms) // cfg.cycle_length_ms  # type: ignore[operator,no-any-return]
+
+
+# -- layout and commit ---------------------------------------------------------------------------------------
+def _write_cycle(
+    committer: Committer, cycle: int, tid: int, rows: npt.NDArray[np.int64], encoded: list[E.Encoded],
+    lengths: npt.NDArray[np.int64], schema: Schema, out: npt.NDArray[np.int64], bar: Any,
+) -> None:
+    cfg = committer.config
+    codec = committer.journal.codec
+    block = cfg.data_block_size
+    roll_at = block - cfg.message_capacity - L.HEADER_SIZE  # a message may start at header pos <= roll_at
+    file_no, mf = committer.claim_data_file(cycle, tid, None)
+    pos = 0
+    try:
+        for c0 in range(0, len(rows), CHUNK_ROWS):
+            chunk = rows[c0 : c0 + CHUNK_ROWS]
+            rec = (lengths[chunk] + L.HEADER_SIZE + 3) & ~3  # header + body, padded to the next header
+            done = 0
+            while done < len(chunk):
+                # rows that still start at or before roll_at in this file
+                ends = pos + np.cumsum(rec[done:])
+                starts = ends - rec[done:]
+                fit = int(np.searchsorted(starts, roll_at, side="right"))
+                if fit == 0:
+                    mf.close()
+                    file_no, mf = committer.claim_data_file(cycle, tid, file_no)
+                    pos = 0
+                    continue
+                part = chunk[done : done + fit]
+                hdr = starts[:fit]
+                _write_bodies(mf, hdr, part, encoded, lengths, schema)
+                entries = (np.uint64(codec.pack(tid, file_no, 0)) + (hdr + L.HEADER_SIZE).astype(np.uint64))
+                out[part] = committer.commit_many(cycle, entries)
+                pos = int(ends[fit - 1])
+                done += fit
+                if bar is not None:
+                    bar.update(fit)
+    finally:
+        mf.close()
+
+
+def _write_bodies(
+    mf: Any, hdr: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], encoded: list[E.Encoded],
+    lengths: npt.NDArray[np.int64], schema: Schema,
+) -> None:
+    """Bodies, then headers, of consecutive messages at header positions ``hdr`` of one data file."""
+    buf = np.frombuffer(mf.mm, dtype=np.uint8)
+    try:
+        cursor = hdr + L.HEADER_SIZE
+        for enc in encoded:
+            E.scatter(buf, cursor, _take(enc, rows))
+            cursor = cursor + enc.lengths[rows]
+        # headers last: ~length, little-endian int32 at 4-aligned positions (the CAS publishes them)
+        E.scatter(buf, hdr, E.encode_fixed(~lengths[rows].astype(np.int32), "<i4"))
+    finally:
+        del buf
+
+
+def _take(enc: E.Encoded, rows: npt.NDArray[np.int64]) -> E.Encoded:
+    """The encoded values of some rows (rows are consecutive and ascending within a chunk)."""
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    contiguous = hi - lo == len(rows)  # the usual case (one cycle): slices, no copies
+    if enc.fixed is not None:
+        return E.Encoded(enc.lengths[lo:hi], fixed=enc.fixed[lo:hi]) if contiguous else E.Encoded(
+            enc.lengths[rows], fixed=enc.fixed[rows]
+        )
+    assert enc.offsets is not None
+    if contiguous:
+        base = enc.offsets[lo]
+        return E.Encoded(enc.lengths[lo:hi], data=enc.data[base : enc.offsets[hi]], offsets=enc.offsets[lo : hi + 1] - base)
+    lengths = enc.lengths[rows]
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    data = np.zeros(int(offsets[-1]), dtype=np.uint8)
+    E._copy_runs(data, offsets[:-1], enc.data, enc.offsets[rows], lengths)  # type: ignore[arg-type]
+    return E.Encoded(lengths, data=data, offsets=offsets)
+
+
+def _bar(total: int, progress: bool | None) -> Any:
+    from .._progress import progress_bar
+
+    return progress_bar(total, "rows", progress, big=2_000_000)
