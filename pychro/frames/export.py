@@ -1,0 +1,275 @@
+"""Export journals to Parquet, Arrow IPC and CSV, streaming decoded batches (bounded memory).
+
+The pychro schema and the source range travel in the file's metadata (``pychro.schema``, ``pychro.source``),
+so :func:`load_file` (and ``pychro import``) can append an exported file back into a journal with no schema.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from .._optional import require
+from ..config import VanillaConfig
+from ..journal import Journal
+from .schema import META_SCHEMA, Schema, SchemaLike
+
+__all__ = ["export", "load_file", "to_csv", "to_ipc", "to_parquet"]
+
+META_SOURCE = b"pychro.source"
+_EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "ipc", ".feather": "ipc", ".ipc": "ipc", ".csv": "csv"}
+
+
+def to_parquet(
+    path: str | os.PathLike[str],
+    schema: SchemaLike,
+    out: str | os.PathLike[str],
+    date: Any = None,
+    start: Any = None,
+    end: Any = None,
+    *,
+    columns: list[str] | None = None,
+    row_group_rows: int = 1 << 20,
+    compression: str | None = "snappy",
+    partition_by: str | None = None,
+    config: VanillaConfig | None = None,
+    thread_id_bits: int | None = None,
+    progress: bool | None = None,
+) -> int:
+    """Stream a journal (or a date/index range of it) into a Parquet file; returns the rows written.
+
+    ``partition_by="date"`` writes a hive-style dataset instead: one ``date=YYYY-MM-DD/part-0.parquet`` per
+    cycle (``cycle=<folder>`` for non-daily cycles) under ``out``. Memory stays bounded by about one row group.
+
+    Examples
+    --------
+    >>> pychro.to_parquet(journal_dir, "ts:timestamp_ms,px:float64", "ticks.parquet")  # doctest: +SKIP
+    2000000
+    """
+    return _export("parquet", path, schema, out, date, start, end, columns, row_group_rows, compression,
+                   partition_by, config, thread_id_bits, progress)
+
+
+def to_ipc(
+    path: str | os.PathLike[str], schema: SchemaLike, out: str | os.PathLike[str], date: Any = None,
+    start: Any = None, end: Any = None, *, columns: list[str] | None = None, row_group_rows: int = 1 << 20,
+    compression: str | None = None, partition_by: str | None = None, config: VanillaConfig | None = None,
+    thread_id_bits: int | None = None, progress: bool | None = None,
+) -> int:
+    """Like :func:`to_parquet`, writing an Arrow IPC (Feather v2) file."""
+    return _export("ipc", path, schema, out, date, start, end, columns, row_group_rows, compression,
+                   partition_by, config, thread_id_bits, progress)
+
+
+def to_csv(
+    path: str | os.PathLike[str], schema: SchemaLike, out: str | os.PathLike[str], date: Any = None,
+    start: Any = None, end: Any = None, *, columns: list[str] | None = None, row_group_rows: int = 1 << 20,
+    partition_by: str | None = None, config: VanillaConfig | None = None, thread_id_bits: int | None = None,
+    progress: bool | None = None,
+) -> int:
+    """Like :func:`to_parquet`, writing CSV (no metadata: import it back with an explicit schema)."""
+    return _export("csv", path, schema, out, date, start, end, columns, row_group_rows, None,
+                   partition_by, config, thread_id_bits, progress)
+
+
+def export(
+    path: str | os.PathLike[str], schema: SchemaLike, out: str | os.PathLike[str], *, fmt: str | None = None,
+    **kwargs: Any,
+) -> int:
+    """Export with the format taken from ``out``'s extension (.parquet, .arrow/.feather, .csv)."""
+    if fmt is None:
+        ext = os.path.splitext(os.fspath(out))[1].lower()
+        fmt = _EXTENSIONS.get(ext, "parquet" if kwargs.get("partition_by") else None)
+        if fmt is None:
+            raise ValueError(f"cannot tell the format of {os.fspath(out)!r}: use .parquet, .arrow, .feather or .csv")
+    if kwargs.get("compression") is None:
+        kwargs.pop("compression", None)
+    return {"parquet": to_parquet, "ipc": to_ipc, "csv": to_csv}[fmt](path, schema, out, **kwargs)
+
+
+# -- implementation -------------------------------------------------------------------------------------------
+def _export(
+    fmt: str, path: Any, schema: SchemaLike, out: Any, date: Any, start: Any, end: Any, columns: Any,
+    row_group_rows: int, compression: str | None, partition_by: str | None, config: Any, thread_id_bits: Any,
+    progress: bool | None,
+) -> int:
+    from . import iter_batches
+    from .scan import select_cycles
+
+    if row_group_rows <= 0:
+        raise ValueError("row_group_rows must be positive")
+    schema = Schema(schema)
+    journal = Journal(path, config, thread_id_bits)
+    cfg = journal.config
+    ranges, _ = select_cycles(journal, date, start, end)
+    total_rows = sum(
+        (journal.count(c) if e is None else min(e, journal.count(c))) - s for c, s, e in ranges
+    )
+    from .._progress import progress_bar
+
+    bar = progress_bar(max(total_rows, 0), "rows", progress, big=5_000_000, desc="export")
+
+    def batches(start_: Any, end_: Any) -> Iterator[Any]:
+        for batch in iter_batches(journal.path, schema, start=start_, end=end_, columns=columns, config=cfg):
+            if bar is not None:
+                bar.update(batch.num_rows)
+            yield batch
+
+    source = {
+        "journal": os.path.abspath(journal.path),
+        "date": _jsonable(date),
+        "start": _jsonable(start),
+        "end": _jsonable(end),
+        "config": {k: v for k, v in vars(cfg).items() if not k.startswith("_")},
+    }
+    rows = 0
+    try:
+        if partition_by is None:
+            rows = _write(fmt, os.fspath(out), schema, columns, _range_batches(batches, ranges, cfg), row_group_rows,
+                          compression, _with_range(source, ranges, journal))
+        elif partition_by in ("date", "cycle"):
+            os.makedirs(out, exist_ok=True)
+            ext = {"parquet": "parquet", "ipc": "arrow", "csv": "csv"}[fmt]
+            for cycle, first, stop in ranges:
+                name = (f"date={cfg.cycle_datetime(cycle):%Y-%m-%d}" if cfg.cycle_length_ms == 86_400_000
+                        else f"cycle={cfg.folder_name(cycle).replace('/', '-')}")
+                target = os.path.join(os.fspath(out), name)
+                os.makedirs(target, exist_ok=True)
+                part = _range_batches(batches, [(cycle, first, stop)], cfg)
+                rows += _write(fmt, os.path.join(target, f"part-0.{ext}"), schema, columns, part, row_group_rows,
+                               compression, _with_range(dict(source, cycle=cycle), [(cycle, first, stop)], journal))
+        else:
+            raise ValueError(f"partition_by must be None or 'date', got {partition_by!r}")
+    finally:
+        if bar is not None:
+            bar.close()
+    return rows
+
+
+def _range_batches(batches: Any, ranges: list[tuple[int, int, int | None]], cfg: VanillaConfig) -> Iterator[Any]:
+    """Batches of each selected cycle range, in order (ranges come from one snapshot of the journal)."""
+    for cycle, first, stop in ranges:
+        end = cfg.index_of(cycle, stop) if stop is not None else cfg.index_of(cycle + 1, 0)
+        yield from batches(cfg.index_of(cycle, first), end)
+
+
+def _with_range(source: dict[str, Any], ranges: list[tuple[int, int, int | None]], journal: Journal) -> dict[str, Any]:
+    """The source description plus the exact index range exported (from the same snapshot of counts)."""
+    cfg = journal.config
+    spans = []
+    for cycle, first, stop in ranges:
+        end = journal.count(cycle) if stop is None else min(stop, journal.count(cycle))
+        if end > first:
+            spans.append([cfg.index_of(cycle, first), cfg.index_of(cycle, end)])
+    return dict(source, index_ranges=spans, first_index=spans[0][0] if spans else None,
+                end_index=spans[-1][1] if spans else None)
+
+
+def _write(
+    fmt: str, out: str, schema: Schema, columns: Any, batches: Iterator[Any], row_group_rows: int,
+    compression: str | None, source: dict[str, Any],
+) -> int:
+    """Write batches to one file (through ``<out>.partial``, renamed when complete)."""
+    pa = require("pyarrow", purpose="export")
+    arrow_schema = schema.to_arrow()
+    if columns is not None:
+        arrow_schema = pa.schema([arrow_schema.field(c) for c in columns], metadata=arrow_schema.metadata)
+    rows = 0
+    pending: list[Any] = []
+    pending_rows = 0
+    meta = dict(arrow_schema.metadata or {})
+
+    def with_meta() -> Any:
+        return arrow_schema.with_metadata({**meta, META_SOURCE: json.dumps(source, default=str).encode()})
+
+    writer: Any = None
+    tmp = out + ".partial"
+    try:
+        if fmt == "parquet":
+            pq = require("pyarrow.parquet", extra="frames")
+            writer = pq.ParquetWriter(tmp, with_meta(), compression=compression or "none")
+        elif fmt == "ipc":
+            opts = pa.ipc.IpcWriteOptions(compression=compression) if compression else None
+            writer = pa.ipc.new_file(tmp, with_meta(), options=opts)
+        else:
+            from pyarrow import csv
+
+            writer = csv.CSVWriter(tmp, arrow_schema)
+
+        def flush() -> None:
+            nonlocal pending, pending_rows
+            if not pending:
+                return
+            table = pa.Table.from_batches(pending, schema=arrow_schema)
+            if fmt == "parquet":
+                writer.write_table(table, row_group_size=row_group_rows)
+            else:
+                writer.write_table(table)
+            pending, pending_rows = [], 0
+
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            batch = pa.RecordBatch.from_arrays(
+                [batch.column(name) for name in arrow_schema.names], schema=arrow_schema
+            )
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            rows += batch.num_rows
+            if pending_rows >= row_group_rows:
+                flush()
+        flush()
+        writer.close()
+        writer = None
+        os.replace(tmp, out)
+    finally:
+        if writer is not None:
+            writer.close()
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return rows
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (_dt.date, _dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def load_file(path: str | os.PathLike[str], schema: SchemaLike | None = None) -> tuple[Any, Schema]:
+    """Read a .parquet/.arrow/.feather/.csv file for import -> (pyarrow.Table, Schema).
+
+    The schema comes from ``schema`` or from the file's ``pychro.schema`` metadata (files made by
+    ``pychro export``); CSV always needs one.
+    """
+    pa = require("pyarrow", purpose="import")
+    p = os.fspath(path)
+    ext = os.path.splitext(p)[1].lower()
+    fmt = _EXTENSIONS.get(ext)
+    if fmt == "parquet" or os.path.isdir(p):
+        pq = require("pyarrow.parquet", extra="frames")
+        table = pq.read_table(p)
+    elif fmt == "ipc":
+        with pa.memory_map(p) as source:
+            table = pa.ipc.open_file(source).read_all()
+    elif fmt == "csv":
+        if schema is None:
+            raise ValueError("importing CSV needs --schema (CSV files carry no pychro metadata)")
+        from pyarrow import csv
+
+        sch = Schema(schema)
+        table = csv.read_csv(p, convert_options=csv.ConvertOptions(column_types=sch.to_arrow()))
+        return table, sch
+    else:
+        raise ValueError(f"cannot tell the format of {p!r}: use .parquet, .arrow, .feather or .csv")
+    if schema is not None:
+        return table, Schema(schema)
+    meta = table.schema.metadata or {}
+    if META_SCHEMA not in meta:
+        raise ValueError(f"{p} has no pychro schema in its metadata: give one (--schema)")
+    return table, Schema.from_json(meta[META_SCHEMA])
