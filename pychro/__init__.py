@@ -33,6 +33,11 @@ _LAZY = {
     "read_table": "pychro.frames",
     "read_frame": "pychro.frames",
     "iter_batches": "pychro.frames",
+    "write_frame": "pychro.frames.backfill",
+    "to_journal": "pychro.frames.backfill",
+    "to_parquet": "pychro.frames.export",
+    "to_ipc": "pychro.frames.export",
+    "to_csv": "pychro.frames.export",
 }
 
 
@@ -74,4 +79,9 @@ __all__ = [
     "open",
     "read_frame",
     "read_table",
+    "to_csv",
+    "to_ipc",
+    "to_journal",
+    "to_parquet",
+    "write_frame",
 ]
