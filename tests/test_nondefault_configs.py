@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pychro import (
     Journal,
@@ -401,3 +403,34 @@ def test_large_message_with_struct_view(tmp_path: Path) -> None:
         assert list(struct.unpack(f"<{len(values)}i", first.read_bytes(4092))) == values
         assert reader.next_reader().read_int() == -1
     assert _tree(tmp_path)["20150221"] == sorted(["index-0", f"data-{TID}-0", f"data-{TID}-1"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(0, 256), min_size=1, max_size=60))
+def test_data_file_roll_rule(lengths: list[int]) -> None:
+    """Any message lengths: a file rolls exactly when fewer than capacity + 4 bytes remain at a header (§4)."""
+    import tempfile
+
+    cfg = VanillaConfig(data_block_size=1024, message_capacity=256, thread_id_bits=16)
+    clock = FakeClock(dt.datetime(2015, 2, 21, 12))
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        with VanillaChronicleWriter(root, config=cfg, clock=clock) as writer:
+            appender = writer.get_appender()
+            for k, n in enumerate(lengths):
+                appender.start_excerpt()
+                appender.write_bytes(bytes([k % 251]) * n)
+                appender.finish()
+        # the layout a Java appender produces, computed from the rule alone
+        expected: list[tuple[int, int]] = []  # (file_no, header pos) per message
+        file_no, pos = 0, 0
+        for n in lengths:
+            if 1024 - pos < 256 + 4:
+                file_no, pos = file_no + 1, 0
+            expected.append((file_no, pos))
+            pos = (pos + 4 + n + 3) // 4 * 4
+        slots = read_slots(root / "20150221" / "index-0", len(lengths) + 1)
+        assert [(s >> 10 & 0xFFFF, (s & 1023) - 4) for s in slots[:-1]] == expected
+        assert slots[-1] == 0
+        with VanillaChronicleReader(root, config=cfg) as reader:
+            assert [e.body() for e in reader] == [bytes([k % 251]) * n for k, n in enumerate(lengths)]
