@@ -1,0 +1,120 @@
+"""Bulk write and export rates, side by side in one run.
+
+    python benchmarks/bench_write.py [--rows N] [--row-api-rows M] [--repeat R]
+
+For the fixed (int64 ts, float64 px, int32 qty, bool side) and mixed (the same + two short strings) schemas of
+bench_read.py, prints rows/s of:
+* ``write_frame`` (bulk backfill) vs the row-API appender loop (measured on M rows), and their ratio;
+* ``to_parquet`` (journal -> Parquet, decode included) vs ``pyarrow.parquet.write_table`` of the same rows
+  already in memory, and the cost ratio (target: export <= 1.5x the Parquet write alone).
+Peak memory of a large export is measured separately: ``/usr/bin/time -v python benchmarks/bench_write.py
+--export-only --rows 10000000`` (maximum resident set size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import pychro
+
+FIXED = "ts:int64,px:float64,qty:int32,side:bool"
+MIXED = FIXED + ",sym:string,venue:string"
+DAY = dt.date(2024, 1, 2)
+
+
+def make_table(n: int, mixed: bool) -> pa.Table:
+    i = np.arange(n, dtype=np.int64)
+    cols: dict[str, Any] = {
+        "ts": 1_704_153_600_000 + i,
+        "px": 100.0 + (i % 1000) / 7,
+        "qty": (i % 500).astype(np.int32),
+        "side": i % 2 == 0,
+    }
+    if mixed:
+        cols["sym"] = pa.array(np.array(["EURUSD", "GBPUSD", "USDJPY", "AUDUSD"])[i % 4])
+        cols["venue"] = pa.array(np.array(["LDN", "NY4", "TY3"])[i % 3])
+    return pa.table(cols)
+
+
+def best(fn: Callable[[], Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def row_api_write(table: pa.Table, path: str, mixed: bool) -> None:
+    cols = table.to_pydict()
+    clock = lambda: 1_704_153_600_000  # noqa: E731 - same cycle as write_frame's date
+    with pychro.VanillaChronicleWriter(path, clock=clock) as chron:
+        a = chron.get_appender()
+        if mixed:
+            for ts, px, qty, side, sym, venue in zip(*(cols[k] for k in ("ts", "px", "qty", "side", "sym", "venue"))):
+                a.write_long(ts); a.write_double(px); a.write_int(qty); a.write_boolean(side)  # noqa: E702
+                a.write_string(sym); a.write_string(venue); a.finish()  # noqa: E702
+        else:
+            for ts, px, qty, side in zip(*(cols[k] for k in ("ts", "px", "qty", "side"))):
+                a.write_long(ts); a.write_double(px); a.write_int(qty); a.write_boolean(side); a.finish()  # noqa: E702
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=2_000_000)
+    ap.add_argument("--row-api-rows", type=int, default=200_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--export-only", action="store_true", help="one mixed-schema export of --rows (peak memory)")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="pychro-bench-write-")
+    try:
+        if args.export_only:
+            path = os.path.join(tmp, "j")
+            pychro.write_frame(make_table(args.rows, True), path, MIXED, date=DAY)
+            t0 = time.perf_counter()
+            n = pychro.to_parquet(path, MIXED, os.path.join(tmp, "out.parquet"))
+            print(f"exported {n:,} rows in {time.perf_counter() - t0:.2f} s")
+            return
+        print(f"{args.rows:,} rows per run (row API: {args.row_api_rows:,}), best of {args.repeat}")
+        print(f"{'schema':6} {'write_frame':>12} {'row API':>10} {'ratio':>7} | {'to_parquet':>11} "
+              f"{'pq.write':>10} {'cost ratio':>10}")
+        for name, schema, mixed in (("fixed", FIXED, False), ("mixed", MIXED, True)):
+            table = make_table(args.rows, mixed)
+            k = [0]
+
+            def bulk() -> None:
+                k[0] += 1
+                pychro.write_frame(table, os.path.join(tmp, f"{name}-bulk-{k[0]}"), schema, date=DAY)
+
+            t_bulk = best(bulk, args.repeat)
+            small = table.slice(0, args.row_api_rows)
+            t_row = best(lambda: row_api_write(small, os.path.join(tmp, f"{name}-row-{time.perf_counter_ns()}"), mixed),
+                         max(1, args.repeat - 1))
+            src = os.path.join(tmp, f"{name}-bulk-1")
+            t_export = best(lambda: pychro.to_parquet(src, schema, os.path.join(tmp, f"{name}.parquet")), args.repeat)
+            frame = pychro.read_table(src, schema)
+            t_pq = best(lambda: pq.write_table(frame, os.path.join(tmp, f"{name}-pq.parquet")), args.repeat)
+            r_bulk = args.rows / t_bulk
+            r_row = args.row_api_rows / t_row
+            print(f"{name:6} {r_bulk / 1e6:10.2f} M {r_row / 1e6:8.3f} M {r_bulk / r_row:6.0f}x | "
+                  f"{args.rows / t_export / 1e6:9.2f} M {args.rows / t_pq / 1e6:8.2f} M {t_export / t_pq:9.2f}x")
+            for d in os.listdir(tmp):
+                if d.startswith(f"{name}-") and d != f"{name}-bulk-1":
+                    shutil.rmtree(os.path.join(tmp, d), ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
