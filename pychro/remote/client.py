@@ -169,6 +169,7 @@ class RemoteChronicleReader:
         self._pos = 0
         self._end = 0
         self._min = self._first_min  # frames below this index are dropped (echoes, skipped starts)
+        self._floor = self._min - 1  # fast path: deliver only indexes above this (max of _min - 1, _last)
         self._last: int | None = None  # last delivered index
         self._anchor: int | None = None  # from-end subscribe reply: resume point before anything is delivered
         self._last_rx = time.monotonic()
@@ -244,9 +245,9 @@ class RemoteChronicleReader:
         if self._end - pos >= _HDR:
             size, index = _unpack_header(buf, pos)
             stop = pos + _HDR + size
-            if size >= 0 and stop <= self._end and index >= self._min:
+            if size >= 0 and stop <= self._end and index > self._floor:
                 self._pos = stop
-                self._last = index
+                self._floor = self._last = index
                 return Excerpt(buf, pos + _HDR, stop, index)
         return self._next_slow()
 
@@ -290,7 +291,7 @@ class RemoteChronicleReader:
                 continue  # the echoed last message of a resume, or before a resolved start
             if self._last is not None and index <= self._last:
                 raise self._protocol_error("source went backwards", index=index, last_index=self._last)
-            self._last = index
+            self._floor = self._last = index
             return Excerpt(buf, pos + _HDR, stop, index)
         return None
 
@@ -416,6 +417,10 @@ class RemoteChronicleReader:
 
     def _open(self, first: bool) -> None:
         """Connect and subscribe: at the resume point after a drop, else at the requested start."""
+        self._subscribe_somewhere(first)
+        self._floor = max(self._min - 1, -1 if self._last is None else self._last)
+
+    def _subscribe_somewhere(self, first: bool) -> None:
         if not first:
             resume = self._last if self._last is not None else self._anchor
             if resume is not None:
