@@ -294,7 +294,8 @@ def concurrency_writer(
 
     from pychro import VanillaChronicleWriter, VanillaConfig
 
-    writer = VanillaChronicleWriter(path, config=VanillaConfig(**config_kwargs), clock=lambda: clock_ms)  # type: ignore[arg-type]
+    config = VanillaConfig(**config_kwargs)  # type: ignore[arg-type]
+    writer = VanillaChronicleWriter(path, config=config, clock=lambda: clock_ms)
     errors: list[str] = []
 
     def run(w: int) -> None:
@@ -350,4 +351,5 @@ def concurrency_tail(
                 next_seq[w] += 1
             elif len(problems) < 10:
                 problems.append(f"index {excerpt.index:#x}: w={w} seq={seq} text={text!r}")
-    out.put({"total": total, "next_seq": next_seq, "problems": problems, "indices_ok": indices_ok})  # type: ignore[attr-defined]
+    report = {"total": total, "next_seq": next_seq, "problems": problems, "indices_ok": indices_ok}
+    out.put(report)  # type: ignore[attr-defined]

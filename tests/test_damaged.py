@@ -133,7 +133,9 @@ def test_entry_points_past_eof(journal: Path, offset: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "header", [~(1 << 30), ~((1 << 31) - 1), 0x40000000, 5, 0x7FFFFFFF], ids=["len2^30", "len2^31-1", "pos1", "pos2", "pos3"]
+    "header",
+    [~(1 << 30), ~((1 << 31) - 1), 0x40000000, 5, 0x7FFFFFFF],
+    ids=["len2^30", "len2^31-1", "pos1", "pos2", "pos3"],
 )
 def test_header_with_top_bits_set(journal: Path, header: int) -> None:
     _set_header(_data(journal), 12, header)

@@ -41,8 +41,14 @@ PUBLIC = [
     "open",
     "read_frame",
     "read_table",
+    "to_csv",
+    "to_ipc",
+    "to_journal",
+    "to_parquet",
+    "write_frame",
 ]
-LAZY = {"Schema", "read_table", "read_frame", "iter_batches"}  # need pyarrow/pandas: imported on first use
+# frames names need pyarrow/pandas: imported on first use
+LAZY = {"Schema", "iter_batches", "read_frame", "read_table", "to_csv", "to_ipc", "to_journal", "to_parquet", "write_frame"}
 SUBMODULES = ["pychro.errors", "pychro.config", "pychro.excerpt", "pychro.journal", "pychro.reader", "pychro.writer"]
 FRAMES_BUILT = (Path(pychro.__file__).parent / "frames" / "__init__.py").exists()
 

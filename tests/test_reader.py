@@ -112,7 +112,10 @@ def test_today_helpers(java_3_4_0: Path) -> None:
 
 def test_end_index_of_growing_journal(tmp_path: Path) -> None:
     clock = FakeClock(dt.datetime(2015, 2, 21, 12))
-    with VanillaChronicleWriter(tmp_path, clock=clock) as writer, VanillaChronicleReader(tmp_path, clock=clock) as reader:
+    with (
+        VanillaChronicleWriter(tmp_path, clock=clock) as writer,
+        VanillaChronicleReader(tmp_path, clock=clock) as reader,
+    ):
         assert reader.get_end_index() is None
         appender = writer.get_appender()
         for k in range(3):
@@ -268,7 +271,10 @@ def test_polling_reader_tails_a_writer(tmp_path: Path) -> None:
 
 def test_non_polling_reader_sees_later_messages(tmp_path: Path) -> None:
     clock = FakeClock(dt.datetime(2015, 2, 21, 12))
-    with VanillaChronicleWriter(tmp_path, clock=clock) as writer, VanillaChronicleReader(tmp_path, clock=clock) as reader:
+    with (
+        VanillaChronicleWriter(tmp_path, clock=clock) as writer,
+        VanillaChronicleReader(tmp_path, clock=clock) as reader,
+    ):
         appender = writer.get_appender()
         for k in range(5):
             with pytest.raises(NoData):
@@ -321,7 +327,8 @@ def _read_everything(path: Path) -> list[tuple[int, int]]:
 
 def test_reader_never_writes(read_only_copy: Path, audit: list[tuple[str, tuple[Any, ...]]]) -> None:
     before = snapshot(read_only_copy)
-    assert all(mode & 0o222 == 0 for kind, *rest in before.values() for mode in [rest[1] if kind == "file" else rest[0]])
+    modes = [entry[2] if entry[0] == "file" else entry[1] for entry in before.values()]
+    assert modes and all(mode & 0o222 == 0 for mode in modes)  # type: ignore[operator]
     got = _read_everything(read_only_copy)
     assert got[:20] == ALL_20 and got[20] == (BASE1 + 3, BASE2 + 10)
     ours = [(e, a) for e, a in audit if str(read_only_copy) in str(a[0]) or e == "mmap.__new__"]

@@ -11,7 +11,9 @@ import pytest
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_pychro_08_readme_examples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pychro_08_readme_examples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Writing and reading as the 0.8 README shows them. Its typos are fixed: it imported ``tempdir`` (meant
     ``tempfile``) and read from an undefined ``chron_dir`` (the folder just written, ``tempdir``)."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # mkdtemp() below lands in pytest's tmp_path
@@ -63,7 +65,9 @@ def _python_blocks(text: str) -> list[str]:
 
 
 @pytest.mark.skipif(not README.exists(), reason="no README.md next to tests/")
-def test_readme_first_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_first_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Every self-contained example of this project's README (one that imports pychro itself) runs."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     blocks = [b for b in _python_blocks(README.read_text()) if "import pychro" in b]

@@ -138,7 +138,8 @@ def test_booleans(fresh: Fresh) -> None:
 
 
 def test_write_char_from_str_and_int(fresh: Fresh) -> None:
-    fresh.message(("char", "A"), ("char", 0xD1A9), ("char", "\ud1a9"), ("char", "\u20ac"), ("char", 0), ("char", "\uffff"))
+    chars: list[str | int] = ["A", 0xD1A9, "\ud1a9", "\u20ac", 0, "\uffff"]
+    fresh.message(*[("char", c) for c in chars])
     assert fresh.bodies() == [bytes.fromhex("4100" "a9d1" "a9d1" "ac20" "0000" "ffff")]
     for bad in ("\U0001F600", "ab", ""):
         with pytest.raises(ValueError):
