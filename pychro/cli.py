@@ -96,30 +96,39 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_head_tail(args: argparse.Namespace) -> int:
     from . import frames
+    from .journal import Journal
 
     schema = _schema(args.schema)
-    cfg = _config(args)
-    import pandas as pd
-
-    with pd.option_context("display.max_columns", None, "display.width", 200):
-        if args.command == "head":
-            table = frames.read_table(args.dir, schema, config=cfg, limit=args.n, index=True)
-            print(table.to_pandas().to_string(index=False))
-        else:
-            table = frames.tail_table(args.dir, schema, args.n, config=cfg, index=True)
-            print(table.to_pandas().to_string(index=False))
-        if args.follow:
-            for batch in frames.iter_batches(args.dir, schema, config=cfg, start=_end_of(args.dir, cfg), follow=True,
-                                             index=True, poll_interval=0.2):
-                if batch.num_rows:
-                    print(batch.to_pandas().to_string(index=False, header=False), flush=True)
+    journal = Journal(args.dir, _config(args))
+    cfg = journal.config
+    if args.n < 0:
+        raise ValueError("-n must be >= 0")
+    start = _tail_start(journal, args.n) if args.command == "tail" else None
+    shown = 0
+    batches = frames.iter_batches(journal.path, schema, start=start, config=cfg, index=True,
+                                  batch_rows=max(1, min(args.n, 65_536)), follow=args.follow, poll_interval=0.2)
+    header = True
+    for batch in batches:
+        if not args.follow:
+            batch = batch.slice(0, args.n - shown)
+        if batch.num_rows:
+            print(batch.to_pandas().to_string(index=False, header=header), flush=True)
+            header = False
+        shown += batch.num_rows
+        if not args.follow and shown >= args.n:
+            break
     return 0
 
 
-def _end_of(path: str, cfg: VanillaConfig) -> int | None:
-    from .journal import Journal
-
-    return Journal(path, cfg).end_index()
+def _tail_start(journal: Any, n: int) -> int | None:
+    """Full index of the n-th message from the end (None when the journal holds fewer)."""
+    remaining = n
+    for cycle in reversed(journal.cycles()):
+        count = journal.count(cycle)
+        if count >= remaining:
+            return int(journal.config.index_of(cycle, count - remaining))
+        remaining -= count
+    return None
 
 
 def cmd_export(args: argparse.Namespace) -> int:
