@@ -1,0 +1,242 @@
+"""write_frame: byte identity with the row writer, round trips, validation, cycles, concurrency."""
+
+from __future__ import annotations
+
+import datetime as dt
+import filecmp
+import math
+import multiprocessing as mp
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pychro
+from pychro.frames.backfill import write_frame
+
+DAY = dt.date(2024, 1, 2)
+DAY_MS = 1_704_153_600_000
+MIXED = "ts:int64,px:float64,qty:int32,side:bool,sym:string,c:char,u:utf,sb:stopbit,pad:skip3,f:float32,b:int8,us:uint16"
+
+
+def mixed_table(n: int) -> pa.Table:
+    i = np.arange(n, dtype=np.int64)
+    syms = np.array(["EURUSD", "", "é€中", "emoji-\U0001F600", "x" * 200, "nul\x00in"], dtype=object)
+    sym = pa.array([None if k % 7 == 3 else syms[k % len(syms)] for k in range(n)])
+    return pa.table(
+        {
+            "ts": DAY_MS + i,
+            "px": np.where(i % 5 == 0, np.nan, i / 3),
+            "qty": (i * 7919 % 100000 - 50000).astype(np.int32),
+            "side": i % 3 == 0,
+            "sym": sym,
+            "c": pa.array([chr(x) for x in np.array([65, 0xE9, 0x20AC, 0x4E2D, 0xFFFF, 0x7F])[i % 6]]),
+            "u": pa.array([f"u{k}" for k in range(n)]),
+            "sb": np.array([0, -1, 127, 128, -(2**63), 2**63 - 1, -5, 1 << 40])[i % 8],
+            "f": (i / 7).astype(np.float32),
+            "b": (i % 256 - 128).astype(np.int8),
+            "us": (i % 65536).astype(np.uint16),
+        }
+    )
+
+
+def row_write(table: pa.Table, path: Path) -> None:
+    cols = table.to_pydict()
+    with pychro.VanillaChronicleWriter(path, clock=lambda: DAY_MS) as chron:
+        a = chron.get_appender()
+        for k in range(table.num_rows):
+            a.write_long(cols["ts"][k])
+            a.write_double(cols["px"][k])
+            a.write_int(cols["qty"][k])
+            a.write_boolean(cols["side"][k])
+            a.write_string(cols["sym"][k])
+            a.write_char(cols["c"][k])
+            a.write_utf(cols["u"][k])
+            a.write_stop_bit(cols["sb"][k])
+            a.write_bytes(b"\x00\x00\x00")
+            a.write_float(cols["f"][k])
+            a.write_byte(cols["b"][k])
+            a.write_unsigned_short(cols["us"][k])
+            a.finish()
+
+
+def test_byte_identical_to_row_writer(tmp_path: Path) -> None:
+    table = mixed_table(3000)
+    row_write(table, tmp_path / "row")
+    indices = write_frame(table, tmp_path / "bulk", MIXED, date=DAY)
+    a, b = tmp_path / "row" / "20240102", tmp_path / "bulk" / "20240102"
+    assert sorted(os.listdir(a)) == sorted(os.listdir(b)) == ["data-%d-0" % int(os.listdir(a)[0].split("-")[1]), "index-0"]
+    for name in os.listdir(a):
+        assert filecmp.cmp(a / name, b / name, shallow=False), name
+    assert list(indices) == [(19724 << 40) + k for k in range(3000)]
+
+
+def test_byte_identical_across_data_file_rolls_and_index_files(tmp_path: Path) -> None:
+    cfg = pychro.VanillaConfig(index_block_size=256, data_block_size=4096, message_capacity=512)
+    table = mixed_table(400)
+    cols = table.to_pydict()
+    with pychro.VanillaChronicleWriter(tmp_path / "row", config=cfg, clock=lambda: DAY_MS) as chron:
+        a = chron.get_appender()
+        for k in range(table.num_rows):
+            a.write_long(cols["ts"][k])
+            a.write_string(cols["sym"][k])
+            a.finish()
+    write_frame(table, tmp_path / "bulk", "ts:int64,sym:string", date=DAY, config=cfg)
+    a, b = tmp_path / "row" / "20240102", tmp_path / "bulk" / "20240102"
+    names = sorted(os.listdir(a))
+    assert names == sorted(os.listdir(b))
+    assert sum(n.startswith("index-") for n in names) > 3 and sum(n.startswith("data-") for n in names) > 3
+    for name in names:
+        assert filecmp.cmp(a / name, b / name, shallow=False), name
+
+
+def test_round_trip_through_read_frame_and_row_reader(tmp_path: Path) -> None:
+    table = mixed_table(500)
+    write_frame(table, tmp_path, MIXED, date=DAY)
+    back = pychro.read_table(tmp_path, MIXED)
+    for name in table.column_names:
+        expected = table.column(name).to_pylist()
+        got = back.column(name).to_pylist()
+        if name in ("px", "f"):
+            assert all((math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(got, expected))
+        else:
+            assert got == expected, name
+    reader = pychro.VanillaChronicleReader(tmp_path)
+    first = reader.next_reader()
+    assert first.read_long() == DAY_MS and math.isnan(first.read_double())
+
+
+def test_pandas_input_timestamps_and_multi_day_cycles(tmp_path: Path) -> None:
+    ts = pd.to_datetime(["2024-01-01 23:59:59.999", "2024-01-02 00:00:00.000", "2024-01-04 12:00:00.000"], utc=True)
+    df = pd.DataFrame({"ts": ts, "v": [1, 2, 3]})
+    indices = write_frame(df, tmp_path, "ts:timestamp_ms,v:int32")
+    assert sorted(os.listdir(tmp_path)) == ["20240101", "20240102", "20240104"]
+    assert [int(i) >> 40 for i in indices] == [19723, 19724, 19726]
+    back = pychro.read_frame(tmp_path, "ts:timestamp_ms,v:int32", dtype_backend="numpy")
+    assert list(back["v"]) == [1, 2, 3]
+    assert list(back["ts"]) == list(ts)
+
+
+def test_hourly_config_and_timestamp_units(tmp_path: Path) -> None:
+    cfg = pychro.VanillaConfig(cycle="HOURS")
+    ts = pd.to_datetime(["2024-01-02 09:30:00.000000", "2024-01-02 10:15:00.000001"], utc=True)
+    write_frame(pd.DataFrame({"ts": ts}), tmp_path, "ts:timestamp_us", config=cfg)
+    assert sorted(os.listdir(tmp_path)) == ["2024010209", "2024010210"]
+    back = pychro.read_table(tmp_path, "ts:timestamp_us", config=cfg)
+    assert back.column("ts").to_pylist() == list(ts.to_pydatetime())
+
+
+@pytest.mark.parametrize(
+    "data,schema,message",
+    [
+        ({"a": [1, 300]}, "a:int8", "row 1"),
+        ({"a": [1, -1]}, "a:uint16", "row 1"),
+        ({"a": [1.5]}, "a:int32", "row 0"),
+        ({"a": pa.array([1, None])}, "a:int64", "row 1"),
+        ({"a": ["x", None]}, "a:utf", "row 1"),
+        ({"a": ["ab"]}, "a:char", "row 0"),
+        ({"a": ["\U0001F600"]}, "a:char", "row 0"),
+        ({"a": [1]}, "a:string", "strings"),
+        ({"a": ["x" * 200_000]}, "a:string", "message capacity"),
+        ({"b": [1]}, "a:int32", "no column 'a'"),
+    ],
+)
+def test_rows_that_do_not_fit_are_rejected_before_anything_is_written(
+    tmp_path: Path, data: dict, schema: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        write_frame(pa.table(data), tmp_path / "j", schema, date=DAY)
+    assert not (tmp_path / "j").exists() or not any((tmp_path / "j").rglob("index-*"))
+
+
+def test_returns_indices_after_existing_messages(tmp_path: Path) -> None:
+    with pychro.VanillaChronicleWriter(tmp_path, clock=lambda: DAY_MS) as chron:
+        a = chron.get_appender()
+        a.write_int(-1)
+        a.finish()
+    indices = write_frame({"v": np.arange(5, dtype=np.int32)}, tmp_path, "v:int32", date=DAY)
+    assert [int(i) & 0xFFFF for i in indices] == [1, 2, 3, 4, 5]
+    assert pychro.read_table(tmp_path, "v:int32").column("v").to_pylist() == [-1, 0, 1, 2, 3, 4]
+    assert sorted(os.listdir(tmp_path / "20240102"))[:2] == sorted(
+        n for n in os.listdir(tmp_path / "20240102") if n.startswith("data-")
+    )  # two data files: the row writer's and the backfill's own (max+1)
+
+
+text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(-(2**63), 2**63 - 1),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.one_of(st.none(), text),
+            st.integers(-(2**31), 2**31 - 1),
+            st.booleans(),
+            st.integers(-(2**63), 2**63 - 1),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_hypothesis_round_trip(tmp_path_factory: pytest.TempPathFactory, rows: list) -> None:
+    path = tmp_path_factory.mktemp("hyp")
+    cols = list(zip(*rows))
+    table = pa.table(
+        {"l": pa.array(cols[0], pa.int64()), "d": pa.array(cols[1], pa.float64()), "s": pa.array(cols[2], pa.string()),
+         "i": pa.array(cols[3], pa.int32()), "b": pa.array(cols[4]), "sb": pa.array(cols[5], pa.int64())}
+    )
+    schema = "l:int64,d:float64,s:string,i:int32,b:bool,sb:stopbit"
+    write_frame(table, path, schema, date=DAY)
+    back = pychro.read_table(path, schema)
+    for name in ("l", "s", "i", "b", "sb"):
+        assert back.column(name).to_pylist() == table.column(name).to_pylist()
+    got, exp = back.column("d").to_pylist(), table.column("d").to_pylist()
+    assert all((math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(got, exp))
+    # and the row API reads the same bytes
+    reader = pychro.VanillaChronicleReader(path)
+    for k, e in enumerate(reader):
+        assert e.read_long() == cols[0][k]
+        e.read_double()
+        assert e.read_string() == cols[2][k]
+
+
+def _row_appender(path: str, wid: int, n: int, barrier: "mp.synchronize.Barrier") -> None:
+    barrier.wait()
+    with pychro.VanillaChronicleWriter(path, clock=lambda: DAY_MS) as chron:
+        a = chron.get_appender()
+        for k in range(n):
+            a.write_int(wid)
+            a.write_int(k)
+            a.finish()
+
+
+@pytest.mark.slow
+def test_write_frame_while_two_processes_append(tmp_path: Path) -> None:
+    n_bulk, n_row = 300_000, 20_000
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(3)
+    procs = [ctx.Process(target=_row_appender, args=(str(tmp_path), w, n_row, barrier)) for w in (1, 2)]
+    for p in procs:
+        p.start()
+    table = pa.table({"w": np.zeros(n_bulk, dtype=np.int32), "k": np.arange(n_bulk, dtype=np.int32)})
+    barrier.wait()
+    indices = write_frame(table, tmp_path, "w:int32,k:int32", date=DAY)
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    back = pychro.read_table(tmp_path, "w:int32,k:int32", index=True)
+    assert back.num_rows == n_bulk + 2 * n_row
+    w = back.column("w").to_numpy()
+    k = back.column("k").to_numpy()
+    for wid, n in ((0, n_bulk), (1, n_row), (2, n_row)):
+        assert (k[w == wid] == np.arange(n)).all()  # each row once, in order, no gaps
+    idx = back.column("_index").to_numpy()
+    assert (idx[w == 0] == indices).all()
+    assert pychro.open(tmp_path).count(19724) == len(back)
