@@ -78,7 +78,10 @@ class MappedFile:
         if size <= self.size:
             return False
         fresh = MappedFile.open_read(self.path, limit)
-        self.close()
+        if self._view is not None:
+            self._view.release()
+            self._view = None
+        # the old mapping is dropped, not closed: excerpts handed out still read from it until they go
         self.mm, self.size = fresh.mm, fresh.size
         return True
 
