@@ -199,16 +199,19 @@ def _write(
 
             writer = csv.CSVWriter(tmp, arrow_schema)
 
-        def flush() -> None:
+        def flush(final: bool) -> None:
+            """Write whole row groups of ``row_group_rows`` (and, at the end, the rest)."""
             nonlocal pending, pending_rows
             if not pending:
                 return
             table = pa.Table.from_batches(pending, schema=arrow_schema)
+            cut = table.num_rows if final else table.num_rows - table.num_rows % row_group_rows
             if fmt == "parquet":
-                writer.write_table(table, row_group_size=row_group_rows)
+                writer.write_table(table.slice(0, cut), row_group_size=row_group_rows)
             else:
-                writer.write_table(table)
-            pending, pending_rows = [], 0
+                writer.write_table(table.slice(0, cut))
+            rest = table.slice(cut)
+            pending, pending_rows = rest.to_batches(), rest.num_rows
 
         for batch in batches:
             if not batch.num_rows:
@@ -220,8 +223,8 @@ def _write(
             pending_rows += batch.num_rows
             rows += batch.num_rows
             if pending_rows >= row_group_rows:
-                flush()
-        flush()
+                flush(final=False)
+        flush(final=True)
         writer.close()
         writer = None
         os.replace(tmp, out)

@@ -1,0 +1,122 @@
+"""to_parquet / to_ipc / to_csv: equal to read_table, metadata for import, partitions, bounded batches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import pychro
+from pychro.frames import export as X
+from pychro.frames.schema import Schema
+
+SCHEMA = "ts:timestamp_ms,sym:string,px:float64,qty:int32,side:char,venue:string"
+J366 = "w:int8,i:int32,l:int64,d:float64,s:string,c:char,a:stopbit,b:stopbit"
+
+
+@pytest.fixture(scope="module")
+def ticks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pychro.demo import sample_ticks
+
+    path = tmp_path_factory.mktemp("ticks") / "j"
+    pychro.write_frame(sample_ticks(30_000, days=3), path, SCHEMA)
+    return path
+
+
+def test_parquet_equals_read_table(ticks: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t.parquet"
+    n = pychro.to_parquet(ticks, SCHEMA, out, row_group_rows=4096)
+    expected = pychro.read_table(ticks, SCHEMA)
+    got = pq.read_table(out)
+    assert n == expected.num_rows == got.num_rows == 30_000
+    assert got.equals(expected.cast(got.schema))
+    assert pq.ParquetFile(out).metadata.num_row_groups == -(-30_000 // 4096)
+    assert not (tmp_path / "t.parquet.partial").exists()
+
+
+def test_metadata_schema_and_source_range_allow_import_without_schema(ticks: Path, tmp_path: Path) -> None:
+    out = tmp_path / "day.parquet"
+    pychro.to_parquet(ticks, SCHEMA, out, date=dt.date(2024, 3, 5))
+    meta = pq.read_schema(out).metadata
+    assert Schema.from_json(meta[b"pychro.schema"]) == Schema(SCHEMA)
+    source = json.loads(meta[b"pychro.source"])
+    assert source["date"] == "2024-03-05"
+    cycle = 19787
+    assert source["first_index"] == cycle << 40
+    assert source["end_index"] == (cycle << 40) + pq.read_metadata(out).num_rows
+    table, schema = X.load_file(out)
+    assert schema == Schema(SCHEMA)
+    pychro.write_frame(table, tmp_path / "copy", schema)
+    assert pychro.read_table(tmp_path / "copy", SCHEMA).equals(pychro.read_table(ticks, SCHEMA, date=dt.date(2024, 3, 5)))
+
+
+def test_partition_by_date_is_a_hive_dataset(ticks: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    n = pychro.to_parquet(ticks, SCHEMA, out, partition_by="date")
+    assert sorted(os.listdir(out)) == ["date=2024-03-04", "date=2024-03-05", "date=2024-03-06"]
+    ds = pq.read_table(out)
+    assert ds.num_rows == n == 30_000
+    assert sorted(set(ds.column("date").to_pylist())) == ["2024-03-04", "2024-03-05", "2024-03-06"]
+
+
+def test_ipc_and_csv(ticks: Path, tmp_path: Path) -> None:
+    expected = pychro.read_table(ticks, SCHEMA, columns=["sym", "px", "qty"])
+    pychro.to_ipc(ticks, SCHEMA, tmp_path / "t.arrow", columns=["sym", "px", "qty"])
+    with pa.memory_map(str(tmp_path / "t.arrow")) as src:
+        got = pa.ipc.open_file(src).read_all()
+    assert got.equals(expected.cast(got.schema))
+    pychro.to_csv(ticks, SCHEMA, tmp_path / "t.csv", columns=["sym", "px", "qty"])
+    from pyarrow import csv
+
+    back = csv.read_csv(tmp_path / "t.csv")
+    assert back.column("px").to_pylist() == expected.column("px").to_pylist()
+    assert back.column("sym").to_pylist() == expected.column("sym").to_pylist()
+
+
+def test_java_fixture_exports(java_3_6_6, tmp_path: Path) -> None:
+    out = tmp_path / "j.parquet"
+    assert pychro.to_parquet(java_3_6_6.journal, J366, out) == 3000
+    got = pq.read_table(out)
+    assert got.column("s").to_pylist() == [e["s"] for e in java_3_6_6.expected]
+    assert got.column("b").to_pylist() == [e["b"] for e in java_3_6_6.expected]
+
+
+def test_export_picks_format_from_extension(ticks: Path, tmp_path: Path) -> None:
+    assert X.export(ticks, SCHEMA, tmp_path / "a.feather") == 30_000
+    with pytest.raises(ValueError, match="cannot tell the format"):
+        X.export(ticks, SCHEMA, tmp_path / "a.xlsx")
+
+
+def test_bounded_batches(ticks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The export streams: no batch handed to the writer is larger than a row group."""
+    import pyarrow.parquet as pqm
+
+    sizes: list[int] = []
+    real = pqm.ParquetWriter.write_table
+
+    def spy(self, table, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sizes.append(table.num_rows)
+        return real(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(pqm.ParquetWriter, "write_table", spy)
+    pychro.to_parquet(ticks, SCHEMA, tmp_path / "b.parquet", row_group_rows=5000)
+    assert sum(sizes) == 30_000
+    assert max(sizes) < 5000 + 65_536 and len(sizes) >= 3
+
+
+def test_empty_range_writes_an_empty_file(ticks: Path, tmp_path: Path) -> None:
+    n = pychro.to_parquet(ticks, SCHEMA, tmp_path / "e.parquet", date=dt.date(2030, 1, 1))
+    assert n == 0
+    assert pq.read_table(tmp_path / "e.parquet").num_rows == 0
+
+
+def test_numpy_columns_survive(tmp_path: Path) -> None:
+    pychro.write_frame({"a": np.arange(10, dtype=np.int64)}, tmp_path / "j", "a:int64", date=dt.date(2024, 1, 1))
+    pychro.to_parquet(tmp_path / "j", "a:int64", tmp_path / "a.parquet")
+    assert pq.read_table(tmp_path / "a.parquet").column("a").to_pylist() == list(range(10))
