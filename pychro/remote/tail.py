@@ -81,6 +81,10 @@ class JournalTail:
     def _goto(self, cycle: int | None, seq: int) -> None:
         if cycle != self.cycle:
             self._drop_index()
+            # data maps are keyed by (tid, file_no), which names another file in every cycle folder
+            for mf in self._data.values():
+                mf.close()
+            self._data.clear()
             self.cycle = cycle
         self.seq = seq
 

@@ -1,0 +1,105 @@
+"""replicate(): a local copy of a remote journal, message for message at the same indexes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import FakeClock
+
+from pychro import Journal, RemoteError, VanillaChronicleReader, VanillaChronicleWriter
+from pychro.remote import replicate, serve
+
+pytestmark = [pytest.mark.network, pytest.mark.timeout(120)]
+
+
+def messages(path: Path) -> list[tuple[int, bytes]]:
+    with VanillaChronicleReader(path) as reader:
+        return [(e.index, e.body()) for e in reader]  # type: ignore[misc]
+
+
+def test_replicates_java_340_two_days_at_the_same_indexes(java_3_4_0: Path, tmp_path: Path) -> None:
+    replica = tmp_path / "replica"
+    with serve(java_3_4_0, background=True) as server:
+        assert replicate("127.0.0.1", server.port, replica, timeout=0.5) == 20
+    source = messages(java_3_4_0)
+    assert messages(replica) == source
+    assert Journal(replica).cycles() == Journal(java_3_4_0).cycles()
+    assert [c.folder for c in Journal(replica).cycle_infos()] == ["20150221", "20150222"]
+
+
+def test_replicates_java_366_and_resumes_without_duplicates(java_3_6_6: Any, tmp_path: Path) -> None:
+    replica = tmp_path / "replica"
+    source = messages(java_3_6_6.journal)
+    with serve(java_3_6_6.journal, background=True) as server:
+        assert replicate("127.0.0.1", server.port, replica, stop_after=1234) == 1234
+        assert messages(replica) == source[:1234]
+        # resumes after the local end index: drops the echoed frame, no gap
+        assert replicate("127.0.0.1", server.port, replica, timeout=0.5) == 3000 - 1234
+        assert replicate("127.0.0.1", server.port, replica, timeout=0.3) == 0
+    assert messages(replica) == source
+
+
+def test_replicates_live_appends_and_several_cycles(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    replica = tmp_path / "replica"
+    with VanillaChronicleWriter(source, clock=FakeClock(dt.datetime(2022, 3, 1, 9))) as w:
+        a = w.get_appender()
+        for i in range(100):
+            a.write_int(i)
+            a.finish()
+    counts: list[int] = []
+    with serve(source, background=True) as server:
+        worker = threading.Thread(
+            target=lambda: counts.append(replicate("127.0.0.1", server.port, replica, timeout=3.0)))
+        worker.start()
+        with VanillaChronicleWriter(source, clock=FakeClock(dt.datetime(2022, 3, 4, 9))) as w:
+            a = w.get_appender()
+            for i in range(5000):
+                a.write_long(i)
+                a.write_bytes(b"x" * (i % 50))
+                a.finish()
+        worker.join(60)
+        assert not worker.is_alive()
+    assert counts == [5100]
+    assert messages(replica) == messages(source)
+    assert len(Journal(replica).cycles()) == 2
+
+
+def _foreign_write(replica: Path, when: dt.datetime) -> None:
+    with VanillaChronicleWriter(replica, clock=FakeClock(when)) as w:
+        a = w.get_appender()
+        a.write_int(-1)
+        a.finish()
+
+
+@pytest.mark.parametrize(
+    "after_index, foreign_day, message",
+    [
+        (0x40670000000003, 21, "diverged"),  # a foreign message in the cycle being replicated
+        (0x40670000000009, 22, "does not line up"),  # one in the cycle the source moves to next
+    ],
+)
+def test_replica_written_by_someone_else_is_refused(
+    java_3_4_0: Path, tmp_path: Path, after_index: int, foreign_day: int, message: str
+) -> None:
+    replica = tmp_path / "replica"
+
+    def meddle(index: int) -> None:
+        if index == after_index:
+            _foreign_write(replica, dt.datetime(2015, 2, foreign_day, 12))
+
+    with serve(java_3_4_0, background=True) as server:
+        with pytest.raises(RemoteError, match=message):
+            replicate("127.0.0.1", server.port, replica, timeout=0.5, on_message=meddle)
+    got = messages(replica)
+    source = messages(java_3_4_0)
+    # everything before the clash is a faithful copy; then exactly one foreign message and nothing more
+    clash = [k for k, (i, body) in enumerate(got) if body == b"\xff\xff\xff\xff"]
+    assert len(clash) == 1
+    assert got[: clash[0]] == source[: clash[0]]
+    assert len(got) == clash[0] + (2 if message == "diverged" else 1)
