@@ -38,6 +38,7 @@ _LAZY = {
     "to_parquet": "pychro.frames.export",
     "to_ipc": "pychro.frames.export",
     "to_csv": "pychro.frames.export",
+    "read_dask": "pychro.frames.dask",
 }
 
 
@@ -77,6 +78,7 @@ __all__ = [
     "__version__",
     "iter_batches",
     "open",
+    "read_dask",
     "read_frame",
     "read_table",
     "to_csv",

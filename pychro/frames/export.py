@@ -17,7 +17,7 @@ from ..config import VanillaConfig
 from ..journal import Journal
 from .schema import META_SCHEMA, Schema, SchemaLike
 
-__all__ = ["export", "load_file", "to_csv", "to_ipc", "to_parquet"]
+__all__ = ["export", "load_file", "partition_name", "to_csv", "to_ipc", "to_parquet"]
 
 META_SOURCE = b"pychro.source"
 _EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "ipc", ".feather": "ipc", ".ipc": "ipc", ".csv": "csv"}
@@ -38,17 +38,27 @@ def to_parquet(
     config: VanillaConfig | None = None,
     thread_id_bits: int | None = None,
     progress: bool | None = None,
+    parallel: bool = False,
 ) -> int:
     """Stream a journal (or a date/index range of it) into a Parquet file; returns the rows written.
 
     ``partition_by="date"`` writes a hive-style dataset instead: one ``date=YYYY-MM-DD/part-0.parquet`` per
-    cycle (``cycle=<folder>`` for non-daily cycles) under ``out``. Memory stays bounded by about one row group.
+    cycle (``cycle=<folder>`` for non-daily cycles) under ``out``; with ``parallel=True`` the cycles are
+    exported as Dask tasks on the current scheduler (``pip install "pychro[dask]"``). Memory stays bounded
+    by about one row group per running task.
 
     Examples
     --------
     >>> pychro.to_parquet(journal_dir, "ts:timestamp_ms,px:float64", "ticks.parquet")  # doctest: +SKIP
     2000000
     """
+    if parallel:
+        if partition_by is None:
+            raise ValueError("parallel=True needs partition_by='date' (one file per cycle)")
+        from .dask import to_parquet_dask
+
+        return to_parquet_dask(path, schema, out, date, start, end, columns=columns, row_group_rows=row_group_rows,
+                               compression=compression, config=config, thread_id_bits=thread_id_bits)
     return _export("parquet", path, schema, out, date, start, end, columns, row_group_rows, compression,
                    partition_by, config, thread_id_bits, progress)
 
@@ -134,9 +144,7 @@ def _export(
             os.makedirs(out, exist_ok=True)
             ext = {"parquet": "parquet", "ipc": "arrow", "csv": "csv"}[fmt]
             for cycle, first, stop in ranges:
-                name = (f"date={cfg.cycle_datetime(cycle):%Y-%m-%d}" if cfg.cycle_length_ms == 86_400_000
-                        else f"cycle={cfg.folder_name(cycle).replace('/', '-')}")
-                target = os.path.join(os.fspath(out), name)
+                target = os.path.join(os.fspath(out), partition_name(cfg, cycle))
                 os.makedirs(target, exist_ok=True)
                 part = _range_batches(batches, [(cycle, first, stop)], cfg)
                 rows += _write(fmt, os.path.join(target, f"part-0.{ext}"), schema, columns, part, row_group_rows,
@@ -147,6 +155,30 @@ def _export(
         if bar is not None:
             bar.close()
     return rows
+
+
+def partition_name(cfg: VanillaConfig, cycle: int) -> str:
+    """Hive-style folder of a cycle: ``date=YYYY-MM-DD`` for daily cycles, else ``cycle=<folder name>``."""
+    if cfg.cycle_length_ms == 86_400_000:
+        return f"date={cfg.cycle_datetime(cycle):%Y-%m-%d}"
+    return f"cycle={cfg.folder_name(cycle).replace('/', '-')}"
+
+
+def _export_range(
+    path: str, schema: Schema, cfg: VanillaConfig, start: int, end: int, out: str, fmt: str, columns: Any,
+    row_group_rows: int, compression: str | None,
+) -> int:
+    """One file of messages [start, end) (a Dask export task)."""
+    from . import iter_batches
+
+    journal = Journal(path, cfg)
+    source = {"journal": os.path.abspath(path), "start": start, "end": end,
+              "config": {k: v for k, v in vars(cfg).items() if not k.startswith("_")}}
+    batches = iter_batches(path, schema, start=start, end=end, columns=columns, config=cfg)
+    cycle = cfg.split_index(start)[0]
+    first, stop = cfg.split_index(start)[1], cfg.split_index(end)[1] if cfg.split_index(end)[0] == cycle else None
+    return _write(fmt, out, schema, columns, batches, row_group_rows, compression,
+                  _with_range(dict(source, cycle=cycle), [(cycle, first, stop)], journal))
 
 
 def _range_batches(batches: Any, ranges: list[tuple[int, int, int | None]], cfg: VanillaConfig) -> Iterator[Any]:

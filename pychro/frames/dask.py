@@ -1,0 +1,182 @@
+"""Scale out with Dask: one partition per cycle (large cycles split by row range), parallel export.
+
+Only plain data crosses to workers: the journal path, the schema as JSON, the config, and index bounds taken
+from one snapshot of the counts. Each partition opens and maps its own files in the worker (nothing mapped
+or open is pickled) and reads with :func:`pychro.read_frame`, so projection is pushed into the decoder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .._optional import require
+from ..config import VanillaConfig
+from ..journal import Journal
+from .schema import Schema, SchemaLike
+
+__all__ = ["read_dask", "to_parquet_dask"]
+
+DEFAULT_PARTITION_ROWS = 4_000_000
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One partition: messages [start, end) of one cycle. Picklable; opens nothing until called."""
+
+    path: str
+    schema_json: str
+    config: VanillaConfig
+    start: int
+    end: int
+    columns: tuple[str, ...] | None
+    index: bool
+    dtype_backend: str
+
+
+def _read_part(part: _Part) -> Any:
+    from . import read_frame
+
+    frame = read_frame(
+        part.path, Schema.from_json(part.schema_json), start=part.start, end=part.end,
+        columns=list(part.columns) if part.columns is not None else None, index=part.index,
+        config=part.config, dtype_backend=part.dtype_backend,  # type: ignore[arg-type]
+    )
+    if part.index:
+        frame = frame.set_index("_index")
+    return frame
+
+
+def _parts(
+    journal: Journal, schema: Schema, date: Any, start: Any, end: Any, columns: Sequence[str] | None, index: bool,
+    dtype_backend: str, partition_rows: int,
+) -> list[_Part]:
+    from .scan import select_cycles
+
+    cfg = journal.config
+    ranges, _ = select_cycles(journal, date, start, end)
+    parts = []
+    for cycle, first, stop in ranges:
+        count = journal.count(cycle)  # the snapshot: rows committed later are not part of this frame
+        last = count if stop is None else min(stop, count)
+        for s in range(first, last, partition_rows):
+            parts.append(
+                _Part(journal.path, schema.to_json(), cfg, cfg.index_of(cycle, s),
+                      cfg.index_of(cycle, min(s + partition_rows, last)),
+                      tuple(columns) if columns is not None else None, index, dtype_backend)
+            )
+    return parts
+
+
+def _meta(schema: Schema, columns: Sequence[str] | None, index: bool, dtype_backend: str) -> Any:
+    """An empty frame with the dtypes a partition will have, made from the schema alone."""
+    pa = require("pyarrow")
+    pd = require("pandas")
+    arrow = schema.to_arrow()
+    names = list(columns) if columns is not None else arrow.names
+    fields = [arrow.field(n) for n in names]
+    if index:
+        fields.insert(0, pa.field("_index", pa.int64()))
+    empty = pa.schema(fields).empty_table()
+    if dtype_backend == "pyarrow":
+        frame = empty.to_pandas(types_mapper=pd.ArrowDtype)
+    else:
+        frame = empty.to_pandas()
+    return frame.set_index("_index") if index else frame
+
+
+def read_dask(
+    path: str | os.PathLike[str],
+    schema: SchemaLike,
+    start: Any = None,
+    end: Any = None,
+    columns: Sequence[str] | None = None,
+    *,
+    date: Any = None,
+    index: bool = False,
+    partition_rows: int = DEFAULT_PARTITION_ROWS,
+    dtype_backend: str = "pyarrow",
+    config: VanillaConfig | None = None,
+    thread_id_bits: int | None = None,
+) -> Any:
+    """A ``dask.dataframe.DataFrame`` of a journal: one partition per cycle, big cycles split by row range.
+
+    Parameters
+    ----------
+    start, end, date, columns, config, thread_id_bits
+        As for :func:`pychro.read_table`; ``columns`` is pushed down to each partition's decoder.
+    index : bool
+        Use the full index as the frame's index; divisions are then known (sorted, from the snapshot).
+    partition_rows : int
+        Largest number of rows in one partition.
+
+    Examples
+    --------
+    >>> ddf = pychro.read_dask(path, "ts:timestamp_ms,sym:string,px:float64,qty:int32", index=True)  # doctest: +SKIP
+    >>> ddf.groupby("sym").qty.sum().compute()  # doctest: +SKIP
+    """
+    dd = require("dask.dataframe", extra="dask", purpose="read_dask")
+    if partition_rows <= 0:
+        raise ValueError("partition_rows must be positive")
+    schema = Schema(schema)
+    if columns is not None:
+        for c in columns:
+            schema[c]  # a clear KeyError for an unknown column, before any worker runs
+    journal = Journal(path, config, thread_id_bits)
+    parts = _parts(journal, schema, date, start, end, columns, index, dtype_backend, partition_rows)
+    meta = _meta(schema, columns, index, dtype_backend)
+    if not parts:
+        return dd.from_pandas(meta, npartitions=1)
+    divisions = None
+    if index:
+        divisions = tuple(p.start for p in parts) + (parts[-1].end - 1,)
+    return dd.from_map(_read_part, parts, meta=meta, divisions=divisions, enforce_metadata=False)
+
+
+def _export_part(part: _Part, out: str, fmt: str, compression: str | None, row_group_rows: int) -> int:
+    from .export import _export_range
+
+    return _export_range(part.path, Schema.from_json(part.schema_json), part.config, part.start, part.end, out, fmt,
+                         part.columns, row_group_rows, compression)
+
+
+def to_parquet_dask(
+    path: str | os.PathLike[str],
+    schema: SchemaLike,
+    out: str | os.PathLike[str],
+    date: Any = None,
+    start: Any = None,
+    end: Any = None,
+    *,
+    columns: Sequence[str] | None = None,
+    row_group_rows: int = 1 << 20,
+    compression: str | None = "snappy",
+    fmt: str = "parquet",
+    config: VanillaConfig | None = None,
+    thread_id_bits: int | None = None,
+    scheduler: Any = None,
+) -> int:
+    """``to_parquet(..., partition_by="date")`` with one Dask task per cycle; returns the rows written.
+
+    Runs on the current Dask scheduler (a ``distributed.Client`` if one is active), or ``scheduler=``.
+    """
+    dask = require("dask", extra="dask", purpose="parallel export")
+    schema = Schema(schema)
+    journal = Journal(path, config, thread_id_bits)
+    cfg = journal.config
+    parts = _parts(journal, schema, date, start, end, columns, False, "pyarrow", 1 << 62)
+    os.makedirs(out, exist_ok=True)
+    ext = {"parquet": "parquet", "ipc": "arrow", "csv": "csv"}[fmt]
+    tasks = []
+    from .export import partition_name
+
+    for p in parts:
+        cycle = cfg.split_index(p.start)[0]
+        folder = os.path.join(os.fspath(out), partition_name(cfg, cycle))
+        os.makedirs(folder, exist_ok=True)
+        tasks.append(dask.delayed(_export_part)(p, os.path.join(folder, f"part-0.{ext}"), fmt, compression,
+                                                row_group_rows))
+    counts = dask.compute(*tasks, scheduler=scheduler)
+    return int(sum(counts))

@@ -1,0 +1,113 @@
+"""read_dask and the parallel export on a LocalCluster of 2 worker processes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import pychro
+from pychro.demo import TICK_SCHEMA, sample_ticks
+
+dd = pytest.importorskip("dask.dataframe")
+distributed = pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("dask") / "j"
+    pychro.write_frame(sample_ticks(120_000, days=4), path, TICK_SCHEMA)
+    return path
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[object]:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+    ) as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def test_compute_equals_read_frame(journal: Path, client: object) -> None:
+    ddf = pychro.read_dask(journal, TICK_SCHEMA, index=True, partition_rows=20_000)
+    assert ddf.known_divisions
+    assert ddf.npartitions == sum(-(-c.messages // 20_000) for c in pychro.open(journal).cycle_infos())
+    got = ddf.compute()
+    expected = pychro.read_frame(journal, TICK_SCHEMA, index=True).set_index("_index")
+    pd.testing.assert_frame_equal(got, expected)
+    # one partition per cycle by default
+    assert pychro.read_dask(journal, TICK_SCHEMA).npartitions == 4
+
+
+def test_meta_from_schema_without_reading(journal: Path) -> None:
+    ddf = pychro.read_dask(journal, TICK_SCHEMA, columns=["sym", "px"])
+    assert list(ddf.columns) == ["sym", "px"]
+    assert str(ddf.dtypes["px"]) == "double[pyarrow]"
+    with pytest.raises(KeyError, match="nope"):
+        pychro.read_dask(journal, TICK_SCHEMA, columns=["nope"])
+
+
+def test_projection_and_range_filters(journal: Path, client: object) -> None:
+    day = dt.date(2024, 3, 5)
+    got = pychro.read_dask(journal, TICK_SCHEMA, date=day, columns=["px", "qty"]).compute().reset_index(drop=True)
+    expected = pychro.read_frame(journal, TICK_SCHEMA, date=day, columns=["px", "qty"])
+    pd.testing.assert_frame_equal(got, expected)
+    first = pychro.open(journal).first_index()
+    assert first is not None
+    start, end = first + 100, first + 5000
+    got = pychro.read_dask(journal, TICK_SCHEMA, start=start, end=end, index=True, partition_rows=1000).compute()
+    assert list(got.index) == list(range(start, end))
+
+
+def test_vwap_equals_pandas(journal: Path, client: object) -> None:
+    ddf = pychro.read_dask(journal, TICK_SCHEMA, columns=["sym", "px", "qty"])
+    agg = ddf.assign(notional=ddf.px * ddf.qty).groupby("sym")[["notional", "qty"]].sum().compute()
+    vwap = (agg.notional / agg.qty).sort_index()
+    df = pychro.read_frame(journal, TICK_SCHEMA, dtype_backend="numpy")
+    ref = (df.px * df.qty).groupby(df.sym).sum() / df.qty.groupby(df.sym).sum()
+    np.testing.assert_allclose(vwap.to_numpy(dtype=float), ref.sort_index().to_numpy(dtype=float), rtol=1e-12)
+
+
+def test_parallel_export_equals_serial(journal: Path, client: object, tmp_path: Path) -> None:
+    n = pychro.to_parquet(journal, TICK_SCHEMA, tmp_path / "par", partition_by="date", parallel=True)
+    m = pychro.to_parquet(journal, TICK_SCHEMA, tmp_path / "ser", partition_by="date")
+    assert n == m == 120_000
+    assert sorted(os.listdir(tmp_path / "par")) == sorted(os.listdir(tmp_path / "ser"))
+    a = pq.read_table(tmp_path / "par").sort_by("ts")
+    b = pq.read_table(tmp_path / "ser").sort_by("ts")
+    assert a.equals(b)
+
+
+def test_parts_pickle_without_open_files(journal: Path) -> None:
+    from pychro.frames.dask import _parts
+    from pychro.frames.schema import Schema
+
+    parts = _parts(pychro.open(journal), Schema(TICK_SCHEMA), None, None, None, None, False, "pyarrow", 10_000)
+    blob = pickle.dumps(parts)
+    assert b"mmap" not in blob and len(blob) < 20_000
+    assert pickle.loads(blob) == parts
+
+
+def test_missing_dask_gives_install_hint(monkeypatch: pytest.MonkeyPatch, journal: Path) -> None:
+    import builtins
+
+    real = builtins.__import__
+
+    def fake(name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name.startswith("dask"):
+            raise ImportError("no dask")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    monkeypatch.delitem(__import__("sys").modules, "dask.dataframe", raising=False)
+    with pytest.raises(ImportError, match=r"pychro\[dask\]"):
+        pychro.read_dask(journal, TICK_SCHEMA)
