@@ -43,6 +43,7 @@ def _read_part(part: _Part) -> Any:
         part.path, Schema.from_json(part.schema_json), start=part.start, end=part.end,
         columns=list(part.columns) if part.columns is not None else None, index=part.index,
         config=part.config, dtype_backend=part.dtype_backend,  # type: ignore[arg-type]
+        threads=1,  # Dask runs partitions side by side; threads inside each would compete for the cores
     )
     if part.index:
         frame = frame.set_index("_index")

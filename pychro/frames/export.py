@@ -174,7 +174,8 @@ def _export_range(
     journal = Journal(path, cfg)
     source = {"journal": os.path.abspath(path), "start": start, "end": end,
               "config": {k: v for k, v in vars(cfg).items() if not k.startswith("_")}}
-    batches = iter_batches(path, schema, start=start, end=end, columns=columns, config=cfg)
+    # one decoding thread: the parallelism comes from running many such tasks at once
+    batches = iter_batches(path, schema, start=start, end=end, columns=columns, config=cfg, threads=1)
     cycle = cfg.split_index(start)[0]
     first, stop = cfg.split_index(start)[1], cfg.split_index(end)[1] if cfg.split_index(end)[0] == cycle else None
     return _write(fmt, out, schema, columns, batches, row_group_rows, compression,
