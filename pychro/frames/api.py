@@ -1,0 +1,425 @@
+"""read_table / read_frame / iter_batches: a journal as Arrow record batches (vanilla-format.md §2-§6).
+
+The work is split into batches of at most ``batch_rows`` messages of one cycle and one index file; each is
+decoded by :func:`pychro.frames.decode.decode_batch` (numpy and Arrow kernels release the GIL, so a small
+thread pool decodes batches side by side) and the results are used strictly in index order, so errors,
+``errors="truncate"`` and the statistics behave exactly as a serial read would.
+
+Only committed messages are read: the count of a cycle (first zero slot) is taken once when the cycle is
+reached and nothing past it is looked at, so a result never changes when writers append later.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from .._optional import require
+from ..config import VanillaConfig
+from ..journal import Journal
+from . import schema as S
+from .decode import BatchOut, Plan, decode_batch
+from .scan import CycleFiles, select_cycles
+
+pa = require("pyarrow", purpose="pychro.frames")
+
+__all__ = ["ReadStats", "iter_batches", "read_frame", "read_table"]
+
+Errors = Literal["raise", "skip", "truncate"]
+DtypeBackend = Literal["pyarrow", "numpy_nullable", "numpy"]
+
+METADATA_COLUMNS = {"index": "_index", "cycle": "_cycle", "seq": "_seq"}
+DEFAULT_BATCH_ROWS = 65_536  # iter_batches: rows per RecordBatch
+TABLE_BATCH_ROWS = 65_536  # read_table: rows per batch (measured best between 16k and 128k)
+_ERRORS = ("raise", "skip", "truncate")
+
+
+@dataclass
+class ReadStats:
+    """What a read did; pass one as ``stats=`` and read it afterwards.
+
+    Attributes
+    ----------
+    rows : int
+        Rows returned.
+    batches : int
+        Batches decoded.
+    cycles : int
+        Cycles visited.
+    skipped_rows : int
+        Rows dropped by ``errors="skip"`` because they did not match the schema.
+    first_bad_index : int or None
+        Full index of the first row that did not match the schema (skipped, or where a truncated read
+        stopped).
+    truncated : bool
+        ``errors="truncate"`` stopped the read before the end.
+    slow_path_strings : int
+        Strings decoded on the per-row CESU-8 path (Java's encoding of characters outside the BMP).
+    replaced_surrogates : int
+        Lone UTF-16 surrogates (in strings or chars) stored as U+FFFD, which Arrow strings can hold.
+    """
+
+    rows: int = 0
+    batches: int = 0
+    cycles: int = 0
+    skipped_rows: int = 0
+    first_bad_index: int | None = None
+    truncated: bool = False
+    slow_path_strings: int = 0
+    replaced_surrogates: int = 0
+
+
+# -- arguments -------------------------------------------------------------------------------------------------
+def _metadata_names(index: bool, metadata: Iterable[str] | str | None) -> list[str]:
+    wanted: list[str] = []
+    if index:
+        wanted.append("index")
+    if metadata:
+        items = [metadata] if isinstance(metadata, str) else list(metadata)
+        for item in items:
+            if item not in METADATA_COLUMNS:
+                raise ValueError(f"metadata= takes names from {sorted(METADATA_COLUMNS)}, got {item!r}")
+            if item not in wanted:
+                wanted.append(item)
+    order = list(METADATA_COLUMNS)
+    return [METADATA_COLUMNS[m] for m in sorted(wanted, key=order.index)]
+
+
+class _Read:
+    """Arguments resolved once: journal, plan, output schema, cycle ranges."""
+
+    def __init__(
+        self, path: Any, schema: Any, date: Any, start: Any, end: Any, columns: Sequence[str] | None,
+        errors: str, index: bool, metadata: Iterable[str] | str | None, config: VanillaConfig | None,
+        thread_id_bits: int | None,
+    ) -> None:
+        if errors not in _ERRORS:
+            raise ValueError(f"errors= must be one of {_ERRORS}, got {errors!r}")
+        self.errors = errors
+        self.schema = schema if isinstance(schema, S.Schema) else S.Schema(schema)
+        self.plan = Plan(self.schema, columns)
+        self.meta = _metadata_names(index, metadata)
+        clash = [m for m in self.meta if m in self.plan.columns]
+        if clash:
+            raise ValueError(f"metadata columns {clash} clash with schema fields of the same name")
+        self.journal = Journal(path, config, thread_id_bits)
+        self.config = self.journal.config
+        self.cycles, self.end_bound = select_cycles(self.journal, date, start, end)
+        self.bounds = (date, start, end)
+        arrow = self.schema.to_arrow()
+        fields = [pa.field(m, pa.int64(), nullable=False) for m in self.meta]
+        fields += [arrow.field(name) for name in self.plan.columns]
+        self.arrow_schema = pa.schema(fields, metadata=arrow.metadata)
+
+    def record_batch(self, out: BatchOut, cycle: int, seq0: int) -> Any:
+        arrays = []
+        if self.meta:
+            rows = np.arange(out.n, dtype=np.int64) if out.rows is None else out.rows
+            seq = rows + seq0
+            for m in self.meta:
+                if m == "_index":
+                    values = seq + (cycle << self.config.seq_bits)
+                elif m == "_cycle":
+                    values = np.full(out.n, cycle, dtype=np.int64)
+                else:
+                    values = seq
+                arrays.append(pa.array(values, pa.int64()))
+        arrays += [out.columns[name] for name in self.plan.columns]
+        return pa.RecordBatch.from_arrays(arrays, schema=self.arrow_schema)
+
+
+# -- the batch pipeline ------------------------------------------------------------------------------------------
+def _tasks(
+    r: _Read, batch_rows: int, follow: bool, poll_interval: float, stats: ReadStats
+) -> Iterator[tuple[CycleFiles, int, Any]]:
+    """(cycle files, first seq, entries) in index order; in follow mode, forever."""
+    last_cycle: int | None = None
+    last_seq = 0
+    for cycle, lo, hi in r.cycles:
+        files = CycleFiles(r.journal, cycle)
+        stats.cycles += 1
+        count = files.count()  # the snapshot: nothing past it is read
+        stop = count if hi is None else min(hi, count)
+        yield from ((files, seq0, e) for seq0, e in files.entries(lo, stop, batch_rows))
+        last_cycle, last_seq = cycle, stop
+        if hi is not None and hi <= count:
+            last_seq = -1  # this cycle's end bound was reached
+        files.close()
+    if not follow:
+        return
+    yield from _follow(r, batch_rows, poll_interval, stats, last_cycle, last_seq)
+
+
+def _follow(
+    r: _Read, batch_rows: int, poll_interval: float, stats: ReadStats, cycle: int | None, seq: int
+) -> Iterator[tuple[CycleFiles, int, Any]]:
+    """Tail the journal: new messages of the current cycle, then of newer cycle folders as they appear.
+
+    A cycle is left once a newer cycle folder exists and one more count of it found nothing new.
+    """
+    hi = r.end_bound
+    date, start, end = r.bounds
+    files = CycleFiles(r.journal, cycle) if cycle is not None and seq >= 0 else None
+    while True:
+        if files is not None:
+            limit = hi[1] if hi is not None and files.cycle == hi[0] else None
+            count = files.count()
+            stop = count if limit is None else min(limit, count)
+            if stop > seq:
+                yield from ((files, seq0, e) for seq0, e in files.entries(seq, stop, batch_rows))
+                seq = stop
+                continue
+            if limit is not None and seq >= limit:
+                return  # the end bound inside this cycle was reached
+        newer, _ = select_cycles(r.journal, date, start, end)
+        newer = [c for c in newer if cycle is None or c[0] > cycle]
+        if newer:
+            if files is not None:
+                count = files.count()
+                limit = hi[1] if hi is not None and files.cycle == hi[0] else None
+                stop = count if limit is None else min(limit, count)
+                if stop > seq:  # a late commit into the cycle being left
+                    yield from ((files, seq0, e) for seq0, e in files.entries(seq, stop, batch_rows))
+                    seq = stop
+                    continue
+                files.close()
+            cycle, seq = newer[0][0], newer[0][1]
+            files = CycleFiles(r.journal, cycle)
+            stats.cycles += 1
+            continue
+        if hi is not None and cycle is not None and cycle >= hi[0]:
+            return
+        time.sleep(poll_interval)
+
+
+def _batches(
+    r: _Read, batch_rows: int, threads: int, follow: bool, poll_interval: float, stats: ReadStats
+) -> Iterator[Any]:
+    """Decoded RecordBatches in index order; up to ``2 * threads`` batches decode ahead."""
+    if batch_rows <= 0:
+        raise ValueError(f"batch_rows must be positive, got {batch_rows}")
+    tasks = _tasks(r, batch_rows, follow, poll_interval, stats)
+    plan, errors = r.plan, r.errors
+
+    def run(files: CycleFiles, seq0: int, entries: Any) -> tuple[BatchOut, int, int]:
+        return decode_batch(plan, files, seq0, entries, errors), files.cycle, seq0
+
+    def consume(out: BatchOut, cycle: int, seq0: int) -> tuple[Any, bool]:
+        stats.batches += 1
+        stats.slow_path_strings += out.slow_rows
+        stats.replaced_surrogates += out.replaced
+        stats.skipped_rows += out.skipped
+        if out.first_bad is not None and stats.first_bad_index is None:
+            stats.first_bad_index = r.config.index_of(cycle, seq0 + out.first_bad)
+        stats.rows += out.n
+        if out.stop:
+            stats.truncated = True
+        return r.record_batch(out, cycle, seq0), out.stop
+
+    if threads <= 1 or follow:
+        # follow mode decodes in the caller's thread: new rows arrive in small numbers and must not wait
+        for files, seq0, entries in tasks:
+            batch, stop = consume(*run(files, seq0, entries))
+            if batch.num_rows:
+                yield batch
+            if stop:
+                return
+        return
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pychro-decode")
+    pending: collections.deque[Future[tuple[BatchOut, int, int]]] = collections.deque()
+    try:
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < 2 * threads:
+                task = next(tasks, None)
+                if task is None:
+                    exhausted = True
+                    break
+                pending.append(pool.submit(run, *task))
+            if not pending:
+                return
+            batch, stop = consume(*pending.popleft().result())
+            if batch.num_rows:
+                yield batch
+            if stop:
+                return
+    finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True)
+
+
+def _threads(threads: int | None, r: _Read) -> int:
+    if threads is None:
+        if r.plan.fixed_size is not None:
+            # fixed-size rows decode at memory speed (strided copies); handing batches to a pool only adds
+            # overhead there (measured 150 vs 80 M rows/s on 2 cores)
+            return 1
+        return max(1, min(2, os.cpu_count() or 1))
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    return threads
+
+
+# -- public functions --------------------------------------------------------------------------------------------
+def iter_batches(
+    path: str | os.PathLike[str],
+    schema: S.SchemaLike,
+    date: Any = None,
+    start: Any = None,
+    end: Any = None,
+    columns: Sequence[str] | None = None,
+    errors: Errors = "raise",
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    index: bool = False,
+    metadata: Iterable[str] | str | None = None,
+    follow: bool = False,
+    poll_interval: float = 0.1,
+    config: VanillaConfig | None = None,
+    thread_id_bits: int | None = None,
+    threads: int | None = None,
+    stats: ReadStats | None = None,
+) -> Iterator[Any]:
+    """Read a journal as ``pyarrow.RecordBatch`` es of at most ``batch_rows`` rows, in index order.
+
+    Memory stays bounded by a few batches. With ``follow=True`` the iterator does not end: it waits
+    (sleeping ``poll_interval`` seconds) for writers to commit more messages, across cycle changes too;
+    close the generator or break out of the loop to stop. Parameters are those of :func:`read_table`.
+
+    Examples
+    --------
+    >>> for batch in iter_batches(path, "px:float64,qty:int32", batch_rows=10_000):  # doctest: +SKIP
+    ...     total += pc.sum(batch["qty"]).as_py()
+    """
+    r = _Read(path, schema, date, start, end, columns, errors, index, metadata, config, thread_id_bits)
+    return _batches(r, batch_rows, _threads(threads, r), follow, poll_interval, stats or ReadStats())
+
+
+def read_table(
+    path: str | os.PathLike[str],
+    schema: S.SchemaLike,
+    date: Any = None,
+    start: Any = None,
+    end: Any = None,
+    columns: Sequence[str] | None = None,
+    errors: Errors = "raise",
+    *,
+    index: bool = False,
+    metadata: Iterable[str] | str | None = None,
+    batch_rows: int | None = None,
+    config: VanillaConfig | None = None,
+    thread_id_bits: int | None = None,
+    threads: int | None = None,
+    stats: ReadStats | None = None,
+) -> Any:
+    """Read a journal's committed messages into a ``pyarrow.Table``, one column per schema field.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The journal folder.
+    schema : Schema, str, dict, list of pairs or pyarrow.Schema
+        The fields of every message, in order (see :class:`pychro.Schema`).
+    date : date or (date, date), optional
+        Only cycles overlapping this UTC day, or these days (inclusive).
+    start, end : int or datetime, optional
+        Full indices (``end`` exclusive), or datetimes selecting the cycles that overlap ``[start, end)``.
+    columns : list of str, optional
+        Columns to return, in this order. Other fields are passed over without being decoded.
+    errors : {"raise", "skip", "truncate"}
+        A message whose decoded length differs from its header's length (or whose string is not text)
+        does not match the schema: raise :class:`~pychro.errors.SchemaMismatchError` naming its seq, drop
+        it (counted in ``stats``), or stop before it. Corrupt headers always raise
+        :class:`~pychro.errors.CorruptDataError`.
+    index : bool
+        Add the full index as an ``_index`` int64 column.
+    metadata : iterable of {"index", "cycle", "seq"}, optional
+        Add ``_index``, ``_cycle`` and/or ``_seq`` int64 columns (before the schema's columns).
+    batch_rows : int, optional
+        Rows decoded per batch (the table's chunks); default 65536.
+    config, thread_id_bits
+        Journal format settings, as for :class:`pychro.Journal`.
+    threads : int, optional
+        Decoding threads (default: 1 for all-fixed-size schemas, else up to 2).
+    stats : ReadStats, optional
+        Filled with counts of rows, skipped rows, slow-path strings and so on.
+
+    Returns
+    -------
+    pyarrow.Table
+        Strings are ``string`` (Java nulls are nulls), ``char`` one-character strings, ``stopbit`` int64,
+        ``bool`` bool, timestamps ``timestamp(unit, tz="UTC")``. The schema metadata holds the
+        pychro schema (``Schema.from_arrow(table.schema)`` recovers it).
+
+    Raises
+    ------
+    JournalNotFoundError
+        No such folder, or a data file named by an index entry is missing.
+    CorruptDataError
+        A header that cannot be right (cycle, seq, path and offset in the message).
+    SchemaMismatchError
+        With ``errors="raise"``, the first message that does not match ``schema``.
+
+    Examples
+    --------
+    >>> t = read_table(path, "w:int8,i:int32,l:int64,d:float64,s:string,c:char,a:stopbit,b:stopbit")  # doctest: +SKIP
+    >>> t = read_table(path, schema, columns=["d", "s"], index=True, start=t0, end=t1)  # doctest: +SKIP
+    """
+    r = _Read(path, schema, date, start, end, columns, errors, index, metadata, config, thread_id_bits)
+    rows = TABLE_BATCH_ROWS if batch_rows is None else batch_rows
+    batches = list(_batches(r, rows, _threads(threads, r), False, 0.0, stats or ReadStats()))
+    return pa.Table.from_batches(batches, schema=r.arrow_schema)
+
+
+def read_frame(
+    path: str | os.PathLike[str],
+    schema: S.SchemaLike,
+    date: Any = None,
+    start: Any = None,
+    end: Any = None,
+    columns: Sequence[str] | None = None,
+    errors: Errors = "raise",
+    *,
+    dtype_backend: DtypeBackend = "pyarrow",
+    **kwargs: Any,
+) -> Any:
+    """:func:`read_table` as a pandas DataFrame.
+
+    Parameters
+    ----------
+    dtype_backend : {"pyarrow", "numpy_nullable", "numpy"}
+        ``"pyarrow"`` (default): ``pd.ArrowDtype`` columns, no conversion. ``"numpy_nullable"``: pandas
+        masked dtypes (``Int64``, ``boolean``, ``string``...). ``"numpy"``: plain numpy dtypes (strings as
+        pandas' default string dtype, timestamps ``datetime64[unit, UTC]``).
+    **kwargs
+        Passed to :func:`read_table`.
+
+    Examples
+    --------
+    >>> df = read_frame(path, "ts:timestamp_ms,px:float64,sym:string")  # doctest: +SKIP
+    >>> df.dtypes.iloc[1]  # doctest: +SKIP
+    double[pyarrow]
+    """
+    pd = require("pandas", purpose="read_frame")
+    table = read_table(path, schema, date, start, end, columns, errors, **kwargs)
+    if dtype_backend == "pyarrow":
+        return table.to_pandas(types_mapper=pd.ArrowDtype)
+    if dtype_backend == "numpy_nullable":
+        mapping = {
+            pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+            pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+            pa.uint32(): pd.UInt32Dtype(), pa.float32(): pd.Float32Dtype(), pa.float64(): pd.Float64Dtype(),
+            pa.bool_(): pd.BooleanDtype(), pa.string(): pd.StringDtype(),
+        }
+        return table.to_pandas(types_mapper=mapping.get)
+    if dtype_backend == "numpy":
+        return table.to_pandas()
+    raise ValueError(f"dtype_backend must be 'pyarrow', 'numpy_nullable' or 'numpy', got {dtype_backend!r}")

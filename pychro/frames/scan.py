@@ -1,0 +1,365 @@
+"""Vectorised index scan: which messages to read, and where their bodies are (vanilla-format.md §1-§5).
+
+* :func:`select_cycles` turns ``date=``/``start=``/``end=`` into (cycle, first seq, end seq) ranges.
+* :class:`CycleFiles` maps a cycle's index files as ``<u8`` numpy views (the message count is a binary
+  search for the first zero slot: slots fill strictly in order) and its data files as :class:`DataMap`.
+* :func:`split_groups` splits a batch of index entries into runs of one data file, in file order.
+
+Everything is mapped read-only at the file's current size, so a short (copied) file cannot SIGBUS; offsets
+are bounds-checked by the decoder against :attr:`DataMap.size`. Entries are copied out of the index view, so
+nothing returned depends on the index file staying as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from .. import _layout as L
+from .._mapping import MappedFile, first_zero_slot
+from ..errors import JournalNotFoundError
+from ..journal import Journal
+
+__all__ = ["CycleFiles", "DataMap", "Groups", "empty", "select_cycles", "split_groups"]
+
+U8 = np.dtype("<u8")
+_UTC = _dt.timezone.utc
+
+
+def empty(n: int, dtype: Any) -> np.ndarray:
+    """An uninitialised array in Arrow's memory pool, for the per-batch arrays of the decoder.
+
+    Why not ``np.empty``: arrays of a batch (hundreds of KiB each) are above glibc's mmap threshold, and
+    glibc hands such blocks back to the kernel when they are freed, so every batch paid page faults for
+    fresh zeroed pages (a third of the run time in measurements). Arrow's pool (mimalloc or jemalloc) keeps
+    freed memory for reuse. Results built in these buffers become Arrow arrays without a copy.
+    """
+    dt = np.dtype(dtype)
+    return np.frombuffer(pa.allocate_buffer(n * dt.itemsize), dt)
+
+
+# -- which cycles and seqs ---------------------------------------------------------------------------------
+def _as_datetime(value: _dt.date) -> _dt.datetime:
+    if isinstance(value, _dt.datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=_UTC)
+    if isinstance(value, _dt.date):
+        return _dt.datetime(value.year, value.month, value.day, tzinfo=_UTC)
+    raise TypeError(f"expected a date or datetime, got {type(value).__name__}")
+
+
+def _first_cycle_after(journal: Journal, when: _dt.datetime) -> int:
+    """First cycle whose span ends after ``when`` (the cycle holding it)."""
+    return journal.config.cycle_of(when)
+
+
+def _end_cycle_before(journal: Journal, when: _dt.datetime) -> int:
+    """Exclusive end cycle for an exclusive end instant: cycles that start before ``when`` are in."""
+    cfg = journal.config
+    cycle = cfg.cycle_of(when)
+    return cycle if cfg.cycle_datetime(cycle) == when else cycle + 1
+
+
+def _bound(journal: Journal, value: Any, what: str) -> tuple[int, int]:
+    """start/end argument -> (cycle, seq) of a full index position."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what} must be a full index or a datetime, got a bool")
+    if isinstance(value, (int, np.integer)):
+        if value < 0:
+            raise ValueError(f"{what} index must be >= 0, got {value}")
+        return journal.config.split_index(int(value))
+    if isinstance(value, _dt.date):
+        when = _as_datetime(value)
+        if what == "start":
+            return _first_cycle_after(journal, when), 0
+        return _end_cycle_before(journal, when), 0
+    raise TypeError(f"{what} must be a full index (int) or a datetime/date, got {type(value).__name__}")
+
+
+def select_cycles(
+    journal: Journal,
+    date: Any = None,
+    start: Any = None,
+    end: Any = None,
+    *,
+    cycles: list[int] | None = None,
+) -> tuple[list[tuple[int, int, int | None]], tuple[int, int] | None]:
+    """Cycles to read, as ``(cycle, first seq, end seq or None = up to the count)``, oldest first.
+
+    ``date`` is a date (its UTC day) or an inclusive ``(first, last)`` pair of dates: cycles overlapping
+    those days. ``start``/``end`` are full indices or datetimes (end exclusive); a datetime selects whole
+    cycles (there is no time inside a cycle to cut at). Also returns the exclusive ``(cycle, seq)`` end bound
+    (None when open), which ``follow`` mode uses for cycles that appear later.
+    """
+    lo: tuple[int, int] = (-(1 << 62), 0)
+    hi: tuple[int, int] | None = None
+    if date is not None:
+        if isinstance(date, (tuple, list)):
+            if len(date) != 2:
+                raise ValueError("date= takes a date or a (first, last) pair of dates")
+            first, last = date
+        else:
+            first = last = date
+        d0, d1 = _as_datetime(first), _as_datetime(last)
+        day0 = _dt.datetime(d0.year, d0.month, d0.day, tzinfo=d0.tzinfo)
+        day1 = _dt.datetime(d1.year, d1.month, d1.day, tzinfo=d1.tzinfo) + _dt.timedelta(days=1)
+        if day1 <= day0:
+            raise ValueError(f"date range is empty: {first} .. {last}")
+        lo = max(lo, (_first_cycle_after(journal, day0), 0))
+        hi = (_end_cycle_before(journal, day1), 0)
+    if start is not None:
+        lo = max(lo, _bound(journal, start, "start"))
+    if end is not None:
+        e = _bound(journal, end, "end")
+        hi = e if hi is None else min(hi, e)
+    out: list[tuple[int, int, int | None]] = []
+    for cycle in journal.cycles() if cycles is None else cycles:
+        if cycle < lo[0] or (hi is not None and (cycle > hi[0] or (cycle == hi[0] and hi[1] == 0))):
+            continue
+        first_seq = lo[1] if cycle == lo[0] else 0
+        end_seq = hi[1] if hi is not None and cycle == hi[0] else None
+        if end_seq is not None and end_seq <= first_seq:
+            continue
+        out.append((cycle, first_seq, end_seq))
+    return out, hi
+
+
+# -- data files --------------------------------------------------------------------------------------------
+class DataMap:
+    """One data file, mapped read-only, as the numpy arrays the decoder gathers from.
+
+    ``u1`` is the file as bytes, ``u4`` as aligned little-endian words; :meth:`window` gives overlapping
+    views where element ``i`` is the value at byte ``i + offset`` (one fancy index reads a field at any
+    unaligned position). The arrays own the mapping: it is unmapped when the last of them goes, so nothing
+    ever has to close it while a view exists (no ``BufferError``).
+    """
+
+    __slots__ = ("path", "size", "u1", "u4", "_windows", "_aligned", "copied")
+
+    def __init__(self, path: str, limit: int) -> None:
+        self.path = path
+        mf = MappedFile.open_read(path, limit)
+        self.size = mf.size
+        self.copied = False
+        if mf.mm is None:
+            u1 = np.zeros(8, np.uint8)
+        elif mf.size % 4:
+            # A copy (padded to whole words) because the word view cannot reach a partial last word; only a
+            # file cut at an odd size (a damaged copy) takes this path.
+            u1 = np.zeros(mf.size + 8 - mf.size % 4, np.uint8)
+            u1[: mf.size] = np.frombuffer(mf.mm, np.uint8)
+            mf.mm.close()
+            self.copied = True
+        else:
+            u1 = np.frombuffer(mf.mm, np.uint8)
+        mf.mm = None  # the numpy arrays keep the mmap object alive from here on
+        self.u1: npt.NDArray[np.uint8] = u1
+        self.u4: npt.NDArray[np.uint32] = u1[: u1.size // 4 * 4].view("<u4")
+        self._windows: dict[tuple[str, int], np.ndarray] = {}
+        self._aligned: dict[tuple[int, int], np.ndarray] = {}
+
+    def aligned(self, unit: int, offset: int) -> np.ndarray:
+        """Contiguous ``<u{unit}`` view of the file from byte ``offset`` (a multiple of ``unit``).
+
+        Element ``i`` is the unit at byte ``offset + unit * i``; with 4-byte aligned header positions
+        ``h``, ``aligned(4, k).take(h >> 2)`` reads the word at ``h + k`` through numpy's fast contiguous take.
+        """
+        key = (unit, offset)
+        view = self._aligned.get(key)
+        if view is None:
+            count = max(0, (self.u1.size - offset) // unit)
+            view = self.u1[offset : offset + count * unit].view(f"<u{unit}")
+            self._aligned[key] = view
+        return view
+
+    def window(self, dtype: str, offset: int) -> np.ndarray:
+        """Overlapping view: element ``i`` is the ``dtype`` value at byte ``i + offset`` of the file."""
+        key = (dtype, offset)
+        view = self._windows.get(key)
+        if view is None:
+            itemsize = np.dtype(dtype).itemsize
+            n = self.u1.size - offset - itemsize + 1
+            if n <= 0:
+                # The field would end past the file for every row: such rows fail the bounds check before
+                # any gather, so this placeholder is never read.
+                view = np.zeros(1, dtype)
+            else:
+                view = np.ndarray((n,), dtype=dtype, buffer=self.u1, offset=offset, strides=(1,))
+            self._windows[key] = view
+        return view
+
+
+class CycleFiles:
+    """Index and data files of one cycle, mapped on demand; shared by the decoding threads."""
+
+    def __init__(self, journal: Journal, cycle: int) -> None:
+        self.journal = journal
+        self.cycle = cycle
+        self.config = journal.config
+        self.folder = journal.cycle_path(cycle)
+        self.codec = journal.codec
+        self._slots_per_file = self.config.slots_per_index_file
+        self._index: list[np.ndarray] = []
+        self._filled: list[int] = []  # filled slots seen so far per index file (a lower bound)
+        self._data: dict[int, DataMap] = {}
+        self._lock = threading.Lock()
+
+    # -- index ---------------------------------------------------------------------------------------------
+    def _index_view(self, n: int) -> np.ndarray | None:
+        """u64 view of ``index-<n>``; remapped when it was mapped short and has grown; None when absent."""
+        while len(self._index) <= n:
+            path = os.path.join(self.folder, L.index_file_name(len(self._index)))
+            view = _map_u64(path, self.config.index_block_size)
+            if view is None:
+                return None
+            self._index.append(view)
+            self._filled.append(0)
+        view = self._index[n]
+        if view.size < self._slots_per_file:
+            path = os.path.join(self.folder, L.index_file_name(n))
+            try:
+                grown = os.stat(path).st_size // L.ENTRY_SIZE > view.size
+            except FileNotFoundError:
+                grown = False
+            if grown:
+                fresh = _map_u64(path, self.config.index_block_size)
+                if fresh is not None:
+                    self._index[n] = view = fresh
+        return view
+
+    def count(self) -> int:
+        """Committed messages right now: full index files, plus the first zero slot of the last one."""
+        total = 0
+        n = 0
+        while True:
+            view = self._index_view(n)
+            if view is None:
+                break
+            filled = first_zero_slot(view, self._filled[n])  # type: ignore[arg-type]
+            self._filled[n] = filled
+            total += filled
+            if filled < self._slots_per_file:
+                break
+            n += 1
+        return total
+
+    def entries(self, seq_lo: int, seq_hi: int, batch_rows: int) -> Iterator[tuple[int, npt.NDArray[np.uint64]]]:
+        """``(first seq, entries)`` batches covering ``[seq_lo, seq_hi)``; a batch never spans index files.
+
+        The entries are copied: later appends only fill slots past the snapshot, but a copy keeps the
+        result independent of the index file altogether.
+        """
+        per_file = self._slots_per_file
+        seq = seq_lo
+        while seq < seq_hi:
+            n, slot = divmod(seq, per_file)
+            stop = min(seq_hi - seq, per_file - slot, batch_rows)
+            view = self._index_view(n)
+            if view is None or slot + stop > view.size:
+                raise JournalNotFoundError(
+                    f"index file {L.index_file_name(n)} vanished or shrank while reading",
+                    path=os.path.join(self.folder, L.index_file_name(n)), cycle=self.cycle, seq=seq,
+                )
+            out = empty(stop, U8)
+            np.copyto(out, view[slot : slot + stop])
+            yield seq, out
+            seq += stop
+
+    # -- data ----------------------------------------------------------------------------------------------
+    def data(self, key: int, *, refresh: bool = False) -> DataMap:
+        """The data file of index entries with ``entry >> data_bits == key`` (tid and file number)."""
+        dm = self._data.get(key)
+        if dm is not None and not refresh:
+            return dm
+        with self._lock:
+            dm = self._data.get(key)
+            if dm is None or refresh:
+                tid = key >> (self.codec.tid_shift - self.codec.data_bits)
+                file_no = key & ((1 << (self.codec.tid_shift - self.codec.data_bits)) - 1)
+                path = os.path.join(self.folder, L.data_file_name(tid, file_no))
+                try:
+                    dm = DataMap(path, self.config.data_block_size)
+                except JournalNotFoundError:
+                    raise JournalNotFoundError(
+                        f"data file {L.data_file_name(tid, file_no)} named by an index entry is missing; "
+                        + self.journal.missing_data_hint(),
+                        path=path, cycle=self.cycle,
+                    ) from None
+                self._data[key] = dm
+        return dm
+
+    def key_path(self, key: int) -> str:
+        tid = key >> (self.codec.tid_shift - self.codec.data_bits)
+        file_no = key & ((1 << (self.codec.tid_shift - self.codec.data_bits)) - 1)
+        return os.path.join(self.folder, L.data_file_name(tid, file_no))
+
+    def close(self) -> None:
+        """Drop the maps; each is unmapped once no array made from it is left."""
+        self._index.clear()
+        self._filled.clear()
+        self._data.clear()
+
+
+def _map_u64(path: str, limit: int) -> np.ndarray | None:
+    try:
+        mf = MappedFile.open_read(path, limit)
+    except JournalNotFoundError:
+        return None
+    if mf.mm is None:
+        return np.zeros(0, U8)
+    view = np.frombuffer(mf.mm, U8, count=mf.size // L.ENTRY_SIZE)
+    mf.mm = None  # owned by the array now
+    return view
+
+
+# -- grouping ----------------------------------------------------------------------------------------------
+class Groups:
+    """A batch of entries split into runs of one data file, each in file (offset) order.
+
+    ``order`` is None when the batch already is one run in index order; otherwise it is the permutation
+    (index order -> sorted order) and ``bounds`` the run limits within it.
+    """
+
+    __slots__ = ("keys", "bounds", "order", "sorted_entries", "step")
+
+    def __init__(
+        self, keys: list[int], bounds: list[tuple[int, int]], order: np.ndarray | None,
+        sorted_entries: np.ndarray, step: int | None,
+    ) -> None:
+        self.keys = keys
+        self.bounds = bounds
+        self.order = order
+        self.sorted_entries = sorted_entries
+        self.step = step  # constant entry difference of a single in-order run (fixed-size records), else None
+
+
+def split_groups(entries: npt.NDArray[np.uint64], data_bits: int) -> Groups:
+    """Group a batch of entries by data file (``entry >> data_bits``), keeping each file's rows in offset order.
+
+    One writer thread's offsets rise in index order, so the common case is detected with one ``diff``:
+    non-negative differences and the same file at both ends mean one run in order. Otherwise a stable
+    argsort of the entries themselves sorts by (tid, file number, offset) at once.
+    """
+    n = entries.size
+    first_key = int(entries[0]) >> data_bits
+    if n == 1:
+        return Groups([first_key], [(0, 1)], None, entries, 0)
+    # Differences as u64: a step back wraps to a huge value, so "every step below the block size and the
+    # same file at both ends" means exactly "one file, offsets non-decreasing".
+    d = np.subtract(entries[1:], entries[:-1], out=empty(n - 1, U8))
+    lo, hi = int(d.min()), int(d.max())
+    if hi < (1 << data_bits) and (int(entries[-1]) >> data_bits) == first_key:
+        return Groups([first_key], [(0, n)], None, entries, lo if lo == hi else None)
+    order = np.argsort(entries, kind="stable")
+    sorted_entries = entries[order]
+    keys = sorted_entries >> np.uint64(data_bits)
+    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    edges = [0, *cuts.tolist(), n]
+    bounds = [(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+    return Groups([int(keys[a]) for a, _ in bounds], bounds, order, sorted_entries, None)
