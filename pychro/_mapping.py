@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 from typing import Any
 
 from . import _atomic
 from . import _layout as L
-from .errors import JournalNotFoundError, ReadOnlyJournalError
+from .errors import FormatError, JournalNotFoundError, ReadOnlyJournalError
 
 Buffer = Any  # collections.abc.Buffer is 3.12+
 
@@ -37,11 +38,15 @@ class MappedFile:
     def open_read(cls, path: str, limit: int | None = None) -> MappedFile:
         """Map an existing file read-only at its current size (capped at ``limit``)."""
         try:
-            fd = os.open(path, os.O_RDONLY)
+            # O_NONBLOCK: a FIFO in place of a journal file must not block the open (no effect on files)
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             raise JournalNotFoundError("file not found", path=path) from None
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):  # mmap of a folder fails with a bare ENODEV
+                raise FormatError("not a regular file", path=path)
+            size = st.st_size
             if limit is not None:
                 size = min(size, limit)
             mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else None

@@ -16,7 +16,7 @@ from typing import Any
 from . import _layout as L
 from ._mapping import MappedFile, first_zero_slot
 from .config import VanillaConfig, resolve_config
-from .errors import JournalNotFoundError
+from .errors import FormatError, JournalNotFoundError
 
 __all__ = ["Cycle", "CycleInfo", "Journal", "open_journal"]
 
@@ -336,7 +336,7 @@ def _sample_entries(folder: str, names: list[str], index_block_size: int) -> lis
     for n in sorted(i for i in map(L.parse_index_file_name, names) if i is not None)[:2]:
         try:
             mf = MappedFile.open_read(os.path.join(folder, L.index_file_name(n)), index_block_size)
-        except JournalNotFoundError:
+        except (JournalNotFoundError, FormatError):  # gone, or not a regular file: sample elsewhere
             continue
         try:
             slots = mf.u64_view()

@@ -19,7 +19,7 @@ import numpy as np
 from . import _layout as L
 from ._mapping import MappedFile
 from .config import VanillaConfig
-from .errors import JournalNotFoundError
+from .errors import FormatError, JournalNotFoundError
 from .journal import Journal
 
 __all__ = ["CycleReport", "Problem", "VerifyReport", "verify_journal"]
@@ -154,11 +154,18 @@ def _verify_cycle(journal: Journal, cycle: int, limit: int) -> CycleReport:
             problem(f"data file is missing ({journal.missing_data_hint()})", seq=int(rows[0]), path=path)
             bad[rows] = True
             continue
+        except FormatError:
+            problem("data file is not a regular file", seq=int(rows[0]), path=path)
+            bad[rows] = True
+            continue
         try:
             _check_file(mf, rows, offsets, lengths, bad, problem)
         finally:
             mf.close()
     rep.valid = int(len(entries) - bad.sum())
+    # data files were checked in (tid, file_no) order: report the earliest seq first (index-file problems,
+    # without a seq, stay in front)
+    rep.problems.sort(key=lambda p: -1 if p.seq is None else p.seq)
     return rep
 
 
@@ -213,6 +220,9 @@ def _read_entries(journal: Journal, cycle: int, problem: Any) -> Any:
         path = journal.index_path(cycle, n)
         if n != expect:
             problem(f"index-{expect} is missing (index-{n} exists)", path=path)
+            break
+        if not os.path.isfile(path):
+            problem("index file is not a regular file", path=path)
             break
         size = os.path.getsize(path)
         if size != cfg.index_block_size:
