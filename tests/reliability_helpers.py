@@ -148,6 +148,24 @@ def read_report(path: str | os.PathLike[str]) -> list[tuple[int, int, int]]:
     return [REPORT.unpack_from(raw, k * REPORT.size) for k in range(n)]
 
 
+def journal_state(root: Path) -> dict[str, tuple[object, ...]]:
+    """Kind, size, mode, mtime and content hash of every path under ``root`` (FIFOs and links are not opened)."""
+    import hashlib
+    import stat as _stat
+
+    out: dict[str, tuple[object, ...]] = {}
+    for p in sorted([root, *root.rglob("*")]):
+        st = p.lstat()
+        rel = str(p.relative_to(root))
+        if _stat.S_ISREG(st.st_mode):
+            with open(p, "rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            out[rel] = ("file", st.st_size, st.st_mode, st.st_mtime_ns, digest)
+        else:
+            out[rel] = (_stat.S_IFMT(st.st_mode), st.st_mode, st.st_mtime_ns)
+    return out
+
+
 def report_line(request: Any, text: str) -> None:
     """Print a summary line to the terminal from a (module-scoped) fixture, past pytest's capture."""
     terminal = request.config.pluginmanager.get_plugin("terminalreporter")
