@@ -176,6 +176,7 @@ class RemoteChronicleReader:
         self._failures = 0  # consecutive reconnects that delivered nothing
         self.reconnects = 0
         self.subscribed_at: int | None = None  # the SUBSCRIBE argument of the current connection
+        self.recv_size = _RECV_SIZE  # bytes of each fresh receive buffer
         self._closed = False
         self._open_initial()
 
@@ -252,27 +253,42 @@ class RemoteChronicleReader:
         return self._next_slow()
 
     def _next_slow(self) -> Excerpt:
+        self._wait_for_frame()
+        pos = self._pos
+        size, index = _unpack_header(self._buf, pos)
+        stop = pos + _HDR + size
+        self._pos = stop
+        self._floor = self._last = index
+        return Excerpt(self._buf, pos + _HDR, stop, index)
+
+    def _wait_for_frame(self, greedy: bool = False) -> None:
+        """Receive (resuming after drops) until a complete, deliverable data frame starts at ``_pos``.
+
+        Control frames and dropped frames before it are consumed. ``greedy`` also takes whatever else the
+        kernel holds already (bulk readers want big buffers). Raises NoData / RemoteError like next_reader.
+        """
         deadline = None if self.polling_interval is not None else time.monotonic() + self.timeout
         while True:
             if self._closed:
                 raise RemoteError("reader is closed", host=self.host, port=self.port)
             try:
-                excerpt = self._parse_buffered()
-                if excerpt is not None:
+                if self._frame_ready():
                     self._failures = 0
-                    return excerpt
+                    if greedy:
+                        self._fill_more()
+                    return
                 self._fill(self._need(), deadline)
             except _Disconnected as exc:
                 self._on_disconnect(exc)
 
     def _need(self) -> int:
-        """Bytes needed from ``_pos`` to complete the frame there (already validated by _parse_buffered)."""
+        """Bytes needed from ``_pos`` to complete the frame there (already validated by _frame_ready)."""
         if self._end - self._pos < _HDR:
             return _HDR
         return _HDR + max(0, _unpack_header(self._buf, self._pos)[0])
 
-    def _parse_buffered(self) -> Excerpt | None:
-        """Consume control frames and dropped frames; return the next deliverable excerpt, if complete."""
+    def _frame_ready(self) -> bool:
+        """Consume control frames and dropped frames; True when a deliverable data frame is complete at _pos."""
         buf = self._buf
         while self._end - self._pos >= _HDR:
             pos = self._pos
@@ -285,15 +301,30 @@ class RemoteChronicleReader:
                 raise self._protocol_error("frame size above the 128 MiB limit", size=size, index=index)
             stop = pos + _HDR + size
             if stop > self._end:
-                return None
-            self._pos = stop
+                return False
             if index < self._min:
+                self._pos = stop
                 continue  # the echoed last message of a resume, or before a resolved start
             if self._last is not None and index <= self._last:
                 raise self._protocol_error("source went backwards", index=index, last_index=self._last)
-            self._floor = self._last = index
-            return Excerpt(buf, pos + _HDR, stop, index)
-        return None
+            return True
+        return False
+
+    # -- bulk access (used by pychro.remote.frames) ----------------------------------------------------------
+    def _next_region(self) -> tuple[Any, int, int]:
+        """Wait for a complete data frame; return ``(buffer, pos, end)``: buffered bytes, a data frame at pos.
+
+        The caller parses whole frames from ``pos`` and calls :meth:`_consumed` with where it stopped.
+        """
+        self._wait_for_frame(greedy=True)
+        return self._buf, self._pos, self._end
+
+    def _consumed(self, pos: int, last_index: int) -> None:
+        """Bulk reader: frames before ``pos`` were delivered, the last of them at ``last_index``."""
+        if not self._pos < pos <= self._end:
+            raise ValueError(f"consumed position {pos} outside the buffered frames [{self._pos}, {self._end}]")
+        self._pos = pos
+        self._floor = self._last = last_index
 
     def _on_control(self, size: int, index: int) -> None:
         if size == W.IN_SYNC_LEN or size == W.PADDED_LEN:
@@ -316,7 +347,7 @@ class RemoteChronicleReader:
         if sock is None:
             raise _Disconnected("not connected")
         have = self._end - self._pos
-        new = bytearray(max(_RECV_SIZE, need))  # need <= 12 + 128 MiB: checked by _parse_buffered
+        new = bytearray(max(self.recv_size, need))  # need <= 12 + 128 MiB: checked by _frame_ready
         if have:
             new[:have] = memoryview(self._buf)[self._pos : self._end]
         self._buf, self._pos, self._end = new, 0, have
@@ -344,6 +375,30 @@ class RemoteChronicleReader:
                     raise _Disconnected("connection closed by the source", mid_frame=self._end > 0,
                                         received=self._end, frame_bytes=need)
                 self._end += n
+                self._last_rx = time.monotonic()
+        finally:
+            view.release()
+
+    def _fill_more(self) -> None:
+        """Take what the kernel already holds, without waiting, into the room left in the buffer."""
+        sock = self._sock
+        room = len(self._buf) - self._end
+        if sock is None or room < (64 << 10) or not isinstance(self._buf, bytearray):
+            return
+        view = memoryview(self._buf)
+        sock.settimeout(0.0)  # (with a timeout set, Python would poll() and wait despite MSG_DONTWAIT)
+        try:
+            while room >= (64 << 10):
+                try:
+                    n = sock.recv_into(view[self._end :], room)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    return  # the next blocking receive reports it
+                if n == 0:
+                    return
+                self._end += n
+                room -= n
                 self._last_rx = time.monotonic()
         finally:
             view.release()
