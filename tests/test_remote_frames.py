@@ -156,7 +156,7 @@ def test_follow_receives_live_appends(tmp_path: Path) -> None:
     journal = tmp_path / "j"
     journal.mkdir()
     with serve(journal, background=True) as server:
-        stream = iter_remote_batches("127.0.0.1", server.port, "i:int32", where="end", follow=True)
+        stream = iter_remote_batches("127.0.0.1", server.port, "i:int32", where="start", follow=True)
         got: list[int] = []
         done = threading.Event()
 

@@ -247,8 +247,9 @@ def test_server_heartbeat_after_2_5_seconds_of_idle(tmp_path: Path) -> None:
         t1 = time.monotonic()
         assert recv_n(sock, 12) == HEARTBEAT
         t2 = time.monotonic()
-    assert 2.2 <= t1 - t0 <= 3.5
-    assert 2.2 <= t2 - t1 <= 3.5
+    # 2.5 s after the last control frame (the subscribe reply, then each heartbeat); slack for a loaded host
+    assert 2.4 <= t1 - t0 <= 4.0
+    assert 2.4 <= t2 - t1 <= 4.0
 
 
 def test_server_explicit_index_waits_with_heartbeats_until_it_exists(tmp_path: Path) -> None:
@@ -312,7 +313,14 @@ def test_server_read_only_nacks_submit(tmp_path: Path) -> None:
 
 def test_server_survives_hostile_clients(java_3_4_0: Path) -> None:
     with serve(java_3_4_0, background=True) as server:
-        for hostile in (le64(99) + le64(0), SUBMIT + le64(1 << 40), le64(30) + le64(0), b"\x01\x02\x03"):
+        hostile_requests = (
+            le64(99) + le64(0),  # unknown action
+            SUBMIT + le64(1 << 40),  # SUBMIT far above the 128 MiB limit
+            le64(30) + le64(0),  # WITH_MAPPING: a Java object, not for Python
+            le64(1) + le64(-7),  # SUBSCRIBE to a negative index other than -1/-2
+            b"\x01\x02\x03",  # a partial request, then the client goes away
+        )
+        for hostile in hostile_requests:
             with _raw(server.port) as sock:
                 sock.sendall(hostile)
                 if len(hostile) == 16:
@@ -484,3 +492,21 @@ def test_where_argument_parsing() -> None:
         start_index_of("yesterday-ish")
     with pytest.raises(ValueError):
         start_index_of(-3)
+
+
+def test_import_adds_no_heavy_modules() -> None:
+    """``import pychro.remote`` loads nothing of numpy/pandas/pyarrow beyond what ``import pychro`` does."""
+    import subprocess
+    import sys
+
+    def heavy(statement: str) -> str:
+        code = (
+            f"import sys\n{statement}\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'pandas', 'pyarrow')))"
+        )
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                              check=True).stdout
+
+    remote = heavy("import pychro.remote\nfrom pychro.remote import RemoteChronicleReader, replicate")
+    assert remote == heavy("import pychro")
+    assert "pandas" not in remote and "pyarrow" not in remote

@@ -159,8 +159,6 @@ class ChronicleSourceServer:
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop accepting, disconnect every client, join the threads (at most ``timeout`` seconds in all)."""
-        if self._closed.is_set() and self._thread is None and not self._sessions:
-            return
         self._closed.set()
         try:
             self._listener.close()
@@ -337,9 +335,12 @@ class _Session:
             else:
                 tail.seek_index(last)  # the last message is sent first
                 reply = last
-        elif arg < 0:  # IDX_TO_START (Java treats any other negative the same way only for -1; be lenient)
+        elif arg == W.IDX_TO_START:
             tail.seek_start()
             reply = W.IDX_TO_START
+        elif arg < 0:  # Java would wait forever for such an index; say so and hang up instead
+            raise RemoteError("SUBSCRIBE to a negative index other than -1 (start) or -2 (end)", index=arg,
+                              peer=self.peer)
         else:
             tail.seek_index(arg)
             reply = arg
