@@ -255,7 +255,9 @@ class Walk:
         past = ~outside & ~zero & ~huge & (h + _HDR + ln > dm.size)
         mask = outside | zero | huge | past
         reasons: list[tuple[int, str]] = []
-        for row in np.flatnonzero(mask)[:1].tolist():  # the message names one row; others only counted
+        # every failing row gets its reason: the caller names the first one in index order, which is not
+        # necessarily the first in file order (error path only)
+        for row in np.flatnonzero(mask).tolist():
             if outside[row]:
                 reasons.append((row, f"index entry points outside the data file ({dm.size} bytes)"))
             elif zero[row]:
@@ -428,6 +430,7 @@ def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[
     groups = split_groups(entries, codec.data_bits)
     mask = np.uint64(codec.offset_mask)
     walks: list[Walk] = []
+    failed: _Failed | None = None
     for key, (a, b) in zip(groups.keys, groups.bounds):
         part = groups.sorted_entries[a:b]
         if groups.step is not None and groups.step > 0:
@@ -435,7 +438,13 @@ def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[
         else:
             h = np.bitwise_and(part, mask, out=empty(b - a, np.uint64)).view(I64)
             h -= _HDR
-        walks.append(_walk(plan, files, key, h, groups, a, seq0))
+        walk = _walk(plan, files, key, h, groups, a)
+        if isinstance(walk, _Failed):
+            failed = walk if failed is None or walk.row < failed.row else failed
+        else:
+            walks.append(walk)
+    if failed is not None:  # the damaged row that comes first in index order, over all data files
+        _raise_corrupt(files, failed, seq0)
     n = entries.size
     bad_rows = _bad_rows(walks, groups)
     first_bad = int(bad_rows[0]) if bad_rows.size else None
@@ -474,7 +483,16 @@ def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[
     return BatchOut(cols, keep_rows, kept, skipped, first_bad, stop, slow, replaced)
 
 
-def _walk(plan: Plan, files: CycleFiles, key: int, h: Any, groups: Any, a: int, seq0: int) -> Walk:
+class _Failed(NamedTuple):
+    """A data file's rows whose headers failed: the first such row in index order, and why."""
+
+    row: int  # batch row (index order)
+    key: int
+    reason: str
+    offset: int
+
+
+def _walk(plan: Plan, files: CycleFiles, key: int, h: Any, groups: Any, a: int) -> Walk | _Failed:
     dm = files.data(key)
     try:
         return Walk(plan, dm, h)
@@ -486,21 +504,20 @@ def _walk(plan: Plan, files: CycleFiles, key: int, h: Any, groups: Any, a: int, 
             return Walk(plan, dm, h)
         except _Corrupt as exc:
             error = exc
-    _raise_corrupt(files, key, error, groups, a, seq0, h)
-    raise AssertionError("unreachable")
-
-
-def _raise_corrupt(files: CycleFiles, key: int, exc: _Corrupt, groups: Any, a: int, seq0: int, h: Any) -> None:
-    rows = np.flatnonzero(exc.mask)
-    harr = h.array() if isinstance(h, Strided) else h
+    rows = np.flatnonzero(error.mask)
     batch_rows = rows + a if groups.order is None else groups.order[a + rows]
     first = int(np.argmin(batch_rows))
     local = int(rows[first])
-    reason = dict(exc.reasons).get(local) or exc.reasons[0][1]
-    seq = seq0 + int(batch_rows[first])
+    harr = h.array() if isinstance(h, Strided) else h
+    reason = dict(error.reasons).get(local) or error.reasons[0][1]
+    return _Failed(int(batch_rows[first]), key, reason, int(harr[local]) + _HDR)
+
+
+def _raise_corrupt(files: CycleFiles, failed: _Failed, seq0: int) -> None:
+    seq = seq0 + failed.row
     raise CorruptDataError(
-        reason, path=files.key_path(key), cycle=files.cycle, seq=seq,
-        index=files.config.index_of(files.cycle, seq), offset=int(harr[local]) + _HDR,
+        failed.reason, path=files.key_path(failed.key), cycle=files.cycle, seq=seq,
+        index=files.config.index_of(files.cycle, seq), offset=failed.offset,
     )
 
 
@@ -623,7 +640,7 @@ def _assemble(
             cols[name] = arr
         per_group.append(cols)
         text_bad_parts.append(tb)
-    if len(per_group) == 1:
+    if groups.order is None:  # one data file, already in index order
         out = per_group[0]
         text_bad = text_bad_parts[0] if any_text_bad else None
         return out, slow, replaced, text_bad, text_column
