@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import queue
 import random
 import signal
 import struct
@@ -29,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from helpers import ref_read_stop_bit, ref_stop_bit  # noqa: E402
+from helpers import FakeClock, ref_read_stop_bit, ref_stop_bit  # noqa: E402
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
@@ -86,7 +87,10 @@ def check_body(body: bytes, index: int | None = None, max_len: int = MAX_PAYLOAD
     if len(body) < 17:
         raise NotIntact(f"{where}: body of {len(body)} bytes is too short")
     w, i = struct.unpack_from("<iq", body)
-    n, used = ref_read_stop_bit(body, 12)
+    try:
+        n, used = ref_read_stop_bit(body, 12)
+    except IndexError:
+        raise NotIntact(f"{where}: payload length runs off the body") from None
     end = 12 + used + n
     if n < 0 or end + 4 != len(body):
         raise NotIntact(f"{where}: payload length {n} does not fit a body of {len(body)} bytes")
@@ -177,6 +181,65 @@ def report_line(request: Any, text: str) -> None:
             terminal.write_line("\n" + text)
     else:
         terminal.write_line("\n" + text)
+
+
+# -- a journal of two writer threads, written in-process ------------------------------------------------------
+class _Worker:
+    """A long-lived thread (one native thread id, so one appender) that runs what it is given."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            try:
+                job()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+                self.error = exc
+            self.jobs.task_done()
+
+    def do(self, job: Callable[[], None]) -> None:
+        self.jobs.put(job)
+        self.jobs.join()
+        if self.error:
+            raise self.error
+
+    def stop(self) -> None:
+        self.jobs.put(None)
+        self.thread.join()
+
+
+def build_two_writer_journal(root: Path, day_a: tuple[int, int, int] = (20, 20, 30), day_b: tuple[int, int] = (10, 10),
+                             config: Any = None) -> None:
+    """Two writer threads, two days (2020-03-01 and -02, SMALL config).
+
+    Day A: writer 1 x20, writer 2 x20, writer 1 x30 (index-0..2, a data roll); day B: writer 1 x10, 2 x10.
+    """
+    from pychro import VanillaChronicleWriter
+
+    config = config or small_config()
+    clock = FakeClock(dt.datetime(2020, 3, 1, 12))
+    workers = {1: _Worker(), 2: _Worker()}
+    nxt = {1: 0, 2: 0}
+    try:
+        with VanillaChronicleWriter(root, config=config, clock=clock) as writer:
+            def burst(w: int, n: int) -> None:
+                def job() -> None:
+                    appender = writer.get_appender()
+                    for _ in range(n):
+                        write_message(appender, w, nxt[w])
+                        nxt[w] += 1
+                workers[w].do(job)
+
+            burst(1, day_a[0]), burst(2, day_a[1]), burst(1, day_a[2])
+            clock.set(dt.datetime(2020, 3, 2, 12))
+            burst(1, day_b[0]), burst(2, day_b[1])
+    finally:
+        for worker in workers.values():
+            worker.stop()
 
 
 # -- the child writer ----------------------------------------------------------------------------------------

@@ -16,25 +16,23 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import queue
 import shutil
 import struct
 import subprocess
 import sys
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pychro import JournalNotFoundError, VanillaChronicleWriter
+from pychro import JournalNotFoundError
 from pychro.verify import verify_journal
 
-from helpers import FakeClock, chmod_read_only, chmod_writable, copy_journal
+from helpers import chmod_read_only, chmod_writable, copy_journal
 from reliability_helpers import (
     REPO,
+    build_two_writer_journal,
     check_sequences,
     journal_state,
     read_all,
@@ -60,61 +58,10 @@ def _print_count(request: pytest.FixtureRequest) -> Any:
 
 
 # -- the pristine journal ------------------------------------------------------------------------------------
-class _Worker:
-    """A long-lived thread (one native thread id, so one appender) that runs what it is given."""
-
-    def __init__(self) -> None:
-        self.jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
-        self.thread = threading.Thread(target=self._run)
-        self.thread.start()
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        while (job := self.jobs.get()) is not None:
-            try:
-                job()
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
-                self.error = exc
-            self.jobs.task_done()
-
-    def do(self, job: Callable[[], None]) -> None:
-        self.jobs.put(job)
-        self.jobs.join()
-        if self.error:
-            raise self.error
-
-    def stop(self) -> None:
-        self.jobs.put(None)
-        self.thread.join()
-
-
-def _build(root: Path) -> None:
-    """Day A: writer 1 x20, writer 2 x20, writer 1 x30 (index-0..2, data rolls); day B: 1 x10, 2 x10."""
-    clock = FakeClock(dt.datetime(2020, 3, 1, 12))
-    workers = {1: _Worker(), 2: _Worker()}
-    nxt = {1: 0, 2: 0}
-    try:
-        with VanillaChronicleWriter(root, config=CFG, clock=clock) as writer:
-            def burst(w: int, n: int) -> None:
-                def job() -> None:
-                    appender = writer.get_appender()
-                    for _ in range(n):
-                        write_message(appender, w, nxt[w])
-                        nxt[w] += 1
-                workers[w].do(job)
-
-            burst(1, 20), burst(2, 20), burst(1, 30)
-            clock.set(dt.datetime(2020, 3, 2, 12))
-            burst(1, 10), burst(2, 10)
-    finally:
-        for worker in workers.values():
-            worker.stop()
-
-
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("verify") / "pristine"
-    _build(root)
+    build_two_writer_journal(root)
     return root
 
 
