@@ -4,7 +4,8 @@ The frames in a receive buffer are located and decoded without a per-message Pyt
 
 1. **locate** - from a data frame at ``pos`` with index ``i0``, frame ``k`` carries index ``i0 + k``. When all
    bodies have one size (fixed schemas) the frames sit at ``pos + k * (12 + size)``, checked with two strided
-   views. Otherwise every byte position whose following 8 bytes equal some ``i0 + k`` is a candidate header; the candidates whose index runs ``0, 1, 2...`` and whose positions chain
+   views. Otherwise every byte position whose following 8 bytes equal some ``i0 + k`` is a candidate header;
+   the candidates whose index runs ``0, 1, 2...`` and whose positions chain
    (``p[k+1] == p[k] + 12 + size[k]``) are the frames. Only that verified prefix is taken: a heartbeat, a new
    cycle or a body that happens to hold such bytes just ends the batch early, never produces a wrong frame.
 2. **decode** - each located frame gets a Vanilla header written in place over the 4 bytes before its body (the

@@ -153,9 +153,12 @@ class JournalTail:
         seq = self.seq
         entries = self._read_entries(seq, max_messages)
         if entries is None:
-            if not self.pinned:
-                self._maybe_next_cycle()
-            return [], 0
+            if self.pinned or not self._maybe_next_cycle():
+                return [], 0
+            seq = self.seq
+            entries = self._read_entries(seq, max_messages)
+            if entries is None:
+                return [], 0
         first = self.config.index_of(self.cycle, seq)  # type: ignore[arg-type]
         buffers, count = self._frames(entries, first, budget_bytes)
         if count:
@@ -174,24 +177,28 @@ class JournalTail:
         self._goto(cycles[0], 0)
         return True
 
-    def _maybe_next_cycle(self) -> None:
+    def _maybe_next_cycle(self) -> bool:
         """At an empty slot: move to the next existing cycle once the clock has left this one (§6)."""
         now = time.monotonic()
         if now < self._next_cycle_check:
-            return
+            return False
         self._next_cycle_check = now + _CYCLE_CHECK_S
         current = self.cycle
         if current is None or current >= self.config.cycle_of_ms(self._clock()):
-            return
+            return False
         later = [c for c in self.journal.cycles() if c > current]
-        if later:
-            self._goto(later[0], 0)
+        if not later:
+            return False
+        self._goto(later[0], 0)
+        self._next_cycle_check = 0.0  # an empty cycle folder may follow: the next look must not wait
+        return True
 
     def _index_file(self, n: int, slot: int) -> MappedFile | None:
         mf = self._index.get(n)
         if mf is None:
             try:
-                mf = MappedFile.open_read(self.journal.index_path(self.cycle, n), self.config.index_block_size)  # type: ignore[arg-type]
+                path = self.journal.index_path(self.cycle, n)  # type: ignore[arg-type]
+                mf = MappedFile.open_read(path, self.config.index_block_size)
             except JournalNotFoundError:
                 return None
             self._index[n] = mf
@@ -251,8 +258,13 @@ class JournalTail:
             o = offs[sel]
             first_entry = int(entries[sel][0])
             mf = self._data_file(key, first_entry, int(o.max()))
+            try:
+                lens[sel] = self._lengths(mf, o, first_index, sel)
+            except CorruptDataError:
+                if not mf.refresh(self.config.data_block_size):  # a short file may have grown: look again
+                    raise
+                lens[sel] = self._lengths(mf, o, first_index, sel)
             files[key] = mf
-            lens[sel] = self._lengths(mf, o, first_index, sel)
         # A zero header after a committed entry is not visible yet: stop before it and retry later.
         pending = lens < 0
         if pending.any():
