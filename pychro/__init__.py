@@ -23,6 +23,7 @@ from .excerpt import Excerpt, RawByteReader
 from .journal import Cycle, CycleInfo, Journal
 from .journal import open_journal as open  # noqa: A001 - pychro.open(dir), like h5py.File / zarr.open
 from .reader import VanillaChronicleReader
+from .remote import RemoteChronicleReader, RemoteChronicleWriter
 from .writer import Appender, VanillaChronicleWriter
 
 __version__ = "1.0.0.dev0"
@@ -39,6 +40,8 @@ _LAZY = {
     "to_ipc": "pychro.frames.export",
     "to_csv": "pychro.frames.export",
     "read_dask": "pychro.frames.dask",
+    "serve": "pychro.remote.server",
+    "replicate": "pychro.remote.replicate",
 }
 
 
@@ -69,6 +72,8 @@ __all__ = [
     "PychroWarning",
     "RawByteReader",
     "ReadOnlyJournalError",
+    "RemoteChronicleReader",
+    "RemoteChronicleWriter",
     "RemoteError",
     "Schema",
     "SchemaMismatchError",
@@ -81,6 +86,8 @@ __all__ = [
     "read_dask",
     "read_frame",
     "read_table",
+    "replicate",
+    "serve",
     "to_csv",
     "to_ipc",
     "to_journal",

@@ -30,6 +30,8 @@ PUBLIC = [
     "PychroWarning",
     "RawByteReader",
     "ReadOnlyJournalError",
+    "RemoteChronicleReader",
+    "RemoteChronicleWriter",
     "RemoteError",
     "Schema",
     "SchemaMismatchError",
@@ -39,8 +41,11 @@ PUBLIC = [
     "__version__",
     "iter_batches",
     "open",
+    "read_dask",
     "read_frame",
     "read_table",
+    "replicate",
+    "serve",
     "to_csv",
     "to_ipc",
     "to_journal",
@@ -48,7 +53,8 @@ PUBLIC = [
     "write_frame",
 ]
 # frames names need pyarrow/pandas: imported on first use
-LAZY = {"Schema", "iter_batches", "read_frame", "read_table", "to_csv", "to_ipc", "to_journal", "to_parquet", "write_frame"}
+LAZY = {"Schema", "iter_batches", "read_dask", "read_frame", "read_table", "replicate", "serve", "to_csv", "to_ipc",
+        "to_journal", "to_parquet", "write_frame"}
 SUBMODULES = ["pychro.errors", "pychro.config", "pychro.excerpt", "pychro.journal", "pychro.reader", "pychro.writer"]
 FRAMES_BUILT = (Path(pychro.__file__).parent / "frames" / "__init__.py").exists()
 
