@@ -58,11 +58,13 @@ class Excerpt:
         return self._pos
 
     def set_offset(self, offset: int) -> None:
+        """Move the read position to an absolute offset inside the message."""
         if not self._start <= offset <= self._end:
             raise ValueError(f"offset {offset} outside message [{self._start}, {self._end}]")
         self._pos = offset
 
     def advance(self, num_bytes: int) -> None:
+        """Skip ``num_bytes`` bytes of the message."""
         self.set_offset(self._pos + num_bytes)
 
     def get_bytes(self) -> Any:
@@ -74,6 +76,7 @@ class Excerpt:
         return bytes(self._buf[self._start : self._end])
 
     def remaining(self) -> int:
+        """Bytes left to read in the message."""
         return self._end - self._pos
 
     def _short(self, n: int) -> int:
@@ -91,6 +94,7 @@ class Excerpt:
         return _b(self._buf, p)[0]
 
     def read_unsigned_byte(self) -> int:
+        """Java ``readUnsignedByte``: 0..255."""
         p = self._pos
         if p + 1 > self._end:
             self._short(1)
@@ -102,6 +106,7 @@ class Excerpt:
         return self.read_unsigned_byte() != 0
 
     def read_short(self) -> int:
+        """Java ``readShort``: signed 16-bit little-endian."""
         p = self._pos
         if p + 2 > self._end:
             self._short(2)
@@ -109,6 +114,7 @@ class Excerpt:
         return _h(self._buf, p)[0]
 
     def read_unsigned_short(self) -> int:
+        """Java ``readUnsignedShort``: 0..65535."""
         p = self._pos
         if p + 2 > self._end:
             self._short(2)
@@ -120,6 +126,7 @@ class Excerpt:
         return chr(self.read_unsigned_short())
 
     def read_int(self) -> int:
+        """Java ``readInt``: signed 32-bit little-endian."""
         p = self._pos
         if p + 4 > self._end:
             self._short(4)
@@ -127,6 +134,7 @@ class Excerpt:
         return _i(self._buf, p)[0]
 
     def read_unsigned_int(self) -> int:
+        """Java ``readUnsignedInt``: 0..2**32-1."""
         p = self._pos
         if p + 4 > self._end:
             self._short(4)
@@ -134,6 +142,7 @@ class Excerpt:
         return _I(self._buf, p)[0]
 
     def read_long(self) -> int:
+        """Java ``readLong``: signed 64-bit little-endian."""
         p = self._pos
         if p + 8 > self._end:
             self._short(8)
@@ -141,6 +150,7 @@ class Excerpt:
         return _q(self._buf, p)[0]
 
     def read_float(self) -> float:
+        """Java ``readFloat``: IEEE-754 single."""
         p = self._pos
         if p + 4 > self._end:
             self._short(4)
@@ -148,6 +158,7 @@ class Excerpt:
         return _f(self._buf, p)[0]
 
     def read_double(self) -> float:
+        """Java ``readDouble``: IEEE-754 double."""
         p = self._pos
         if p + 8 > self._end:
             self._short(8)
@@ -155,6 +166,7 @@ class Excerpt:
         return _d(self._buf, p)[0]
 
     def read_int24(self) -> int:
+        """Java-Lang ``readInt24``: 3 bytes, low byte then signed short."""
         p = self._pos
         if p + 3 > self._end:
             self._short(3)
@@ -163,6 +175,7 @@ class Excerpt:
         return (hi << 8) | lo
 
     def read_int48(self) -> int:
+        """Java-Lang ``readInt48``: 6 bytes, low ushort then signed int."""
         p = self._pos
         if p + 6 > self._end:
             self._short(6)
@@ -226,6 +239,7 @@ class Excerpt:
         return self.read_string()
 
     def read_bytes(self, n: int) -> bytes:
+        """The next ``n`` raw bytes."""
         p = self._pos
         if n < 0 or p + n > self._end:
             self._short(n)
@@ -234,6 +248,7 @@ class Excerpt:
 
     # -- compact forms -------------------------------------------------------------------------------------
     def read_compact_short(self) -> int:
+        """Java-Lang ``readCompactShort``."""
         b = self.read_byte()
         if b == -128:
             return -(1 << 15)
@@ -244,6 +259,7 @@ class Excerpt:
         return b
 
     def read_compact_int(self) -> int:
+        """Java-Lang ``readCompactInt``."""
         s = self.read_short()
         if s == -0x8000:
             return -(1 << 31)
@@ -254,6 +270,7 @@ class Excerpt:
         return s
 
     def read_compact_long(self) -> int:
+        """Java-Lang ``readCompactLong``."""
         i = self.read_int()
         if i == -0x80000000:
             return -(1 << 63)
@@ -264,10 +281,12 @@ class Excerpt:
         return i
 
     def read_compact_unsigned_int(self) -> int:
+        """Java-Lang ``readCompactUnsignedInt``."""
         s = self.read_unsigned_short()
         return self.read_unsigned_int() if s == 0xFFFF else s
 
     def read_compact_double(self) -> float:
+        """Java-Lang ``readCompactDouble``: a float, or float NaN then a double."""
         f = self.read_float()
         return self.read_double() if f != f else f
 
@@ -280,36 +299,47 @@ class Excerpt:
             self._pos = p
 
     def peek_int(self) -> int:
+        """Like ``read_int`` without moving the read position."""
         return self._peek(self.read_int)  # type: ignore[no-any-return]
 
     def peek_short(self) -> int:
+        """Like ``read_short`` without moving the read position."""
         return self._peek(self.read_short)  # type: ignore[no-any-return]
 
     def peek_long(self) -> int:
+        """Like ``read_long`` without moving the read position."""
         return self._peek(self.read_long)  # type: ignore[no-any-return]
 
     def peek_double(self) -> float:
+        """Like ``read_double`` without moving the read position."""
         return self._peek(self.read_double)  # type: ignore[no-any-return]
 
     def peek_float(self) -> float:
+        """Like ``read_float`` without moving the read position."""
         return self._peek(self.read_float)  # type: ignore[no-any-return]
 
     def peek_char(self) -> str:
+        """Like ``read_char`` without moving the read position."""
         return self._peek(self.read_char)  # type: ignore[no-any-return]
 
     def peek_byte(self) -> int:
+        """Like ``read_byte`` without moving the read position."""
         return self._peek(self.read_byte)  # type: ignore[no-any-return]
 
     def peek_unsigned_byte(self) -> int:
+        """Like ``read_unsigned_byte`` without moving the read position."""
         return self._peek(self.read_unsigned_byte)  # type: ignore[no-any-return]
 
     def peek_boolean(self) -> bool:
+        """Like ``read_boolean`` without moving the read position."""
         return self._peek(self.read_boolean)  # type: ignore[no-any-return]
 
     def peek_stop_bit(self) -> int:
+        """Like ``read_stop_bit`` without moving the read position."""
         return self._peek(self.read_stop_bit)  # type: ignore[no-any-return]
 
     def peek_string(self) -> str | None:
+        """Like ``read_string`` without moving the read position."""
         return self._peek(self.read_string)  # type: ignore[no-any-return]
 
     peek_stopbit = peek_stop_bit

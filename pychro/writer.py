@@ -98,6 +98,7 @@ class VanillaChronicleWriter:
 
     @property
     def journal(self) -> Journal:
+        """The :class:`~pychro.Journal` being written."""
         return self._journal
 
     def get_appender(self) -> Appender:
@@ -231,9 +232,11 @@ class Appender:
         return 0 if self._start < 0 else self._p - self._start
 
     def get_offset(self) -> int:
+        """Absolute write position in ``get_bytes()``."""
         return self._p
 
     def get_bytes(self) -> Any:
+        """The mapped data file being written."""
         return self._mm
 
     # -- files -----------------------------------------------------------------------------------------
@@ -280,6 +283,7 @@ class Appender:
         self.write_byte(F.JAVA_TRUE if value else 0)
 
     def write_short(self, value: int) -> None:
+        """Java ``writeShort``: 16-bit little-endian."""
         p = self._p
         if p + 2 > self._lim:
             p = self._reserve(2)
@@ -287,6 +291,7 @@ class Appender:
         self._p = p + 2
 
     def write_unsigned_short(self, value: int) -> None:
+        """Java ``writeUnsignedShort``: 0..65535."""
         p = self._p
         if p + 2 > self._lim:
             p = self._reserve(2)
@@ -302,6 +307,7 @@ class Appender:
         self.write_unsigned_short(value)
 
     def write_int(self, value: int) -> None:
+        """Java ``writeInt``: 32-bit little-endian."""
         p = self._p
         if p + 4 > self._lim:
             p = self._reserve(4)
@@ -309,6 +315,7 @@ class Appender:
         self._p = p + 4
 
     def write_unsigned_int(self, value: int) -> None:
+        """Java ``writeUnsignedInt``: 0..2**32-1."""
         p = self._p
         if p + 4 > self._lim:
             p = self._reserve(4)
@@ -316,6 +323,7 @@ class Appender:
         self._p = p + 4
 
     def write_long(self, value: int) -> None:
+        """Java ``writeLong``: 64-bit little-endian."""
         p = self._p
         if p + 8 > self._lim:
             p = self._reserve(8)
@@ -323,6 +331,7 @@ class Appender:
         self._p = p + 8
 
     def write_float(self, value: float) -> None:
+        """Java ``writeFloat``: IEEE-754 single."""
         p = self._p
         if p + 4 > self._lim:
             p = self._reserve(4)
@@ -330,6 +339,7 @@ class Appender:
         self._p = p + 4
 
     def write_double(self, value: float) -> None:
+        """Java ``writeDouble``: IEEE-754 double."""
         p = self._p
         if p + 8 > self._lim:
             p = self._reserve(8)
@@ -337,17 +347,20 @@ class Appender:
         self._p = p + 8
 
     def write_int24(self, value: int) -> None:
+        """Java-Lang ``writeInt24``: 3 bytes."""
         if not -(1 << 23) <= value < (1 << 23):
             _range("int24", value)
         self.write_bytes(struct.pack("<i", value)[:3])
 
     def write_int48(self, value: int) -> None:
+        """Java-Lang ``writeInt48``: 6 bytes."""
         if not -(1 << 47) <= value < (1 << 47):
             _range("int48", value)
         self.write_bytes(struct.pack("<q", value)[:6])
 
     # -- variable-size fields --------------------------------------------------------------------------
     def write_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        """Raw bytes, as they are."""
         n = len(data)
         p = self._p
         if p + n > self._lim:
@@ -414,18 +427,23 @@ class Appender:
 
     # -- compact forms ---------------------------------------------------------------------------------
     def write_compact_short(self, value: int) -> None:
+        """Java-Lang ``writeCompactShort``."""
         self.write_bytes(F.encode_compact_short(value))
 
     def write_compact_int(self, value: int) -> None:
+        """Java-Lang ``writeCompactInt``."""
         self.write_bytes(F.encode_compact_int(value))
 
     def write_compact_long(self, value: int) -> None:
+        """Java-Lang ``writeCompactLong``."""
         self.write_bytes(F.encode_compact_long(value))
 
     def write_compact_unsigned_int(self, value: int) -> None:
+        """Java-Lang ``writeCompactUnsignedInt``."""
         self.write_bytes(F.encode_compact_unsigned_int(value))
 
     def write_compact_double(self, value: float) -> None:
+        """Java-Lang ``writeCompactDouble``: a float when exact, else float NaN + double."""
         self.write_bytes(F.encode_compact_double(value))
 
     # -- pychro 0.8 helpers ----------------------------------------------------------------------------
@@ -434,6 +452,7 @@ class Appender:
         self.write_bytes(bytes(num_bytes))
 
     def fill(self, size: int, ch: bytes) -> None:
+        """pychro 0.8: ``size`` copies of the byte ``ch``."""
         self.write_bytes(ch * size)
 
 
