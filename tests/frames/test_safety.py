@@ -7,6 +7,7 @@ import os
 import shutil
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -234,28 +235,28 @@ def test_duplicate_and_unaligned_entries(journal: Path) -> None:
 # -- snapshots and memory ----------------------------------------------------------------------------------------
 def test_result_is_a_snapshot_while_a_writer_appends(tmp_path: Path) -> None:
     schema = Schema("i:int64,s:string")
-    stop = threading.Event()
+    enough = threading.Event()
     written = []
     writer = VanillaChronicleWriter(tmp_path)
 
     def append() -> None:
         app = writer.get_appender()
-        i = 0
-        while not stop.is_set() or i < 2000:
+        for i in range(6000):
             app.write_long(i)
             app.write_string(str(i) * (i % 5))
             app.finish()
             written.append(i)
-            i += 1
+            if i == 500:
+                enough.set()
+            if i % 50 == 0:
+                time.sleep(0.001)  # keep appending while the reads below run
 
     t = threading.Thread(target=append)
     t.start()
     try:
-        while len(written) < 500:
-            pass
+        assert enough.wait(30)
         tables = [read_table(tmp_path, schema, batch_rows=97) for _ in range(5)]
     finally:
-        stop.set()
         t.join()
         writer.close()
     for table in tables:
@@ -264,7 +265,7 @@ def test_result_is_a_snapshot_while_a_writer_appends(tmp_path: Path) -> None:
         assert table.column("i").to_pylist() == list(range(n))
         assert table.column("s").to_pylist() == [str(i) * (i % 5) for i in range(n)]
     before = tables[0].to_pylist()
-    assert read_table(tmp_path, schema).num_rows == len(written) > tables[0].num_rows
+    assert read_table(tmp_path, schema).num_rows == 6000
     assert tables[0].to_pylist() == before
 
 

@@ -1,0 +1,167 @@
+"""iter_batches (bounded batches, follow mode with live writers across cycles) and read_frame's dtype backends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from pychro import VanillaChronicleWriter, VanillaConfig
+from pychro.frames import ReadStats, iter_batches, read_frame, read_table
+
+from pychro.frames.schema import Schema
+
+from ._util import write_journal, write_rows
+
+UTC = dt.timezone.utc
+SCHEMA = Schema("t:timestamp_ms,i:int64,s:string,b:bool,c:char,u:uint16")
+
+
+def rows(lo: int, hi: int) -> list[list[Any]]:
+    return [[1_700_000_000_000 + k, k, None if k % 5 == 0 else f"v{k}", k % 3 == 0, chr(65 + k % 26), k % 65536]
+            for k in range(lo, hi)]
+
+
+def test_batches_are_bounded_and_in_order(tmp_path: Path) -> None:
+    write_journal(tmp_path, SCHEMA, rows(0, 1000))
+    stats = ReadStats()
+    batches = list(iter_batches(tmp_path, SCHEMA, batch_rows=128, index=True, stats=stats))
+    assert [b.num_rows for b in batches] == [128] * 7 + [104]
+    assert all(isinstance(b, pa.RecordBatch) for b in batches)
+    table = pa.Table.from_batches(batches)
+    assert table.column("i").to_pylist() == list(range(1000))
+    assert stats.batches == 8 and stats.rows == 1000 and stats.cycles == 1
+    assert table.to_pylist() == read_table(tmp_path, SCHEMA, index=True).to_pylist()
+    assert table.schema.field("t").type == pa.timestamp("ms", tz="UTC")
+    assert table.column("t")[0].as_py() == dt.datetime.fromtimestamp(1_700_000_000, UTC)
+
+
+def test_read_frame_backends(tmp_path: Path) -> None:
+    write_journal(tmp_path, SCHEMA, rows(0, 20))
+    arrow = read_frame(tmp_path, SCHEMA)
+    assert all(isinstance(d, pd.ArrowDtype) for d in arrow.dtypes)
+    assert arrow["s"].isna().sum() == 4 and arrow["i"].sum() == sum(range(20))
+    nullable = read_frame(tmp_path, SCHEMA, dtype_backend="numpy_nullable")
+    assert str(nullable["i"].dtype) == "Int64" and str(nullable["b"].dtype) == "boolean"
+    assert isinstance(nullable["s"].dtype, pd.StringDtype) and nullable["s"].isna().sum() == 4
+    assert str(nullable["u"].dtype) == "UInt16"
+    plain = read_frame(tmp_path, SCHEMA, dtype_backend="numpy")
+    assert plain["i"].dtype == np.int64 and plain["b"].dtype == np.bool_ and plain["u"].dtype == np.uint16
+    assert str(plain["t"].dtype) == "datetime64[ms, UTC]"
+    assert plain["s"].isna().sum() == 4 and plain["s"][1] == "v1"
+    with pytest.raises(ValueError, match="dtype_backend"):
+        read_frame(tmp_path, SCHEMA, dtype_backend="polars")  # type: ignore[arg-type]
+    indexed = read_frame(tmp_path, SCHEMA, columns=["s"], metadata=("index", "seq"))
+    assert list(indexed.columns) == ["_index", "_seq", "s"]
+
+
+class Clock:
+    def __init__(self, when: dt.datetime) -> None:
+        self.ms = int(when.timestamp() * 1000)
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+def _collect(it: Any, want: int, timeout: float) -> list[pa.RecordBatch]:
+    """Consume a follow iterator in a thread until ``want`` rows arrived (it never ends by itself)."""
+    got: list[pa.RecordBatch] = []
+    done = threading.Event()
+
+    def run() -> None:
+        for batch in it:
+            got.append(batch)
+            if sum(b.num_rows for b in got) >= want:
+                break
+        done.set()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    assert done.wait(timeout), f"only {sum(b.num_rows for b in got)} of {want} rows arrived"
+    return got
+
+
+def test_follow_a_writer_thread_across_cycles(tmp_path: Path) -> None:
+    """The reader starts on an empty folder; a writer then fills three HOURS cycles (one hour skipped)."""
+    cfg = VanillaConfig(cycle="HOURS")
+    clock = Clock(dt.datetime(2024, 5, 1, 23, 30, tzinfo=UTC))
+    stats = ReadStats()
+    it = iter_batches(tmp_path, SCHEMA, follow=True, poll_interval=0.002, config=cfg, metadata=("cycle", "seq"),
+                      batch_rows=16, stats=stats)
+    started = threading.Event()
+
+    def write() -> None:
+        with VanillaChronicleWriter(tmp_path, config=cfg, clock=clock) as writer:
+            app = writer.get_appender()
+            started.set()
+            for k in range(150):
+                if k in (50, 100):
+                    clock.ms += 3_600_000 * (1 if k == 50 else 2)
+                write_rows(app, SCHEMA, rows(k, k + 1))
+                if k % 10 == 0:
+                    time.sleep(0.003)
+
+    w = threading.Thread(target=write)
+    w.start()
+    got = _collect(it, 150, timeout=60)
+    w.join()
+    table = pa.Table.from_batches(got)
+    assert table.column("i").to_pylist() == list(range(150))
+    assert table.column("s").to_pylist() == [r[2] for r in rows(0, 150)]
+    cycles = table.column("_cycle").to_pylist()
+    first = cycles[0]
+    assert cycles == [first] * 50 + [first + 1] * 50 + [first + 3] * 50
+    assert table.column("_seq").to_pylist() == list(range(50)) * 3
+    assert all(b.num_rows <= 16 for b in got)
+    assert stats.cycles == 3
+    it.close()
+
+
+def test_follow_stops_at_the_end_bound(tmp_path: Path) -> None:
+    write_journal(tmp_path, SCHEMA, rows(0, 5))
+    first = read_table(tmp_path, SCHEMA, index=True).column("_index")[0].as_py()
+    it = iter_batches(tmp_path, SCHEMA, follow=True, poll_interval=0.002, end=first + 12)
+    writer = threading.Thread(target=lambda: write_journal(tmp_path, SCHEMA, rows(5, 30)))
+    writer.start()
+    got = _collect(it, 10**9, timeout=30)  # ends by itself at the bound
+    writer.join()
+    assert pa.Table.from_batches(got).column("i").to_pylist() == list(range(12))
+
+
+def test_follow_a_writer_process(tmp_path: Path) -> None:
+    """Another process appends (its own data file) while this one follows."""
+    write_journal(tmp_path, "i:int64,s:string", [[k, f"p{k}"] for k in range(10)])
+    script = textwrap.dedent(
+        f"""
+        import time
+        from pychro import VanillaChronicleWriter
+        with VanillaChronicleWriter({str(tmp_path)!r}) as w:
+            a = w.get_appender()
+            for k in range(10, 400):
+                a.write_long(k)
+                a.write_string("p%d" % k)
+                a.finish()
+                if k % 50 == 0:
+                    time.sleep(0.01)
+        """
+    )
+    it = iter_batches(tmp_path, "i:int64,s:string", follow=True, poll_interval=0.002)
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        got = _collect(it, 400, timeout=60)
+    finally:
+        proc.wait(timeout=60)
+    table = pa.Table.from_batches(got)
+    assert table.column("i").to_pylist() == list(range(400))
+    assert table.column("s").to_pylist() == [f"p{k}" for k in range(400)]
+    assert proc.returncode == 0
