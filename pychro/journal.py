@@ -83,8 +83,13 @@ class Journal:
 
     def __repr__(self) -> str:
         cycles = self.cycles()
-        span = f"{cycles[0]}..{cycles[-1]}" if cycles else "none"
-        return f"<pychro.Journal {self.path!r} cycles={len(cycles)} ({span}) thread_id_bits={self.config.thread_id_bits}>"
+        cfg = self.config
+        span = f" ({cfg.folder_name(cycles[0])}..{cfg.folder_name(cycles[-1])})" if cycles else ""
+        messages = sum(self.count(c) for c in cycles)
+        return (
+            f"<pychro.Journal {self.path!r} cycles={len(cycles)}{span} messages={messages} "
+            f"thread_id_bits={cfg.thread_id_bits}>"
+        )
 
     # -- folders and files ---------------------------------------------------------------------------
     def cycles(self, config: VanillaConfig | None = None) -> list[int]:
