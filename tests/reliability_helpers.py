@@ -329,19 +329,27 @@ def child_write(spec: dict[str, Any]) -> None:
     threads = spec.get("threads", 1)
     count = spec["count"]  # per thread; -1: until killed
     max_len = spec.get("max_len", MAX_PAYLOAD)
+    pause = spec.get("pause", 0)
 
     def mid_body() -> None:
         killer.hit("mid_body")
+
+    t_end = time.monotonic() + spec["duration"] if "duration" in spec else None
+    if "go" in spec:  # start together with the other processes of a stress run
+        while not os.path.exists(spec["go"]):
+            time.sleep(0.001)
 
     def run(w: int) -> None:
         appender = writer.get_appender()
         i = spec["start"] if threads == 1 else spec["starts"][str(w)]
         stop = i + count if count >= 0 else None
-        while stop is None or i < stop:
+        while (stop is None or i < stop) and (t_end is None or time.monotonic() < t_end):
             state["i"] = i
             index = write_message(appender, w, i, max_len, mid_body)
             os.write(fd, REPORT.pack(index, w, i))
             i += 1
+            if pause and i % 16 == 0:  # bursts: readers catch up with the head and wait at it
+                time.sleep(pause)
 
     ws = [spec["w"] + t for t in range(threads)]
     if threads == 1:
@@ -354,6 +362,12 @@ def child_write(spec: dict[str, Any]) -> None:
             t.join()
     writer.close()
     os.close(fd)
+
+
+def run_child(command: str, spec: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """Start a child of this script (``read`` or ``verify``, see :func:`main`) with stdout/stderr piped."""
+    return subprocess.Popen([sys.executable, str(HERE), command, json.dumps(spec)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def run_writer(tmp: Path, journal: Path, *, w: int, start: int = 0, count: int, wait: bool = True,

@@ -260,7 +260,7 @@ def child_fuzz(base: str, seed: int, rounds: int) -> None:
 
 @pytest.mark.slow
 def test_mutations_in_a_child_process(base: Path, request: pytest.FixtureRequest) -> None:
-    rounds = int(os.environ.get("PYCHRO_FUZZ_ROUNDS", "250"))
+    rounds = int(os.environ.get("PYCHRO_FUZZ_ROUNDS", "500"))
     seed = int(os.environ.get("PYCHRO_FUZZ_SEED", "20261128"))
     code = (f"import sys; sys.path[:0] = [{str(HERE.parent)!r}]; import test_fuzz; "
             f"test_fuzz.child_fuzz({str(base)!r}, {seed}, {rounds})")
