@@ -52,7 +52,7 @@ class ReadStats:
     batches : int
         Batches decoded.
     cycles : int
-        Cycles visited.
+        Cycles that messages were read from.
     skipped_rows : int
         Rows dropped by ``errors="skip"`` because they did not match the schema.
     first_bad_index : int or None
@@ -144,14 +144,13 @@ def _tasks(
     last_seq = 0
     for cycle, lo, hi in r.cycles:
         files = CycleFiles(r.journal, cycle)
-        stats.cycles += 1
         count = files.count()  # the snapshot: nothing past it is read
         stop = count if hi is None else min(hi, count)
         yield from ((files, seq0, e) for seq0, e in files.entries(lo, stop, batch_rows))
         last_cycle, last_seq = cycle, stop
         if hi is not None and hi <= count:
             last_seq = -1  # this cycle's end bound was reached
-        files.close()
+        # no files.close(): batches still decoding in the pool use these maps; they go with the last batch
     if not follow:
         return
     yield from _follow(r, batch_rows, poll_interval, stats, last_cycle, last_seq)
@@ -165,8 +164,10 @@ def _follow(
     A cycle is left once a newer cycle folder exists and one more count of it found nothing new.
     """
     hi = r.end_bound
+    if seq < 0:
+        return  # the end bound was reached before following began
     date, start, end = r.bounds
-    files = CycleFiles(r.journal, cycle) if cycle is not None and seq >= 0 else None
+    files = CycleFiles(r.journal, cycle) if cycle is not None else None
     while True:
         if files is not None:
             limit = hi[1] if hi is not None and files.cycle == hi[0] else None
@@ -192,10 +193,9 @@ def _follow(
                 files.close()
             cycle, seq = newer[0][0], newer[0][1]
             files = CycleFiles(r.journal, cycle)
-            stats.cycles += 1
             continue
-        if hi is not None and cycle is not None and cycle >= hi[0]:
-            return
+        if hi is not None and cycle is not None and (cycle > hi[0] or (cycle == hi[0] and seq >= hi[1])):
+            return  # nothing at or after the position can fall inside the end bound
         time.sleep(poll_interval)
 
 
@@ -211,7 +211,12 @@ def _batches(
     def run(files: CycleFiles, seq0: int, entries: Any) -> tuple[BatchOut, int, int]:
         return decode_batch(plan, files, seq0, entries, errors), files.cycle, seq0
 
+    seen: set[int] = set()
+
     def consume(out: BatchOut, cycle: int, seq0: int) -> tuple[Any, bool]:
+        if cycle not in seen:
+            seen.add(cycle)
+            stats.cycles += 1
         stats.batches += 1
         stats.slow_path_strings += out.slow_rows
         stats.replaced_surrogates += out.replaced

@@ -131,7 +131,8 @@ def test_follow_stops_at_the_end_bound(tmp_path: Path) -> None:
     write_journal(tmp_path, SCHEMA, rows(0, 5))
     first = read_table(tmp_path, SCHEMA, index=True).column("_index")[0].as_py()
     it = iter_batches(tmp_path, SCHEMA, follow=True, poll_interval=0.002, end=first + 12)
-    writer = threading.Thread(target=lambda: write_journal(tmp_path, SCHEMA, rows(5, 30)))
+    # the writer starts late, so the reader first waits at seq 5 inside the end bound's own cycle
+    writer = threading.Thread(target=lambda: (time.sleep(0.1), write_journal(tmp_path, SCHEMA, rows(5, 30))))
     writer.start()
     got = _collect(it, 10**9, timeout=30)  # ends by itself at the bound
     writer.join()
