@@ -267,10 +267,22 @@ def _install_hooks(killer: _Killer) -> None:
     ``{create,truncate,mapped}_{index,data}`` (before creating a file, after creating it but before it is
     extended to its block size, after it is mapped).
     """
+    import importlib
+
     import pychro._mapping as M
     import pychro.writer as W
 
-    real_header, real_commit, real_open = W._pack_header, W.commit, M.MappedFile.open_write.__func__  # type: ignore[attr-defined]
+    real_header, real_commit, real_open = W._pack_header, M.commit, M.MappedFile.open_write.__func__  # type: ignore[attr-defined]
+    # every module that calls the CAS through a module-level name (the appender, and the shared commit path
+    # that handles index-file rolls)
+    callers = [W]
+    for name in ("pychro._commit",):
+        try:
+            callers.append(importlib.import_module(name))
+        except ImportError:
+            pass
+    callers = [mod for mod in callers if getattr(mod, "commit", None) is real_commit]
+    assert W in callers, "the appender no longer calls pychro._mapping.commit by the name 'commit'"
     real_ftruncate = os.ftruncate
     opening: list[str] = []
 
@@ -302,7 +314,8 @@ def _install_hooks(killer: _Killer) -> None:
         return mf
 
     W._pack_header = pack_header  # type: ignore[attr-defined]
-    W.commit = commit  # type: ignore[attr-defined]
+    for mod in callers:
+        mod.commit = commit  # type: ignore[attr-defined]
     M.MappedFile.open_write = classmethod(open_write)  # type: ignore[method-assign, assignment]
     os.ftruncate = ftruncate
 
