@@ -21,10 +21,10 @@ import shutil
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 import pychro
@@ -85,7 +85,10 @@ def build_journal(root: Path, kind: str, v: dict[str, np.ndarray], tid: int) -> 
         rows = slice(first, first + count)
         hpos = pos[:count]
         buf = np.zeros(cfg.data_block_size, np.uint8)
-        view = lambda dtype, off: np.ndarray((buf.size - off - np.dtype(dtype).itemsize + 1,), dtype, buf, off, (1,))  # noqa: E731
+        def view(dtype: str, off: int, buf: np.ndarray = buf) -> np.ndarray:
+            """Element i = the value at byte i + off (an overlapping window view, writable)."""
+            return np.ndarray((buf.size - off - np.dtype(dtype).itemsize + 1,), dtype, buf, off, (1,))
+
         view("<i4", 0)[hpos] = ~body[rows].astype(np.int32)
         view("<i8", 4)[hpos] = v["ts"][rows]
         view("<f8", 12)[hpos] = v["px"][rows]
@@ -209,8 +212,9 @@ def main() -> None:
                 assert table["venue"].to_pylist()[:50] == [VENUES[i] for i in v["venue"][:50]]
             parquet = tmp / f"{kind}.parquet"
             pq.write_table(table, parquet, compression="snappy")
-            t_ours = best(lambda: pychro.read_table(root, spec, thread_id_bits=THREAD_ID_BITS, threads=args.threads), args.repeat)
-            t_pq = best(lambda: pq.read_table(parquet), args.repeat)
+            t_ours = best(partial(pychro.read_table, root, spec, thread_id_bits=THREAD_ID_BITS, threads=args.threads),
+                          args.repeat)
+            t_pq = best(partial(pq.read_table, parquet), args.repeat)
             ours, pqr = args.rows / t_ours, args.rows / t_pq
             rowapi = row_api_rate(root, kind, min(args.row_api_rows, args.rows))
             lines.append(

@@ -1,7 +1,7 @@
 """read_table / read_frame / iter_batches: a journal as Arrow record batches (vanilla-format.md §2-§6).
 
 The work is split into batches of at most ``batch_rows`` messages of one cycle and one index file; each is
-decoded by :func:`pychro.frames.decode.decode_batch` (numpy and Arrow kernels release the GIL, so a small
+decoded by :func:`pychro.frames.batch.decode_batch` (numpy and Arrow kernels release the GIL, so a small
 thread pool decodes batches side by side) and the results are used strictly in index order, so errors,
 ``errors="truncate"`` and the statistics behave exactly as a serial read would.
 
@@ -25,7 +25,8 @@ from .._optional import require
 from ..config import VanillaConfig
 from ..journal import Journal
 from . import schema as S
-from .decode import BatchOut, Plan, decode_batch
+from .batch import BatchOut, decode_batch
+from .decode import Plan
 from .scan import CycleFiles, select_cycles
 
 pa = require("pyarrow", purpose="pychro.frames")

@@ -18,7 +18,6 @@ import pytest
 
 from pychro import VanillaChronicleWriter, VanillaConfig
 from pychro.frames import ReadStats, iter_batches, read_frame, read_table
-
 from pychro.frames.schema import Schema
 
 from ._util import write_journal, write_rows

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+from helpers import ref_java_text, ref_stop_bit  # tests/helpers.py: reference encoders written from the spec
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pychro import _fields as F
 from pychro.frames.decode import stop_bit
 from pychro.frames.text import build_chars, build_strings
-
-from helpers import ref_java_text, ref_stop_bit  # tests/helpers.py: reference encoders written from the spec
 
 
 def _packed(chunks: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
