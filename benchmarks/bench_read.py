@@ -60,10 +60,14 @@ def _strings(codes: np.ndarray, words: list[str]) -> tuple[np.ndarray, list[byte
     return np.array([len(r) for r in raw], np.int64)[codes], raw
 
 
-def build_journal(root: Path, kind: str, v: dict[str, np.ndarray], tid: int) -> int:
-    """Write the rows with numpy in the row writer's layout; returns bytes of message data."""
+def build_journal(root: Path, kind: str, v: dict[str, np.ndarray], tid: int, cfg: VanillaConfig | None = None) -> int:
+    """Write the rows with numpy in the row writer's layout; returns bytes of message data.
+
+    One writer thread, one cycle, rows in index-0 only; data files roll as the writer rolls them.
+    """
     n = v["ts"].size
-    cfg = VanillaConfig(thread_id_bits=THREAD_ID_BITS)
+    cfg = cfg or VanillaConfig(thread_id_bits=THREAD_ID_BITS)
+    assert n <= cfg.slots_per_index_file
     codec = L.EntryCodec(THREAD_ID_BITS, cfg.data_block_size)
     body = np.full(n, 21, np.int64)
     if kind == "mixed":
@@ -119,8 +123,7 @@ def build_journal(root: Path, kind: str, v: dict[str, np.ndarray], tid: int) -> 
     return int(record.sum())
 
 
-def write_with_row_api(root: Path, kind: str, v: dict[str, np.ndarray]) -> None:
-    cfg = VanillaConfig(thread_id_bits=THREAD_ID_BITS)
+def write_with_row_api(root: Path, kind: str, v: dict[str, np.ndarray], cfg: VanillaConfig) -> None:
     with VanillaChronicleWriter(root, config=cfg, clock=lambda: int(DAY.timestamp() * 1000)) as w:
         app = w.get_appender()
         for i in range(v["ts"].size):
@@ -135,20 +138,24 @@ def write_with_row_api(root: Path, kind: str, v: dict[str, np.ndarray]) -> None:
 
 
 def check_layout(tmp: Path) -> None:
-    """The numpy builder and the row writer produce the same bytes (small journal, both schemas)."""
+    """The numpy builder and the row writer produce the same bytes (small journals, both schemas, with the
+    default blocks and with 16 KiB data blocks so that the data files roll several times)."""
     v = make_values(3000, seed=7)
-    for kind in SCHEMAS:
+    small = VanillaConfig(thread_id_bits=THREAD_ID_BITS, data_block_size=16 << 10, message_capacity=1024)
+    for kind, cfg in [(k, c) for k in SCHEMAS for c in (VanillaConfig(thread_id_bits=THREAD_ID_BITS), small)]:
         a, b = tmp / f"check-{kind}-writer", tmp / f"check-{kind}-numpy"
-        write_with_row_api(a, kind, v)
-        build_journal(b, kind, v, threading.get_native_id())
+        write_with_row_api(a, kind, v, cfg)
+        build_journal(b, kind, v, threading.get_native_id(), cfg)
         files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
         files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
         assert files_a == files_b, (files_a, files_b)
+        assert cfg is not small or len(files_a) > 5  # the small blocks really rolled
         for rel in files_a:
             assert (a / rel).read_bytes() == (b / rel).read_bytes(), f"{kind}: {rel} differs"
         shutil.rmtree(a)
         shutil.rmtree(b)
-    print("layout check: numpy-built journals equal row-writer journals byte for byte (3000 rows, both schemas)")
+    print("layout check: numpy-built journals equal row-writer journals byte for byte "
+          "(3000 rows, both schemas, 64 MiB and 16 KiB data blocks)")
 
 
 # -- timing ----------------------------------------------------------------------------------------------------
