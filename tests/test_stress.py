@@ -5,7 +5,7 @@ by every reader, each writer's sequence has no gap, and verify never sees a bad 
 Small blocks (512 slots per index file, 64 KiB data files) make index-file and data-file rolls happen under
 contention many times a second. ``test_concurrency.py`` covers the fixed-size 4 x 2 case with exact
 expectations; this one runs by time (``PYCHRO_STRESS_SECONDS``, default 20, and at most
-``PYCHRO_STRESS_MESSAGES`` per thread, default 20000) and adds verify and many rolls.
+``PYCHRO_STRESS_MESSAGES`` per thread, default 40000) and adds verify and many rolls.
 
 TODO(frames, remote): add a ``pychro.frames.iter_batches(follow=True)`` reader and a TCP subscriber beside the
 row readers once those read paths are tested.
@@ -87,7 +87,7 @@ def _stress(tmp_path: Path, request: pytest.FixtureRequest, *, processes: int, t
 @pytest.mark.slow
 def test_stress_writers_readers_and_verify(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     seconds = float(os.environ.get("PYCHRO_STRESS_SECONDS", "20"))
-    per_thread = int(os.environ.get("PYCHRO_STRESS_MESSAGES", "20000"))
+    per_thread = int(os.environ.get("PYCHRO_STRESS_MESSAGES", "40000"))
     _stress(tmp_path, request, processes=3, threads=2, readers=2, seconds=seconds, per_thread=per_thread)
 
 

@@ -433,7 +433,6 @@ def _without_write_rights() -> list[str]:
 @pytest.mark.parametrize("case", ["pristine", "header_zero", "zero_length_index"])
 def test_read_only_copy(pristine: Path, tmp_path: Path, case: str) -> None:
     """verify on a journal whose files and folders are read-only, run by a user who cannot write them."""
-    tmp_path.chmod(0o755)
     root = copy_journal(pristine, tmp_path / "j")
     expect = CASES[case](root) if case != "pristine" else None
     chmod_read_only(root)
