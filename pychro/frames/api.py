@@ -107,6 +107,8 @@ class _Read:
         self.schema = schema if isinstance(schema, S.Schema) else S.Schema(schema)
         self.plan = Plan(self.schema, columns)
         self.meta = _metadata_names(index, metadata)
+        if not self.plan.columns and not self.meta:
+            raise ValueError("columns=[] selects nothing: name a column, or ask for metadata= columns")
         clash = [m for m in self.meta if m in self.plan.columns]
         if clash:
             raise ValueError(f"metadata columns {clash} clash with schema fields of the same name")
@@ -296,9 +298,11 @@ def iter_batches(
 ) -> Iterator[Any]:
     """Read a journal as ``pyarrow.RecordBatch`` es of at most ``batch_rows`` rows, in index order.
 
-    Memory stays bounded by a few batches. With ``follow=True`` the iterator does not end: it waits
-    (sleeping ``poll_interval`` seconds) for writers to commit more messages, across cycle changes too;
-    close the generator or break out of the loop to stop. Parameters are those of :func:`read_table`.
+    Memory stays bounded by a few batches. With ``follow=True`` the iterator does not end (unless ``end``
+    is reached): it waits, sleeping ``poll_interval`` seconds between looks, for writers to commit more
+    messages, and moves on to a newer cycle folder once one exists and the current cycle has nothing new;
+    close the generator or break out of the loop to stop. Following decodes in the calling thread.
+    Other parameters are those of :func:`read_table`.
 
     Examples
     --------

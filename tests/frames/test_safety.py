@@ -304,6 +304,7 @@ def test_abandoned_iterator_releases_its_mappings(journal: Path) -> None:
         (dict(columns=["nope"]), ValueError, "unknown columns"),
         (dict(columns="i"), TypeError, "list of names"),
         (dict(columns=["i", "i"]), ValueError, "duplicate"),
+        (dict(columns=[]), ValueError, "selects nothing"),
         (dict(metadata=["time"]), ValueError, "metadata="),
         (dict(batch_rows=0), ValueError, "batch_rows"),
         (dict(threads=0), ValueError, "threads"),
@@ -315,6 +316,11 @@ def test_abandoned_iterator_releases_its_mappings(journal: Path) -> None:
 def test_bad_arguments(journal: Path, kwargs: dict[str, Any], error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         read_table(journal, SCHEMA, **kwargs)
+
+
+def test_metadata_only(journal: Path) -> None:
+    t = read_table(journal, SCHEMA, columns=[], metadata=["seq"])
+    assert t.column_names == ["_seq"] and t.column("_seq").to_pylist() == list(range(50))
 
 
 def test_metadata_name_clash(tmp_path: Path) -> None:
