@@ -19,14 +19,9 @@ import random
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
-
-import pychro._mapping as M
-from pychro import VanillaChronicleReader, VanillaChronicleWriter
-from pychro.verify import verify_journal
-
 from reliability_helpers import (
     check_sequences,
     read_all,
@@ -37,6 +32,10 @@ from reliability_helpers import (
     small_config,
     write_message,
 )
+
+import pychro._mapping as M
+from pychro import VanillaChronicleReader, VanillaChronicleWriter
+from pychro.verify import verify_journal
 
 CFG = small_config()
 SLOTS = CFG.slots_per_index_file  # 32
@@ -191,7 +190,7 @@ def test_kill_at_point(tmp_path: Path, event: str, nth: int, change_at: int | No
             assert created == nth - 1, data_files
         else:
             assert created == nth and sizes[-1] == (0 if event == "truncate_data" else CFG.data_block_size), data_files
-    if change_at is not None and (event.endswith("_data") or event.endswith("_index")) and event != "create_data":
+    if change_at is not None and event.endswith(("_data", "_index")) and event != "create_data":
         assert len({folder for folder, _, _ in data_files}) == 2, "the kill was meant for the new cycle"
     # verify is clean after any crash, except an index file caught between its creation and its extension
     if event == "truncate_index":
@@ -257,7 +256,7 @@ def test_random_kills_of_busy_two_thread_writer(tmp_path: Path) -> None:
 
 # -- synchronous=True ------------------------------------------------------------------------------------
 class _CountingMmap(mmap.mmap):
-    flushes: dict[str, int] = {}
+    flushes: ClassVar[dict[str, int]] = {}
 
     def flush(self, *args: Any) -> None:  # type: ignore[override]
         key = "index" if len(self) == CFG.index_block_size else "data"

@@ -20,12 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from reliability_helpers import (
+    check_sequences,
+    read_all,
+    read_report,
+    report_line,
+    run_child,
+    run_writer,
+    small_config,
+)
 
 from pychro.verify import verify_journal
 
-from reliability_helpers import check_sequences, read_all, read_report, report_line, run_child, run_writer, small_config
-
-STRESS_CONFIG = dict(index_block_size=4096, data_block_size=1 << 16)
+STRESS_CONFIG = {"index_block_size": 4096, "data_block_size": 1 << 16}
 CFG = small_config(**STRESS_CONFIG)
 
 

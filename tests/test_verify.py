@@ -25,10 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from pychro import JournalNotFoundError
-from pychro.verify import verify_journal
-
 from helpers import chmod_read_only, chmod_writable, copy_journal
 from reliability_helpers import (
     REPO,
@@ -38,8 +34,10 @@ from reliability_helpers import (
     read_all,
     report_line,
     small_config,
-    write_message,
 )
+
+from pychro import JournalNotFoundError
+from pychro.verify import verify_journal
 
 CFG = small_config()
 SMALL_ARGS = ["--index-block-size", "256", "--data-block-size", "4096", "--message-capacity", "256"]
@@ -335,7 +333,7 @@ def test_verify_reports_damage_precisely_and_writes_nothing(damaged: tuple[Path,
 
     # the CLI: exit 1, the same first problem, in a separate process (a crash or hang would show here)
     run = subprocess.run([sys.executable, "-m", "pychro", "verify", str(root), *SMALL_ARGS],
-                         capture_output=True, text=True, timeout=60, cwd=REPO)
+                         check=False, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert run.returncode == 1, run.stdout + run.stderr
     assert run.stderr == ""
     assert f"FIRST PROBLEM: {first}" in run.stdout
@@ -364,7 +362,7 @@ def test_stray_files_and_folders_are_ignored(pristine: Path, tmp_path: Path) -> 
     assert report.ok, report.summary()
     assert [(c.folder, c.valid, c.messages) for c in report.cycles] == [(DAY_A, 70, 70), (DAY_B, 20, 20), ("20200303", 0, 0)]
     run = subprocess.run([sys.executable, "-m", "pychro", "verify", str(root), *SMALL_ARGS],
-                         capture_output=True, text=True, timeout=60, cwd=REPO)
+                         check=False, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert run.returncode == 0 and run.stdout.rstrip().endswith("OK"), run.stdout + run.stderr
     assert journal_state(root) == before
 
@@ -391,7 +389,7 @@ def test_date_selects_one_cycle(pristine: Path, tmp_path: Path) -> None:
 
     def cli(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "pychro", "verify", str(root), *SMALL_ARGS, *extra],
-                              capture_output=True, text=True, timeout=60, cwd=REPO)
+                              check=False, capture_output=True, text=True, timeout=60, cwd=REPO)
 
     ok = cli("--date", "2020-03-01")
     assert ok.returncode == 0 and "20200301: 70 valid of 70 messages - ok" in ok.stdout and DAY_B not in ok.stdout
@@ -407,14 +405,14 @@ def test_missing_and_empty_journals(tmp_path: Path) -> None:
     with pytest.raises(JournalNotFoundError):
         verify_journal(tmp_path / "nope")
     run = subprocess.run([sys.executable, "-m", "pychro", "verify", str(tmp_path / "nope")],
-                         capture_output=True, text=True, timeout=60, cwd=REPO)
+                         check=False, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert run.returncode == 1 and "journal folder not found" in run.stderr and "Traceback" not in run.stderr
     (tmp_path / "empty").mkdir()
     report = verify_journal(tmp_path / "empty")
     assert report.ok and report.cycles == []
     (tmp_path / "file").write_text("x")
     run = subprocess.run([sys.executable, "-m", "pychro", "verify", str(tmp_path / "file")],
-                         capture_output=True, text=True, timeout=60, cwd=REPO)
+                         check=False, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert run.returncode == 1 and "Traceback" not in run.stderr
 
 
@@ -439,7 +437,7 @@ def test_read_only_copy(pristine: Path, tmp_path: Path, case: str) -> None:
     before = journal_state(root)
     try:
         run = subprocess.run([*_without_write_rights(), sys.executable, "-m", "pychro", "verify", str(root), *SMALL_ARGS],
-                             capture_output=True, text=True, timeout=60, cwd=REPO)
+                             check=False, capture_output=True, text=True, timeout=60, cwd=REPO)
         assert run.stderr == ""
         if expect is None:
             assert run.returncode == 0 and run.stdout.rstrip().endswith("OK"), run.stdout
@@ -453,7 +451,7 @@ def test_read_only_copy(pristine: Path, tmp_path: Path, case: str) -> None:
 
 # -- the Java fixtures through the CLI -----------------------------------------------------------------------
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pychro", "verify", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "pychro", "verify", *args], check=False, capture_output=True, text=True,
                           timeout=120, cwd=REPO)
 
 
