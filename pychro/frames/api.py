@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -389,6 +390,18 @@ def read_table(
     return pa.Table.from_batches(batches, schema=r.arrow_schema)
 
 
+def _masked_dtype(pd: Any, arrow: Any) -> Any:
+    """pandas' masked dtype for an Arrow column type (derived, not tabled: int64 -> Int64, uint16 -> UInt16)."""
+    if pa.types.is_boolean(arrow):
+        return pd.BooleanDtype()
+    if pa.types.is_string(arrow) or pa.types.is_large_string(arrow):
+        return pd.StringDtype()
+    if pa.types.is_integer(arrow) or pa.types.is_floating(arrow):
+        name = np.dtype(arrow.to_pandas_dtype()).name  # "int64", "uint16", "float32", ...
+        return pd.api.types.pandas_dtype(name.replace("uint", "UInt").replace("int", "Int").replace("float", "Float"))
+    return None  # timestamps keep pandas' own datetime64[unit, UTC]
+
+
 def read_frame(
     path: str | os.PathLike[str],
     schema: S.SchemaLike,
@@ -423,13 +436,7 @@ def read_frame(
     if dtype_backend == "pyarrow":
         return table.to_pandas(types_mapper=pd.ArrowDtype)
     if dtype_backend == "numpy_nullable":
-        mapping = {
-            pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
-            pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
-            pa.uint32(): pd.UInt32Dtype(), pa.float32(): pd.Float32Dtype(), pa.float64(): pd.Float64Dtype(),
-            pa.bool_(): pd.BooleanDtype(), pa.string(): pd.StringDtype(),
-        }
-        return table.to_pandas(types_mapper=mapping.get)
+        return table.to_pandas(types_mapper=partial(_masked_dtype, pd))
     if dtype_backend == "numpy":
         return table.to_pandas()
     raise ValueError(f"dtype_backend must be 'pyarrow', 'numpy_nullable' or 'numpy', got {dtype_backend!r}")
