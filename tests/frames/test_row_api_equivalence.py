@@ -188,3 +188,30 @@ def test_stop_bit_extremes(tmp_path: Path, value: int) -> None:
         write_rows(writer.get_appender(), schema, rows)
     table = read_table(tmp_path, schema)
     assert table.to_pylist() == [dict(zip(schema.names, r)) for r in rows]
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        VanillaConfig(cycle="MINUTES"),
+        VanillaConfig(cycle="SECONDS"),
+        VanillaConfig(cycle=None, cycle_format="yyyy/MM/dd/HH", cycle_length_ms=3_600_000),
+        VanillaConfig(cycle="HOURS", cycle_time_zone="America/New_York"),
+        VanillaConfig(entries_per_cycle=1 << 20, index_block_size=256),
+    ],
+    ids=["minutes", "seconds", "nested-folders", "zoned-folders", "small-index"],
+)
+def test_other_cycle_settings(tmp_path: Path, cfg: VanillaConfig) -> None:
+    schema = Schema("i:int32,s:string,t:timestamp_us")
+    clock = Clock(int(dt.datetime(2024, 3, 10, 6, 59, 58, tzinfo=dt.timezone.utc).timestamp() * 1000))
+    with VanillaChronicleWriter(tmp_path, config=cfg, clock=clock) as writer:
+        app = writer.get_appender()
+        for k in range(120):
+            write_rows(app, schema, [[k, f"k{k}" if k % 3 else None, clock.ms * 1000]])
+            clock.ms += 1_500 if cfg.cycle in ("MINUTES", "SECONDS") else 700_000
+    stats, expected = check(tmp_path, schema, cfg)
+    assert stats.cycles >= 2 and len(expected) == 120
+    # the metadata columns agree with the config's index arithmetic
+    t = read_table(tmp_path, schema, config=cfg, metadata=("index", "cycle", "seq"), columns=["i"])
+    for index, cycle, seq in zip(*(t.column(c).to_pylist() for c in ("_index", "_cycle", "_seq"))):
+        assert cfg.split_index(index) == (cycle, seq)
