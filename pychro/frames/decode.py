@@ -11,10 +11,12 @@ are decoded in two phases:
    file: else :class:`~pychro.errors.CorruptDataError`), then follow the variable fields with per-row cursor
    arrays (stop-bit lengths decoded over a shrinking set of rows) to the decoded end of every row. A row whose
    decoded end differs from its header's length does not match the schema.
-2. **gather** - only for the rows kept (all, or the good ones under ``errors="skip"``/``"truncate"``): the
-   fixed fields before the first variable field come from one ``take`` of the aligned 32-bit words they
-   occupy (headers are 4-byte aligned), or, when rows are equally spaced, from strided slices; fields after
-   a variable field from overlapping window views; strings through :mod:`pychro.frames.text`.
+2. **gather** - only for the rows kept (all, or the good ones under ``errors="skip"``/``"truncate"``): each
+   fixed field before the first variable field comes from numpy's fast contiguous ``take`` on an aligned
+   view of the file at the field's offset (headers are 4-byte aligned, so ``h >> 2`` indexes 32-bit words),
+   or, when rows are equally spaced (fixed-size records of one writer), from a strided slice; fields after
+   a variable field from overlapping window views (any alignment); strings through
+   :mod:`pychro.frames.text`. Numbers are written straight into Arrow-pool buffers the columns then wrap.
 
 Reads in phase 1 use ``mode="clip"`` so that a row that does not match the schema can never index outside
 the mapping; phase 2 touches only rows whose every byte was proven to lie inside their own body.
@@ -104,10 +106,6 @@ class Plan:
                 unit = min(st.type.size, 4 if at % 4 == 0 else 2 if at % 2 == 0 else 1)
                 self.recipes0.append((st.name, at, unit, st.type.size // unit))
         self.arrow_types = {f.name: S.arrow_type(f.type) for f in schema.fields if f.is_column}
-
-    def arrow_fields(self) -> list[Any]:
-        arrow = self.schema.to_arrow()
-        return [arrow.field(name) for name in self.columns]
 
 
 # -- stop-bit --------------------------------------------------------------------------------------------
