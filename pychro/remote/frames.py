@@ -10,7 +10,7 @@ The frames in a receive buffer are located and decoded without a per-message Pyt
    cycle or a body that happens to hold such bytes just ends the batch early, never produces a wrong frame.
 2. **decode** - each located frame gets a Vanilla header written in place over the 4 bytes before its body (the
    high word of its index, already read), so the buffer looks like a data file to
-   :func:`pychro.frames.decode.decode_batch`, which decodes it with the schema machinery of ``pychro.frames``.
+   :func:`pychro.frames.batch.decode_batch`, which decodes it with the schema machinery of ``pychro.frames``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from ..config import VanillaConfig
 from ..errors import NoData
 from ..frames import schema as S
 from ..frames.api import ReadStats, _metadata_names
-from ..frames.decode import Plan, decode_batch
+from ..frames.batch import decode_batch
+from ..frames.decode import Plan
 from ..frames.scan import DataMap
 from .client import RemoteChronicleReader, Where
 from .wire import FRAME_HEADER_SIZE
