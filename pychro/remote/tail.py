@@ -24,7 +24,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .. import _layout as L
 from .._mapping import MappedFile
-from ..errors import CorruptDataError, JournalNotFoundError
+from ..errors import CorruptDataError, JournalNotFoundError, PychroError
 from ..journal import Journal
 from ..reader import wall_clock_ms
 from .wire import FRAME_HEADER_SIZE, frame_header
@@ -254,17 +254,32 @@ class JournalTail:
             groups = [(int(u), keys == u) for u in np.unique(keys)]
         lens = np.empty(k, dtype=np.int64)
         files: dict[int, MappedFile] = {}
+        damaged: tuple[int, PychroError] | None = None  # (batch row, error) of the first damaged message
         for key, sel in groups:
             o = offs[sel]
             first_entry = int(entries[sel][0])
-            mf = self._data_file(key, first_entry, int(o.max()))
             try:
-                lens[sel] = self._lengths(mf, o, first_index, sel)
-            except CorruptDataError:
-                if not mf.refresh(self.config.data_block_size):  # a short file may have grown: look again
-                    raise
-                lens[sel] = self._lengths(mf, o, first_index, sel)
+                mf = self._data_file(key, first_entry, int(o.max()))
+                try:
+                    lens[sel] = self._lengths(mf, o, first_index, sel)
+                except CorruptDataError:
+                    if not mf.refresh(self.config.data_block_size):  # a short file may have grown: look again
+                        raise
+                    lens[sel] = self._lengths(mf, o, first_index, sel)
+            except PychroError as exc:
+                seq = getattr(exc, "seq", None)
+                row = (self.config.index_of(self.cycle, seq) - first_index if seq is not None  # type: ignore[arg-type]
+                       else 0 if isinstance(sel, slice) else int(sel.argmax()))
+                if damaged is None or row < damaged[0]:
+                    damaged = (row, exc)
+                continue
             files[key] = mf
+        if damaged is not None:
+            # Send the intact messages before the damaged one first; the error ends the session only when
+            # nothing is left before it (the client has then received everything up to it).
+            if damaged[0] == 0:
+                raise damaged[1]
+            return self._frames(entries[: damaged[0]], first_index, budget)
         # A zero header after a committed entry is not visible yet: stop before it and retry later.
         pending = lens < 0
         if pending.any():
@@ -284,9 +299,12 @@ class JournalTail:
     def _lengths(self, mf: MappedFile, o: Any, first_index: int, sel: Any) -> Any:
         """Body lengths from the ``~length`` headers, checked; -1 where the header is still 0."""
         size = mf.size
-        bad = ((o & 3) != 0) | (o < L.HEADER_SIZE) | (o > size)
+        bad = (o < L.HEADER_SIZE) | (o > size)
         if bad.any():
-            self._corrupt("index entry points outside its data file", mf, o, bad, first_index, sel)
+            self._corrupt(f"index entry points outside its data file ({size} bytes)", mf, o, bad, first_index, sel)
+        bad = (o & 3) != 0
+        if bad.any():
+            self._corrupt("index entry offset is not 4-byte aligned", mf, o, bad, first_index, sel)
         words = np.frombuffer(mf.mm, dtype="<i4", count=size // 4)  # type: ignore[arg-type]
         headers = words[(o >> 2) - 1].astype(np.int64)
         del words
