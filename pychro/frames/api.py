@@ -265,6 +265,29 @@ def _batches(
         pool.shutdown(wait=True)
 
 
+def _with_progress(r: _Read, batches: Iterator[Any], progress: bool | None, follow: bool) -> Iterator[Any]:
+    """Pass batches through, updating a progress bar for long reads (tqdm.auto; silent for small work)."""
+    from .._progress import progress_bar
+
+    if progress is False or follow:
+        yield from batches
+        return
+    total = 0
+    for cycle, first, stop in r.cycles:
+        count = r.journal.count(cycle)
+        total += max(0, (count if stop is None else min(stop, count)) - first)
+    bar = progress_bar(total, "rows", progress, big=20_000_000, desc="read")
+    if bar is None:
+        yield from batches
+        return
+    try:
+        for batch in batches:
+            bar.update(batch.num_rows)
+            yield batch
+    finally:
+        bar.close()
+
+
 def _threads(threads: int | None, r: _Read) -> int:
     if threads is None:
         if r.plan.fixed_size is not None:
@@ -296,6 +319,7 @@ def iter_batches(
     thread_id_bits: int | None = None,
     threads: int | None = None,
     stats: ReadStats | None = None,
+    progress: bool | None = None,
 ) -> Iterator[Any]:
     """Read a journal as ``pyarrow.RecordBatch`` es of at most ``batch_rows`` rows, in index order.
 
@@ -311,7 +335,8 @@ def iter_batches(
     ...     total += pc.sum(batch["qty"]).as_py()
     """
     r = _Read(path, schema, date, start, end, columns, errors, index, metadata, config, thread_id_bits)
-    return _batches(r, batch_rows, _threads(threads, r), follow, poll_interval, stats or ReadStats())
+    batches = _batches(r, batch_rows, _threads(threads, r), follow, poll_interval, stats or ReadStats())
+    return _with_progress(r, batches, progress, follow)
 
 
 def read_table(
@@ -330,6 +355,7 @@ def read_table(
     thread_id_bits: int | None = None,
     threads: int | None = None,
     stats: ReadStats | None = None,
+    progress: bool | None = None,
 ) -> Any:
     """Read a journal's committed messages into a ``pyarrow.Table``, one column per schema field.
 
@@ -362,6 +388,9 @@ def read_table(
         Decoding threads (default: 1 for all-fixed-size schemas, else up to 2).
     stats : ReadStats, optional
         Filled with counts of rows, skipped rows, slow-path strings and so on.
+    progress : bool, optional
+        Show a progress bar (tqdm.auto, in a notebook or on a terminal). Default: only for reads of 20 M
+        rows or more; ``False`` never.
 
     Returns
     -------
@@ -386,7 +415,8 @@ def read_table(
     """
     r = _Read(path, schema, date, start, end, columns, errors, index, metadata, config, thread_id_bits)
     rows = TABLE_BATCH_ROWS if batch_rows is None else batch_rows
-    batches = list(_batches(r, rows, _threads(threads, r), False, 0.0, stats or ReadStats()))
+    batches = list(_with_progress(r, _batches(r, rows, _threads(threads, r), False, 0.0, stats or ReadStats()),
+                                  progress, False))
     return pa.Table.from_batches(batches, schema=r.arrow_schema)
 
 
