@@ -219,6 +219,7 @@ def _write(
         return arrow_schema.with_metadata({**meta, META_SOURCE: json.dumps(source, default=str).encode()})
 
     writer: Any = None
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + ".partial"
     try:
         if fmt == "parquet":
