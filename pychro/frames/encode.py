@@ -145,15 +145,13 @@ def _copy_runs(
         return
     long_rows = lengths > SHORT_RUN
     near_end = dst_starts + ((lengths + 7) & ~7) > len(dst)  # an 8-byte word would run off the buffer
-    slow = long_rows | near_end
+    slow = (long_rows | near_end) & (lengths > 0)
     if slow.any():
         r = np.flatnonzero(slow)
         _copy_bytes(dst, dst_starts[r], src, src_starts[r], lengths[r])
-        keep = np.flatnonzero(~slow)
-        dst_starts, src_starts, lengths = dst_starts[keep], src_starts[keep], lengths[keep]
-        if not len(keep):
-            return
-    _copy_words(dst, dst_starts, src, src_starts, lengths)
+    fast = np.flatnonzero(~slow & (lengths > 0))
+    if len(fast):
+        _copy_words(dst, dst_starts[fast], src, src_starts[fast], lengths[fast])
 
 
 def _copy_bytes(
@@ -183,7 +181,7 @@ def _copy_words(
     padded[: len(src)] = src
     sw = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
     dw = np.ndarray((len(dst) - 7,), dtype="<u8", buffer=dst, strides=(1,))
-    rows = np.flatnonzero(lengths > 0)  # an empty run may sit at the very end of the buffer: skip it
+    rows = np.arange(len(lengths))  # all non-empty (an empty run may sit at the very end of the buffer)
     for k in range(0, int(lengths.max(initial=0)), 8):
         if k:
             rows = rows[lengths[rows] > k]
