@@ -468,3 +468,98 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+# -- self-checking messages the frames reader can decode (frames and remote reliability tests) ----------------
+# Every message is ``w:int32, i:int64, s:string (writeUTFΔ), crc:uint32``: a schema the frames reader
+# decodes, with a text derived from (w, i) (lengths 4..240 bytes, so one- and two-byte stop-bit lengths, and
+# non-ASCII characters) and a CRC-32 of everything before it. References come from helpers.py, not pychro.
+FRAMES_SCHEMA = "w:int32,i:int64,s:string,crc:uint32"
+
+
+def frames_text(w: int, i: int) -> str:
+    """Deterministic text of message (w, i): ids, then 0..114 more characters, some of them two-byte UTF-8
+    (at most 240 bytes in all, so a body fits the SMALL config's 256-byte capacity)."""
+    rng = random.Random(w * 7_000_003 + i)
+    n = rng.choice((0, 3, rng.randrange(60), rng.randrange(100, 115)))
+    return f"{w}/{i}:" + "".join(rng.choice("abcXYZ019 é-") for _ in range(n))
+
+
+def frames_body(w: int, i: int) -> bytes:
+    """The exact body bytes of frames message (w, i)."""
+    raw = frames_text(w, i).encode("utf-8")  # BMP text without NUL: writeUTFΔ bytes are plain UTF-8
+    head = struct.pack("<iq", w, i) + ref_stop_bit(len(raw)) + raw
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
+def write_frames_message(appender: Any, w: int, i: int) -> int:
+    """Write frames message (w, i) with the row writer and commit it; returns its index."""
+    text = frames_text(w, i)
+    raw = text.encode("utf-8")
+    appender.write_int(w)
+    appender.write_long(i)
+    appender.write_string(text)
+    appender.write_unsigned_int(zlib.crc32(struct.pack("<iq", w, i) + ref_stop_bit(len(raw)) + raw))
+    return int(appender.finish())
+
+
+def frames_row_intact(w: int, i: int, s: str | None, crc: int) -> bool:
+    """Is a decoded row exactly message (w, i)?"""
+    return s == frames_text(w, i) and crc == struct.unpack_from("<I", frames_body(w, i), len(frames_body(w, i)) - 4)[0]
+
+
+def build_frames_journal(root: Path, day_a: tuple[int, int, int] = (15, 15, 15), day_b: tuple[int, int] = (6, 6),
+                         config: Any = None) -> list[tuple[int, int, int]]:
+    """Like :func:`build_two_writer_journal`, with frames messages; returns ``(index, w, i)`` in index order.
+
+    Two writer threads, two days (2020-03-01 and -02, SMALL config): index files roll every 32 messages and
+    data files every 4 KiB, so the default sizes give 2 + 1 index files and several data files per writer.
+    """
+    from pychro import VanillaChronicleWriter
+
+    config = config or small_config()
+    clock = FakeClock(dt.datetime(2020, 3, 1, 12))
+    workers = {1: _Worker(), 2: _Worker()}
+    nxt = {1: 0, 2: 0}
+    written: list[tuple[int, int, int]] = []
+    try:
+        with VanillaChronicleWriter(root, config=config, clock=clock) as writer:
+            def burst(w: int, n: int) -> None:
+                def job() -> None:
+                    appender = writer.get_appender()
+                    for _ in range(n):
+                        written.append((write_frames_message(appender, w, nxt[w]), w, nxt[w]))
+                        nxt[w] += 1
+                workers[w].do(job)
+
+            burst(1, day_a[0]), burst(2, day_a[1]), burst(1, day_a[2])
+            clock.set(dt.datetime(2020, 3, 2, 12))
+            burst(1, day_b[0]), burst(2, day_b[1])
+    finally:
+        for worker in workers.values():
+            worker.stop()
+    return sorted(written)
+
+
+def frames_rows_of_table(table: Any) -> list[tuple[int, int, int, str | None, int]]:
+    """``(_index, w, i, s, crc)`` of every row of a table read with ``FRAMES_SCHEMA`` and ``index=True``."""
+    cols = [table.column(name).to_pylist() for name in ("_index", "w", "i", "s", "crc")]
+    return list(zip(*cols))
+
+
+def frames_rows_by_row_reader(path: str | os.PathLike[str], config: Any = None,
+                              **kw: Any) -> list[tuple[int, int, int, str | None, int] | None]:
+    """The row API's reading of every message with ``FRAMES_SCHEMA``: a tuple per message that decodes to
+    exactly its length, None for one that does not (what ``errors="skip"`` drops). PychroErrors propagate."""
+    from pychro import VanillaChronicleReader
+
+    out: list[tuple[int, int, int, str | None, int] | None] = []
+    with VanillaChronicleReader(path, config=config, **kw) as reader:
+        for e in reader:
+            try:
+                row = (e.index, e.read_int(), e.read_long(), e.read_string(), e.read_unsigned_int())
+            except Exception:  # noqa: BLE001 - a field running past the body, or bytes that are not text
+                out.append(None)
+                continue
+            out.append(row if e.remaining() == 0 else None)
+    return out
