@@ -176,7 +176,7 @@ def cmd_replicate(args: argparse.Namespace) -> int:
 
     host, _, port = args.source.rpartition(":")
     if not host or not port.isdigit():
-        raise SystemExit(f"pychro replicate: source must be HOST:PORT, got {args.source!r}")
+        raise ValueError(f"source must be HOST:PORT, got {args.source!r}")
     try:
         count = replicate(host, int(port), args.dir, config=_config(args), timeout=args.timeout)
     except KeyboardInterrupt:

@@ -101,3 +101,30 @@ def test_console_script_is_installed() -> None:
     assert os.path.exists(exe), "pip install -e . installs the pychro console script"
     r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "info" in r.stdout and "export" in r.stdout
+
+
+@pytest.mark.network
+def test_serve_and_replicate_commands(java_3_6_6, tmp_path: Path) -> None:
+    import socket
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pychro", "serve", str(java_3_6_6.journal), "--port", "0"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        line = server.stdout.readline()  # type: ignore[union-attr]
+        assert "serving" in line and "127.0.0.1:" in line
+        port = int(line.split("127.0.0.1:")[1].split()[0])
+        r = run("replicate", f"127.0.0.1:{port}", str(tmp_path / "copy"), "--timeout", "2")
+        assert r.returncode == 0, r.stderr
+        assert "replicated 3,000 messages" in r.stdout
+        a = pychro.read_table(java_3_6_6.journal, J366, index=True)
+        b = pychro.read_table(tmp_path / "copy", J366, index=True)
+        assert a.equals(b)
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # still serving after a client left
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    r = run("replicate", "nohostport", str(tmp_path / "x"))
+    assert r.returncode == 2
