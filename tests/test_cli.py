@@ -126,5 +126,6 @@ def test_serve_and_replicate_commands(java_3_6_6, tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        server.stdout.close()  # type: ignore[union-attr]
     r = run("replicate", "nohostport", str(tmp_path / "x"))
     assert r.returncode == 2
