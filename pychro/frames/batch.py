@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from ..errors import CorruptDataError, SchemaMismatchError
+from ..errors import CorruptDataError, PychroError, SchemaMismatchError
 from . import schema as S
 from .decode import _HDR, I64, Plan, Step, Strided, Walk, _Corrupt
 from .scan import CycleFiles, empty, split_groups
@@ -53,7 +53,13 @@ def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[
             pos = np.bitwise_and(part, mask, out=empty(b - a, np.uint64)).view(I64)
             pos -= _HDR
             h = pos
-        walk = _walk(plan, files, key, h, groups, a)
+        try:
+            walk = _walk(plan, files, key, h, groups, a)
+        except PychroError as exc:
+            # the data file cannot be opened (missing, not a file): it fails at its first row in index order,
+            # so the error reported is the first damage in index order whatever the batch size
+            first = a if groups.order is None else int(groups.order[a:b].min())
+            walk = _Failed(first, key, str(exc), -1, exc)
         if isinstance(walk, _Failed):
             failed = walk if failed is None or walk.row < failed.row else failed
         else:
@@ -105,6 +111,7 @@ class _Failed(NamedTuple):
     key: int
     reason: str
     offset: int
+    error: PychroError | None = None  # raised as it is (a data file that cannot be opened)
 
 
 def _walk(plan: Plan, files: CycleFiles, key: int, h: Any, groups: Any, a: int) -> Walk | _Failed:
@@ -129,6 +136,8 @@ def _walk(plan: Plan, files: CycleFiles, key: int, h: Any, groups: Any, a: int) 
 
 
 def _raise_corrupt(files: CycleFiles, failed: _Failed, seq0: int) -> None:
+    if failed.error is not None:
+        raise failed.error
     seq = seq0 + failed.row
     raise CorruptDataError(
         failed.reason, path=files.key_path(failed.key), cycle=files.cycle, seq=seq,
