@@ -266,6 +266,16 @@ def missing_data_file(root: Path, base: Base) -> Expect:
     return Expect(JournalNotFoundError, f"data file {data.name} named by an index entry is missing", None, data)
 
 
+def two_missing_data_files(root: Path, base: Base) -> Expect:
+    """Slots 3 and 5 name data files that do not exist, the later slot's file sorting first (lower thread id):
+    the error names the first in index order, whatever the batch size or decoding order."""
+    offset = slot(root, 3) & ((1 << OFFSET_BITS) - 1)
+    set_slot(root, 3, 65000 << 48 | offset)
+    set_slot(root, 5, 1 << 48 | offset)
+    data = root / DAY_A / "data-65000-0"
+    return Expect(JournalNotFoundError, f"data file {data.name} named by an index entry is missing", None, data)
+
+
 def folder_for_data_file(root: Path, base: Base) -> Expect:
     data, _ = where(root, 20)
     data.unlink()
@@ -304,6 +314,7 @@ CORRUPT: dict[str, Callable[[Path, Base], Expect]] = {
     "entry_unaligned": entry_unaligned,
     "entry_into_zeros": entry_into_zeros,
     "missing_data_file": missing_data_file,
+    "two_missing_data_files": two_missing_data_files,
     "folder_for_data_file": folder_for_data_file,
     "fifo_for_data_file": fifo_for_data_file,
     "folder_for_index_file": folder_for_index_file,
