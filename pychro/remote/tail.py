@@ -254,7 +254,7 @@ class JournalTail:
             groups = [(int(u), keys == u) for u in np.unique(keys)]
         lens = np.empty(k, dtype=np.int64)
         files: dict[int, MappedFile] = {}
-        damaged: tuple[int, PychroError] | None = None  # (batch row, error) of the first damaged message
+        damaged: tuple[int, Exception] | None = None  # (batch row, error) of the first damaged message
         for key, sel in groups:
             o = offs[sel]
             first_entry = int(entries[sel][0])
@@ -266,7 +266,7 @@ class JournalTail:
                     if not mf.refresh(self.config.data_block_size):  # a short file may have grown: look again
                         raise
                     lens[sel] = self._lengths(mf, o, first_index, sel)
-            except PychroError as exc:
+            except (PychroError, OSError) as exc:  # damaged, missing or unreadable
                 seq = getattr(exc, "seq", None)
                 row = (self.config.index_of(self.cycle, seq) - first_index if seq is not None  # type: ignore[arg-type]
                        else 0 if isinstance(sel, slice) else int(sel.argmax()))
@@ -312,7 +312,11 @@ class JournalTail:
         bad = (headers > 0) | (lens >= L.MAX_BODY_LENGTH) | (o + lens > size)
         bad &= headers != 0
         if bad.any():
-            self._corrupt("bad ~length header", mf, o, bad, first_index, sel)
+            row = int(np.flatnonzero(bad)[0])
+            n = int(lens[row])
+            what = (f"message of {n} bytes runs past the end of the data file ({size} bytes)" if 0 <= n < L.MAX_BODY_LENGTH
+                    else f"bad header {int(headers[row]) & 0xFFFFFFFF:#010x}: ~length must be below 2**30")
+            self._corrupt(what, mf, o, bad, first_index, sel)
         lens[headers == 0] = -1
         return lens
 
