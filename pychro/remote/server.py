@@ -228,8 +228,8 @@ class _Session:
         except (ConnectionError, BrokenPipeError, TimeoutError):
             pass  # client went away
         except OSError as exc:
-            if not self._aborted:
-                log.info("client %s: %s", self.peer, exc)
+            if not self._aborted:  # not a broken connection (caught above): a journal file that cannot be read
+                log.warning("client %s dropped: %s", self.peer, exc)
         except PychroError as exc:
             log.warning("client %s dropped: %s", self.peer, exc)
         except Exception:  # noqa: BLE001 - a bad session must not take the server down
