@@ -9,12 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pychro import _fields as F
-from pychro.frames.encode import _copy_runs, encode_stop_bits, encode_strings, stop_bit_lengths
+from pychro.frames.encode import _copy_runs, encode_stop_bits, encode_strings, materialize, stop_bit_lengths
 
 
 @given(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=50))
 def test_stop_bits_equal_row_encoder(values: list[int]) -> None:
-    enc = encode_stop_bits(np.array(values, dtype=np.int64))
+    enc = materialize(encode_stop_bits(np.array(values, dtype=np.int64)))
     assert enc.data is not None and enc.offsets is not None
     for i, v in enumerate(values):
         assert bytes(enc.data[enc.offsets[i] : enc.offsets[i + 1]]) == F.encode_stop_bit(v)
@@ -26,7 +26,7 @@ def test_strings_equal_row_encoder(texts: list[str | None]) -> None:
     arr = pa.array(texts, type=pa.large_string())
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[: len(arr) + 1]
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
-    enc = encode_strings(data, offsets, np.array(arr.is_valid()))
+    enc = materialize(encode_strings(data, offsets, np.array(arr.is_valid())))
     assert enc.data is not None and enc.offsets is not None
     for i, t in enumerate(texts):
         expected = F.NULL_STRING if t is None else F.encode_stop_bit(len(F.encode_text(t))) + F.encode_text(t)

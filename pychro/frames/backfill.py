@@ -283,19 +283,10 @@ def _encode_text(field: Any, col: Any, n: int) -> E.Encoded:
 
 
 def _as_utf(enc: E.Encoded, text_len: npt.NDArray[np.int64]) -> E.Encoded:
-    """Swap the stop-bit length prefix of each row for writeUTF's uint16 little-endian length."""
-    assert enc.data is not None and enc.offsets is not None
-    n = len(text_len)
-    prefix = enc.lengths - text_len
-    lengths = text_len + 2
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    out = np.zeros(int(offsets[-1]), dtype=np.uint8)
-    heads = text_len.astype("<u2").view(np.uint8).reshape(n, 2)
-    out[offsets[:-1]] = heads[:, 0]
-    out[offsets[:-1] + 1] = heads[:, 1]
-    E._copy_runs(out, offsets[:-1] + 2, enc.data, enc.offsets[:-1] + prefix, text_len)
-    return E.Encoded(lengths, data=out, offsets=offsets, slow_rows=enc.slow_rows)
+    """writeUTF: the same text after a uint16 little-endian byte length instead of the stop-bit prefix."""
+    assert enc.parts is not None
+    head = E.encode_fixed(text_len.astype("<u2"), "<u2")
+    return E.Encoded(text_len + 2, parts=[head, enc.parts[1]], slow_rows=enc.slow_rows, text_lengths=text_len)
 
 
 def _cycles(
@@ -367,20 +358,45 @@ def _write_bodies(
     """Bodies, then headers, of consecutive messages at header positions ``hdr`` of one data file."""
     buf = np.frombuffer(mf.mm, dtype=np.uint8)
     try:
+        ln = lengths[rows]
+        if all(enc.fixed is not None for enc in encoded) and int(ln.min()) == int(ln.max()):
+            _write_regular(buf, int(hdr[0]), len(rows), int(ln[0]), [_take(enc, rows) for enc in encoded])
+            return
         cursor = hdr + L.HEADER_SIZE
         for enc in encoded:
             E.scatter(buf, cursor, _take(enc, rows))
             cursor = cursor + enc.lengths[rows]
         # headers last: ~length, little-endian int32 at 4-aligned positions (the CAS publishes them)
-        E.scatter(buf, hdr, E.encode_fixed(~lengths[rows].astype(np.int32), "<i4"))
+        E.scatter(buf, hdr, E.encode_fixed(~ln.astype(np.int32), "<i4"))
     finally:
         del buf
+
+
+def _write_regular(buf: npt.NDArray[np.uint8], first_hdr: int, n: int, length: int, encoded: list[E.Encoded]) -> None:
+    """Messages of one fixed size sit at a constant stride: write each field through a strided view
+    (a plain strided copy, no index arrays), then the headers the same way."""
+    stride = (L.HEADER_SIZE + length + 3) & ~3
+    pos = first_hdr + L.HEADER_SIZE
+    for enc in encoded:
+        assert enc.fixed is not None
+        size = enc.fixed.shape[1]
+        if size in (1, 2, 4, 8):
+            view = np.ndarray((n,), dtype=f"<u{size}", buffer=buf, offset=pos, strides=(stride,))
+            view[:] = enc.fixed.view(f"<u{size}").reshape(n)
+        else:
+            np.ndarray((n, size), dtype=np.uint8, buffer=buf, offset=pos, strides=(stride, 1))[:] = enc.fixed
+        pos += size
+    headers = np.ndarray((n,), dtype="<i4", buffer=buf, offset=first_hdr, strides=(stride,))
+    headers[:] = ~length
 
 
 def _take(enc: E.Encoded, rows: npt.NDArray[np.int64]) -> E.Encoded:
     """The encoded values of some rows (rows are consecutive and ascending within a chunk)."""
     lo, hi = int(rows[0]), int(rows[-1]) + 1
     contiguous = hi - lo == len(rows)  # the usual case (one cycle): slices, no copies
+    if enc.parts is not None:
+        lengths = enc.lengths[lo:hi] if contiguous else enc.lengths[rows]
+        return E.Encoded(lengths, parts=[_take(p, rows) for p in enc.parts])
     if enc.fixed is not None:
         return E.Encoded(enc.lengths[lo:hi], fixed=enc.fixed[lo:hi]) if contiguous else E.Encoded(
             enc.lengths[rows], fixed=enc.fixed[rows]

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from .. import _fields as F
 
-__all__ = ["Encoded", "encode_fixed", "encode_stop_bits", "encode_strings", "scatter"]
+__all__ = ["Encoded", "encode_fixed", "encode_stop_bits", "encode_strings", "materialize", "scatter"]
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Encoded:
     offsets: npt.NDArray[np.int64] | None = None  # variable: start of each row in data (n + 1 entries)
     slow_rows: int = 0  # rows re-encoded on the CESU-8 slow path
     text_lengths: npt.NDArray[np.int64] | None = None  # strings: encoded text bytes per row (0 for null)
+    parts: list[Encoded] | None = None  # composite: these, one after the other in each row (prefix + text)
 
 
 def encode_fixed(values: npt.NDArray[Any], dtype: str) -> Encoded:
@@ -70,6 +71,10 @@ def encode_stop_bits(values: npt.NDArray[np.int64]) -> Encoded:
         more = (groups[rows] > k + 1) | neg[rows]
         data[offsets[rows] + k] = byte | (more.astype(np.uint8) << 7)
     # the 0x00 terminator of negatives is already zero in `data`
+    if n and int(lengths.min()) == int(lengths.max()):
+        # every value has the same size (e.g. lengths of short strings: one byte): a fixed-width column,
+        # written with one scatter instead of run copies
+        return Encoded(lengths, fixed=data.reshape(n, int(lengths[0])))
     return Encoded(lengths, data=data, offsets=offsets)
 
 
@@ -95,17 +100,22 @@ def encode_strings(
             text_len[r] = len(raw)
         data, offsets = _splice(data, offsets, fixed_parts, text_len)
     prefix = encode_stop_bits(np.where(valid, text_len, -1))
-    lengths = prefix.lengths + np.where(valid, text_len, 0)
-    out_off = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(lengths, out=out_off[1:])
-    out = np.zeros(int(out_off[-1]), dtype=np.uint8)
-    # length prefixes
-    assert prefix.data is not None and prefix.offsets is not None
-    _copy_runs(out, out_off[:-1], prefix.data, prefix.offsets[:-1], prefix.lengths)
-    # text bytes after each prefix (null rows have none)
     tl = np.where(valid, text_len, 0)
-    _copy_runs(out, out_off[:-1] + prefix.lengths, data, offsets[:-1], tl)
-    return Encoded(lengths, data=out, offsets=out_off, slow_rows=slow, text_lengths=tl)
+    # the text stays where Arrow (or the slow path) put it: written straight from there into the data file
+    text = Encoded(tl, data=data, offsets=offsets)
+    return Encoded(prefix.lengths + tl, parts=[prefix, text], slow_rows=slow, text_lengths=tl)
+
+
+def materialize(enc: Encoded) -> Encoded:
+    """Any column as one flat ``data``/``offsets`` buffer (for inspection; writing needs no copy)."""
+    if enc.parts is None and enc.fixed is None:
+        return enc
+    n = len(enc.lengths)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(enc.lengths, out=offsets[1:])
+    out = np.zeros(int(offsets[-1]), dtype=np.uint8)
+    scatter(out, offsets[:-1], enc)
+    return Encoded(enc.lengths, data=out, offsets=offsets, slow_rows=enc.slow_rows, text_lengths=enc.text_lengths)
 
 
 def _splice(
@@ -125,6 +135,7 @@ def _splice(
 
 
 SHORT_RUN = 64  # runs up to this many bytes are copied 8 bytes at a time, longer ones byte by byte
+_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)  # low k bytes of a word
 
 
 def _copy_runs(
@@ -185,8 +196,7 @@ def _copy_words(
     for k in range(0, int(lengths.max(initial=0)), 8):
         if k:
             rows = rows[lengths[rows] > k]
-        take = np.minimum(lengths[rows] - k, 8).astype(np.uint64)
-        mask = np.where(take == 8, np.uint64(0xFFFFFFFFFFFFFFFF), (np.uint64(1) << (take * np.uint64(8))) - np.uint64(1))
+        mask = _MASKS[np.minimum(lengths[rows] - k, 8)]
         d = dst_starts[rows] + k
         old = dw[d]
         dw[d] = (old & ~mask) | (sw[src_starts[rows] + k] & mask)
@@ -194,6 +204,11 @@ def _copy_words(
 
 def scatter(buf: npt.NDArray[np.uint8], positions: npt.NDArray[np.int64], enc: Encoded) -> None:
     """Write an encoded column at per-row byte ``positions`` of ``buf`` (a data file's bytes)."""
+    if enc.parts is not None:
+        for part in enc.parts:
+            scatter(buf, positions, part)
+            positions = positions + part.lengths
+        return
     if enc.fixed is not None:
         n, size = enc.fixed.shape
         if not n:
