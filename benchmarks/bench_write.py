@@ -7,8 +7,9 @@ bench_read.py, prints rows/s of:
 * ``write_frame`` (bulk backfill) vs the row-API appender loop (measured on M rows), and their ratio;
 * ``to_parquet`` (journal -> Parquet, decode included) vs ``pyarrow.parquet.write_table`` of the same rows
   already in memory, and the cost ratio (target: export <= 1.5x the Parquet write alone).
-Peak memory of a large export is measured separately: ``/usr/bin/time -v python benchmarks/bench_write.py
---export-only --rows 10000000`` (maximum resident set size).
+Peak memory of a large export is measured separately, in a process that only exports:
+    python benchmarks/bench_write.py --build /tmp/j10m --rows 10000000
+    /usr/bin/time -v python benchmarks/bench_write.py --export /tmp/j10m      (maximum resident set size)
 """
 
 from __future__ import annotations
@@ -75,17 +76,22 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--row-api-rows", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--export-only", action="store_true", help="one mixed-schema export of --rows (peak memory)")
+    ap.add_argument("--build", metavar="DIR", help="only write a mixed-schema journal of --rows rows (in chunks)")
+    ap.add_argument("--export", metavar="DIR", help="only export a journal made by --build to DIR.parquet")
     args = ap.parse_args()
+    if args.build:
+        for start in range(0, args.rows, 1_000_000):  # chunks keep this process's memory small too
+            chunk = make_table(min(1_000_000, args.rows - start), True)
+            pychro.write_frame(chunk, args.build, MIXED, date=DAY)
+        print(f"built {args.rows:,} rows in {args.build}")
+        return
+    if args.export:
+        t0 = time.perf_counter()
+        n = pychro.to_parquet(args.export, MIXED, args.export.rstrip("/") + ".parquet")
+        print(f"exported {n:,} rows in {time.perf_counter() - t0:.2f} s")
+        return
     tmp = tempfile.mkdtemp(prefix="pychro-bench-write-")
     try:
-        if args.export_only:
-            path = os.path.join(tmp, "j")
-            pychro.write_frame(make_table(args.rows, True), path, MIXED, date=DAY)
-            t0 = time.perf_counter()
-            n = pychro.to_parquet(path, MIXED, os.path.join(tmp, "out.parquet"))
-            print(f"exported {n:,} rows in {time.perf_counter() - t0:.2f} s")
-            return
         print(f"{args.rows:,} rows per run (row API: {args.row_api_rows:,}), best of {args.repeat}")
         print(f"{'schema':6} {'write_frame':>12} {'row API':>10} {'ratio':>7} | {'to_parquet':>11} "
               f"{'pq.write':>10} {'cost ratio':>10}")
