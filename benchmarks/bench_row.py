@@ -2,16 +2,24 @@
 
     python benchmarks/bench_row.py [--messages N] [--repeat R]
 
+    python benchmarks/bench_row.py --baseline-python /path/to/venv/bin/python
+
 Each case writes N messages with ``VanillaChronicleWriter`` (one appender, ``write_*`` + ``finish()``), then
-reads them back with ``VanillaChronicleReader.next_reader()`` + ``read_*``. The best of R runs is printed, with
-the ratio to the original pychro 0.8 figures measured on the same kind of machine (performance-notes.md:
-read/write 0.42/0.37 M msgs/s one-int, 0.19/0.135 M msgs/s mixed).
+reads them back with ``VanillaChronicleReader.next_reader()`` + ``read_*``; the best of R runs is printed.
+With ``--baseline-python`` (an interpreter where the original pychro 0.8, e.g. ``pip install pychro==0.8.9``,
+is installed) the same workload runs there too, in the same run, and the ratios are printed side by side;
+both libraries have the same row API names. Without it, the ratios use the 0.8 figures of
+performance-notes.md (read/write 0.42/0.37 M msgs/s one-int, 0.19/0.135 M mixed).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -64,37 +72,61 @@ CASES: dict[str, tuple[Callable[..., None], Callable[..., int]]] = {
 }
 
 
-def run(n: int, repeat: int) -> None:
-    print(f"row API, {n:,} messages per run, best of {repeat}")
-    print(f"{'case':8} {'write msg/s':>12} {'read msg/s':>12} {'write x0.8':>10} {'read x0.8':>10}")
+def measure(n: int, repeat: int) -> dict[str, tuple[float, float]]:
+    """{case: (write msgs/s, read msgs/s)} for whichever pychro this interpreter imports."""
+    out = {}
     for name, (write, read) in CASES.items():
         best_w = best_r = float("inf")
         for _ in range(repeat):
             path = tempfile.mkdtemp(prefix="pychro-bench-")
             try:
-                with pychro.VanillaChronicleWriter(path) as chron:
-                    appender = chron.get_appender()
-                    t0 = time.perf_counter()
-                    for i in range(n):
-                        write(appender, i)
-                    best_w = min(best_w, time.perf_counter() - t0)
-                with pychro.VanillaChronicleReader(path) as chron:
-                    t0 = time.perf_counter()
-                    read(chron, n)
-                    best_r = min(best_r, time.perf_counter() - t0)
+                chron = pychro.VanillaChronicleWriter(path)
+                appender = chron.get_appender()
+                t0 = time.perf_counter()
+                for i in range(n):
+                    write(appender, i)
+                best_w = min(best_w, time.perf_counter() - t0)
+                chron.close()
+                reader = pychro.VanillaChronicleReader(path)
+                t0 = time.perf_counter()
+                read(reader, n)
+                best_r = min(best_r, time.perf_counter() - t0)
+                reader.close()
             finally:
                 shutil.rmtree(path)
-        w, r = n / best_w, n / best_r
-        orig_r, orig_w = ORIGINAL[name]
-        print(f"{name:8} {w:12,.0f} {r:12,.0f} {w / orig_w:9.2f}x {r / orig_r:9.2f}x")
+        out[name] = (n / best_w, n / best_r)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--baseline-python", default=os.environ.get("PYCHRO_BASELINE_PYTHON"),
+                    help="interpreter with the original pychro 0.8 installed, run side by side")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    run(args.messages, args.repeat)
+    if args.json:
+        print(json.dumps(measure(args.messages, args.repeat)))
+        return
+    ours = measure(args.messages, args.repeat)
+    if args.baseline_python:
+        res = subprocess.run(
+            [args.baseline_python, os.path.abspath(__file__), "--json", "--messages", str(args.messages),
+             "--repeat", str(args.repeat)],
+            capture_output=True, text=True, check=True, cwd=tempfile.gettempdir(),
+        )
+        base = {k: tuple(v) for k, v in json.loads(res.stdout.strip().splitlines()[-1]).items()}
+        label = "0.8 (measured now)"
+    else:
+        base = {k: (w, r) for k, (r, w) in ORIGINAL.items()}
+        label = "0.8 (notes)"
+    print(f"row API, {args.messages:,} messages per run, best of {args.repeat}; baseline: pychro {label}")
+    print(f"{'case':8} {'write msg/s':>12} {'read msg/s':>12} {'0.8 write':>10} {'0.8 read':>10} "
+          f"{'write x':>8} {'read x':>8}")
+    for name, (w, r) in ours.items():
+        bw, br = base[name]
+        print(f"{name:8} {w:12,.0f} {r:12,.0f} {bw:10,.0f} {br:10,.0f} {w / bw:7.2f}x {r / br:7.2f}x")
 
 
 if __name__ == "__main__":
