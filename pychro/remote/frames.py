@@ -52,11 +52,12 @@ def locate_frames(buf: Any, pos: int, end: int, max_rows: int) -> tuple[Any, Any
     size0 = int(region[:4].view("<i4")[0])
     i0 = int(region[4:12].view("<i8")[0])
     step = _HDR + size0
-    m = min(n // step, max_rows)
+    room = (1 << 63) - i0  # frames that can follow: no index above 2**63 - 1 (a hostile source may send it)
+    m = min(n // step, max_rows, room)
     # 1. one body size for all: frames at fixed steps (two strided views, no copy)
     sizes = np.ndarray((m,), dtype="<i4", buffer=region, offset=0, strides=(step,))
     indexes = np.ndarray((m,), dtype="<i8", buffer=region, offset=4, strides=(step,))
-    good = (sizes == size0) & (indexes == np.arange(i0, i0 + m, dtype=np.int64))
+    good = (sizes == size0) & (indexes == np.arange(m, dtype=np.int64) + np.int64(i0))
     k = m if bool(good.all()) else int(good.argmin())
     if k >= _MIN_EQUAL_RUN or k == m:
         starts = np.arange(0, k * step, step, dtype=np.int64)
@@ -66,7 +67,7 @@ def locate_frames(buf: Any, pos: int, end: int, max_rows: int) -> tuple[Any, Any
         return np.zeros(1, np.int64), np.array([size0], np.int64), i0
     # The whole 8-byte index is compared: its high word (the cycle) is what bodies rarely contain.
     longs = np.ndarray((n - _HDR + 1,), dtype="<i8", buffer=region, offset=4, strides=(1,))
-    k_max = min(max_rows, n // _HDR)
+    k_max = min(max_rows, n // _HDR, room)
     rel = (longs - np.int64(i0)).view(np.uint64)  # k for a header of index i0 + k; below i0 wraps huge
     cand = np.flatnonzero(rel < np.uint64(k_max))
     ks = rel[cand]
