@@ -66,6 +66,8 @@ MAX_FRAME_BODY = 128 << 20
 # The source's heartbeat interval (ChronicleQueueBuilder.java L585): an idle subscription gets IN_SYNC_LEN.
 HEARTBEAT_INTERVAL_S = 2.5
 
+_RECV_CHUNK = 1 << 20  # recv_exact: most bytes asked of the kernel (and allocated) at once
+
 _pack_request = REQUEST.pack
 _pack_header = FRAME_HEADER.pack
 
@@ -117,16 +119,17 @@ def describe_size(size: int) -> str:
 def recv_exact(sock: socket.socket, n: int, what: str = "data") -> bytes:
     """Read exactly ``n`` bytes, looping on short reads; :class:`RemoteError` if the peer closes first.
 
-    Only for small, bounded reads (requests, SUBMIT bodies already checked against :data:`MAX_FRAME_BODY`).
+    For bounded reads (requests, SUBMIT bodies already checked against :data:`MAX_FRAME_BODY`). Memory grows
+    with the bytes that arrive, not with ``n``: a peer announcing 128 MiB and sending little costs little.
     """
     if n <= 0:
         return b""
-    buf = bytearray(n)
-    view = memoryview(buf)
+    chunks = []
     got = 0
     while got < n:
-        r = sock.recv_into(view[got:], n - got)
-        if r == 0:
+        chunk = sock.recv(min(n - got, _RECV_CHUNK))
+        if not chunk:
             raise RemoteError(f"connection closed in the middle of {what}", expected=n, received=got)
-        got += r
-    return bytes(buf)
+        chunks.append(chunk)
+        got += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
