@@ -204,7 +204,7 @@ def child_fuzz(base: str, seed: int, rounds: int) -> None:
 
 @pytest.mark.slow
 def test_frames_mutations_in_a_child_process(base: Path, request: pytest.FixtureRequest) -> None:
-    rounds = int(os.environ.get("PYCHRO_FRAMES_FUZZ_ROUNDS", "150"))
+    rounds = int(os.environ.get("PYCHRO_FRAMES_FUZZ_ROUNDS", "300"))
     seed = int(os.environ.get("PYCHRO_FUZZ_SEED", "20261128"))
     code = (f"import sys; sys.path[:0] = [{str(HERE.parent)!r}]; import test_frames_fuzz; "
             f"test_frames_fuzz.child_fuzz({str(base)!r}, {seed}, {rounds})")

@@ -20,8 +20,11 @@ received, and the source does not spin when idle.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import random
 import socket
 import struct
+import sys
 import threading
 import time
 import tracemalloc
@@ -34,6 +37,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reliability_helpers import (
     FRAMES_SCHEMA,
+    HERE,
+    REPO,
     build_frames_journal,
     frames_body,
     frames_row_intact,
@@ -61,10 +66,11 @@ STATS = {"client_inputs": 0, "delivered": 0, "client_errors": 0, "server_inputs"
 @pytest.fixture(scope="module", autouse=True)
 def _print_stats(request: pytest.FixtureRequest) -> Any:
     yield
-    report_line(request, f"[remote fuzz] client side: {STATS['client_inputs']} mutated streams, "
-                         f"{STATS['delivered']} messages/rows delivered, {STATS['client_errors']} RemoteError/NoData; "
-                         f"server side: {STATS['server_inputs']} hostile connections, "
-                         f"{STATS['server_requests']} requests")
+    if STATS["client_inputs"] or STATS["server_inputs"]:
+        report_line(request, f"[remote fuzz] client side: {STATS['client_inputs']} mutated streams, "
+                             f"{STATS['delivered']} messages/rows delivered, {STATS['client_errors']} RemoteError/NoData; "
+                             f"server side: {STATS['server_inputs']} hostile connections, "
+                             f"{STATS['server_requests']} requests")
 
 
 # -- the recorded stream -------------------------------------------------------------------------------------------
@@ -291,6 +297,15 @@ def replay(stream: bytes, chunks: list[int], hold: float, reconnect: bool, clien
 @settings(database=None)
 def test_clients_survive_mutated_streams(recorded: Recorded, ops: list[tuple[Any, ...]], chunks: list[int], hold: float,
                                          reconnect: bool) -> None:
+    delivered, errors = client_round(recorded, ops, chunks, hold, reconnect)
+    STATS["client_inputs"] += 1
+    STATS["delivered"] += delivered
+    STATS["client_errors"] += errors
+
+
+def client_round(recorded: Recorded, ops: list[tuple[Any, ...]], chunks: list[int], hold: float,
+                 reconnect: bool) -> tuple[int, int]:
+    """Replay the mutated stream to both clients and check what they delivered; (delivered, errors)."""
     stream = mutate(recorded, ops)
     clean = clean_prefix(recorded, stream)
     # the row client
@@ -310,9 +325,7 @@ def test_clients_survive_mutated_streams(recorded: Recorded, ops: list[tuple[Any
     assert all(frames_row_intact(w, i, s, crc) for _, w, i, s, crc in rows[:clean])
     if not ops:
         assert len(rows) == 57
-    STATS["client_inputs"] += 1
-    STATS["delivered"] += len(got) + len(rows)
-    STATS["client_errors"] += (error is not None) + (error2 is not None)
+    return len(got) + len(rows), (error is not None) + (error2 is not None)
 
 
 @pytest.mark.parametrize("client", [run_reader, run_batches], ids=["reader", "batches"])
@@ -519,3 +532,100 @@ def test_date_start_against_a_source_with_hostile_history(served: Served) -> Non
     """After the fuzz (SUBMITs may have added a cycle for today), a date start still finds day 2."""
     with RemoteChronicleReader("127.0.0.1", served.server.port, dt.date(2020, 3, 2), config=CFG, timeout=10) as r:
         assert [(e.index, e.body()) for e in (r.next_reader() for _ in range(12))] == served.rec.messages[45:]
+
+
+# -- the same, seeded, in a child process: a crash or hang fails with the seed -----------------------------------------
+def _random_stream_ops(rng: random.Random) -> list[tuple[Any, ...]]:
+    ops: list[tuple[Any, ...]] = []
+    for _ in range(rng.randint(0, 4)):
+        kind = rng.choice(["size", "index", "drop", "repeat", "swap", "control", "reply", "flip", "delete", "cut",
+                           "overwrite", "insert", "flip", "size"])
+        k = rng.randrange(100)
+        if kind == "size":
+            ops.append((kind, k, rng.choice([*EDGE_SIZES, rng.randrange(-(1 << 31), 1 << 31)])))
+        elif kind == "index":
+            ops.append((kind, k, rng.choice(["prev", "next", "zero", "neg", "max", "min", "cycle+1"])))
+        elif kind == "control":
+            ops.append((kind, k, rng.choice(CONTROL_SIZES), rng.choice([0, -1, rng.getrandbits(64) - (1 << 63)])))
+        elif kind == "reply":
+            ops.append((kind, 0, rng.choice([-126, -128, -129, 0, 5]), rng.choice([-1, -2, 0, rng.getrandbits(63)])))
+        elif kind in ("overwrite", "insert"):
+            ops.append((kind, rng.randrange(1 << 14), 0, rng.randbytes(rng.randint(1, 16))))
+        elif kind in ("flip", "delete", "cut"):
+            ops.append((kind, rng.randrange(1 << 14), rng.randrange(256), b""))
+        else:
+            ops.append((kind, k))
+    return ops
+
+
+def _random_hostile(rng: random.Random, rec_indexes: list[int]) -> tuple[bytes, list[int], str]:
+    parts = []
+    for _ in range(rng.randint(1, 6)):
+        if rng.random() < 0.2:
+            parts.append(rng.randbytes(rng.randint(1, 40)))
+            continue
+        action = rng.choice([1, 1, 2, 10, 10, 20, 20, 21, 30, 0, 3, 11, -1, rng.getrandbits(64) - (1 << 63)])
+        arg = rng.choice([-4, -3, -2, -1, 0, 1, 7, 40, 128 << 20, (128 << 20) + 1, (1 << 63) - 1, -(1 << 63),
+                          rng.choice(rec_indexes), rec_indexes[-1] + 1, rng.getrandbits(64) - (1 << 63)])
+        body = rng.randbytes(arg) if action in (20, 21) and 0 <= arg <= 64 else rng.randbytes(rng.randint(0, 24))
+        parts.append(struct.pack("<qq", action, arg) + body)
+    data = b"".join(parts)
+    chunks = [rng.randint(0, len(data)) for _ in range(rng.randint(0, 4))]
+    return data, chunks, rng.choice(["close", "half_close", "read_then_close"])
+
+
+def child_tcp_fuzz(journal: str, seed: int, rounds: int) -> None:
+    """Child: ``rounds`` seeded client-side streams and server-side hostile connections; JSON summary."""
+    import json
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "j"
+        shutil.copytree(journal, root)
+        with VanillaChronicleReader(root, config=CFG) as reader:
+            written = [(e.index, e.read_int(), e.read_long()) for e in reader]
+        with serve(root, config=CFG, background=True, heartbeat_interval=0.5) as server:
+            reply, frames = subscribe_and_read(server.port, len(written))
+            rec = Recorded(root, written, reply, frames)
+            witness = Witness(server.port)
+            witness.wait_for(57)
+            s = Served(server, witness, rec)
+            totals = {"rounds": 0, "delivered": 0, "client_errors": 0, "hostile": 0}
+            indexes = [index for index, _, _ in written]
+            for k in range(rounds):
+                rng = random.Random(seed * 1_000_003 + k)
+                print(f"round {k}", file=sys.stderr, flush=True)  # the last one names the culprit if we die
+                ops = _random_stream_ops(rng)
+                chunks = [rng.randrange(1 << 14) for _ in range(rng.randint(0, 6))]
+                hold = rng.choice([0.0, 0.0, 0.3])
+                delivered, errors = client_round(rec, ops, chunks, hold, rng.random() < 0.3)
+                data, hchunks, ending = _random_hostile(rng, indexes)
+                _send_hostile(server.port, data, hchunks, ending)
+                _check_server(s)
+                totals["rounds"] += 1
+                totals["delivered"] += delivered
+                totals["client_errors"] += errors
+                totals["hostile"] += 1
+            witness.reader.close()
+    print(json.dumps(totals))
+
+
+@pytest.mark.slow
+def test_tcp_fuzz_in_a_child_process(recorded: Recorded, request: pytest.FixtureRequest) -> None:
+    import json
+    import subprocess
+
+    rounds = int(os.environ.get("PYCHRO_TCP_FUZZ_ROUNDS", "40"))
+    seed = int(os.environ.get("PYCHRO_FUZZ_SEED", "20261128"))
+    code = (f"import sys; sys.path[:0] = [{str(HERE.parent)!r}]; import test_remote_fuzz; "
+            f"test_remote_fuzz.child_tcp_fuzz({str(recorded.root)!r}, {seed}, {rounds})")
+    run = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=REPO,
+                         timeout=60 + 5 * rounds)
+    last = run.stderr.strip().splitlines()[-12:]
+    assert run.returncode == 0, f"child died (rc={run.returncode}, seed={seed}): {last}"
+    totals = json.loads(run.stdout.strip().splitlines()[-1])
+    assert totals["rounds"] == rounds and totals["delivered"] > rounds
+    report_line(request, f"[remote fuzz] in a child process (seed {seed}): {rounds} mutated streams to both clients "
+                         f"({totals['delivered']} delivered, {totals['client_errors']} RemoteError/NoData) and "
+                         f"{totals['hostile']} hostile connections to the source")
