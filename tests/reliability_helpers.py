@@ -563,3 +563,52 @@ def frames_rows_by_row_reader(path: str | os.PathLike[str], config: Any = None,
                 continue
             out.append(row if e.remaining() == 0 else None)
     return out
+
+
+# -- a child writer of frames messages that kills itself (crash tests of the frames and remote read paths) --------
+def child_write_frames(spec: dict[str, Any]) -> None:
+    """Append frames messages (w, start..start+count) with one thread; SIGKILL at ``kill_event``/``kill_nth``.
+
+    Events are those of :func:`_install_hooks`, plus ``mid_body`` (after the int and the long). Each message
+    is reported with one ``os.write`` after ``finish()`` returns, as :func:`child_write` does. The clock moves
+    one day on at message ``cycle_change_at``.
+    """
+    from pychro import VanillaChronicleWriter
+
+    killer = _Killer(spec.get("kill_event"), spec.get("kill_nth", 0))
+    if killer.event and killer.event != "mid_body":
+        _install_hooks(killer)
+    cfg = small_config(**spec.get("config", {}))
+    change_at = spec.get("cycle_change_at")
+    state = {"i": spec["start"]}
+
+    def clock() -> int:
+        day = 1 if change_at is not None and state["i"] >= change_at else 0
+        return DAY0_MS + day * DAY_MS + state["i"]
+
+    fd = os.open(spec["report"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    w = spec["w"]
+    with VanillaChronicleWriter(spec["dir"], config=cfg, clock=clock) as writer:
+        appender = writer.get_appender()
+        for i in range(spec["start"], spec["start"] + spec["count"]):
+            state["i"] = i
+            text = frames_text(w, i)
+            raw = text.encode("utf-8")
+            appender.write_int(w)
+            appender.write_long(i)
+            killer.hit("mid_body")
+            appender.write_string(text)
+            appender.write_unsigned_int(zlib.crc32(struct.pack("<iq", w, i) + ref_stop_bit(len(raw)) + raw))
+            index = int(appender.finish())
+            os.write(fd, REPORT.pack(index, w, i))
+    os.close(fd)
+
+
+def run_frames_writer(journal: Path, report: Path, *, w: int, start: int, count: int,
+                      **spec: Any) -> subprocess.CompletedProcess[bytes]:
+    """Run :func:`child_write_frames` in a child process to its end (or its own SIGKILL)."""
+    spec = dict(spec, dir=str(journal), w=w, start=start, count=count, report=str(report))
+    code = (f"import sys, json; sys.path.insert(0, {str(HERE.parent)!r}); import reliability_helpers as R; "
+            f"R.child_write_frames(json.loads(sys.argv[1]))")
+    return subprocess.run([sys.executable, "-c", code, json.dumps(spec)], cwd=REPO, check=False,
+                          capture_output=True, timeout=120)

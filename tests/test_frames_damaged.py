@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -46,7 +47,9 @@ from reliability_helpers import (
     frames_rows_by_row_reader,
     frames_rows_of_table,
     journal_state,
+    read_report,
     report_line,
+    run_frames_writer,
     small_config,
     write_frames_message,
 )
@@ -72,7 +75,7 @@ OFFSET_BITS = 10  # log2(1024): entry = tid << 48 | file_no << 10 | offset (vani
 DAY_A, DAY_B = "20200301", "20200302"
 CYCLE_A, CYCLE_B = 18322, 18323  # days since 1970-01-01
 SEQ_BITS = 40  # DAYS cycles: index = cycle << 40 | seq
-TRIED: dict[str, list[str]] = {"read_table": [], "iter_batches": [], "follow": [], "child": []}
+TRIED: dict[str, list[str]] = {"read_table": [], "iter_batches": [], "follow": [], "child": [], "crash": []}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -693,3 +696,44 @@ def test_unreadable_file_names_it(world_readable: Path, target: str) -> None:
         else:
             assert str(got["filename"]).startswith(str(path)), (name, got)
     TRIED["child"].append(f"unreadable {target}")
+
+
+# -- journals left by a writer killed with SIGKILL (the frames/remote TODO of tests/test_crash.py) --------------------
+# (event, occurrence): inside a message, around the commit, and around the creation of data and index files
+# (1 KiB data files roll every ~14 messages, index files every 32; the day changes at message 50)
+CRASHES = [("mid_body", 10), ("before_header", 10), ("before_commit", 10), ("after_commit", 10),
+           ("create_data", 3), ("truncate_data", 3), ("mapped_data", 3),
+           ("create_index", 2), ("truncate_index", 2), ("mapped_index", 2), ("truncate_index", 3)]
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("event, nth", CRASHES)
+def test_crashed_writer_frames_and_remote_read_what_was_committed(tmp_path: Path, event: str, nth: int) -> None:
+    from pychro.remote import RemoteChronicleReader, iter_remote_batches, serve
+
+    journal, report = tmp_path / "j", tmp_path / "report"
+    spec = {"config": {"data_block_size": 1024}, "cycle_change_at": 50}
+    run = run_frames_writer(journal, report, w=7, start=0, count=80, kill_event=event, kill_nth=nth, **spec)
+    assert run.returncode == -signal.SIGKILL, run.stderr.decode()[-2000:]
+    reported = read_report(report)
+    assert reported, "the writer died before its first message"
+    rows = _table_rows(read_table(journal, FRAMES_SCHEMA, index=True, config=CFG))
+    # every message reported committed, and at most one more (committed, killed before it was reported)
+    assert rows[: len(reported)] == reported
+    assert len(rows) == len(reported) + (1 if event == "after_commit" else 0)
+    assert [(w, i) for _, w, i in rows] == [(7, i) for i in range(len(rows))]
+    streamed = list(iter_batches(journal, FRAMES_SCHEMA, index=True, config=CFG, batch_rows=6, threads=2))
+    assert _table_rows(pa.Table.from_batches(streamed)) == rows
+    with serve(journal, config=CFG, background=True) as server:
+        with RemoteChronicleReader("127.0.0.1", server.port, "start", config=CFG, timeout=0.3) as reader:
+            got = [(e.index, e.body()) for e in reader]
+        assert got == [(index, frames_body(w, i)) for index, w, i in rows]
+        batches = list(iter_remote_batches("127.0.0.1", server.port, FRAMES_SCHEMA, index=True, timeout=0.3,
+                                           config=CFG))
+        assert _table_rows(pa.Table.from_batches(batches)) == rows
+    # a new writer carries on after the crash; all of it reads
+    run = run_frames_writer(journal, report, w=7, start=len(rows), count=10, **spec)
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    after = _table_rows(read_table(journal, FRAMES_SCHEMA, index=True, config=CFG))
+    assert [(w, i) for _, w, i in after] == [(7, i) for i in range(len(rows) + 10)]
+    TRIED["crash"].append(f"{event}#{nth}")
