@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from .. import _layout as L
 from .._mapping import MappedFile, first_zero_slot
-from ..errors import JournalNotFoundError
+from ..errors import CorruptDataError, JournalNotFoundError
 from ..journal import Journal
 
 __all__ = ["CycleFiles", "DataMap", "Groups", "empty", "select_cycles", "split_groups"]
@@ -240,14 +240,36 @@ class CycleFiles:
         while True:
             view = self._index_view(n)
             if view is None:
+                if self._later_index_exists(n):  # index files are created in order: this one was lost
+                    raise JournalNotFoundError(
+                        f"index file {L.index_file_name(n)} is missing but {L.index_file_name(n + 1)} exists",
+                        path=os.path.join(self.folder, L.index_file_name(n)), cycle=self.cycle, seq=total,
+                        index=self.config.index_of(self.cycle, total),
+                    )
                 break
             filled = first_zero_slot(view, self._filled[n])  # type: ignore[arg-type]
+            if filled < self._slots_per_file and self._later_index_exists(n):
+                # The next index file is created only once this one is full: look again (it may have filled
+                # since); still short or unfilled means damage that would hide every later message.
+                view = self._index_view(n)
+                assert view is not None
+                filled = first_zero_slot(view, self._filled[n])  # type: ignore[arg-type]
+                if filled < self._slots_per_file:
+                    raise CorruptDataError(
+                        f"index file {L.index_file_name(n)} has {filled} of {self._slots_per_file} entries "
+                        f"({view.size * L.ENTRY_SIZE} bytes) but {L.index_file_name(n + 1)} exists",
+                        path=os.path.join(self.folder, L.index_file_name(n)), cycle=self.cycle, seq=total + filled,
+                        index=self.config.index_of(self.cycle, total + filled),
+                    )
             self._filled[n] = filled
             total += filled
             if filled < self._slots_per_file:
                 break
             n += 1
         return total
+
+    def _later_index_exists(self, n: int) -> bool:
+        return os.path.lexists(os.path.join(self.folder, L.index_file_name(n + 1)))
 
     def entries(self, seq_lo: int, seq_hi: int, batch_rows: int) -> Iterator[tuple[int, npt.NDArray[np.uint64]]]:
         """``(first seq, entries)`` batches covering ``[seq_lo, seq_hi)``; a batch never spans index files.
@@ -268,6 +290,15 @@ class CycleFiles:
                 )
             out = empty(stop, U8)
             np.copyto(out, view[slot : slot + stop])
+            if not out.all():  # below the count, so a filled slot follows: slots fill in order, this is damage
+                hole = int(np.argmin(out))
+                if hole:
+                    yield seq, out[:hole]  # the messages before it first: their own damage comes first
+                raise CorruptDataError(
+                    "index slot is empty but later slots are filled (slots fill in order)",
+                    path=os.path.join(self.folder, L.index_file_name(n)), cycle=self.cycle, seq=seq + hole,
+                    index=self.config.index_of(self.cycle, seq + hole),
+                )
             yield seq, out
             seq += stop
 
