@@ -24,6 +24,7 @@ import numpy as np
 
 from .._optional import require
 from ..config import VanillaConfig
+from ..errors import PychroError
 from ..journal import Journal
 from . import schema as S
 from .batch import BatchOut, decode_batch
@@ -245,14 +246,22 @@ def _batches(
     pending: collections.deque[Future[tuple[BatchOut, int, int]]] = collections.deque()
     try:
         exhausted = False
+        # a task that could not be made (a damaged index found while looking ahead) is raised in its place,
+        # after the batches before it, as a serial read would
+        deferred: PychroError | None = None
         while True:
             while not exhausted and len(pending) < 2 * threads:
-                task = next(tasks, None)
+                try:
+                    task = next(tasks, None)
+                except PychroError as exc:
+                    deferred, task = exc, None
                 if task is None:
                     exhausted = True
                     break
                 pending.append(pool.submit(run, *task))
             if not pending:
+                if deferred is not None:
+                    raise deferred
                 return
             batch, stop = consume(*pending.popleft().result())
             if batch.num_rows:
