@@ -211,16 +211,47 @@ class JournalTail:
         n, slot = seq >> self._slot_bits, seq & self._slot_mask
         mf = self._index_file(n, slot)
         if mf is None or mf.mm is None:
+            self._check_dead_end(n, seq)
             return None
         count = min(mf.size // L.ENTRY_SIZE - slot, max_messages)
         if count <= 0:
+            self._check_dead_end(n, seq)
             return None
         slots = np.frombuffer(mf.mm, dtype="<u8", count=count, offset=slot * L.ENTRY_SIZE)
         filled = slots != 0
         k = count if filled.all() else int(filled.argmin())  # slots fill strictly in order
+        if k < count and filled[k:].any():  # a hole: the messages before it first, then the error
+            if k == 0:
+                raise CorruptDataError("index slot is empty but later slots are filled (slots fill in order)",
+                                       path=mf.path, cycle=self.cycle, seq=seq)
+            return slots[:k].copy()
         if k == 0:
+            self._check_dead_end(n, seq)
             return None
         return slots[:k].copy()  # detach from the mapping, which may be remapped later
+
+    def _check_dead_end(self, n: int, seq: int) -> None:
+        """No entry at ``seq`` (in index file ``n``): fine, unless index file ``n + 1`` exists - it is created only
+        once file ``n`` is full, so the slot is lost (a cut, emptied or deleted index file), not pending."""
+        later = self.journal.index_path(self.cycle, n + 1)  # type: ignore[arg-type]
+        if not os.path.lexists(later):
+            return
+        path = self.journal.index_path(self.cycle, n)  # type: ignore[arg-type]
+        slot = seq & self._slot_mask
+        try:
+            mf = MappedFile.open_read(path, self.config.index_block_size)
+        except JournalNotFoundError:
+            raise JournalNotFoundError(f"index file {os.path.basename(path)} is missing but "
+                                       f"{os.path.basename(later)} exists", path=path, cycle=self.cycle,
+                                       seq=seq) from None
+        try:
+            if slot < mf.size // L.ENTRY_SIZE and mf.u64_view()[slot] != 0:
+                return  # it was filled meanwhile: read on at the next look
+            size = mf.size
+        finally:
+            mf.close()
+        raise CorruptDataError(f"index file {os.path.basename(path)} ends at entry {slot} ({size} bytes) but "
+                               f"{os.path.basename(later)} exists", path=path, cycle=self.cycle, seq=seq)
 
     def _data_file(self, key: int, entry: int, need: int) -> MappedFile:
         mf = self._data.get(key)
