@@ -12,9 +12,8 @@ with the row reader's, which must agree on cycle, seq, file and offset.
 Unreadable files and a read-only copy are read in a child process without the capabilities that let root
 ignore file modes (``setpriv``), as tests/test_verify.py does.
 
-Known gap (strict xfail below, see the report): an index file that is cut short, empty or missing while a later
-index file of the same cycle exists silently ends that cycle (frames and the row reader alike); ``verify``
-reports it.
+An index file cut short, emptied or deleted while a later one exists, or with an emptied slot before filled
+ones, is an error for the frames reader (the row reader still stops there silently; ``verify`` reports it).
 """
 
 from __future__ import annotations
@@ -531,11 +530,6 @@ def empty_cycle_between(root: Path) -> None:
     (root / DAY_B).mkdir()
 
 
-def index_file_beyond_the_count(root: Path) -> None:
-    """An index-2 after a partly filled index-1: never reached (slots fill in order)."""
-    (root / DAY_A / "index-2").write_bytes(struct.pack("<Q", slot(root, 0)) + bytes(248))
-
-
 def unused_zero_tail_cut(root: Path) -> None:
     """index-1 cut right after its last filled slot, data files right after their last message (a short copy)."""
     os.truncate(root / DAY_A / "index-1", 8 * 13)
@@ -555,7 +549,6 @@ READABLE: dict[str, tuple[Callable[[Path], None], Callable[[list[tuple[int, int,
     "empty_cycle_folder_between": (empty_cycle_between, lambda rows: [
         (index_of(CYCLE_B + 1, r[0] & ((1 << SEQ_BITS) - 1)), r[1], r[2]) if r[0] >> SEQ_BITS == CYCLE_B else r
         for r in rows]),
-    "index_file_beyond_the_count": (index_file_beyond_the_count, lambda rows: rows),
     "short_copy": (unused_zero_tail_cut, lambda rows: rows),
     "duplicate_entry": (duplicate_entry, lambda rows: [
         (r[0], *rows[3][1:]) if r[0] == index_of(CYCLE_A, 20) else r for r in rows]),
@@ -577,20 +570,70 @@ def test_damage_that_reads_like_the_row_reader(journal: Path, base: Base, case: 
     TRIED["iter_batches"].append(case)
 
 
-@pytest.mark.parametrize("case", ["truncated_mid_entry", "zero_length", "missing"])
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason="known gap: a short/empty/missing index file followed by a later one "
-                                       "silently ends the cycle (frames and row reader alike; verify reports it)")
-def test_cut_index_file_followed_by_another_is_an_error(journal: Path, case: str) -> None:
-    index0 = journal / DAY_A / "index-0"
+def _cut_index(root: Path, case: str) -> tuple[type[PychroError], str, int, Path]:
+    """Damage index-0 of day A (index-1 exists): (error, what, seq it names, file)."""
+    index0 = root / DAY_A / "index-0"
     if case == "truncated_mid_entry":
         os.truncate(index0, 8 * 10 + 3)
-    elif case == "zero_length":
+        return CorruptDataError, "index file index-0 has 10 of 32 entries (80 bytes) but index-1 exists", 10, index0
+    if case == "zero_length":
         os.truncate(index0, 0)
-    else:
+        return CorruptDataError, "index file index-0 has 0 of 32 entries (0 bytes) but index-1 exists", 0, index0
+    if case == "missing":
         index0.unlink()
-    assert not verify_journal(journal, config=CFG).ok  # verify does see it
-    with pytest.raises(PychroError):
-        read_table(journal, FRAMES_SCHEMA, config=CFG)
+        return JournalNotFoundError, "index file index-0 is missing but index-1 exists", 0, index0
+    if case == "stray_later_file":  # an index-2 after the partly filled index-1
+        (root / DAY_A / "index-2").write_bytes(struct.pack("<Q", slot(root, 0)) + bytes(248))
+        return (CorruptDataError, "index file index-1 has 13 of 32 entries (256 bytes) but index-2 exists", 45,
+                root / DAY_A / "index-1")
+    assert case == "hole"
+    put(index0, 8 * 7, bytes(8))  # an emptied slot before filled ones (slots fill in order)
+    return CorruptDataError, "index slot is empty but later slots are filled (slots fill in order)", 7, index0
+
+
+CUT_INDEX = ["truncated_mid_entry", "zero_length", "missing", "hole", "stray_later_file"]
+
+
+@pytest.mark.parametrize("case", CUT_INDEX)
+def test_cut_or_holed_index_file_is_an_error(journal: Path, base: Base, case: str) -> None:
+    """An index file cut short, emptied, deleted or with an emptied slot while later entries exist would hide the
+    messages after it: an error naming the index file and the first seq it cannot reach. (The row reader
+    stops there without a word - see the report - and verify names the damage.)"""
+    error, what, seq, path = _cut_index(journal, case)
+    for errors in ("raise", "skip", "truncate"):
+        with pytest.raises(PychroError) as info:
+            read_table(journal, FRAMES_SCHEMA, config=CFG, errors=errors, batch_rows=5)
+        exc = info.value
+        assert type(exc) is error and what in str(exc), str(exc)
+        assert (exc.cycle, exc.seq, exc.index, exc.path) == (  # type: ignore[attr-defined]
+            CYCLE_A, seq, index_of(CYCLE_A, seq), str(path))
+    # the count fails before the cycle's first batch; at a hole, every row before it comes first
+    got: list[Any] = []
+    with pytest.raises(error, match=what.replace("(", r"\(").replace(")", r"\)")):
+        for batch in iter_batches(journal, FRAMES_SCHEMA, index=True, config=CFG, batch_rows=4):
+            got.append(batch)  # noqa: PERF402 - kept when the iterator raises
+    rows = _table_rows(pa.Table.from_batches(got)) if got else []
+    assert rows == (base.seqs(CYCLE_A)[:seq] if case == "hole" else [])
+    got, follow_error, running = _follow_in_thread(journal, 20, batch_rows=4)
+    assert not running and type(follow_error) is error and what in str(follow_error)
+    assert not verify_journal(journal, config=CFG).ok  # verify names it too
+    TRIED["read_table"].append(f"index {case}")
+    TRIED["iter_batches"].append(f"index {case}")
+    TRIED["follow"].append(f"index {case}")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_damaged_index_of_a_later_cycle_comes_after_every_earlier_row(journal: Path, base: Base, threads: int) -> None:
+    """Decoding threads look ahead into the next cycle; damage found there is raised in its place, after every
+    row of the cycles before it, as a serial read raises it."""
+    put(journal / DAY_B / "index-0", 8 * 3, bytes(8))  # a hole at seq 3 of day B
+    got: list[Any] = []
+    with pytest.raises(CorruptDataError, match="index slot is empty") as info:
+        for batch in iter_batches(journal, FRAMES_SCHEMA, index=True, config=CFG, batch_rows=4, threads=threads):
+            got.append(batch)  # noqa: PERF402 - kept when the iterator raises
+    assert (info.value.cycle, info.value.seq) == (CYCLE_B, 3)  # type: ignore[attr-defined]
+    assert _table_rows(pa.Table.from_batches(got)) == base.seqs(CYCLE_A) + base.seqs(CYCLE_B)[:3]
+    TRIED["iter_batches"].append("hole in a later cycle's index")
 
 
 def test_missing_and_odd_journal_paths(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ from pychro.frames import ReadStats, iter_batches, read_table
 
 CFG = small_config(data_block_size=1024)
 pytestmark = [pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"),
-              pytest.mark.timeout(300)]
+              pytest.mark.timeout(3600 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 300)]
 STATS = {"inputs": 0, "rows": 0, "skipped": 0, "errors": 0, "compared_with_row_reader": 0}
 
 

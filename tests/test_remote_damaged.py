@@ -44,11 +44,12 @@ from reliability_helpers import (
 from test_frames_damaged import (  # the damage cases and their fixtures
     CFG,
     CORRUPT,
+    CUT_INDEX,
     CYCLE_A,
-    DAY_A,
     READABLE,
     Base,
     Expect,
+    _cut_index,
     _first_failing_seq,
     _obey_modes,
     base,  # noqa: F401 - fixture
@@ -125,6 +126,21 @@ def _read(port: int, **kw: Any) -> tuple[list[tuple[int, bytes]], BaseException 
     except (RemoteError, NoData) as exc:
         return got, exc, time.monotonic() - t0
     return got, None, time.monotonic() - t0
+
+
+def _batches(port: int) -> tuple[list[tuple[Any, ...]], BaseException | None, float]:
+    got: list[Any] = []
+    t0 = time.monotonic()
+    error: BaseException | None = None
+    try:
+        for batch in iter_remote_batches("127.0.0.1", port, FRAMES_SCHEMA, index=True, errors="skip", timeout=0.5,
+                                         config=CFG, reconnect=False):
+            got.append(batch)  # noqa: PERF402 - kept when the iterator raises
+    except RemoteError as exc:
+        error = exc
+    rows = frames_rows_of_table(pa.Table.from_batches(got)) if got else []
+    assert all(frames_row_intact(w, i, s, crc) for _, w, i, s, crc in rows)
+    return rows, error, time.monotonic() - t0
 
 
 def _expected(written: Base, upto: int) -> list[tuple[int, bytes]]:
@@ -204,14 +220,27 @@ def test_damage_the_source_passes_over(journal: Path, base: Base, case: str) -> 
     TRIED["iter_remote_batches"].append(case)
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception,
-                   reason="known gap: a cut index file followed by another silently ends the cycle (as locally)")
-def test_cut_index_file_followed_by_another_is_an_error(journal: Path) -> None:  # noqa: F811
-    os.truncate(journal / DAY_A / "index-0", 8 * 10 + 3)
+@pytest.mark.parametrize("case", CUT_INDEX)
+def test_cut_or_holed_index_file_ends_the_session(journal: Path, base: Base, case: str,  # noqa: F811
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """The source stops at the first entry it cannot reach (it never skips on to the next cycle): the client gets
+    every message before it, then a RemoteError; the warning names the index file and seq."""
+    error, what, seq, path = _cut_index(journal, case)
+    caplog.set_level(logging.WARNING, logger="pychro.remote")
+    tail_what = {"truncated_mid_entry": "index file index-0 ends at entry 10 (83 bytes) but index-1 exists",
+                 "zero_length": "index file index-0 ends at entry 0 (0 bytes) but index-1 exists",
+                 "stray_later_file": "index file index-1 ends at entry 13 (256 bytes) but index-2 exists"}.get(case, what)
     with serve(journal, config=CFG, background=True) as server:
-        got, error, _ = _read(server.port, reconnect=False)
-    if not isinstance(error, RemoteError):
-        pytest.fail(f"the source skipped index-1 and went on to the next cycle ({len(got)} messages)")
+        got, exc, took = _read(server.port, reconnect=False)
+        assert got == _expected(base, seq)
+        assert isinstance(exc, RemoteError) and "connection lost" in str(exc) and took < 5
+        rows, exc2, _ = _batches(server.port)
+        assert [(r[0], r[1], r[2]) for r in rows] == base.written[:seq] and isinstance(exc2, RemoteError)
+    logged = _dropped(caplog)
+    assert logged and all(type(e) is error and tail_what in str(e) for e in logged), logged
+    assert all((e.cycle, e.seq, e.path) == (CYCLE_A, seq, str(path)) for e in logged)  # type: ignore[attr-defined]
+    TRIED["reader"].append(f"index {case}")
+    TRIED["iter_remote_batches"].append(f"index {case}")
 
 
 def test_hostile_subscribes_on_a_damaged_journal(journal: Path, base: Base) -> None:  # noqa: F811

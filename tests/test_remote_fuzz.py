@@ -52,7 +52,7 @@ pa = pytest.importorskip("pyarrow")
 from pychro import NoData, PychroError, RemoteError, VanillaChronicleReader
 from pychro.remote import RemoteChronicleReader, iter_remote_batches, serve
 
-pytestmark = [pytest.mark.network, pytest.mark.timeout(300),
+pytestmark = [pytest.mark.network, pytest.mark.timeout(3600 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 300),
               pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")]
 CFG = small_config(data_block_size=1024)
 FROM_START = bytes.fromhex("01 00 00 00 00 00 00 00 ff ff ff ff ff ff ff ff")  # §9: SUBSCRIBE -1
