@@ -225,13 +225,14 @@ class _Session:
     def run(self) -> None:
         try:
             self._loop()
+        except PychroError as exc:  # before ConnectionError: RemoteError is one (a request the protocol forbids)
+            if not self._aborted:
+                log.warning("client %s dropped: %s", self.peer, exc)
         except (ConnectionError, BrokenPipeError, TimeoutError):
             pass  # client went away
         except OSError as exc:
             if not self._aborted:  # not a broken connection (caught above): a journal file that cannot be read
                 log.warning("client %s dropped: %s", self.peer, exc)
-        except PychroError as exc:
-            log.warning("client %s dropped: %s", self.peer, exc)
         except Exception:  # noqa: BLE001 - a bad session must not take the server down
             log.exception("client %s: unexpected error", self.peer)
         finally:
@@ -309,7 +310,10 @@ class _Session:
             self.subscribed = False
         elif action == W.ACTION_QUERY:
             tail = self._tail()
-            after = tail.index_after(arg) if arg >= 0 else None
+            try:
+                after = tail.index_after(arg) if arg >= 0 else None
+            except (OverflowError, ValueError):  # a cycle no date can name: no such message
+                after = None
             if after is None:
                 self._control(W.IN_SYNC_LEN, W.IDX_NONE)
             else:
@@ -341,11 +345,21 @@ class _Session:
         elif arg < 0:  # Java would wait forever for such an index; say so and hang up instead
             raise RemoteError("SUBSCRIBE to a negative index other than -1 (start) or -2 (end)", index=arg,
                               peer=self.peer)
+        elif not self._dated(arg):  # likewise: no cycle folder can ever hold it
+            raise RemoteError("SUBSCRIBE to an index whose cycle no date can name", index=arg, peer=self.peer)
         else:
             tail.seek_index(arg)
             reply = arg
         self.subscribed = True
         self._control(W.SYNC_IDX_LEN, reply)
+
+    def _dated(self, index: int) -> bool:
+        cfg = self.server.config
+        try:
+            cfg.folder_name(cfg.split_index(index)[0])
+        except (OverflowError, ValueError):
+            return False
+        return True
 
     def _submit(self, body: bytes, ack: bool) -> None:
         if not self.server.allow_submit:
