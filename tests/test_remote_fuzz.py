@@ -20,6 +20,7 @@ received, and the source does not spin when idle.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import random
 import socket
@@ -384,6 +385,16 @@ class Served:
         self.server = server
         self.witness = witness
         self.rec = rec
+        self.logged: list[logging.LogRecord] = []  # the source's warnings and errors
+
+
+class _Keep(logging.Handler):
+    def __init__(self, into: list[logging.LogRecord]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record)
 
 
 @pytest.fixture(scope="module")
@@ -392,12 +403,19 @@ def served(recorded: Recorded, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
     root = tmp_path_factory.mktemp("remote-fuzz-served") / "j"
     shutil.copytree(recorded.root, root)
+    logger = logging.getLogger("pychro.remote")
     with serve(root, config=CFG, background=True, heartbeat_interval=0.5) as server:
         witness = Witness(server.port)
         witness.wait_for(57)
         assert witness.got == recorded.messages
-        yield Served(server, witness, recorded)
-        witness.reader.close()
+        s = Served(server, witness, recorded)
+        keep = _Keep(s.logged)
+        logger.addHandler(keep)
+        try:
+            yield s
+        finally:
+            logger.removeHandler(keep)
+            witness.reader.close()
 
 
 def _journal_messages(root: Path) -> list[tuple[int, bytes]]:
@@ -477,6 +495,11 @@ def test_server_survives_hostile_requests(served: Served, data: Any) -> None:
 def test_server_after_the_fuzz_witness_has_everything_and_source_idles(served: Served) -> None:
     """Runs after the hostile connections (module order): the witness received every message the journal holds
     (SUBMITs included), in order; with only the witness connected the source uses little CPU."""
+    # every hostile session that ended was logged as a warning naming why; none as an unexpected error
+    unexpected = [r.getMessage() for r in served.logged if r.levelno >= logging.ERROR]
+    assert unexpected == [], unexpected[:3]
+    if STATS["server_inputs"]:
+        assert any("dropped" in r.getMessage() for r in served.logged)
     want = _journal_messages(Path(served.server.path))
     served.witness.wait_for(len(want))
     assert served.witness.error is None
@@ -526,6 +549,27 @@ def test_server_idle_and_garbage_clients_do_not_spin(served: Served) -> None:
         for sock in socks:
             sock.close()
     _check_server(served)
+
+
+def test_server_indexes_of_cycles_no_date_can_name(served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    """QUERY of such an index is answered "absent"; SUBSCRIBE to it ends the session with a warning naming it
+    (was: an unexpected OverflowError logged with a traceback)."""
+    caplog.set_level(logging.WARNING, logger="pychro.remote")
+    huge = (1 << 63) - 1
+    with socket.create_connection(("127.0.0.1", served.server.port), timeout=5) as sock:
+        sock.sendall(struct.pack("<qq", 10, huge))
+        assert recv_n(sock, 12) == HEARTBEAT  # IN_SYNC_LEN: absent
+        sock.sendall(struct.pack("<qq", 1, huge))
+        assert sock.recv(100) == b""  # closed
+    _check_server(served)
+    with socket.create_connection(("127.0.0.1", served.server.port), timeout=5) as sock:
+        sock.sendall(struct.pack("<qq", 99, 0))  # an unknown action
+        assert sock.recv(100) == b""
+    _check_server(served)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], messages
+    assert any("dropped: SUBSCRIBE to an index whose cycle no date can name" in m for m in messages), messages
+    assert any("dropped: unknown action received (action=99" in m for m in messages), messages
 
 
 def test_date_start_against_a_source_with_hostile_history(served: Served) -> None:
