@@ -411,9 +411,11 @@ def read_table(
     Raises
     ------
     JournalNotFoundError
-        No such folder, or a data file named by an index entry is missing.
+        No such folder, a data file named by an index entry is missing, or an index file is missing while
+        a later one exists.
     CorruptDataError
-        A header that cannot be right (cycle, seq, path and offset in the message).
+        A header that cannot be right, or an index file cut short (or with an emptied slot) before later
+        entries (cycle, seq, path and offset in the message).
     SchemaMismatchError
         With ``errors="raise"``, the first message that does not match ``schema``.
 
