@@ -14,6 +14,10 @@ ignore file modes (``setpriv``), as tests/test_verify.py does.
 
 An index file cut short, emptied or deleted while a later one exists, or with an emptied slot before filled
 ones, is an error for the frames reader (the row reader still stops there silently; ``verify`` reports it).
+
+Journals left by a writer killed with SIGKILL (inside a message, around the commit, around the creation of
+data and index files) are read by every frames path and by the remote clients: exactly what was committed
+(the TODO of tests/test_crash.py for these paths).
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ What a client sees is decided here (vanilla-format.md §9 has no error frame):
   "keeps dropping the connection") - never a hang;
 * a zero header behind a filled slot is what a live writer may show for an instant, so the source waits there
   (heartbeats) and the client gets :class:`NoData` after its timeout, like an idle journal;
+* an index file cut short, emptied or missing while a later one exists, or an emptied slot before filled ones,
+  ends the session at the first seq it hides (the source never skips on to the next cycle);
 * other clients of the same source keep being served.
 
 Unreadable files and read-only copies are served from a child process that obeys file modes.
