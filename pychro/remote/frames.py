@@ -190,7 +190,8 @@ def iter_remote_batches(
             cycle, seq0 = cfg.split_index(i0)
             files = _BufferFiles(_BufferMap(region, label), codec, cfg, cycle)
             entries = (starts + _HDR).astype(np.uint64)  # body offsets; tid and file number 0
-            out = decode_batch(plan, files, seq0, entries, errors)
+            # _BufferFiles has what decode_batch uses of CycleFiles (codec, config, cycle, data, key_path)
+            out = decode_batch(plan, files, seq0, entries, errors)  # type: ignore[arg-type]
             reader._consumed(pos + last_end, i0 + k - 1)
             stats.batches += 1
             stats.slow_path_strings += out.slow_rows
