@@ -202,7 +202,7 @@ def mutate(rec: Recorded, ops: list[tuple[Any, ...]]) -> bytes:
             index = struct.unpack_from("<q", frames[k], 4)[0]
             value = {"prev": index - 1, "next": index + 1, "zero": 0, "neg": -1, "max": (1 << 63) - 1,
                      "min": -(1 << 63), "cycle+1": index + (1 << 40)}.get(op[2], index)
-            frames[k][4:12] = struct.pack("<q", value)
+            frames[k][4:12] = struct.pack("<Q", value % (1 << 64))  # wraps like the int64 it is
         elif kind == "drop" and frames:
             del frames[k]
         elif kind == "repeat" and frames:
