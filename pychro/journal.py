@@ -16,7 +16,7 @@ from typing import Any
 from . import _layout as L
 from ._mapping import MappedFile, first_zero_slot
 from .config import VanillaConfig, resolve_config
-from .errors import FormatError, JournalNotFoundError
+from .errors import CorruptDataError, FormatError, JournalNotFoundError
 
 __all__ = ["Cycle", "CycleInfo", "Journal", "open_journal"]
 
@@ -121,20 +121,33 @@ class Journal:
 
     # -- counts --------------------------------------------------------------------------------------
     def count(self, cycle: int) -> int:
-        """Committed messages in a cycle: full index files, plus the first zero slot of the last one."""
+        """Committed messages in a cycle: full index files, plus the first zero slot of the last one.
+
+        Raises when an index file that is not full (or missing) is followed by another: index files are
+        created in order once the previous one is full, so that is damage hiding later messages.
+        """
         cfg = self.config
         files = self.index_files(cycle)
         total = 0
         for expect, n in enumerate(files):
+            path = self.index_path(cycle, expect)
             if n != expect:
-                break  # a gap in index-N numbering: nothing after it is reachable
-            mf = MappedFile.open_read(self.index_path(cycle, n), cfg.index_block_size)
+                raise JournalNotFoundError(
+                    f"{L.index_file_name(expect)} is missing but {L.index_file_name(n)} exists", path=path,
+                    cycle=cycle, seq=total,
+                )
+            mf = MappedFile.open_read(path, cfg.index_block_size)
             try:
                 filled = first_zero_slot(mf.u64_view())
             finally:
                 mf.close()
             total += filled
             if filled < cfg.slots_per_index_file:
+                if expect + 1 < len(files):
+                    raise CorruptDataError(
+                        f"{L.index_file_name(n)} ends at entry {filled} but {L.index_file_name(n + 1)} exists: "
+                        "the index is cut", path=path, cycle=cycle, seq=total,
+                    )
                 break
         return total
 

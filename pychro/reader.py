@@ -317,12 +317,31 @@ class VanillaChronicleReader:
                 entry = self._load_entry(self._seq)
                 if entry:
                     return entry
+                self._check_dead_end(self._seq)
                 if self._advance_cycle():
                     continue
             if self.polling_interval is None:
                 raise NoData("no more committed messages", index=self._next_index_or_none())
             if self.polling_interval > 0:
                 time.sleep(self.polling_interval)
+
+    def _check_dead_end(self, seq: int) -> None:
+        """An empty slot is the end, unless a later index file exists: index-(n+1) is created only once
+        index-n is full, so a short, empty or missing index-n there is damage that hides later messages."""
+        n = seq >> self._slot_bits
+        later = os.path.join(self._cycle_dir, L.index_file_name(n + 1))  # type: ignore[arg-type]
+        if not os.path.lexists(later):
+            return
+        if self._load_entry(seq):  # filled meanwhile: the next look reads it
+            return
+        path = os.path.join(self._cycle_dir, L.index_file_name(n))  # type: ignore[arg-type]
+        ctx = dict(path=path, cycle=self._cycle, seq=seq)
+        if not os.path.lexists(path):
+            raise JournalNotFoundError(f"{L.index_file_name(n)} is missing but {L.index_file_name(n + 1)} exists", **ctx)
+        raise CorruptDataError(
+            f"{L.index_file_name(n)} ends at entry {seq & self._slot_mask} ({os.path.getsize(path)} bytes) but "
+            f"{L.index_file_name(n + 1)} exists: the index is cut", **ctx
+        )
 
     def _load_entry(self, seq: int) -> int:
         n = seq >> self._slot_bits

@@ -227,9 +227,35 @@ def test_gap_in_index_file_numbers(tmp_path: Path) -> None:
             appender.write_int(k)
             appender.finish()
     os.remove(root / FOLDER / "index-1")
-    assert Journal(root, cfg).count(DAY) == 8
+    # index-2 exists, so index-1 was lost (index files are created in order): an error, not a silent end
+    with pytest.raises(JournalNotFoundError, match="index-1 is missing but index-2 exists") as err:
+        Journal(root, cfg).count(DAY)
+    assert err.value.seq == 8
     with VanillaChronicleReader(root, config=cfg) as reader:
-        assert [e.read_int() for e in reader] == list(range(8))
+        assert [reader.next_reader().read_int() for _ in range(8)] == list(range(8))
+        with pytest.raises(JournalNotFoundError, match="index-1 is missing but index-2 exists") as err:
+            reader.next_reader()
+        assert err.value.seq == 8 and err.value.cycle == DAY
+
+
+@pytest.mark.parametrize("cut", [0, 8 * 3 + 5])
+def test_cut_index_file_followed_by_another(tmp_path: Path, cut: int) -> None:
+    root = tmp_path / "j"
+    cfg = VanillaConfig(index_block_size=64, thread_id_bits=16)
+    clock = FakeClock(dt.datetime(2015, 2, 21, 12))
+    with VanillaChronicleWriter(root, clock=clock, config=cfg) as writer:
+        appender = writer.get_appender()
+        for k in range(20):
+            appender.write_int(k)
+            appender.finish()
+    os.truncate(root / FOLDER / "index-0", cut)
+    with VanillaChronicleReader(root, config=cfg) as reader:
+        assert [reader.next_reader().read_int() for _ in range(cut // 8)] == list(range(cut // 8))
+        with pytest.raises(CorruptDataError, match="index-0 ends at entry .* but index-1 exists") as err:
+            reader.next_reader()
+        assert err.value.seq == cut // 8
+    with pytest.raises(CorruptDataError, match="the index is cut"):
+        Journal(root, cfg).count(DAY)
 
 
 def test_stray_files_and_folders_are_ignored(journal: Path) -> None:
