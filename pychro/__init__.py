@@ -4,6 +4,7 @@ Row API (pychro 0.8 names): :class:`VanillaChronicleReader`, :class:`VanillaChro
 Importing pychro opens no file and imports neither pandas nor pyarrow.
 """
 
+from ._optional import lazy_getattr
 from .config import VanillaConfig
 from .errors import (
     CorruptData,
@@ -45,15 +46,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pychro' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 __all__ = [
     "Appender",

@@ -7,9 +7,11 @@ call :func:`require` when they run (style.md §2.6).
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Callable
 from types import ModuleType
 
-__all__ = ["require"]
+__all__ = ["lazy_getattr", "require"]
 
 # module -> the pip package that provides it, when the names differ
 _PACKAGES = {"pyarrow": "pyarrow", "pandas": "pandas", "numpy": "numpy"}
@@ -41,3 +43,21 @@ def require(module: str, extra: str = "frames", purpose: str | None = None) -> M
             f"{purpose or 'this pychro feature'} needs the '{package}' package, which could not be imported "
             f"({exc}); install it with: pip install 'pychro[{extra}]' (or: pip install {package})"
         ) from exc
+
+
+def lazy_getattr(package: str, table: dict[str, str]) -> Callable[[str], object]:
+    """A module ``__getattr__`` that imports ``table[name]`` (a module path) on first use of ``name``.
+
+    Keeps heavy modules (pyarrow, pandas, numpy-based servers) out of ``import pychro``; the value is then
+    cached on the package so later lookups are plain attribute reads.
+    """
+
+    def __getattr__(name: str) -> object:
+        module = table.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    return __getattr__

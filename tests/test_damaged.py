@@ -217,7 +217,8 @@ def test_short_index_file(journal: Path, size: int, visible: int) -> None:
     assert Journal(journal, thread_id_bits=16).count(DAY) == visible
 
 
-def test_gap_in_index_file_numbers(tmp_path: Path) -> None:
+def _twenty_in_small_index_files(tmp_path: Path) -> tuple[Path, VanillaConfig]:
+    """20 one-int messages in index files of 8 slots: index-0, index-1, index-2."""
     root = tmp_path / "j"
     cfg = VanillaConfig(index_block_size=64, thread_id_bits=16)
     clock = FakeClock(dt.datetime(2015, 2, 21, 12))
@@ -226,6 +227,11 @@ def test_gap_in_index_file_numbers(tmp_path: Path) -> None:
         for k in range(20):
             appender.write_int(k)
             appender.finish()
+    return root, cfg
+
+
+def test_gap_in_index_file_numbers(tmp_path: Path) -> None:
+    root, cfg = _twenty_in_small_index_files(tmp_path)
     os.remove(root / FOLDER / "index-1")
     # index-2 exists, so index-1 was lost (index files are created in order): an error, not a silent end
     with pytest.raises(JournalNotFoundError, match="index-1 is missing but index-2 exists") as err:
@@ -240,14 +246,7 @@ def test_gap_in_index_file_numbers(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("cut", [0, 8 * 3 + 5])
 def test_cut_index_file_followed_by_another(tmp_path: Path, cut: int) -> None:
-    root = tmp_path / "j"
-    cfg = VanillaConfig(index_block_size=64, thread_id_bits=16)
-    clock = FakeClock(dt.datetime(2015, 2, 21, 12))
-    with VanillaChronicleWriter(root, clock=clock, config=cfg) as writer:
-        appender = writer.get_appender()
-        for k in range(20):
-            appender.write_int(k)
-            appender.finish()
+    root, cfg = _twenty_in_small_index_files(tmp_path)
     os.truncate(root / FOLDER / "index-0", cut)
     with VanillaChronicleReader(root, config=cfg) as reader:
         assert [reader.next_reader().read_int() for _ in range(cut // 8)] == list(range(cut // 8))

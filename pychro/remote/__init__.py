@@ -13,6 +13,7 @@ Importing this package loads neither numpy nor pandas nor pyarrow: the server (n
 
 from __future__ import annotations
 
+from .._optional import lazy_getattr
 from .appender import RemoteAppender, RemoteChronicleWriter
 from .client import RemoteChronicleReader, start_index_of
 from .replicate import replicate
@@ -24,15 +25,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pychro.remote' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [
