@@ -7,8 +7,8 @@ data or index file (rolls and cycle changes). It uses small blocks (32 index slo
 files) and a clock tied to its message number, so each point is reached deterministically. The parent also
 kills a busy two-thread writer at random times.
 
-TODO(frames, remote): once ``pychro.frames`` and ``pychro.remote`` land, read every crashed journal here
-with ``read_table`` and a subscriber too (see ``_readers_after_crash``).
+The frames and remote read paths read crashed journals in tests/test_frames_damaged.py (11 kill points, read
+by ``read_table``, ``iter_batches``, ``RemoteChronicleReader`` and ``iter_remote_batches``).
 """
 
 from __future__ import annotations

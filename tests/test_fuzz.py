@@ -8,8 +8,7 @@ subclasses) may escape; verify must never raise; nothing may hang or kill the in
 * ``test_mutations_in_a_child_process``: seeded random mutations replayed in a child process, so a SIGBUS,
   segfault or hang shows as a failed child with the seed to replay (``PYCHRO_FUZZ_ROUNDS`` sets how many).
 
-TODO(frames): run ``pychro.frames.read_table(..., errors="raise"/"skip")`` as a third target here.
-TODO(remote): fuzz the TCP stream (truncated frames, bad lengths, garbage) once the remote tests are in.
+The frames reader is fuzzed in tests/test_frames_fuzz.py, TCP streams both ways in tests/test_remote_fuzz.py.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ files are tested in ``test_damaged.py``; here only verify is.
 Offsets and sequence numbers are worked out from the raw bytes with this module's own decoding (16 thread-id
 bits, 4 KiB data blocks: ``tid << 48 | file_no << 12 | offset``), not with pychro's codec.
 
-TODO(frames): run ``pychro.frames.read_table(..., errors="skip")`` on each damaged case and check it skips
-exactly the messages verify reports as invalid.
+The frames reader on damaged journals (errors="raise"/"skip"/"truncate") is tested in
+tests/test_frames_damaged.py.
 """
 
 from __future__ import annotations
