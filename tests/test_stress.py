@@ -7,8 +7,8 @@ contention many times a second. ``test_concurrency.py`` covers the fixed-size 4 
 expectations; this one runs by time (``PYCHRO_STRESS_SECONDS``, default 20, and at most
 ``PYCHRO_STRESS_MESSAGES`` per thread, default 40000) and adds verify and many rolls.
 
-Not yet here: a ``pychro.frames.iter_batches(follow=True)`` reader and a TCP subscriber beside the row readers
-(follow mode and live subscribers are tested on their own in tests/frames and tests/test_remote_loopback.py).
+A frames reader (``iter_batches(follow=True)``) beside a row reader under concurrent writers is in
+tests/test_stress_frames.py; live TCP subscribers under writers in tests/test_remote_loopback.py.
 """
 
 from __future__ import annotations
