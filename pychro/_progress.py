@@ -9,7 +9,7 @@ from typing import Any
 def progress_bar(total: int, unit: str, enabled: bool | None, *, big: int, desc: str | None = None) -> Any:
     """A tqdm bar, or None. ``enabled=None``: automatic, for work of at least ``big`` units on a terminal
     or in a notebook (tqdm.auto picks the widget); ``False`` never; ``True`` whenever tqdm is installed."""
-    if enabled is False or (enabled is None and (total < big or not _interactive())):
+    if enabled is False or (enabled is None and (total < big or not interactive())):
         return None
     try:
         from tqdm.auto import tqdm
@@ -18,7 +18,7 @@ def progress_bar(total: int, unit: str, enabled: bool | None, *, big: int, desc:
     return tqdm(total=total, unit=unit, unit_scale=True, desc=desc, leave=False)
 
 
-def _interactive() -> bool:
+def interactive() -> bool:
     if "ipykernel" in sys.modules:
         return True
     try:

@@ -38,16 +38,16 @@ def test_bars_when_asked(journal: Path, tmp_path: Path, capsys: pytest.CaptureFi
 def test_silent_for_small_work_and_when_disabled(
     journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_progress, "_interactive", lambda: True)  # as on a terminal
+    monkeypatch.setattr(_progress, "interactive", lambda: True)  # as on a terminal
     run_all(journal, tmp_path / "auto", None)  # 50k rows: far below the thresholds
     run_all(journal, tmp_path / "off", False)
     assert capsys.readouterr().err == ""
 
 
 def test_automatic_bar_for_long_work_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_progress, "_interactive", lambda: True)
+    monkeypatch.setattr(_progress, "interactive", lambda: True)
     bar = _progress.progress_bar(10_000_000, "rows", None, big=5_000_000)
     assert bar is not None
     bar.close()
-    monkeypatch.setattr(_progress, "_interactive", lambda: False)
+    monkeypatch.setattr(_progress, "interactive", lambda: False)
     assert _progress.progress_bar(10_000_000, "rows", None, big=5_000_000) is None  # not a terminal: silent

@@ -276,15 +276,20 @@ def _batches(
 
 def _with_progress(r: _Read, batches: Iterator[Any], progress: bool | None, follow: bool) -> Iterator[Any]:
     """Pass batches through, updating a progress bar for long reads (tqdm.auto; silent for small work)."""
-    from .._progress import progress_bar
+    from .._progress import interactive, progress_bar
 
-    if progress is False or follow:
+    if progress is False or follow or (progress is None and not interactive()):
         yield from batches
         return
-    total = 0
-    for cycle, first, stop in r.cycles:
-        count = r.journal.count(cycle)
-        total += max(0, (count if stop is None else min(stop, count)) - first)
+    try:
+        total = 0
+        for cycle, first, stop in r.cycles:
+            count = r.journal.count(cycle)
+            total += max(0, (count if stop is None else min(stop, count)) - first)
+    except PychroError:
+        # damage: no bar; the read itself reports it, after the rows before it, as without a bar
+        yield from batches
+        return
     bar = progress_bar(total, "rows", progress, big=20_000_000, desc="read")
     if bar is None:
         yield from batches
