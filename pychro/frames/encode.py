@@ -86,7 +86,6 @@ def encode_strings(
     Valid UTF-8 equals Java's encoding except for non-BMP characters (4-byte sequences), which Java writes as
     two 3-byte surrogates; only rows holding a 0xF0..0xF4 lead byte are re-encoded, one by one.
     """
-    n = len(offsets) - 1
     text_len = np.diff(offsets).astype(np.int64)
     slow = 0
     if len(data) and bool((data >= 0xF0).any()):
