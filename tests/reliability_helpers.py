@@ -213,24 +213,28 @@ class _Worker:
 
 
 def build_two_writer_journal(root: Path, day_a: tuple[int, int, int] = (20, 20, 30), day_b: tuple[int, int] = (10, 10),
-                             config: Any = None) -> None:
-    """Two writer threads, two days (2020-03-01 and -02, SMALL config).
+                             config: Any = None, write: Callable[[Any, int, int], int] | None = None
+                             ) -> list[tuple[int, int, int]]:
+    """Two writer threads, two days (2020-03-01 and -02, SMALL config); returns ``(index, w, i)`` sorted.
 
     Day A: writer 1 x20, writer 2 x20, writer 1 x30 (index-0..2, a data roll); day B: writer 1 x10, 2 x10.
+    ``write(appender, w, i)`` writes and commits one message (default :func:`write_message`).
     """
     from pychro import VanillaChronicleWriter
 
+    write = write or write_message
     config = config or small_config()
     clock = FakeClock(dt.datetime(2020, 3, 1, 12))
     workers = {1: _Worker(), 2: _Worker()}
     nxt = {1: 0, 2: 0}
+    written: list[tuple[int, int, int]] = []
     try:
         with VanillaChronicleWriter(root, config=config, clock=clock) as writer:
             def burst(w: int, n: int) -> None:
                 def job() -> None:
                     appender = writer.get_appender()
                     for _ in range(n):
-                        write_message(appender, w, nxt[w])
+                        written.append((write(appender, w, nxt[w]), w, nxt[w]))
                         nxt[w] += 1
                 workers[w].do(job)
 
@@ -240,6 +244,7 @@ def build_two_writer_journal(root: Path, day_a: tuple[int, int, int] = (20, 20, 
     finally:
         for worker in workers.values():
             worker.stop()
+    return sorted(written)
 
 
 # -- the child writer ----------------------------------------------------------------------------------------
@@ -510,35 +515,12 @@ def frames_row_intact(w: int, i: int, s: str | None, crc: int) -> bool:
 
 def build_frames_journal(root: Path, day_a: tuple[int, int, int] = (15, 15, 15), day_b: tuple[int, int] = (6, 6),
                          config: Any = None) -> list[tuple[int, int, int]]:
-    """Like :func:`build_two_writer_journal`, with frames messages; returns ``(index, w, i)`` in index order.
+    """:func:`build_two_writer_journal` with frames messages; returns ``(index, w, i)`` in index order.
 
-    Two writer threads, two days (2020-03-01 and -02, SMALL config): index files roll every 32 messages and
-    data files every 4 KiB, so the default sizes give 2 + 1 index files and several data files per writer.
+    With the SMALL config index files roll every 32 messages and data files every 4 KiB, so the default sizes
+    give 2 + 1 index files and several data files per writer.
     """
-    from pychro import VanillaChronicleWriter
-
-    config = config or small_config()
-    clock = FakeClock(dt.datetime(2020, 3, 1, 12))
-    workers = {1: _Worker(), 2: _Worker()}
-    nxt = {1: 0, 2: 0}
-    written: list[tuple[int, int, int]] = []
-    try:
-        with VanillaChronicleWriter(root, config=config, clock=clock) as writer:
-            def burst(w: int, n: int) -> None:
-                def job() -> None:
-                    appender = writer.get_appender()
-                    for _ in range(n):
-                        written.append((write_frames_message(appender, w, nxt[w]), w, nxt[w]))
-                        nxt[w] += 1
-                workers[w].do(job)
-
-            burst(1, day_a[0]), burst(2, day_a[1]), burst(1, day_a[2])
-            clock.set(dt.datetime(2020, 3, 2, 12))
-            burst(1, day_b[0]), burst(2, day_b[1])
-    finally:
-        for worker in workers.values():
-            worker.stop()
-    return sorted(written)
+    return build_two_writer_journal(root, day_a, day_b, config, write=write_frames_message)
 
 
 def frames_rows_of_table(table: Any) -> list[tuple[int, int, int, str | None, int]]:
