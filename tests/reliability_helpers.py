@@ -382,6 +382,21 @@ def child_write(spec: dict[str, Any]) -> None:
     os.close(fd)
 
 
+def run_fuzz_child(module: str, function: str, base: str | os.PathLike[str], rounds_env: str, default_rounds: int,
+                   seconds_per_round: float = 1.0) -> tuple[dict[str, Any], int, int]:
+    """Run ``<module>.<function>(base, seed, rounds)`` (a test module beside this one) in a child process, so a
+    SIGBUS, segfault or hang fails with the seed to replay. Returns (the child's last JSON line, seed, rounds)."""
+    rounds = int(os.environ.get(rounds_env, str(default_rounds)))
+    seed = int(os.environ.get("PYCHRO_FUZZ_SEED", "20261128"))
+    code = (f"import sys; sys.path[:0] = [{str(HERE.parent)!r}]; import {module}; "
+            f"{module}.{function}({str(base)!r}, {seed}, {rounds})")
+    run = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=REPO,
+                         timeout=60 + seconds_per_round * rounds)
+    last = run.stderr.strip().splitlines()[-12:]
+    assert run.returncode == 0, f"child died (rc={run.returncode}, seed={seed}): {last}"
+    return json.loads(run.stdout.strip().splitlines()[-1]), seed, rounds
+
+
 def run_child(command: str, spec: dict[str, Any]) -> subprocess.Popen[bytes]:
     """Start a child of this script (``read`` or ``verify``, see :func:`main`) with stdout/stderr piped."""
     return subprocess.Popen([sys.executable, str(HERE), command, json.dumps(spec)], cwd=REPO,

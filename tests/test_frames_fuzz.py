@@ -24,7 +24,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -36,12 +35,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reliability_helpers import (
     FRAMES_SCHEMA,
-    HERE,
-    REPO,
     build_frames_journal,
     frames_rows_by_row_reader,
     frames_rows_of_table,
     report_line,
+    run_fuzz_child,
     small_config,
 )
 from test_fuzz import OP, _random_ops, apply
@@ -204,15 +202,7 @@ def child_fuzz(base: str, seed: int, rounds: int) -> None:
 
 @pytest.mark.slow
 def test_frames_mutations_in_a_child_process(base: Path, request: pytest.FixtureRequest) -> None:
-    rounds = int(os.environ.get("PYCHRO_FRAMES_FUZZ_ROUNDS", "300"))
-    seed = int(os.environ.get("PYCHRO_FUZZ_SEED", "20261128"))
-    code = (f"import sys; sys.path[:0] = [{str(HERE.parent)!r}]; import test_frames_fuzz; "
-            f"test_frames_fuzz.child_fuzz({str(base)!r}, {seed}, {rounds})")
-    run = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=REPO,
-                         timeout=60 + rounds)
-    last = run.stderr.strip().splitlines()[-12:]
-    assert run.returncode == 0, f"child died (rc={run.returncode}, seed={seed}): {last}"
-    totals = json.loads(run.stdout.strip().splitlines()[-1])
+    totals, seed, rounds = run_fuzz_child("test_frames_fuzz", "child_fuzz", base, "PYCHRO_FRAMES_FUZZ_ROUNDS", 300)
     assert totals["inputs"] == rounds and totals["rows"] > rounds  # most mutations leave rows to read
     report_line(request, f"[frames fuzz] inputs tried in a child process: {rounds} (seed {seed}); rows returned: "
                          f"{totals['rows']}; skipped: {totals['skipped']}; pychro errors: {totals['errors']}; "

@@ -18,7 +18,6 @@ import os
 import random
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,11 +27,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reliability_helpers import (
-    HERE,
-    REPO,
     build_two_writer_journal,
     check_body,
     report_line,
+    run_fuzz_child,
     small_config,
 )
 
@@ -265,15 +263,7 @@ def child_fuzz(base: str, seed: int, rounds: int) -> None:
 
 @pytest.mark.slow
 def test_mutations_in_a_child_process(base: Path, request: pytest.FixtureRequest) -> None:
-    rounds = int(os.environ.get("PYCHRO_FUZZ_ROUNDS", "500"))
-    seed = int(os.environ.get("PYCHRO_FUZZ_SEED", "20261128"))
-    code = (f"import sys; sys.path[:0] = [{str(HERE.parent)!r}]; import test_fuzz; "
-            f"test_fuzz.child_fuzz({str(base)!r}, {seed}, {rounds})")
-    run = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=REPO,
-                         timeout=60 + rounds)
-    last = run.stderr.strip().splitlines()[-3:]
-    assert run.returncode == 0, f"child died (rc={run.returncode}, seed={seed}): {last}"
-    totals = json.loads(run.stdout.strip().splitlines()[-1])
+    totals, seed, rounds = run_fuzz_child("test_fuzz", "child_fuzz", base, "PYCHRO_FUZZ_ROUNDS", 500)
     assert totals["inputs"] == rounds and totals["messages"] > rounds  # most mutations leave messages to read
     report_line(request, f"[fuzz] inputs tried in a child process: {rounds} (seed {seed}); messages returned: "
                          f"{totals['messages']} ({totals['intact']} intact); pychro errors: {totals['errors']}")

@@ -38,13 +38,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reliability_helpers import (
     FRAMES_SCHEMA,
-    HERE,
-    REPO,
     build_frames_journal,
     frames_body,
     frames_row_intact,
     frames_rows_of_table,
     report_line,
+    run_fuzz_child,
     small_config,
 )
 
@@ -657,18 +656,8 @@ def child_tcp_fuzz(journal: str, seed: int, rounds: int) -> None:
 
 @pytest.mark.slow
 def test_tcp_fuzz_in_a_child_process(recorded: Recorded, request: pytest.FixtureRequest) -> None:
-    import json
-    import subprocess
-
-    rounds = int(os.environ.get("PYCHRO_TCP_FUZZ_ROUNDS", "40"))
-    seed = int(os.environ.get("PYCHRO_FUZZ_SEED", "20261128"))
-    code = (f"import sys; sys.path[:0] = [{str(HERE.parent)!r}]; import test_remote_fuzz; "
-            f"test_remote_fuzz.child_tcp_fuzz({str(recorded.root)!r}, {seed}, {rounds})")
-    run = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=REPO,
-                         timeout=60 + 5 * rounds)
-    last = run.stderr.strip().splitlines()[-12:]
-    assert run.returncode == 0, f"child died (rc={run.returncode}, seed={seed}): {last}"
-    totals = json.loads(run.stdout.strip().splitlines()[-1])
+    totals, seed, rounds = run_fuzz_child("test_remote_fuzz", "child_tcp_fuzz", recorded.root, "PYCHRO_TCP_FUZZ_ROUNDS",
+                                          40, seconds_per_round=5)
     assert totals["rounds"] == rounds and totals["delivered"] > rounds
     report_line(request, f"[remote fuzz] in a child process (seed {seed}): {rounds} mutated streams to both clients "
                          f"({totals['delivered']} delivered, {totals['client_errors']} RemoteError/NoData) and "
