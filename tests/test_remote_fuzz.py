@@ -46,6 +46,7 @@ from reliability_helpers import (
     run_fuzz_child,
     small_config,
 )
+from test_remote_wire import recv_n
 
 pa = pytest.importorskip("pyarrow")
 
@@ -87,16 +88,6 @@ class Recorded:
             ends.append(pos)
         self.ends = ends  # stream offset where each frame ends
         self.messages = [(index, frames_body(w, i)) for index, w, i in written]
-
-
-def recv_n(sock: socket.socket, n: int) -> bytes:
-    out = b""
-    while len(out) < n:
-        chunk = sock.recv(n - len(out))
-        if not chunk:
-            raise EOFError(f"closed after {len(out)} of {n} bytes")
-        out += chunk
-    return out
 
 
 def subscribe_and_read(port: int, frames: int) -> tuple[bytes, list[bytes]]:
