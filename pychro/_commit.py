@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _layout as L
 from ._mapping import MappedFile, commit, commit_batch, first_zero_slot
-from .errors import FormatError
+from .errors import FormatError, ReadOnlyJournalError
 from .journal import Journal
 
 __all__ = ["Committer", "IndexFile"]
 
+T = TypeVar("T")
 _claim_lock = threading.Lock()  # serialises data-file claims of all writers in this process
 
 
@@ -126,7 +129,29 @@ class Committer:
 
     def claim_data_file(self, cycle: int, tid: int, after: int | None) -> tuple[int, MappedFile]:
         """Create this thread's next data file in ``cycle``: ``max+1`` of its existing ones (Java >= 3.2.2),
-        or ``after+1`` when rolling. Created with O_EXCL: a data file belongs to exactly one appender."""
+        or ``after+1`` when rolling. Created with O_EXCL: a data file belongs to exactly one appender.
+        Returns its number and a shared writable mapping."""
+        size = self.config.data_block_size
+        return self._claim(cycle, tid, after, lambda path: MappedFile.open_write(path, size, exclusive=True))
+
+    def claim_data_fd(self, cycle: int, tid: int, after: int | None) -> tuple[int, int]:
+        """As :meth:`claim_data_file`, for a writer that fills the file with ``pwrite``: returns its number and
+        a file descriptor (the caller closes it). The file has its full block size, as Java maps it."""
+        return self._claim(cycle, tid, after, self._create_for_pwrite)
+
+    def _create_for_pwrite(self, path: str) -> int:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except PermissionError as exc:
+            raise ReadOnlyJournalError(f"cannot open for writing: {exc.strerror}", path=path) from None
+        try:
+            os.ftruncate(fd, self.config.data_block_size)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _claim(self, cycle: int, tid: int, after: int | None, create: Callable[[str], T]) -> tuple[int, T]:
         folder = self.journal.cycle_path(cycle)
         os.makedirs(folder, exist_ok=True)
         with _claim_lock:
@@ -138,6 +163,6 @@ class Committer:
             while True:
                 path = os.path.join(folder, L.data_file_name(tid, file_no))
                 try:
-                    return file_no, MappedFile.open_write(path, self.config.data_block_size, exclusive=True)
+                    return file_no, create(path)
                 except FileExistsError:
                     file_no += 1  # another writer object of this thread took it

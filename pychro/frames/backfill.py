@@ -25,11 +25,12 @@ from .._optional import require
 from ..config import VanillaConfig
 from ..journal import Journal
 from . import encode as E
+from . import place
 from .schema import FIXED, SKIP, STOPBIT, STRING, UTF, Schema, SchemaLike
 
 __all__ = ["to_journal", "write_frame"]
 
-CHUNK_ROWS = 1 << 20  # rows encoded and committed per step: bounds memory, keeps temporaries warm
+CHUNK_ROWS = 1 << 16  # rows placed and committed per step: temporaries stay in cache
 
 _INT_RANGE = {
     "int8": (-(1 << 7), (1 << 7) - 1),
@@ -122,7 +123,7 @@ def write_frame(
     try:
         for cycle in np.unique(cycles):
             rows = np.flatnonzero(cycles == cycle) if len(cycles) > 1 else np.arange(n)
-            _write_cycle(committer, int(cycle), tid, rows, encoded, lengths, schema, out, bar)
+            _write_cycle(committer, int(cycle), tid, rows, encoded, lengths, out, bar)
     finally:
         committer.close()
         if bar is not None:
@@ -315,14 +316,14 @@ def _cycles(
 # -- layout and commit ---------------------------------------------------------------------------------------
 def _write_cycle(
     committer: Committer, cycle: int, tid: int, rows: npt.NDArray[np.int64], encoded: list[E.Encoded],
-    lengths: npt.NDArray[np.int64], schema: Schema, out: npt.NDArray[np.int64], bar: Any,
+    lengths: npt.NDArray[np.int64], out: npt.NDArray[np.int64], bar: Any,
 ) -> None:
     cfg = committer.config
     codec = committer.journal.codec
-    block = cfg.data_block_size
-    roll_at = block - cfg.message_capacity - L.HEADER_SIZE  # a message may start at header pos <= roll_at
-    file_no, mf = committer.claim_data_file(cycle, tid, None)
+    roll_at = cfg.data_block_size - cfg.message_capacity - L.HEADER_SIZE  # the last header position allowed
+    file_no, fd = committer.claim_data_fd(cycle, tid, None)
     pos = 0
+    staging = np.empty(0, dtype=np.uint8)
     try:
         for c0 in range(0, len(rows), CHUNK_ROWS):
             chunk = rows[c0 : c0 + CHUNK_ROWS]
@@ -334,83 +335,47 @@ def _write_cycle(
                 starts = ends - rec[done:]
                 fit = int(np.searchsorted(starts, roll_at, side="right"))
                 if fit == 0:
-                    mf.close()
-                    file_no, mf = committer.claim_data_file(cycle, tid, file_no)
+                    os.close(fd)
+                    fd = -1
+                    file_no, fd = committer.claim_data_fd(cycle, tid, file_no)
                     pos = 0
                     continue
                 part = chunk[done : done + fit]
                 hdr = starts[:fit]
-                _write_bodies(mf, hdr, part, encoded, lengths, schema)
-                entries = (np.uint64(codec.pack(tid, file_no, 0)) + (hdr + L.HEADER_SIZE).astype(np.uint64))
-                out[part] = committer.commit_many(cycle, entries)
-                pos = int(ends[fit - 1])
+                size = int(ends[fit - 1]) - pos
+                if len(staging) < size + place.SLACK:
+                    staging = np.empty(size + place.SLACK, dtype=np.uint8)
+                _lay_out(staging, hdr - pos, part, encoded, lengths)
+                _pwrite_all(fd, staging[:size], pos)
+                entries = np.uint64(codec.pack(tid, file_no, 0)) + (hdr + L.HEADER_SIZE).astype(np.uint64)
+                out[part] = committer.commit_many(cycle, entries)  # bodies are in the file: publish them
+                pos += size
                 done += fit
                 if bar is not None:
                     bar.update(fit)
     finally:
-        mf.close()
+        if fd >= 0:
+            os.close(fd)
 
 
-def _write_bodies(
-    mf: Any, hdr: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], encoded: list[E.Encoded],
-    lengths: npt.NDArray[np.int64], schema: Schema,
+def _lay_out(
+    buf: npt.NDArray[np.uint8], hdr: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], encoded: list[E.Encoded],
+    lengths: npt.NDArray[np.int64],
 ) -> None:
-    """Bodies, then headers, of consecutive messages at header positions ``hdr`` of one data file."""
-    buf = np.frombuffer(mf.mm, dtype=np.uint8)
-    try:
-        ln = lengths[rows]
-        if all(enc.fixed is not None for enc in encoded) and int(ln.min()) == int(ln.max()):
-            _write_regular(buf, int(hdr[0]), len(rows), int(ln[0]), [_take(enc, rows) for enc in encoded])
-            return
-        cursor = hdr + L.HEADER_SIZE
-        for enc in encoded:
-            E.scatter(buf, cursor, _take(enc, rows))
-            cursor = cursor + enc.lengths[rows]
-        # headers last: ~length, little-endian int32 at 4-aligned positions (the CAS publishes them)
-        E.scatter(buf, hdr, E.encode_fixed(~ln.astype(np.int32), "<i4"))
-    finally:
-        del buf
+    """The bytes of consecutive messages (headers at ``hdr``, the first at 0) into the staging buffer."""
+    columns = [E.take(enc, rows) for enc in encoded]
+    ln = lengths[rows]
+    if all(c.fixed is not None for c in columns):  # every row the same size
+        place.write_uniform(buf, 0, len(rows), int(ln[0]), columns)
+    else:
+        place.write_records(buf, hdr, ln, columns)
 
 
-def _write_regular(buf: npt.NDArray[np.uint8], first_hdr: int, n: int, length: int, encoded: list[E.Encoded]) -> None:
-    """Messages of one fixed size sit at a constant stride: write each field through a strided view
-    (a plain strided copy, no index arrays), then the headers the same way."""
-    stride = (L.HEADER_SIZE + length + 3) & ~3
-    pos = first_hdr + L.HEADER_SIZE
-    for enc in encoded:
-        assert enc.fixed is not None
-        size = enc.fixed.shape[1]
-        if size in (1, 2, 4, 8):
-            view = np.ndarray((n,), dtype=f"<u{size}", buffer=buf, offset=pos, strides=(stride,))
-            view[:] = enc.fixed.view(f"<u{size}").reshape(n)
-        else:
-            np.ndarray((n, size), dtype=np.uint8, buffer=buf, offset=pos, strides=(stride, 1))[:] = enc.fixed
-        pos += size
-    headers = np.ndarray((n,), dtype="<i4", buffer=buf, offset=first_hdr, strides=(stride,))
-    headers[:] = ~length
-
-
-def _take(enc: E.Encoded, rows: npt.NDArray[np.int64]) -> E.Encoded:
-    """The encoded values of some rows (rows are consecutive and ascending within a chunk)."""
-    lo, hi = int(rows[0]), int(rows[-1]) + 1
-    contiguous = hi - lo == len(rows)  # the usual case (one cycle): slices, no copies
-    if enc.parts is not None:
-        lengths = enc.lengths[lo:hi] if contiguous else enc.lengths[rows]
-        return E.Encoded(lengths, parts=[_take(p, rows) for p in enc.parts])
-    if enc.fixed is not None:
-        return E.Encoded(enc.lengths[lo:hi], fixed=enc.fixed[lo:hi]) if contiguous else E.Encoded(
-            enc.lengths[rows], fixed=enc.fixed[rows]
-        )
-    assert enc.offsets is not None
-    if contiguous:
-        base = enc.offsets[lo]
-        return E.Encoded(enc.lengths[lo:hi], data=enc.data[base : enc.offsets[hi]], offsets=enc.offsets[lo : hi + 1] - base)
-    lengths = enc.lengths[rows]
-    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    data = np.zeros(int(offsets[-1]), dtype=np.uint8)
-    E._copy_runs(data, offsets[:-1], enc.data, enc.offsets[rows], lengths)  # type: ignore[arg-type]
-    return E.Encoded(lengths, data=data, offsets=offsets)
+def _pwrite_all(fd: int, data: npt.NDArray[np.uint8], offset: int) -> None:
+    view = memoryview(data)
+    while len(view):
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def _bar(total: int, progress: bool | None) -> Any:

@@ -16,14 +16,16 @@ import numpy.typing as npt
 
 from .. import _fields as F
 
-__all__ = ["Encoded", "encode_fixed", "encode_stop_bits", "encode_strings", "materialize", "scatter"]
+__all__ = [
+    "Encoded", "encode_fixed", "encode_stop_bits", "encode_strings", "head_words", "materialize", "scatter", "take",
+]
 
 
 @dataclass
 class Encoded:
     """One column ready to write: ``fixed`` (n, size) bytes, or variable ``data`` + per-row ``offsets``."""
 
-    lengths: npt.NDArray[np.int64]  # bytes per row
+    lengths: npt.NDArray[np.int64]  # bytes per row (read-only; a broadcast scalar for fixed-width columns)
     fixed: npt.NDArray[np.uint8] | None = None  # (n, size) when every row has the same size
     data: npt.NDArray[np.uint8] | None = None  # variable: all rows' bytes back to back
     offsets: npt.NDArray[np.int64] | None = None  # variable: start of each row in data (n + 1 entries)
@@ -37,7 +39,12 @@ def encode_fixed(values: npt.NDArray[Any], dtype: str) -> Encoded:
     arr = np.ascontiguousarray(values, dtype=np.dtype(dtype))
     n = len(arr)
     size = arr.dtype.itemsize
-    return Encoded(np.full(n, size, dtype=np.int64), fixed=arr.view(np.uint8).reshape(n, size))
+    return Encoded(_same(n, size), fixed=arr.view(np.uint8).reshape(n, size))
+
+
+def _same(n: int, size: int) -> npt.NDArray[np.int64]:
+    """``size`` for each of ``n`` rows without allocating them (a read-only broadcast view)."""
+    return np.broadcast_to(np.int64(size), (n,))
 
 
 def stop_bit_lengths(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -55,6 +62,9 @@ def encode_stop_bits(values: npt.NDArray[np.int64]) -> Encoded:
     """Java ``writeStopBit`` for every value (incl. negatives: ``-1`` -> ``80 00``)."""
     v = np.ascontiguousarray(values, dtype=np.int64)
     n = len(v)
+    if n and 0 <= int(v.min()) and int(v.max()) <= F.STOP_BIT_PAYLOAD:
+        # the usual case for string lengths: every value is its own single byte
+        return Encoded(_same(n, 1), fixed=v.astype(np.uint8).reshape(n, 1))
     neg = v < 0
     u = np.where(neg, ~v, v).view(np.uint64)
     lengths = stop_bit_lengths(v)
@@ -74,7 +84,7 @@ def encode_stop_bits(values: npt.NDArray[np.int64]) -> Encoded:
     if n and int(lengths.min()) == int(lengths.max()):
         # every value has the same size (e.g. lengths of short strings: one byte): a fixed-width column,
         # written with one scatter instead of run copies
-        return Encoded(lengths, fixed=data.reshape(n, int(lengths[0])))
+        return Encoded(_same(n, int(lengths[0])), fixed=data.reshape(n, int(lengths[0])))
     return Encoded(lengths, data=data, offsets=offsets)
 
 
@@ -222,3 +232,96 @@ def scatter(buf: npt.NDArray[np.uint8], positions: npt.NDArray[np.int64], enc: E
         return
     assert enc.data is not None and enc.offsets is not None
     _copy_runs(buf, positions, enc.data, enc.offsets[:-1], enc.lengths)
+
+
+def take(enc: Encoded, rows: npt.NDArray[np.int64]) -> Encoded:
+    """The encoded values of some ascending ``rows`` (slices, no copies, when they are consecutive)."""
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    contiguous = hi - lo == len(rows)  # the usual case (one cycle)
+    lengths = enc.lengths[lo:hi] if contiguous else enc.lengths[rows]
+    if enc.parts is not None:
+        return Encoded(lengths, parts=[take(p, rows) for p in enc.parts])
+    if enc.fixed is not None:
+        return Encoded(lengths, fixed=enc.fixed[lo:hi] if contiguous else enc.fixed[rows])
+    assert enc.data is not None and enc.offsets is not None
+    if contiguous:
+        base = enc.offsets[lo]
+        return Encoded(lengths, data=enc.data[base : enc.offsets[hi]], offsets=enc.offsets[lo : hi + 1] - base)
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    data = np.zeros(int(offsets[-1]), dtype=np.uint8)
+    _copy_runs(data, offsets[:-1], enc.data, enc.offsets[rows], lengths)
+    return Encoded(lengths, data=data, offsets=offsets)
+
+
+@dataclass
+class Tail:
+    """Bytes of a variable-length column beyond its first 8 in some rows: ``src[src_starts[i] : +lengths[i]]``
+    belongs 8 bytes after the column's start in row ``rows[i]``."""
+
+    rows: npt.NDArray[np.int64]
+    src: npt.NDArray[np.uint8]
+    src_starts: npt.NDArray[np.int64]
+    lengths: npt.NDArray[np.int64]
+
+
+def head_words(enc: Encoded) -> tuple[npt.NDArray[np.uint64], Tail | None]:
+    """A variable-length column as one little-endian 8-byte word per row, plus what does not fit in it.
+
+    Each word starts with the row's bytes (stop-bit or uint16 length prefix, then text; or a stop-bit
+    number); bytes after them are arbitrary (whatever follows in the source). The bulk writer stores these
+    words in file order, so those extra bytes are overwritten by the next field (see ``place.py``).
+    """
+    if enc.parts is None:
+        assert enc.data is not None and enc.offsets is not None
+        return _words_at(enc.data, enc.offsets[:-1]), _tail(enc.lengths, enc.data, enc.offsets[:-1], 0)
+    prefix, text = enc.parts
+    assert text.data is not None and text.offsets is not None
+    if prefix.fixed is not None:
+        plen: Any = prefix.fixed.shape[1]
+        pw = _fixed_words(prefix.fixed)
+    else:
+        assert prefix.data is not None and prefix.offsets is not None
+        plen = prefix.lengths
+        pw = _words_at(prefix.data, prefix.offsets[:-1]) & _MASKS[plen]
+    shift = np.asarray(plen, dtype=np.uint64) * np.uint64(8)  # a prefix is at most 3 bytes: no overshift
+    words = pw | (_words_at(text.data, text.offsets[:-1]) << shift)
+    return words, _tail(enc.lengths, text.data, text.offsets[:-1], plen)
+
+
+def _tail(
+    lengths: npt.NDArray[np.int64], src: npt.NDArray[np.uint8], src_starts: npt.NDArray[np.int64], plen: Any
+) -> Tail | None:
+    """Rows longer than a word: their bytes from offset 8 on (``plen`` bytes of the word held a prefix)."""
+    if not len(lengths) or int(lengths.max()) <= 8:
+        return None
+    rows = np.flatnonzero(lengths > 8)
+    skip = 8 - (plen[rows] if isinstance(plen, np.ndarray) else plen)  # source bytes already in the word
+    return Tail(rows, src, src_starts[rows] + skip, lengths[rows] - 8)
+
+
+def _words_at(data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    """The 8 bytes at each of ascending ``starts`` in ``data``, as little-endian words; bytes past the end are 0."""
+    if len(data) < 8:
+        padded = np.zeros(8 + len(data), dtype=np.uint8)
+        padded[: len(data)] = data
+        return np.ndarray((len(data) + 1,), dtype="<u8", buffer=padded, strides=(1,))[starts]
+    window = np.ndarray((len(data) - 7,), dtype="<u8", buffer=data, offset=0, strides=(1,))
+    late = int(np.searchsorted(starts, len(data) - 8, side="right"))  # words that would run past the end
+    words = np.empty(len(starts), dtype=np.uint64)
+    words[:late] = window[starts[:late]]
+    if late < len(starts):
+        over = starts[late:] - (len(data) - 8)
+        words[late:] = window[len(data) - 8] >> (over.astype(np.uint64) * np.uint64(8))
+    return words
+
+
+def _fixed_words(fixed: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
+    """(n, w <= 8) bytes per row as little-endian words."""
+    n, w = fixed.shape
+    if w in (1, 2, 4, 8):
+        return np.ascontiguousarray(fixed).view(f"<u{w}").reshape(n).astype(np.uint64)
+    words = np.zeros(n, dtype=np.uint64)
+    for j in range(w):
+        words |= fixed[:, j].astype(np.uint64) << np.uint64(8 * j)
+    return words
