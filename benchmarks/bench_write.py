@@ -2,8 +2,8 @@
 
     python benchmarks/bench_write.py [--rows N] [--row-api-rows M] [--repeat R]
 
-For the fixed (int64 ts, float64 px, int32 qty, bool side) and mixed (the same + two short strings) schemas of
-bench_read.py, prints rows/s of:
+For the fixed (timestamp ts, float64 px, int32 qty, bool side) and mixed (the same + two strings of 1-7 bytes)
+schemas and the values of bench_read.py, prints rows/s of:
 * ``write_frame`` (bulk backfill) vs the row-API appender loop (measured on M rows), and their ratio;
 * ``to_parquet`` (journal -> Parquet, decode included) vs ``pyarrow.parquet.write_table`` of the same rows
   already in memory, and the cost ratio (target: export <= 1.5x the Parquet write alone).
@@ -20,46 +20,32 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from bench_read import SCHEMAS, SYMBOLS, VENUES, best, make_values
 
 import pychro
 
-FIXED = "ts:int64,px:float64,qty:int32,side:bool"
-MIXED = FIXED + ",sym:string,venue:string"
+FIXED, MIXED = SCHEMAS["fixed"], SCHEMAS["mixed"]
 DAY = dt.date(2024, 1, 2)
 
 
-def make_table(n: int, mixed: bool) -> pa.Table:
-    i = np.arange(n, dtype=np.int64)
-    cols: dict[str, Any] = {
-        "ts": 1_704_153_600_000 + i,
-        "px": 100.0 + (i % 1000) / 7,
-        "qty": (i % 500).astype(np.int32),
-        "side": i % 2 == 0,
-    }
+def make_table(n: int, mixed: bool, seed: int = 1) -> pa.Table:
+    """bench_read's rows as a table (ts as int64 milliseconds, strings as Arrow strings)."""
+    v = make_values(n, seed)
+    cols: dict[str, Any] = {"ts": v["ts"], "px": v["px"], "qty": v["qty"], "side": v["side"]}
     if mixed:
-        cols["sym"] = pa.array(np.array(["EURUSD", "GBPUSD", "USDJPY", "AUDUSD"])[i % 4])
-        cols["venue"] = pa.array(np.array(["LDN", "NY4", "TY3"])[i % 3])
+        cols["sym"] = pa.array(np.array(SYMBOLS)[v["sym"]])
+        cols["venue"] = pa.array(np.array(VENUES)[v["venue"]])
     return pa.table(cols)
 
 
-def best(fn: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def row_api_write(table: pa.Table, path: str, mixed: bool) -> None:
-    cols = table.to_pydict()
-    clock = lambda: 1_704_153_600_000  # noqa: E731 - same cycle as write_frame's date
+def row_api_write(cols: dict[str, list[Any]], path: str, mixed: bool) -> None:
+    """The appender loop over plain Python values (``Table.to_pydict()``, converted before timing)."""
+    clock = lambda: 1_704_186_000_000  # noqa: E731 - 2024-01-02 09:00 UTC, the cycle of write_frame's date
     with pychro.VanillaChronicleWriter(path, clock=clock) as chron:
         a = chron.get_appender()
         if mixed:
@@ -103,10 +89,10 @@ def main() -> None:
                 k[0] += 1
                 pychro.write_frame(table, os.path.join(tmp, f"{name}-bulk-{k[0]}"), schema, date=DAY)
 
-            t_bulk = best(bulk, args.repeat)
-            small = table.slice(0, args.row_api_rows)
+            t_bulk = best(bulk, args.repeat)  # (bench_read.best warms up once first)
+            small = table.slice(0, args.row_api_rows).to_pydict()
             t_row = best(lambda: row_api_write(small, os.path.join(tmp, f"{name}-row-{time.perf_counter_ns()}"), mixed),
-                         max(1, args.repeat - 1))
+                         args.repeat)
             src = os.path.join(tmp, f"{name}-bulk-1")
             t_export = best(lambda: pychro.to_parquet(src, schema, os.path.join(tmp, f"{name}.parquet")), args.repeat)
             frame = pychro.read_table(src, schema)

@@ -121,7 +121,8 @@ class Committer:
             n = commit_batch(f.mm, f.hint, entries[done:], part)
             if n:
                 f.hint = int(part[n - 1]) + L.ENTRY_SIZE
-                part[:n] = f.base + (part[:n] >> 3)
+                part[:n] >>= 3
+                part[:n] += f.base
                 done += n
             if done < len(entries):
                 f = self.next_file(f)

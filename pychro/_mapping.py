@@ -151,4 +151,22 @@ def commit_batch(index: mmap.mmap, start_offset: int, entries: Buffer, out_offse
 
     ``out_offsets`` (int64, one per entry) receives each committed slot's byte offset.
     """
+    _populate(index, start_offset, len(memoryview(entries).cast("B")))
     return _atomic.append_u64_batch(index, start_offset, entries, out_offsets)
+
+
+# MADV_POPULATE_WRITE (Linux >= 5.14): fault a range of a shared mapping in, writable, in one call. It
+# changes no byte, so it is safe on slots other writers are filling; a batch of CASes then takes no page
+# faults (about a third of their cost on fresh index pages).
+_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23) if os.uname().sysname == "Linux" else None
+
+
+def _populate(mm: mmap.mmap, start: int, length: int) -> None:
+    global _POPULATE_WRITE
+    if _POPULATE_WRITE is None or length <= 0:
+        return
+    first = start - start % mmap.PAGESIZE
+    try:
+        mm.madvise(_POPULATE_WRITE, first, min(len(mm), start + length) - first)
+    except (OSError, ValueError):
+        _POPULATE_WRITE = None  # older kernel: plain page faults, as before

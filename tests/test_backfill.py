@@ -277,18 +277,21 @@ _ARROW = {"int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": 
     offset=st.integers(0, 1000),
     chunk=st.sampled_from([1, 2, 7, 64]),
     small_blocks=st.booleans(),
+    threads=st.sampled_from([1, 2, 3]),
 )
 def test_hypothesis_byte_identical_to_row_writer(
-    tmp_path_factory: pytest.TempPathFactory, types: list[str], n: int, offset: int, chunk: int, small_blocks: bool
+    tmp_path_factory: pytest.TempPathFactory, types: list[str], n: int, offset: int, chunk: int, small_blocks: bool,
+    threads: int,
 ) -> None:
-    """Any field order (variable fields first, last, adjacent, long or empty), any chunking, data-file rolls."""
+    """Any field order (variable fields first, last, adjacent, long or empty), any chunking, data-file rolls,
+    one or more threads laying out runs of messages."""
     assume(any(not t.startswith("skip") for t in types))  # a schema needs a column
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(backfill, "CHUNK_ROWS", chunk)
-        _check_byte_identity(tmp_path_factory.mktemp("bytes"), types, n, offset, small_blocks)
+        _check_byte_identity(tmp_path_factory.mktemp("bytes"), types, n, offset, small_blocks, threads)
 
 
-def _check_byte_identity(path: Path, types: list[str], n: int, offset: int, small_blocks: bool) -> None:
+def _check_byte_identity(path: Path, types: list[str], n: int, offset: int, small_blocks: bool, threads: int) -> None:
     """Writes the rows with the row writer and with write_frame, and compares every file byte for byte."""
     # small files keep the byte comparison cheap; the smallest also roll data and index files
     if small_blocks:
@@ -306,7 +309,8 @@ def _check_byte_identity(path: Path, types: list[str], n: int, offset: int, smal
             a.finish()
     table = pa.table({name: pa.array(columns[name], _ARROW[t]) for name, t in zip(names, types) if t in _ARROW})
     schema = ",".join(f"{name}:{t}" for name, t in zip(names, types))
-    write_frame(table, path / "bulk", schema, date=DAY, config=cfg)
+    indices = write_frame(table, path / "bulk", schema, date=DAY, config=cfg, threads=threads)
+    assert list(indices) == [(19724 << 40) + k for k in range(n)]
     a_dir, b_dir = path / "row" / "20240102", path / "bulk" / "20240102"
     assert sorted(os.listdir(a_dir)) == sorted(os.listdir(b_dir))
     for name in os.listdir(a_dir):

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import queue
 import threading
 import time
-from typing import Any
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +59,7 @@ def write_frame(
     thread_id_bits: int | None = None,
     clock: Any = None,
     progress: bool | None = None,
+    threads: int | None = None,
 ) -> npt.NDArray[np.int64]:
     """Append every row of a DataFrame or Arrow table to a journal, as Java would write them.
 
@@ -75,6 +80,9 @@ def write_frame(
         Journal format, as for every pychro entry point.
     progress : bool, optional
         Show a progress bar (tqdm); default: only for long jobs on a terminal.
+    threads : int, optional
+        Threads laying out and writing message bytes while this one commits (default: up to 2 for large
+        frames). Commits stay in row order whatever the number.
 
     Returns
     -------
@@ -101,9 +109,7 @@ def write_frame(
     n = table.num_rows
     columns = [_column(table, f) for f in schema.fields]
     encoded = [_encode(f, col, n) for f, col in zip(schema.fields, columns)]
-    lengths = np.zeros(n, dtype=np.int64)
-    for enc in encoded:
-        lengths += enc.lengths
+    lengths = _message_lengths(encoded, n)
     too_big = np.flatnonzero(lengths > cfg.message_capacity)
     if len(too_big):
         r = int(too_big[0])
@@ -119,11 +125,12 @@ def write_frame(
     tid = threading.get_native_id()
     if tid > journal.codec.max_tid:
         raise ValueError(f"this thread's id {tid} does not fit in thread_id_bits={cfg.thread_id_bits}")
+    workers = _workers(threads, n)
     bar = _bar(n, progress)
     try:
         for cycle in np.unique(cycles):
             rows = np.flatnonzero(cycles == cycle) if len(cycles) > 1 else np.arange(n)
-            _write_cycle(committer, int(cycle), tid, rows, encoded, lengths, out, bar)
+            _write_cycle(committer, int(cycle), tid, rows, encoded, lengths, out, bar, workers)
     finally:
         committer.close()
         if bar is not None:
@@ -153,7 +160,8 @@ def _column(table: Any, field: Any) -> Any:
         return None
     if field.name not in table.column_names:
         raise ValueError(f"the data has no column {field.name!r} (schema field {field.name}:{field.type.name})")
-    return table.column(field.name).combine_chunks()
+    col = table.column(field.name)
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()  # one chunk: no copy
 
 
 def _first_null(col: Any, field: Any) -> None:
@@ -189,7 +197,7 @@ def _encode(field: Any, col: Any, n: int) -> E.Encoded:
             truth = col.to_numpy(zero_copy_only=False) != 0
         else:
             raise ValueError(f"column {field.name!r}: bool fields take booleans or numbers, not {t}")
-        return E.encode_fixed(np.where(truth, 0x59, 0).astype(np.uint8), "u1")  # Java writes 'Y'
+        return E.encode_fixed(truth.view(np.uint8) * np.uint8(0x59), "u1")  # Java writes 'Y'
     if name == "char":
         return E.encode_fixed(_chars(field, col), "<u2")
     if ft.kind == STOPBIT:
@@ -197,7 +205,7 @@ def _encode(field: Any, col: Any, n: int) -> E.Encoded:
     if name.startswith("float"):
         if not (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t)):
             raise ValueError(f"column {field.name!r}: {name} fields take numbers, not {t}")
-        return E.encode_fixed(col.to_numpy(zero_copy_only=False).astype(ft.dtype), ft.dtype)
+        return E.encode_fixed(col.to_numpy(zero_copy_only=False).astype(ft.dtype, copy=False), ft.dtype)
     assert ft.kind == FIXED
     return E.encode_fixed(_integers(field, col, ft.dtype), ft.dtype)
 
@@ -214,6 +222,9 @@ def _integers(field: Any, col: Any, dtype: str) -> npt.NDArray[Any]:
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
             raise ValueError(f"row {r}: column {field.name!r} value {values[r]!r} is not an integer")
+    target = np.dtype(dtype)
+    if values.dtype.kind in "iub" and _fits(values.dtype, field.type.name):
+        return values.astype(target, copy=False)  # every value of the source type fits: nothing to check
     lo, hi = _INT_RANGE.get(field.type.name, _INT_RANGE["int64"])
     if values.dtype.kind == "u" and values.dtype.itemsize == 8:
         over = values > np.uint64(hi)
@@ -224,7 +235,14 @@ def _integers(field: Any, col: Any, dtype: str) -> npt.NDArray[Any]:
     if over.any():
         r = int(np.flatnonzero(over)[0])
         raise ValueError(f"row {r}: column {field.name!r} value {values[r]!r} does not fit in {field.type.name}")
-    return values.astype(np.dtype(dtype))
+    return values.astype(target, copy=False)
+
+
+def _fits(source: np.dtype[Any], type_name: str) -> bool:
+    """Every value of integer (or bool) dtype ``source`` lies in the range of field type ``type_name``."""
+    lo, hi = _INT_RANGE.get(type_name, _INT_RANGE["int64"])
+    info = np.iinfo(source) if source.kind != "b" else None
+    return info is None or (lo <= int(info.min) and int(info.max) <= hi)
 
 
 def _chars(field: Any, col: Any) -> npt.NDArray[np.uint16]:
@@ -272,8 +290,8 @@ def _encode_text(field: Any, col: Any, n: int) -> E.Encoded:
     offsets = np.frombuffer(col.buffers()[1], dtype=np.int64)[col.offset : col.offset + n + 1]
     buf = col.buffers()[2]
     data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, dtype=np.uint8)
-    valid = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    enc = E.encode_strings(data, offsets.astype(np.int64), valid)
+    valid = None if not col.null_count else ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    enc = E.encode_strings(data, offsets, valid)
     if field.type.kind == UTF:
         assert enc.text_lengths is not None
         over = np.flatnonzero(enc.text_lengths > 0xFFFF)
@@ -314,47 +332,119 @@ def _cycles(
 
 
 # -- layout and commit ---------------------------------------------------------------------------------------
+def _message_lengths(encoded: list[E.Encoded], n: int) -> npt.NDArray[np.int64]:
+    """Body bytes per row (a read-only broadcast when every field has a fixed width)."""
+    fixed = sum(enc.fixed.shape[1] for enc in encoded if enc.fixed is not None)
+    variable = [enc.lengths for enc in encoded if enc.fixed is None]
+    if not variable:
+        return np.broadcast_to(np.int64(fixed), (n,))
+    lengths = variable[0] + fixed
+    for more in variable[1:]:
+        lengths += more
+    return lengths
+
+
+def _workers(threads: int | None, n: int) -> int:
+    if threads is None:
+        return min(2, os.cpu_count() or 1) if n > 2 * CHUNK_ROWS else 1
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    return threads
+
+
+class _Run(NamedTuple):
+    """Consecutive messages in one data file: header positions ``hdr`` (absolute), table rows ``rows``."""
+
+    fd: int
+    file_no: int
+    pos: int  # file offset of the first header
+    size: int  # bytes from the first header to the end of the last record
+    hdr: npt.NDArray[np.int64]
+    rows: npt.NDArray[np.int64]
+
+
+def _runs(
+    committer: Committer, cycle: int, tid: int, rows: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64],
+    fds: list[int],
+) -> Iterator[_Run]:
+    """Where each chunk of rows goes: in the current data file while a message may start there
+    (header position <= block - capacity - 4, the row writer's rule), else in a newly claimed one."""
+    cfg = committer.config
+    roll_at = cfg.data_block_size - cfg.message_capacity - L.HEADER_SIZE
+    file_no, fd = committer.claim_data_fd(cycle, tid, None)
+    fds.append(fd)
+    pos = 0
+    for c0 in range(0, len(rows), CHUNK_ROWS):
+        chunk = rows[c0 : c0 + CHUNK_ROWS]
+        lo, hi = int(chunk[0]), int(chunk[-1]) + 1
+        rec = (lengths[lo:hi] if hi - lo == len(chunk) else lengths[chunk]) + (L.HEADER_SIZE + 3) & ~3
+        done = 0
+        while done < len(chunk):
+            ends = pos + np.cumsum(rec[done:])
+            starts = ends - rec[done:]
+            fit = int(np.searchsorted(starts, roll_at, side="right"))
+            if fit == 0:
+                file_no, fd = committer.claim_data_fd(cycle, tid, file_no)
+                fds.append(fd)
+                pos = 0
+                continue
+            size = int(ends[fit - 1]) - pos
+            yield _Run(fd, file_no, pos, size, starts[:fit], chunk[done : done + fit])
+            pos += size
+            done += fit
+
+
 def _write_cycle(
     committer: Committer, cycle: int, tid: int, rows: npt.NDArray[np.int64], encoded: list[E.Encoded],
-    lengths: npt.NDArray[np.int64], out: npt.NDArray[np.int64], bar: Any,
+    lengths: npt.NDArray[np.int64], out: npt.NDArray[np.int64], bar: Any, workers: int,
 ) -> None:
-    cfg = committer.config
+    """Lay out and pwrite each run of messages (on ``workers`` threads), then commit the runs in order: a
+    run's index entries are published only once its bytes are in the file."""
     codec = committer.journal.codec
-    roll_at = cfg.data_block_size - cfg.message_capacity - L.HEADER_SIZE  # the last header position allowed
-    file_no, fd = committer.claim_data_fd(cycle, tid, None)
-    pos = 0
-    staging = np.empty(0, dtype=np.uint8)
+    fds: list[int] = []
+    staging: queue.SimpleQueue[npt.NDArray[np.uint8]] = queue.SimpleQueue()
+    for _ in range(workers + 1):
+        staging.put(np.empty(0, dtype=np.uint8))
+
+    def place_run(run: _Run) -> None:
+        buf = staging.get()
+        try:
+            if len(buf) < run.size + place.SLACK:
+                buf = np.empty(run.size + place.SLACK, dtype=np.uint8)
+            _lay_out(buf, run.hdr - run.pos, run.rows, encoded, lengths)
+            _pwrite_all(run.fd, buf[: run.size], run.pos)
+        finally:
+            staging.put(buf)
+
+    def commit(run: _Run) -> None:
+        entries = run.hdr.view(np.uint64) + np.uint64(codec.pack(tid, run.file_no, L.HEADER_SIZE))  # body offsets
+        lo, hi = int(run.rows[0]), int(run.rows[-1]) + 1
+        where = slice(lo, hi) if hi - lo == len(run.rows) else run.rows
+        out[where] = committer.commit_many(cycle, entries)
+        if bar is not None:
+            bar.update(len(run.rows))
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="pychro-backfill") if workers > 1 else None
+    pending: deque[tuple[_Run, Future[None]]] = deque()
     try:
-        for c0 in range(0, len(rows), CHUNK_ROWS):
-            chunk = rows[c0 : c0 + CHUNK_ROWS]
-            rec = (lengths[chunk] + L.HEADER_SIZE + 3) & ~3  # header + body, padded to the next header
-            done = 0
-            while done < len(chunk):
-                # rows that still start at or before roll_at in this file
-                ends = pos + np.cumsum(rec[done:])
-                starts = ends - rec[done:]
-                fit = int(np.searchsorted(starts, roll_at, side="right"))
-                if fit == 0:
-                    os.close(fd)
-                    fd = -1
-                    file_no, fd = committer.claim_data_fd(cycle, tid, file_no)
-                    pos = 0
-                    continue
-                part = chunk[done : done + fit]
-                hdr = starts[:fit]
-                size = int(ends[fit - 1]) - pos
-                if len(staging) < size + place.SLACK:
-                    staging = np.empty(size + place.SLACK, dtype=np.uint8)
-                _lay_out(staging, hdr - pos, part, encoded, lengths)
-                _pwrite_all(fd, staging[:size], pos)
-                entries = np.uint64(codec.pack(tid, file_no, 0)) + (hdr + L.HEADER_SIZE).astype(np.uint64)
-                out[part] = committer.commit_many(cycle, entries)  # bodies are in the file: publish them
-                pos += size
-                done += fit
-                if bar is not None:
-                    bar.update(fit)
+        for run in _runs(committer, cycle, tid, rows, lengths, fds):
+            if pool is None:
+                place_run(run)
+                commit(run)
+                continue
+            pending.append((run, pool.submit(place_run, run)))
+            while len(pending) > workers or (pending and pending[0][1].done()):
+                done_run, fut = pending.popleft()
+                fut.result()  # a failed layout or write stops here, before its rows are committed
+                commit(done_run)
+        while pending:
+            done_run, fut = pending.popleft()
+            fut.result()
+            commit(done_run)
     finally:
-        if fd >= 0:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # no write may outlive its file descriptor
+        for fd in fds:
             os.close(fd)
 
 

@@ -89,30 +89,37 @@ def encode_stop_bits(values: npt.NDArray[np.int64]) -> Encoded:
 
 
 def encode_strings(
-    data: npt.NDArray[np.uint8], offsets: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_]
+    data: npt.NDArray[np.uint8], offsets: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_] | None
 ) -> Encoded:
-    """Java ``writeUTFΔ`` for UTF-8 strings given as Arrow-style ``data``/``offsets``; invalid rows -> null.
+    """Java ``writeUTFΔ`` for UTF-8 strings given as Arrow-style ``data``/``offsets``; invalid rows -> null
+    (``valid=None``: no nulls).
 
     Valid UTF-8 equals Java's encoding except for non-BMP characters (4-byte sequences), which Java writes as
     two 3-byte surrogates; only rows holding a 0xF0..0xF4 lead byte are re-encoded, one by one.
     """
-    text_len = np.diff(offsets).astype(np.int64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    text_len = np.diff(offsets)
     slow = 0
     if len(data) and bool((data >= 0xF0).any()):
         # rows containing a 4-byte lead: find them with one cumulative count, re-encode only those
         lead = np.concatenate(([0], np.cumsum(data >= 0xF0, dtype=np.int64)))
-        rows = np.flatnonzero((lead[offsets[1:]] - lead[offsets[:-1]] > 0) & valid)
+        has = lead[offsets[1:]] - lead[offsets[:-1]] > 0
+        rows = np.flatnonzero(has if valid is None else has & valid)
         slow = len(rows)
         fixed_parts = {int(r): F.encode_text(bytes(data[offsets[r] : offsets[r + 1]]).decode("utf-8")) for r in rows}
-        text_len = text_len.copy()
         for r, raw in fixed_parts.items():
             text_len[r] = len(raw)
         data, offsets = _splice(data, offsets, fixed_parts, text_len)
-    prefix = encode_stop_bits(np.where(valid, text_len, -1))
-    tl = np.where(valid, text_len, 0)
+    if valid is None:
+        prefix = encode_stop_bits(text_len)
+        tl = text_len
+    else:
+        prefix = encode_stop_bits(np.where(valid, text_len, -1))
+        tl = np.where(valid, text_len, 0)
     # the text stays where Arrow (or the slow path) put it: written straight from there into the data file
     text = Encoded(tl, data=data, offsets=offsets)
-    return Encoded(prefix.lengths + tl, parts=[prefix, text], slow_rows=slow, text_lengths=tl)
+    lengths = tl + prefix.lengths[0] if prefix.fixed is not None else tl + prefix.lengths
+    return Encoded(lengths, parts=[prefix, text], slow_rows=slow, text_lengths=tl)
 
 
 def materialize(enc: Encoded) -> Encoded:
