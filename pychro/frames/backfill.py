@@ -3,9 +3,12 @@
 The bytes are those the row writer produces for the same rows (vanilla-format.md §4, §7): a fresh data file
 ``data-<tid>-<max+1>`` per cycle, 4-aligned ``~length`` headers, a roll to the next data file when fewer than
 ``message_capacity + 4`` bytes remain, CESU-8 text, ``80 00`` null strings, ``'Y'`` booleans. All rows are
-validated before anything is written; then, chunk by chunk, bodies and headers are written with numpy and the
-index entries committed in order by one native call (:meth:`pychro._commit.Committer.commit_many`), so every
-committed row is whole, even if a later chunk fails.
+validated and encoded (:mod:`.encode`) before anything is written. Then rows go in runs of up to
+``CHUNK_ROWS`` consecutive messages of one data file: each run's bytes are laid out in a staging buffer
+(:mod:`.place`) and written with one ``pwrite``, on up to ``threads`` worker threads, while the calling thread
+commits finished runs in row order, each by one native batch CAS
+(:meth:`pychro._commit.Committer.commit_many`). A run is committed only after its bytes are in the file, so
+every committed row is whole, even if a later run fails.
 """
 
 from __future__ import annotations

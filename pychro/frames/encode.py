@@ -272,27 +272,33 @@ class Tail:
     lengths: npt.NDArray[np.int64]
 
 
-def head_words(enc: Encoded) -> tuple[npt.NDArray[np.uint64], Tail | None]:
+def head_words(enc: Encoded, out: npt.NDArray[np.uint64] | None = None) -> tuple[npt.NDArray[np.uint64], Tail | None]:
     """A variable-length column as one little-endian 8-byte word per row, plus what does not fit in it.
 
     Each word starts with the row's bytes (stop-bit or uint16 length prefix, then text; or a stop-bit
     number); bytes after them are arbitrary (whatever follows in the source). The bulk writer stores these
     words in file order, so those extra bytes are overwritten by the next field (see ``place.py``).
+    ``out`` receives the words when given (it may be a strided column of a larger array).
     """
     if enc.parts is None:
         assert enc.data is not None and enc.offsets is not None
-        return _words_at(enc.data, enc.offsets[:-1]), _tail(enc.lengths, enc.data, enc.offsets[:-1], 0)
+        words = _words_at(enc.data, enc.offsets[:-1])
+        if out is not None:
+            out[:] = words
+        return words if out is None else out, _tail(enc.lengths, enc.data, enc.offsets[:-1], 0)
     prefix, text = enc.parts
     assert text.data is not None and text.offsets is not None
     if prefix.fixed is not None:
         plen: Any = prefix.fixed.shape[1]
-        pw = _fixed_words(prefix.fixed)
+        pw = prefix.fixed.reshape(-1) if plen == 1 else _fixed_words(prefix.fixed)
     else:
         assert prefix.data is not None and prefix.offsets is not None
         plen = prefix.lengths
         pw = _words_at(prefix.data, prefix.offsets[:-1]) & _MASKS[plen]
-    shift = np.asarray(plen, dtype=np.uint64) * np.uint64(8)  # a prefix is at most 3 bytes: no overshift
-    words = pw | (_words_at(text.data, text.offsets[:-1]) << shift)
+    words = _words_at(text.data, text.offsets[:-1])
+    # a prefix is at most 3 bytes: no shift reaches 64
+    np.left_shift(words, np.asarray(plen, dtype=np.uint64) * np.uint64(8), out=words)
+    words = np.bitwise_or(words, pw, out=words if out is None else out)
     return words, _tail(enc.lengths, text.data, text.offsets[:-1], plen)
 
 

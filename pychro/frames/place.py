@@ -80,8 +80,7 @@ def write_records(
         at = np.empty((n, len(var)), dtype=np.int64)
         tails = []
         for j, k in enumerate(var):
-            w, tail = E.head_words(columns[k])
-            words[:, j] = w
+            tail = E.head_words(columns[k], out=words[:, j])[1]
             np.add(body, starts[k], out=at[:, j])
             if tail is not None:
                 tails.append((at[tail.rows, j] + 8, tail))
@@ -106,7 +105,7 @@ def _write_heads(
     n = len(hdr)
     width = L.HEADER_SIZE + sum(enc.fixed.shape[1] for enc in columns)  # type: ignore[union-attr]
     block = np.empty((n, width), dtype=np.uint8)
-    np.ndarray((n,), dtype="<i4", buffer=block, strides=(width,))[:] = ~lengths.astype(np.int32)
+    np.invert(lengths, out=np.ndarray((n,), dtype="<i4", buffer=block, strides=(width,)), casting="unsafe")
     pos = L.HEADER_SIZE
     for enc in columns:
         assert enc.fixed is not None
