@@ -69,6 +69,7 @@ def write_records(
     body = hdr + L.HEADER_SIZE
     ends = body + lengths
     assert int(ends[-1]) + SLACK <= len(buf)
+    _check_scatter_order()
     starts: list[Any] = []  # each field's offset in the body: an int while no variable field precedes it
     cursor: Any = 0
     for enc in columns:
@@ -95,6 +96,27 @@ def write_records(
     for k in range(head, len(columns)):
         if columns[k].fixed is not None:
             E.scatter(buf, body + starts[k], columns[k])
+
+
+_ORDER_CHECKED = False
+
+
+def _check_scatter_order() -> None:
+    """Fail loudly, not with wrong bytes, if this numpy stops storing a fancy assignment in index order
+    (documented as unspecified; it has always been sequential for a 1-D integer index)."""
+    global _ORDER_CHECKED
+    if _ORDER_CHECKED:
+        return
+    buf = np.zeros(4096 + 7, dtype=np.uint8)
+    window = np.ndarray((4096,), dtype="<u8", buffer=buf, strides=(1,))
+    # word i holds byte value i & 0xFF eight times: in order, byte j ends up as j & 0xFF (word j wrote last)
+    window[np.arange(4096)] = (np.arange(4096, dtype=np.uint64) & np.uint64(0xFF)) * np.uint64(0x0101010101010101)
+    if not (buf[:4096] == (np.arange(4096) & 0xFF)).all():
+        raise RuntimeError(
+            f"numpy {np.__version__} does not store fancy assignments in index order; pychro's bulk writer "
+            "relies on it (pychro/frames/place.py). Please report this; the row writer still works."
+        )
+    _ORDER_CHECKED = True
 
 
 def _write_heads(
