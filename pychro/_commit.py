@@ -8,9 +8,11 @@ in one native call), moves to ``index-(n+1)`` when a file is full, and claims ne
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import numpy as np
@@ -42,8 +44,24 @@ class IndexFile:
         self.file_no = file_no
         self.mf = mf
         self.mm = mf.mm
-        self.hint = first_zero_slot(mf.u64_view()) * L.ENTRY_SIZE
+        with _no_read_around(mf.mm):  # ~20 probes: without this each reads (or zero-fills) 128 KiB around it
+            self.hint = first_zero_slot(mf.u64_view()) * L.ENTRY_SIZE
         self.base = base
+
+
+@contextlib.contextmanager
+def _no_read_around(mm: mmap.mmap) -> Iterator[None]:
+    advise = getattr(mm, "madvise", None)
+    try:
+        if advise is not None:
+            advise(mmap.MADV_RANDOM)
+    except (OSError, AttributeError):
+        advise = None
+    try:
+        yield
+    finally:
+        if advise is not None:
+            advise(mmap.MADV_NORMAL)
 
 
 class Committer:

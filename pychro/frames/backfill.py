@@ -111,11 +111,11 @@ def write_frame(
     cfg = journal.config
     n = table.num_rows
     columns = [_column(table, f) for f in schema.fields]
-    encoded = [_encode(f, col, n) for f, col in zip(schema.fields, columns)]
+    workers = _workers(threads, n)
+    encoded = _encode_all(schema, columns, n, workers)
     lengths = _message_lengths(encoded, n)
-    too_big = np.flatnonzero(lengths > cfg.message_capacity)
-    if len(too_big):
-        r = int(too_big[0])
+    if n and int(lengths.max()) > cfg.message_capacity:
+        r = int(np.argmax(lengths > cfg.message_capacity))
         raise ValueError(
             f"row {r}: message of {int(lengths[r])} bytes exceeds the message capacity of {cfg.message_capacity} "
             "bytes (raise config message_capacity)"
@@ -128,11 +128,10 @@ def write_frame(
     tid = threading.get_native_id()
     if tid > journal.codec.max_tid:
         raise ValueError(f"this thread's id {tid} does not fit in thread_id_bits={cfg.thread_id_bits}")
-    workers = _workers(threads, n)
     bar = _bar(n, progress)
     try:
         for cycle in np.unique(cycles):
-            rows = np.flatnonzero(cycles == cycle) if len(cycles) > 1 else np.arange(n)
+            rows = np.flatnonzero(cycles == cycle) if len(cycles) > 1 else range(n)
             _write_cycle(committer, int(cycle), tid, rows, encoded, lengths, out, bar, workers)
     finally:
         committer.close()
@@ -165,6 +164,15 @@ def _column(table: Any, field: Any) -> Any:
         raise ValueError(f"the data has no column {field.name!r} (schema field {field.name}:{field.type.name})")
     col = table.column(field.name)
     return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()  # one chunk: no copy
+
+
+def _encode_all(schema: Schema, columns: list[Any], n: int, workers: int) -> list[E.Encoded]:
+    """Every column's bytes, on ``workers`` threads; a column that does not fit raises (the first one in
+    schema order, as a serial loop would)."""
+    if workers <= 1 or len(columns) < 2:
+        return [_encode(f, col, n) for f, col in zip(schema.fields, columns)]
+    with ThreadPoolExecutor(workers, thread_name_prefix="pychro-encode") as pool:
+        return list(pool.map(_encode, schema.fields, columns, [n] * len(columns)))
 
 
 def _first_null(col: Any, field: Any) -> None:
@@ -367,7 +375,7 @@ class _Run(NamedTuple):
 
 
 def _runs(
-    committer: Committer, cycle: int, tid: int, rows: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64],
+    committer: Committer, cycle: int, tid: int, rows: range | npt.NDArray[np.int64], lengths: npt.NDArray[np.int64],
     fds: list[int],
 ) -> Iterator[_Run]:
     """Where each chunk of rows goes: in the current data file while a message may start there
@@ -379,6 +387,8 @@ def _runs(
     pos = 0
     for c0 in range(0, len(rows), CHUNK_ROWS):
         chunk = rows[c0 : c0 + CHUNK_ROWS]
+        if isinstance(chunk, range):
+            chunk = np.arange(chunk.start, chunk.stop)
         lo, hi = int(chunk[0]), int(chunk[-1]) + 1
         rec = (lengths[lo:hi] if hi - lo == len(chunk) else lengths[chunk]) + (L.HEADER_SIZE + 3) & ~3
         done = 0
@@ -398,26 +408,26 @@ def _runs(
 
 
 def _write_cycle(
-    committer: Committer, cycle: int, tid: int, rows: npt.NDArray[np.int64], encoded: list[E.Encoded],
+    committer: Committer, cycle: int, tid: int, rows: range | npt.NDArray[np.int64], encoded: list[E.Encoded],
     lengths: npt.NDArray[np.int64], out: npt.NDArray[np.int64], bar: Any, workers: int,
 ) -> None:
     """Lay out and pwrite each run of messages (on ``workers`` threads), then commit the runs in order: a
     run's index entries are published only once its bytes are in the file."""
     codec = committer.journal.codec
     fds: list[int] = []
-    staging: queue.SimpleQueue[npt.NDArray[np.uint8]] = queue.SimpleQueue()
+    spaces: queue.SimpleQueue[place.Workspace] = queue.SimpleQueue()  # one per run in flight
     for _ in range(workers + 1):
-        staging.put(np.empty(0, dtype=np.uint8))
+        spaces.put(place.Workspace.borrow())
 
     def place_run(run: _Run) -> None:
-        buf = staging.get()
+        ws = spaces.get()
         try:
-            if len(buf) < run.size + place.SLACK:
-                buf = np.empty(run.size + place.SLACK, dtype=np.uint8)
-            _lay_out(buf, run.hdr - run.pos, run.rows, encoded, lengths)
+            buf = ws.staging_for(run.size)
+            hdr = np.subtract(run.hdr, run.pos, out=ws.array("hdr", (len(run.hdr),), np.int64))
+            _lay_out(buf, hdr, run.rows, encoded, lengths, ws)
             _pwrite_all(run.fd, buf[: run.size], run.pos)
         finally:
-            staging.put(buf)
+            spaces.put(ws)
 
     def commit(run: _Run) -> None:
         entries = run.hdr.view(np.uint64) + np.uint64(codec.pack(tid, run.file_no, L.HEADER_SIZE))  # body offsets
@@ -449,19 +459,22 @@ def _write_cycle(
             pool.shutdown(wait=True, cancel_futures=True)  # no write may outlive its file descriptor
         for fd in fds:
             os.close(fd)
+        while not spaces.empty():
+            spaces.get().give_back()
 
 
 def _lay_out(
     buf: npt.NDArray[np.uint8], hdr: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], encoded: list[E.Encoded],
-    lengths: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int64], ws: place.Workspace,
 ) -> None:
     """The bytes of consecutive messages (headers at ``hdr``, the first at 0) into the staging buffer."""
     columns = [E.take(enc, rows) for enc in encoded]
-    ln = lengths[rows]
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    ln = lengths[lo:hi] if hi - lo == len(rows) else lengths[rows]
     if all(c.fixed is not None for c in columns):  # every row the same size
         place.write_uniform(buf, 0, len(rows), int(ln[0]), columns)
     else:
-        place.write_records(buf, hdr, ln, columns)
+        place.write_records(buf, hdr, ln, columns, ws)
 
 
 def _pwrite_all(fd: int, data: npt.NDArray[np.uint8], offset: int) -> None:
