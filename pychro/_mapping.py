@@ -7,6 +7,7 @@ publish index entries through :func:`commit`/:func:`commit_batch`, the only user
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import stat
@@ -168,5 +169,8 @@ def _populate(mm: mmap.mmap, start: int, length: int) -> None:
     first = start - start % mmap.PAGESIZE
     try:
         mm.madvise(_POPULATE_WRITE, first, min(len(mm), start + length) - first)
-    except (OSError, ValueError):
-        _POPULATE_WRITE = None  # older kernel: plain page faults, as before
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            _POPULATE_WRITE = None  # a kernel before 5.14: plain page faults, as before
+    except ValueError:
+        pass  # a range the mapping does not cover: the CASes will fault the pages in themselves

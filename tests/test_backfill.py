@@ -273,6 +273,62 @@ def test_write_frame_while_two_processes_append(tmp_path: Path) -> None:
     assert pychro.open(tmp_path).count(19724) == len(back)
 
 
+def _bulk_writer(path: str, n: int, started: "mp.synchronize.Event") -> None:
+    import time
+
+    backfill.CHUNK_ROWS = 4096  # many runs per call, committed one after the other
+    k = np.arange(n, dtype=np.int64)
+    table = pa.table({"k": k, "s": pa.array([f"row-{i}" * (1 + i % 3) for i in range(n)]), "neg": -k})
+    started.set()
+    step = n // 20
+    for lo in range(0, n, step):  # 20 calls, spread out so that readers overlap them
+        write_frame(table.slice(lo, step), path, "k:int64,s:string,neg:int64", date=DAY, threads=2)
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_readers_see_bulk_rows_whole_while_they_are_written(tmp_path: Path) -> None:
+    """A row reader and read_table, polling while write_frame (2 threads) writes 400 k rows in another
+    process, only ever see whole rows, in order, and a prefix of the frame."""
+    n = 400_000
+    ctx = mp.get_context("spawn")
+    started = ctx.Event()
+    proc = ctx.Process(target=_bulk_writer, args=(str(tmp_path), n, started))
+    proc.start()
+    assert started.wait(60)
+    while not (tmp_path / "20240102" / "index-0").exists():
+        assert proc.is_alive() or proc.exitcode == 0
+    polls = []
+
+    def poll_frames() -> None:
+        assert proc.is_alive() or proc.exitcode == 0
+        table = pychro.read_table(tmp_path, "k:int64,s:string,neg:int64")
+        k = table.column("k").to_numpy()
+        assert (k == np.arange(len(k))).all() and (table.column("neg").to_numpy() == -k).all()
+        assert table.column("s").to_pylist()[-3:] == [f"row-{i}" * (1 + i % 3) for i in k[-3:]]
+        polls.append(len(k))
+
+    with pychro.VanillaChronicleReader(tmp_path) as reader:
+        got, polled_at = 0, -1
+        while got < n:
+            if got % 10_000 == 5_000 and polled_at != got:
+                poll_frames()  # the frames reader too, now and then
+                polled_at = got
+            try:
+                e = reader.next_reader()
+            except pychro.NoData:
+                poll_frames()
+                continue
+            k = e.read_long()
+            assert k == got and e.read_string() == f"row-{k}" * (1 + k % 3) and e.read_long() == -k
+            got += 1
+    proc.join(60)
+    assert proc.exitcode == 0
+    assert got == n
+    partial = sum(0 < p < n for p in polls)
+    print(f"\n[backfill] row reader read {n:,} rows as written; {partial} read_table polls saw a partial journal")
+
+
 # -- byte identity over random schemas: every field type, in any order, across chunk and data-file boundaries
 _WORDS = ["", "a", "EURUSD", "é€中", "emoji-\U0001F600", "x" * 9, "y" * 70, "nul\x00in", "1234567"]
 _FIELDS = {  # type -> (row-writer call, value for row k)
