@@ -39,7 +39,17 @@ def write_uniform(buf: npt.NDArray[np.uint8], first_hdr: int, n: int, length: in
     """Fixed-width fields only: messages of one size sit at a constant stride, so each field is one strided
     copy (no index arrays), then the padding and the headers the same way."""
     stride = (L.HEADER_SIZE + length + 3) & ~3
-    pos = first_hdr + L.HEADER_SIZE
+    pos = _strided_fields(buf, first_hdr + L.HEADER_SIZE, stride, n, columns)
+    pad = stride - L.HEADER_SIZE - length
+    if pad:
+        np.ndarray((n, pad), dtype=np.uint8, buffer=buf, offset=pos, strides=(stride, 1))[:] = 0
+    headers = np.ndarray((n,), dtype="<i4", buffer=buf, offset=first_hdr, strides=(stride,))
+    headers[:] = ~length
+
+
+def _strided_fields(buf: npt.NDArray[np.uint8], pos: int, stride: int, n: int, columns: list[E.Encoded]) -> int:
+    """Fixed-width fields one after the other from byte ``pos`` of ``n`` records ``stride`` bytes apart, each
+    one strided copy. Returns the position after them."""
     for enc in columns:
         assert enc.fixed is not None
         size = enc.fixed.shape[1]
@@ -49,11 +59,7 @@ def write_uniform(buf: npt.NDArray[np.uint8], first_hdr: int, n: int, length: in
         else:
             np.ndarray((n, size), dtype=np.uint8, buffer=buf, offset=pos, strides=(stride, 1))[:] = enc.fixed
         pos += size
-    pad = stride - L.HEADER_SIZE - length
-    if pad:
-        np.ndarray((n, pad), dtype=np.uint8, buffer=buf, offset=pos, strides=(stride, 1))[:] = 0
-    headers = np.ndarray((n,), dtype="<i4", buffer=buf, offset=first_hdr, strides=(stride,))
-    headers[:] = ~length
+    return pos
 
 
 SLACK = 8  # bytes a staging buffer needs after the last record (a word's spill)
@@ -181,15 +187,6 @@ def _write_heads(
     width = L.HEADER_SIZE + sum(enc.fixed.shape[1] for enc in columns)  # type: ignore[union-attr]
     block = ws.array("heads", (n, width), np.uint8)
     np.invert(lengths, out=np.ndarray((n,), dtype="<i4", buffer=block, strides=(width,)), casting="unsafe")
-    pos = L.HEADER_SIZE
-    for enc in columns:
-        assert enc.fixed is not None
-        size = enc.fixed.shape[1]
-        if size in (1, 2, 4, 8):
-            dst = np.ndarray((n,), dtype=f"<u{size}", buffer=block, offset=pos, strides=(width,))
-            dst[:] = enc.fixed.view(f"<u{size}").reshape(n)
-        else:
-            block[:, pos : pos + size] = enc.fixed
-        pos += size
+    _strided_fields(block, L.HEADER_SIZE, width, n, columns)
     window = np.ndarray((len(buf) - width + 1,), dtype=f"V{width}", buffer=buf, strides=(1,))
     window[hdr] = block.view(f"V{width}").reshape(n)
