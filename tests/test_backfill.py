@@ -399,3 +399,34 @@ def _check_byte_identity(path: Path, types: list[str], n: int, offset: int, smal
     assert sorted(os.listdir(a_dir)) == sorted(os.listdir(b_dir))
     for name in os.listdir(a_dir):
         assert (a_dir / name).read_bytes() == (b_dir / name).read_bytes(), name
+
+
+def test_pandas_nan_floats_categoricals_and_string_dtypes(tmp_path: Path) -> None:
+    """What a pandas user has: NaN floats (null in Arrow), categorical and pyarrow-backed strings."""
+    df = pd.DataFrame({
+        "ts": pd.date_range("2024-01-02 09:30", periods=4, freq="s", tz="UTC"),
+        "sym": pd.Categorical(["EURUSD", "GBPUSD", "EURUSD", None]),
+        "venue": pd.array(["LDN", None, "NY4", "TY3"], dtype="string[pyarrow]"),
+        "px": [1.5, np.nan, 2.5, np.nan],
+        "f": np.array([0.5, np.nan, 1.0, 2.0], dtype=np.float32),
+    })
+    schema = "ts:timestamp_ms,sym:string,venue:string,px:float64,f:float32"
+    write_frame(df, tmp_path, schema)
+    back = pychro.read_frame(tmp_path, schema)
+    assert back["sym"].tolist()[:3] == ["EURUSD", "GBPUSD", "EURUSD"] and pd.isna(back["sym"][3])
+    assert back["venue"][0] == "LDN" and pd.isna(back["venue"][1])
+    assert np.isnan(back["px"][1]) and np.isnan(back["px"][3]) and back["px"][2] == 2.5
+    assert np.isnan(back["f"][1]) and back["f"][3] == 2.0
+    reader = pychro.VanillaChronicleReader(tmp_path)
+    e = reader.next_reader()
+    e.read_long(), e.read_string(), e.read_string()
+    e = reader.next_reader()  # row 1: the NaN that pandas handed over as a null is a Java NaN
+    e.read_long(), e.read_string()
+    assert e.read_string() is None and math.isnan(e.read_double())
+
+
+def test_nulls_in_other_fields_are_rejected_with_the_row(tmp_path: Path) -> None:
+    df = pd.DataFrame({"q": pd.array([1, None, 3], dtype="Int64")})
+    with pytest.raises(ValueError, match="row 1: column 'q' is null"):
+        write_frame(df, tmp_path, "q:int64", date=DAY)
+    assert not os.path.exists(tmp_path / "20240102")

@@ -70,7 +70,8 @@ def write_frame(
     ----------
     data : pandas.DataFrame, pyarrow.Table or RecordBatch, or dict of columns
         One column per schema field (by name; extra columns are ignored). ``skip<N>`` fields are written as
-        N zero bytes.
+        N zero bytes. Nulls become Java ``null`` in ``string`` fields and NaN in float fields (pandas' NaN
+        arrives as null); in any other field they are rejected. String columns may be pandas categoricals.
     path : str or os.PathLike
         Journal folder (created if missing).
     schema : Schema or schema-like, optional
@@ -190,9 +191,16 @@ def _encode(field: Any, col: Any, n: int) -> E.Encoded:
         return E.Encoded(np.full(n, ft.size, dtype=np.int64), fixed=np.zeros((n, ft.size), dtype=np.uint8))
     if ft.kind in (STRING, UTF):
         return _encode_text(field, col, n)
-    _first_null(col, field)
     t = col.type
     name = ft.name
+    if name.startswith("float"):
+        # a null is written as NaN: pandas turns NaN into null on the way to Arrow, and back on the way out
+        if not (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t)):
+            raise ValueError(f"column {field.name!r}: {name} fields take numbers, not {t}")
+        if col.null_count:
+            col = col.cast(pa.float64()).fill_null(float("nan"))
+        return E.encode_fixed(col.to_numpy(zero_copy_only=False).astype(ft.dtype, copy=False), ft.dtype)
+    _first_null(col, field)
     if name.startswith("timestamp_"):
         unit = name.split("_")[1]
         if pa.types.is_timestamp(t) or pa.types.is_date(t):
@@ -213,10 +221,6 @@ def _encode(field: Any, col: Any, n: int) -> E.Encoded:
         return E.encode_fixed(_chars(field, col), "<u2")
     if ft.kind == STOPBIT:
         return E.encode_stop_bits(_integers(field, col, "int64"))
-    if name.startswith("float"):
-        if not (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t)):
-            raise ValueError(f"column {field.name!r}: {name} fields take numbers, not {t}")
-        return E.encode_fixed(col.to_numpy(zero_copy_only=False).astype(ft.dtype, copy=False), ft.dtype)
     assert ft.kind == FIXED
     return E.encode_fixed(_integers(field, col, ft.dtype), ft.dtype)
 
@@ -290,7 +294,9 @@ def _chars(field: Any, col: Any) -> npt.NDArray[np.uint16]:
 def _encode_text(field: Any, col: Any, n: int) -> E.Encoded:
     pa = require("pyarrow")
     t = col.type
-    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+    if pa.types.is_dictionary(t) and _is_text(t.value_type):
+        col, t = col.dictionary_decode(), t.value_type  # pandas categoricals
+    if not _is_text(t):
         if pa.types.is_null(t):
             col = pa.nulls(n, pa.large_string())
         else:
@@ -310,6 +316,11 @@ def _encode_text(field: Any, col: Any, n: int) -> E.Encoded:
             raise ValueError(f"row {int(over[0])}: column {field.name!r} text exceeds writeUTF's 65535 bytes")
         return _as_utf(enc, enc.text_lengths)
     return enc
+
+
+def _is_text(t: Any) -> bool:
+    pa = require("pyarrow")
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", lambda _: False)(t))
 
 
 def _as_utf(enc: E.Encoded, text_len: npt.NDArray[np.int64]) -> E.Encoded:
