@@ -17,7 +17,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import pychro
-from pychro.frames import backfill
+from pychro.frames import bulk
 from pychro.frames.backfill import write_frame
 
 DAY = dt.date(2024, 1, 2)
@@ -216,15 +216,15 @@ def test_a_write_failing_midway_leaves_the_committed_prefix_whole(
 ) -> None:
     """The run of rows 300-399 fails to reach its data file (disk full): the 3 runs before it are committed
     and readable, nothing after it is committed, whatever thread wrote which run, and no descriptor leaks."""
-    monkeypatch.setattr(backfill, "CHUNK_ROWS", 100)
-    real = backfill._pwrite_all
+    monkeypatch.setattr(bulk, "RUN_ROWS", 100)
+    real = bulk._pwrite_all
 
     def disk_full_at_row_300(fd: int, data: np.ndarray, offset: int) -> None:
         if b"\x04\x00u300" in data.tobytes():  # row 300's utf field (uint16 length, text): in the 4th run
             raise OSError(28, "No space left on device")
         real(fd, data, offset)
 
-    monkeypatch.setattr(backfill, "_pwrite_all", disk_full_at_row_300)
+    monkeypatch.setattr(bulk, "_pwrite_all", disk_full_at_row_300)
     table = mixed_table(1000)
     fds_before = len(os.listdir("/proc/self/fd"))
     with pytest.raises(OSError, match="No space left"):
@@ -276,7 +276,7 @@ def test_write_frame_while_two_processes_append(tmp_path: Path) -> None:
 def _bulk_writer(path: str, n: int, started: "mp.synchronize.Event") -> None:
     import time
 
-    backfill.CHUNK_ROWS = 4096  # many runs per call, committed one after the other
+    bulk.RUN_ROWS = 4096  # many runs per call, committed one after the other
     k = np.arange(n, dtype=np.int64)
     table = pa.table({"k": k, "s": pa.array([f"row-{i}" * (1 + i % 3) for i in range(n)]), "neg": -k})
     started.set()
@@ -371,7 +371,7 @@ def test_hypothesis_byte_identical_to_row_writer(
     one or more threads laying out runs of messages."""
     assume(any(not t.startswith("skip") for t in types))  # a schema needs a column
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(backfill, "CHUNK_ROWS", chunk)
+        mp.setattr(bulk, "RUN_ROWS", chunk)
         _check_byte_identity(tmp_path_factory.mktemp("bytes"), types, n, offset, small_blocks, threads)
 
 

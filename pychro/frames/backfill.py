@@ -3,41 +3,29 @@
 The bytes are those the row writer produces for the same rows (vanilla-format.md §4, §7): a fresh data file
 ``data-<tid>-<max+1>`` per cycle, 4-aligned ``~length`` headers, a roll to the next data file when fewer than
 ``message_capacity + 4`` bytes remain, CESU-8 text, ``80 00`` null strings, ``'Y'`` booleans. All rows are
-validated and encoded (:mod:`.encode`) before anything is written. Then rows go in runs of up to
-``CHUNK_ROWS`` consecutive messages of one data file: each run's bytes are laid out in a staging buffer
-(:mod:`.place`) and written with one ``pwrite``, on up to ``threads`` worker threads, while the calling thread
-commits finished runs in row order, each by one native batch CAS
-(:meth:`pychro._commit.Committer.commit_many`). A run is committed only after its bytes are in the file, so
-every committed row is whole, even if a later run fails.
+validated and encoded (:mod:`.encode`) before anything is written, then appended and committed in runs by a
+:class:`pychro.frames.bulk.BulkAppender`: every committed row is whole, even if a later run fails.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
-import queue
-import threading
 import time
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, NamedTuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .. import _layout as L
-from .._commit import Committer
 from .._optional import require
 from ..config import VanillaConfig
 from ..journal import Journal
 from . import encode as E
-from . import place
+from .bulk import BulkAppender, message_lengths, workers_for
 from .schema import FIXED, SKIP, STOPBIT, STRING, UTF, Schema, SchemaLike
 
 __all__ = ["to_journal", "write_frame"]
-
-CHUNK_ROWS = 1 << 16  # rows placed and committed per step: temporaries stay in cache
 
 _INT_RANGE = {
     "int8": (-(1 << 7), (1 << 7) - 1),
@@ -112,9 +100,9 @@ def write_frame(
     cfg = journal.config
     n = table.num_rows
     columns = [_column(table, f) for f in schema.fields]
-    workers = _workers(threads, n)
+    workers = workers_for(threads, n)
     encoded = _encode_all(schema, columns, n, workers)
-    lengths = _message_lengths(encoded, n)
+    lengths = message_lengths(encoded, n)
     if n and int(lengths.max()) > cfg.message_capacity:
         r = int(np.argmax(lengths > cfg.message_capacity))
         raise ValueError(
@@ -125,17 +113,13 @@ def write_frame(
     out = np.empty(n, dtype=np.int64)
     if not n:
         return out
-    committer = Committer(journal)
-    tid = threading.get_native_id()
-    if tid > journal.codec.max_tid:
-        raise ValueError(f"this thread's id {tid} does not fit in thread_id_bits={cfg.thread_id_bits}")
     bar = _bar(n, progress)
     try:
-        for cycle in np.unique(cycles):
-            rows = np.flatnonzero(cycles == cycle) if len(cycles) > 1 else range(n)
-            _write_cycle(committer, int(cycle), tid, rows, encoded, lengths, out, bar, workers)
+        with BulkAppender(journal, workers=workers) as appender:  # a new appender: fresh data files
+            for cycle in np.unique(cycles):
+                rows = np.flatnonzero(cycles == cycle) if len(cycles) > 1 else range(n)
+                appender.append(int(cycle), rows, encoded, lengths, out, bar)
     finally:
-        committer.close()
         if bar is not None:
             bar.close()
     return out
@@ -351,148 +335,6 @@ def _cycles(
     values = raw.view("<i8").reshape(-1)
     per_ms = {"ms": 1, "us": 1000, "ns": 1_000_000}[unit]
     return (values // per_ms) // cfg.cycle_length_ms  # type: ignore[operator,no-any-return]
-
-
-# -- layout and commit ---------------------------------------------------------------------------------------
-def _message_lengths(encoded: list[E.Encoded], n: int) -> npt.NDArray[np.int64]:
-    """Body bytes per row (a read-only broadcast when every field has a fixed width)."""
-    fixed = sum(enc.fixed.shape[1] for enc in encoded if enc.fixed is not None)
-    variable = [enc.lengths for enc in encoded if enc.fixed is None]
-    if not variable:
-        return np.broadcast_to(np.int64(fixed), (n,))
-    lengths = variable[0] + fixed
-    for more in variable[1:]:
-        lengths += more
-    return lengths
-
-
-def _workers(threads: int | None, n: int) -> int:
-    if threads is None:
-        return min(2, os.cpu_count() or 1) if n > 2 * CHUNK_ROWS else 1
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    return threads
-
-
-class _Run(NamedTuple):
-    """Consecutive messages in one data file: header positions ``hdr`` (absolute), table rows ``rows``."""
-
-    fd: int
-    file_no: int
-    pos: int  # file offset of the first header
-    size: int  # bytes from the first header to the end of the last record
-    hdr: npt.NDArray[np.int64]
-    rows: npt.NDArray[np.int64]
-
-
-def _runs(
-    committer: Committer, cycle: int, tid: int, rows: range | npt.NDArray[np.int64], lengths: npt.NDArray[np.int64],
-    fds: list[int],
-) -> Iterator[_Run]:
-    """Where each chunk of rows goes: in the current data file while a message may start there
-    (header position <= block - capacity - 4, the row writer's rule), else in a newly claimed one."""
-    cfg = committer.config
-    roll_at = cfg.data_block_size - cfg.message_capacity - L.HEADER_SIZE
-    file_no, fd = committer.claim_data_fd(cycle, tid, None)
-    fds.append(fd)
-    pos = 0
-    for c0 in range(0, len(rows), CHUNK_ROWS):
-        chunk = rows[c0 : c0 + CHUNK_ROWS]
-        if isinstance(chunk, range):
-            chunk = np.arange(chunk.start, chunk.stop)
-        lo, hi = int(chunk[0]), int(chunk[-1]) + 1
-        rec = (lengths[lo:hi] if hi - lo == len(chunk) else lengths[chunk]) + (L.HEADER_SIZE + 3) & ~3
-        done = 0
-        while done < len(chunk):
-            ends = pos + np.cumsum(rec[done:])
-            starts = ends - rec[done:]
-            fit = int(np.searchsorted(starts, roll_at, side="right"))
-            if fit == 0:
-                file_no, fd = committer.claim_data_fd(cycle, tid, file_no)
-                fds.append(fd)
-                pos = 0
-                continue
-            size = int(ends[fit - 1]) - pos
-            yield _Run(fd, file_no, pos, size, starts[:fit], chunk[done : done + fit])
-            pos += size
-            done += fit
-
-
-def _write_cycle(
-    committer: Committer, cycle: int, tid: int, rows: range | npt.NDArray[np.int64], encoded: list[E.Encoded],
-    lengths: npt.NDArray[np.int64], out: npt.NDArray[np.int64], bar: Any, workers: int,
-) -> None:
-    """Lay out and pwrite each run of messages (on ``workers`` threads), then commit the runs in order: a
-    run's index entries are published only once its bytes are in the file."""
-    codec = committer.journal.codec
-    fds: list[int] = []
-    spaces: queue.SimpleQueue[place.Workspace] = queue.SimpleQueue()  # one per run in flight
-    for _ in range(workers + 1):
-        spaces.put(place.Workspace.borrow())
-
-    def place_run(run: _Run) -> None:
-        ws = spaces.get()
-        try:
-            buf = ws.staging_for(run.size)
-            hdr = np.subtract(run.hdr, run.pos, out=ws.array("hdr", (len(run.hdr),), np.int64))
-            _lay_out(buf, hdr, run.rows, encoded, lengths, ws)
-            _pwrite_all(run.fd, buf[: run.size], run.pos)
-        finally:
-            spaces.put(ws)
-
-    def commit(run: _Run) -> None:
-        entries = run.hdr.view(np.uint64) + np.uint64(codec.pack(tid, run.file_no, L.HEADER_SIZE))  # body offsets
-        lo, hi = int(run.rows[0]), int(run.rows[-1]) + 1
-        where = slice(lo, hi) if hi - lo == len(run.rows) else run.rows
-        out[where] = committer.commit_many(cycle, entries)
-        if bar is not None:
-            bar.update(len(run.rows))
-
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="pychro-backfill") if workers > 1 else None
-    pending: deque[tuple[_Run, Future[None]]] = deque()
-    try:
-        for run in _runs(committer, cycle, tid, rows, lengths, fds):
-            if pool is None:
-                place_run(run)
-                commit(run)
-                continue
-            pending.append((run, pool.submit(place_run, run)))
-            while len(pending) > workers or (pending and pending[0][1].done()):
-                done_run, fut = pending.popleft()
-                fut.result()  # a failed layout or write stops here, before its rows are committed
-                commit(done_run)
-        while pending:
-            done_run, fut = pending.popleft()
-            fut.result()
-            commit(done_run)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)  # no write may outlive its file descriptor
-        for fd in fds:
-            os.close(fd)
-        while not spaces.empty():
-            spaces.get().give_back()
-
-
-def _lay_out(
-    buf: npt.NDArray[np.uint8], hdr: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], encoded: list[E.Encoded],
-    lengths: npt.NDArray[np.int64], ws: place.Workspace,
-) -> None:
-    """The bytes of consecutive messages (headers at ``hdr``, the first at 0) into the staging buffer."""
-    columns = [E.take(enc, rows) for enc in encoded]
-    lo, hi = int(rows[0]), int(rows[-1]) + 1
-    ln = lengths[lo:hi] if hi - lo == len(rows) else lengths[rows]
-    if all(c.fixed is not None for c in columns):  # every row the same size
-        place.write_uniform(buf, 0, len(rows), int(ln[0]), columns)
-    else:
-        place.write_records(buf, hdr, ln, columns, ws)
-
-
-def _pwrite_all(fd: int, data: npt.NDArray[np.uint8], offset: int) -> None:
-    view = memoryview(data)
-    while len(view):
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
 
 
 def _bar(total: int, progress: bool | None) -> Any:

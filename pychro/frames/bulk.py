@@ -1,0 +1,215 @@
+"""Bulk appending: encoded messages -> data files, then index slots, in runs (vanilla-format.md §4-§5).
+
+A :class:`BulkAppender` is one appender of the calling thread, like a Java ``ExcerptAppender``: per cycle it
+claims a fresh data file ``data-<tid>-<max+1>`` and fills it, rolling to the next one where the row writer
+rolls (a header position above ``block - capacity - 4``). Rows go in runs of up to ``RUN_ROWS`` consecutive
+messages of one data file. Each run's bytes are laid out in a staging buffer (:mod:`.place`) and written with
+one ``pwrite``, on up to ``workers`` threads, while the calling thread commits finished runs in order, each by
+one native batch CAS (:meth:`pychro._commit.Committer.commit_many`). A run is committed only after its bytes
+are in the file, so every committed message is whole, even if a later run fails.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from .. import _layout as L
+from .._commit import Committer
+from ..journal import Journal
+from . import encode as E
+from . import place
+
+__all__ = ["RUN_ROWS", "BulkAppender", "message_lengths", "workers_for"]
+
+RUN_ROWS = 1 << 16  # messages laid out and committed per step: temporaries stay in cache
+
+
+def message_lengths(encoded: list[E.Encoded], n: int) -> npt.NDArray[np.int64]:
+    """Body bytes per row (a read-only broadcast when every field has a fixed width)."""
+    fixed = sum(enc.fixed.shape[1] for enc in encoded if enc.fixed is not None)
+    variable = [enc.lengths for enc in encoded if enc.fixed is None]
+    if not variable:
+        return np.broadcast_to(np.int64(fixed), (n,))
+    lengths = variable[0] + fixed
+    for more in variable[1:]:
+        lengths += more
+    return lengths
+
+
+def workers_for(threads: int | None, n: int) -> int:
+    """Threads for ``n`` rows: ``threads`` when given, else 2 (at most the CPUs) above two runs."""
+    if threads is None:
+        return min(2, os.cpu_count() or 1) if n > 2 * RUN_ROWS else 1
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    return threads
+
+
+class _Run(NamedTuple):
+    """Consecutive messages in one data file: header positions ``hdr`` (absolute), rows ``rows``."""
+
+    fd: int
+    file_no: int
+    pos: int  # file offset of the first header
+    size: int  # bytes from the first header to the end of the last record
+    hdr: npt.NDArray[np.int64]
+    rows: npt.NDArray[np.int64]
+
+
+class _DataFile:
+    """The data file an appender is filling in one cycle."""
+
+    __slots__ = ("file_no", "fd", "pos")
+
+    def __init__(self, file_no: int, fd: int) -> None:
+        self.file_no, self.fd, self.pos = file_no, fd, 0
+
+
+class BulkAppender:
+    """Appends encoded messages for the calling thread's id; use as a context manager (or call close()).
+
+    Example (what :func:`pychro.write_frame` does)::
+
+        with BulkAppender(journal, workers=2) as appender:
+            appender.append(cycle, range(n), encoded, message_lengths(encoded, n), out)
+    """
+
+    def __init__(self, journal: Journal, *, workers: int = 1) -> None:
+        self.journal = journal
+        self.workers = workers
+        self.tid = threading.get_native_id()
+        if self.tid > journal.codec.max_tid:
+            raise ValueError(
+                f"this thread's id {self.tid} does not fit in thread_id_bits={journal.config.thread_id_bits}"
+            )
+        self._committer = Committer(journal)
+        self._files: dict[int, _DataFile] = {}
+        self._fds: list[int] = []  # every descriptor opened, closed by close()
+
+    def __enter__(self) -> BulkAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds.clear()
+        self._files.clear()
+        self._committer.close()
+
+    def append(
+        self, cycle: int, rows: range | npt.NDArray[np.int64], encoded: list[E.Encoded],
+        lengths: npt.NDArray[np.int64], out: npt.NDArray[np.int64], bar: Any = None,
+    ) -> None:
+        """Write and commit ``rows`` (ascending) of the encoded columns in ``cycle``, in order; each row's
+        full index goes to ``out[row]``. ``lengths`` are the rows' body sizes (indexed by row)."""
+        codec = self.journal.codec
+        workers = self.workers
+        spaces: queue.SimpleQueue[place.Workspace] = queue.SimpleQueue()  # one per run in flight
+        for _ in range(workers + 1):
+            spaces.put(place.Workspace.borrow())
+
+        def place_run(run: _Run) -> None:
+            ws = spaces.get()
+            try:
+                buf = ws.staging_for(run.size)
+                hdr = np.subtract(run.hdr, run.pos, out=ws.array("hdr", (len(run.hdr),), np.int64))
+                _lay_out(buf, hdr, run.rows, encoded, lengths, ws)
+                _pwrite_all(run.fd, buf[: run.size], run.pos)
+            finally:
+                spaces.put(ws)
+
+        def commit(run: _Run) -> None:
+            entries = run.hdr.view(np.uint64) + np.uint64(codec.pack(self.tid, run.file_no, L.HEADER_SIZE))
+            lo, hi = int(run.rows[0]), int(run.rows[-1]) + 1
+            where = slice(lo, hi) if hi - lo == len(run.rows) else run.rows
+            out[where] = self._committer.commit_many(cycle, entries)
+            if bar is not None:
+                bar.update(len(run.rows))
+
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="pychro-bulk") if workers > 1 else None
+        pending: deque[tuple[_Run, Future[None]]] = deque()
+        try:
+            for run in self._runs(cycle, rows, lengths):
+                if pool is None:
+                    place_run(run)
+                    commit(run)
+                    continue
+                pending.append((run, pool.submit(place_run, run)))
+                while len(pending) > workers or (pending and pending[0][1].done()):
+                    done_run, fut = pending.popleft()
+                    fut.result()  # a failed layout or write stops here, before its rows are committed
+                    commit(done_run)
+            while pending:
+                done_run, fut = pending.popleft()
+                fut.result()
+                commit(done_run)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)  # no write may outlive its file descriptor
+            while not spaces.empty():
+                spaces.get().give_back()
+
+    def _runs(self, cycle: int, rows: range | npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> Iterator[_Run]:
+        """Where each chunk of rows goes: the current data file while a message may start there (header
+        position <= block - capacity - 4, the row writer's rule), else a newly claimed one."""
+        cfg = self.journal.config
+        roll_at = cfg.data_block_size - cfg.message_capacity - L.HEADER_SIZE
+        f = self._files.get(cycle)
+        if f is None:
+            f = self._files[cycle] = self._claim(cycle, None)
+        for c0 in range(0, len(rows), RUN_ROWS):
+            chunk = rows[c0 : c0 + RUN_ROWS]
+            if isinstance(chunk, range):
+                chunk = np.arange(chunk.start, chunk.stop)
+            lo, hi = int(chunk[0]), int(chunk[-1]) + 1
+            rec = (lengths[lo:hi] if hi - lo == len(chunk) else lengths[chunk]) + (L.HEADER_SIZE + 3) & ~3
+            done = 0
+            while done < len(chunk):
+                ends = f.pos + np.cumsum(rec[done:])
+                starts = ends - rec[done:]
+                fit = int(np.searchsorted(starts, roll_at, side="right"))
+                if fit == 0:
+                    f = self._files[cycle] = self._claim(cycle, f.file_no)
+                    continue
+                size = int(ends[fit - 1]) - f.pos
+                yield _Run(f.fd, f.file_no, f.pos, size, starts[:fit], chunk[done : done + fit])
+                f.pos += size
+                done += fit
+
+    def _claim(self, cycle: int, after: int | None) -> _DataFile:
+        file_no, fd = self._committer.claim_data_fd(cycle, self.tid, after)
+        self._fds.append(fd)
+        return _DataFile(file_no, fd)
+
+
+def _lay_out(
+    buf: npt.NDArray[np.uint8], hdr: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], encoded: list[E.Encoded],
+    lengths: npt.NDArray[np.int64], ws: place.Workspace,
+) -> None:
+    """The bytes of consecutive messages (headers at ``hdr``, the first at 0) into the staging buffer."""
+    columns = [E.take(enc, rows) for enc in encoded]
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    ln = lengths[lo:hi] if hi - lo == len(rows) else lengths[rows]
+    if all(c.fixed is not None for c in columns):  # every row the same size
+        place.write_uniform(buf, 0, len(rows), int(ln[0]), columns)
+    else:
+        place.write_records(buf, hdr, ln, columns, ws)
+
+
+def _pwrite_all(fd: int, data: npt.NDArray[np.uint8], offset: int) -> None:
+    view = memoryview(data)  # type: ignore[arg-type]  # numpy arrays are buffers
+    while len(view):
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
