@@ -31,7 +31,7 @@ def main() -> None:
     try:
         path = f"{tmp}/j"
         rows = args.rows_per_cycle * args.cycles
-        pychro.write_frame(sample_ticks(rows, start=dt.datetime(2024, 3, 4, tzinfo=dt.timezone.utc), days=args.cycles),
+        pychro.write_frame(sample_ticks(rows, start=dt.datetime(2024, 3, 4, tzinfo=dt.UTC), days=args.cycles),
                            path, TICK_SCHEMA)
         print(f"journal: {rows:,} rows in {args.cycles} daily cycles")
         rates = {}

@@ -31,7 +31,7 @@ import pychro
 from pychro import VanillaChronicleReader, VanillaChronicleWriter, VanillaConfig
 from pychro import _layout as L
 
-DAY = dt.datetime(2024, 1, 2, 9, 30, tzinfo=dt.timezone.utc)
+DAY = dt.datetime(2024, 1, 2, 9, 30, tzinfo=dt.UTC)
 THREAD_ID_BITS = 16
 SCHEMAS = {
     "fixed": "ts:timestamp_ms,px:float64,qty:int32,side:bool",

@@ -22,7 +22,7 @@ from .errors import (
 )
 from .excerpt import Excerpt, RawByteReader
 from .journal import Cycle, CycleInfo, Journal
-from .journal import open_journal as open  # noqa: A001 - pychro.open(dir), like h5py.File / zarr.open
+from .journal import open_journal as open  # pychro.open(dir), like h5py.File / zarr.open
 from .reader import VanillaChronicleReader
 from .remote import RemoteChronicleReader, RemoteChronicleWriter
 from .writer import Appender, VanillaChronicleWriter

@@ -40,7 +40,7 @@ def _when(text: str) -> int | _dt.datetime:
     except ValueError:
         pass
     moment = _dt.datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=_dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=_dt.UTC)
 
 
 def _date(text: str) -> _dt.date:

@@ -17,7 +17,7 @@ from . import _layout as L
 
 __all__ = ["VanillaConfig"]
 
-_UTC = _dt.timezone.utc
+_UTC = _dt.UTC
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _TOKEN = re.compile(r"'([^']*)'|([a-zA-Z])\2*|([^a-zA-Z']+)")
 _FIELDS = {"y": "year", "M": "month", "d": "day", "H": "hour", "m": "minute", "s": "second", "S": "ms"}
@@ -49,7 +49,7 @@ class _DateFormat:
                     raise ValueError(f"cycle_format letter {letter!r} is not supported (use y M d H m s S)")
                 width = len(m.group(0))
                 self.parts.append((letter, width))
-                digits = r"\d{%d}" % width if width > 1 else r"\d+"
+                digits = r"\d{%d}" % width if width > 1 else r"\d+"  # noqa: UP031 - as an f-string: rf"\d{{{width}}}"
                 regex.append(f"(?P<{_FIELDS[letter]}>{digits})")
             else:
                 text = quoted if quoted is not None else literal

@@ -23,7 +23,7 @@ def sample_ticks(rows: int, start: _dt.datetime | None = None, days: int = 2, se
     import pandas as pd
 
     rng = np.random.default_rng(seed)
-    start = start or _dt.datetime(2024, 3, 4, tzinfo=_dt.timezone.utc)
+    start = start or _dt.datetime(2024, 3, 4, tzinfo=_dt.UTC)
     span_ms = days * 86_400_000
     ts = np.sort(rng.integers(0, span_ms, rows)) + int(start.timestamp() * 1000)
     sym = rng.integers(0, len(SYMBOLS), rows)

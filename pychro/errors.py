@@ -43,7 +43,7 @@ def _fmt(key: str, value: Any) -> str:
     return str(value)
 
 
-class NoData(PychroError):  # noqa: N818 - name kept from pychro 0.8
+class NoData(PychroError):  # name kept from pychro 0.8
     """Raised by ``next_reader()`` when no further message is committed and the reader does not wait."""
 
 

@@ -37,7 +37,7 @@ def clock_from_utcnow(utcnow: Callable[[], _dt.datetime]) -> Callable[[], int]:
     def clock() -> int:
         now = utcnow()
         if now.tzinfo is None:
-            now = now.replace(tzinfo=_dt.timezone.utc)
+            now = now.replace(tzinfo=_dt.UTC)
         return int(now.timestamp() * 1000)
 
     return clock

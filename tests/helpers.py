@@ -190,7 +190,7 @@ class FakeClock:
 
 def to_ms(when: dt.datetime) -> int:
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     return int(when.timestamp() * 1000)
 
 

@@ -6,6 +6,7 @@ contiguous (first zero slot == number of messages).
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import queue
 import struct
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pychro import Journal, VanillaChronicleReader, VanillaConfig
-
 from helpers import concurrency_payload, concurrency_tail, concurrency_writer
+
+from pychro import Journal, VanillaChronicleReader, VanillaConfig
 
 CLOCK_MS = 1424523600000  # 2015-02-21 13:00 UTC: one fixed cycle, whatever the real time
 CYCLE = 16487
@@ -79,7 +80,7 @@ def _check_journal(root: Path, cfg: VanillaConfig, writers: int, n: int, min_swi
     assert not any(slots[first_zero:])
     assert len(set(slots[:total])) == total  # no entry committed twice
     # the writers really ran at the same time: consecutive slots often come from different threads
-    switches = sum(1 for a, b in zip(slots, slots[1:total]) if a >> 48 != b >> 48)
+    switches = sum(1 for a, b in itertools.pairwise(slots[:total]) if a >> 48 != b >> 48)
     assert switches >= min_switches, f"only {switches} writer switches in the index"
     assert journal.count(CYCLE) == total
     assert journal.end_index() == (CYCLE << cfg.seq_bits) + total

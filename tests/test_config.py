@@ -11,7 +11,7 @@ from pychro import VanillaChronicleReader, VanillaConfig
 from pychro import _layout as L
 from pychro.config import resolve_config
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2015, 2, 21, 13, 5, 1, 234000, tzinfo=UTC)  # 2015-02-21 13:05:01.234 UTC
 T0_MS = 1424523901234
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+
 from reliability_helpers import (
     check_sequences,
     read_all,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import FakeClock, read_slots
+
 from pychro import (
     CorruptDataError,
     FormatError,
@@ -24,8 +26,6 @@ from pychro import (
     VanillaChronicleWriter,
     VanillaConfig,
 )
-
-from helpers import FakeClock, read_slots
 
 TID = threading.get_native_id()
 DAY = 16487
@@ -250,7 +250,7 @@ def test_cut_index_file_followed_by_another(tmp_path: Path, cut: int) -> None:
     os.truncate(root / FOLDER / "index-0", cut)
     with VanillaChronicleReader(root, config=cfg) as reader:
         assert [reader.next_reader().read_int() for _ in range(cut // 8)] == list(range(cut // 8))
-        with pytest.raises(CorruptDataError, match="index-0 ends at entry .* but index-1 exists") as err:
+        with pytest.raises(CorruptDataError, match=r"index-0 ends at entry .* but index-1 exists") as err:
             reader.next_reader()
         assert err.value.seq == cut // 8
     with pytest.raises(CorruptDataError, match="the index is cut"):

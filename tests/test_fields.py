@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from helpers import ref_decode_java_text, ref_field, ref_java_text, ref_read_stop_bit, ref_stop_bit
+
 from pychro import Excerpt, FormatError, VanillaChronicleReader, VanillaChronicleWriter
 from pychro import _fields as F
-
-from helpers import ref_decode_java_text, ref_field, ref_java_text, ref_read_stop_bit, ref_stop_bit
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from helpers import FakeClock
 from reliability_helpers import (
     FRAMES_SCHEMA,
@@ -59,7 +60,7 @@ from reliability_helpers import (
 
 pa = pytest.importorskip("pyarrow")
 
-from pychro import (
+from pychro import (  # noqa: E402
     CorruptDataError,
     FormatError,
     JournalNotFoundError,
@@ -67,8 +68,8 @@ from pychro import (
     SchemaMismatchError,
     VanillaChronicleWriter,
 )
-from pychro.frames import ReadStats, iter_batches, read_table
-from pychro.verify import verify_journal
+from pychro.frames import ReadStats, iter_batches, read_table  # noqa: E402
+from pychro.verify import verify_journal  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -398,7 +399,7 @@ def _follow_in_thread(journal: Path, timeout: float, **kw: Any) -> tuple[list[An
         try:
             for batch in iter_batches(journal, FRAMES_SCHEMA, follow=True, poll_interval=0.01, index=True,
                                       config=CFG, **kw):
-                got.append(batch)  # noqa: PERF402 - one by one: the test reads what arrived while this runs
+                got.append(batch)  # one by one: the test reads what arrived while this runs
         except BaseException as exc:  # noqa: BLE001 - handed to the test
             error.append(exc)
 
@@ -615,7 +616,7 @@ def test_cut_or_holed_index_file_is_an_error(journal: Path, base: Base, case: st
     got: list[Any] = []
     with pytest.raises(error, match=what.replace("(", r"\(").replace(")", r"\)")):
         for batch in iter_batches(journal, FRAMES_SCHEMA, index=True, config=CFG, batch_rows=4):
-            got.append(batch)  # noqa: PERF402 - kept when the iterator raises
+            got.append(batch)  # kept when the iterator raises
     rows = _table_rows(pa.Table.from_batches(got)) if got else []
     assert rows == (base.seqs(CYCLE_A)[:seq] if case == "hole" else [])
     got, follow_error, running = _follow_in_thread(journal, 20, batch_rows=4)
@@ -634,7 +635,7 @@ def test_damaged_index_of_a_later_cycle_comes_after_every_earlier_row(journal: P
     got: list[Any] = []
     with pytest.raises(CorruptDataError, match="index slot is empty") as info:
         for batch in iter_batches(journal, FRAMES_SCHEMA, index=True, config=CFG, batch_rows=4, threads=threads):
-            got.append(batch)  # noqa: PERF402 - kept when the iterator raises
+            got.append(batch)  # kept when the iterator raises
     assert (info.value.cycle, info.value.seq) == (CYCLE_B, 3)  # type: ignore[attr-defined]
     assert _table_rows(pa.Table.from_batches(got)) == base.seqs(CYCLE_A) + base.seqs(CYCLE_B)[:3]
     TRIED["iter_batches"].append("hole in a later cycle's index")

@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from reliability_helpers import (
     FRAMES_SCHEMA,
     build_frames_journal,
@@ -46,8 +47,8 @@ from test_fuzz import OP, _random_ops, apply
 
 pa = pytest.importorskip("pyarrow")
 
-from pychro import PychroError, PychroWarning
-from pychro.frames import ReadStats, iter_batches, read_table
+from pychro import PychroError, PychroWarning  # noqa: E402
+from pychro.frames import ReadStats, iter_batches, read_table  # noqa: E402
 
 CFG = small_config(data_block_size=1024)
 pytestmark = [pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"),

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from reliability_helpers import (
     build_two_writer_journal,
     check_body,

@@ -9,12 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from helpers import (
+    FakeClock,
+    read_slots,
+    ref_stop_bit,
+    ref_utf_delta,
+    sample_body,
+    sample_fields,
+    sample_text,
+)
+
 import pychro
 from pychro import Journal, JournalNotFoundError, NoData, VanillaChronicleReader
-
-from helpers import (
-    FakeClock, read_slots, ref_stop_bit, ref_utf_delta, sample_body, sample_fields, sample_text,
-)
 
 DAY1, DAY2 = 16487, 16488
 BASE1, BASE2 = 0x40670000000000, 0x40680000000000

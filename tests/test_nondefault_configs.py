@@ -13,6 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import FakeClock, read_slots, to_ms, walk_records
+
 from pychro import (
     Journal,
     MessageTooLargeError,
@@ -22,9 +24,7 @@ from pychro import (
     VanillaConfig,
 )
 
-from helpers import FakeClock, read_slots, to_ms, walk_records
-
-UTC = dt.timezone.utc
+UTC = dt.UTC
 START = dt.datetime(2015, 2, 21, 22, 58, 58, 500000, tzinfo=UTC)
 TID = threading.get_native_id()
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from pychro import Journal, NoData, VanillaChronicleReader, VanillaChronicleWriter, VanillaConfig
-
 from helpers import FakeClock, chmod_read_only, chmod_writable, copy_journal, sample_fields, snapshot
+
+from pychro import Journal, NoData, VanillaChronicleReader, VanillaChronicleWriter, VanillaConfig
 
 BASE1, BASE2 = 0x40670000000000, 0x40680000000000
 TID = threading.get_native_id()

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from reliability_helpers import (
     FRAMES_SCHEMA,
     HERE,
@@ -63,8 +64,8 @@ from test_frames_damaged import (  # the damage cases and their fixtures
 
 pa = pytest.importorskip("pyarrow")
 
-from pychro import NoData, PychroError, RemoteError
-from pychro.remote import (
+from pychro import NoData, PychroError, RemoteError  # noqa: E402
+from pychro.remote import (  # noqa: E402
     RemoteChronicleReader,
     RemoteChronicleWriter,
     iter_remote_batches,
@@ -137,7 +138,7 @@ def _batches(port: int) -> tuple[list[tuple[Any, ...]], BaseException | None, fl
     try:
         for batch in iter_remote_batches("127.0.0.1", port, FRAMES_SCHEMA, index=True, errors="skip", timeout=0.5,
                                          config=CFG, reconnect=False):
-            got.append(batch)  # noqa: PERF402 - kept when the iterator raises
+            got.append(batch)  # kept when the iterator raises
     except RemoteError as exc:
         error = exc
     rows = frames_rows_of_table(pa.Table.from_batches(got)) if got else []
@@ -189,7 +190,7 @@ def test_iter_remote_batches_gets_every_row_before_the_damage(journal: Path, bas
         try:
             for batch in iter_remote_batches("127.0.0.1", server.port, FRAMES_SCHEMA, index=True, errors="skip",
                                              timeout=0.5, config=CFG, reconnect=False):
-                got.append(batch)  # noqa: PERF402 - kept when the iterator raises
+                got.append(batch)  # kept when the iterator raises
             error = None
         except RemoteError as exc:
             error = exc

@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from reliability_helpers import (
     FRAMES_SCHEMA,
     build_frames_journal,
@@ -50,8 +51,8 @@ from test_remote_wire import recv_n
 
 pa = pytest.importorskip("pyarrow")
 
-from pychro import NoData, PychroError, RemoteError, VanillaChronicleReader
-from pychro.remote import RemoteChronicleReader, iter_remote_batches, serve
+from pychro import NoData, PychroError, RemoteError, VanillaChronicleReader  # noqa: E402
+from pychro.remote import RemoteChronicleReader, iter_remote_batches, serve  # noqa: E402
 
 pytestmark = [pytest.mark.network, pytest.mark.timeout(3600 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 300),
               pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")]

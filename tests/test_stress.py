@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from reliability_helpers import (
     check_sequences,
     read_all,

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from reliability_helpers import FRAMES_SCHEMA, frames_row_intact
 
 import pychro

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from helpers import chmod_read_only, chmod_writable, copy_journal
 from reliability_helpers import (
     REPO,

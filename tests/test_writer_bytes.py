@@ -12,9 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from pychro import VanillaChronicleReader, VanillaChronicleWriter, VanillaConfig
-from pychro import _fields as F
-
 from helpers import (
     FakeClock,
     align4,
@@ -27,6 +24,9 @@ from helpers import (
     sample_fields,
     walk_records,
 )
+
+from pychro import VanillaChronicleReader, VanillaChronicleWriter, VanillaConfig
+from pychro import _fields as F
 
 NOON_0221 = dt.datetime(2015, 2, 21, 12, 0, 0)
 DAY1 = 16487

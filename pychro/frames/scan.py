@@ -30,7 +30,7 @@ from ..journal import Journal
 __all__ = ["CycleFiles", "DataMap", "Groups", "empty", "select_cycles", "split_groups"]
 
 U8 = np.dtype("<u8")
-_UTC = _dt.timezone.utc
+_UTC = _dt.UTC
 
 
 def empty(n: int, dtype: Any) -> np.ndarray:

@@ -21,7 +21,7 @@ from .. import _fields as F
 from .. import _layout as L
 from .._optional import require
 
-__all__ = ["Field", "FieldType", "Schema", "SchemaLike", "TYPES", "field_type"]
+__all__ = ["TYPES", "Field", "FieldType", "Schema", "SchemaLike", "field_type"]
 
 # wire kinds
 FIXED = "fixed"  # a fixed number of bytes at a known offset

@@ -180,7 +180,7 @@ class RemoteAppender(Appender):
 
     __slots__ = ("_remote",)
 
-    def __init__(self, remote: RemoteChronicleWriter) -> None:  # noqa: D107 - no local writer or data file
+    def __init__(self, remote: RemoteChronicleWriter) -> None:  # no local writer or data file
         self._remote = remote
         self._writer = None  # type: ignore[assignment]
         self._tid = 0

@@ -233,7 +233,7 @@ class _Session:
         except OSError as exc:
             if not self._aborted:  # not a broken connection (caught above): a journal file that cannot be read
                 log.warning("client %s dropped: %s", self.peer, exc)
-        except Exception:  # noqa: BLE001 - a bad session must not take the server down
+        except Exception:  # a bad session must not take the server down
             log.exception("client %s: unexpected error", self.peer)
         finally:
             if self.tail is not None:

@@ -22,7 +22,7 @@ from pychro.frames.schema import Schema
 
 from ._util import write_journal, write_rows
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SCHEMA = Schema("t:timestamp_ms,i:int64,s:string,b:bool,c:char,u:uint16")
 
 

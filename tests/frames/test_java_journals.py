@@ -139,7 +139,7 @@ def test_340_dates_and_ranges(java_3_4_0: Path) -> None:
     mixed = read_table(java_3_4_0, "cmd:int32,x:float64", start=DAY1 + 1, end=DAY1 + 2, thread_id_bits=16)
     assert mixed.to_pydict() == {"cmd": [1], "x": [1.0]}
     # datetimes select the cycles overlapping [start, end)
-    utc = dt.timezone.utc
+    utc = dt.UTC
     t = read_table(java_3_4_0, "cmd:int32", start=dt.datetime(2015, 2, 21, 12, tzinfo=utc),
                    end=dt.datetime(2015, 2, 22, tzinfo=utc), **kw)
     assert t.column("_index").to_pylist() == [DAY1]

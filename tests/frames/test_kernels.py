@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-from helpers import ref_java_text, ref_stop_bit  # tests/helpers.py: reference encoders written from the spec
 from hypothesis import given
 from hypothesis import strategies as st
+
+from helpers import ref_java_text, ref_stop_bit  # tests/helpers.py: reference encoders written from the spec
 
 from pychro import _fields as F
 from pychro.frames.decode import stop_bit
@@ -42,7 +43,7 @@ def test_stop_bit_spec_table() -> None:
 
 def test_stop_bit_longer_than_a_long() -> None:
     buf, starts = _packed([b"\x05", b"\xff" * 10 + b"\x01", b"\x80\x01"])
-    values, used, too_long = stop_bit(buf, starts)
+    values, _used, too_long = stop_bit(buf, starts)
     assert too_long is not None and too_long.tolist() == [False, True, False]
     assert values[[0, 2]].tolist() == [5, 128]
 
@@ -79,7 +80,7 @@ def test_strings_java_text() -> None:
 
 def test_strings_modified_utf8_nul_and_lone_surrogates() -> None:
     raw = [b"a\xc0\x80b", ref_java_text("x\ud800y"), ref_java_text("\udc00"), b"ok"]
-    buf, start, end, null = _strings(raw)
+    buf, start, end, _null = _strings(raw)
     text = build_strings(buf, start, end, None)
     assert text.array.to_pylist() == ["a\x00b", "x\ufffdy", "\ufffd", "ok"]
     assert text.slow_rows == 3 and text.replaced == 2 and text.bad is None
@@ -87,7 +88,7 @@ def test_strings_modified_utf8_nul_and_lone_surrogates() -> None:
 
 def test_strings_that_are_not_text() -> None:
     raw = [b"fine", b"\xff\xfe", b"also fine \xe2\x82\xac", b"\xed\xa0\x80\xff", b"\x80"]
-    buf, start, end, null = _strings(raw)
+    buf, start, end, _null = _strings(raw)
     text = build_strings(buf, start, end, None)
     assert text.bad is not None and text.bad.tolist() == [False, True, False, True, True]
     assert text.array.to_pylist()[0] == "fine" and text.array.to_pylist()[2] == "also fine \u20ac"

@@ -142,7 +142,7 @@ def test_hourly_cycles(case: tuple[Schema, list[list[Any]]], hops: list[int]) ->
     """Rows spread over several HOURS cycles (some skipped): one table across the cycle folders."""
     schema, rows = case
     cfg = VanillaConfig(cycle="HOURS")
-    clock = Clock(int(dt.datetime(2024, 3, 1, 22, tzinfo=dt.timezone.utc).timestamp() * 1000))
+    clock = Clock(int(dt.datetime(2024, 3, 1, 22, tzinfo=dt.UTC).timestamp() * 1000))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp)
         with VanillaChronicleWriter(path, config=cfg, clock=clock) as writer:
@@ -203,7 +203,7 @@ def test_stop_bit_extremes(tmp_path: Path, value: int) -> None:
 )
 def test_other_cycle_settings(tmp_path: Path, cfg: VanillaConfig) -> None:
     schema = Schema("i:int32,s:string,t:timestamp_us")
-    clock = Clock(int(dt.datetime(2024, 3, 10, 6, 59, 58, tzinfo=dt.timezone.utc).timestamp() * 1000))
+    clock = Clock(int(dt.datetime(2024, 3, 10, 6, 59, 58, tzinfo=dt.UTC).timestamp() * 1000))
     with VanillaChronicleWriter(tmp_path, config=cfg, clock=clock) as writer:
         app = writer.get_appender()
         for k in range(120):

@@ -145,7 +145,7 @@ def test_short_copies_read_normally(tmp_path: Path, journal: Path) -> None:
 def test_missing_data_file(journal: Path) -> None:
     data, _ = locate(journal, 0)
     data.unlink()
-    with pytest.raises(JournalNotFoundError, match="data file .* is missing"):
+    with pytest.raises(JournalNotFoundError, match=r"data file .* is missing"):
         read_table(journal, SCHEMA)
 
 

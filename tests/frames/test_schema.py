@@ -144,7 +144,7 @@ def test_schema_survives_parquet(tmp_path: Path) -> None:
 def test_access() -> None:
     s = Schema(COMPACT)
     assert s["px"].type.name == "float64" and "px" in s and "nope" not in s
-    assert len(s) == 5 and [f.name for f in s][0] == "ts"
+    assert len(s) == 5 and next(f.name for f in s) == "ts"
     with pytest.raises(KeyError, match="no field 'nope'"):
         s["nope"]
     assert repr(s) == f"Schema({COMPACT!r})"
