@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,13 @@ from helpers import FakeClock
 from pychro import Journal, RemoteError, VanillaChronicleReader, VanillaChronicleWriter
 from pychro.remote import replicate, serve
 
+replicate_module = importlib.import_module("pychro.remote.replicate")  # the name `replicate` is the function
+
 pytestmark = [pytest.mark.network, pytest.mark.timeout(120)]
 
 
-def messages(path: Path) -> list[tuple[int, bytes]]:
-    with VanillaChronicleReader(path) as reader:
+def messages(path: Path, config: Any = None) -> list[tuple[int, bytes]]:
+    with VanillaChronicleReader(path, config=config) as reader:
         return [(e.index, e.body()) for e in reader]  # type: ignore[misc]
 
 
@@ -85,9 +88,13 @@ def _foreign_write(replica: Path, when: dt.datetime) -> None:
     ],
 )
 def test_replica_written_by_someone_else_is_refused(
-    java_3_4_0: Path, tmp_path: Path, after_index: int, foreign_day: int, message: str
+    java_3_4_0: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after_index: int, foreign_day: int,
+    message: str,
 ) -> None:
     replica = tmp_path / "replica"
+    # runs of one message, so that the foreign write lands between two messages of the source's cycle
+    # (with longer runs it lands between two runs: the same checks, later)
+    monkeypatch.setattr(replicate_module, "RUN_ROWS", 1)
 
     def meddle(index: int) -> None:
         if index == after_index:
@@ -103,3 +110,32 @@ def test_replica_written_by_someone_else_is_refused(
     assert len(clash) == 1
     assert got[: clash[0]] == source[: clash[0]]
     assert len(got) == clash[0] + (2 if message == "diverged" else 1)
+
+
+def test_runs_of_any_sizes_roll_data_files_and_match_the_row_writer_byte_for_byte(tmp_path: Path) -> None:
+    """Bodies of 0 to 300 bytes (word path, masked tails, byte tails) over two cycles, copied in runs into a
+    replica whose small data blocks roll often: the replica's files equal what the row writer makes of the
+    same messages in the same cycles."""
+    import os
+
+    import pychro
+
+    source, replica, expected = tmp_path / "source", tmp_path / "replica", tmp_path / "expected"
+    small = pychro.VanillaConfig(data_block_size=1 << 14, message_capacity=1024)
+    days = [dt.datetime(2022, 3, 1, 9), dt.datetime(2022, 3, 2, 9)]
+    bodies = [bytes((i + j) % 256 for j in range((i * 37) % 301)) for i in range(3000)]
+    for target, cfg in ((source, None), (expected, small)):  # expected: the row writer, in this thread
+        for day, part in ((days[0], bodies[:2000]), (days[1], bodies[2000:])):
+            with VanillaChronicleWriter(target, config=cfg, clock=FakeClock(day)) as w:
+                a = w.get_appender()
+                for body in part:
+                    a.write_bytes(body)
+                    a.finish()
+    with serve(source, background=True) as server:
+        assert replicate("127.0.0.1", server.port, replica, config=small, timeout=0.5) == 3000
+    assert messages(replica, small) == messages(source)
+    for folder in ("20220301", "20220302"):
+        names = sorted(os.listdir(expected / folder))
+        assert names == sorted(os.listdir(replica / folder)) and len(names) > 5
+        for name in names:
+            assert (replica / folder / name).read_bytes() == (expected / folder / name).read_bytes(), name

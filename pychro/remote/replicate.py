@@ -2,9 +2,11 @@
 
 The replica resumes after its own last index (subscribe to it, drop the echoed frame) and writes every message
 into the cycle of its remote index, so a message lands at the same full index as on the source: with one
-replicating writer, a new cycle starts at seq 0 on both sides and seqs then advance together. Each message's
-local index is checked before and after the write; a replica that has diverged (another writer, other config)
-raises instead of silently renumbering.
+replicating writer, a new cycle starts at seq 0 on both sides and seqs then advance together. Messages are
+copied in runs of consecutive frames taken straight from the receive buffer (located as
+:func:`iter_remote_batches` locates them) and appended by a :class:`pychro.frames.bulk.BulkAppender`, one
+``pwrite`` and one batch CAS a run. Each run's local indices are checked before and after the write; a
+replica that has diverged (another writer, other config) raises instead of silently renumbering.
 """
 
 from __future__ import annotations
@@ -12,11 +14,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+import numpy as np
+
 from ..config import VanillaConfig
 from ..errors import NoData, RemoteError
+from ..frames.bulk import RUN_ROWS, BulkAppender
+from ..frames.encode import Encoded
 from ..journal import Journal
-from ..writer import VanillaChronicleWriter
 from .client import RemoteChronicleReader
+from .frames import locate_frames
+from .wire import FRAME_HEADER_SIZE
 
 __all__ = ["replicate"]
 
@@ -67,9 +74,6 @@ def replicate(
     journal = Journal(path, config, thread_id_bits)
     cfg = journal.config
     end = journal.end_index()
-    cycle_start_ms = [0]
-    # The writer starts each message in the cycle its clock names: point the clock at the remote message's cycle.
-    writer = VanillaChronicleWriter(path, config=cfg, clock=lambda: cycle_start_ms[0])
     reader = RemoteChronicleReader(
         host, port, "start",
         polling_interval=None if timeout is not None else 0.0,
@@ -77,43 +81,53 @@ def replicate(
         config=cfg, reconnect=reconnect, reconnect_timeout=reconnect_timeout,
         resume_after=None if end is None else end - 1,
     )
+    reader.recv_size = 4 << 20  # big receive buffers: big runs
     expected: dict[int, int] = {}  # cycle -> next local seq
     count = 0
     try:
-        appender = writer.get_appender()
-        while stop_after is None or count < stop_after:
-            try:
-                excerpt = reader.next_reader()
-            except NoData:
-                break
-            index = excerpt.index
-            assert index is not None
-            cycle, seq = cfg.split_index(index)
-            local_seq = expected.get(cycle)
-            if local_seq is None:
-                local_seq = journal.count(cycle)
-            if seq != local_seq:
-                raise RemoteError(
-                    "replica does not line up with the source: the remote message would land at another index "
-                    "(was the replica written by something else, or is the config different?)",
-                    index=index, local_index=cfg.index_of(cycle, local_seq), path=journal.path,
-                )
-            cycle_start_ms[0] = cfg.cycle_start_ms(cycle)
-            start = excerpt.get_offset()
-            length = excerpt.get_length()
-            appender.start_excerpt(length)
-            if length:
-                appender.write_bytes(memoryview(excerpt.get_bytes())[start : start + length])
-            written = appender.finish()
-            if written != index:  # cannot happen unless another writer raced us; stop before it spreads
-                raise RemoteError("replica diverged from the source", index=index, local_index=written,
-                                  path=journal.path)
-            expected[cycle] = seq + 1
-            count += 1
-            if on_message is not None:
-                on_message(index)
+        with BulkAppender(journal) as appender:
+            while stop_after is None or count < stop_after:
+                try:
+                    buf, pos, stop = reader._next_region()
+                except NoData:
+                    break
+                want = RUN_ROWS if stop_after is None else min(RUN_ROWS, stop_after - count)
+                starts, sizes, first = locate_frames(buf, pos, stop, want)  # consecutive indices, one cycle
+                k = len(starts)
+                cycle, seq = cfg.split_index(first)
+                local_seq = expected.get(cycle)
+                if local_seq is None:
+                    local_seq = journal.count(cycle)
+                if seq != local_seq:
+                    raise RemoteError(
+                        "replica does not line up with the source: the remote message would land at another "
+                        "index (was the replica written by something else, or is the config different?)",
+                        index=first, local_index=cfg.index_of(cycle, local_seq), path=journal.path,
+                    )
+                if int(sizes.max()) > cfg.message_capacity:
+                    big = int(np.argmax(sizes > cfg.message_capacity))
+                    raise RemoteError(
+                        f"a message of {int(sizes[big])} bytes exceeds the replica's message capacity of "
+                        f"{cfg.message_capacity} bytes (give replicate a config with a larger one)",
+                        index=first + big, path=journal.path,
+                    )
+                run_end = int(starts[-1] + FRAME_HEADER_SIZE + sizes[-1])
+                offsets = np.empty(k + 1, dtype=np.int64)  # each body in the receive buffer, then the end
+                np.add(starts, FRAME_HEADER_SIZE, out=offsets[:k])
+                offsets[k] = run_end
+                bodies = Encoded(sizes, data=np.frombuffer(buf, np.uint8, count=run_end, offset=pos), offsets=offsets)
+                written = np.empty(k, dtype=np.int64)
+                appender.append(cycle, range(k), [bodies], sizes, written)
+                reader._consumed(pos + run_end, first + k - 1)
+                if int(written[0]) != first or int(written[-1]) != first + k - 1:
+                    # cannot happen unless another writer raced us; stop before it spreads
+                    raise RemoteError("replica diverged from the source", index=first, local_index=int(written[0]),
+                                      path=journal.path)
+                expected[cycle] = seq + k
+                count += k
+                if on_message is not None:
+                    for index in range(first, first + k):
+                        on_message(index)
     finally:
         reader.close()
-        writer.close()
     return count
-
