@@ -204,8 +204,10 @@ def main() -> None:
             check_layout(tmp)
         v = make_values(args.rows)
         tid = threading.get_native_id() & ((1 << THREAD_ID_BITS) - 1)
-        print(f"rows: {args.rows:,}; best of {args.repeat}; threads: {args.threads or 'default'}; cpus: {os.cpu_count()}")
-        header = f"{'schema':<7} {'read_table':>12} {'parquet':>12} {'row API':>12} {'vs parquet':>11} {'vs row API':>11}"
+        print(f"rows: {args.rows:,}; best of {args.repeat}; threads: {args.threads or 'default'}; "
+              f"cpus: {os.cpu_count()}")
+        header = (f"{'schema':<7} {'read_table':>12} {'parquet':>12} {'row API':>12} "
+                  f"{'vs parquet':>11} {'vs row API':>11}")
         lines = [header, "-" * len(header)]
         for kind, spec in SCHEMAS.items():
             root = tmp / f"journal-{kind}"

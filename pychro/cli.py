@@ -74,14 +74,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     bits = "detected" if info["thread_id_bits_detected"] else "host default"
     print(f"journal          {info['path']}")
     print(f"thread-id bits   {info['thread_id_bits']} ({bits})")
-    print(f"messages         {info['messages']:,} in {len(info['cycles'])} cycles, {info['bytes_on_disk']:,} bytes on disk")
+    print(f"messages         {info['messages']:,} in {len(info['cycles'])} cycles, "
+          f"{info['bytes_on_disk']:,} bytes on disk")
     first, end = info["first_index"], info["end_index"]
     print(f"index range      {'-' if first is None else hex(first)} .. {'-' if end is None else hex(end - 1)}")
     if info["cycles"]:
         print(f"{'folder':<16} {'cycle':>8} {'messages':>12} {'index':>6} {'data':>6} {'bytes':>14}  first .. last")
     for c in info["cycles"]:
         span = "-" if c.first_index is None else f"{c.first_index:#x} .. {c.last_index:#x}"
-        print(f"{c.folder:<16} {c.cycle:>8} {c.messages:>12,} {c.index_files:>6} {c.data_files:>6} {c.bytes_on_disk:>14,}  {span}")
+        print(f"{c.folder:<16} {c.cycle:>8} {c.messages:>12,} {c.index_files:>6} {c.data_files:>6} "
+              f"{c.bytes_on_disk:>14,}  {span}")
     return 0
 
 
@@ -200,7 +202,9 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pychro", description="Chronicle-Queue 3.x (Vanilla) journals from the shell.")
+    parser = argparse.ArgumentParser(
+        prog="pychro", description="Chronicle-Queue 3.x (Vanilla) journals from the shell."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("info", help="cycles, messages, files, thread-id bits, index range")

@@ -68,7 +68,9 @@ def run_demo(path: str, rows: int = 1_000_000) -> int:
     n = pychro.to_parquet(path, TICK_SCHEMA, out)
     t_export = time.perf_counter() - t0
     print(f"to_parquet: {n:,} rows to {out} in {t_export:.2f} s")
-    vwap = pq.read_table(out).to_pandas().assign(notional=lambda d: d.px * d.qty).groupby("sym")[["notional", "qty"]].sum()
+    vwap = (
+        pq.read_table(out).to_pandas().assign(notional=lambda d: d.px * d.qty).groupby("sym")[["notional", "qty"]].sum()
+    )
     print("VWAP per symbol from the Parquet file:")
     print((vwap.notional / vwap.qty).round(5).to_string())
     print(f"\nnext: pychro info {path}    pychro head {path} --schema '{TICK_SCHEMA}'")

@@ -81,7 +81,8 @@ class Excerpt:
 
     def _short(self, n: int) -> int:
         raise FormatError(
-            "read past the end of the message", index=self.index, offset=self._pos, need=n, remaining=self._end - self._pos
+            "read past the end of the message",
+            index=self.index, offset=self._pos, need=n, remaining=self._end - self._pos,
         )
 
     # -- fixed-size fields ---------------------------------------------------------------------------------

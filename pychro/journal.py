@@ -234,7 +234,8 @@ class Journal:
         rows = "".join(
             f"<tr><td>{c.folder}</td><td>{c.cycle}</td><td>{c.start:%Y-%m-%d %H:%M:%S}</td>"
             f"<td style='text-align:right'>{c.messages:,}</td><td style='text-align:right'>{c.index_files}</td>"
-            f"<td style='text-align:right'>{c.data_files}</td><td style='text-align:right'>{_human(c.bytes_on_disk)}</td>"
+            f"<td style='text-align:right'>{c.data_files}</td>"
+            f"<td style='text-align:right'>{_human(c.bytes_on_disk)}</td>"
             f"<td>{_hex(c.first_index)}</td><td>{_hex(c.last_index)}</td></tr>"
             for c in info["cycles"]
         )
@@ -282,12 +283,15 @@ class Cycle:
             if info.cycle == self.cycle:
                 return info
         cfg = self.journal.config
-        return CycleInfo(self.cycle, cfg.folder_name(self.cycle), cfg.cycle_datetime(self.cycle), 0, 0, 0, 0, None, None)
+        return CycleInfo(
+            self.cycle, cfg.folder_name(self.cycle), cfg.cycle_datetime(self.cycle), 0, 0, 0, 0, None, None
+        )
 
     def _repr_html_(self) -> str:
         c = self.info()
         return (
-            f"<div><b>pychro.Cycle</b> <code>{_esc(c.folder)}</code> (cycle {c.cycle}, starts {c.start:%Y-%m-%d %H:%M:%S} UTC)<br>"
+            f"<div><b>pychro.Cycle</b> <code>{_esc(c.folder)}</code> "
+            f"(cycle {c.cycle}, starts {c.start:%Y-%m-%d %H:%M:%S} UTC)<br>"
             f"{c.messages:,} messages in {c.index_files} index files and {c.data_files} data files, "
             f"{_human(c.bytes_on_disk)} on disk, index range {_hex(c.first_index)} .. {_hex(c.last_index)}</div>"
         )

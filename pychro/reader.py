@@ -337,7 +337,9 @@ class VanillaChronicleReader:
         path = os.path.join(self._cycle_dir, L.index_file_name(n))  # type: ignore[arg-type]
         ctx = dict(path=path, cycle=self._cycle, seq=seq)
         if not os.path.lexists(path):
-            raise JournalNotFoundError(f"{L.index_file_name(n)} is missing but {L.index_file_name(n + 1)} exists", **ctx)
+            raise JournalNotFoundError(
+                f"{L.index_file_name(n)} is missing but {L.index_file_name(n + 1)} exists", **ctx
+            )
         raise CorruptDataError(
             f"{L.index_file_name(n)} ends at entry {seq & self._slot_mask} ({os.path.getsize(path)} bytes) but "
             f"{L.index_file_name(n + 1)} exists: the index is cut", **ctx

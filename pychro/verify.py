@@ -186,7 +186,8 @@ def _check_file(mf: MappedFile, rows: Any, offsets: Any, lengths: Any, bad: Any,
     ln = ~headers
     uncommitted = headers == 0
     for i in good[uncommitted][:1]:
-        problem("header is 0 (uncommitted) behind a filled index slot", seq=int(i), path=mf.path, offset=int(offsets[i]))
+        problem("header is 0 (uncommitted) behind a filled index slot",
+                seq=int(i), path=mf.path, offset=int(offsets[i]))
     broken = ~uncommitted & ((ln < 0) | (ln >= L.MAX_BODY_LENGTH))
     for i, h in zip(good[broken][:1], headers[broken][:1]):
         problem(f"bad header {int(h) & 0xFFFFFFFF:#010x}: ~length must be below 2**30", seq=int(i), path=mf.path,
@@ -234,7 +235,8 @@ def _read_entries(journal: Journal, cycle: int, problem: Any) -> Any:
         stray = np.flatnonzero(raw[filled:])
         if len(stray):
             seq = (n << cfg.slot_bits) + filled + int(stray[0])
-            problem(f"entry after the first empty slot (seq {(n << cfg.slot_bits) + filled} is empty)", seq=seq, path=path)
+            problem(f"entry after the first empty slot (seq {(n << cfg.slot_bits) + filled} is empty)",
+                    seq=seq, path=path)
         parts.append(raw[:filled])
         if filled < cfg.slots_per_index_file:
             if expect + 1 < len(files):

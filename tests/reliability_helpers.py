@@ -63,7 +63,9 @@ def body_bytes(w: int, i: int, max_len: int = MAX_PAYLOAD) -> bytes:
     return head + struct.pack("<I", zlib.crc32(head))
 
 
-def write_message(appender: Any, w: int, i: int, max_len: int = MAX_PAYLOAD, between: Callable[[], None] | None = None) -> int:
+def write_message(
+    appender: Any, w: int, i: int, max_len: int = MAX_PAYLOAD, between: Callable[[], None] | None = None
+) -> int:
     """Write message (w, i) field by field (``between`` runs mid-body) and commit it."""
     p = payload(w, i, max_len)
     appender.write_int(w)
@@ -113,7 +115,9 @@ def read_excerpt(excerpt: Any, max_len: int = MAX_PAYLOAD) -> tuple[int, int]:
     return w, i
 
 
-def read_all(path: str | os.PathLike[str], config: Any = None, max_len: int = MAX_PAYLOAD, **kw: Any) -> list[tuple[int, int, int]]:
+def read_all(
+    path: str | os.PathLike[str], config: Any = None, max_len: int = MAX_PAYLOAD, **kw: Any
+) -> list[tuple[int, int, int]]:
     """(index, w, i) of every committed message, in index order, each checked intact (row reader)."""
     from pychro import VanillaChronicleReader
 

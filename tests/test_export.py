@@ -53,7 +53,9 @@ def test_metadata_schema_and_source_range_allow_import_without_schema(ticks: Pat
     table, schema = X.load_file(out)
     assert schema == Schema(SCHEMA)
     pychro.write_frame(table, tmp_path / "copy", schema)
-    assert pychro.read_table(tmp_path / "copy", SCHEMA).equals(pychro.read_table(ticks, SCHEMA, date=dt.date(2024, 3, 5)))
+    assert pychro.read_table(tmp_path / "copy", SCHEMA).equals(
+        pychro.read_table(ticks, SCHEMA, date=dt.date(2024, 3, 5))
+    )
 
 
 def test_partition_by_date_is_a_hive_dataset(ticks: Path, tmp_path: Path) -> None:

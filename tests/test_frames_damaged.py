@@ -85,7 +85,8 @@ TRIED: dict[str, list[str]] = {"read_table": [], "iter_batches": [], "follow": [
 @pytest.fixture(scope="module", autouse=True)
 def _print_cases(request: pytest.FixtureRequest) -> Any:
     yield
-    report_line(request, "[frames damaged] cases per path: " + "; ".join(f"{k}: {len(set(v))}" for k, v in TRIED.items()))
+    report_line(request,
+                "[frames damaged] cases per path: " + "; ".join(f"{k}: {len(set(v))}" for k, v in TRIED.items()))
 
 
 @dataclass
@@ -549,7 +550,9 @@ def duplicate_entry(root: Path) -> None:
     set_slot(root, 20, slot(root, 3))
 
 
-READABLE: dict[str, tuple[Callable[[Path], None], Callable[[list[tuple[int, int, int]]], list[tuple[int, int, int]]]]] = {
+READABLE: dict[
+    str, tuple[Callable[[Path], None], Callable[[list[tuple[int, int, int]]], list[tuple[int, int, int]]]]
+] = {
     "stray_files_and_folders": (strays, lambda rows: rows),
     "empty_cycle_folder_between": (empty_cycle_between, lambda rows: [
         (index_of(CYCLE_B + 1, r[0] & ((1 << SEQ_BITS) - 1)), r[1], r[2]) if r[0] >> SEQ_BITS == CYCLE_B else r

@@ -60,8 +60,9 @@ STATS = {"inputs": 0, "rows": 0, "skipped": 0, "errors": 0, "compared_with_row_r
 def _print_stats(request: pytest.FixtureRequest) -> Any:
     yield
     if STATS["inputs"]:
-        report_line(request, f"[frames fuzz] inputs tried in-process: {STATS['inputs']}; rows returned: {STATS['rows']}; "
-                             f"rows skipped: {STATS['skipped']}; pychro errors: {STATS['errors']}; "
+        report_line(request, f"[frames fuzz] inputs tried in-process: {STATS['inputs']}; "
+                             f"rows returned: {STATS['rows']}; rows skipped: {STATS['skipped']}; "
+                             f"pychro errors: {STATS['errors']}; "
                              f"results equal to the row reader's: {STATS['compared_with_row_reader']}")
 
 

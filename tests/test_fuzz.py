@@ -1,7 +1,7 @@
 """Fuzzing (issue 6): mutate the bytes of a small journal's index and data files (flip, overwrite, zero,
-truncate, extend, delete, a folder in place of a file; crafted index entries and headers), then read everything with the row reader, read
-every field of every message, and run verify and ``Journal.info``. Only pychro's own exceptions (PychroError
-subclasses) may escape; verify must never raise; nothing may hang or kill the interpreter.
+truncate, extend, delete, a folder in place of a file; crafted index entries and headers), then read everything
+with the row reader, read every field of every message, and run verify and ``Journal.info``. Only pychro's own
+exceptions (PychroError subclasses) may escape; verify must never raise; nothing may hang or kill the interpreter.
 
 * ``test_row_reader_and_verify_survive_mutations``: hypothesis, in-process (the default ``ci`` profile runs
   ~60 examples; ``HYPOTHESIS_PROFILE=long`` runs 2000).

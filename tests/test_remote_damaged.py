@@ -89,7 +89,8 @@ TAIL_WHAT = {
 @pytest.fixture(scope="module", autouse=True)
 def _print_cases(request: pytest.FixtureRequest) -> Any:
     yield
-    report_line(request, "[remote damaged] cases per path: " + "; ".join(f"{k}: {len(set(v))}" for k, v in TRIED.items()))
+    report_line(request,
+                "[remote damaged] cases per path: " + "; ".join(f"{k}: {len(set(v))}" for k, v in TRIED.items()))
 
 
 def _source_bad_seq(case: str, expect: Expect, root: Path) -> int:
@@ -154,7 +155,8 @@ def _expected(written: Base, upto: int) -> list[tuple[int, bytes]]:
 RECONNECT_CASES = ("header_positive", "header_zero", "missing_data_file", "folder_for_index_file", "truncated_mid_body")
 
 
-@pytest.mark.parametrize("case, reconnect", [(c, False) for c in sorted(CORRUPT)] + [(c, True) for c in RECONNECT_CASES])
+@pytest.mark.parametrize("case, reconnect",
+                         [(c, False) for c in sorted(CORRUPT)] + [(c, True) for c in RECONNECT_CASES])
 def test_reader_gets_every_message_before_the_damage(journal: Path, base: Base, case: str, reconnect: bool,  # noqa: F811
                                                       caplog: pytest.LogCaptureFixture) -> None:
     expect = CORRUPT[case](journal, base)
@@ -232,7 +234,8 @@ def test_cut_or_holed_index_file_ends_the_session(journal: Path, base: Base, cas
     caplog.set_level(logging.WARNING, logger="pychro.remote")
     tail_what = {"truncated_mid_entry": "index file index-0 ends at entry 10 (83 bytes) but index-1 exists",
                  "zero_length": "index file index-0 ends at entry 0 (0 bytes) but index-1 exists",
-                 "stray_later_file": "index file index-1 ends at entry 13 (256 bytes) but index-2 exists"}.get(case, what)
+                 "stray_later_file": "index file index-1 ends at entry 13 (256 bytes) but index-2 exists",
+                 }.get(case, what)
     with serve(journal, config=CFG, background=True) as server:
         got, exc, took = _read(server.port, reconnect=False)
         assert got == _expected(base, seq)

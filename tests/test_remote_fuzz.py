@@ -70,7 +70,8 @@ def _print_stats(request: pytest.FixtureRequest) -> Any:
     yield
     if STATS["client_inputs"] or STATS["server_inputs"]:
         report_line(request, f"[remote fuzz] client side: {STATS['client_inputs']} mutated streams, "
-                             f"{STATS['delivered']} messages/rows delivered, {STATS['client_errors']} RemoteError/NoData; "
+                             f"{STATS['delivered']} messages/rows delivered, "
+                             f"{STATS['client_errors']} RemoteError/NoData; "
                              f"server side: {STATS['server_inputs']} hostile connections, "
                              f"{STATS['server_requests']} requests")
 
@@ -225,13 +226,18 @@ def mutate(rec: Recorded, ops: list[tuple[Any, ...]]) -> bytes:
 
 INT64 = st.integers(-(1 << 63), (1 << 63) - 1)
 STREAM_OP = st.one_of(
-    st.tuples(st.just("size"), st.integers(0, 99), st.one_of(st.sampled_from(EDGE_SIZES), st.integers(-(1 << 31), (1 << 31) - 1))),
-    st.tuples(st.just("index"), st.integers(0, 99), st.sampled_from(["prev", "next", "zero", "neg", "max", "min", "cycle+1"])),
+    st.tuples(st.just("size"), st.integers(0, 99),
+              st.one_of(st.sampled_from(EDGE_SIZES), st.integers(-(1 << 31), (1 << 31) - 1))),
+    st.tuples(st.just("index"), st.integers(0, 99),
+              st.sampled_from(["prev", "next", "zero", "neg", "max", "min", "cycle+1"])),
     st.tuples(st.sampled_from(["drop", "repeat", "swap"]), st.integers(0, 99)),
-    st.tuples(st.just("control"), st.integers(0, 99), st.sampled_from(CONTROL_SIZES), st.one_of(st.sampled_from([0, -1]), INT64)),
-    st.tuples(st.just("reply"), st.just(0), st.sampled_from([-126, -128, -129, 0, 5]), st.one_of(st.sampled_from([-1, -2, 0]), INT64)),
+    st.tuples(st.just("control"), st.integers(0, 99), st.sampled_from(CONTROL_SIZES),
+              st.one_of(st.sampled_from([0, -1]), INT64)),
+    st.tuples(st.just("reply"), st.just(0), st.sampled_from([-126, -128, -129, 0, 5]),
+              st.one_of(st.sampled_from([-1, -2, 0]), INT64)),
     st.tuples(st.sampled_from(["flip", "delete", "cut"]), st.integers(0, 1 << 14), st.integers(0, 255), st.just(b"")),
-    st.tuples(st.sampled_from(["overwrite", "insert"]), st.integers(0, 1 << 14), st.just(0), st.binary(min_size=1, max_size=16)),
+    st.tuples(st.sampled_from(["overwrite", "insert"]), st.integers(0, 1 << 14), st.just(0),
+              st.binary(min_size=1, max_size=16)),
 )
 
 
@@ -429,7 +435,8 @@ REQ_ACTIONS = st.one_of(st.sampled_from([1, 1, 2, 10, 10, 20, 20, 21, 30, 0, 3, 
 
 
 def _req_args(rec_indexes: list[int]) -> Any:
-    return st.one_of(st.sampled_from([-4, -3, -2, -1, 0, 1, 7, 40, 128 << 20, (128 << 20) + 1, (1 << 63) - 1, -(1 << 63)]),
+    return st.one_of(st.sampled_from([-4, -3, -2, -1, 0, 1, 7, 40, 128 << 20, (128 << 20) + 1,
+                                      (1 << 63) - 1, -(1 << 63)]),
                      st.sampled_from(rec_indexes), st.sampled_from([i + 1 for i in rec_indexes[-3:]]), INT64)
 
 

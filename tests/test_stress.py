@@ -85,8 +85,9 @@ def _stress(tmp_path: Path, request: pytest.FixtureRequest, *, processes: int, t
     assert report.ok, report.summary()
     index_files = len(list(journal.glob("*/index-*")))
     data_files = len(list(journal.glob("*/data-*")))
-    report_line(request, f"[stress] {processes} processes x {threads} threads for {elapsed:.1f}s: {len(rows):,} messages "
-                         f"({len(rows) / elapsed:,.0f}/s while checked by readers), read intact exactly once by {readers} tailing readers "
+    report_line(request, f"[stress] {processes} processes x {threads} threads for {elapsed:.1f}s: "
+                         f"{len(rows):,} messages ({len(rows) / elapsed:,.0f}/s while checked by readers), "
+                         f"read intact exactly once by {readers} tailing readers "
                          f"+ 1 final read; {results[-1]['runs']} concurrent verify runs "
                          f"({len(results[-1]['transient'])} saw a new index file before it was extended); "
                          f"{index_files} index files, {data_files} data files")

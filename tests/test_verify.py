@@ -361,7 +361,9 @@ def test_stray_files_and_folders_are_ignored(pristine: Path, tmp_path: Path) -> 
     before = journal_state(root)
     report = verify_journal(root, config=CFG)
     assert report.ok, report.summary()
-    assert [(c.folder, c.valid, c.messages) for c in report.cycles] == [(DAY_A, 70, 70), (DAY_B, 20, 20), ("20200303", 0, 0)]
+    assert [(c.folder, c.valid, c.messages) for c in report.cycles] == [
+        (DAY_A, 70, 70), (DAY_B, 20, 20), ("20200303", 0, 0),
+    ]
     run = subprocess.run([sys.executable, "-m", "pychro", "verify", str(root), *SMALL_ARGS],
                          check=False, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert run.returncode == 0 and run.stdout.rstrip().endswith("OK"), run.stdout + run.stderr
@@ -437,7 +439,8 @@ def test_read_only_copy(pristine: Path, tmp_path: Path, case: str) -> None:
     chmod_read_only(root)
     before = journal_state(root)
     try:
-        run = subprocess.run([*_without_write_rights(), sys.executable, "-m", "pychro", "verify", str(root), *SMALL_ARGS],
+        run = subprocess.run([*_without_write_rights(), sys.executable, "-m", "pychro", "verify", str(root),
+                              *SMALL_ARGS],
                              check=False, capture_output=True, text=True, timeout=60, cwd=REPO)
         assert run.stderr == ""
         if expect is None:
@@ -452,8 +455,8 @@ def test_read_only_copy(pristine: Path, tmp_path: Path, case: str) -> None:
 
 # -- the Java fixtures through the CLI -----------------------------------------------------------------------
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pychro", "verify", *args], check=False, capture_output=True, text=True,
-                          timeout=120, cwd=REPO)
+    return subprocess.run([sys.executable, "-m", "pychro", "verify", *args],
+                          check=False, capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
 def test_cli_java_3_4_0_ok_with_detected_thread_id_bits(java_3_4_0: Path) -> None:

@@ -262,7 +262,9 @@ class Walk:
             elif huge[row]:
                 reasons.append((row, f"bad header {int(hdr[row]) & 0xFFFFFFFF:#010x}: ~length must be below 2**30"))
             else:
-                reasons.append((row, f"message of {int(ln[row])} bytes runs past the end of the data file ({dm.size} bytes)"))
+                reasons.append(
+                    (row, f"message of {int(ln[row])} bytes runs past the end of the data file ({dm.size} bytes)")
+                )
         raise _Corrupt(mask, reasons)
 
     # phase 1b: variable-size fields -------------------------------------------------------------------------

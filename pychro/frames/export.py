@@ -20,7 +20,9 @@ from .schema import META_SCHEMA, Schema, SchemaLike
 __all__ = ["export", "load_file", "partition_name", "to_csv", "to_ipc", "to_parquet"]
 
 META_SOURCE = b"pychro.source"
-_EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "ipc", ".feather": "ipc", ".ipc": "ipc", ".csv": "csv"}
+_EXTENSIONS = {
+    ".parquet": "parquet", ".pq": "parquet", ".arrow": "ipc", ".feather": "ipc", ".ipc": "ipc", ".csv": "csv",
+}
 
 
 def to_parquet(

@@ -53,7 +53,9 @@ def write_journal(
         return write_rows(writer.get_appender(), schema, rows)
 
 
-def row_api_read(path: Path, schema: Schema | str, config: VanillaConfig | None = None, **kw: Any) -> list[dict[str, Any]]:
+def row_api_read(
+    path: Path, schema: Schema | str, config: VanillaConfig | None = None, **kw: Any
+) -> list[dict[str, Any]]:
     """Every message as a dict read with the row reader (``_index`` included), skips passed over."""
     schema = Schema(schema)
     out = []

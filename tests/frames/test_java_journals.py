@@ -134,7 +134,8 @@ def test_340_dates_and_ranges(java_3_4_0: Path) -> None:
     assert read_table(java_3_4_0, "cmd:int32", date=both, **kw).num_rows == 2
     assert read_table(java_3_4_0, "cmd:int32", date=dt.date(2015, 2, 23), **kw).num_rows == 0
     # full indices: start inclusive, end exclusive
-    t = read_table(java_3_4_0, "cmd:int32", start=DAY1 + 3, end=DAY2 + 1, errors="skip", thread_id_bits=16, metadata="seq")
+    t = read_table(java_3_4_0, "cmd:int32", start=DAY1 + 3, end=DAY2 + 1, errors="skip", thread_id_bits=16,
+                   metadata="seq")
     assert t.to_pydict() == {"_seq": [0], "cmd": [0]}
     mixed = read_table(java_3_4_0, "cmd:int32,x:float64", start=DAY1 + 1, end=DAY1 + 2, thread_id_bits=16)
     assert mixed.to_pydict() == {"cmd": [1], "x": [1.0]}
@@ -143,7 +144,8 @@ def test_340_dates_and_ranges(java_3_4_0: Path) -> None:
     t = read_table(java_3_4_0, "cmd:int32", start=dt.datetime(2015, 2, 21, 12, tzinfo=utc),
                    end=dt.datetime(2015, 2, 22, tzinfo=utc), **kw)
     assert t.column("_index").to_pylist() == [DAY1]
-    t = read_table(java_3_4_0, "cmd:int32", start=dt.datetime(2015, 2, 21, 12), end=dt.datetime(2015, 2, 22, 0, 0, 1), **kw)
+    t = read_table(java_3_4_0, "cmd:int32", start=dt.datetime(2015, 2, 21, 12),
+                   end=dt.datetime(2015, 2, 22, 0, 0, 1), **kw)
     assert t.column("_index").to_pylist() == [DAY1, DAY2]
 
 
