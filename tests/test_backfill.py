@@ -360,18 +360,20 @@ _ARROW = {"int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": 
     n=st.integers(1, 120),
     offset=st.integers(0, 1000),
     chunk=st.sampled_from([1, 2, 7, 64]),
+    run_bytes=st.sampled_from([1, 200, 16 << 20]),
     small_blocks=st.booleans(),
     threads=st.sampled_from([1, 2, 3]),
 )
 def test_hypothesis_byte_identical_to_row_writer(
-    tmp_path_factory: pytest.TempPathFactory, types: list[str], n: int, offset: int, chunk: int, small_blocks: bool,
-    threads: int,
+    tmp_path_factory: pytest.TempPathFactory, types: list[str], n: int, offset: int, chunk: int, run_bytes: int,
+    small_blocks: bool, threads: int,
 ) -> None:
-    """Any field order (variable fields first, last, adjacent, long or empty), any chunking, data-file rolls,
-    one or more threads laying out runs of messages."""
+    """Any field order (variable fields first, last, adjacent, long or empty), runs ended by row count or
+    bytes, data-file rolls, one or more threads laying out runs of messages."""
     assume(any(not t.startswith("skip") for t in types))  # a schema needs a column
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(bulk, "RUN_ROWS", chunk)
+        mp.setattr(bulk, "RUN_BYTES", run_bytes)
         _check_byte_identity(tmp_path_factory.mktemp("bytes"), types, n, offset, small_blocks, threads)
 
 

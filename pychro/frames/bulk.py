@@ -3,7 +3,7 @@
 A :class:`BulkAppender` is one appender of the calling thread, like a Java ``ExcerptAppender``: per cycle it
 claims a fresh data file ``data-<tid>-<max+1>`` and fills it, rolling to the next one where the row writer
 rolls (a header position above ``block - capacity - 4``). Rows go in runs of up to ``RUN_ROWS`` consecutive
-messages of one data file. Each run's bytes are laid out in a staging buffer (:mod:`.place`) and written with
+messages (and ``RUN_BYTES``) of one data file. Each run's bytes are laid out in a staging buffer (:mod:`.place`) and written with
 one ``pwrite``, on up to ``workers`` threads, while the calling thread commits finished runs in order, each by
 one native batch CAS (:meth:`pychro._commit.Committer.commit_many`). A run is committed only after its bytes
 are in the file, so every committed message is whole, even if a later run fails.
@@ -28,9 +28,10 @@ from ..journal import Journal
 from . import encode as E
 from . import place
 
-__all__ = ["RUN_ROWS", "BulkAppender", "message_lengths", "workers_for"]
+__all__ = ["RUN_BYTES", "RUN_ROWS", "BulkAppender", "message_lengths", "workers_for"]
 
 RUN_ROWS = 1 << 16  # messages laid out and committed per step: temporaries stay in cache
+RUN_BYTES = 16 << 20  # and at most this many bytes (but at least one message): bounded staging memory
 
 
 def message_lengths(encoded: list[E.Encoded], n: int) -> npt.NDArray[np.int64]:
@@ -183,6 +184,7 @@ class BulkAppender:
                 if fit == 0:
                     f = self._files[cycle] = self._claim(cycle, f.file_no)
                     continue
+                fit = min(fit, max(1, int(np.searchsorted(ends, f.pos + RUN_BYTES, side="right"))))
                 size = int(ends[fit - 1]) - f.pos
                 yield _Run(f.fd, f.file_no, f.pos, size, starts[:fit], chunk[done : done + fit])
                 f.pos += size
