@@ -8,7 +8,8 @@ message raise :class:`~pychro.errors.FormatError` instead of returning the bytes
 from __future__ import annotations
 
 import struct
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from . import _fields as F
 from .errors import FormatError
@@ -20,6 +21,8 @@ _b, _B, _h, _H, _i, _I, _q, _f, _d = (
 )
 _i24 = struct.Struct("<Bh").unpack_from
 _i48 = struct.Struct("<Hi").unpack_from
+
+_T = TypeVar("_T")
 
 
 class Excerpt:
@@ -292,7 +295,7 @@ class Excerpt:
         return self.read_double() if f != f else f
 
     # -- peeks: read without moving ----------------------------------------------------------------------
-    def _peek(self, method: Any) -> Any:
+    def _peek(self, method: Callable[[], _T]) -> _T:
         p = self._pos
         try:
             return method()
@@ -301,47 +304,47 @@ class Excerpt:
 
     def peek_int(self) -> int:
         """Like ``read_int`` without moving the read position."""
-        return self._peek(self.read_int)  # type: ignore[no-any-return]
+        return self._peek(self.read_int)
 
     def peek_short(self) -> int:
         """Like ``read_short`` without moving the read position."""
-        return self._peek(self.read_short)  # type: ignore[no-any-return]
+        return self._peek(self.read_short)
 
     def peek_long(self) -> int:
         """Like ``read_long`` without moving the read position."""
-        return self._peek(self.read_long)  # type: ignore[no-any-return]
+        return self._peek(self.read_long)
 
     def peek_double(self) -> float:
         """Like ``read_double`` without moving the read position."""
-        return self._peek(self.read_double)  # type: ignore[no-any-return]
+        return self._peek(self.read_double)
 
     def peek_float(self) -> float:
         """Like ``read_float`` without moving the read position."""
-        return self._peek(self.read_float)  # type: ignore[no-any-return]
+        return self._peek(self.read_float)
 
     def peek_char(self) -> str:
         """Like ``read_char`` without moving the read position."""
-        return self._peek(self.read_char)  # type: ignore[no-any-return]
+        return self._peek(self.read_char)
 
     def peek_byte(self) -> int:
         """Like ``read_byte`` without moving the read position."""
-        return self._peek(self.read_byte)  # type: ignore[no-any-return]
+        return self._peek(self.read_byte)
 
     def peek_unsigned_byte(self) -> int:
         """Like ``read_unsigned_byte`` without moving the read position."""
-        return self._peek(self.read_unsigned_byte)  # type: ignore[no-any-return]
+        return self._peek(self.read_unsigned_byte)
 
     def peek_boolean(self) -> bool:
         """Like ``read_boolean`` without moving the read position."""
-        return self._peek(self.read_boolean)  # type: ignore[no-any-return]
+        return self._peek(self.read_boolean)
 
     def peek_stop_bit(self) -> int:
         """Like ``read_stop_bit`` without moving the read position."""
-        return self._peek(self.read_stop_bit)  # type: ignore[no-any-return]
+        return self._peek(self.read_stop_bit)
 
     def peek_string(self) -> str | None:
         """Like ``read_string`` without moving the read position."""
-        return self._peek(self.read_string)  # type: ignore[no-any-return]
+        return self._peek(self.read_string)
 
     peek_stopbit = peek_stop_bit
 

@@ -160,7 +160,7 @@ class RemoteChronicleWriter:
                 raise RemoteError(f"connection lost waiting for an ACK: {exc}", host=self.host,
                                   port=self.port) from None
             if size == W.ACK_LEN:
-                return index  # type: ignore[no-any-return]
+                return index
             if size == W.NACK_LEN:
                 why = "the source does not support remote append" if index == W.IDX_NOT_SUPPORTED else "refused"
                 raise RemoteError(f"SUBMIT rejected: {why}", host=self.host, port=self.port, code=index)
@@ -225,7 +225,7 @@ class RemoteAppender(Appender):
             self._lim = len(grown)
         return self._p
 
-    def finish(self) -> int:  # type: ignore[override]
+    def finish(self) -> int:
         """Submit the message; returns the index the source wrote it at (None when the writer has ``ack=False``)."""
         if self._start < 0:
             raise ValueError("no message in progress: write a field (or start_excerpt()) before finish()")
