@@ -134,7 +134,7 @@ def load_slot(buf: Buffer, slot: int) -> int:
     return _atomic.load_u64(buf, slot * L.ENTRY_SIZE)
 
 
-def commit(index: mmap.mmap, start_offset: int, entry: int) -> int:
+def commit(index: mmap.mmap, start_offset: int, entry: int, /) -> int:
     """Publish ``entry`` in the first free slot at or after byte ``start_offset``.
 
     Returns the slot's byte offset, or -1 when the index file is full. The CAS is the commit: body and

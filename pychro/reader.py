@@ -273,6 +273,7 @@ class VanillaChronicleReader:
         mm = mf.mm
         if offset < 4 or offset + 4 > mf.size:
             return self._checked_excerpt(entry, mf)
+        assert mm is not None  # mf.size >= 8: only an empty file is left unmapped
         header = _header(mm, offset - 4)[0]
         end = offset + ~header
         # valid: header < 0 (non-zero with ~header >= 0), ~header < 2**30, body inside the mapped file
@@ -409,6 +410,7 @@ class VanillaChronicleReader:
             mf.refresh(self.config.data_block_size)
         if offset > mf.size:
             raise CorruptDataError(f"index entry points past the end of the data file ({mf.size} bytes)", **ctx)
+        assert mf.mm is not None  # mf.size >= offset >= 4: only an empty file is left unmapped
         header = _header(mf.mm, offset - 4)[0]
         length = L.length_from_header(header)
         if length == -1:

@@ -207,13 +207,14 @@ class Appender:
         _pack_header(self._mm, start - L.HEADER_SIZE, ~(p - start))
         entry = self._base + start
         ci = self._ci
-        off = commit(ci.mm, ci.hint, entry)  # type: ignore[union-attr]
+        assert ci is not None  # set by start_excerpt(), which began this message
+        off = commit(ci.mm, ci.hint, entry)
         writer = self._writer
         if off >= 0:
-            ci.hint = off + 8  # type: ignore[union-attr]
-            index = ci.base + (off >> 3)  # type: ignore[union-attr]
+            ci.hint = off + 8
+            index = ci.base + (off >> 3)
         else:
-            self._ci, index = writer._committer.commit_full(ci, entry)  # type: ignore[arg-type]
+            self._ci, index = writer._committer.commit_full(ci, entry)
         if writer.synchronous:
             self._mm.flush()
             self._ci.mf.flush()  # type: ignore[union-attr]
