@@ -4,6 +4,8 @@ Row API (pychro 0.8 names): :class:`VanillaChronicleReader`, :class:`VanillaChro
 Importing pychro opens no file and imports neither pandas nor pyarrow.
 """
 
+from typing import TYPE_CHECKING
+
 from ._optional import lazy_getattr
 from .config import VanillaConfig
 from .errors import (
@@ -47,6 +49,15 @@ _LAZY = {
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
+
+if TYPE_CHECKING:  # the lazy names with their real types, for type checkers only (nothing imported at run time)
+    from .frames import iter_batches, read_frame, read_table
+    from .frames.backfill import to_journal, write_frame
+    from .frames.dask import read_dask
+    from .frames.export import to_csv, to_ipc, to_parquet
+    from .frames.schema import Schema
+    from .remote.replicate import replicate
+    from .remote.server import serve
 
 __all__ = [
     "Appender",

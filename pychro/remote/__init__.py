@@ -13,6 +13,8 @@ Importing this package loads neither numpy nor pandas nor pyarrow: the server (n
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._optional import lazy_getattr
 from .appender import RemoteAppender, RemoteChronicleWriter
 from .client import RemoteChronicleReader, start_index_of
@@ -26,6 +28,10 @@ _LAZY = {
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
+
+if TYPE_CHECKING:  # the lazy names with their real types, for type checkers only (nothing imported at run time)
+    from .frames import iter_remote_batches
+    from .server import ChronicleSourceServer, serve
 
 
 __all__ = [
