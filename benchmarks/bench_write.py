@@ -71,6 +71,33 @@ def row_api_write(cols: dict[str, list[Any]], path: str, mixed: bool) -> None:
                 a.write_long(ts); a.write_double(px); a.write_int(qty); a.write_boolean(side); a.finish()  # noqa: E702
 
 
+def measure(name: str, schema: str, mixed: bool, args: argparse.Namespace, tmp: str) -> str:
+    """One schema's line of the table: write_frame vs the row API, to_parquet vs pq.write_table."""
+    table = make_table(args.rows, mixed)
+    k = [0]
+
+    def bulk() -> None:
+        k[0] += 1
+        pychro.write_frame(table, os.path.join(tmp, f"{name}-bulk-{k[0]}"), schema, date=DAY)
+
+    small = table.slice(0, args.row_api_rows).to_pydict()
+    t_bulk, t_row = interleaved(
+        bulk, lambda: row_api_write(small, os.path.join(tmp, f"{name}-row-{time.perf_counter_ns()}"), mixed),
+        repeat=args.repeat,
+    )
+    src = os.path.join(tmp, f"{name}-bulk-1")
+    frame = pychro.read_table(src, schema)
+    t_export, t_pq = interleaved(
+        lambda: pychro.to_parquet(src, schema, os.path.join(tmp, f"{name}.parquet")),
+        lambda: pq.write_table(frame, os.path.join(tmp, f"{name}-pq.parquet")),
+        repeat=args.repeat,
+    )
+    r_bulk = args.rows / t_bulk
+    r_row = args.row_api_rows / t_row
+    return (f"{name:6} {r_bulk / 1e6:10.2f} M {r_row / 1e6:8.3f} M {r_bulk / r_row:6.0f}x | "
+            f"{args.rows / t_export / 1e6:9.2f} M {args.rows / t_pq / 1e6:8.2f} M {t_export / t_pq:9.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=2_000_000)
@@ -96,29 +123,7 @@ def main() -> None:
         print(f"{'schema':6} {'write_frame':>12} {'row API':>10} {'ratio':>7} | {'to_parquet':>11} "
               f"{'pq.write':>10} {'cost ratio':>10}")
         for name, schema, mixed in (("fixed", FIXED, False), ("mixed", MIXED, True)):
-            table = make_table(args.rows, mixed)
-            k = [0]
-
-            def bulk() -> None:
-                k[0] += 1
-                pychro.write_frame(table, os.path.join(tmp, f"{name}-bulk-{k[0]}"), schema, date=DAY)
-
-            small = table.slice(0, args.row_api_rows).to_pydict()
-            t_bulk, t_row = interleaved(
-                bulk, lambda: row_api_write(small, os.path.join(tmp, f"{name}-row-{time.perf_counter_ns()}"), mixed),
-                repeat=args.repeat,
-            )
-            src = os.path.join(tmp, f"{name}-bulk-1")
-            frame = pychro.read_table(src, schema)
-            t_export, t_pq = interleaved(
-                lambda: pychro.to_parquet(src, schema, os.path.join(tmp, f"{name}.parquet")),
-                lambda: pq.write_table(frame, os.path.join(tmp, f"{name}-pq.parquet")),
-                repeat=args.repeat,
-            )
-            r_bulk = args.rows / t_bulk
-            r_row = args.row_api_rows / t_row
-            print(f"{name:6} {r_bulk / 1e6:10.2f} M {r_row / 1e6:8.3f} M {r_bulk / r_row:6.0f}x | "
-                  f"{args.rows / t_export / 1e6:9.2f} M {args.rows / t_pq / 1e6:8.2f} M {t_export / t_pq:9.2f}x")
+            print(measure(name, schema, mixed, args, tmp))
             for d in os.listdir(tmp):
                 if d.startswith(f"{name}-") and d != f"{name}-bulk-1":
                     shutil.rmtree(os.path.join(tmp, d), ignore_errors=True)

@@ -43,8 +43,9 @@ class IndexFile:
         self.cycle = cycle
         self.file_no = file_no
         self.mf = mf
-        self.mm = mf.mm
-        with _no_read_around(mf.mm):  # ~20 probes: without this each reads (or zero-fills) 128 KiB around it
+        assert mf.mm is not None  # index files are opened at their block size, never empty
+        self.mm: mmap.mmap = mf.mm
+        with _no_read_around(self.mm):  # ~20 probes: without this each reads (or zero-fills) 128 KiB around it
             self.hint = first_zero_slot(mf.u64_view()) * L.ENTRY_SIZE
         self.base = base
 

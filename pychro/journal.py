@@ -128,6 +128,8 @@ class Journal:
         """
         cfg = self.config
         files = self.index_files(cycle)
+        if files != list(range(len(files))):
+            files = self.index_files(cycle)  # a listing can miss a file created while it ran: list again
         total = 0
         for expect, n in enumerate(files):
             path = self.index_path(cycle, expect)

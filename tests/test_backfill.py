@@ -22,7 +22,10 @@ from pychro.frames.backfill import write_frame
 
 DAY = dt.date(2024, 1, 2)
 DAY_MS = 1_704_153_600_000
-MIXED = "ts:int64,px:float64,qty:int32,side:bool,sym:string,c:char,u:utf,sb:stopbit,pad:skip3,f:float32,b:int8,us:uint16"
+MIXED = (
+    "ts:int64,px:float64,qty:int32,side:bool,sym:string,c:char,u:utf,sb:stopbit,pad:skip3,f:float32,b:int8,"
+    "us:uint16"
+)
 
 
 def mixed_table(n: int) -> pa.Table:
@@ -238,7 +241,7 @@ def test_a_write_failing_midway_leaves_the_committed_prefix_whole(
     assert verify_journal(tmp_path).ok
 
 
-def _row_appender(path: str, wid: int, n: int, barrier: "mp.synchronize.Barrier") -> None:
+def _row_appender(path: str, wid: int, n: int, barrier: mp.synchronize.Barrier) -> None:
     barrier.wait()
     with pychro.VanillaChronicleWriter(path, clock=lambda: DAY_MS) as chron:
         a = chron.get_appender()
@@ -273,7 +276,7 @@ def test_write_frame_while_two_processes_append(tmp_path: Path) -> None:
     assert pychro.open(tmp_path).count(19724) == len(back)
 
 
-def _bulk_writer(path: str, n: int, started: "mp.synchronize.Event") -> None:
+def _bulk_writer(path: str, n: int, started: mp.synchronize.Event) -> None:
     import time
 
     bulk.RUN_ROWS = 4096  # many runs per call, committed one after the other

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,8 @@ import pytest
 from helpers import FakeClock
 
 from pychro import Journal, RemoteError, VanillaChronicleReader, VanillaChronicleWriter
+from pychro.frames import bulk
 from pychro.remote import replicate, serve
-
-replicate_module = importlib.import_module("pychro.remote.replicate")  # the name `replicate` is the function
 
 pytestmark = [pytest.mark.network, pytest.mark.timeout(120)]
 
@@ -94,7 +92,7 @@ def test_replica_written_by_someone_else_is_refused(
     replica = tmp_path / "replica"
     # runs of one message, so that the foreign write lands between two messages of the source's cycle
     # (with longer runs it lands between two runs: the same checks, later)
-    monkeypatch.setattr(replicate_module, "RUN_ROWS", 1)
+    monkeypatch.setattr(bulk, "RUN_ROWS", 1)
 
     def meddle(index: int) -> None:
         if index == after_index:

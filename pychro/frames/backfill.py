@@ -139,7 +139,9 @@ def _to_table(data: Any) -> Any:
         return pa.table(data)
     if type(data).__module__.startswith("pandas"):
         return pa.Table.from_pandas(data, preserve_index=False)
-    raise TypeError(f"write_frame takes a pandas DataFrame, a pyarrow Table/RecordBatch or a dict, not {type(data).__name__}")
+    raise TypeError(
+        f"write_frame takes a pandas DataFrame, a pyarrow Table/RecordBatch or a dict, not {type(data).__name__}"
+    )
 
 
 def _column(table: Any, field: Any) -> Any:
@@ -256,7 +258,10 @@ def _chars(field: Any, col: Any) -> npt.NDArray[np.uint16]:
     offsets = np.frombuffer(col.buffers()[1], dtype=np.int64)[col.offset : col.offset + len(col) + 1]
     data = np.frombuffer(col.buffers()[2], dtype=np.uint8) if col.buffers()[2] is not None else np.zeros(0, np.uint8)
     width = np.diff(offsets)
-    b0 = data[np.minimum(offsets[:-1], max(len(data) - 1, 0))].astype(np.uint32) if len(data) else np.zeros(len(col), np.uint32)
+    if len(data):
+        b0 = data[np.minimum(offsets[:-1], len(data) - 1)].astype(np.uint32)
+    else:
+        b0 = np.zeros(len(col), np.uint32)
     # a single character is 1-3 UTF-8 bytes whose lead byte announces exactly that width
     expect = np.where(b0 < 0x80, 1, np.where(b0 >= 0xF0, 4, np.where(b0 >= 0xE0, 3, 2)))
     bad = (width != expect) | (width > 3)
@@ -266,7 +271,7 @@ def _chars(field: Any, col: Any) -> npt.NDArray[np.uint16]:
             f"row {r}: column {field.name!r} value {col[r].as_py()!r} is not one BMP character (a Java char)"
         )
     def at(k: int) -> npt.NDArray[np.uint32]:
-        return data[np.minimum(offsets[:-1] + k, len(data) - 1)].astype(np.uint32) & 0x3F
+        return data[np.minimum(offsets[:-1] + k, len(data) - 1)].astype(np.uint32) & np.uint32(0x3F)
 
     code = np.where(
         width == 1, b0,
@@ -304,7 +309,8 @@ def _encode_text(field: Any, col: Any, n: int) -> E.Encoded:
 
 def _is_text(t: Any) -> bool:
     pa = require("pyarrow")
-    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", lambda _: False)(t))
+    is_view = getattr(pa.types, "is_string_view", lambda _: False)  # pyarrow >= 16
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or is_view(t))
 
 
 def _as_utf(enc: E.Encoded, text_len: npt.NDArray[np.int64]) -> E.Encoded:
@@ -334,7 +340,7 @@ def _cycles(
     assert raw is not None
     values = raw.view("<i8").reshape(-1)
     per_ms = {"ms": 1, "us": 1000, "ns": 1_000_000}[unit]
-    return (values // per_ms) // cfg.cycle_length_ms  # type: ignore[operator,no-any-return]
+    return (values // per_ms) // cfg.cycle_length_ms
 
 
 def _bar(total: int, progress: bool | None) -> Any:

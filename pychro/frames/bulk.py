@@ -3,10 +3,10 @@
 A :class:`BulkAppender` is one appender of the calling thread, like a Java ``ExcerptAppender``: per cycle it
 claims a fresh data file ``data-<tid>-<max+1>`` and fills it, rolling to the next one where the row writer
 rolls (a header position above ``block - capacity - 4``). Rows go in runs of up to ``RUN_ROWS`` consecutive
-messages (and ``RUN_BYTES``) of one data file. Each run's bytes are laid out in a staging buffer (:mod:`.place`) and written with
-one ``pwrite``, on up to ``workers`` threads, while the calling thread commits finished runs in order, each by
-one native batch CAS (:meth:`pychro._commit.Committer.commit_many`). A run is committed only after its bytes
-are in the file, so every committed message is whole, even if a later run fails.
+messages (and ``RUN_BYTES``) of one data file. Each run's bytes are laid out in a staging buffer (:mod:`.place`)
+and written with one ``pwrite``, on up to ``workers`` threads, while the calling thread commits finished runs in
+order, each by one native batch CAS (:meth:`pychro._commit.Committer.commit_many`). A run is committed only after
+its bytes are in the file, so every committed message is whole, even if a later run fails.
 """
 
 from __future__ import annotations

@@ -240,13 +240,17 @@ class CycleFiles:
         while True:
             view = self._index_view(n)
             if view is None:
-                if self._later_index_exists(n):  # index files are created in order: this one was lost
+                if not self._later_index_exists(n):
+                    break
+                # index files are created in order: look again (writers may have created this one and the
+                # next since the first look); still missing means it was lost
+                view = self._index_view(n)
+                if view is None:
                     raise JournalNotFoundError(
                         f"index file {L.index_file_name(n)} is missing but {L.index_file_name(n + 1)} exists",
                         path=os.path.join(self.folder, L.index_file_name(n)), cycle=self.cycle, seq=total,
                         index=self.config.index_of(self.cycle, total),
                     )
-                break
             filled = first_zero_slot(view, self._filled[n])  # type: ignore[arg-type]
             if filled < self._slots_per_file and self._later_index_exists(n):
                 # The next index file is created only once this one is full: look again (it may have filled

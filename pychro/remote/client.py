@@ -17,7 +17,7 @@ import datetime as _dt
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any, Union
+from typing import Any
 
 from ..config import VanillaConfig, resolve_config
 from ..errors import NoData, RemoteError
@@ -26,7 +26,7 @@ from . import wire as W
 
 __all__ = ["RemoteChronicleReader", "Where", "start_index_of"]
 
-Where = Union[str, int, _dt.date, _dt.datetime]
+Where = str | int | _dt.date | _dt.datetime
 
 _unpack_header = W.FRAME_HEADER.unpack_from
 _HDR = W.FRAME_HEADER_SIZE

@@ -89,7 +89,7 @@ class _BufferMap(DataMap):
 
     __slots__ = ()
 
-    def __init__(self, u1: Any, label: str) -> None:  # noqa: D107 - replaces the file-mapping constructor
+    def __init__(self, u1: Any, label: str) -> None:
         self.path = label
         self.size = int(u1.size)
         self.copied = False

@@ -14,15 +14,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-import numpy as np
-
 from ..config import VanillaConfig
 from ..errors import NoData, RemoteError
-from ..frames.bulk import RUN_ROWS, BulkAppender
-from ..frames.encode import Encoded
 from ..journal import Journal
 from .client import RemoteChronicleReader
-from .frames import locate_frames
 from .wire import FRAME_HEADER_SIZE
 
 __all__ = ["replicate"]
@@ -68,6 +63,13 @@ def replicate(
     >>> replicate("127.0.0.1", 5000, "/data/replica", timeout=1.0)      # doctest: +SKIP
     3000
     """
+    # numpy and the frames machinery (pyarrow) load on first use: importing pychro.remote must stay light
+    import numpy as np
+
+    from ..frames import bulk
+    from ..frames.encode import Encoded
+    from .frames import locate_frames
+
     if stop_after is not None and stop_after <= 0:
         return 0
     os.makedirs(os.fspath(path), exist_ok=True)
@@ -85,13 +87,13 @@ def replicate(
     expected: dict[int, int] = {}  # cycle -> next local seq
     count = 0
     try:
-        with BulkAppender(journal) as appender:
+        with bulk.BulkAppender(journal) as appender:
             while stop_after is None or count < stop_after:
                 try:
                     buf, pos, stop = reader._next_region()
                 except NoData:
                     break
-                want = RUN_ROWS if stop_after is None else min(RUN_ROWS, stop_after - count)
+                want = bulk.RUN_ROWS if stop_after is None else min(bulk.RUN_ROWS, stop_after - count)
                 starts, sizes, first = locate_frames(buf, pos, stop, want)  # consecutive indices, one cycle
                 k = len(starts)
                 cycle, seq = cfg.split_index(first)
