@@ -10,6 +10,7 @@ import datetime as _dt
 import json
 import os
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from .._optional import require
@@ -223,6 +224,20 @@ def _write(
     writer: Any = None
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + ".partial"
+    # Row groups are written on a background thread while this one decodes the next (the decoder runs ahead
+    # only a few batches): export costs about max(decode, write), not their sum. One write at a time.
+    background = ThreadPoolExecutor(1, thread_name_prefix="pychro-export")
+    writing: Future[None] | None = None
+
+    def write_behind(table: Any) -> None:
+        nonlocal writing
+        if writing is not None:
+            writing.result()  # the previous row group is written (its error, if any, surfaces here)
+        if fmt == "parquet":
+            writing = background.submit(writer.write_table, table, row_group_size=row_group_rows)
+        else:
+            writing = background.submit(writer.write_table, table)
+
     try:
         if fmt == "parquet":
             pq = require("pyarrow.parquet", extra="frames")
@@ -242,10 +257,7 @@ def _write(
                 return
             table = pa.Table.from_batches(pending, schema=arrow_schema)
             cut = table.num_rows if final else table.num_rows - table.num_rows % row_group_rows
-            if fmt == "parquet":
-                writer.write_table(table.slice(0, cut), row_group_size=row_group_rows)
-            else:
-                writer.write_table(table.slice(0, cut))
+            write_behind(table.slice(0, cut))
             rest = table.slice(cut)
             pending, pending_rows = rest.to_batches(), rest.num_rows
 
@@ -261,10 +273,13 @@ def _write(
             if pending_rows >= row_group_rows:
                 flush(final=False)
         flush(final=True)
+        if writing is not None:
+            writing.result()
         writer.close()
         writer = None
         os.replace(tmp, out)
     finally:
+        background.shutdown(wait=True)  # no write may still run when the file is closed
         if writer is not None:
             writer.close()
         if os.path.exists(tmp):
