@@ -128,6 +128,33 @@ def test_pandas_input_timestamps_and_multi_day_cycles(tmp_path: Path) -> None:
     assert list(back["ts"]) == list(ts)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_unsorted_multi_day_frame_with_strings_lands_in_row_order_per_cycle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    """Rows of three days shuffled together, in runs of 50: each cycle holds its rows in frame order, each
+    whole, and the returned indices say where each row went."""
+    monkeypatch.setattr(bulk, "RUN_ROWS", 50)
+    rng = np.random.default_rng(3)
+    n = 1000
+    day = rng.integers(0, 3, n)
+    ts = DAY_MS + day * 86_400_000 + np.arange(n)
+    text = pa.array([None if k % 11 == 0 else "r" * (k % 13) + str(k) for k in range(n)])
+    table = pa.table({"ts": pa.array(ts, pa.timestamp("ms", tz="UTC")), "k": np.arange(n), "s": text})
+    schema = "ts:timestamp_ms,k:int64,s:string"
+    indices = write_frame(table, tmp_path, schema, threads=threads)
+    assert sorted(os.listdir(tmp_path)) == ["20240102", "20240103", "20240104"]
+    back = pychro.read_table(tmp_path, schema, index=True)
+    k = back.column("k").to_numpy()
+    assert sorted(k) == list(range(n))
+    for d in range(3):
+        mine = k[(back.column("_index").to_numpy() >> 40) == 19724 + d]
+        assert list(mine) == list(np.flatnonzero(day == d))  # frame order within the cycle
+    by_k = dict(zip(k, back.column("_index").to_numpy()))
+    assert [by_k[i] for i in range(n)] == list(indices)
+    assert back.column("s").to_pylist() == [text[int(i)].as_py() for i in k]
+
+
 def test_hourly_config_and_timestamp_units(tmp_path: Path) -> None:
     cfg = pychro.VanillaConfig(cycle="HOURS")
     ts = pd.to_datetime(["2024-01-02 09:30:00.000000", "2024-01-02 10:15:00.000001"], utc=True)
