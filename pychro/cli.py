@@ -146,12 +146,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .frames import backfill, export
+    from .frames import export
 
-    data, schema = export.load_file(args.file, args.schema and _schema(args.schema))
-    indices = backfill.write_frame(data, args.dir, schema, date=args.date, config=_config(args),
-                                   progress=_progress(args))
-    print(f"imported {len(indices):,} rows into {args.dir}")
+    rows = export.import_file(args.file, args.dir, args.schema and _schema(args.schema), date=args.date,
+                              config=_config(args), progress=_progress(args))
+    print(f"imported {rows:,} rows into {args.dir}")
     return 0
 
 

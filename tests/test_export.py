@@ -122,3 +122,41 @@ def test_numpy_columns_survive(tmp_path: Path) -> None:
     pychro.write_frame({"a": np.arange(10, dtype=np.int64)}, tmp_path / "j", "a:int64", date=dt.date(2024, 1, 1))
     pychro.to_parquet(tmp_path / "j", "a:int64", tmp_path / "a.parquet")
     assert pq.read_table(tmp_path / "a.parquet").column("a").to_pylist() == list(range(10))
+
+
+# -- import_file: streaming, two passes ------------------------------------------------------------------------
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "arrow", "csv", "dataset"])
+def test_import_file_in_batches_equals_write_frame_of_the_whole(ticks: Path, tmp_path: Path, fmt: str) -> None:
+    """Batches of 700 rows over three days, through one appender: the journal is byte for byte what one
+    write_frame of the whole table makes (same data files, same index entries)."""
+    whole = pychro.read_table(ticks, SCHEMA)
+    src = tmp_path / f"ticks.{'parquet' if fmt == 'dataset' else fmt}"
+    if fmt == "parquet":
+        pychro.to_parquet(ticks, SCHEMA, src, row_group_rows=5000)
+    elif fmt == "arrow":
+        pychro.to_ipc(ticks, SCHEMA, src)
+    elif fmt == "csv":
+        pychro.to_csv(ticks, SCHEMA, src)
+    else:
+        src = tmp_path / "dataset"
+        pychro.to_parquet(ticks, SCHEMA, src, partition_by="date")
+    schema = SCHEMA if fmt == "csv" else None
+    assert X.import_file(src, tmp_path / "imported", schema, batch_rows=700) == 30_000
+    pychro.write_frame(whole, tmp_path / "whole", SCHEMA)
+    assert _files(tmp_path / "imported") == _files(tmp_path / "whole")
+
+
+def test_import_file_rejects_a_bad_row_of_a_late_batch_before_writing_anything(tmp_path: Path) -> None:
+    n = 5000
+    qty = np.arange(n, dtype=np.int64)
+    qty[4321] = 1 << 40  # does not fit an int32, in the 7th batch of 700
+    table = pa.table({"ts": np.arange(n, dtype=np.int64) + 1_704_153_600_000, "qty": qty})
+    src = tmp_path / "bad.parquet"
+    pq.write_table(table, src)
+    with pytest.raises(ValueError, match=r"row 4321: column 'qty' value 1099511627776 does not fit in int32"):
+        X.import_file(src, tmp_path / "j", "ts:timestamp_ms,qty:int32", batch_rows=700)
+    assert not (tmp_path / "j").exists() or not any((tmp_path / "j").iterdir())

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +27,7 @@ from . import encode as E
 from .bulk import BulkAppender, message_lengths, workers_for
 from .schema import FIXED, SKIP, STOPBIT, STRING, UTF, Schema, SchemaLike
 
-__all__ = ["to_journal", "write_frame"]
+__all__ = ["to_journal", "write_batches", "write_frame"]
 
 _INT_RANGE = {
     "int8": (-(1 << 7), (1 << 7) - 1),
@@ -99,8 +101,94 @@ def write_frame(
     os.makedirs(journal.path, exist_ok=True)
     cfg = journal.config
     n = table.num_rows
-    columns = [_column(table, f) for f in schema.fields]
     workers = workers_for(threads, n)
+    prepared = _prepare(table, schema, cfg, date, timestamp_column, clock, workers)
+    out = np.empty(n, dtype=np.int64)
+    if not n:
+        return out
+    bar = _bar(n, progress)
+    try:
+        with BulkAppender(journal, workers=workers) as appender:  # a new appender: fresh data files
+            _append(appender, prepared, out, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return out
+
+
+to_journal = write_frame
+
+
+def write_batches(
+    batches: Callable[[], Iterable[Any]],
+    path: str | os.PathLike[str],
+    schema: SchemaLike,
+    date: _dt.date | _dt.datetime | None = None,
+    *,
+    timestamp_column: str | None = None,
+    config: VanillaConfig | None = None,
+    thread_id_bits: int | None = None,
+    clock: Any = None,
+    progress: bool | None = None,
+    threads: int | None = None,
+) -> int:
+    """:func:`write_frame` for a stream too big for memory; returns the rows written.
+
+    ``batches()`` must give the same record batches (or tables) each time it is called: a first pass checks
+    every row (a row that does not fit is rejected with its row number in the stream before anything is
+    written), a second one writes them through one appender, as one ``write_frame`` of their concatenation
+    would. Memory holds about one batch.
+    """
+    schema = Schema(schema)
+    journal = Journal(path, config, thread_id_bits, must_exist=False)
+    cfg = journal.config
+    total = 0
+    for batch in batches():
+        table = _to_table(batch)
+        try:
+            _prepare(table, schema, cfg, date, timestamp_column, clock, 1)
+        except ValueError as exc:
+            raise _shifted(exc, total) from None
+        total += table.num_rows
+    if not total:
+        return 0
+    os.makedirs(journal.path, exist_ok=True)
+    bar = _bar(total, progress)
+    written = 0
+    try:
+        with BulkAppender(journal, workers=workers_for(threads, total)) as appender:
+            for batch in batches():
+                table = _to_table(batch)
+                prepared = _prepare(table, schema, cfg, date, timestamp_column, clock, appender.workers)
+                _append(appender, prepared, np.empty(table.num_rows, dtype=np.int64), bar)
+                written += table.num_rows
+    finally:
+        if bar is not None:
+            bar.close()
+    if written != total:
+        raise ValueError(f"the batches changed between the two passes: {total} rows checked, {written} written")
+    return written
+
+
+def _shifted(exc: ValueError, first_row: int) -> ValueError:
+    """The same error with its ``row N`` counted from the start of the stream instead of its batch."""
+    m = re.match(r"row (\d+): ", str(exc))
+    return ValueError(f"row {int(m[1]) + first_row}: {str(exc)[m.end():]}") if m else exc
+
+
+# -- preparing and appending -----------------------------------------------------------------------------
+class _Prepared(NamedTuple):
+    encoded: list[E.Encoded]
+    lengths: npt.NDArray[np.int64]
+    cycles: npt.NDArray[np.int64]  # per row (or one for all)
+
+
+def _prepare(
+    table: Any, schema: Schema, cfg: VanillaConfig, date: Any, timestamp_column: str | None, clock: Any, workers: int
+) -> _Prepared:
+    """Every row checked and encoded, its message length and its cycle; nothing written."""
+    n = table.num_rows
+    columns = [_column(table, f) for f in schema.fields]
     encoded = _encode_all(schema, columns, n, workers)
     lengths = message_lengths(encoded, n)
     if n and int(lengths.max()) > cfg.message_capacity:
@@ -109,23 +197,16 @@ def write_frame(
             f"row {r}: message of {int(lengths[r])} bytes exceeds the message capacity of {cfg.message_capacity} "
             "bytes (raise config message_capacity)"
         )
-    cycles = _cycles(table, schema, cfg, n, date, timestamp_column, clock)
-    out = np.empty(n, dtype=np.int64)
-    if not n:
-        return out
-    bar = _bar(n, progress)
-    try:
-        with BulkAppender(journal, workers=workers) as appender:  # a new appender: fresh data files
-            for cycle in np.unique(cycles):
-                rows = np.flatnonzero(cycles == cycle) if len(cycles) > 1 else range(n)
-                appender.append(int(cycle), rows, encoded, lengths, out, bar)
-    finally:
-        if bar is not None:
-            bar.close()
-    return out
+    return _Prepared(encoded, lengths, _cycles(table, schema, cfg, n, date, timestamp_column, clock))
 
 
-to_journal = write_frame
+def _append(appender: BulkAppender, prepared: _Prepared, out: npt.NDArray[np.int64], bar: Any) -> None:
+    """All rows of one prepared table, cycle by cycle (in row order within each)."""
+    n = len(out)
+    cycles = prepared.cycles
+    for cycle in np.unique(cycles):
+        rows = np.flatnonzero(cycles == cycle) if len(cycles) > 1 else range(n)
+        appender.append(int(cycle), rows, prepared.encoded, prepared.lengths, out, bar)
 
 
 # -- input -------------------------------------------------------------------------------------------------
@@ -222,7 +303,7 @@ def _integers(field: Any, col: Any, dtype: str) -> npt.NDArray[Any]:
         bad = ~np.isfinite(values) | (values != np.floor(values))
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"row {r}: column {field.name!r} value {values[r]!r} is not an integer")
+            raise ValueError(f"row {r}: column {field.name!r} value {values[r].item()!r} is not an integer")
     target = np.dtype(dtype)
     if values.dtype.kind in "iub" and _fits(values.dtype, field.type.name):
         return values.astype(target, copy=False)  # every value of the source type fits: nothing to check
@@ -235,7 +316,7 @@ def _integers(field: Any, col: Any, dtype: str) -> npt.NDArray[Any]:
         over = (v < lo) | (v > hi)
     if over.any():
         r = int(np.flatnonzero(over)[0])
-        raise ValueError(f"row {r}: column {field.name!r} value {values[r]!r} does not fit in {field.type.name}")
+        raise ValueError(f"row {r}: column {field.name!r} value {values[r].item()!r} does not fit in {field.type.name}")
     return values.astype(target, copy=False)
 
 

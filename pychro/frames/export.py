@@ -18,7 +18,7 @@ from ..config import VanillaConfig
 from ..journal import Journal
 from .schema import META_SCHEMA, Schema, SchemaLike
 
-__all__ = ["export", "load_file", "partition_name", "to_csv", "to_ipc", "to_parquet"]
+__all__ = ["export", "import_file", "load_file", "partition_name", "to_csv", "to_ipc", "to_parquet"]
 
 META_SOURCE = b"pychro.source"
 _EXTENSIONS = {
@@ -293,6 +293,98 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
         return [_jsonable(v) for v in value]
     return value
+
+
+def import_file(
+    file: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    schema: SchemaLike | None = None,
+    date: Any = None,
+    *,
+    config: VanillaConfig | None = None,
+    thread_id_bits: int | None = None,
+    progress: bool | None = None,
+    batch_rows: int = 1 << 20,
+) -> int:
+    """Append the rows of a .parquet (file or dataset folder), .arrow/.feather or .csv file to a journal, in
+    batches of ``batch_rows``: memory stays about one batch, whatever the file's size. Returns the rows.
+
+    The schema comes from ``schema`` or from the file's ``pychro.schema`` metadata (files made by
+    :func:`to_parquet` and friends); CSV always needs one. Rows go where :func:`pychro.write_frame` would
+    put them (``date=`` or each row's timestamp), through one appender, and every row is checked before the
+    first is written (the file is read twice).
+
+    Examples
+    --------
+    >>> pychro.frames.export.import_file("ticks.parquet", "/data/journal")  # doctest: +SKIP
+    1000000
+    """
+    from .backfill import write_batches
+
+    batches, sch = _batch_source(os.fspath(file), schema, batch_rows)
+    return write_batches(batches, path, sch, date, config=config, thread_id_bits=thread_id_bits,
+                         progress=progress)
+
+
+def _batch_source(p: str, schema: SchemaLike | None, batch_rows: int) -> tuple[Any, Schema]:
+    """(a function giving the file's record batches afresh on each call, its Schema)."""
+    pa = require("pyarrow", purpose="import")
+    if batch_rows <= 0:
+        raise ValueError(f"batch_rows must be positive, got {batch_rows}")
+    fmt = "parquet" if os.path.isdir(p) else _EXTENSIONS.get(os.path.splitext(p)[1].lower())
+    if fmt == "parquet":
+        pq = require("pyarrow.parquet", extra="frames")
+        if os.path.isdir(p):  # a dataset (partition_by="date"): its files in path order, i.e. by date
+            import pyarrow.dataset as ds
+
+            files = sorted(ds.dataset(p, format="parquet").files)
+        else:
+            files = [p]
+        if not files:
+            raise ValueError(f"{p} holds no Parquet files")
+        meta = pq.ParquetFile(files[0]).schema_arrow.metadata
+
+        def parquet_batches() -> Iterator[Any]:
+            for f in files:
+                with pq.ParquetFile(f) as pf:
+                    yield from pf.iter_batches(batch_size=batch_rows)
+
+        return parquet_batches, _import_schema(p, schema, meta)
+    if fmt == "ipc":
+        with pa.memory_map(p) as source:
+            meta = pa.ipc.open_file(source).schema.metadata
+
+        def ipc_batches() -> Iterator[Any]:
+            with pa.memory_map(p) as source:  # batches are views of the mapping: nothing is read ahead
+                reader = pa.ipc.open_file(source)
+                for i in range(reader.num_record_batches):
+                    batch = reader.get_batch(i)
+                    for lo in range(0, batch.num_rows, batch_rows):
+                        yield batch.slice(lo, batch_rows)
+
+        return ipc_batches, _import_schema(p, schema, meta)
+    if fmt == "csv":
+        if schema is None:
+            raise ValueError("importing CSV needs --schema (CSV files carry no pychro metadata)")
+        from pyarrow import csv
+
+        sch = Schema(schema)
+        convert = csv.ConvertOptions(column_types=sch.to_arrow())
+
+        def csv_batches() -> Iterator[Any]:
+            with csv.open_csv(p, convert_options=convert) as reader:
+                yield from reader
+
+        return csv_batches, sch
+    raise ValueError(f"cannot tell the format of {p!r}: use .parquet, .arrow, .feather or .csv")
+
+
+def _import_schema(p: str, schema: SchemaLike | None, meta: dict[bytes, bytes] | None) -> Schema:
+    if schema is not None:
+        return Schema(schema)
+    if not meta or META_SCHEMA not in meta:
+        raise ValueError(f"{p} has no pychro schema in its metadata: give one (--schema)")
+    return Schema.from_json(meta[META_SCHEMA])
 
 
 def load_file(path: str | os.PathLike[str], schema: SchemaLike | None = None) -> tuple[Any, Schema]:
