@@ -197,7 +197,7 @@ def _prepare(
             f"row {r}: message of {int(lengths[r])} bytes exceeds the message capacity of {cfg.message_capacity} "
             "bytes (raise config message_capacity)"
         )
-    return _Prepared(encoded, lengths, _cycles(table, schema, cfg, n, date, timestamp_column, clock))
+    return _Prepared(encoded, lengths, _cycles(encoded, schema, cfg, n, date, timestamp_column, clock))
 
 
 def _append(appender: BulkAppender, prepared: _Prepared, out: npt.NDArray[np.int64], bar: Any) -> None:
@@ -402,8 +402,10 @@ def _as_utf(enc: E.Encoded, text_len: npt.NDArray[np.int64]) -> E.Encoded:
 
 
 def _cycles(
-    table: Any, schema: Schema, cfg: VanillaConfig, n: int, date: Any, ts_name: str | None, clock: Any
+    encoded: list[E.Encoded], schema: Schema, cfg: VanillaConfig, n: int, date: Any, ts_name: str | None,
+    clock: Any,
 ) -> npt.NDArray[np.int64]:
+    """Each row's cycle (one value when all rows share it), from the encoded timestamp field."""
     if date is not None:
         return np.full(min(n, 1), cfg.cycle_of(date), dtype=np.int64)
     ts_fields = [f for f in schema.fields if f.type.name.startswith("timestamp_")]
@@ -417,7 +419,7 @@ def _cycles(
         return np.full(min(n, 1), cfg.cycle_of_ms(now), dtype=np.int64)
     f = ts_fields[0]
     unit = f.type.name.split("_")[1]
-    raw = _encode(f, _column(table, f), n).fixed
+    raw = encoded[schema.fields.index(f)].fixed  # the timestamp as written: int64 in its unit
     assert raw is not None
     values = raw.view("<i8").reshape(-1)
     per_ms = {"ms": 1, "us": 1000, "ns": 1_000_000}[unit]
