@@ -413,9 +413,4 @@ def load_file(path: str | os.PathLike[str], schema: SchemaLike | None = None) ->
         return table, sch
     else:
         raise ValueError(f"cannot tell the format of {p!r}: use .parquet, .arrow, .feather or .csv")
-    if schema is not None:
-        return table, Schema(schema)
-    meta = table.schema.metadata or {}
-    if META_SCHEMA not in meta:
-        raise ValueError(f"{p} has no pychro schema in its metadata: give one (--schema)")
-    return table, Schema.from_json(meta[META_SCHEMA])
+    return table, _import_schema(p, schema, table.schema.metadata)
