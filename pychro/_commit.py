@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _layout as L
-from ._mapping import MappedFile, commit, commit_batch, first_zero_slot
-from .errors import FormatError, ReadOnlyJournalError
+from ._mapping import MappedFile, commit, commit_batch, first_zero_slot, open_sized
+from .errors import FormatError
 from .journal import Journal
 
 __all__ = ["Committer", "IndexFile"]
@@ -157,19 +157,8 @@ class Committer:
     def claim_data_fd(self, cycle: int, tid: int, after: int | None) -> tuple[int, int]:
         """As :meth:`claim_data_file`, for a writer that fills the file with ``pwrite``: returns its number and
         a file descriptor (the caller closes it). The file has its full block size, as Java maps it."""
-        return self._claim(cycle, tid, after, self._create_for_pwrite)
-
-    def _create_for_pwrite(self, path: str) -> int:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        except PermissionError as exc:
-            raise ReadOnlyJournalError(f"cannot open for writing: {exc.strerror}", path=path) from None
-        try:
-            os.ftruncate(fd, self.config.data_block_size)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+        size = self.config.data_block_size
+        return self._claim(cycle, tid, after, lambda path: open_sized(path, size, exclusive=True))
 
     def _claim(self, cycle: int, tid: int, after: int | None, create: Callable[[str], T]) -> tuple[int, T]:
         folder = self.journal.cycle_path(cycle)

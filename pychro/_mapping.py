@@ -19,7 +19,7 @@ from .errors import FormatError, JournalNotFoundError, ReadOnlyJournalError
 
 Buffer = Any  # collections.abc.Buffer is 3.12+
 
-__all__ = ["MappedFile", "commit", "commit_batch", "first_zero_slot", "load_slot"]
+__all__ = ["MappedFile", "commit", "commit_batch", "first_zero_slot", "load_slot", "open_sized"]
 
 
 class MappedFile:
@@ -61,15 +61,8 @@ class MappedFile:
 
         ``exclusive`` claims a new file with O_EXCL: a data file belongs to exactly one appender.
         """
-        flags = os.O_RDWR | os.O_CREAT | (os.O_EXCL if exclusive else 0)
+        fd = open_sized(path, size, exclusive=exclusive)
         try:
-            fd = os.open(path, flags, 0o644)
-        except PermissionError as exc:
-            raise ReadOnlyJournalError(f"cannot open for writing: {exc.strerror}", path=path) from None
-        try:
-            # ftruncate only ever grows here: a concurrent writer extending to the same size loses nothing.
-            if os.fstat(fd).st_size < size:
-                os.ftruncate(fd, size)
             mm = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE)
         finally:
             os.close(fd)
@@ -115,6 +108,24 @@ class MappedFile:
     def flush(self) -> None:
         if self.mm is not None:
             self.mm.flush()
+
+
+def open_sized(path: str, size: int, *, exclusive: bool = False) -> int:
+    """Create (or open) a file for writing and extend it to ``size`` if shorter (never shrink); returns the
+    descriptor. ``exclusive`` claims a new file with O_EXCL."""
+    flags = os.O_RDWR | os.O_CREAT | (os.O_EXCL if exclusive else 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except PermissionError as exc:
+        raise ReadOnlyJournalError(f"cannot open for writing: {exc.strerror}", path=path) from None
+    try:
+        # ftruncate only ever grows here: a concurrent writer extending to the same size loses nothing.
+        if os.fstat(fd).st_size < size:
+            os.ftruncate(fd, size)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def first_zero_slot(slots: memoryview, lo: int = 0) -> int:
