@@ -160,11 +160,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.dir, rows=args.rows)
 
 
+def _connections(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of connections, got {text!r}")
+    return n
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
     from .remote import serve
 
-    with serve(args.dir, host=args.host, port=args.port, config=_config(args)) as server:
-        print(f"serving {args.dir} on {args.host}:{server.port} (Ctrl-C to stop)", flush=True)
+    # the server's log lines (refused clients and SUBMITs, dropped sessions) go to stderr with a time
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    limits = {} if args.max_connections is None else {"max_connections": args.max_connections}
+    with serve(args.dir, host=args.host, port=args.port, config=_config(args), allow_submit=args.allow_append,
+               **limits) as server:
+        mode = "read-write: any client may append" if args.allow_append else "read-only"
+        print(f"serving {args.dir} on {args.host}:{server.port} ({mode}; Ctrl-C to stop)", flush=True)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
@@ -251,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--allow-append", action="store_true",
+                   help="accept remote appends (SUBMIT) from any client: there is no authentication")
+    p.add_argument("--max-connections", type=_connections, metavar="N",
+                   help="most clients served at once; later ones are disconnected and logged (default 256)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("replicate", help="keep a local copy of a remote journal")

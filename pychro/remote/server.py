@@ -9,31 +9,40 @@ Implements what a Java ``SourceTcpAcceptor`` over a Vanilla chronicle does (vani
 * ``UNSUBSCRIBE`` stops the stream (and its heartbeats); ``QUERY idx`` answers ``SYNC_IDX_LEN`` with the index
   after ``idx``, or ``IN_SYNC_LEN, 0`` when ``idx`` is absent. Where Java 3.4-3.6 would block the session until a
   message follows ``idx``, this source answers at once with ``idx`` itself;
-* ``SUBMIT``/``SUBMIT_NOACK`` append the body through a :class:`~pychro.VanillaChronicleWriter` and (SUBMIT)
-  reply ``ACK_LEN, index``; a body that cannot be appended gets ``NACK_LEN`` (``IDX_NOT_SUPPORTED`` when the
-  server is read-only, ``IDX_NONE`` otherwise);
+* ``SUBMIT``/``SUBMIT_NOACK`` append the body through the server's one appender (shared by all sessions under a
+  lock, so remote appends hold one data file whatever the number of clients) and (SUBMIT) reply ``ACK_LEN,
+  index``. The server is read-only unless ``allow_submit=True``: then every SUBMIT gets ``NACK_LEN,
+  IDX_NOT_SUPPORTED``. A SUBMIT larger than a message can be (the data block size minus its header) and one the
+  writer fails to append (a full disk) get ``NACK_LEN, IDX_NONE`` and a log line; a refused body is read and
+  dropped in small chunks, never buffered, so the session stays in step with the client;
 * ``IN_SYNC_LEN`` heartbeats go out when a subscription is idle and 2.5 s have passed since the last control
   frame. Messages committed by any process are found by polling the journal.
 
-One thread per client; the stream is built in batches (:class:`~pychro.remote.tail.JournalTail`) and written
-with one ``sendall`` per batch of many frames.
+One thread per client, waiting on its socket with ``poll`` (no ``select()`` descriptor limit); at most
+``max_connections`` clients at once (later ones are accepted and closed at once, with a log line). The stream is
+built in batches (:class:`~pychro.remote.tail.JournalTail`) and written with one ``sendall`` per batch of many
+frames.
 """
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import logging
 import os
 import select
+import selectors
 import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from .. import _layout as L
 from ..config import VanillaConfig
 from ..errors import MessageTooLargeError, PychroError, RemoteError
 from ..journal import Journal
-from ..writer import VanillaChronicleWriter
+from ..writer import Appender, VanillaChronicleWriter
 from . import wire as W
 from .tail import JournalTail
 
@@ -42,6 +51,10 @@ __all__ = ["ChronicleSourceServer", "serve"]
 log = logging.getLogger("pychro.remote")
 
 _RECV_CHUNK = 1 << 16
+_POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+_IDLE_WAIT_S = 0.5  # longest wait of a session that is not subscribed (close() also wakes it at once)
+_REFUSAL_LOG_S = 5.0  # at most one "connection refused" log line per this many seconds
+DEFAULT_MAX_CONNECTIONS = 256
 
 
 class ChronicleSourceServer:
@@ -60,7 +73,11 @@ class ChronicleSourceServer:
     thread_id_bits : int, optional
         Shortcut for ``config.thread_id_bits``.
     allow_submit : bool
-        Accept remote appends (SUBMIT). When False they get ``NACK_LEN, IDX_NOT_SUPPORTED``.
+        Accept remote appends (SUBMIT); off by default. There is no authentication: with it on, anyone who can
+        connect can append, so bind to loopback unless you trust the network. When False, SUBMITs get
+        ``NACK_LEN, IDX_NOT_SUPPORTED``.
+    max_connections : int
+        Most clients served at once (default 256); a client beyond it is disconnected at once and logged.
     heartbeat_interval : float
         Seconds between heartbeats of an idle subscription (Java: 2.5).
     poll_interval : float
@@ -83,28 +100,41 @@ class ChronicleSourceServer:
         *,
         config: VanillaConfig | None = None,
         thread_id_bits: int | None = None,
-        allow_submit: bool = True,
+        allow_submit: bool = False,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         heartbeat_interval: float = W.HEARTBEAT_INTERVAL_S,
         poll_interval: float = 0.005,
         clock: Callable[[], int] | None = None,
         backlog: int = 64,
     ) -> None:
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
+            raise ValueError(f"max_connections must be a positive integer, got {max_connections!r}")
         self.path = os.fspath(path)
         os.makedirs(self.path, exist_ok=True)
         self.journal = Journal(self.path, config, thread_id_bits)
         self.config = self.journal.config
         self.allow_submit = allow_submit
+        self.max_connections = max_connections
+        # the largest body one message can hold: a data block less its header (the appender checks it too)
+        self.max_submit = self.config.data_block_size - L.HEADER_SIZE
         self.heartbeat_interval = heartbeat_interval
         self.poll_interval = poll_interval
         self.clock = clock
         self._writer: VanillaChronicleWriter | None = None
+        self._appender: Appender | None = None  # the one appender of all remote appends
         self._writer_lock = threading.Lock()
+        self._refused = 0  # connections refused since the last log line about it
+        self._refused_logged = 0.0
         self._sessions: set[_Session] = set()
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         self._listener = socket.create_server((host, port), backlog=backlog)
         self.host, self.port = self._listener.getsockname()[:2]
+        if not _is_loopback(self.host):
+            log.warning("serving %s on %s:%d, beyond loopback: anyone who can reach it can read the journal%s",
+                        self.path, self.host, self.port,
+                        " and append to it (allow_submit, no authentication)" if allow_submit else "")
 
     def __repr__(self) -> str:
         state = "closed" if self._closed.is_set() else f"{len(self._sessions)} clients"
@@ -134,28 +164,60 @@ class ChronicleSourceServer:
         return self
 
     def serve_forever(self) -> None:
-        """Accept clients until :meth:`close` (one thread per client)."""
+        """Accept clients until :meth:`close` (one thread per client, at most ``max_connections``)."""
         listener = self._listener
-        while not self._closed.is_set():
+        with selectors.DefaultSelector() as sel:
             try:
-                ready, _, _ = select.select([listener], [], [], 0.2)
-            except (OSError, ValueError):  # listener closed under us
-                break
-            if not ready:
-                continue
-            try:
-                conn, peer = listener.accept()
-            except OSError:
-                if self._closed.is_set():
+                sel.register(listener, selectors.EVENT_READ)
+            except (OSError, ValueError):  # closed before we started
+                return
+            while not self._closed.is_set():
+                try:
+                    ready = sel.select(0.2)
+                except (OSError, ValueError):  # listener closed under us
                     break
-                continue
-            session = _Session(self, conn, peer)
-            with self._lock:
-                if self._closed.is_set():
-                    conn.close()
+                if ready and not self._accept(listener):
                     break
+
+    def _accept(self, listener: socket.socket) -> bool:
+        """Accept one client; False when the server is closing."""
+        try:
+            conn, peer = listener.accept()
+        except OSError as exc:
+            if self._closed.is_set():
+                return False
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                log.warning("cannot accept a client: %s", exc)
+                time.sleep(0.1)  # the listener stays readable: do not spin while descriptors are short
+            return True
+        with self._lock:
+            if self._closed.is_set():
+                conn.close()
+                return False
+            full = len(self._sessions) >= self.max_connections
+            if not full:
+                session = _Session(self, conn, peer)
                 self._sessions.add(session)
+        if full:
+            conn.close()
+            self._log_refusal(peer)
+            return True
+        try:
             session.thread.start()
+        except RuntimeError as exc:  # no thread can be started (out of memory or a thread limit)
+            log.warning("cannot serve client %s: %s", peer, exc)
+            conn.close()
+            self._forget(session)
+        return True
+
+    def _log_refusal(self, peer: Any) -> None:
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refused_logged >= _REFUSAL_LOG_S:
+            log.warning("refused client %s: %d clients connected (max_connections=%d); %d refused since the "
+                        "last such line", peer, self.max_connections, self.max_connections, self._refused)
+            self._refused = 0
+            self._refused_logged = now
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop accepting, disconnect every client, join the threads (at most ``timeout`` seconds in all)."""
@@ -176,9 +238,7 @@ class ChronicleSourceServer:
             if s.thread is not threading.current_thread():
                 s.thread.join(max(0.0, deadline - time.monotonic()))
         with self._writer_lock:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+            self._drop_writer()
 
     # -- used by sessions ----------------------------------------------------------------------------------
     def _forget(self, session: _Session) -> None:
@@ -186,17 +246,44 @@ class ChronicleSourceServer:
             self._sessions.discard(session)
 
     def _append(self, body: bytes) -> int:
+        """Append one message through the server's single appender (serialised: one data file for all clients)."""
         with self._writer_lock:
-            if self._writer is None:
-                if self._closed.is_set():
-                    raise RemoteError("server is closing")
-                self._writer = VanillaChronicleWriter(self.path, config=self.config, clock=self.clock)
-            writer = self._writer
-        appender = writer.get_appender()  # one per session thread: its own data file, as Java's per-thread appender
-        appender.start_excerpt(len(body))
-        if body:
-            appender.write_bytes(body)
-        return appender.finish()
+            if self._closed.is_set():
+                raise RemoteError("server is closing")
+            if self._appender is None:
+                if self._writer is None:
+                    self._writer = VanillaChronicleWriter(self.path, config=self.config, clock=self.clock)
+                self._appender = self._writer.get_appender()
+            appender = self._appender
+            try:
+                appender.start_excerpt(len(body))
+                if body:
+                    appender.write_bytes(body)
+                return appender.finish()
+            except MessageTooLargeError:
+                appender.discard()
+                raise
+            except BaseException:
+                # A failed store or reservation (a full disk) leaves the appender in no known state: start the
+                # next SUBMIT from a fresh writer. Nothing committed is touched; this message was not committed.
+                self._drop_writer()
+                raise
+
+    def _drop_writer(self) -> None:
+        """Close the writer and its appender (data file unmapped); caller holds ``_writer_lock``."""
+        writer, self._writer, self._appender = self._writer, None, None
+        if writer is not None:
+            try:
+                writer.close()
+            except (OSError, PychroError) as exc:
+                log.warning("closing the writer of %s: %s", self.path, exc)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 class _Session:
@@ -211,6 +298,8 @@ class _Session:
         self.subscribed = False
         self.heartbeat_due = 0.0
         self.pending = bytearray()  # request bytes received but not yet processed
+        self._poll = select.poll()  # poll, not select(): no limit on the descriptor's number
+        self._poll.register(conn, _POLL_IN)
         self._aborted = False
         self.thread = threading.Thread(target=self.run, name=f"pychro-source-session-{peer}", daemon=True)
 
@@ -245,6 +334,10 @@ class _Session:
             self.server._forget(self)
 
     # -- main loop -----------------------------------------------------------------------------------------
+    def _readable(self, timeout: float) -> bool:
+        """Has the client sent something (or hung up) within ``timeout`` seconds?"""
+        return bool(self._poll.poll(max(0, int(timeout * 1000 + 0.999))))
+
     def _loop(self) -> None:
         server = self.server
         sock = self.sock
@@ -256,9 +349,10 @@ class _Session:
                 if count:
                     for buf in buffers:
                         sock.sendall(buf)
+                    del buffers  # may view a mapping the tail will close or remap: let it go first
                     sleep = 0.0
                     # between batches, look at requests only when some arrived (no blocking)
-                    if select.select([sock], [], [], 0)[0] and not self._read_requests():
+                    if self._readable(0) and not self._read_requests():
                         return
                     continue
                 now = time.monotonic()
@@ -268,8 +362,8 @@ class _Session:
                 sleep = min(max(sleep * 2, 0.0002), server.poll_interval)
                 timeout = min(sleep, max(0.0, self.heartbeat_due - now))
             else:
-                timeout = 0.2
-            if select.select([sock], [], [], timeout)[0]:
+                timeout = _IDLE_WAIT_S
+            if self._readable(timeout):
                 if not self._read_requests():
                     return
 
@@ -292,11 +386,19 @@ class _Session:
                 if not 0 <= arg <= W.MAX_FRAME_BODY:
                     raise RemoteError("SUBMIT size out of range", size=arg, peer=self.peer)
                 have = min(arg, len(pending) - pos)
+                ack = action == W.ACTION_SUBMIT
+                refusal = self._refusal(arg)
+                if refusal is not None:  # refused before its body is buffered: read the body and drop it
+                    if ack:
+                        self._control(W.NACK_LEN, refusal)
+                    pos += have
+                    self._skip(arg - have)
+                    continue
                 body = bytes(pending[pos : pos + have])
                 pos += have
                 if have < arg:  # the rest of the body is still on its way: read exactly that much
                     body += W.recv_exact(self.sock, arg - have, "a SUBMIT body")
-                self._submit(body, action == W.ACTION_SUBMIT)
+                self._submit(body, ack)
             else:
                 self._request(action, arg)
         del pending[:pos]
@@ -361,14 +463,31 @@ class _Session:
             return False
         return True
 
+    def _refusal(self, size: int) -> int | None:
+        """The NACK index for a SUBMIT of ``size`` bytes that is refused before its body is read, else None."""
+        server = self.server
+        if not server.allow_submit:
+            return W.IDX_NOT_SUPPORTED
+        if size > server.max_submit:
+            log.warning("client %s: SUBMIT of %d bytes refused: above the largest message (%d bytes, the data "
+                        "block size less its header)", self.peer, size, server.max_submit)
+            return W.IDX_NONE
+        return None
+
+    def _skip(self, n: int) -> None:
+        """Read and drop ``n`` body bytes in small chunks (memory does not grow with ``n``)."""
+        scratch = bytearray(min(n, _RECV_CHUNK))
+        while n > 0:
+            got = self.sock.recv_into(scratch, min(n, len(scratch)))
+            if not got:
+                raise RemoteError("connection closed in the middle of a refused SUBMIT body", peer=self.peer)
+            n -= got
+
     def _submit(self, body: bytes, ack: bool) -> None:
-        if not self.server.allow_submit:
-            if ack:
-                self._control(W.NACK_LEN, W.IDX_NOT_SUPPORTED)
-            return
         try:
             index = self.server._append(body)
         except (MessageTooLargeError, RemoteError, OSError, PychroError) as exc:
+            # e.g. ENOSPC: this SUBMIT is refused, the session and every reader go on
             log.warning("client %s: SUBMIT of %d bytes refused: %s", self.peer, len(body), exc)
             if ack:
                 self._control(W.NACK_LEN, W.IDX_NONE)
@@ -384,14 +503,17 @@ def serve(
     *,
     config: VanillaConfig | None = None,
     thread_id_bits: int | None = None,
-    allow_submit: bool = True,
+    allow_submit: bool = False,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
     background: bool = False,
     **kwargs: Any,
 ) -> ChronicleSourceServer:
     """Create a :class:`ChronicleSourceServer` bound to ``host:port`` (loopback and a free port by default).
 
     Call ``.serve_forever()`` to serve in this thread, or pass ``background=True`` (or call ``.start()``) to
-    serve from a daemon thread; ``.close()`` (or leaving the ``with`` block) stops it.
+    serve from a daemon thread; ``.close()`` (or leaving the ``with`` block) stops it. The server is read-only
+    unless ``allow_submit=True`` (which lets any client append: there is no authentication); at most
+    ``max_connections`` clients are served at once.
 
     Examples
     --------
@@ -399,7 +521,8 @@ def serve(
     ...     print(server.port)
     """
     server = ChronicleSourceServer(
-        path, host, port, config=config, thread_id_bits=thread_id_bits, allow_submit=allow_submit, **kwargs
+        path, host, port, config=config, thread_id_bits=thread_id_bits, allow_submit=allow_submit,
+        max_connections=max_connections, **kwargs
     )
     if background:
         server.start()

@@ -9,6 +9,11 @@ Frames are built per batch with numpy, not per message: the batch's index entrie
 offset, every header is read with one gather, and the bodies are copied with one row gather into a
 ``(rows, 12 + longest body)`` table whose first 12 columns hold the frame headers; a boolean mask then drops the
 padding, leaving exactly the wire bytes of consecutive frames.
+
+Mapped files are bounded without ever closing one a batch still uses: only the index file being read stays mapped
+(earlier ones of the cycle are closed when the tail moves on), and data files beyond the most recently used
+:data:`_MAX_MAPPED_DATA_FILES` are closed after a batch is built, never while it is (a batch may name any number of
+data files, e.g. one per writer thread or restart).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .. import _layout as L
-from .._mapping import MappedFile
+from .._mapping import MappedFile, load_slot
 from ..errors import CorruptDataError, JournalNotFoundError, PychroError
 from ..journal import Journal
 from ..reader import wall_clock_ms
@@ -36,7 +41,10 @@ _HEADER_DTYPE = np.dtype({"names": ["size", "index"], "formats": ["<i4", "<i8"],
 # A single body longer than this is sent straight from the mapping (no copy) instead of through the table.
 _ZERO_COPY_BODY = 64 << 10
 _CYCLE_CHECK_S = 0.05  # how often an idle tail lists folders to find a newer cycle
-_MAX_MAPPED_DATA_FILES = 32
+_MAX_MAPPED_DATA_FILES = 32  # kept mapped between batches (a batch itself may use more)
+# An empty slot with filled ones after it is reported as corruption only once it has stayed empty this long
+# (it is re-read after the later slots first: a writer can fill slot k and k+1 between two reads).
+_HOLE_GRACE_S = 0.2
 
 
 class JournalTail:
@@ -65,6 +73,7 @@ class JournalTail:
         self._index: dict[int, MappedFile] = {}  # index files of self.cycle by number
         self._data: OrderedDict[int, MappedFile] = OrderedDict()  # key: entry >> data_bits
         self._next_cycle_check = 0.0
+        self._hole: tuple[int | None, int, float] | None = None  # (cycle, seq, since) of an empty slot seen
 
     def close(self) -> None:
         self._drop_index()
@@ -201,10 +210,17 @@ class JournalTail:
                 mf = MappedFile.open_read(path, self.config.index_block_size)
             except JournalNotFoundError:
                 return None
+            for old in [i for i in self._index if i < n]:  # the tail never reads an earlier index file again
+                self._index.pop(old).close()
             self._index[n] = mf
         if (slot + 1) * L.ENTRY_SIZE > mf.size:
             mf.refresh(self.config.index_block_size)
         return mf
+
+    @staticmethod
+    def _slots(mf: MappedFile, slot: int, count: int) -> Any:
+        """Live view of ``count`` index slots from ``slot`` (read in address order)."""
+        return np.frombuffer(mf.mm, dtype="<u8", count=count, offset=slot * L.ENTRY_SIZE)  # type: ignore[arg-type]
 
     def _read_entries(self, seq: int, max_messages: int) -> Any:
         """Copy of the filled slots from ``seq`` on (at most ``max_messages``), or None when none is filled."""
@@ -217,18 +233,35 @@ class JournalTail:
         if count <= 0:
             self._check_dead_end(n, seq)
             return None
-        slots = np.frombuffer(mf.mm, dtype="<u8", count=count, offset=slot * L.ENTRY_SIZE)
+        slots = self._slots(mf, slot, count)
         filled = slots != 0
         k = count if filled.all() else int(filled.argmin())  # slots fill strictly in order
-        if k < count and filled[k:].any():  # a hole: the messages before it first, then the error
-            if k == 0:
-                raise CorruptDataError("index slot is empty but later slots are filled (slots fill in order)",
-                                       path=mf.path, cycle=self.cycle, seq=seq)
-            return slots[:k].copy()
+        if k < count and filled[k:].any():
+            # Slot k was read before the later ones: a writer may have filled it (and the next) in between.
+            # Look at it again, now that a later slot was seen filled; only one that stays empty is a hole.
+            if load_slot(mf.mm, slot + k) != 0:
+                return slots[:k].copy() if k else self._read_entries(seq, max_messages)
+            if k:
+                return slots[:k].copy()  # the messages before the hole first; the hole at the next look
+            self._report_hole(mf, seq)
+            return None
+        self._hole = None
         if k == 0:
             self._check_dead_end(n, seq)
             return None
         return slots[:k].copy()  # detach from the mapping, which may be remapped later
+
+    def _report_hole(self, mf: MappedFile, seq: int) -> None:
+        """Slot ``seq`` stayed empty after later slots were seen filled: corruption once it stays so for
+        :data:`_HOLE_GRACE_S` (until then the tail waits, as for a message not committed yet)."""
+        now = time.monotonic()
+        hole = self._hole
+        if hole is None or hole[:2] != (self.cycle, seq):
+            self._hole = (self.cycle, seq, now)
+            return
+        if now - hole[2] >= _HOLE_GRACE_S:
+            raise CorruptDataError("index slot is empty but later slots are filled (slots fill in order)",
+                                   path=mf.path, cycle=self.cycle, seq=seq)
 
     def _check_dead_end(self, n: int, seq: int) -> None:
         """No entry at ``seq`` (in index file ``n``): fine, unless index file ``n + 1`` exists - it is created only
@@ -266,16 +299,30 @@ class JournalTail:
                     + self.journal.missing_data_hint(),
                     path=path, cycle=self.cycle, entry=entry,
                 ) from None
-            self._data[key] = mf
-            if len(self._data) > _MAX_MAPPED_DATA_FILES:
-                self._data.popitem(last=False)[1].close()
+            self._data[key] = mf  # closed by _trim_data() after the batch, never during it
         else:
             self._data.move_to_end(key)
         if mf.size < need:
             mf.refresh(self.config.data_block_size)
         return mf
 
+    def _trim_data(self, used: Any) -> None:
+        """Close the least recently used data files beyond :data:`_MAX_MAPPED_DATA_FILES`, except ``used``."""
+        extra = len(self._data) - _MAX_MAPPED_DATA_FILES
+        if extra <= 0:
+            return
+        for key in [k for k in self._data if k not in used][:extra]:  # oldest first
+            self._data.pop(key).close()
+
     def _frames(self, entries: Any, first_index: int, budget: int) -> tuple[list[Any], int]:
+        files: dict[int, MappedFile] = {}
+        try:
+            return self._build(entries, first_index, budget, files)
+        finally:
+            self._trim_data(files)  # the table is built (a copy): only a zero-copy body still views its file
+
+    def _build(self, entries: Any, first_index: int, budget: int,
+               files: dict[int, MappedFile]) -> tuple[list[Any], int]:
         k = len(entries)
         keys = entries >> np.uint64(self._data_bits)
         offs = (entries & np.uint64(self._offset_mask)).astype(np.int64)
@@ -284,7 +331,6 @@ class JournalTail:
         else:  # several writers interleave: one pass per data file, not per run
             groups = [(int(u), keys == u) for u in np.unique(keys)]
         lens = np.empty(k, dtype=np.int64)
-        files: dict[int, MappedFile] = {}
         damaged: tuple[int, Exception] | None = None  # (batch row, error) of the first damaged message
         for key, sel in groups:
             o = offs[sel]
@@ -310,7 +356,8 @@ class JournalTail:
             # nothing is left before it (the client has then received everything up to it).
             if damaged[0] == 0:
                 raise damaged[1]
-            return self._frames(entries[: damaged[0]], first_index, budget)
+            files.clear()
+            return self._build(entries[: damaged[0]], first_index, budget, files)
         # A zero header after a committed entry is not visible yet: stop before it and retry later.
         pending = lens < 0
         if pending.any():
