@@ -290,7 +290,7 @@ SERVE_CHILD = textwrap.dedent("""
     sys.path[:0] = [{tests!r}]
     from reliability_helpers import small_config
     from pychro.remote import serve
-    with serve({root!r}, config=small_config(data_block_size=1024), background=True) as server:
+    with serve({root!r}, config=small_config(data_block_size=1024), background=True, allow_submit=True) as server:
         print(server.port, flush=True)
         sys.stdin.readline()
 """)

@@ -401,7 +401,7 @@ def served(recorded: Recorded, tmp_path_factory: pytest.TempPathFactory) -> Iter
     root = tmp_path_factory.mktemp("remote-fuzz-served") / "j"
     shutil.copytree(recorded.root, root)
     logger = logging.getLogger("pychro.remote")
-    with serve(root, config=CFG, background=True, heartbeat_interval=0.5) as server:
+    with serve(root, config=CFG, background=True, heartbeat_interval=0.5, allow_submit=True) as server:
         witness = Witness(server.port)
         witness.wait_for(57)
         assert witness.got == recorded.messages
@@ -627,7 +627,7 @@ def child_tcp_fuzz(journal: str, seed: int, rounds: int) -> None:
         shutil.copytree(journal, root)
         with VanillaChronicleReader(root, config=CFG) as reader:
             written = [(e.index, e.read_int(), e.read_long()) for e in reader]
-        with serve(root, config=CFG, background=True, heartbeat_interval=0.5) as server:
+        with serve(root, config=CFG, background=True, heartbeat_interval=0.5, allow_submit=True) as server:
             reply, frames = subscribe_and_read(server.port, len(written))
             rec = Recorded(root, written, reply, frames)
             witness = Witness(server.port)

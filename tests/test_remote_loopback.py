@@ -350,7 +350,8 @@ def test_server_close_disconnects_clients(tmp_path: Path) -> None:
 # -- remote append ---------------------------------------------------------------------------------------
 def test_remote_append_with_ack(tmp_path: Path) -> None:
     journal = tmp_path / "j"
-    with serve(journal, background=True) as server, RemoteChronicleWriter("127.0.0.1", server.port) as remote_w:
+    with serve(journal, background=True, allow_submit=True) as server, \
+            RemoteChronicleWriter("127.0.0.1", server.port) as remote_w:
         appender = remote_w.get_appender()
         appender.write_long(-5)
         appender.write_double(2.5)
@@ -393,7 +394,7 @@ def test_remote_append_refused_and_discard(tmp_path: Path) -> None:
 
 def test_remote_append_seen_by_a_subscriber(tmp_path: Path) -> None:
     journal = tmp_path / "j"
-    with serve(journal, background=True) as server:
+    with serve(journal, background=True, allow_submit=True) as server:
         with remote(server.port, "end", timeout=5) as reader, RemoteChronicleWriter("127.0.0.1", server.port) as w:
             appender = w.get_appender()
             written = []

@@ -286,7 +286,7 @@ def test_server_explicit_index_waits_with_heartbeats_until_it_exists(tmp_path: P
 
 def test_server_query_submit_and_noack(tmp_path: Path) -> None:
     journal = tmp_path / "j"
-    with serve(journal, background=True) as server, _raw(server.port) as sock:
+    with serve(journal, background=True, allow_submit=True) as server, _raw(server.port) as sock:
         sock.sendall(bytes.fromhex("0a 00 00 00 00 00 00 00") + le64(DAY1))
         assert recv_n(sock, 12) == HEARTBEAT  # QUERY of an absent index: IN_SYNC_LEN, 0
         sock.sendall(SUBMIT + le64(5) + b"hello")

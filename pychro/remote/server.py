@@ -301,6 +301,7 @@ class _Session:
         self._poll = select.poll()  # poll, not select(): no limit on the descriptor's number
         self._poll.register(conn, _POLL_IN)
         self._aborted = False
+        self._told_read_only = False
         self.thread = threading.Thread(target=self.run, name=f"pychro-source-session-{peer}", daemon=True)
 
     def abort(self) -> None:
@@ -467,6 +468,10 @@ class _Session:
         """The NACK index for a SUBMIT of ``size`` bytes that is refused before its body is read, else None."""
         server = self.server
         if not server.allow_submit:
+            if not self._told_read_only:  # one line per session, however many SUBMITs it sends
+                self._told_read_only = True
+                log.warning("client %s: SUBMIT refused: the server is read-only (allow_submit=False; pychro serve "
+                            "--allow-append)", self.peer)
             return W.IDX_NOT_SUPPORTED
         if size > server.max_submit:
             log.warning("client %s: SUBMIT of %d bytes refused: above the largest message (%d bytes, the data "

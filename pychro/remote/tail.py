@@ -162,7 +162,8 @@ class JournalTail:
         seq = self.seq
         entries = self._read_entries(seq, max_messages)
         if entries is None:
-            if self.pinned or not self._maybe_next_cycle():
+            # a hole under watch is never skipped by moving on to the next cycle
+            if self.pinned or self._hole is not None or not self._maybe_next_cycle():
                 return [], 0
             seq = self.seq
             entries = self._read_entries(seq, max_messages)
