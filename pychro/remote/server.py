@@ -11,7 +11,7 @@ Implements what a Java ``SourceTcpAcceptor`` over a Vanilla chronicle does (vani
   message follows ``idx``, this source answers at once with ``idx`` itself;
 * ``SUBMIT``/``SUBMIT_NOACK`` append the body through the server's one appender (shared by all sessions under a
   lock, so remote appends hold one data file whatever the number of clients) and (SUBMIT) reply ``ACK_LEN,
-  index``. The server is read-only unless ``allow_submit=True``: then every SUBMIT gets ``NACK_LEN,
+  index``. Without ``allow_submit=True`` the server is read-only and every SUBMIT gets ``NACK_LEN,
   IDX_NOT_SUPPORTED``. A SUBMIT larger than a message can be (the data block size minus its header) and one the
   writer fails to append (a full disk) get ``NACK_LEN, IDX_NONE`` and a log line; a refused body is read and
   dropped in small chunks, never buffered, so the session stays in step with the client;
@@ -214,8 +214,8 @@ class ChronicleSourceServer:
         self._refused += 1
         now = time.monotonic()
         if now - self._refused_logged >= _REFUSAL_LOG_S:
-            log.warning("refused client %s: %d clients connected (max_connections=%d); %d refused since the "
-                        "last such line", peer, self.max_connections, self.max_connections, self._refused)
+            log.warning("refused client %s: max_connections=%d clients are connected (%d refused since the last "
+                        "such line)", peer, self.max_connections, self._refused)
             self._refused = 0
             self._refused_logged = now
 
@@ -235,7 +235,8 @@ class ChronicleSourceServer:
             self._thread.join(max(0.0, deadline - time.monotonic()))
             self._thread = None
         for s in sessions:
-            if s.thread is not threading.current_thread():
+            # ident is None for a session accepted in the instant before close(): aborted, it ends on its own
+            if s.thread is not threading.current_thread() and s.thread.ident is not None:
                 s.thread.join(max(0.0, deadline - time.monotonic()))
         with self._writer_lock:
             self._drop_writer()
@@ -260,12 +261,12 @@ class ChronicleSourceServer:
                 if body:
                     appender.write_bytes(body)
                 return appender.finish()
-            except MessageTooLargeError:
+            except (OSError, PychroError):
+                # e.g. no disk space for the next chunk: this message is dropped, not committed; the appender
+                # stays usable (a fresh writer per failure would claim a new data file each time on a full disk)
                 appender.discard()
                 raise
-            except BaseException:
-                # A failed store or reservation (a full disk) leaves the appender in no known state: start the
-                # next SUBMIT from a fresh writer. Nothing committed is touched; this message was not committed.
+            except BaseException:  # anything else leaves the appender in no known state: start afresh next time
                 self._drop_writer()
                 raise
 
