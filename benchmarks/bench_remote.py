@@ -32,7 +32,7 @@ from pychro.remote import RemoteChronicleReader, RemoteChronicleWriter, iter_rem
 _SERVER = """
 import sys
 from pychro.remote import serve
-server = serve(sys.argv[1])
+server = serve(sys.argv[1], allow_submit=True)
 print(server.port, flush=True)
 server.serve_forever()
 """
@@ -102,7 +102,8 @@ def replication(port: int, n: int) -> float:
 def remote_append(n: int, pipelined: bool) -> float:
     target = tempfile.mkdtemp(prefix="pychro-bench-append-")
     try:
-        with serve(target, background=True) as server, RemoteChronicleWriter("127.0.0.1", server.port) as w:
+        with serve(target, background=True, allow_submit=True) as server, \
+                RemoteChronicleWriter("127.0.0.1", server.port) as w:
             t0 = time.perf_counter()
             if pipelined:
                 w.submit_many(struct.pack("<iq", i, i) for i in range(n))
