@@ -132,6 +132,12 @@ class Committer:
             f.mf.reserve(scanned + L.ENTRY_SIZE, owned=False)
             f.win = memoryview(f.mm)[: f.mf.reserved]
 
+    def _reserve_to(self, f: IndexFile, end: int) -> None:
+        with self._lock:
+            f.mf.reserve(end, owned=False)
+            if len(f.win) < f.mf.reserved:
+                f.win = memoryview(f.mm)[: f.mf.reserved]
+
     def commit_full(self, f: IndexFile, entry: int, scanned: int) -> tuple[IndexFile, int]:
         """Commit one entry after a commit found no free slot in the first ``scanned`` bytes of ``f``: reserve
         more of it, or move to the next file, until the CAS succeeds. -> (file, index)."""
@@ -166,6 +172,10 @@ class Committer:
         entries = np.ascontiguousarray(entries, dtype=np.uint64)
         out = np.empty(len(entries), dtype=np.int64)
         f = self.index_file(cycle)
+        if len(entries):
+            # space for all of them first: when the disk is full, a run fails before any of it is committed
+            # (unless other writers take slots meanwhile, so that the window must grow once more)
+            self._reserve_to(f, f.hint + len(entries) * L.ENTRY_SIZE)
         done = 0
         while done < len(entries):
             part = out[done:]

@@ -7,7 +7,7 @@ Which accesses to a mapping can raise SIGBUS, and how each is avoided:
 * A store into a page with no disk block behind it when the file system is full (a hole of a sparse file on
   ext4, xfs, tmpfs...). Writers create files the way Java does (sparse, of the block size) but reserve disk
   space with ``fallocate`` (:meth:`MappedFile.reserve`) ahead of their stores, in chunks that grow from
-  16 KiB to 4 MiB, so a full disk is an ``OSError`` from the reservation instead.
+  4 KiB to 4 MiB, so a full disk is an ``OSError`` from the reservation instead.
 * On tmpfs (``/dev/shm``), even a *load* from a hole: tmpfs allocates a page to back it, and fails when full.
   Index pages are loaded through a mapping only where a filled slot shows the page was written
   (:func:`count_filled`, :meth:`MappedFile.read_slot`); other pages are probed with ``pread``, which reads a
@@ -36,7 +36,7 @@ __all__ = [
     "load_slot", "open_sized",
 ]
 
-RESERVE_MIN = 16 << 10  # first reservation in a file: small, so short-lived writers stay small on disk
+RESERVE_MIN = 4 << 10  # first reservation in a file: one page, so short-lived writers stay as small as Java
 RESERVE_MAX = 4 << 20  # reservations double up to this: a busy writer calls fallocate once per 4 MiB
 _PAGE = mmap.PAGESIZE
 _SLOTS_PER_PAGE = _PAGE // L.ENTRY_SIZE

@@ -187,13 +187,13 @@ class Appender:
         elif cfg.data_block_size - self._pos < capacity + L.HEADER_SIZE:
             self._roll()
         start = self._pos + L.HEADER_SIZE
-        mf = self._mf
-        assert mf is not None
-        if start > mf.reserved:
-            mf.reserve(start, owned=True)  # the header's bytes, and a chunk ahead (OSError: nothing started)
+        reserved = self._mf.reserved  # type: ignore[union-attr]
+        if start > reserved:  # the header's bytes and a chunk ahead (OSError: no message is started)
+            self._mf.reserve(start, owned=True)  # type: ignore[union-attr]
+            reserved = self._mf.reserved  # type: ignore[union-attr]
         self._start = self._p = start
-        self._cap = start + capacity
-        self._lim = min(self._cap, mf.reserved)
+        cap = self._cap = start + capacity
+        self._lim = cap if cap <= reserved else reserved  # the body's room grows in _reserve()
 
     def _reserve(self, n: int) -> int:
         """Slow path of every write: start a message, reserve disk space for it, or refuse it when it outgrew
