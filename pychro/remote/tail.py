@@ -120,9 +120,7 @@ class JournalTail:
         except JournalNotFoundError:
             return False
         try:
-            slots = mf.u64_view()
-            slot = seq & self._slot_mask
-            return slot < len(slots) and slots[slot] != 0
+            return mf.read_slot(seq & self._slot_mask) != 0
         finally:
             mf.close()
 
@@ -213,7 +211,10 @@ class JournalTail:
         if mf is None or mf.mm is None:
             self._check_dead_end(n, seq)
             return None
-        count = min(mf.size // L.ENTRY_SIZE - slot, max_messages)
+        # load only from pages a filled slot shows were written: a never-written page faults on a full tmpfs
+        if mf.read_slot(slot):
+            mf.count_filled(slot + 1)  # slots up to `slot` are filled: learn how far the written pages reach
+        count = min(mf.written // L.ENTRY_SIZE - slot, max_messages)
         if count <= 0:
             self._check_dead_end(n, seq)
             return None
@@ -245,7 +246,7 @@ class JournalTail:
                                        f"{os.path.basename(later)} exists", path=path, cycle=self.cycle,
                                        seq=seq) from None
         try:
-            if slot < mf.size // L.ENTRY_SIZE and mf.u64_view()[slot] != 0:
+            if mf.read_slot(slot) != 0:
                 return  # it was filled meanwhile: read on at the next look
             size = mf.size
         finally:
