@@ -190,6 +190,44 @@ def test_write_frame_on_a_full_disk_raises_oserror(small_fs: Path) -> None:
     assert back["in_order"] and back["n"] >= out["total"] > 0
 
 
+SERVE_UNTIL_FULL = r"""
+import json, sys
+import pychro
+from pychro import RemoteError
+path = sys.argv[1]
+server = pychro.serve(path, allow_submit=True, background=True)
+try:
+    n, refused = 0, None
+    with pychro.RemoteChronicleWriter("127.0.0.1", server.port) as writer:
+        appender = writer.get_appender()
+        try:
+            for i in range(10**7):
+                appender.write_long(i)
+                appender.write_bytes(bytes(i % 500))
+                appender.finish()
+                n += 1
+        except RemoteError as exc:
+            refused = str(exc)
+    reader = pychro.RemoteChronicleReader("127.0.0.1", server.port, where="start")
+    rows = [reader.next_reader().read_long() for _ in range(n)]  # the source still serves, all of it
+    reader.close()
+finally:
+    server.close()
+print(json.dumps({"n": n, "refused": refused, "rows_ok": rows == list(range(n))}))
+"""
+
+
+def test_server_refuses_a_submit_on_a_full_disk_and_keeps_serving(small_fs: Path) -> None:
+    journal = small_fs / "j"
+    run = subprocess.run([sys.executable, "-c", SERVE_UNTIL_FULL, str(journal)], capture_output=True, text=True,
+                         timeout=CHILD_TIMEOUT, cwd=REPO, check=False)
+    assert run.returncode == 0, f"child exited with {run.returncode} (SIGBUS is -7)\n{run.stdout}\n{run.stderr}"
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["refused"] and out["n"] > 100 and out["rows_ok"], out
+    assert "SUBMIT of" in run.stderr and "cannot reserve disk space" in run.stderr  # the server's log line
+    assert _child(READ_BACK, journal)["ok"]
+
+
 # -- readers on a full tmpfs -------------------------------------------------------------------------------------
 def _sparse_copy(src: Path, dst: Path) -> None:
     """Copy a journal as Java leaves it: each file at its full size, but only up to its last non-zero byte
