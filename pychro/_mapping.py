@@ -256,6 +256,8 @@ def count_filled(slots: Any, path: str, lo: int = 0, written: int = 0) -> tuple[
     except OSError:
         return filled, safe * L.ENTRY_SIZE  # gone or unreadable now: what the mapping showed stands
     try:
+        if not any(os.pread(fd, L.ENTRY_SIZE, page_lo * _PAGE)):
+            page_hi = page_lo  # the usual case when caught up with the writers: one probe
         while page_lo < page_hi:
             mid = (page_lo + page_hi) >> 1
             if any(os.pread(fd, L.ENTRY_SIZE, mid * _PAGE)):

@@ -436,6 +436,8 @@ def test_count_filled_probes_unwritten_pages_with_pread(tmp_path: Path) -> None:
             assert mf.count_filled() == filled
             assert mf.written <= -(-filled // per_page) * per_page * 8
             assert mf.count_filled(filled) == filled
+            for lo in (0, filled // 3, filled):  # from any known-filled prefix, with no page known written
+                assert M.count_filled(mf.u64_view(), str(path), lo, 0) == (filled, mf.written)
             assert mf.read_slot(filled) == 0
             if filled:
                 assert mf.read_slot(filled - 1) == filled
