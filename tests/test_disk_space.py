@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from reliability_helpers import REPO
 
 import pychro

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from reliability_helpers import REPO, build_two_writer_journal, report_line, small_config
 
 import pychro
