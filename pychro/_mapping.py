@@ -135,6 +135,8 @@ class MappedFile:
                 stop = self.size  # no safe way to allocate: sparse, as before, and no further tries
         self._grown += stop - start
         self.reserved = stop
+        if stop >= self.size:  # all of it: the descriptor is not needed any more
+            self._close_fd()
 
     # -- reading -------------------------------------------------------------------------------------
     def refresh(self, limit: int) -> bool:
@@ -194,9 +196,18 @@ class MappedFile:
             except BufferError:
                 pass  # a caller still holds a view of it; the mapping goes when that view does
             self.mm = None
+        self._close_fd()
+
+    def _close_fd(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+    def __del__(self) -> None:
+        # an index file replaced by the next one is dropped, not closed, while other threads may still use it
+        fd, self.fd = getattr(self, "fd", -1), -1
+        if fd >= 0:
+            os.close(fd)
 
     def flush(self) -> None:
         if self.mm is not None:

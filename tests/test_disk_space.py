@@ -444,3 +444,17 @@ def test_count_filled_probes_unwritten_pages_with_pread(tmp_path: Path) -> None:
                 assert mf.read_slot(filled - 1) == filled
         finally:
             mf.close()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_reserving_keeps_no_descriptor_of_a_rolled_file(tmp_path: Path) -> None:
+    # 300 index files (32 slots each) and 40 data files: a descriptor kept per file would pile up
+    cfg = VanillaConfig(index_block_size=256, data_block_size=4096, message_capacity=256, thread_id_bits=16)
+    before = len(os.listdir("/proc/self/fd"))
+    with VanillaChronicleWriter(tmp_path, config=cfg) as writer:
+        appender = writer.get_appender()
+        for i in range(300 * 32):
+            appender.write_long(i)
+            appender.finish()
+        assert len(os.listdir("/proc/self/fd")) - before <= 6
+    assert len(os.listdir("/proc/self/fd")) <= before + 1
