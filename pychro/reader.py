@@ -369,7 +369,10 @@ class VanillaChronicleReader:
             self._ifile = -1
             mf.refresh(self.config.index_block_size)
         self._slots = mf.u64_view()
-        mf.read_slot(slot)  # learns whether slot's page was written (pread), without loading from it
+        # learn which pages were written (pread probes) without loading from the others: they fault on a full
+        # tmpfs. A filled slot means every slot before it is filled: then find how far the written pages reach.
+        if mf.read_slot(slot):
+            mf.count_filled(slot + 1)
         self._nslots = min(len(self._slots), mf.written // L.ENTRY_SIZE)  # the fast path loads only below
         self._ifile = n
         return slot < self._nslots
