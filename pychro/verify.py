@@ -247,8 +247,26 @@ def _check_file(mf: MappedFile, seq0: int, rows: Any, offsets: Any, bad: Any, st
 
 
 def _entry_batches(journal: Journal, cycle: int, problem: Any, batch: int) -> Iterator[tuple[int, Any]]:
-    """The committed entries of a cycle as ``(first seq, entries)`` batches of at most ``batch``, and problems
-    with its index files (gaps, sizes, stray entries). Reads the files (no mapping: a hole is never loaded)."""
+    """The committed entries of a cycle as ``(first seq, entries)`` batches of about ``batch`` (small index
+    files are joined: a batch per file would cost a pass per file)."""
+    parts: list[Any] = []
+    have = seq0 = 0
+    for seq, part in _index_parts(journal, cycle, problem, batch):
+        if not have:
+            seq0 = seq
+        parts.append(part)
+        have += len(part)
+        if have >= batch:
+            yield seq0, parts[0] if len(parts) == 1 else np.concatenate(parts)
+            parts, have = [], 0
+    if have:
+        yield seq0, parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _index_parts(journal: Journal, cycle: int, problem: Any, batch: int) -> Iterator[tuple[int, Any]]:
+    """The committed entries of a cycle as consecutive ``(first seq, entries)`` parts of at most ``batch``, and
+    problems with its index files (gaps, sizes, stray entries). Reads the files (no mapping: no hole is
+    loaded)."""
     cfg = journal.config
     files = journal.index_files(cycle)
     per_file = cfg.slots_per_index_file
