@@ -382,7 +382,7 @@ def _allocate(fd: int, offset: int, length: int) -> bool:
         err = ctypes.get_errno()
         if err == errno.EINTR:
             continue
-        if err in (errno.EOPNOTSUPP, errno.ENOSYS):
+        if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):  # EINVAL: what some FUSE file systems say
             return False
         raise OSError(err, os.strerror(err))
     return True
