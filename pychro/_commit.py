@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _layout as L
-from ._mapping import MappedFile, commit, commit_batch, first_zero_slot, open_sized
+from ._mapping import MappedFile, commit, commit_batch, open_sized
 from .errors import FormatError
 from .journal import Journal
 
@@ -30,14 +30,16 @@ _claim_lock = threading.Lock()  # serialises data-file claims of all writers in 
 
 
 class IndexFile:
-    """One index file of a cycle, with a hint of its first free slot.
+    """One index file of a cycle, with a hint of its first free slot and a window of the mapping to commit in.
 
     The hint (a byte offset) only ever points at or below the first free slot: it is one past a slot this
     process filled, and filled slots are contiguous, so scanning forward from it never leaves a gap.
-    ``base`` is the full index of the file's slot 0.
+    ``base`` is the full index of the file's slot 0. ``win`` is the mapping up to where disk space is
+    reserved: a CAS into a sparse page of a full disk would be a SIGBUS, so slots past it are taken only
+    after :meth:`Committer.grow` reserved more (a commit into ``win`` returns -1 at its end).
     """
 
-    __slots__ = ("cycle", "file_no", "mf", "mm", "hint", "base")
+    __slots__ = ("cycle", "file_no", "mf", "mm", "hint", "base", "win")
 
     def __init__(self, cycle: int, file_no: int, mf: MappedFile, base: int) -> None:
         self.cycle = cycle
@@ -46,8 +48,16 @@ class IndexFile:
         assert mf.mm is not None  # index files are opened at their block size, never empty
         self.mm: mmap.mmap = mf.mm
         with _no_read_around(self.mm):  # ~20 probes: without this each reads (or zero-fills) 128 KiB around it
-            self.hint = first_zero_slot(mf.u64_view()) * L.ENTRY_SIZE
+            self.hint = mf.count_filled() * L.ENTRY_SIZE
+        # pages below the first free slot hold filled slots: written, so they have their blocks already
+        mf.reserved = self.hint - self.hint % mmap.PAGESIZE
+        mf.reserve(self.hint + L.ENTRY_SIZE, owned=False)
+        self.win = memoryview(self.mm)[: mf.reserved]
         self.base = base
+
+    def close(self) -> None:
+        self.win = memoryview(b"")  # dropped, not released: a commit on another thread may still use it
+        self.mf.close()
 
 
 @contextlib.contextmanager
@@ -77,7 +87,7 @@ class Committer:
     def close(self) -> None:
         with self._lock:
             for f in self._files.values():
-                f.mf.close()
+                f.close()
             self._files.clear()
 
     def index_file(self, cycle: int) -> IndexFile:
@@ -97,7 +107,11 @@ class Committer:
             raise FormatError(f"cycle is full: Java stops at index-{L.MAX_INDEX_FILES - 1}", cycle=cycle)
         os.makedirs(self.journal.cycle_path(cycle), exist_ok=True)
         mf = MappedFile.open_write(self.journal.index_path(cycle, n), self.config.index_block_size)
-        return IndexFile(cycle, n, mf, self.config.index_of(cycle, n << self.config.slot_bits))
+        try:
+            return IndexFile(cycle, n, mf, self.config.index_of(cycle, n << self.config.slot_bits))
+        except BaseException:  # no disk space for the first slots: nothing is committed, nothing kept open
+            mf.close()
+            raise
 
     def next_file(self, full: IndexFile) -> IndexFile:
         """The file after ``full`` (created if needed); shared by every appender of this writer."""
@@ -108,43 +122,75 @@ class Committer:
                 self._files[full.cycle] = current
             return current
 
-    def commit_full(self, f: IndexFile, entry: int) -> tuple[IndexFile, int]:
-        """Commit one entry when ``f`` turned out full: move on until the CAS succeeds. -> (file, index)."""
+    def grow(self, f: IndexFile, scanned: int) -> None:
+        """Widen ``f``'s window after a commit found no free slot in its first ``scanned`` bytes: reserve disk
+        space past them (unless another thread did). Raises ``OSError`` when the disk is full."""
+        with self._lock:
+            if len(f.win) > scanned:
+                return  # grown meanwhile: look there
+            f.hint = max(f.hint, scanned)  # every slot below was taken
+            f.mf.reserve(scanned + L.ENTRY_SIZE, owned=False)
+            f.win = memoryview(f.mm)[: f.mf.reserved]
+
+    def _reserve_to(self, f: IndexFile, end: int) -> None:
+        with self._lock:
+            f.mf.reserve(end, owned=False)
+            if len(f.win) < f.mf.reserved:
+                f.win = memoryview(f.mm)[: f.mf.reserved]
+
+    def commit_full(self, f: IndexFile, entry: int, scanned: int) -> tuple[IndexFile, int]:
+        """Commit one entry after a commit found no free slot in the first ``scanned`` bytes of ``f``: reserve
+        more of it, or move to the next file, until the CAS succeeds. -> (file, index)."""
         while True:
-            f = self.next_file(f)
-            off = commit(f.mm, f.hint, entry)
+            if scanned >= f.mf.size:
+                f = self.next_file(f)
+            else:
+                self.grow(f, scanned)
+            win = f.win
+            off = commit(win, f.hint, entry)
             if off >= 0:
                 f.hint = off + L.ENTRY_SIZE
                 return f, f.base + (off >> 3)
+            scanned = len(win)
 
     def commit(self, cycle: int, entry: int) -> int:
         """Publish one entry in ``cycle``; returns its full index."""
         f = self.index_file(cycle)
-        off = commit(f.mm, f.hint, entry)
+        win = f.win
+        off = commit(win, f.hint, entry)
         if off < 0:
-            return self.commit_full(f, entry)[1]
+            return self.commit_full(f, entry, len(win))[1]
         f.hint = off + L.ENTRY_SIZE
         return f.base + (off >> 3)
 
     def commit_many(self, cycle: int, entries: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
-        """Publish entries in order, each into the next free slot (one native call per index file).
+        """Publish entries in order, each into the next free slot (one native call per reserved window).
 
         Returns their full indices. Other writers may interleave; every entry is committed exactly once.
+        Raises ``OSError`` when disk space for the index runs out; the entries before stay committed.
         """
         entries = np.ascontiguousarray(entries, dtype=np.uint64)
         out = np.empty(len(entries), dtype=np.int64)
         f = self.index_file(cycle)
+        if len(entries):
+            # space for all of them first: when the disk is full, a run fails before any of it is committed
+            # (unless other writers take slots meanwhile, so that the window must grow once more)
+            self._reserve_to(f, f.hint + len(entries) * L.ENTRY_SIZE)
         done = 0
         while done < len(entries):
             part = out[done:]
-            n = commit_batch(f.mm, f.hint, entries[done:], part)
+            win = f.win
+            n = commit_batch(f.mm, f.hint, entries[done:], part, win)
             if n:
                 f.hint = int(part[n - 1]) + L.ENTRY_SIZE
                 part[:n] >>= 3
                 part[:n] += f.base
                 done += n
             if done < len(entries):
-                f = self.next_file(f)
+                if len(win) >= f.mf.size:
+                    f = self.next_file(f)
+                else:
+                    self.grow(f, len(win))
         return out
 
     def claim_data_file(self, cycle: int, tid: int, after: int | None) -> tuple[int, MappedFile]:

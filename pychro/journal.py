@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _layout as L
-from ._mapping import MappedFile, first_zero_slot
+from ._mapping import MappedFile
 from .config import VanillaConfig, resolve_config
 from .errors import CorruptDataError, FormatError, JournalNotFoundError
 
@@ -140,7 +140,7 @@ class Journal:
                 )
             mf = MappedFile.open_read(path, cfg.index_block_size)
             try:
-                filled = first_zero_slot(mf.u64_view())
+                filled = mf.count_filled()  # no load from a page never written: it can fault on tmpfs
             finally:
                 mf.close()
             total += filled
@@ -364,7 +364,7 @@ def _sample_entries(folder: str, names: list[str], index_block_size: int) -> lis
             continue
         try:
             slots = mf.u64_view()
-            count = first_zero_slot(slots)
+            count = mf.count_filled()
             step = max(1, count // _DETECT_SAMPLE)
             entries.extend(slots[i] for i in range(0, count, step))
         finally:

@@ -355,7 +355,8 @@ class VanillaChronicleReader:
         return int(self._slots[slot])
 
     def _map_index(self, n: int, slot: int) -> bool:
-        """Make index file ``n`` current, mapping or remapping it until ``slot`` is inside; False if absent."""
+        """Make index file ``n`` current, mapping or remapping it until ``slot`` is inside; False if absent or
+        if ``slot`` lies in a page never written (loading it could fault on tmpfs: it is empty anyway)."""
         while len(self._index_maps) <= n:
             path = os.path.join(self._cycle_dir, L.index_file_name(len(self._index_maps)))  # type: ignore[arg-type]
             try:
@@ -368,7 +369,11 @@ class VanillaChronicleReader:
             self._ifile = -1
             mf.refresh(self.config.index_block_size)
         self._slots = mf.u64_view()
-        self._nslots = len(self._slots)
+        # learn which pages were written (pread probes) without loading from the others: they fault on a full
+        # tmpfs. A filled slot means every slot before it is filled: then find how far the written pages reach.
+        if mf.read_slot(slot):
+            mf.count_filled(slot + 1)
+        self._nslots = min(len(self._slots), mf.written // L.ENTRY_SIZE)  # the fast path loads only below
         self._ifile = n
         return slot < self._nslots
 

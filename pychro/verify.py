@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +114,17 @@ def verify_journal(
     return report
 
 
+BATCH_ROWS = 1 << 18  # index entries checked per step: verify's memory depends on this, not on the cycle
+
+
+@dataclass
+class _FileState:
+    """What verify carries from one batch to the next for one data file."""
+
+    next_header: int = 0  # lowest header position the file's next message may have (order and overlap)
+    reported: set[str] = field(default_factory=set)  # kinds of problem already reported (one each per file)
+
+
 def _verify_cycle(journal: Journal, cycle: int, limit: int) -> CycleReport:
     cfg = journal.config
     folder = cfg.folder_name(cycle)
@@ -122,60 +134,78 @@ def _verify_cycle(journal: Journal, cycle: int, limit: int) -> CycleReport:
         if len(rep.problems) < limit:
             rep.problems.append(Problem(cycle, folder, what, **where))
 
-    entries = _read_entries(journal, cycle, problem)
-    rep.messages = len(entries)
-    if not len(entries):
-        return rep
-    codec = journal.codec
-    tids = (entries >> np.uint64(codec.tid_shift)).astype(np.int64)
-    pos = entries & np.uint64(codec.pos_mask)
-    file_nos = (pos >> np.uint64(codec.data_bits)).astype(np.int64)
-    offsets = (pos & np.uint64(codec.offset_mask)).astype(np.int64)
-    bad = np.zeros(len(entries), dtype=bool)
-
-    misaligned = (offsets < L.HEADER_SIZE) | (offsets % L.ALIGNMENT != 0)
-    for i in np.flatnonzero(misaligned)[:limit]:
-        problem("body offset is not a 4-aligned position after a header", seq=int(i), offset=int(offsets[i]))
-    bad |= misaligned
-
-    # group by data file: one mapping each, headers gathered with one numpy take per file
-    key = (tids << 32) | file_nos
-    order = np.argsort(key, kind="stable")
-    uniq, starts = np.unique(key[order], return_index=True)
-    bounds = list(starts) + [len(order)]
-    lengths = np.full(len(entries), -1, dtype=np.int64)
-    for g, k in enumerate(uniq):
-        rows = order[bounds[g] : bounds[g + 1]]
-        tid, file_no = int(k >> 32), int(k & 0xFFFFFFFF)
-        path = journal.data_path(cycle, tid, file_no)
-        try:
-            mf = MappedFile.open_read(path, cfg.data_block_size)
-        except JournalNotFoundError:
-            problem(f"data file is missing ({journal.missing_data_hint()})", seq=int(rows[0]), path=path)
-            bad[rows] = True
-            continue
-        except FormatError:
-            problem("data file is not a regular file", seq=int(rows[0]), path=path)
-            bad[rows] = True
-            continue
-        try:
-            _check_file(mf, rows, offsets, lengths, bad, problem)
-        finally:
-            mf.close()
-    rep.valid = int(len(entries) - bad.sum())
+    files: dict[int, _FileState] = {}
+    for seq0, entries in _entry_batches(journal, cycle, problem, BATCH_ROWS):
+        rep.messages += len(entries)
+        rep.valid += len(entries) - _check_batch(journal, cycle, seq0, entries, files, problem, limit)
     # data files were checked in (tid, file_no) order: report the earliest seq first (index-file problems,
     # without a seq, stay in front)
     rep.problems.sort(key=lambda p: -1 if p.seq is None else p.seq)
     return rep
 
 
-def _check_file(mf: MappedFile, rows: Any, offsets: Any, lengths: Any, bad: Any, problem: Any) -> None:
+def _check_batch(
+    journal: Journal, cycle: int, seq0: int, entries: Any, files: dict[int, _FileState], problem: Any, limit: int,
+) -> int:
+    """Check the messages of consecutive entries (the first is seq ``seq0``); returns how many are bad."""
+    cfg = journal.config
+    codec = journal.codec
+    tids = (entries >> np.uint64(codec.tid_shift)).astype(np.int64)
+    pos = entries & np.uint64(codec.pos_mask)
+    file_nos = (pos >> np.uint64(codec.data_bits)).astype(np.int64)
+    offsets = (pos & np.uint64(codec.offset_mask)).astype(np.int64)
+    del pos
+    bad = np.zeros(len(entries), dtype=bool)
+
+    misaligned = (offsets < L.HEADER_SIZE) | (offsets % L.ALIGNMENT != 0)
+    for i in np.flatnonzero(misaligned)[:limit]:
+        problem("body offset is not a 4-aligned position after a header", seq=seq0 + int(i), offset=int(offsets[i]))
+    bad |= misaligned
+
+    # group by data file: one mapping each, headers gathered with one numpy take per file
+    key = (tids << 32) | file_nos
+    del tids, file_nos
+    order = np.argsort(key, kind="stable")
+    uniq, starts = np.unique(key[order], return_index=True)
+    bounds = list(starts) + [len(order)]
+    for g, k in enumerate(uniq):
+        rows = order[bounds[g] : bounds[g + 1]]
+        tid, file_no = int(k >> 32), int(k & 0xFFFFFFFF)
+        state = files.setdefault(int(k), _FileState())
+        path = journal.data_path(cycle, tid, file_no)
+        try:
+            mf = MappedFile.open_read(path, cfg.data_block_size)
+        except (JournalNotFoundError, FormatError) as exc:
+            if "missing" not in state.reported:
+                state.reported.add("missing")
+                what = (f"data file is missing ({journal.missing_data_hint()})"
+                        if isinstance(exc, JournalNotFoundError) else "data file is not a regular file")
+                problem(what, seq=seq0 + int(rows[0]), path=path)
+            bad[rows] = True
+            continue
+        try:
+            _check_file(mf, seq0, rows, offsets, bad, state, problem)
+        finally:
+            mf.close()
+    return int(bad.sum())
+
+
+def _check_file(mf: MappedFile, seq0: int, rows: Any, offsets: Any, bad: Any, state: _FileState,
+                problem: Any) -> None:
     """Headers, bounds, overlap and order of the messages of one data file (rows in index order)."""
+
+    def first(kind: str, which: Any) -> Any:
+        """The rows of ``which`` to report: the first, unless this kind was reported for the file already."""
+        if kind in state.reported or not len(which):
+            return which[:0]
+        state.reported.add(kind)
+        return which[:1]
+
     off = offsets[rows]
     ok = ~bad[rows] & (off <= mf.size)
-    for i in rows[~ok & ~bad[rows]][:1]:
-        problem(f"index entry points past the end of the data file ({mf.size} bytes)", seq=int(i), path=mf.path,
-                offset=int(offsets[i]))
+    for i in first("past_file", rows[~ok & ~bad[rows]]):
+        problem(f"index entry points past the end of the data file ({mf.size} bytes)", seq=seq0 + int(i),
+                path=mf.path, offset=int(offsets[i]))
     bad[rows[~ok]] = True
     good = rows[ok]
     if not len(good) or mf.mm is None:
@@ -185,61 +215,98 @@ def _check_file(mf: MappedFile, rows: Any, offsets: Any, lengths: Any, bad: Any,
     del words  # release the export of the mapping before it is closed
     ln = ~headers
     uncommitted = headers == 0
-    for i in good[uncommitted][:1]:
+    for i in first("uncommitted", good[uncommitted]):
         problem("header is 0 (uncommitted) behind a filled index slot",
-                seq=int(i), path=mf.path, offset=int(offsets[i]))
+                seq=seq0 + int(i), path=mf.path, offset=int(offsets[i]))
     broken = ~uncommitted & ((ln < 0) | (ln >= L.MAX_BODY_LENGTH))
-    for i, h in zip(good[broken][:1], headers[broken][:1]):
-        problem(f"bad header {int(h) & 0xFFFFFFFF:#010x}: ~length must be below 2**30", seq=int(i), path=mf.path,
-                offset=int(offsets[i]))
+    for j in first("broken", np.flatnonzero(broken)):
+        i = good[j]
+        problem(f"bad header {int(headers[j]) & 0xFFFFFFFF:#010x}: ~length must be below 2**30",
+                seq=seq0 + int(i), path=mf.path, offset=int(offsets[i]))
     past = ~uncommitted & ~broken & (offsets[good] + ln > mf.size)
-    for i in good[past][:1]:
-        problem(f"body runs past the end of the data file ({mf.size} bytes)", seq=int(i), path=mf.path,
+    for i in first("past_body", good[past]):
+        problem(f"body runs past the end of the data file ({mf.size} bytes)", seq=seq0 + int(i), path=mf.path,
                 offset=int(offsets[i]))
     fail = uncommitted | broken | past
     bad[good[fail]] = True
-    lengths[good[~fail]] = ln[~fail]
     # order and overlap: in index order a file's messages must start at or after the previous one's end
+    # (the previous one may be in an earlier batch)
     keep = good[~fail]
-    if len(keep) > 1:
+    if len(keep):
         starts = offsets[keep]
-        ends = starts + lengths[keep]
-        next_header_min = (ends[:-1] + 3) & ~3
-        clash = (starts[1:] - L.HEADER_SIZE) < next_header_min
-        for j in np.flatnonzero(clash)[:1]:
+        ends = starts + ln[~fail]
+        next_header_min = np.empty(len(keep), dtype=np.int64)
+        next_header_min[0] = state.next_header
+        next_header_min[1:] = (ends[:-1] + 3) & ~3
+        clash = (starts - L.HEADER_SIZE) < next_header_min
+        for j in first("overlap", np.flatnonzero(clash)):
             problem("message overlaps the previous one of its data file or is out of file order",
-                    seq=int(keep[j + 1]), path=mf.path, offset=int(starts[j + 1]))
-        bad[keep[1:][clash]] = True
+                    seq=seq0 + int(keep[j]), path=mf.path, offset=int(starts[j]))
+        bad[keep[clash]] = True
+        state.next_header = int((ends[-1] + 3) & ~3)
 
 
-def _read_entries(journal: Journal, cycle: int, problem: Any) -> Any:
-    """All committed entries of a cycle, and problems with its index files (gaps, sizes, stray entries)."""
+def _entry_batches(journal: Journal, cycle: int, problem: Any, batch: int) -> Iterator[tuple[int, Any]]:
+    """The committed entries of a cycle as ``(first seq, entries)`` batches of about ``batch`` (small index
+    files are joined: a batch per file would cost a pass per file)."""
+    parts: list[Any] = []
+    have = seq0 = 0
+    for seq, part in _index_parts(journal, cycle, problem, batch):
+        if not have:
+            seq0 = seq
+        parts.append(part)
+        have += len(part)
+        if have >= batch:
+            yield seq0, parts[0] if len(parts) == 1 else np.concatenate(parts)
+            parts, have = [], 0
+    if have:
+        yield seq0, parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _index_parts(journal: Journal, cycle: int, problem: Any, batch: int) -> Iterator[tuple[int, Any]]:
+    """The committed entries of a cycle as consecutive ``(first seq, entries)`` parts of at most ``batch``, and
+    problems with its index files (gaps, sizes, stray entries). Reads the files (no mapping: no hole is
+    loaded)."""
     cfg = journal.config
     files = journal.index_files(cycle)
-    parts = []
+    per_file = cfg.slots_per_index_file
     for expect, n in enumerate(files):
         path = journal.index_path(cycle, n)
         if n != expect:
             problem(f"index-{expect} is missing (index-{n} exists)", path=path)
-            break
+            return
         if not os.path.isfile(path):
             problem("index file is not a regular file", path=path)
-            break
+            return
         size = os.path.getsize(path)
         if size != cfg.index_block_size:
             problem(f"index file is {size} bytes, expected {cfg.index_block_size}", path=path)
+        slots = min(size, cfg.index_block_size) // L.ENTRY_SIZE
+        filled = None  # the first zero slot, once found
         with open(path, "rb") as fh:
-            raw = np.frombuffer(fh.read(min(size, cfg.index_block_size) // 8 * 8), dtype="<u8")
-        zero = np.flatnonzero(raw == 0)
-        filled = int(zero[0]) if len(zero) else len(raw)
-        stray = np.flatnonzero(raw[filled:])
-        if len(stray):
-            seq = (n << cfg.slot_bits) + filled + int(stray[0])
-            problem(f"entry after the first empty slot (seq {(n << cfg.slot_bits) + filled} is empty)",
-                    seq=seq, path=path)
-        parts.append(raw[:filled])
-        if filled < cfg.slots_per_index_file:
+            for lo in range(0, slots, batch):
+                raw = np.empty(min(batch, slots - lo), dtype="<u8")
+                got = fh.readinto(memoryview(raw).cast("B")) // L.ENTRY_SIZE  # type: ignore[arg-type]
+                raw = raw[:got]
+                if filled is None:
+                    zero = np.flatnonzero(raw == 0)
+                    if not len(zero):
+                        yield n * per_file + lo, raw
+                        continue
+                    filled = lo + int(zero[0])
+                    if zero[0]:
+                        yield n * per_file + lo, raw[: zero[0]]
+                    raw = raw[zero[0] :]
+                    lo = filled
+                stray = np.flatnonzero(raw)
+                if len(stray):
+                    seq = (n << cfg.slot_bits) + lo + int(stray[0])
+                    problem(f"entry after the first empty slot (seq {(n << cfg.slot_bits) + filled} is empty)",
+                            seq=seq, path=path)
+                    break
+        if filled is None:
+            filled = slots
+        if filled < per_file:
             if expect + 1 < len(files):
                 problem(f"index-{n} is not full but index-{n + 1} exists", path=path)
-            break
-    return np.concatenate(parts) if parts else np.zeros(0, dtype="<u8")
+            return

@@ -140,8 +140,8 @@ class Appender:
     """
 
     __slots__ = (
-        "_writer", "_tid", "_cycle", "_ci", "_file_no", "_mf", "_mm", "_pos", "_p", "_start", "_lim", "_base",
-        "last_index",
+        "_writer", "_tid", "_cycle", "_ci", "_file_no", "_mf", "_mm", "_pos", "_p", "_start", "_lim", "_cap",
+        "_base", "last_index",
     )
 
     def __init__(self, writer: VanillaChronicleWriter, tid: int) -> None:
@@ -155,7 +155,8 @@ class Appender:
         self._pos = 0  # next header position in the data file
         self._p = 0  # write cursor
         self._start = -1  # body start of the message in progress, -1 when none
-        self._lim = -1  # body start + capacity; -1 forces the first write through _reserve()
+        self._lim = -1  # end of the room for the body: -1 forces the first write through _reserve()
+        self._cap = -1  # body start + capacity (room beyond _lim is reserved on disk as writes reach it)
         self._base = 0  # tid and file_no part of the index entry
         self.last_index: int | None = None
 
@@ -178,20 +179,39 @@ class Appender:
             if self._writer._closed:  # checked only here: a closed writer's appenders have no data file
                 raise ValueError("writer is closed")
             self._open_cycle(cycle)
-            self._ci = self._writer._committer.index_file(cycle)
+            try:
+                self._ci = self._writer._committer.index_file(cycle)
+            except BaseException:  # e.g. no disk space for the index: start over at the next message
+                self._release()
+                raise
         elif cfg.data_block_size - self._pos < capacity + L.HEADER_SIZE:
             self._roll()
         start = self._pos + L.HEADER_SIZE
+        reserved = self._mf.reserved  # type: ignore[union-attr]
+        if start > reserved:  # the header's bytes and a chunk ahead (OSError: no message is started)
+            self._mf.reserve(start, owned=True)  # type: ignore[union-attr]
+            reserved = self._mf.reserved  # type: ignore[union-attr]
         self._start = self._p = start
-        self._lim = start + capacity
+        cap = self._cap = start + capacity
+        self._lim = cap if cap <= reserved else reserved  # the body's room grows in _reserve()
 
     def _reserve(self, n: int) -> int:
-        """Slow path of every write: start a message, or refuse one that outgrew its capacity."""
+        """Slow path of every write: start a message, reserve disk space for it, or refuse it when it outgrew
+        its capacity or the disk is full (the message is then dropped)."""
         if self._start < 0:
             self.start_excerpt()
-            if self._p + n <= self._lim:
-                return self._p
-        capacity = self._lim - self._start
+        end = self._p + n
+        if end <= self._lim:
+            return self._p
+        if end <= self._cap:
+            try:
+                self._mf.reserve(end, owned=True)  # type: ignore[union-attr]
+            except OSError:
+                self.discard()
+                raise
+            self._lim = min(self._cap, self._mf.reserved)  # type: ignore[union-attr]
+            return self._p
+        capacity = self._cap - self._start
         self.discard()
         raise MessageTooLargeError(
             f"message exceeds its capacity of {capacity} bytes; nothing was committed "
@@ -199,7 +219,11 @@ class Appender:
         )
 
     def finish(self) -> int:
-        """Commit the message: ``~length`` header, then CAS into the index. Returns its full index."""
+        """Commit the message: ``~length`` header, then CAS into the index. Returns its full index.
+
+        Raises ``OSError`` when no disk space is left for the index: the message is then dropped, not
+        committed (its header is overwritten by the next message).
+        """
         start = self._start
         if start < 0:
             raise ValueError("no message in progress: write a field (or start_excerpt()) before finish()")
@@ -208,25 +232,30 @@ class Appender:
         entry = self._base + start
         ci = self._ci
         assert ci is not None  # set by start_excerpt(), which began this message
-        off = commit(ci.mm, ci.hint, entry)
+        win = ci.win
+        off = commit(win, ci.hint, entry)
         writer = self._writer
         if off >= 0:
             ci.hint = off + 8
             index = ci.base + (off >> 3)
         else:
-            self._ci, index = writer._committer.commit_full(ci, entry)
+            try:
+                self._ci, index = writer._committer.commit_full(ci, entry, len(win))
+            except OSError:
+                self.discard()
+                raise
         if writer.synchronous:
             self._mm.flush()
             self._ci.mf.flush()  # type: ignore[union-attr]
         self._pos = (p + 3) & ~3  # align4: the next header
-        self._start = self._lim = -1
+        self._start = self._lim = self._cap = -1
         self.last_index = index
         return index
 
     def discard(self) -> None:
         """Drop the message in progress; its bytes stay uncommitted (no header, no index entry)."""
         self._p = self._pos
-        self._start = self._lim = -1
+        self._start = self._lim = self._cap = -1
 
     def bytes_written(self) -> int:
         """Bytes written to the message in progress."""
@@ -249,7 +278,7 @@ class Appender:
 
     def _roll(self) -> None:
         assert self._mf is not None and self._cycle is not None
-        self._mf.close()
+        self._release()
         file_no, mf = self._writer._committer.claim_data_file(self._cycle, self._tid, self._file_no)
         self._use(file_no, mf)
 
@@ -264,7 +293,7 @@ class Appender:
         if self._mf is not None:
             self._mf.close()
         self._mf = self._mm = None
-        self._start = self._lim = -1
+        self._start = self._lim = self._cap = -1
 
     # -- fixed-size fields -----------------------------------------------------------------------------
     def write_byte(self, value: int) -> None:

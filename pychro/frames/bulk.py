@@ -127,7 +127,12 @@ class BulkAppender:
                 buf = ws.staging_for(run.size)
                 hdr = np.subtract(run.hdr, run.pos, out=ws.array("hdr", (len(run.hdr),), np.int64))
                 _lay_out(buf, hdr, run.rows, encoded, lengths, ws)
-                _pwrite_all(run.fd, buf[: run.size], run.pos)
+                try:
+                    _pwrite_all(run.fd, buf[: run.size], run.pos)
+                except OSError as exc:  # a full disk, typically: say which file and how much
+                    path = self.journal.data_path(cycle, self.tid, run.file_no)
+                    raise OSError(exc.errno, f"cannot write {run.size} bytes at offset {run.pos} ({exc.strerror})",
+                                  path) from None
             finally:
                 spaces.put(ws)
 

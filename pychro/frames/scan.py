@@ -23,7 +23,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from .. import _layout as L
-from .._mapping import MappedFile, first_zero_slot
+from .._mapping import MappedFile, count_filled
 from ..errors import CorruptDataError, JournalNotFoundError
 from ..journal import Journal
 
@@ -207,6 +207,7 @@ class CycleFiles:
         self._slots_per_file = self.config.slots_per_index_file
         self._index: list[np.ndarray] = []
         self._filled: list[int] = []  # filled slots seen so far per index file (a lower bound)
+        self._written: list[int] = []  # bytes of each index file known to lie in written pages
         self._data: dict[int, DataMap] = {}
         self._lock = threading.Lock()
 
@@ -220,6 +221,7 @@ class CycleFiles:
                 return None
             self._index.append(view)
             self._filled.append(0)
+            self._written.append(0)
         view = self._index[n]
         if view.size < self._slots_per_file:
             path = os.path.join(self.folder, L.index_file_name(n))
@@ -251,13 +253,13 @@ class CycleFiles:
                         path=os.path.join(self.folder, L.index_file_name(n)), cycle=self.cycle, seq=total,
                         index=self.config.index_of(self.cycle, total),
                     )
-            filled = first_zero_slot(view, self._filled[n])  # type: ignore[arg-type]
+            filled = self._count_filled(n, view)
             if filled < self._slots_per_file and self._later_index_exists(n):
                 # The next index file is created only once this one is full: look again (it may have filled
                 # since); still short or unfilled means damage that would hide every later message.
                 view = self._index_view(n)
                 assert view is not None
-                filled = first_zero_slot(view, self._filled[n])  # type: ignore[arg-type]
+                filled = self._count_filled(n, view)
                 if filled < self._slots_per_file:
                     raise CorruptDataError(
                         f"index file {L.index_file_name(n)} has {filled} of {self._slots_per_file} entries "
@@ -271,6 +273,12 @@ class CycleFiles:
                 break
             n += 1
         return total
+
+    def _count_filled(self, n: int, view: np.ndarray) -> int:
+        """First zero slot of index file ``n``, never loading from a page that was not written (tmpfs)."""
+        path = os.path.join(self.folder, L.index_file_name(n))
+        filled, self._written[n] = count_filled(view, path, self._filled[n], self._written[n])
+        return filled
 
     def _later_index_exists(self, n: int) -> bool:
         return os.path.lexists(os.path.join(self.folder, L.index_file_name(n + 1)))
@@ -338,6 +346,7 @@ class CycleFiles:
         """Drop the maps; each is unmapped once no array made from it is left."""
         self._index.clear()
         self._filled.clear()
+        self._written.clear()
         self._data.clear()
 
 

@@ -129,9 +129,7 @@ class JournalTail:
         except JournalNotFoundError:
             return False
         try:
-            slots = mf.u64_view()
-            slot = seq & self._slot_mask
-            return slot < len(slots) and slots[slot] != 0
+            return mf.read_slot(seq & self._slot_mask) != 0
         finally:
             mf.close()
 
@@ -230,7 +228,10 @@ class JournalTail:
         if mf is None or mf.mm is None:
             self._check_dead_end(n, seq)
             return None
-        count = min(mf.size // L.ENTRY_SIZE - slot, max_messages)
+        # load only from pages a filled slot shows were written: a never-written page faults on a full tmpfs
+        if mf.read_slot(slot):
+            mf.count_filled(slot + 1)  # slots up to `slot` are filled: learn how far the written pages reach
+        count = min(mf.written // L.ENTRY_SIZE - slot, max_messages)
         if count <= 0:
             self._check_dead_end(n, seq)
             return None
@@ -279,7 +280,7 @@ class JournalTail:
                                        f"{os.path.basename(later)} exists", path=path, cycle=self.cycle,
                                        seq=seq) from None
         try:
-            if slot < mf.size // L.ENTRY_SIZE and mf.u64_view()[slot] != 0:
+            if mf.read_slot(slot) != 0:
                 return  # it was filled meanwhile: read on at the next look
             size = mf.size
         finally:
@@ -425,12 +426,18 @@ class JournalTail:
                     continue
                 o = offs[rows]
                 data = np.frombuffer(mf.mm, dtype=np.uint8, count=mf.size)  # type: ignore[arg-type]
-                # Rows whose window would run past the mapping (rare: a body near a file's end) go one by one.
-                tail = o + body_width > mf.size
+                # A window must not run past the last byte these messages vouch for: past it the file may be
+                # a hole, and loading a hole faults on a full tmpfs (or past the file's end). Rows near that
+                # end are read from a zero-padded copy of their stretch of the file instead.
+                limit = int((o + lens[rows]).max())
+                tail = o + body_width > limit
                 if tail.any():
-                    for r in np.flatnonzero(tail):
-                        i, start, n = int(rows[r]), int(o[r]), int(lens[rows[r]])
-                        table[i, FRAME_HEADER_SIZE : FRAME_HEADER_SIZE + n] = data[start : start + n]
+                    lo = int(o[tail].min())
+                    padded = np.zeros(limit - lo + body_width, dtype=np.uint8)
+                    padded[: limit - lo] = data[lo:limit]
+                    windows = as_strided(padded, shape=(limit - lo + 1, body_width), strides=(1, 1), writeable=False)
+                    table[rows[tail], FRAME_HEADER_SIZE:] = windows[o[tail] - lo]
+                    del windows
                     rows, o = rows[~tail], o[~tail]
                 if len(rows):
                     # Row i of the window view is the body_width bytes starting at byte i of the file.
