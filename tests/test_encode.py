@@ -21,7 +21,7 @@ def messages(program: Program, rows: list[int] | None = None) -> list[bytes]:
     rows_arr = np.arange(program.n, dtype=np.int64) if rows is None else np.array(rows, dtype=np.int64)
     size = int(((lengths[rows_arr] + 4 + 3) & ~3).sum())
     buf = np.full(size + 16, 0xAA, dtype=np.uint8)  # garbage after the run must stay untouched
-    assert program.place(rows_arr, buf[:size]) == size
+    assert program.place(rows_arr, lengths, buf[:size]) == size
     assert (buf[size:] == 0xAA).all()
     raw, pos, bodies = buf.tobytes(), 0, []
     for r in rows_arr:
@@ -138,10 +138,14 @@ def test_the_c_checks_its_arguments() -> None:
     ok = Step(C.K_FIXED, 8, np.zeros(4, dtype=np.int64))
     program = Program([ok], 4, ["v"], [None])
     program.lengths()
+    lengths = np.full(4, 8, dtype=np.int64)
     with pytest.raises(ValueError, match="does not fit"):
-        program.place(np.arange(4), np.zeros(4 * 12 - 1, dtype=np.uint8))  # one byte short
+        program.place(np.arange(4), lengths, np.zeros(4 * 12 - 1, dtype=np.uint8))  # one byte short
     with pytest.raises(ValueError, match="not a row"):
-        program.place(np.array([0, 4]), np.zeros(100, dtype=np.uint8))
+        program.place(np.array([0, 4]), lengths, np.zeros(100, dtype=np.uint8))
+    for wrong in (7, 9, -1, 1 << 31):  # a body must be exactly its length, which must be one
+        with pytest.raises(ValueError, match=r"rows\[0\]"):
+            program.place(np.arange(4), np.full(4, wrong, dtype=np.int64), np.zeros(1 << 12, dtype=np.uint8))
     with pytest.raises(ValueError, match="values too short"):
         Program([ok], 5, ["v"], [None]).lengths()
     with pytest.raises(ValueError, match="unknown kind"):
@@ -151,8 +155,8 @@ def test_the_c_checks_its_arguments() -> None:
     with pytest.raises(TypeError, match="step 0"):
         C.lengths(((0, 1),), 1, 0, 1, np.zeros(1, np.int64), np.zeros(1, np.int64))
     with pytest.raises(TypeError, match="contiguous"):
-        C.place((ok._replace(values=np.zeros(8, np.int64)[::2]),), 4, np.arange(4), np.zeros(64, np.uint8))
+        C.place((ok._replace(values=np.zeros(8, np.int64)[::2]),), 4, np.arange(4), lengths, np.zeros(64, np.uint8))
     with pytest.raises(ValueError, match="outside"):
         C.lengths((ok,), 4, 2, 5, np.zeros(4, np.int64), np.zeros(1, np.int64))
     with pytest.raises(TypeError):
-        C.place((ok,), 4, np.arange(4), b"read-only" * 10)  # the staging buffer must be writable
+        C.place((ok,), 4, np.arange(4), lengths, b"read-only" * 10)  # the staging buffer must be writable

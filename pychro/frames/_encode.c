@@ -9,9 +9,10 @@
  *       body bytes of rows lo..hi-1 into out[0 .. hi-lo), checking every value the C must check (text to
  *       transcode, chars, writeUTF lengths). The first bad row is returned (-1 when none), so that Python raises
  *       the error with the column and row before anything is written. found[step] += rows holding non-BMP text.
- *   place(program, n, rows, buf) -> bytes
+ *   place(program, n, rows, lengths, buf) -> bytes
  *       the messages of rows[0..m) back to back from buf[0], as the row writer leaves them in a data file:
- *       ~length header, fields, zero padding to the next 4-byte boundary. Returns the bytes laid out.
+ *       ~length header, fields, zero padding to the next 4-byte boundary. Returns the bytes laid out. Each
+ *       body must be exactly lengths[row] bytes (the lengths() of the same program).
  *
  * Both release the GIL. Every read is checked against its buffer (n rows, offsets inside the data), every store
  * against buf; the only allocation is the step array, freed before returning. Errors raised: ValueError or
@@ -80,7 +81,7 @@ static int bad_step(Py_ssize_t k, const char *why) {
 /* Every buffer a step reads must cover rows 0..n-1: checked once here, so the loops check only offsets. */
 static int check_step(Step *s, Py_ssize_t k, Py_ssize_t n) {
     if (s->kind < 0 || s->kind >= K_COUNT) return bad_step(k, "unknown kind");
-    if (s->bit_offset < 0) return bad_step(k, "negative bit offset");
+    if (s->bit_offset < 0 || s->bit_offset > PY_SSIZE_T_MAX / 2 - n) return bad_step(k, "bit offset out of range");
     if (s->validity.obj && s->validity.len < (s->bit_offset + n + 7) / 8) return bad_step(k, "validity too short");
     switch (s->kind) {
     case K_FIXED:
@@ -159,6 +160,37 @@ static inline int is_valid(const Step *s, Py_ssize_t row) {
     return !s->validity.obj || bit(&s->validity, s->bit_offset + row);
 }
 
+static inline uint64_t load8(const uint8_t *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+static inline void store8(uint8_t *p, uint64_t w) { memcpy(p, &w, 8); }
+
+/* memcpy for short runs: up to 16 bytes as two overlapping loads and stores, no call, no byte read or written
+ * outside [src, src + len) and [dst, dst + len). */
+static inline void copy_exact(uint8_t *dst, const uint8_t *src, Py_ssize_t len) {
+    if (len >= 8 && len <= 16) {
+        uint64_t a = load8(src), b = load8(src + len - 8);
+        store8(dst, a);
+        store8(dst + len - 8, b);
+    } else if (len >= 4 && len < 8) {
+        uint32_t a, b;
+        memcpy(&a, src, 4);
+        memcpy(&b, src + len - 4, 4);
+        memcpy(dst, &a, 4);
+        memcpy(dst + len - 4, &b, 4);
+    } else if (len > 0 && len < 4) {
+        uint8_t a = src[0], b = src[len >> 1], c = src[len - 1];
+        dst[0] = a;
+        dst[len >> 1] = b;
+        dst[len - 1] = c;
+    } else if (len > 16) {
+        memcpy(dst, src, (size_t)len);
+    }
+}
+
 /* Bytes of writeStopBit(v): 7-bit groups of v (of ~v for v < 0, then a 0x00 terminator). */
 static inline Py_ssize_t stop_bit_size(int64_t v) {
     uint64_t u = v < 0 ? ~(uint64_t)v : (uint64_t)v;
@@ -166,20 +198,32 @@ static inline Py_ssize_t stop_bit_size(int64_t v) {
     return (bits + 6) / 7 + (v < 0);
 }
 
-/* Writes writeStopBit(v) at dst (stop_bit_size(v) bytes, checked by the caller). */
-static inline uint8_t *put_stop_bit(uint8_t *dst, int64_t v) {
+/* writeStopBit(v) of at most 8 bytes (|v| < 2^49, or 2^56 for v >= 0) as a little-endian word, built without
+ * a branch on the data: signs and sizes vary from row to row, and mispredicted branches cost more. */
+static inline uint64_t stop_bit_word(int64_t v, Py_ssize_t size) {
+    uint64_t neg = (uint64_t)(v >> 63), u = (uint64_t)v ^ neg; /* ~v for negatives */
+    uint64_t w = 0;
+    for (int g = 0; g < 8; g++) w |= ((u >> (7 * g)) & 0x7F) << (8 * g); /* 7-bit groups, low first */
+    /* the continuation flag on every byte but the last of a non-negative value; on every byte before the
+     * 0x00 terminator (already 0 in w) of a negative one */
+    uint64_t flagged = (uint64_t)(size - 1) * 8;
+    return w | (0x8080808080808080ull & ((1ull << flagged) - 1));
+}
+
+/* Writes writeStopBit(v) at d (stop_bit_size(v) bytes, room checked by the caller), byte by byte. */
+static inline uint8_t *put_stop_bit(uint8_t *d, int64_t v) {
     uint64_t u = v < 0 ? ~(uint64_t)v : (uint64_t)v;
     while (u >= 0x80) {
-        *dst++ = (uint8_t)(u | 0x80);
+        *d++ = (uint8_t)(u | 0x80);
         u >>= 7;
     }
     if (v < 0) {
-        *dst++ = (uint8_t)(u | 0x80);
-        *dst++ = 0;
+        *d++ = (uint8_t)(u | 0x80);
+        *d++ = 0;
     } else {
-        *dst++ = (uint8_t)u;
+        *d++ = (uint8_t)u;
     }
-    return dst;
+    return d;
 }
 
 /* Start and end of row's text in the step's data, or -1 when the offsets leave the data. */
@@ -200,7 +244,25 @@ static inline int text_bounds(const Step *s, Py_ssize_t row, Py_ssize_t *a, Py_s
     return 0;
 }
 
-/* Bytes >= 0xF0: UTF-8 lead bytes of 4-byte sequences (a simple loop the compiler vectorises). */
+/* Bytes >= 0xF0 (UTF-8 leads of 4-byte sequences) in 8 bytes: their top bit set in the result. */
+static inline uint64_t leads4_in(uint64_t w) {
+    return w & (w << 1) & (w << 2) & (w << 3) & 0x8080808080808080ull;
+}
+
+/* Whether p[0..len) holds a byte >= 0xF0; `readable` bytes from p may be read (>= len). */
+static inline int has_leads4(const uint8_t *p, Py_ssize_t len, Py_ssize_t readable) {
+    Py_ssize_t i = 0;
+    for (; i + 8 <= len; i += 8)
+        if (leads4_in(load8(p + i))) return 1;
+    if (i == len) return 0;
+    if (readable - i >= 8) /* the tail in one word, bytes past the text masked off */
+        return leads4_in(load8(p + i) & (~0ull >> (8 * (8 - (len - i))))) != 0;
+    for (; i < len; i++)
+        if (p[i] >= 0xF0) return 1;
+    return 0;
+}
+
+/* Bytes >= 0xF0 in a whole range (a loop the compiler vectorises). */
 static Py_ssize_t count_leads4(const uint8_t *p, Py_ssize_t len) {
     Py_ssize_t c = 0;
     for (Py_ssize_t i = 0; i < len; i++) c += p[i] >= 0xF0;
@@ -209,16 +271,20 @@ static Py_ssize_t count_leads4(const uint8_t *p, Py_ssize_t len) {
 
 static inline int is_cont(uint8_t b) { return (b & 0xC0) == 0x80; }
 
-/* Checks every 4-byte sequence of p[0..len): a supplementary code point, whole. Returns their count, or -1. */
+/* The code point of the 4-byte sequence at p[0..4) when it is a whole supplementary one, else -1. */
+static inline int32_t supplementary_at(const uint8_t *p, Py_ssize_t left) {
+    if (left < 4 || p[0] > 0xF4 || !is_cont(p[1]) || !is_cont(p[2]) || !is_cont(p[3])) return -1;
+    int32_t cp = ((int32_t)(p[0] & 7) << 18) | ((int32_t)(p[1] & 0x3F) << 12) | ((int32_t)(p[2] & 0x3F) << 6) |
+                 (p[3] & 0x3F);
+    return cp >= 0x10000 && cp <= 0x10FFFF ? cp : -1;
+}
+
+/* The 4-byte sequences of p[0..len), each checked (a supplementary code point, whole). Their count, or -1. */
 static Py_ssize_t check_leads4(const uint8_t *p, Py_ssize_t len) {
     Py_ssize_t c = 0;
     for (Py_ssize_t i = 0; i < len; i++) {
         if (p[i] < 0xF0) continue;
-        if (p[i] > 0xF4 || i + 3 >= len || !is_cont(p[i + 1]) || !is_cont(p[i + 2]) || !is_cont(p[i + 3]))
-            return -1;
-        uint32_t cp = ((uint32_t)(p[i] & 7) << 18) | ((uint32_t)(p[i + 1] & 0x3F) << 12) |
-                      ((uint32_t)(p[i + 2] & 0x3F) << 6) | (p[i + 3] & 0x3F);
-        if (cp < 0x10000 || cp > 0x10FFFF) return -1;
+        if (supplementary_at(p + i, len - i) < 0) return -1;
         c++;
         i += 3;
     }
@@ -233,7 +299,7 @@ static inline uint8_t *put_unit3(uint8_t *d, uint32_t u) {
 }
 
 /* UTF-8 -> Java's CESU-8: each 4-byte sequence becomes its two surrogates, 3 bytes each; the rest is copied.
- * dst holds len + 2 * (sequences) bytes; returns the end written, or NULL on a sequence check_leads4 refuses. */
+ * d holds len + 2 * (sequences) bytes; returns the end written, or NULL on a sequence check_leads4 refuses. */
 static uint8_t *put_cesu8(uint8_t *d, const uint8_t *p, Py_ssize_t len) {
     Py_ssize_t i = 0;
     while (i < len) {
@@ -242,13 +308,11 @@ static uint8_t *put_cesu8(uint8_t *d, const uint8_t *p, Py_ssize_t len) {
         memcpy(d, p + i, (size_t)(j - i));
         d += j - i;
         if (j == len) break;
-        if (j + 3 >= len || p[j] > 0xF4) return NULL;
-        uint32_t cp = ((uint32_t)(p[j] & 7) << 18) | ((uint32_t)(p[j + 1] & 0x3F) << 12) |
-                      ((uint32_t)(p[j + 2] & 0x3F) << 6) | (p[j + 3] & 0x3F);
-        if (cp < 0x10000 || cp > 0x10FFFF) return NULL;
+        int32_t cp = supplementary_at(p + j, len - j);
+        if (cp < 0) return NULL;
         cp -= 0x10000;
-        d = put_unit3(d, 0xD800 | (cp >> 10));
-        d = put_unit3(d, 0xDC00 | (cp & 0x3FF));
+        d = put_unit3(d, 0xD800 | ((uint32_t)cp >> 10));
+        d = put_unit3(d, 0xDC00 | ((uint32_t)cp & 0x3FF));
         i = j + 4;
     }
     return d;
@@ -278,7 +342,7 @@ static inline void note(Bad *bad, Py_ssize_t row, Py_ssize_t step, int status) {
     }
 }
 
-/* Text of rows lo..hi-1 of a string-like step: adds each row's encoded size to out. */
+/* Text of rows lo..hi-1 of a string step: adds each row's encoded size to out. */
 static void text_lengths(const Step *s, Py_ssize_t k, Py_ssize_t lo, Py_ssize_t hi, int64_t *out, int64_t *found,
                          Bad *bad) {
     const uint8_t *data = (const uint8_t *)s->values.buf;
@@ -295,18 +359,18 @@ static void text_lengths(const Step *s, Py_ssize_t k, Py_ssize_t lo, Py_ssize_t 
             out[r - lo] += 2; /* null string: stop-bit -1 */
             continue;
         }
-        if (text_bounds(s, r, &a, &b)) {
+        if (text_bounds(s, r, &a, &b)) { /* rows stay inside [first, last) only while each one's offsets rise */
             note(bad, r, k, S_OFFSETS);
             return;
         }
         Py_ssize_t len = b - a;
-        if (scan) {
+        if (scan && has_leads4(data + a, len, s->values.len - a)) {
             Py_ssize_t extra = check_leads4(data + a, len);
             if (extra < 0) {
                 note(bad, r, k, S_UTF8);
                 return;
             }
-            *found += extra > 0;
+            *found += 1;
             len += 2 * extra;
         }
         if (s->kind == K_UTF) {
@@ -399,80 +463,156 @@ done:
 }
 
 /* -- place: the messages of some rows, back to back ---------------------------------------------------- */
+/* Row by row, field by field, in file order. Short values are stored as whole 8-byte words ("wild" stores, as
+ * snappy and LZ4 copy): the bytes a word writes past its field belong to the next field, the padding, or the
+ * next message, all written after it. So a wild store needs only to stay inside the buffer. Consecutive
+ * fixed-width fields without nulls form one group, copied by a loop with no branch per field. */
 enum { HEADER_SIZE = 4 };
 
-/* One field of row r at d (before end). Returns the new cursor, or NULL when it would pass end or the row is
- * not what lengths() accepted. */
-static uint8_t *put_field(const Step *s, Py_ssize_t r, uint8_t *d, const uint8_t *end) {
-    Py_ssize_t a, b;
+typedef struct {
+    const Step *step;     /* the step, or the first of a group */
+    Py_ssize_t count;     /* steps in the group (0: a single step, not a group) */
+    Py_ssize_t bytes;     /* a group's width */
+    Py_ssize_t safe_rows; /* rows below this have 8 readable bytes at their value in every step of the group */
+} Op;
+
+static inline int plain_fixed(const Step *s) { return s->kind == K_FIXED && !s->validity.obj && s->size <= 8; }
+
+/* The ops of a program (at most one per step); returns their number, or -1 (MemoryError set). */
+static Py_ssize_t compile_ops(const Program *p, Op **out) {
+    Op *ops = PyMem_Calloc(p->count ? (size_t)p->count : 1, sizeof(Op));
+    if (!ops) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t count = 0;
+    for (Py_ssize_t k = 0; k < p->count; count++) {
+        Op *op = &ops[count];
+        op->step = &p->steps[k];
+        if (!plain_fixed(op->step)) {
+            k++;
+            continue;
+        }
+        op->safe_rows = PY_SSIZE_T_MAX;
+        for (; k < p->count && plain_fixed(&p->steps[k]); k++) {
+            const Step *s = &p->steps[k];
+            Py_ssize_t safe = s->values.len < 8 ? 0 : (s->values.len - 8) / s->size + 1;
+            op->safe_rows = safe < op->safe_rows ? safe : op->safe_rows;
+            op->bytes += s->size;
+            op->count++;
+        }
+    }
+    *out = ops;
+    return count;
+}
+
+/* A group of plain fixed-width fields of row r at d (bytes checked against stop by the caller). */
+static inline uint8_t *put_group(const Op *restrict op, Py_ssize_t r, uint8_t *restrict d, const uint8_t *end) {
+    const Step *s = op->step;
+    if (r < op->safe_rows && end - d >= op->bytes + 8) {
+        for (Py_ssize_t k = 0; k < op->count; k++) { /* wild: 8 bytes each, the next field overwrites the rest */
+            store8(d, load8((const uint8_t *)s[k].values.buf + r * s[k].size));
+            d += s[k].size;
+        }
+        return d;
+    }
+    for (Py_ssize_t k = 0; k < op->count; k++) {
+        memcpy(d, (const uint8_t *)s[k].values.buf + r * s[k].size, (size_t)s[k].size);
+        d += s[k].size;
+    }
+    return d;
+}
+
+/* One field of row r at d; the body ends at stop, the buffer at end. Returns the cursor after the field, or
+ * NULL when the field passes stop or is not what lengths() accepted. */
+static inline uint8_t *put_field(const Step *restrict s, Py_ssize_t r, uint8_t *restrict d, const uint8_t *stop,
+                                 const uint8_t *end) {
+    const uint8_t *v = (const uint8_t *)s->values.buf;
+    Py_ssize_t size = s->size, a, b;
     switch (s->kind) {
     case K_FIXED: {
-        if (end - d < s->size) return NULL;
-        const uint8_t *src = is_valid(s, r) ? (const uint8_t *)s->values.buf + r * s->size : s->fill.buf;
-        switch (s->size) { /* constant sizes: one load and one store each */
+        if (stop - d < size) return NULL;
+        const uint8_t *src = v + r * size;
+        if (s->validity.obj) { /* a null takes the fill value; chosen by arithmetic: nulls come at random */
+            uintptr_t mask = (uintptr_t)0 - (uintptr_t)(bit(&s->validity, s->bit_offset + r) ^ 1);
+            src = (const uint8_t *)(((uintptr_t)src & ~mask) | ((uintptr_t)s->fill.buf & mask));
+        }
+        switch (size) { /* constant sizes: one load and one store each */
         case 8: memcpy(d, src, 8); break;
         case 4: memcpy(d, src, 4); break;
         case 2: memcpy(d, src, 2); break;
         case 1: *d = *src; break;
-        default: memcpy(d, src, (size_t)s->size);
+        default: memcpy(d, src, (size_t)size);
         }
-        return d + s->size;
+        return d + size;
     }
     case K_BOOL_BITS:
-        if (end - d < 1) return NULL;
-        *d = bit(&s->values, s->bit_offset + r) ? 0x59 : 0;
+        if (stop - d < 1) return NULL;
+        *d = (uint8_t)(0x59 & -bit(&s->values, s->bit_offset + r)); /* Java writes 'Y'; no branch on the data */
         return d + 1;
     case K_ZERO:
-        if (end - d < s->size) return NULL;
-        memset(d, 0, (size_t)s->size);
-        return d + s->size;
+        if (stop - d < size) return NULL;
+        if (size <= 16 && end - d >= 16) {
+            store8(d, 0);
+            store8(d + 8, 0);
+        } else {
+            memset(d, 0, (size_t)size);
+        }
+        return d + size;
     case K_STOPBIT: {
-        int64_t v = ((const int64_t *)s->values.buf)[r];
-        if (end - d < stop_bit_size(v)) return NULL;
-        return put_stop_bit(d, v);
+        int64_t x = ((const int64_t *)v)[r];
+        Py_ssize_t n = stop_bit_size(x);
+        if (stop - d < n) return NULL;
+        if (n <= 8 && end - d >= 8) {
+            store8(d, stop_bit_word(x, n));
+            return d + n;
+        }
+        return put_stop_bit(d, x);
     }
     case K_RAW: {
-        const int64_t *o = (const int64_t *)s->offsets.buf;
-        if (o[2 * r] < 0 || o[2 * r + 1] < o[2 * r] || o[2 * r + 1] > s->values.len) return NULL;
-        Py_ssize_t len = (Py_ssize_t)(o[2 * r + 1] - o[2 * r]);
-        if (end - d < len) return NULL;
-        memcpy(d, (const uint8_t *)s->values.buf + o[2 * r], (size_t)len);
-        return d + len;
+        const int64_t *o = (const int64_t *)s->offsets.buf + 2 * r;
+        if (o[0] < 0 || o[1] < o[0] || o[1] > s->values.len || stop - d < o[1] - o[0]) return NULL;
+        memcpy(d, v + o[0], (size_t)(o[1] - o[0]));
+        return d + (o[1] - o[0]);
     }
     case K_CHAR: {
-        if (end - d < 2 || text_bounds(s, r, &a, &b)) return NULL;
-        int32_t u = char_unit((const uint8_t *)s->values.buf + a, b - a);
-        if (u < 0) return NULL;
+        int32_t u;
+        if (stop - d < 2 || text_bounds(s, r, &a, &b) || (u = char_unit(v + a, b - a)) < 0) return NULL;
         d[0] = (uint8_t)u;
         d[1] = (uint8_t)(u >> 8);
         return d + 2;
     }
     default: { /* K_STRING, K_UTF */
         if (!is_valid(s, r)) {
-            if (s->kind == K_UTF || end - d < 2) return NULL;
+            if (s->kind == K_UTF || stop - d < 2) return NULL;
             d[0] = 0x80; /* writeUTFΔ(null): stop-bit -1 */
             d[1] = 0x00;
             return d + 2;
         }
         if (text_bounds(s, r, &a, &b)) return NULL;
-        const uint8_t *src = (const uint8_t *)s->values.buf + a;
-        Py_ssize_t len = b - a, extra = s->supplementary ? count_leads4(src, len) : 0;
-        Py_ssize_t size = len + 2 * extra;
+        const uint8_t *src = v + a;
+        Py_ssize_t len = b - a, readable = s->values.len - a, extra = 0;
+        if (s->supplementary && has_leads4(src, len, readable)) extra = check_leads4(src, len);
+        if (extra < 0) return NULL;
+        Py_ssize_t text = len + 2 * extra, prefix = s->kind == K_UTF ? 2 : stop_bit_size(text);
+        if (stop - d < prefix + text || (s->kind == K_UTF && text > 0xFFFF)) return NULL;
         if (s->kind == K_UTF) {
-            if (size > 0xFFFF || end - d < 2 + size) return NULL;
-            d[0] = (uint8_t)size;
-            d[1] = (uint8_t)(size >> 8);
-            d += 2;
+            d[0] = (uint8_t)text;
+            d[1] = (uint8_t)(text >> 8);
+        } else if (text < 0x80) {
+            d[0] = (uint8_t)text; /* the usual one-byte length */
         } else {
-            if (end - d < stop_bit_size(size) + size) return NULL;
-            d = put_stop_bit(d, size);
+            put_stop_bit(d, text);
         }
-        if (!extra) {
-            memcpy(d, src, (size_t)len);
-            return d + len;
+        d += prefix;
+        if (extra) return put_cesu8(d, src, len) == d + text ? d + text : NULL;
+        if (len <= 16 && readable >= 16 && end - d >= 16) { /* short text: two words, whatever its length */
+            store8(d, load8(src));
+            store8(d + 8, load8(src + 8));
+        } else {
+            copy_exact(d, src, len);
         }
-        uint8_t *e = put_cesu8(d, src, len);
-        return e == d + size ? e : NULL;
+        return d + len;
     }
     }
 }
@@ -480,65 +620,78 @@ static uint8_t *put_field(const Step *s, Py_ssize_t r, uint8_t *d, const uint8_t
 static PyObject *place(PyObject *self, PyObject *args) {
     PyObject *program;
     Py_ssize_t n;
-    Py_buffer rows, buf;
-    if (!PyArg_ParseTuple(args, "Ony*w*", &program, &n, &rows, &buf)) return NULL;
+    Py_buffer rows, lens, buf;
+    if (!PyArg_ParseTuple(args, "Ony*y*w*", &program, &n, &rows, &lens, &buf)) return NULL;
     Program p;
     PyObject *result = NULL;
+    Op *ops = NULL;
     if (read_program(program, n, &p)) goto done;
+    if (lens.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "lengths needs one int64 per row");
+        goto done;
+    }
+    Py_ssize_t n_ops = compile_ops(&p, &ops);
+    if (n_ops < 0) goto done;
     Py_ssize_t m = rows.len / 8, pos = 0, failed = -1;
-    int bad_row = 0;
+    const char *why = NULL;
     Py_BEGIN_ALLOW_THREADS
-    const int64_t *row = (const int64_t *)rows.buf;
+    const int64_t *row = (const int64_t *)rows.buf, *len = (const int64_t *)lens.buf;
     uint8_t *base = (uint8_t *)buf.buf, *end = base + buf.len;
     for (Py_ssize_t i = 0; i < m; i++) {
-        int64_t r = row[i];
-        if (r < 0 || r >= n) {
-            failed = i;
-            bad_row = 1;
-            break;
-        }
-        if (buf.len - pos < HEADER_SIZE) {
+        int64_t r = row[i], body = r >= 0 && r < n ? len[r] : -1;
+        if (body < 0 || body > INT32_MAX) {
+            why = "is not a row of the program, or has no valid length";
             failed = i;
             break;
         }
-        uint8_t *d = base + pos + HEADER_SIZE;
-        for (Py_ssize_t k = 0; k < p.count && d; k++) d = put_field(&p.steps[k], (Py_ssize_t)r, d, end);
-        if (!d) {
+        Py_ssize_t next = (pos + HEADER_SIZE + (Py_ssize_t)body + 3) & ~(Py_ssize_t)3;
+        if (next > buf.len) {
+            why = "does not fit in the buffer";
             failed = i;
             break;
         }
-        Py_ssize_t body = (d - base) - pos - HEADER_SIZE, next = (pos + HEADER_SIZE + body + 3) & ~(Py_ssize_t)3;
-        if (body > INT32_MAX || next > buf.len) {
+        uint32_t h = ~(uint32_t)body; /* ~length, little-endian, as the row writer's finish() leaves it */
+        uint8_t header[4] = {(uint8_t)h, (uint8_t)(h >> 8), (uint8_t)(h >> 16), (uint8_t)(h >> 24)};
+        memcpy(base + pos, header, 4);
+        uint8_t *d = base + pos + HEADER_SIZE, *stop = d + body;
+        for (Py_ssize_t k = 0; k < n_ops && d; k++) {
+            const Op *op = &ops[k];
+            if (!op->count)
+                d = put_field(op->step, (Py_ssize_t)r, d, stop, end);
+            else
+                d = stop - d < op->bytes ? NULL : put_group(op, (Py_ssize_t)r, d, end);
+        }
+        if (d != stop) {
+            why = d ? "is shorter than its length" : "is longer than its length, or not what lengths() accepted";
             failed = i;
             break;
         }
-        uint32_t header = ~(uint32_t)body; /* ~length, little-endian, as the row writer's finish() leaves it */
-        uint8_t h[4] = {(uint8_t)header, (uint8_t)(header >> 8), (uint8_t)(header >> 16), (uint8_t)(header >> 24)};
-        memcpy(base + pos, h, 4);
-        memset(d, 0, (size_t)(base + next - d));
+        /* zero padding to the next header: 4 bytes at once where the buffer goes on (the next header covers
+         * the rest), else byte by byte */
+        if (end - stop >= 4)
+            memset(stop, 0, 4);
+        else
+            for (uint8_t *z = stop; z < base + next; z++) *z = 0;
         pos = next;
     }
     Py_END_ALLOW_THREADS
-    if (failed >= 0) {
-        if (bad_row)
-            PyErr_Format(PyExc_ValueError, "rows[%zd] is not a row of 0..%zd", failed, n);
-        else
-            PyErr_Format(PyExc_ValueError,
-                         "the message of rows[%zd] does not fit in %zd bytes of buffer after %zd, or is not the "
-                         "message lengths() measured", failed, buf.len, pos);
+    if (why) {
+        PyErr_Format(PyExc_ValueError, "the message of rows[%zd] %s", failed, why);
         goto done;
     }
     result = PyLong_FromSsize_t(pos);
 done:
+    PyMem_Free(ops);
     release_program(&p);
     PyBuffer_Release(&rows);
+    PyBuffer_Release(&lens);
     PyBuffer_Release(&buf);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"lengths", lengths, METH_VARARGS, "lengths(program, n, lo, hi, out, found) -> (row, step, status)"},
-    {"place", place, METH_VARARGS, "place(program, n, rows, buf) -> bytes laid out"},
+    {"place", place, METH_VARARGS, "place(program, n, rows, lengths, buf) -> bytes laid out"},
     {NULL, NULL, 0, NULL},
 };
 

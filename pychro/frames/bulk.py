@@ -114,7 +114,7 @@ class BulkAppender:
             staging = spaces.get()
             try:
                 buf = staging.at_least(run.size)[: run.size]
-                size = program.place(run.rows, buf)
+                size = program.place(run.rows, lengths, buf)
                 if size != run.size:  # the program changed since its lengths were measured: write nothing
                     raise RuntimeError(f"laid out {size} bytes where {run.size} were measured")
                 _pwrite_all(run.fd, buf, run.pos)

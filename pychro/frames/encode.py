@@ -72,9 +72,11 @@ class Program:
         self.supplementary_rows = int(rows.sum())
         return out
 
-    def place(self, rows: npt.NDArray[np.int64], buf: npt.NDArray[np.uint8]) -> int:
-        """Lays out the messages of ``rows`` back to back from ``buf[0]``; returns the bytes used."""
-        return C.place(self.steps, self.n, rows, buf)
+    def place(self, rows: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64], buf: npt.NDArray[np.uint8]) -> int:
+        """Lays out the messages of ``rows`` back to back from ``buf[0]``; returns the bytes used.
+
+        ``lengths`` are the body sizes :meth:`lengths` returned (indexed by row)."""
+        return C.place(self.steps, self.n, rows, lengths, buf)
 
     def _error(self, row: int, step: int, status: int) -> ValueError:
         name = self.names[step]
