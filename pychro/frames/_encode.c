@@ -193,17 +193,22 @@ static inline void copy_exact(uint8_t *dst, const uint8_t *src, Py_ssize_t len) 
 
 /* Bytes of writeStopBit(v): 7-bit groups of v (of ~v for v < 0, then a 0x00 terminator). */
 static inline Py_ssize_t stop_bit_size(int64_t v) {
-    uint64_t u = v < 0 ? ~(uint64_t)v : (uint64_t)v;
-    int bits = 64 - __builtin_clzll(u | 1);
-    return (bits + 6) / 7 + (v < 0);
+    /* 7-bit groups by leading zeros of u | 1 (a table instead of (64 - lz + 6) / 7) */
+    static const uint8_t groups[64] = {10, 9, 9, 9, 9, 9, 9, 9, 8, 8, 8, 8, 8, 8, 8, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6,
+                                       6, 6, 6, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 3, 3, 3, 3, 3, 3, 3, 2, 2,
+                                       2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1};
+    uint64_t neg = (uint64_t)(v >> 63), u = (uint64_t)v ^ neg;
+    return groups[__builtin_clzll(u | 1)] + (Py_ssize_t)(neg & 1);
 }
 
 /* writeStopBit(v) of at most 8 bytes (|v| < 2^49, or 2^56 for v >= 0) as a little-endian word, built without
  * a branch on the data: signs and sizes vary from row to row, and mispredicted branches cost more. */
 static inline uint64_t stop_bit_word(int64_t v, Py_ssize_t size) {
     uint64_t neg = (uint64_t)(v >> 63), u = (uint64_t)v ^ neg; /* ~v for negatives */
-    uint64_t w = 0;
-    for (int g = 0; g < 8; g++) w |= ((u >> (7 * g)) & 0x7F) << (8 * g); /* 7-bit groups, low first */
+    /* the 7-bit groups of u (below 2^56) into the low 7 bits of each byte, low first: halves, quarters, eighths */
+    uint64_t w = (u & 0x000000000FFFFFFFull) | ((u & 0x00FFFFFFF0000000ull) << 4);
+    w = (w & 0x00003FFF00003FFFull) | ((w & 0x0FFFC0000FFFC000ull) << 2);
+    w = (w & 0x007F007F007F007Full) | ((w & 0x3F803F803F803F80ull) << 1);
     /* the continuation flag on every byte but the last of a non-negative value; on every byte before the
      * 0x00 terminator (already 0 in w) of a negative one */
     uint64_t flagged = (uint64_t)(size - 1) * 8;
