@@ -15,7 +15,7 @@
  *       body must be exactly lengths[row] bytes (the lengths() of the same program).
  *
  * Both release the GIL. Every read is checked against its buffer (n rows, offsets inside the data), every store
- * against buf; the only allocation is the step array, freed before returning. Errors raised: ValueError or
+ * against buf; the only allocations are the step (and op) arrays, freed before returning. Errors raised: ValueError or
  * TypeError for arguments that break these rules, MemoryError. Validation problems are statuses, not errors.
  */
 #define PY_SSIZE_T_CLEAN
