@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import struct
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -10,8 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import pychro
 from pychro import _fields as F
 from pychro.frames import _encode as C
+from pychro.frames.backfill import write_frame
 from pychro.frames.encode import Program, Step, raw_program
 
 
@@ -160,3 +164,32 @@ def test_the_c_checks_its_arguments() -> None:
         C.lengths((ok,), 4, 2, 5, np.zeros(4, np.int64), np.zeros(1, np.int64))
     with pytest.raises(TypeError):
         C.place((ok,), 4, np.arange(4), lengths, b"read-only" * 10)  # the staging buffer must be writable
+
+
+def test_write_frame_reads_sliced_arrow_columns_in_place(tmp_path: Path) -> None:
+    """Slices (a non-zero array offset: bitmaps at a bit offset, offsets mid-buffer) and both string widths."""
+    n = 300
+    full = pa.table({
+        "b": pa.array([k % 3 == 0 for k in range(n)]),
+        "f": pa.array([None if k % 4 == 1 else k / 2 for k in range(n)], pa.float64()),
+        "s": pa.array([None if k % 5 == 2 else f"é{k}\U0001F600" * (k % 3) for k in range(n)]),
+        "t": pa.array([f"t{k}" for k in range(n)], pa.large_string()),
+    })
+    table = full.slice(13, 250)
+    schema = "b:bool,f:float64,s:string,t:utf"
+    write_frame(table, tmp_path, schema, date=dt.date(2024, 1, 2))
+    back = pychro.read_table(tmp_path, schema)
+    assert back.column("b").to_pylist() == table.column("b").to_pylist()
+    assert back.column("s").to_pylist() == table.column("s").to_pylist()
+    assert back.column("t").to_pylist() == table.column("t").to_pylist()
+    f = back.column("f").to_numpy(zero_copy_only=False)
+    want = table.column("f").to_numpy(zero_copy_only=False)
+    assert np.array_equal(f, want, equal_nan=True)
+
+
+def test_write_frame_rejects_invalid_utf8_before_writing(tmp_path: Path) -> None:
+    data = pa.py_buffer(b"ok" + b"\xf0\x9f\x98")  # a 4-byte sequence cut short: Arrow's from_buffers does not check
+    bad = pa.StringArray.from_buffers(2, pa.py_buffer(np.array([0, 2, 5], dtype=np.int32).tobytes()), data)
+    with pytest.raises(ValueError, match="row 1: column 's' text is not valid UTF-8"):
+        write_frame(pa.table({"s": bad}), tmp_path / "j", "s:string", date=dt.date(2024, 1, 2))
+    assert not (tmp_path / "j").exists() or not any((tmp_path / "j").rglob("index-*"))
