@@ -348,43 +348,51 @@ static inline void note(Bad *bad, Py_ssize_t row, Py_ssize_t step, int status) {
 }
 
 /* Text of rows lo..hi-1 of a string step: adds each row's encoded size to out. */
-static void text_lengths(const Step *s, Py_ssize_t k, Py_ssize_t lo, Py_ssize_t hi, int64_t *out, int64_t *found,
-                         Bad *bad) {
+static void text_lengths(const Step *s, Py_ssize_t k, Py_ssize_t lo, Py_ssize_t hi, int64_t *restrict out,
+                         int64_t *found, Bad *bad) {
     const uint8_t *data = (const uint8_t *)s->values.buf;
-    Py_ssize_t first, last, a, b;
+    Py_ssize_t first, last, a;
     if (text_bounds(s, lo, &first, &a) || text_bounds(s, hi - 1, &a, &last)) {
         note(bad, lo, k, S_OFFSETS);
         return;
     }
     /* one scan of the whole range: most columns hold no 4-byte sequence and need no per-row look */
-    int scan = count_leads4(data + first, last - first) > 0;
+    int scan = count_leads4(data + first, last - first) > 0, utf = s->kind == K_UTF;
+    /* the step's fields in locals: the stores into out must not make the loop reload them */
+    const uint8_t *valid = s->validity.obj ? (const uint8_t *)s->validity.buf : NULL;
+    const int32_t *o32 = s->size == 4 ? (const int32_t *)s->offsets.buf : NULL;
+    const int64_t *o64 = (const int64_t *)s->offsets.buf;
+    Py_ssize_t bits = s->bit_offset, data_len = s->values.len, rows_found = 0;
     for (Py_ssize_t r = lo; r < hi; r++) {
-        if (!is_valid(s, r)) {
-            if (s->kind == K_UTF) note(bad, r, k, S_NULL);
+        Py_ssize_t x = bits + r;
+        if (valid && !((valid[x >> 3] >> (x & 7)) & 1)) {
+            if (utf) note(bad, r, k, S_NULL);
             out[r - lo] += 2; /* null string: stop-bit -1 */
             continue;
         }
-        if (text_bounds(s, r, &a, &b)) { /* rows stay inside [first, last) only while each one's offsets rise */
+        int64_t start = o32 ? o32[r] : o64[r], end = o32 ? o32[r + 1] : o64[r + 1];
+        if (start < 0 || end < start || end > data_len) { /* rows stay in [first, last) while offsets rise */
             note(bad, r, k, S_OFFSETS);
             return;
         }
-        Py_ssize_t len = b - a;
-        if (scan && has_leads4(data + a, len, s->values.len - a)) {
-            Py_ssize_t extra = check_leads4(data + a, len);
+        Py_ssize_t len = (Py_ssize_t)(end - start);
+        if (scan && has_leads4(data + start, len, data_len - (Py_ssize_t)start)) {
+            Py_ssize_t extra = check_leads4(data + start, len);
             if (extra < 0) {
                 note(bad, r, k, S_UTF8);
                 return;
             }
-            *found += 1;
+            rows_found++;
             len += 2 * extra;
         }
-        if (s->kind == K_UTF) {
+        if (utf) {
             if (len > 0xFFFF) note(bad, r, k, S_UTF_LONG);
             out[r - lo] += 2 + len;
         } else {
-            out[r - lo] += stop_bit_size(len) + len;
+            out[r - lo] += (len < 0x80 ? 1 : stop_bit_size(len)) + len;
         }
     }
+    *found += rows_found;
 }
 
 static void step_lengths(const Step *s, Py_ssize_t k, Py_ssize_t lo, Py_ssize_t hi, int64_t *out, int64_t *found,
