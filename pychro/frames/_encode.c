@@ -23,6 +23,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the encoder builds little-endian words (Java's byte order here) in registers"
+#endif
+
 enum kind {
     K_FIXED,     /* size bytes per row from values; a null (validity bit 0) is written as fill */
     K_BOOL_BITS, /* Arrow bit-packed booleans at bit_offset: 'Y' (0x59) or 0, as Java's writeBoolean */
