@@ -115,7 +115,7 @@ class BulkAppender:
             try:
                 buf = staging.at_least(run.size)[: run.size]
                 size = program.place(run.rows, lengths, buf)
-                if size != run.size:  # the program changed since its lengths were measured: write nothing
+                if size != run.size:  # each body is exactly its measured length; never write a short run
                     raise RuntimeError(f"laid out {size} bytes where {run.size} were measured")
                 _pwrite_all(run.fd, buf, run.pos)
             finally:

@@ -76,6 +76,8 @@ class Program:
         """Lays out the messages of ``rows`` back to back from ``buf[0]``; returns the bytes used.
 
         ``lengths`` are the body sizes :meth:`lengths` returned (indexed by row)."""
+        rows = np.ascontiguousarray(rows, dtype=np.int64)  # the C reads int64 (no copy when they are)
+        lengths = np.ascontiguousarray(lengths, dtype=np.int64)
         return C.place(self.steps, self.n, rows, lengths, buf)
 
     def _error(self, row: int, step: int, status: int) -> ValueError:
