@@ -589,7 +589,7 @@ static inline uint8_t *put_field(const Step *restrict s, Py_ssize_t r, uint8_t *
     case K_RAW: {
         const int64_t *o = (const int64_t *)s->offsets.buf + 2 * r;
         if (o[0] < 0 || o[1] < o[0] || o[1] > s->values.len || stop - d < o[1] - o[0]) return NULL;
-        memcpy(d, v + o[0], (size_t)(o[1] - o[0]));
+        copy_exact(d, v + o[0], (Py_ssize_t)(o[1] - o[0]));
         return d + (o[1] - o[0]);
     }
     case K_CHAR: {
