@@ -193,3 +193,36 @@ def test_write_frame_rejects_invalid_utf8_before_writing(tmp_path: Path) -> None
     with pytest.raises(ValueError, match="row 1: column 's' text is not valid UTF-8"):
         write_frame(pa.table({"s": bad}), tmp_path / "j", "s:string", date=dt.date(2024, 1, 2))
     assert not (tmp_path / "j").exists() or not any((tmp_path / "j").rglob("index-*"))
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_hostile_programs_raise_or_write_inside_the_buffer(seed: int) -> None:
+    """Random bytes as text, offsets out of order or past the data, lengths that lie, huge stop-bit values:
+    the C either refuses (ValueError) or lays out exactly the bytes the lengths say, never outside the buffer
+    (run under -fsanitize=address to see a stray access)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40))
+    data = rng.integers(0, 256, int(rng.integers(0, 200))).astype(np.uint8)
+    data[rng.random(len(data)) < 0.3] = 0xF0 + rng.integers(0, 16)  # 4-byte leads, valid or not
+    offsets = np.sort(rng.integers(0, len(data) + 1, n + 1)).astype(np.int32)
+    if seed % 3 == 0:
+        offsets[rng.integers(0, n + 1)] = rng.integers(-5, len(data) + 50)  # out of order or outside
+    validity = rng.integers(0, 256, n // 8 + 2).astype(np.uint8).tobytes() if seed % 2 else None
+    steps = [
+        Step(C.K_STRING, 4, data, offsets, validity, int(rng.integers(0, 8)) if validity else 0),
+        Step(C.K_STOPBIT, 8, rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64)),
+        Step([C.K_UTF, C.K_CHAR, C.K_STRING][seed % 3], 4, data, offsets),
+    ]
+    program = Program(steps, n, ["a", "b", "c"], [pa.array([None] * n)] * 3)
+    try:
+        lengths = program.lengths()
+    except ValueError:
+        lengths = rng.integers(0, 300, n)  # the C must still refuse, not overrun, when handed made-up lengths
+    rows = rng.integers(0, n, int(rng.integers(1, 2 * n)))
+    size = int(((lengths[rows] + 4 + 3) & ~3).sum())
+    buf = np.full(size + 32, 0xAA, dtype=np.uint8)
+    try:
+        assert program.place(rows, lengths, buf[: size - int(rng.integers(0, 2)) * 4]) == size
+    except ValueError:
+        pass
+    assert (buf[size:] == 0xAA).all()
