@@ -1,4 +1,7 @@
 # Only the C extension lives here; all metadata is in pyproject.toml.
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("pychro._atomic", ["pychro/_atomic.c"], extra_compile_args=["-O2"])])
+setup(ext_modules=[
+    Extension("pychro._atomic", ["pychro/_atomic.c"], extra_compile_args=["-O2"]),
+    Extension("pychro.frames._encode", ["pychro/frames/_encode.c"], extra_compile_args=["-O3", "-std=c11"]),
+])

@@ -1,12 +1,16 @@
 """Bulk write and export rates, side by side in one run.
 
     python benchmarks/bench_write.py [--rows N] [--row-api-rows M] [--repeat R]
+    python benchmarks/bench_write.py --shapes [--rows N] [--repeat R]
 
 For the fixed (timestamp ts, float64 px, int32 qty, bool side) and mixed (the same + two strings of 1-7 bytes)
 schemas and the values of bench_read.py, prints rows/s of:
 * ``write_frame`` (bulk backfill) vs the row-API appender loop (measured on M rows), and their ratio;
 * ``to_parquet`` (journal -> Parquet, decode included) vs ``pyarrow.parquet.write_table`` of the same rows
   already in memory, and the cost ratio (target: export <= 1.5x the Parquet write alone).
+``--shapes`` instead times ``write_frame`` (default threads and ``threads=1``) against ``pq.write_table`` (snappy) of
+the same table on each message shape of issue #14, side by side in one run (targets: <= 0.5x, and <= 1x on one
+thread).
 Peak memory of a large export is measured separately, in a process that only exports:
     python benchmarks/bench_write.py --build /tmp/j10m --rows 10000000
     /usr/bin/time -v python benchmarks/bench_write.py --export /tmp/j10m      (maximum resident set size)
@@ -21,6 +25,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -44,9 +49,10 @@ def make_table(n: int, mixed: bool, seed: int = 1) -> pa.Table:
     return pa.table(cols)
 
 
-def interleaved(*fns: Callable[[], Any], repeat: int) -> list[float]:
+def interleaved(*fns: Callable[[], Any], repeat: int, after: Callable[[], Any] | None = None) -> list[float]:
     """Best time of each function over ``repeat`` rounds that run them one after the other (after one
-    warm-up round), so that a slow spell of a shared machine hits all of them alike."""
+    warm-up round), so that a slow spell of a shared machine hits all of them alike. ``after`` runs,
+    untimed, after each call (cleaning up)."""
     best_times = [float("inf")] * len(fns)
     for round_ in range(repeat + 1):
         for k, fn in enumerate(fns):
@@ -54,6 +60,8 @@ def interleaved(*fns: Callable[[], Any], repeat: int) -> list[float]:
             fn()
             if round_:
                 best_times[k] = min(best_times[k], time.perf_counter() - t0)
+            if after is not None:
+                after()
     return best_times
 
 
@@ -98,6 +106,65 @@ def measure(name: str, schema: str, mixed: bool, args: argparse.Namespace, tmp: 
             f"{args.rows / t_export / 1e6:9.2f} M {args.rows / t_pq / 1e6:8.2f} M {t_export / t_pq:9.2f}x")
 
 
+# -- the message shapes of issue #14 -------------------------------------------------------------------------
+BMP_WORDS = ["café", "Zürich", "€uro", "中文", "naïve", "Ελλάδα"]
+EMOJI_WORDS = ["\U0001F600", "ok \U0001F680", "\U0001F1EC\U0001F1E7", "x\U00010348y"]
+
+
+def _text(rng: np.random.Generator, n: int, null: float = 0.0, bmp: float = 0.0, emoji: float = 0.0) -> pa.Array:
+    """Short strings (bench_read's symbols), a share of them null, non-ASCII BMP or holding non-BMP code points."""
+    words = np.array(SYMBOLS + BMP_WORDS + EMOJI_WORDS, dtype=object)
+    code = rng.integers(0, len(SYMBOLS), n)
+    u = rng.random(n)
+    code = np.where(u < bmp, len(SYMBOLS) + rng.integers(0, len(BMP_WORDS), n), code)
+    code = np.where((u >= bmp) & (u < bmp + emoji), len(SYMBOLS) + len(BMP_WORDS) + rng.integers(0, 4, n), code)
+    return pa.array(words[code], type=pa.string(), mask=rng.random(n) < null if null else None)
+
+
+def shape_tables(n: int, seed: int = 7) -> dict[str, tuple[pa.Table, str]]:
+    """name -> (table, schema) for each workload of the issue's table (our own data)."""
+    rng = np.random.default_rng(seed)
+    v = make_values(n, seed)
+    ts = pa.array(v["ts"], pa.timestamp("ms", tz="UTC"))
+    fixed = {"ts": ts, "px": v["px"], "qty": v["qty"], "side": v["side"]}
+    strs = "ts:timestamp_ms,px:float64,qty:int32,side:bool,sym:string,venue:string"
+    out: dict[str, tuple[pa.Table, str]] = {"fixed": (pa.table(fixed), FIXED)}
+    for name, kw in (("ascii", {}), ("null30", {"null": 0.3}), ("bmp20", {"bmp": 0.2}), ("emoji1", {"emoji": 0.01}),
+                     ("nonbmp12", {"emoji": 0.125})):
+        out[name] = (pa.table({**fixed, "sym": _text(rng, n, **kw), "venue": _text(rng, n, **kw)}), strs)
+    wide = {"ts": ts, **{f"f{k}": rng.normal(100, 5, n) for k in range(20)}}
+    out["wide20"] = (pa.table(wide), "ts:timestamp_ms," + ",".join(f"f{k}:float64" for k in range(20)))
+    scale = [1 << 6, 1 << 13, 1 << 27, 1 << 50]  # 1, 2, 4 and 8 stop-bit bytes
+    stop = {"ts": ts, **{f"s{k}": rng.integers(-scale[k], scale[k], n) for k in range(4)}}
+    out["stopbit4"] = (pa.table(stop), "ts:timestamp_ms," + ",".join(f"s{k}:stopbit" for k in range(4)))
+    return out
+
+
+def shapes(args: argparse.Namespace, tmp: str) -> None:
+    print(f"{args.rows:,} rows, best of {args.repeat}; pq.write_table with snappy; time ratios (target <= 0.5x, "
+          "threads=1 <= 1x)")
+    print(f"{'shape':9} {'write_frame':>12} {'threads=1':>10} {'pq.write':>10} {'ratio':>7} {'ratio t=1':>10}")
+    path = os.path.join(tmp, "shape")
+
+    def bulk(table: pa.Table, schema: str, threads: int | None) -> None:
+        pychro.write_frame(table, path, schema, date=DAY, threads=threads)
+
+    def clean() -> None:  # untimed: both writers start from an empty folder and free page cache
+        shutil.rmtree(path, ignore_errors=True)
+        for name in os.listdir(tmp):
+            os.remove(os.path.join(tmp, name))
+
+    for name, (table, schema) in shape_tables(args.rows).items():
+        pq_path = os.path.join(tmp, f"{name}.parquet")
+        t_w, t_1, t_pq = interleaved(
+            partial(bulk, table, schema, None), partial(bulk, table, schema, 1),
+            partial(pq.write_table, table, pq_path, compression="snappy"), repeat=args.repeat, after=clean,
+        )
+        r = args.rows / 1e6
+        print(f"{name:9} {r / t_w:10.2f} M {r / t_1:8.2f} M {r / t_pq:8.2f} M {t_w / t_pq:6.2f}x {t_1 / t_pq:9.2f}x",
+              flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=2_000_000)
@@ -105,7 +172,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--build", metavar="DIR", help="only write a mixed-schema journal of --rows rows (in chunks)")
     ap.add_argument("--export", metavar="DIR", help="only export a journal made by --build to DIR.parquet")
+    ap.add_argument("--shapes", action="store_true", help="write_frame vs pq.write_table on every message shape")
     args = ap.parse_args()
+    if args.shapes:
+        tmp = tempfile.mkdtemp(prefix="pychro-bench-shapes-")
+        try:
+            shapes(args, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     if args.build:
         for start in range(0, args.rows, 1_000_000):  # chunks keep this process's memory small too
             chunk = make_table(min(1_000_000, args.rows - start), True)

@@ -1,6 +1,10 @@
-"""Vectorised encoders of the bulk writer against the row encoders of pychro._fields."""
+"""The compiled encoder (pychro.frames._encode through encode.Program) against the row encoders of pychro._fields."""
 
 from __future__ import annotations
+
+import datetime as dt
+import struct
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -8,45 +12,217 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import pychro
 from pychro import _fields as F
-from pychro.frames.encode import _copy_runs, encode_stop_bits, encode_strings, materialize, stop_bit_lengths
+from pychro.frames import _encode as C
+from pychro.frames.backfill import write_frame
+from pychro.frames.encode import Program, Step, raw_program
+
+
+def messages(program: Program, rows: list[int] | None = None) -> list[bytes]:
+    """The bodies ``place`` lays out for ``rows`` (default: all), checking headers and padding on the way."""
+    lengths = program.lengths()
+    rows_arr = np.arange(program.n, dtype=np.int64) if rows is None else np.array(rows, dtype=np.int64)
+    size = int(((lengths[rows_arr] + 4 + 3) & ~3).sum())
+    buf = np.full(size + 16, 0xAA, dtype=np.uint8)  # garbage after the run must stay untouched
+    assert program.place(rows_arr, lengths, buf[:size]) == size
+    assert (buf[size:] == 0xAA).all()
+    raw, pos, bodies = buf.tobytes(), 0, []
+    for r in rows_arr:
+        (header,) = struct.unpack_from("<i", raw, pos)
+        assert ~header == lengths[r]
+        end = pos + 4 + int(lengths[r])
+        bodies.append(raw[pos + 4 : end])
+        assert raw[end : (end + 3) & ~3] == b"\0" * ((-end) % 4)  # zero padding to the next header
+        pos = (end + 3) & ~3
+    return bodies
+
+
+def text_program(texts: list[str | None], kind: int = C.K_STRING, large: bool = False) -> Program:
+    arr = pa.array(texts, type=pa.large_string() if large else pa.string())
+    validity, offsets, data = arr.buffers()
+    width = 8 if large else 4
+    off = np.frombuffer(offsets, dtype=f"<i{width}")[: len(arr) + 1]
+    step = Step(kind, width, data if data is not None else b"", off, validity if arr.null_count else None)
+    return Program([step], len(arr), ["s"], [arr])
 
 
 @given(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=50))
 def test_stop_bits_equal_row_encoder(values: list[int]) -> None:
-    enc = materialize(encode_stop_bits(np.array(values, dtype=np.int64)))
-    assert enc.data is not None and enc.offsets is not None
-    for i, v in enumerate(values):
-        assert bytes(enc.data[enc.offsets[i] : enc.offsets[i + 1]]) == F.encode_stop_bit(v)
-    assert list(stop_bit_lengths(np.array(values, dtype=np.int64))) == [len(F.encode_stop_bit(v)) for v in values]
+    program = Program([Step(C.K_STOPBIT, 8, np.array(values, dtype=np.int64))], len(values), ["v"], [None])
+    assert messages(program) == [F.encode_stop_bit(v) for v in values]
 
 
-@given(st.lists(st.one_of(st.none(), st.text(max_size=80)), min_size=1, max_size=40))
-def test_strings_equal_row_encoder(texts: list[str | None]) -> None:
-    arr = pa.array(texts, type=pa.large_string())
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[: len(arr) + 1]
-    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
-    enc = materialize(encode_strings(data, offsets, np.array(arr.is_valid())))
-    assert enc.data is not None and enc.offsets is not None
-    for i, t in enumerate(texts):
-        expected = F.NULL_STRING if t is None else F.encode_stop_bit(len(F.encode_text(t))) + F.encode_text(t)
-        assert bytes(enc.data[enc.offsets[i] : enc.offsets[i + 1]]) == expected
-    assert enc.slow_rows == sum(1 for t in texts if t is not None and any(ord(c) > 0xFFFF for c in t))
+@given(st.lists(st.one_of(st.none(), st.text(max_size=80)), min_size=1, max_size=40), st.booleans())
+def test_strings_equal_row_encoder(texts: list[str | None], large: bool) -> None:
+    program = text_program(texts, large=large)
+    expected = [
+        F.NULL_STRING if t is None else F.encode_stop_bit(len(F.encode_text(t))) + F.encode_text(t) for t in texts
+    ]
+    assert messages(program) == expected
+    assert program.supplementary_rows == sum(1 for t in texts if t is not None and any(ord(c) > 0xFFFF for c in t))
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_copy_runs_matches_a_plain_loop(seed: int) -> None:
+@given(st.lists(st.text(max_size=30), min_size=1, max_size=20))
+def test_utf_equals_row_encoder(texts: list[str]) -> None:
+    program = text_program(list(texts), C.K_UTF)
+    assert messages(program) == [struct.pack("<H", len(F.encode_text(t))) + F.encode_text(t) for t in texts]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_any_rows_in_any_order_match_the_row_encoders(seed: int) -> None:
+    """Mixed steps over rows picked at random (repeats, backwards, a sliced Arrow array with nulls)."""
     rng = np.random.default_rng(seed)
-    n = int(rng.integers(1, 60))
-    lens = rng.integers(0, 100, n)  # short (word path) and long (byte path) runs, empty ones too
-    gaps = rng.integers(0, 6, n)
-    dst_starts = np.cumsum(gaps + np.concatenate(([0], lens[:-1])))
-    size = int(dst_starts[-1] + lens[-1] + rng.integers(0, 3))  # runs may end at the very end of dst
-    src = rng.integers(0, 256, int(lens.sum()) + 30).astype(np.uint8)
-    src_starts = np.minimum(rng.integers(0, 30, n) + np.concatenate(([0], np.cumsum(lens)[:-1])), len(src) - lens)
-    dst = rng.integers(0, 256, size).astype(np.uint8)
-    expected = dst.copy()
-    for i in range(n):
-        expected[dst_starts[i] : dst_starts[i] + lens[i]] = src[src_starts[i] : src_starts[i] + lens[i]]
-    _copy_runs(dst, dst_starts.astype(np.int64), src, src_starts.astype(np.int64), lens.astype(np.int64))
-    assert (dst == expected).all()
+    n = int(rng.integers(1, 80))
+    words = ["", "a", "é€中", "emoji-\U0001F600", "x" * 130, "nul\x00in", None]
+    texts = pa.array([words[k] for k in rng.integers(0, len(words), n + 3)]).slice(3)  # non-zero array offset
+    px = rng.normal(size=n)
+    px_valid = rng.random(n) < 0.8
+    floats = pa.array(px, mask=~px_valid)
+    sb = rng.integers(-(2**62), 2**62, n) >> rng.integers(0, 62, n)
+    bits = pa.array(rng.random(n + 5) < 0.5).slice(5)
+    chars = pa.array([chr(c) for c in rng.choice([65, 0xE9, 0x20AC, 0xFFFF], n)])
+    validity, offsets, data = texts.buffers()
+    steps = [
+        Step(C.K_FIXED, 8, px, None, floats.buffers()[0], 0, struct.pack("<d", float("nan"))),
+        Step(C.K_STRING, 4, data, np.frombuffer(offsets, "<i4")[3 : n + 4], validity, 3),
+        Step(C.K_ZERO, 3),
+        Step(C.K_STOPBIT, 8, sb),
+        Step(C.K_BOOL_BITS, 1, bits.buffers()[1], bit_offset=5),
+        Step(C.K_CHAR, 4, chars.buffers()[2], np.frombuffer(chars.buffers()[1], "<i4")),
+    ]
+    program = Program(steps, n, ["px", "s", "", "sb", "b", "c"], [None] * 6)
+    rows = list(rng.integers(0, n, int(rng.integers(1, 3 * n))))
+    expected = []
+    for r in rows:
+        t = texts[int(r)].as_py()
+        expected.append(
+            struct.pack("<d", px[r] if px_valid[r] else float("nan"))
+            + (F.NULL_STRING if t is None else F.encode_stop_bit(len(F.encode_text(t))) + F.encode_text(t))
+            + b"\0\0\0" + F.encode_stop_bit(int(sb[r])) + (b"Y" if bits[int(r)].as_py() else b"\0")
+            + struct.pack("<H", ord(chars[int(r)].as_py()))
+        )
+    assert messages(program, rows) == expected
+
+
+def test_raw_bodies_are_copied_as_they_are() -> None:
+    data = np.frombuffer(b"..abc...defgh.", dtype=np.uint8)
+    program = raw_program(data, np.array([2, 8, 0]), np.array([3, 5, 0]))
+    assert messages(program) == [b"abc", b"defgh", b""]
+
+
+@pytest.mark.parametrize(
+    "texts,kind,message",
+    [
+        (["x", "ab"], C.K_CHAR, "row 1: column 's' value 'ab' is not one BMP character"),
+        (["\U0001F600"], C.K_CHAR, "row 0: column 's' value '\U0001F600' is not one BMP character"),
+        (["", "é" * 40_000], C.K_UTF, "row 1: column 's' text exceeds writeUTF's 65535 bytes"),
+        (["a", "\U0001F600" * 16_384], C.K_UTF, "row 1: .*65535"),  # 65536 bytes once each becomes 6
+        (["a", None], C.K_UTF, "row 1: column 's' is null"),
+    ],
+)
+def test_rows_the_c_refuses_are_named(texts: list[str | None], kind: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        text_program(texts, kind).lengths()
+
+
+def test_invalid_utf8_and_offsets_are_row_errors_not_reads_outside_the_data() -> None:
+    for bad in (b"ok\xf0\x9f\x98", b"\xf5\x80\x80\x80", b"\xf0\x80\x80\x80", b"a\xf0abc"):
+        data = b"fine" + bad
+        step = Step(C.K_STRING, 4, data, np.array([0, 4, len(data)], dtype=np.int32))
+        with pytest.raises(ValueError, match="row 1: column 's' text is not valid UTF-8"):
+            Program([step], 2, ["s"], [None]).lengths()
+    for offsets in ([0, 4, 9], [0, 3, 2], [-1, 0, 1]):
+        step = Step(C.K_STRING, 4, b"fine", np.array(offsets, dtype=np.int32))
+        with pytest.raises(ValueError, match="Arrow offsets outside its data"):
+            Program([step], 2, ["s"], [None]).lengths()
+
+
+def test_the_c_checks_its_arguments() -> None:
+    ok = Step(C.K_FIXED, 8, np.zeros(4, dtype=np.int64))
+    program = Program([ok], 4, ["v"], [None])
+    program.lengths()
+    lengths = np.full(4, 8, dtype=np.int64)
+    with pytest.raises(ValueError, match="does not fit"):
+        program.place(np.arange(4), lengths, np.zeros(4 * 12 - 1, dtype=np.uint8))  # one byte short
+    with pytest.raises(ValueError, match="not a row"):
+        program.place(np.array([0, 4]), lengths, np.zeros(100, dtype=np.uint8))
+    for wrong in (7, 9, -1, 1 << 31):  # a body must be exactly its length, which must be one
+        with pytest.raises(ValueError, match=r"rows\[0\]"):
+            program.place(np.arange(4), np.full(4, wrong, dtype=np.int64), np.zeros(1 << 12, dtype=np.uint8))
+    with pytest.raises(ValueError, match="values too short"):
+        Program([ok], 5, ["v"], [None]).lengths()
+    with pytest.raises(ValueError, match="unknown kind"):
+        Program([Step(99, 1, b"x")], 1, ["v"], [None]).lengths()
+    with pytest.raises(ValueError, match="fill"):
+        Program([ok._replace(validity=b"\xff")], 4, ["v"], [None]).lengths()
+    with pytest.raises(TypeError, match="step 0"):
+        C.lengths(((0, 1),), 1, 0, 1, np.zeros(1, np.int64), np.zeros(1, np.int64))
+    with pytest.raises(TypeError, match="contiguous"):
+        C.place((ok._replace(values=np.zeros(8, np.int64)[::2]),), 4, np.arange(4), lengths, np.zeros(64, np.uint8))
+    with pytest.raises(ValueError, match="outside"):
+        C.lengths((ok,), 4, 2, 5, np.zeros(4, np.int64), np.zeros(1, np.int64))
+    with pytest.raises(TypeError):
+        C.place((ok,), 4, np.arange(4), lengths, b"read-only" * 10)  # the staging buffer must be writable
+
+
+def test_write_frame_reads_sliced_arrow_columns_in_place(tmp_path: Path) -> None:
+    """Slices (a non-zero array offset: bitmaps at a bit offset, offsets mid-buffer) and both string widths."""
+    n = 300
+    full = pa.table({
+        "b": pa.array([k % 3 == 0 for k in range(n)]),
+        "f": pa.array([None if k % 4 == 1 else k / 2 for k in range(n)], pa.float64()),
+        "s": pa.array([None if k % 5 == 2 else f"é{k}\U0001F600" * (k % 3) for k in range(n)]),
+        "t": pa.array([f"t{k}" for k in range(n)], pa.large_string()),
+    })
+    table = full.slice(13, 250)
+    schema = "b:bool,f:float64,s:string,t:utf"
+    write_frame(table, tmp_path, schema, date=dt.date(2024, 1, 2))
+    back = pychro.read_table(tmp_path, schema)
+    assert back.column("b").to_pylist() == table.column("b").to_pylist()
+    assert back.column("s").to_pylist() == table.column("s").to_pylist()
+    assert back.column("t").to_pylist() == table.column("t").to_pylist()
+    f = back.column("f").to_numpy(zero_copy_only=False)
+    want = table.column("f").to_numpy(zero_copy_only=False)
+    assert np.array_equal(f, want, equal_nan=True)
+
+
+def test_write_frame_rejects_invalid_utf8_before_writing(tmp_path: Path) -> None:
+    data = pa.py_buffer(b"ok" + b"\xf0\x9f\x98")  # a 4-byte sequence cut short: Arrow's from_buffers does not check
+    bad = pa.StringArray.from_buffers(2, pa.py_buffer(np.array([0, 2, 5], dtype=np.int32).tobytes()), data)
+    with pytest.raises(ValueError, match="row 1: column 's' text is not valid UTF-8"):
+        write_frame(pa.table({"s": bad}), tmp_path / "j", "s:string", date=dt.date(2024, 1, 2))
+    assert not (tmp_path / "j").exists() or not any((tmp_path / "j").rglob("index-*"))
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_hostile_programs_raise_or_write_inside_the_buffer(seed: int) -> None:
+    """Random bytes as text, offsets out of order or past the data, lengths that lie, huge stop-bit values:
+    the C either refuses (ValueError) or lays out exactly the bytes the lengths say, never outside the buffer
+    (run under -fsanitize=address to see a stray access)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40))
+    data = rng.integers(0, 256, int(rng.integers(0, 200))).astype(np.uint8)
+    data[rng.random(len(data)) < 0.3] = 0xF0 + rng.integers(0, 16)  # 4-byte leads, valid or not
+    offsets = np.sort(rng.integers(0, len(data) + 1, n + 1)).astype(np.int32)
+    if seed % 3 == 0:
+        offsets[rng.integers(0, n + 1)] = rng.integers(-5, len(data) + 50)  # out of order or outside
+    validity = rng.integers(0, 256, n // 8 + 2).astype(np.uint8).tobytes() if seed % 2 else None
+    steps = [
+        Step(C.K_STRING, 4, data, offsets, validity, int(rng.integers(0, 8)) if validity else 0),
+        Step(C.K_STOPBIT, 8, rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64)),
+        Step([C.K_UTF, C.K_CHAR, C.K_STRING][seed % 3], 4, data, offsets),
+    ]
+    program = Program(steps, n, ["a", "b", "c"], [pa.array([None] * n)] * 3)
+    try:
+        lengths = program.lengths()
+    except ValueError:
+        lengths = rng.integers(0, 300, n)  # the C must still refuse, not overrun, when handed made-up lengths
+    rows = rng.integers(0, n, int(rng.integers(1, 2 * n)))
+    size = int(((lengths[rows] + 4 + 3) & ~3).sum())
+    buf = np.full(size + 32, 0xAA, dtype=np.uint8)
+    try:
+        assert program.place(rows, lengths, buf[: size - int(rng.integers(0, 2)) * 4]) == size
+    except ValueError:
+        pass
+    assert (buf[size:] == 0xAA).all()

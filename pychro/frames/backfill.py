@@ -3,8 +3,9 @@
 The bytes are those the row writer produces for the same rows (vanilla-format.md §4, §7): a fresh data file
 ``data-<tid>-<max+1>`` per cycle, 4-aligned ``~length`` headers, a roll to the next data file when fewer than
 ``message_capacity + 4`` bytes remain, CESU-8 text, ``80 00`` null strings, ``'Y'`` booleans. All rows are
-validated and encoded (:mod:`.encode`) before anything is written, then appended and committed in runs by a
-:class:`pychro.frames.bulk.BulkAppender`: every committed row is whole, even if a later run fails.
+turned into the steps of an encoder program (:mod:`.encode`) and measured and checked before anything is
+written, then laid out, appended and committed in runs by a :class:`pychro.frames.bulk.BulkAppender`: every
+committed row is whole, even if a later run fails.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -23,8 +23,9 @@ import numpy.typing as npt
 from .._optional import require
 from ..config import VanillaConfig
 from ..journal import Journal
-from . import encode as E
-from .bulk import BulkAppender, message_lengths, workers_for
+from . import _encode as C
+from .bulk import BulkAppender, workers_for
+from .encode import Program, Step
 from .schema import FIXED, SKIP, STOPBIT, STRING, UTF, Schema, SchemaLike
 
 __all__ = ["to_journal", "write_batches", "write_frame"]
@@ -178,7 +179,7 @@ def _shifted(exc: ValueError, first_row: int) -> ValueError:
 
 # -- preparing and appending -----------------------------------------------------------------------------
 class _Prepared(NamedTuple):
-    encoded: list[E.Encoded]
+    program: Program
     lengths: npt.NDArray[np.int64]
     cycles: npt.NDArray[np.int64]  # per row (or one for all)
 
@@ -186,18 +187,19 @@ class _Prepared(NamedTuple):
 def _prepare(
     table: Any, schema: Schema, cfg: VanillaConfig, date: Any, timestamp_column: str | None, clock: Any, workers: int
 ) -> _Prepared:
-    """Every row checked and encoded, its message length and its cycle; nothing written."""
+    """Every row checked, its message length and its cycle; nothing written."""
     n = table.num_rows
     columns = [_column(table, f) for f in schema.fields]
-    encoded = _encode_all(schema, columns, n, workers)
-    lengths = message_lengths(encoded, n)
+    steps = [_encode(f, col, n) for f, col in zip(schema.fields, columns)]
+    program = Program(steps, n, [f.name for f in schema.fields], columns)
+    lengths = program.lengths(workers)
     if n and int(lengths.max()) > cfg.message_capacity:
         r = int(np.argmax(lengths > cfg.message_capacity))
         raise ValueError(
             f"row {r}: message of {int(lengths[r])} bytes exceeds the message capacity of {cfg.message_capacity} "
             "bytes (raise config message_capacity)"
         )
-    return _Prepared(encoded, lengths, _cycles(encoded, schema, cfg, n, date, timestamp_column, clock))
+    return _Prepared(program, lengths, _cycles(program, schema, cfg, n, date, timestamp_column, clock))
 
 
 def _append(appender: BulkAppender, prepared: _Prepared, out: npt.NDArray[np.int64], bar: Any) -> None:
@@ -206,7 +208,7 @@ def _append(appender: BulkAppender, prepared: _Prepared, out: npt.NDArray[np.int
     cycles = prepared.cycles
     for cycle in np.unique(cycles):
         rows = np.flatnonzero(cycles == cycle) if len(cycles) > 1 else range(n)
-        appender.append(int(cycle), rows, prepared.encoded, prepared.lengths, out, bar)
+        appender.append(int(cycle), rows, prepared.program, prepared.lengths, out, bar)
 
 
 # -- input -------------------------------------------------------------------------------------------------
@@ -234,15 +236,6 @@ def _column(table: Any, field: Any) -> Any:
     return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()  # one chunk: no copy
 
 
-def _encode_all(schema: Schema, columns: list[Any], n: int, workers: int) -> list[E.Encoded]:
-    """Every column's bytes, on ``workers`` threads; a column that does not fit raises (the first one in
-    schema order, as a serial loop would)."""
-    if workers <= 1 or len(columns) < 2:
-        return [_encode(f, col, n) for f, col in zip(schema.fields, columns)]
-    with ThreadPoolExecutor(workers, thread_name_prefix="pychro-encode") as pool:
-        return list(pool.map(_encode, schema.fields, columns, [n] * len(columns)))
-
-
 def _first_null(col: Any, field: Any) -> None:
     if col.null_count:
         import pyarrow.compute as pc
@@ -251,22 +244,21 @@ def _first_null(col: Any, field: Any) -> None:
         raise ValueError(f"row {r}: column {field.name!r} is null; {field.type.name} fields cannot hold nulls")
 
 
-def _encode(field: Any, col: Any, n: int) -> E.Encoded:
+def _encode(field: Any, col: Any, n: int) -> Step:
+    """The encoder step of one field: its column's buffers as they are when they already hold the field's
+    values in its layout, else converted (and range-checked) once, in bulk."""
     pa = require("pyarrow")
     ft = field.type
     if ft.kind == SKIP:
-        return E.Encoded(np.full(n, ft.size, dtype=np.int64), fixed=np.zeros((n, ft.size), dtype=np.uint8))
+        return Step(C.K_ZERO, ft.size)
     if ft.kind in (STRING, UTF):
         return _encode_text(field, col, n)
     t = col.type
     name = ft.name
     if name.startswith("float"):
-        # a null is written as NaN: pandas turns NaN into null on the way to Arrow, and back on the way out
         if not (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t)):
             raise ValueError(f"column {field.name!r}: {name} fields take numbers, not {t}")
-        if col.null_count:
-            col = col.cast(pa.float64()).fill_null(float("nan"))
-        return E.encode_fixed(col.to_numpy(zero_copy_only=False).astype(ft.dtype, copy=False), ft.dtype)
+        return _floats(col, ft.dtype)
     _first_null(col, field)
     if name.startswith("timestamp_"):
         unit = name.split("_")[1]
@@ -275,21 +267,40 @@ def _encode(field: Any, col: Any, n: int) -> E.Encoded:
             values = col.cast(pa.int64()).to_numpy(zero_copy_only=False)
         else:
             values = _integers(field, col, "int64")
-        return E.encode_fixed(values, "<i8")
+        return _fixed(values, "<i8")
     if name == "bool":
         if pa.types.is_boolean(t):
-            truth = col.to_numpy(zero_copy_only=False).astype(bool)
-        elif pa.types.is_integer(t) or pa.types.is_floating(t):
-            truth = col.to_numpy(zero_copy_only=False) != 0
-        else:
+            return Step(C.K_BOOL_BITS, 1, col.buffers()[1], bit_offset=col.offset)  # Arrow's bits, as they are
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
             raise ValueError(f"column {field.name!r}: bool fields take booleans or numbers, not {t}")
-        return E.encode_fixed(truth.view(np.uint8) * np.uint8(0x59), "u1")  # Java writes 'Y'
+        truth = col.to_numpy(zero_copy_only=False) != 0
+        return _fixed(truth.view(np.uint8) * np.uint8(0x59), "u1")  # Java writes 'Y'
     if name == "char":
-        return E.encode_fixed(_chars(field, col), "<u2")
+        return _chars(field, col)
     if ft.kind == STOPBIT:
-        return E.encode_stop_bits(_integers(field, col, "int64"))
+        return Step(C.K_STOPBIT, 8, np.ascontiguousarray(_integers(field, col, "int64"), dtype="<i8"))
     assert ft.kind == FIXED
-    return E.encode_fixed(_integers(field, col, ft.dtype), ft.dtype)
+    return _fixed(_integers(field, col, ft.dtype), ft.dtype)
+
+
+def _fixed(values: npt.NDArray[Any], dtype: str) -> Step:
+    arr = np.ascontiguousarray(values, dtype=np.dtype(dtype))  # no copy when it already is
+    return Step(C.K_FIXED, arr.dtype.itemsize, arr)
+
+
+def _floats(col: Any, dtype: str) -> Step:
+    """A null is written as NaN: pandas turns NaN into null on the way to Arrow, and back on the way out."""
+    pa = require("pyarrow")
+    target = np.dtype(dtype)
+    nan = np.full(1, np.nan, dtype=target).tobytes()  # the NaN the row writer packs
+    same = pa.types.is_float64(col.type) if target.itemsize == 8 else pa.types.is_float32(col.type)
+    if same:  # the column's own buffers, nulls by its validity bitmap
+        values = np.frombuffer(col.buffers()[1], dtype=target)[col.offset : col.offset + len(col)]
+        validity = col.buffers()[0] if col.null_count else None
+        return Step(C.K_FIXED, target.itemsize, values, None, validity, col.offset, nan)
+    if col.null_count or pa.types.is_decimal(col.type):
+        col = col.cast(pa.float64()).fill_null(float("nan"))
+    return _fixed(col.to_numpy(zero_copy_only=False).astype(target, copy=False), dtype)
 
 
 def _integers(field: Any, col: Any, dtype: str) -> npt.NDArray[Any]:
@@ -327,65 +338,43 @@ def _fits(source: np.dtype[Any], type_name: str) -> bool:
     return info is None or (lo <= int(info.min) and int(info.max) <= hi)
 
 
-def _chars(field: Any, col: Any) -> npt.NDArray[np.uint16]:
-    """One UTF-16 code unit per row, from 1-character strings (BMP) or integer code units."""
+def _chars(field: Any, col: Any) -> Step:
+    """One UTF-16 code unit per row, from 1-character strings (BMP, checked by the C) or integer code units."""
     pa = require("pyarrow")
     t = col.type
     if pa.types.is_integer(t):
-        return _integers(field, col, "<u2")
+        return _fixed(_integers(field, col, "<u2"), "<u2")
     if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
         raise ValueError(f"column {field.name!r}: char fields take 1-character strings or integers, not {t}")
-    col = col.cast(pa.large_string())
-    offsets = np.frombuffer(col.buffers()[1], dtype=np.int64)[col.offset : col.offset + len(col) + 1]
-    data = np.frombuffer(col.buffers()[2], dtype=np.uint8) if col.buffers()[2] is not None else np.zeros(0, np.uint8)
-    width = np.diff(offsets)
-    if len(data):
-        b0 = data[np.minimum(offsets[:-1], len(data) - 1)].astype(np.uint32)
-    else:
-        b0 = np.zeros(len(col), np.uint32)
-    # a single character is 1-3 UTF-8 bytes whose lead byte announces exactly that width
-    expect = np.where(b0 < 0x80, 1, np.where(b0 >= 0xF0, 4, np.where(b0 >= 0xE0, 3, 2)))
-    bad = (width != expect) | (width > 3)
-    if bad.any():
-        r = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"row {r}: column {field.name!r} value {col[r].as_py()!r} is not one BMP character (a Java char)"
-        )
-    def at(k: int) -> npt.NDArray[np.uint32]:
-        return data[np.minimum(offsets[:-1] + k, len(data) - 1)].astype(np.uint32) & np.uint32(0x3F)
-
-    code = np.where(
-        width == 1, b0,
-        np.where(width == 2, ((b0 & 0x1F) << 6) | at(1), ((b0 & 0x0F) << 12) | (at(1) << 6) | at(2)),
-    )
-    return code.astype(np.uint16)
+    return _text_step(C.K_CHAR, col)
 
 
-def _encode_text(field: Any, col: Any, n: int) -> E.Encoded:
+def _encode_text(field: Any, col: Any, n: int) -> Step:
     pa = require("pyarrow")
     t = col.type
     if pa.types.is_dictionary(t) and _is_text(t.value_type):
         col, t = col.dictionary_decode(), t.value_type  # pandas categoricals
     if not _is_text(t):
         if pa.types.is_null(t):
-            col = pa.nulls(n, pa.large_string())
+            col, t = pa.nulls(n, pa.string()), pa.string()
         else:
             raise ValueError(f"column {field.name!r}: {field.type.name} fields take strings, not {t}")
-    col = col.cast(pa.large_string())
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        col = col.cast(pa.large_string())  # string views: the C reads offsets
     if field.type.kind == UTF:
         _first_null(col, field)
-    offsets = np.frombuffer(col.buffers()[1], dtype=np.int64)[col.offset : col.offset + n + 1]
-    buf = col.buffers()[2]
-    data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, dtype=np.uint8)
-    valid = None if not col.null_count else ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    enc = E.encode_strings(data, offsets, valid)
-    if field.type.kind == UTF:
-        assert enc.text_lengths is not None
-        over = np.flatnonzero(enc.text_lengths > 0xFFFF)
-        if len(over):
-            raise ValueError(f"row {int(over[0])}: column {field.name!r} text exceeds writeUTF's 65535 bytes")
-        return _as_utf(enc, enc.text_lengths)
-    return enc
+    return _text_step(C.K_UTF if field.type.kind == UTF else C.K_STRING, col)
+
+
+def _text_step(kind: int, col: Any) -> Step:
+    """A step over an Arrow string or large_string array's own buffers: validity, offsets, UTF-8 data."""
+    pa = require("pyarrow")
+    validity, offsets, data = col.buffers()
+    width = 8 if pa.types.is_large_string(col.type) else 4
+    n = len(col)
+    off = np.frombuffer(offsets, dtype=f"<i{width}") if offsets is not None else np.zeros(0, f"<i{width}")
+    off = off[col.offset : col.offset + n + 1] if len(off) > n else np.zeros(n + 1, f"<i{width}")  # empty arrays
+    return Step(kind, width, data if data is not None else b"", off, validity if col.null_count else None, col.offset)
 
 
 def _is_text(t: Any) -> bool:
@@ -394,18 +383,10 @@ def _is_text(t: Any) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or is_view(t))
 
 
-def _as_utf(enc: E.Encoded, text_len: npt.NDArray[np.int64]) -> E.Encoded:
-    """writeUTF: the same text after a uint16 little-endian byte length instead of the stop-bit prefix."""
-    assert enc.parts is not None
-    head = E.encode_fixed(text_len.astype("<u2"), "<u2")
-    return E.Encoded(text_len + 2, parts=[head, enc.parts[1]], slow_rows=enc.slow_rows, text_lengths=text_len)
-
-
 def _cycles(
-    encoded: list[E.Encoded], schema: Schema, cfg: VanillaConfig, n: int, date: Any, ts_name: str | None,
-    clock: Any,
+    program: Program, schema: Schema, cfg: VanillaConfig, n: int, date: Any, ts_name: str | None, clock: Any,
 ) -> npt.NDArray[np.int64]:
-    """Each row's cycle (one value when all rows share it), from the encoded timestamp field."""
+    """Each row's cycle (one value when all rows share it), from the timestamp field as it will be written."""
     if date is not None:
         return np.full(min(n, 1), cfg.cycle_of(date), dtype=np.int64)
     ts_fields = [f for f in schema.fields if f.type.name.startswith("timestamp_")]
@@ -419,9 +400,7 @@ def _cycles(
         return np.full(min(n, 1), cfg.cycle_of_ms(now), dtype=np.int64)
     f = ts_fields[0]
     unit = f.type.name.split("_")[1]
-    raw = encoded[schema.fields.index(f)].fixed  # the timestamp as written: int64 in its unit
-    assert raw is not None
-    values = raw.view("<i8").reshape(-1)
+    values = program.steps[schema.fields.index(f)].values  # the timestamp as written: int64 in its unit
     per_ms = {"ms": 1, "us": 1000, "ns": 1_000_000}[unit]
     return (values // per_ms) // cfg.cycle_length_ms
 

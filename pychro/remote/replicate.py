@@ -67,7 +67,7 @@ def replicate(
     import numpy as np
 
     from ..frames import bulk
-    from ..frames.encode import Encoded
+    from ..frames.encode import raw_program
     from .frames import locate_frames
 
     if stop_after is not None and stop_after <= 0:
@@ -114,12 +114,10 @@ def replicate(
                         index=first + big, path=journal.path,
                     )
                 run_end = int(starts[-1] + FRAME_HEADER_SIZE + sizes[-1])
-                offsets = np.empty(k + 1, dtype=np.int64)  # each body in the receive buffer, then the end
-                np.add(starts, FRAME_HEADER_SIZE, out=offsets[:k])
-                offsets[k] = run_end
-                bodies = Encoded(sizes, data=np.frombuffer(buf, np.uint8, count=run_end, offset=pos), offsets=offsets)
+                data = np.frombuffer(buf, np.uint8, count=run_end, offset=pos)
+                bodies = raw_program(data, starts + FRAME_HEADER_SIZE, sizes)  # each body in the receive buffer
                 written = np.empty(k, dtype=np.int64)
-                appender.append(cycle, range(k), [bodies], sizes, written)
+                appender.append(cycle, range(k), bodies, sizes, written)
                 reader._consumed(pos + run_end, first + k - 1)
                 if int(written[0]) != first or int(written[-1]) != first + k - 1:
                     # cannot happen unless another writer raced us; stop before it spreads

@@ -1,0 +1,735 @@
+/*
+ * pychro.frames._encode: the write half of the frames codec (style.md 2.5b, vanilla-format.md 4 and 7).
+ *
+ * Python compiles a Schema and the columns of a table into a program: a tuple of steps, one per field, each
+ * (kind, size, values, offsets, validity, bit_offset, fill, supplementary) with numpy arrays or Arrow buffers
+ * (see pychro/frames/encode.py, class Step). Two calls run it:
+ *
+ *   lengths(program, n, lo, hi, out, found) -> (row, step, status)
+ *       body bytes of rows lo..hi-1 into out[0 .. hi-lo), checking every value the C must check (text to
+ *       transcode, chars, writeUTF lengths). The first bad row is returned (-1 when none), so that Python raises
+ *       the error with the column and row before anything is written. found[step] += rows holding non-BMP text.
+ *   place(program, n, rows, lengths, buf) -> bytes
+ *       the messages of rows[0..m) back to back from buf[0], as the row writer leaves them in a data file:
+ *       ~length header, fields, zero padding to the next 4-byte boundary. Returns the bytes laid out. Each
+ *       body must be exactly lengths[row] bytes (the lengths() of the same program).
+ *
+ * Both release the GIL. Every read is checked against its buffer (n rows, offsets inside the data), every store
+ * against buf; the only allocations are the step (and op) arrays, freed before returning. Errors raised: ValueError or
+ * TypeError for arguments that break these rules, MemoryError. Validation problems are statuses, not errors.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the encoder builds little-endian words (Java's byte order here) in registers"
+#endif
+
+enum kind {
+    K_FIXED,     /* size bytes per row from values; a null (validity bit 0) is written as fill */
+    K_BOOL_BITS, /* Arrow bit-packed booleans at bit_offset: 'Y' (0x59) or 0, as Java's writeBoolean */
+    K_ZERO,      /* size zero bytes (skip<N>) */
+    K_STOPBIT,   /* int64 values as writeStopBit */
+    K_STRING,    /* writeUTFΔ: stop-bit byte length (-1 = null) + CESU-8 of Arrow UTF-8 (offsets of size 4 or 8) */
+    K_UTF,       /* writeUTF: uint16 byte length + CESU-8; no nulls */
+    K_CHAR,      /* writeChar: a one-character Arrow string as one UTF-16 code unit */
+    K_RAW,       /* bytes copied as they are: int64 (start, end) pairs into values (replication) */
+    K_COUNT
+};
+
+enum status { S_OK, S_CHAR, S_UTF_LONG, S_UTF8, S_NULL, S_OFFSETS };
+
+typedef struct {
+    int kind;
+    Py_ssize_t size;
+    Py_buffer values, offsets, validity, fill;
+    Py_ssize_t bit_offset;
+    int supplementary; /* some text of this column holds 4-byte UTF-8 sequences (place only) */
+} Step;
+
+typedef struct {
+    Step *steps;
+    Py_ssize_t count;
+} Program;
+
+/* -- reading the program ------------------------------------------------------------------------------ */
+static void release_program(Program *p) {
+    for (Py_ssize_t k = 0; k < p->count; k++) {
+        Step *s = &p->steps[k];
+        if (s->values.obj) PyBuffer_Release(&s->values);
+        if (s->offsets.obj) PyBuffer_Release(&s->offsets);
+        if (s->validity.obj) PyBuffer_Release(&s->validity);
+        if (s->fill.obj) PyBuffer_Release(&s->fill);
+    }
+    PyMem_Free(p->steps);
+    p->steps = NULL;
+    p->count = 0;
+}
+
+static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t k, const char *what) {
+    if (obj == Py_None) return 0;
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) {
+        PyErr_Format(PyExc_TypeError, "step %zd: %s must be a contiguous buffer", k, what);
+        return -1;
+    }
+    return 0;
+}
+
+static int bad_step(Py_ssize_t k, const char *why) {
+    PyErr_Format(PyExc_ValueError, "step %zd: %s", k, why);
+    return -1;
+}
+
+/* Every buffer a step reads must cover rows 0..n-1: checked once here, so the loops check only offsets. */
+static int check_step(Step *s, Py_ssize_t k, Py_ssize_t n) {
+    if (s->kind < 0 || s->kind >= K_COUNT) return bad_step(k, "unknown kind");
+    if (s->bit_offset < 0 || s->bit_offset > PY_SSIZE_T_MAX / 2 - n) return bad_step(k, "bit offset out of range");
+    if (s->validity.obj && s->validity.len < (s->bit_offset + n + 7) / 8) return bad_step(k, "validity too short");
+    switch (s->kind) {
+    case K_FIXED:
+        if (s->size < 1 || !s->values.obj || s->values.len / s->size < n) return bad_step(k, "values too short");
+        if (s->validity.obj && (!s->fill.obj || s->fill.len != s->size)) return bad_step(k, "fill must be size bytes");
+        return 0;
+    case K_BOOL_BITS:
+        if (!s->values.obj || s->values.len < (s->bit_offset + n + 7) / 8) return bad_step(k, "values too short");
+        return 0;
+    case K_ZERO:
+        return s->size < 0 ? bad_step(k, "negative size") : 0;
+    case K_STOPBIT:
+        if (!s->values.obj || s->values.len / 8 < n) return bad_step(k, "values too short");
+        return 0;
+    case K_RAW:
+        if (!s->values.obj || !s->offsets.obj || s->offsets.len / 16 < n) return bad_step(k, "offsets too short");
+        return 0;
+    default: /* K_STRING, K_UTF, K_CHAR */
+        if (s->size != 4 && s->size != 8) return bad_step(k, "offsets must be int32 or int64");
+        if (!s->values.obj || !s->offsets.obj || s->offsets.len / s->size < n + 1) return bad_step(k, "offsets too short");
+        return 0;
+    }
+}
+
+static int read_program(PyObject *program, Py_ssize_t n, Program *p) {
+    p->steps = NULL;
+    p->count = 0;
+    if (!PyTuple_Check(program)) {
+        PyErr_SetString(PyExc_TypeError, "program must be a tuple of steps");
+        return -1;
+    }
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "n must be >= 0");
+        return -1;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(program);
+    p->steps = PyMem_Calloc(count ? count : 1, sizeof(Step));
+    if (!p->steps) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *t = PyTuple_GET_ITEM(program, k);
+        Step *s = &p->steps[k];
+        p->count = k + 1; /* release_program frees the buffers of this step too */
+        int kind, supplementary;
+        PyObject *values, *offsets, *validity, *fill;
+        if (!PyTuple_Check(t) || !PyArg_ParseTuple(t, "inOOOnOp", &kind, &s->size, &values, &offsets, &validity,
+                                                   &s->bit_offset, &fill, &supplementary)) {
+            if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_TypeError,
+                             "step %zd must be (kind, size, values, offsets, validity, bit_offset, fill, supplementary)", k);
+            }
+            goto fail;
+        }
+        s->kind = kind;
+        s->supplementary = supplementary;
+        if (get_buffer(values, &s->values, k, "values") || get_buffer(offsets, &s->offsets, k, "offsets") ||
+            get_buffer(validity, &s->validity, k, "validity") || get_buffer(fill, &s->fill, k, "fill") ||
+            check_step(s, k, n))
+            goto fail;
+    }
+    return 0;
+fail:
+    release_program(p);
+    return -1;
+}
+
+/* -- small pieces of the format ----------------------------------------------------------------------- */
+static inline int bit(const Py_buffer *b, Py_ssize_t i) {
+    return (((const uint8_t *)b->buf)[i >> 3] >> (i & 7)) & 1;
+}
+
+static inline int is_valid(const Step *s, Py_ssize_t row) {
+    return !s->validity.obj || bit(&s->validity, s->bit_offset + row);
+}
+
+static inline uint64_t load8(const uint8_t *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+static inline void store8(uint8_t *p, uint64_t w) { memcpy(p, &w, 8); }
+
+/* memcpy for short runs: up to 16 bytes as two overlapping loads and stores, no call, no byte read or written
+ * outside [src, src + len) and [dst, dst + len). */
+static inline void copy_exact(uint8_t *dst, const uint8_t *src, Py_ssize_t len) {
+    if (len >= 8 && len <= 16) {
+        uint64_t a = load8(src), b = load8(src + len - 8);
+        store8(dst, a);
+        store8(dst + len - 8, b);
+    } else if (len >= 4 && len < 8) {
+        uint32_t a, b;
+        memcpy(&a, src, 4);
+        memcpy(&b, src + len - 4, 4);
+        memcpy(dst, &a, 4);
+        memcpy(dst + len - 4, &b, 4);
+    } else if (len > 0 && len < 4) {
+        uint8_t a = src[0], b = src[len >> 1], c = src[len - 1];
+        dst[0] = a;
+        dst[len >> 1] = b;
+        dst[len - 1] = c;
+    } else if (len > 16) {
+        memcpy(dst, src, (size_t)len);
+    }
+}
+
+/* Bytes of writeStopBit(v): 7-bit groups of v (of ~v for v < 0, then a 0x00 terminator). */
+static inline Py_ssize_t stop_bit_size(int64_t v) {
+    /* 7-bit groups by leading zeros of u | 1 (a table instead of (64 - lz + 6) / 7) */
+    static const uint8_t groups[64] = {10, 9, 9, 9, 9, 9, 9, 9, 8, 8, 8, 8, 8, 8, 8, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6,
+                                       6, 6, 6, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 3, 3, 3, 3, 3, 3, 3, 2, 2,
+                                       2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1};
+    uint64_t neg = (uint64_t)(v >> 63), u = (uint64_t)v ^ neg;
+    return groups[__builtin_clzll(u | 1)] + (Py_ssize_t)(neg & 1);
+}
+
+/* writeStopBit(v) of at most 8 bytes (|v| < 2^49, or 2^56 for v >= 0) as a little-endian word, built without
+ * a branch on the data: signs and sizes vary from row to row, and mispredicted branches cost more. */
+static inline uint64_t stop_bit_word(int64_t v, Py_ssize_t size) {
+    uint64_t neg = (uint64_t)(v >> 63), u = (uint64_t)v ^ neg; /* ~v for negatives */
+    /* the 7-bit groups of u (below 2^56) into the low 7 bits of each byte, low first: halves, quarters, eighths */
+    uint64_t w = (u & 0x000000000FFFFFFFull) | ((u & 0x00FFFFFFF0000000ull) << 4);
+    w = (w & 0x00003FFF00003FFFull) | ((w & 0x0FFFC0000FFFC000ull) << 2);
+    w = (w & 0x007F007F007F007Full) | ((w & 0x3F803F803F803F80ull) << 1);
+    /* the continuation flag on every byte but the last of a non-negative value; on every byte before the
+     * 0x00 terminator (already 0 in w) of a negative one */
+    uint64_t flagged = (uint64_t)(size - 1) * 8;
+    return w | (0x8080808080808080ull & ((1ull << flagged) - 1));
+}
+
+/* Writes writeStopBit(v) at d (stop_bit_size(v) bytes, room checked by the caller), byte by byte. */
+static inline uint8_t *put_stop_bit(uint8_t *d, int64_t v) {
+    uint64_t u = v < 0 ? ~(uint64_t)v : (uint64_t)v;
+    while (u >= 0x80) {
+        *d++ = (uint8_t)(u | 0x80);
+        u >>= 7;
+    }
+    if (v < 0) {
+        *d++ = (uint8_t)(u | 0x80);
+        *d++ = 0;
+    } else {
+        *d++ = (uint8_t)u;
+    }
+    return d;
+}
+
+/* Start and end of row's text in the step's data, or -1 when the offsets leave the data. */
+static inline int text_bounds(const Step *s, Py_ssize_t row, Py_ssize_t *a, Py_ssize_t *b) {
+    int64_t lo, hi;
+    if (s->size == 4) {
+        const int32_t *o = (const int32_t *)s->offsets.buf;
+        lo = o[row];
+        hi = o[row + 1];
+    } else {
+        const int64_t *o = (const int64_t *)s->offsets.buf;
+        lo = o[row];
+        hi = o[row + 1];
+    }
+    if (lo < 0 || hi < lo || hi > s->values.len) return -1;
+    *a = (Py_ssize_t)lo;
+    *b = (Py_ssize_t)hi;
+    return 0;
+}
+
+/* Bytes >= 0xF0 (UTF-8 leads of 4-byte sequences) in 8 bytes: their top bit set in the result. */
+static inline uint64_t leads4_in(uint64_t w) {
+    return w & (w << 1) & (w << 2) & (w << 3) & 0x8080808080808080ull;
+}
+
+/* Whether p[0..len) holds a byte >= 0xF0; `readable` bytes from p may be read (>= len). */
+static inline int has_leads4(const uint8_t *p, Py_ssize_t len, Py_ssize_t readable) {
+    Py_ssize_t i = 0;
+    for (; i + 8 <= len; i += 8)
+        if (leads4_in(load8(p + i))) return 1;
+    if (i == len) return 0;
+    if (readable - i >= 8) /* the tail in one word, bytes past the text masked off */
+        return leads4_in(load8(p + i) & (~0ull >> (8 * (8 - (len - i))))) != 0;
+    for (; i < len; i++)
+        if (p[i] >= 0xF0) return 1;
+    return 0;
+}
+
+/* Bytes >= 0xF0 in a whole range (a loop the compiler vectorises). */
+static Py_ssize_t count_leads4(const uint8_t *p, Py_ssize_t len) {
+    Py_ssize_t c = 0;
+    for (Py_ssize_t i = 0; i < len; i++) c += p[i] >= 0xF0;
+    return c;
+}
+
+static inline int is_cont(uint8_t b) { return (b & 0xC0) == 0x80; }
+
+/* The code point of the 4-byte sequence at p[0..4) when it is a whole supplementary one, else -1. */
+static inline int32_t supplementary_at(const uint8_t *p, Py_ssize_t left) {
+    if (left < 4 || p[0] > 0xF4 || !is_cont(p[1]) || !is_cont(p[2]) || !is_cont(p[3])) return -1;
+    int32_t cp = ((int32_t)(p[0] & 7) << 18) | ((int32_t)(p[1] & 0x3F) << 12) | ((int32_t)(p[2] & 0x3F) << 6) |
+                 (p[3] & 0x3F);
+    return cp >= 0x10000 && cp <= 0x10FFFF ? cp : -1;
+}
+
+/* The 4-byte sequences of p[0..len), each checked (a supplementary code point, whole). Their count, or -1. */
+static Py_ssize_t check_leads4(const uint8_t *p, Py_ssize_t len) {
+    Py_ssize_t c = 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        if (p[i] < 0xF0) continue;
+        if (supplementary_at(p + i, len - i) < 0) return -1;
+        c++;
+        i += 3;
+    }
+    return c;
+}
+
+static inline uint8_t *put_unit3(uint8_t *d, uint32_t u) {
+    d[0] = (uint8_t)(0xE0 | (u >> 12));
+    d[1] = (uint8_t)(0x80 | ((u >> 6) & 0x3F));
+    d[2] = (uint8_t)(0x80 | (u & 0x3F));
+    return d + 3;
+}
+
+/* UTF-8 -> Java's CESU-8: each 4-byte sequence becomes its two surrogates, 3 bytes each; the rest is copied.
+ * d holds len + 2 * (sequences) bytes; returns the end written, or NULL on a sequence check_leads4 refuses. */
+static uint8_t *put_cesu8(uint8_t *d, const uint8_t *p, Py_ssize_t len) {
+    Py_ssize_t i = 0;
+    while (i < len) {
+        Py_ssize_t j = i;
+        while (j < len && p[j] < 0xF0) j++;
+        memcpy(d, p + i, (size_t)(j - i));
+        d += j - i;
+        if (j == len) break;
+        int32_t cp = supplementary_at(p + j, len - j);
+        if (cp < 0) return NULL;
+        cp -= 0x10000;
+        d = put_unit3(d, 0xD800 | ((uint32_t)cp >> 10));
+        d = put_unit3(d, 0xDC00 | ((uint32_t)cp & 0x3FF));
+        i = j + 4;
+    }
+    return d;
+}
+
+/* The UTF-16 code unit of a one-character (BMP) UTF-8 string, or -1. */
+static int32_t char_unit(const uint8_t *p, Py_ssize_t len) {
+    if (len == 1 && p[0] < 0x80) return p[0];
+    if (len == 2 && p[0] >= 0xC0 && p[0] < 0xE0 && is_cont(p[1])) return ((p[0] & 0x1F) << 6) | (p[1] & 0x3F);
+    if (len == 3 && p[0] >= 0xE0 && p[0] < 0xF0 && is_cont(p[1]) && is_cont(p[2]))
+        return ((p[0] & 0x0F) << 12) | ((p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+    return -1;
+}
+
+/* -- lengths: one pass per step over the rows, adding into out ----------------------------------------- */
+typedef struct {
+    Py_ssize_t row; /* first bad row, or -1 */
+    Py_ssize_t step;
+    int status;
+} Bad;
+
+static inline void note(Bad *bad, Py_ssize_t row, Py_ssize_t step, int status) {
+    if (bad->row < 0 || row < bad->row) {
+        bad->row = row;
+        bad->step = step;
+        bad->status = status;
+    }
+}
+
+/* Text of rows lo..hi-1 of a string step: adds each row's encoded size to out. */
+static void text_lengths(const Step *s, Py_ssize_t k, Py_ssize_t lo, Py_ssize_t hi, int64_t *restrict out,
+                         int64_t *found, Bad *bad) {
+    const uint8_t *data = (const uint8_t *)s->values.buf;
+    Py_ssize_t first, last, a;
+    if (text_bounds(s, lo, &first, &a) || text_bounds(s, hi - 1, &a, &last)) {
+        note(bad, lo, k, S_OFFSETS);
+        return;
+    }
+    /* one scan of the whole range: most columns hold no 4-byte sequence and need no per-row look */
+    int scan = count_leads4(data + first, last - first) > 0, utf = s->kind == K_UTF;
+    /* the step's fields in locals: the stores into out must not make the loop reload them */
+    const uint8_t *valid = s->validity.obj ? (const uint8_t *)s->validity.buf : NULL;
+    const int32_t *o32 = s->size == 4 ? (const int32_t *)s->offsets.buf : NULL;
+    const int64_t *o64 = (const int64_t *)s->offsets.buf;
+    Py_ssize_t bits = s->bit_offset, data_len = s->values.len, rows_found = 0;
+    for (Py_ssize_t r = lo; r < hi; r++) {
+        Py_ssize_t x = bits + r;
+        if (valid && !((valid[x >> 3] >> (x & 7)) & 1)) {
+            if (utf) note(bad, r, k, S_NULL);
+            out[r - lo] += 2; /* null string: stop-bit -1 */
+            continue;
+        }
+        int64_t start = o32 ? o32[r] : o64[r], end = o32 ? o32[r + 1] : o64[r + 1];
+        if (start < 0 || end < start || end > data_len) { /* rows stay in [first, last) while offsets rise */
+            note(bad, r, k, S_OFFSETS);
+            return;
+        }
+        Py_ssize_t len = (Py_ssize_t)(end - start);
+        if (scan && has_leads4(data + start, len, data_len - (Py_ssize_t)start)) {
+            Py_ssize_t extra = check_leads4(data + start, len);
+            if (extra < 0) {
+                note(bad, r, k, S_UTF8);
+                return;
+            }
+            rows_found++;
+            len += 2 * extra;
+        }
+        if (utf) {
+            if (len > 0xFFFF) note(bad, r, k, S_UTF_LONG);
+            out[r - lo] += 2 + len;
+        } else {
+            out[r - lo] += (len < 0x80 ? 1 : stop_bit_size(len)) + len;
+        }
+    }
+    *found += rows_found;
+}
+
+static void step_lengths(const Step *s, Py_ssize_t k, Py_ssize_t lo, Py_ssize_t hi, int64_t *out, int64_t *found,
+                         Bad *bad) {
+    Py_ssize_t a, b;
+    switch (s->kind) {
+    case K_FIXED:
+    case K_ZERO:
+        for (Py_ssize_t r = lo; r < hi; r++) out[r - lo] += s->size;
+        return;
+    case K_BOOL_BITS:
+        for (Py_ssize_t r = lo; r < hi; r++) out[r - lo] += 1;
+        return;
+    case K_STOPBIT: {
+        const int64_t *v = (const int64_t *)s->values.buf;
+        for (Py_ssize_t r = lo; r < hi; r++) out[r - lo] += stop_bit_size(v[r]);
+        return;
+    }
+    case K_RAW: {
+        const int64_t *o = (const int64_t *)s->offsets.buf;
+        for (Py_ssize_t r = lo; r < hi; r++) {
+            if (o[2 * r] < 0 || o[2 * r + 1] < o[2 * r] || o[2 * r + 1] > s->values.len) {
+                note(bad, r, k, S_OFFSETS);
+                return;
+            }
+            out[r - lo] += o[2 * r + 1] - o[2 * r];
+        }
+        return;
+    }
+    case K_CHAR:
+        for (Py_ssize_t r = lo; r < hi; r++) {
+            out[r - lo] += 2;
+            if (!is_valid(s, r)) {
+                note(bad, r, k, S_NULL);
+                return;
+            }
+            if (text_bounds(s, r, &a, &b)) {
+                note(bad, r, k, S_OFFSETS);
+                return;
+            }
+            if (char_unit((const uint8_t *)s->values.buf + a, b - a) < 0) {
+                note(bad, r, k, S_CHAR);
+                return;
+            }
+        }
+        return;
+    default: /* K_STRING, K_UTF */
+        text_lengths(s, k, lo, hi, out, found, bad);
+    }
+}
+
+static PyObject *lengths(PyObject *self, PyObject *args) {
+    PyObject *program;
+    Py_ssize_t n, lo, hi;
+    Py_buffer out, found;
+    if (!PyArg_ParseTuple(args, "Onnnw*w*", &program, &n, &lo, &hi, &out, &found)) return NULL;
+    Program p;
+    PyObject *result = NULL;
+    if (read_program(program, n, &p)) goto done;
+    if (lo < 0 || hi < lo || hi > n) {
+        PyErr_Format(PyExc_ValueError, "rows %zd..%zd outside 0..%zd", lo, hi, n);
+        goto done;
+    }
+    if (out.len / 8 < hi - lo || found.len / 8 < p.count) {
+        PyErr_SetString(PyExc_ValueError, "out needs hi - lo int64 and found one int64 per step");
+        goto done;
+    }
+    Bad bad = {-1, -1, S_OK};
+    Py_BEGIN_ALLOW_THREADS
+    int64_t *o = (int64_t *)out.buf;
+    memset(o, 0, (size_t)(hi - lo) * 8);
+    if (hi > lo)
+        for (Py_ssize_t k = 0; k < p.count; k++) step_lengths(&p.steps[k], k, lo, hi, o, (int64_t *)found.buf + k, &bad);
+    Py_END_ALLOW_THREADS
+    result = Py_BuildValue("nni", bad.row, bad.step, bad.status);
+done:
+    release_program(&p);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&found);
+    return result;
+}
+
+/* -- place: the messages of some rows, back to back ---------------------------------------------------- */
+/* Row by row, field by field, in file order. Short values are stored as whole 8-byte words ("wild" stores, as
+ * snappy and LZ4 copy): the bytes a word writes past its field belong to the next field, the padding, or the
+ * next message, all written after it. So a wild store needs only to stay inside the buffer. Consecutive
+ * fixed-width fields without nulls form one group, copied by a loop with no branch per field. */
+enum { HEADER_SIZE = 4 };
+
+typedef struct {
+    const Step *step;     /* the step, or the first of a group */
+    Py_ssize_t count;     /* steps in the group (0: a single step, not a group) */
+    Py_ssize_t bytes;     /* a group's width */
+    Py_ssize_t safe_rows; /* rows below this have 8 readable bytes at their value in every step of the group */
+} Op;
+
+static inline int plain_fixed(const Step *s) { return s->kind == K_FIXED && !s->validity.obj && s->size <= 8; }
+
+/* The ops of a program (at most one per step); returns their number, or -1 (MemoryError set). */
+static Py_ssize_t compile_ops(const Program *p, Op **out) {
+    Op *ops = PyMem_Calloc(p->count ? (size_t)p->count : 1, sizeof(Op));
+    if (!ops) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t count = 0;
+    for (Py_ssize_t k = 0; k < p->count; count++) {
+        Op *op = &ops[count];
+        op->step = &p->steps[k];
+        if (!plain_fixed(op->step)) {
+            k++;
+            continue;
+        }
+        op->safe_rows = PY_SSIZE_T_MAX;
+        for (; k < p->count && plain_fixed(&p->steps[k]); k++) {
+            const Step *s = &p->steps[k];
+            Py_ssize_t safe = s->values.len < 8 ? 0 : (s->values.len - 8) / s->size + 1;
+            op->safe_rows = safe < op->safe_rows ? safe : op->safe_rows;
+            op->bytes += s->size;
+            op->count++;
+        }
+    }
+    *out = ops;
+    return count;
+}
+
+/* A group of plain fixed-width fields of row r at d (bytes checked against stop by the caller). */
+static inline uint8_t *put_group(const Op *restrict op, Py_ssize_t r, uint8_t *restrict d, const uint8_t *end) {
+    const Step *s = op->step;
+    if (r < op->safe_rows && end - d >= op->bytes + 8) {
+        for (Py_ssize_t k = 0; k < op->count; k++) { /* wild: 8 bytes each, the next field overwrites the rest */
+            store8(d, load8((const uint8_t *)s[k].values.buf + r * s[k].size));
+            d += s[k].size;
+        }
+        return d;
+    }
+    for (Py_ssize_t k = 0; k < op->count; k++) {
+        memcpy(d, (const uint8_t *)s[k].values.buf + r * s[k].size, (size_t)s[k].size);
+        d += s[k].size;
+    }
+    return d;
+}
+
+/* One field of row r at d; the body ends at stop, the buffer at end. Returns the cursor after the field, or
+ * NULL when the field passes stop or is not what lengths() accepted. */
+static inline uint8_t *put_field(const Step *restrict s, Py_ssize_t r, uint8_t *restrict d, const uint8_t *stop,
+                                 const uint8_t *end) {
+    const uint8_t *v = (const uint8_t *)s->values.buf;
+    Py_ssize_t size = s->size, a, b;
+    switch (s->kind) {
+    case K_FIXED: {
+        if (stop - d < size) return NULL;
+        const uint8_t *src = v + r * size;
+        if (s->validity.obj) { /* a null takes the fill value; chosen by arithmetic: nulls come at random */
+            uintptr_t mask = (uintptr_t)0 - (uintptr_t)(bit(&s->validity, s->bit_offset + r) ^ 1);
+            src = (const uint8_t *)(((uintptr_t)src & ~mask) | ((uintptr_t)s->fill.buf & mask));
+        }
+        switch (size) { /* constant sizes: one load and one store each */
+        case 8: memcpy(d, src, 8); break;
+        case 4: memcpy(d, src, 4); break;
+        case 2: memcpy(d, src, 2); break;
+        case 1: *d = *src; break;
+        default: memcpy(d, src, (size_t)size);
+        }
+        return d + size;
+    }
+    case K_BOOL_BITS:
+        if (stop - d < 1) return NULL;
+        *d = (uint8_t)(0x59 & -bit(&s->values, s->bit_offset + r)); /* Java writes 'Y'; no branch on the data */
+        return d + 1;
+    case K_ZERO:
+        if (stop - d < size) return NULL;
+        if (size <= 16 && end - d >= 16) {
+            store8(d, 0);
+            store8(d + 8, 0);
+        } else {
+            memset(d, 0, (size_t)size);
+        }
+        return d + size;
+    case K_STOPBIT: {
+        int64_t x = ((const int64_t *)v)[r];
+        Py_ssize_t n = stop_bit_size(x);
+        if (stop - d < n) return NULL;
+        if (n <= 8 && end - d >= 8) {
+            store8(d, stop_bit_word(x, n));
+            return d + n;
+        }
+        return put_stop_bit(d, x);
+    }
+    case K_RAW: {
+        const int64_t *o = (const int64_t *)s->offsets.buf + 2 * r;
+        if (o[0] < 0 || o[1] < o[0] || o[1] > s->values.len || stop - d < o[1] - o[0]) return NULL;
+        copy_exact(d, v + o[0], (Py_ssize_t)(o[1] - o[0]));
+        return d + (o[1] - o[0]);
+    }
+    case K_CHAR: {
+        int32_t u;
+        if (stop - d < 2 || text_bounds(s, r, &a, &b) || (u = char_unit(v + a, b - a)) < 0) return NULL;
+        d[0] = (uint8_t)u;
+        d[1] = (uint8_t)(u >> 8);
+        return d + 2;
+    }
+    default: { /* K_STRING, K_UTF */
+        if (!is_valid(s, r)) {
+            if (s->kind == K_UTF || stop - d < 2) return NULL;
+            d[0] = 0x80; /* writeUTFΔ(null): stop-bit -1 */
+            d[1] = 0x00;
+            return d + 2;
+        }
+        if (text_bounds(s, r, &a, &b)) return NULL;
+        const uint8_t *src = v + a;
+        Py_ssize_t len = b - a, readable = s->values.len - a, extra = 0;
+        if (s->supplementary && has_leads4(src, len, readable)) extra = check_leads4(src, len);
+        if (extra < 0) return NULL;
+        Py_ssize_t text = len + 2 * extra, prefix = s->kind == K_UTF ? 2 : stop_bit_size(text);
+        if (stop - d < prefix + text || (s->kind == K_UTF && text > 0xFFFF)) return NULL;
+        if (s->kind == K_UTF) {
+            d[0] = (uint8_t)text;
+            d[1] = (uint8_t)(text >> 8);
+        } else if (text < 0x80) {
+            d[0] = (uint8_t)text; /* the usual one-byte length */
+        } else {
+            put_stop_bit(d, text);
+        }
+        d += prefix;
+        if (extra) return put_cesu8(d, src, len) == d + text ? d + text : NULL;
+        if (len <= 16 && readable >= 16 && end - d >= 16) { /* short text: two words, whatever its length */
+            store8(d, load8(src));
+            store8(d + 8, load8(src + 8));
+        } else {
+            copy_exact(d, src, len);
+        }
+        return d + len;
+    }
+    }
+}
+
+static PyObject *place(PyObject *self, PyObject *args) {
+    PyObject *program;
+    Py_ssize_t n;
+    Py_buffer rows, lens, buf;
+    if (!PyArg_ParseTuple(args, "Ony*y*w*", &program, &n, &rows, &lens, &buf)) return NULL;
+    Program p;
+    PyObject *result = NULL;
+    Op *ops = NULL;
+    if (read_program(program, n, &p)) goto done;
+    if (lens.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "lengths needs one int64 per row");
+        goto done;
+    }
+    Py_ssize_t n_ops = compile_ops(&p, &ops);
+    if (n_ops < 0) goto done;
+    Py_ssize_t m = rows.len / 8, pos = 0, failed = -1;
+    const char *why = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    const int64_t *row = (const int64_t *)rows.buf, *len = (const int64_t *)lens.buf;
+    uint8_t *base = (uint8_t *)buf.buf, *end = base + buf.len;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        int64_t r = row[i], body = r >= 0 && r < n ? len[r] : -1;
+        if (body < 0 || body > INT32_MAX) {
+            why = "is not a row of the program, or has no valid length";
+            failed = i;
+            break;
+        }
+        Py_ssize_t next = (pos + HEADER_SIZE + (Py_ssize_t)body + 3) & ~(Py_ssize_t)3;
+        if (next > buf.len) {
+            why = "does not fit in the buffer";
+            failed = i;
+            break;
+        }
+        uint32_t h = ~(uint32_t)body; /* ~length, little-endian, as the row writer's finish() leaves it */
+        uint8_t header[4] = {(uint8_t)h, (uint8_t)(h >> 8), (uint8_t)(h >> 16), (uint8_t)(h >> 24)};
+        memcpy(base + pos, header, 4);
+        uint8_t *d = base + pos + HEADER_SIZE, *stop = d + body;
+        for (Py_ssize_t k = 0; k < n_ops && d; k++) {
+            const Op *op = &ops[k];
+            if (!op->count)
+                d = put_field(op->step, (Py_ssize_t)r, d, stop, end);
+            else
+                d = stop - d < op->bytes ? NULL : put_group(op, (Py_ssize_t)r, d, end);
+        }
+        if (d != stop) {
+            why = d ? "is shorter than its length" : "is longer than its length, or not what lengths() accepted";
+            failed = i;
+            break;
+        }
+        /* zero padding to the next header: 4 bytes at once where the buffer goes on (the next header covers
+         * the rest), else byte by byte */
+        if (end - stop >= 4)
+            memset(stop, 0, 4);
+        else
+            for (uint8_t *z = stop; z < base + next; z++) *z = 0;
+        pos = next;
+    }
+    Py_END_ALLOW_THREADS
+    if (why) {
+        PyErr_Format(PyExc_ValueError, "the message of rows[%zd] %s", failed, why);
+        goto done;
+    }
+    result = PyLong_FromSsize_t(pos);
+done:
+    PyMem_Free(ops);
+    release_program(&p);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&lens);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"lengths", lengths, METH_VARARGS, "lengths(program, n, lo, hi, out, found) -> (row, step, status)"},
+    {"place", place, METH_VARARGS, "place(program, n, rows, lengths, buf) -> bytes laid out"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_encode", "The frames encoder (see _encode.c).", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__encode(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    /* the step kinds and statuses, so that Python takes them from here */
+    static const struct { const char *name; int value; } constants[] = {
+        {"K_FIXED", K_FIXED}, {"K_BOOL_BITS", K_BOOL_BITS}, {"K_ZERO", K_ZERO}, {"K_STOPBIT", K_STOPBIT},
+        {"K_STRING", K_STRING}, {"K_UTF", K_UTF}, {"K_CHAR", K_CHAR}, {"K_RAW", K_RAW},
+        {"S_OK", S_OK}, {"S_CHAR", S_CHAR}, {"S_UTF_LONG", S_UTF_LONG}, {"S_UTF8", S_UTF8}, {"S_NULL", S_NULL},
+        {"S_OFFSETS", S_OFFSETS},
+    };
+    for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++) {
+        if (PyModule_AddIntConstant(m, constants[i].name, constants[i].value) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
+    return m;
+}
