@@ -82,6 +82,8 @@ def decode_stop_bit(buf: bytes | memoryview | bytearray, pos: int, end: int) -> 
                 value = ~value
             else:
                 value |= b << shift
+            # Java shifts a long: bits past the 64th are lost (a 10th byte of 2 or 3 is Long.MIN's top bit)
+            value &= (1 << 64) - 1
             if value >= 1 << 63:
                 value -= 1 << 64
             return value, i + 1
