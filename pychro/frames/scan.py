@@ -92,11 +92,15 @@ def select_cycles(
 ) -> tuple[list[tuple[int, int, int | None]], tuple[int, int] | None]:
     """Cycles to read, as ``(cycle, first seq, end seq or None = up to the count)``, oldest first.
 
-    ``date`` is a date (its UTC day) or an inclusive ``(first, last)`` pair of dates: cycles overlapping
-    those days. ``start``/``end`` are full indices or datetimes (end exclusive); a datetime selects whole
-    cycles (there is no time inside a cycle to cut at). Also returns the exclusive ``(cycle, seq)`` end bound
+    ``date`` is a date (its UTC day, or an ISO string) or an inclusive ``(first, last)`` pair of dates: cycles
+    overlapping those days. ``start``/``end`` are full indices or datetimes / ISO strings (naive = UTC; end
+    exclusive); a datetime selects the cycles overlapping ``[start, end)`` here, the rows inside them are
+    selected by :mod:`pychro.frames.timerange`. Also returns the exclusive ``(cycle, seq)`` end bound
     (None when open), which ``follow`` mode uses for cycles that appear later.
     """
+    from .timerange import as_date, parse_when
+
+    date, start, end = as_date(date), parse_when(start, "start"), parse_when(end, "end")
     lo: tuple[int, int] = (-(1 << 62), 0)
     hi: tuple[int, int] | None = None
     if date is not None:

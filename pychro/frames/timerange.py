@@ -1,0 +1,176 @@
+"""Time ranges: ``start``/``end`` given as datetimes select rows by the schema's timestamp field.
+
+A datetime bound selects the cycles overlapping ``[start, end)`` (other cycles are not opened) and, inside
+them, the rows whose timestamp field is in ``[start, end)`` (``end`` exclusive, as for full indices). In a
+cycle the range only partly covers, the timestamp column alone is decoded (in large batches, through the same
+batch decoder as every read) to find the first and last row in range: when the timestamps are non-decreasing in
+index order (checked on every row of that column) the rows in between are exactly the result and are found by
+binary search (``numpy.searchsorted``); otherwise the rows in between are read and filtered. Every batch
+returned is also masked by the range (a cheap compare), so a row whose timestamp lies outside its cycle's span
+is never returned by mistake.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import schema as S
+
+__all__ = ["TimeFilter", "as_date", "is_time_bound", "narrow", "time_filter"]
+
+_UTC = _dt.UTC
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
+_NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+SCAN_ROWS = 1 << 20  # rows of the timestamp column decoded at once while looking for the bounds
+
+
+def parse_when(value: Any, what: str) -> Any:
+    """An ISO string -> an aware datetime (naive = UTC); other values unchanged."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            moment = _dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{what}={value!r} is neither a full index (int) nor an ISO date/time") from None
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=_UTC)
+    return value
+
+
+def as_date(value: Any) -> Any:
+    """``date=`` argument: ISO strings (``"2024-03-05"``) become dates; pairs element-wise."""
+    if isinstance(value, str):
+        try:
+            return _dt.date.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"date={value!r} is not an ISO date (YYYY-MM-DD)") from None
+    if isinstance(value, (tuple, list)):
+        return type(value)(as_date(v) for v in value)
+    return value
+
+
+def is_time_bound(value: Any) -> bool:
+    return isinstance(value, _dt.date)
+
+
+def _epoch_ns(value: _dt.date) -> int:
+    """Nanoseconds since the epoch of a date (midnight UTC) or datetime (naive = UTC); pandas keeps its ns."""
+    if not isinstance(value, _dt.datetime):
+        value = _dt.datetime(value.year, value.month, value.day, tzinfo=_UTC)
+    elif value.tzinfo is None:
+        value = value.replace(tzinfo=_UTC)
+    delta = value - _EPOCH
+    ns = ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
+    return ns + int(getattr(value, "nanosecond", 0))
+
+
+@dataclass(frozen=True)
+class TimeFilter:
+    """Rows whose ``column`` (epoch counts of ``unit``) is in ``[lo, hi)``; None = open. Picklable."""
+
+    column: str
+    unit: str
+    lo: int | None
+    hi: int | None
+
+    def values(self, array: Any) -> np.ndarray:
+        """The epoch counts of a timestamp Arrow array as int64 numpy (no copy when possible)."""
+        import pyarrow as pa
+
+        return np.asarray(array.view(pa.int64()).to_numpy(zero_copy_only=False))
+
+    def inside(self, ts: np.ndarray) -> np.ndarray | None:
+        """Boolean mask of the values in range, or None when all are."""
+        mask: np.ndarray | None = None
+        if self.lo is not None:
+            mask = ts >= self.lo
+        if self.hi is not None:
+            below = ts < self.hi
+            mask = below if mask is None else mask & below
+        if mask is None or bool(mask.all()):
+            return None
+        return mask
+
+    def covers(self, t0_ns: int, t1_ns: int) -> bool:
+        """True when every instant of ``[t0_ns, t1_ns)`` is inside the range."""
+        per = _NS_PER[self.unit]
+        return (self.lo is None or t0_ns >= self.lo * per) and (self.hi is None or t1_ns <= self.hi * per)
+
+
+def time_filter(schema: S.Schema, start: Any, end: Any, timestamp_column: str | None) -> TimeFilter | None:
+    """The row filter of datetime ``start``/``end`` bounds (None when neither is a datetime)."""
+    if timestamp_column is not None and not isinstance(timestamp_column, str):
+        raise TypeError(f"timestamp_column must be a str, got {type(timestamp_column).__name__}")
+    if not (is_time_bound(start) or is_time_bound(end)):
+        return None
+    if timestamp_column is not None:
+        if timestamp_column not in schema:
+            raise ValueError(f"timestamp_column={timestamp_column!r} is not a field of the schema {schema.names}")
+        field = schema[timestamp_column]
+        if not field.type.name.startswith("timestamp_"):
+            raise ValueError(f"timestamp_column={timestamp_column!r} is a {field.type.name} field, not timestamp_*")
+    else:
+        found = [f for f in schema.fields if f.type.name.startswith("timestamp_")]
+        if not found:
+            raise ValueError(
+                "start/end given as dates or datetimes select rows by a timestamp field, but the schema has no "
+                "timestamp_ms/us/ns field: give full indices (ints), or date= to select whole cycles"
+            )
+        field = found[0]
+    unit = field.type.name.split("_", 1)[1]
+    per = _NS_PER[unit]
+    # ts >= start  <=>  ts * per >= start_ns  <=>  ts >= ceil(start_ns / per); the same for ts < end
+    lo = -(-_epoch_ns(start) // per) if is_time_bound(start) else None
+    hi = -(-_epoch_ns(end) // per) if is_time_bound(end) else None
+    return TimeFilter(field.name, unit, lo, hi)
+
+
+def narrow(
+    files: Any, tf: TimeFilter, plan: Any, seq_lo: int, seq_hi: int
+) -> tuple[int, int, bool]:
+    """``(first seq, end seq, exact)`` of the rows of ``[seq_lo, seq_hi)`` in range, from the timestamp column.
+
+    ``exact``: the timestamps are non-decreasing over the whole span (checked on every row), so every row of
+    the result is in range. Rows that do not match the schema are passed over here (the read itself applies
+    ``errors=`` to the rows it returns). Nothing in range gives an empty span.
+    """
+    from .batch import decode_batch
+
+    first: int | None = None
+    last = -1  # last seq in range
+    sorted_ = True
+    prev: int | None = None
+    for seq0, entries in files.entries(seq_lo, seq_hi, SCAN_ROWS):
+        out = decode_batch(plan, files, seq0, entries, "skip")
+        if not out.n:
+            continue
+        ts = tf.values(out.columns[tf.column])
+        rows = np.arange(out.n, dtype=np.int64) if out.rows is None else out.rows
+        if sorted_:
+            sorted_ = (prev is None or int(ts[0]) >= prev) and bool((ts[1:] >= ts[:-1]).all())
+        prev = int(ts[-1])
+        if sorted_:
+            # non-decreasing so far: binary search for the bounds
+            a = 0 if tf.lo is None else int(np.searchsorted(ts, tf.lo, "left"))
+            b = ts.size if tf.hi is None else int(np.searchsorted(ts, tf.hi, "left"))
+            if a < b:
+                if first is None:
+                    first = seq0 + int(rows[a])
+                last = seq0 + int(rows[b - 1])
+        else:
+            mask = np.ones(ts.size, np.bool_)
+            if tf.lo is not None:
+                mask &= ts >= tf.lo
+            if tf.hi is not None:
+                mask &= ts < tf.hi
+            hits = np.flatnonzero(mask)
+            if hits.size:
+                if first is None:
+                    first = seq0 + int(rows[hits[0]])
+                last = seq0 + int(rows[hits[-1]])
+    if first is None:
+        return seq_lo, seq_lo, sorted_
+    return first, last + 1, sorted_
