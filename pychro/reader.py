@@ -332,6 +332,10 @@ class VanillaChronicleReader:
         n = seq >> self._slot_bits
         later = os.path.join(self._cycle_dir, L.index_file_name(n + 1))  # type: ignore[arg-type]
         if not os.path.lexists(later):
+            # the last index file: cut short, longer than the block, or a lost index-0 (Journal.index_damage)
+            damage = self._journal.index_damage(self._cycle, n, seq & self._slot_mask, seq)  # type: ignore[arg-type]
+            if damage is not None and not self._load_entry(seq):
+                raise damage
             return
         if self._load_entry(seq):  # filled meanwhile: the next look reads it
             return

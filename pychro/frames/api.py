@@ -16,7 +16,8 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from .._optional import require
 from ..config import VanillaConfig
-from ..errors import PychroError
+from ..errors import PychroError, PychroWarning
 from ..journal import Journal
 from . import schema as S
 from .batch import BatchOut, decode_batch
@@ -64,6 +65,9 @@ class ReadStats:
         stopped).
     truncated : bool
         ``errors="truncate"`` stopped the read before the end.
+    index_damage : list of str
+        Damaged index files read past with ``errors="skip"`` (the readable prefix of the cycle was read, the
+        rest of it skipped) or ``"truncate"`` (the read stopped after that prefix); each is also warned about.
     slow_path_strings : int
         Strings decoded on the per-row CESU-8 path (Java's encoding of characters outside the BMP).
     replaced_surrogates : int
@@ -78,6 +82,7 @@ class ReadStats:
     truncated: bool = False
     slow_path_strings: int = 0
     replaced_surrogates: int = 0
+    index_damage: list[str] = field(default_factory=list)
 
 
 # -- arguments -------------------------------------------------------------------------------------------------
@@ -144,6 +149,7 @@ class _Read:
                 out.append((cycle, lo, hi))  # the whole cycle is in range (each batch is still masked)
                 continue
             files = CycleFiles(self.journal, cycle)
+            files.tolerate = self.errors != "raise"
             count = files.count()
             stop = count if hi is None else min(hi, count)
             first, end, _ = narrow(files, tf, ts_plan, lo, stop)
@@ -185,10 +191,20 @@ def _tasks(
     last_seq = 0
     for cycle, lo, hi in r.cycles:
         files = CycleFiles(r.journal, cycle)
+        files.tolerate = r.errors != "raise"
         count = files.count()  # the snapshot: nothing past it is read
         stop = count if hi is None else min(hi, count)
         yield from ((files, seq0, e) for seq0, e in files.entries(lo, stop, batch_rows))
         last_cycle, last_seq = cycle, stop
+        if files.damage is not None:
+            # errors="skip"/"truncate": the readable prefix of the cycle was read; say what was not
+            what = "skipped the rest of the cycle" if r.errors == "skip" else "stopped the read there"
+            stats.index_damage.append(str(files.damage))
+            warnings.warn(f"{files.damage}; read the {count} messages before it and {what} (errors={r.errors!r})",
+                          PychroWarning, stacklevel=2)
+            if r.errors == "truncate":
+                stats.truncated = True
+                return
         if hi is not None and hi <= count:
             last_seq = -1  # this cycle's end bound was reached
         # no files.close(): batches still decoding in the pool use these maps; they go with the last batch

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from .. import _layout as L
 from .._mapping import MappedFile, count_filled
-from ..errors import CorruptDataError, JournalNotFoundError
+from ..errors import CorruptDataError, JournalNotFoundError, PychroError
 from ..journal import Journal
 
 __all__ = ["CycleFiles", "DataMap", "Groups", "empty", "select_cycles", "split_groups"]
@@ -214,6 +214,10 @@ class CycleFiles:
         self._written: list[int] = []  # bytes of each index file known to lie in written pages
         self._data: dict[int, DataMap] = {}
         self._lock = threading.Lock()
+        # count(): raise a damaged last index file (a cut one, a lost index-0), or only note it here and count
+        # the readable prefix (errors="skip"/"truncate")
+        self.tolerate = False
+        self.damage: PychroError | None = None
 
     # -- index ---------------------------------------------------------------------------------------------
     def _index_view(self, n: int) -> np.ndarray | None:
@@ -240,13 +244,19 @@ class CycleFiles:
         return view
 
     def count(self) -> int:
-        """Committed messages right now: full index files, plus the first zero slot of the last one."""
+        """Committed messages right now: full index files, plus the first zero slot of the last one.
+
+        A damaged last index file (:meth:`pychro.Journal.index_damage`) raises, or with ``tolerate`` is kept
+        in :attr:`damage` while the readable prefix is counted.
+        """
         total = 0
         n = 0
         while True:
             view = self._index_view(n)
             if view is None:
                 if not self._later_index_exists(n):
+                    if n == 0:
+                        self._damaged(0, 0, 0)
                     break
                 # index files are created in order: look again (writers may have created this one and the
                 # next since the first look); still missing means it was lost
@@ -274,6 +284,7 @@ class CycleFiles:
             self._filled[n] = filled
             total += filled
             if filled < self._slots_per_file:
+                self._damaged(n, filled, total)
                 break
             n += 1
         return total
@@ -283,6 +294,11 @@ class CycleFiles:
         path = os.path.join(self.folder, L.index_file_name(n))
         filled, self._written[n] = count_filled(view, path, self._filled[n], self._written[n])
         return filled
+
+    def _damaged(self, n: int, filled: int, seq: int) -> None:
+        self.damage = self.journal.index_damage(self.cycle, n, filled, seq)
+        if self.damage is not None and not self.tolerate:
+            raise self.damage
 
     def _later_index_exists(self, n: int) -> bool:
         return os.path.lexists(os.path.join(self.folder, L.index_file_name(n + 1)))
