@@ -65,6 +65,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .journal import Journal
 
     journal = Journal(args.dir, _config(args))
+    if journal.check_layout():
+        print(f"journal          {journal.path}\nempty journal: no cycle folder yet")
+        return 0
     info = journal.info()
     if args.json:
         out = dict(info, cycles=[{k: (v.isoformat() if isinstance(v, _dt.datetime) else v)
@@ -105,7 +108,10 @@ def cmd_head_tail(args: argparse.Namespace) -> int:
     cfg = journal.config
     if args.n < 0:
         raise ValueError("-n must be >= 0")
-    start = _tail_start(journal, args.n) if args.command == "tail" else None
+    if journal.check_layout() and not args.follow:
+        print(f"pychro {args.command}: empty journal: no cycle folder yet", file=sys.stderr)
+        return 0
+    start = _tail_start(journal, args.n, args.errors == "raise") if args.command == "tail" else None
     shown = 0
     batches = frames.iter_batches(journal.path, schema, start=start, config=cfg, index=True, columns=args.columns,
                                   errors=args.errors, batch_rows=max(1, min(args.n, 65_536)), follow=args.follow,
@@ -123,11 +129,11 @@ def cmd_head_tail(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tail_start(journal: Any, n: int) -> int | None:
+def _tail_start(journal: Any, n: int, strict: bool = True) -> int | None:
     """Full index of the n-th message from the end (None when the journal holds fewer)."""
     remaining = n
     for cycle in reversed(journal.cycles()):
-        count = journal.count(cycle)
+        count = journal.count(cycle, strict=strict)
         if count >= remaining:
             return int(journal.config.index_of(cycle, count - remaining))
         remaining -= count
@@ -137,9 +143,14 @@ def _tail_start(journal: Any, n: int) -> int | None:
 def cmd_export(args: argparse.Namespace) -> int:
     from .frames import export
 
+    from .journal import Journal
+
     schema = _schema(args.schema)
+    cfg = _config(args)
+    if Journal(args.dir, cfg).check_layout():
+        print("pychro export: empty journal: no cycle folder yet", file=sys.stderr)
     rows = export.export(
-        args.dir, schema, args.to, date=args.date, start=args.start, end=args.end, config=_config(args),
+        args.dir, schema, args.to, date=args.date, start=args.start, end=args.end, config=cfg,
         partition_by=args.partition_by, compression=args.compression, progress=_progress(args),
         columns=args.columns, errors=args.errors, timestamp_column=args.timestamp_column,
     )

@@ -149,6 +149,9 @@ class Journal:
                     cycle=cycle, seq=total,
                 )
             mf = MappedFile.open_read(path, cfg.index_block_size)
+            if mf.size == cfg.index_block_size and os.path.getsize(path) > cfg.index_block_size:
+                mf.close()
+                raise self.oversized_index(path, os.path.getsize(path), cycle, total)
             try:
                 filled = mf.count_filled()  # no load from a page never written: it can fault on tmpfs
             finally:
@@ -188,10 +191,7 @@ class Journal:
             size = -1
         ctx = dict(path=path, cycle=cycle, seq=seq)
         if size > cfg.index_block_size:
-            return FormatError(
-                f"{L.index_file_name(n)} is {size} bytes, more than index_block_size={cfg.index_block_size}"
-                f"{self.block_size_hint() or ': entries past the block would be ignored'}", **ctx,
-            )
+            return self.oversized_index(path, size, cycle, seq)
         if size > 0 and size < cfg.index_block_size and filled == size // L.ENTRY_SIZE:
             return CorruptDataError(
                 f"{L.index_file_name(n)} is cut: {size} of {cfg.index_block_size} bytes, filled up to its end, so "
@@ -205,6 +205,14 @@ class Journal:
                     f"index-0 is {what} but {proof}: the index was lost (deleted, or not copied)", **ctx
                 )
         return None
+
+    def oversized_index(self, path: str, size: int, cycle: int, seq: int | None = None) -> FormatError:
+        """The error for an index file longer than ``index_block_size`` (its slots would be misnumbered)."""
+        return FormatError(
+            f"{os.path.basename(path)} is {size} bytes, more than index_block_size={self.config.index_block_size}"
+            f"{self.block_size_hint() or ': the journal was written with other settings'}",
+            path=path, cycle=cycle, seq=seq,
+        )
 
     def _unindexed_messages(self, cycle: int) -> str | None:
         """Why the data files of a cycle prove that a message was committed (None when they do not)."""
@@ -535,4 +543,6 @@ def open_journal(
     >>> j.cycle_infos()[0].messages  # doctest: +SKIP
     10
     """
-    return Journal(path, config, thread_id_bits)
+    journal = Journal(path, config, thread_id_bits)
+    journal.check_layout()
+    return journal

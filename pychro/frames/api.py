@@ -128,6 +128,7 @@ class _Read:
         if clash:
             raise ValueError(f"metadata columns {clash} clash with schema fields of the same name")
         self.journal = Journal(path, config, thread_id_bits)
+        self.empty = self.journal.check_layout()  # a folder that is not a journal raises, naming what it holds
         self.config = self.journal.config
         self.cycles, self.end_bound = select_cycles(self.journal, date, start, end)
         self.bounds = (date, start, end)

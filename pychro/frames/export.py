@@ -134,8 +134,10 @@ def _export(
     cfg = journal.config
     ranges = r.cycles
     stats = stats if stats is not None else ReadStats()
+    strict = errors == "raise"  # damaged index files raise before anything is written
     total_rows = sum(
-        (journal.count(c) if e is None else min(e, journal.count(c))) - s for c, s, e in ranges
+        (journal.count(c, strict=strict) if e is None else min(e, journal.count(c, strict=strict))) - s
+        for c, s, e in ranges
     )
     from .._progress import progress_bar
 
@@ -207,7 +209,8 @@ def _with_range(source: dict[str, Any], ranges: list[tuple[int, int, int | None]
     cfg = journal.config
     spans = []
     for cycle, first, stop in ranges:
-        end = journal.count(cycle) if stop is None else min(stop, journal.count(cycle))
+        count = journal.count(cycle, strict=False)  # damage was raised (or read past) by the read itself
+        end = count if stop is None else min(stop, count)
         if end > first:
             spans.append([cfg.index_of(cycle, first), cfg.index_of(cycle, end)])
     return dict(source, index_ranges=spans, first_index=spans[0][0] if spans else None,

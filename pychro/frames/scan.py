@@ -227,6 +227,9 @@ class CycleFiles:
             view = _map_u64(path, self.config.index_block_size)
             if view is None:
                 return None
+            if view.size == self._slots_per_file and os.path.getsize(path) > self.config.index_block_size:
+                # a longer file was written with a bigger index_block_size: its slots would be misnumbered
+                raise self.journal.oversized_index(path, os.path.getsize(path), self.cycle)
             self._index.append(view)
             self._filled.append(0)
             self._written.append(0)
@@ -277,7 +280,8 @@ class CycleFiles:
                 if filled < self._slots_per_file:
                     raise CorruptDataError(
                         f"index file {L.index_file_name(n)} has {filled} of {self._slots_per_file} entries "
-                        f"({view.size * L.ENTRY_SIZE} bytes) but {L.index_file_name(n + 1)} exists",
+                        f"({view.size * L.ENTRY_SIZE} bytes) but {L.index_file_name(n + 1)} exists"
+                        + self.journal.block_size_hint(),
                         path=os.path.join(self.folder, L.index_file_name(n)), cycle=self.cycle, seq=total + filled,
                         index=self.config.index_of(self.cycle, total + filled),
                     )
