@@ -142,7 +142,6 @@ def _tail_start(journal: Any, n: int, strict: bool = True) -> int | None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .frames import export
-
     from .journal import Journal
 
     schema = _schema(args.schema)
@@ -276,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="start", type=_when,
                    help="full index, or ISO date/time (UTC when naive): rows whose timestamp field is at or after it")
     p.add_argument("--to-index", "--until", dest="end", type=_when,
-                   help="end (exclusive): full index, or ISO date/time (UTC when naive) compared with the timestamp field")
+                   help="end (exclusive): full index, or ISO date/time (UTC when naive) compared with the "
+                        "timestamp field")
     p.add_argument("--timestamp-column", help="the timestamp_* field --from/--until compare with (default: the first)")
     _add_read_options(p)
     p.add_argument("--partition-by", choices=["date"])

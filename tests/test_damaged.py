@@ -205,7 +205,7 @@ def test_missing_index_file(journal: Path) -> None:
     # issue 13: the data files hold committed messages, so index-0 was lost: an error, not an empty cycle
     os.remove(journal / FOLDER / "index-0")
     with _reader(journal) as reader:
-        with pytest.raises(JournalNotFoundError, match="index-0 is missing but data-.* holds committed messages"):
+        with pytest.raises(JournalNotFoundError, match=r"index-0 is missing but data-.* holds committed messages"):
             reader.next_reader()
     with pytest.raises(JournalNotFoundError, match="index-0 is missing"):
         Journal(journal, thread_id_bits=16).count(DAY)
@@ -217,7 +217,7 @@ def test_short_index_file(journal: Path, size: int, visible: int) -> None:
     # issue 13: an index file cut inside its filled slots hides the messages after the cut: the readers
     # return the messages before it, then raise (an empty index-0 with committed data is a lost index)
     os.truncate(journal / FOLDER / "index-0", size)
-    error = (JournalNotFoundError, "index-0 is empty but") if size == 0 else (CorruptDataError, "index-0 is cut")
+    error = (JournalNotFoundError, r"index-0 is empty but") if size == 0 else (CorruptDataError, r"index-0 is cut")
     with _reader(journal) as reader:
         for _ in range(visible):
             reader.next_reader()

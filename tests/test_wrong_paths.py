@@ -67,7 +67,7 @@ def _readers(path: Path, config: Any = None) -> dict[str, Any]:
 # -- folders that are not journals ---------------------------------------------------------------------------
 def test_a_cycle_folder_is_not_a_journal(daily: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cycle = daily / "20240304"
-    for name, call in _readers(cycle).items():
+    for call in _readers(cycle).values():
         with pytest.raises(JournalNotFoundError, match=f"a cycle folder.*the journal is its parent folder {daily}"):
             call()
     assert not (daily / "never.parquet").exists()
@@ -79,7 +79,7 @@ def test_a_cycle_folder_is_not_a_journal(daily: Path, capsys: pytest.CaptureFixt
 
 
 def test_the_parent_of_a_journal_is_not_a_journal(daily: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for name, call in _readers(daily.parent).items():
+    for call in _readers(daily.parent).values():
         with pytest.raises(JournalNotFoundError, match="a folder of journals: j is a journal"):
             call()
     rc, _, err = _cli(capsys, "info", str(daily.parent))
@@ -89,10 +89,11 @@ def test_the_parent_of_a_journal_is_not_a_journal(daily: Path, capsys: pytest.Ca
 def test_a_folder_without_cycle_folders_names_what_it_holds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "2024-03-05").mkdir()
-    for name, call in _readers(tmp_path).items():
-        with pytest.raises(JournalNotFoundError, match=r"no cycle folder matches cycle_format 'yyyyMMdd'.*found 2024-03"):
+    what = r"no cycle folder matches cycle_format 'yyyyMMdd'.*found 2024-03"
+    for call in _readers(tmp_path).values():
+        with pytest.raises(JournalNotFoundError, match=what):
             call()
-    rc, out, err = _cli(capsys, "verify", str(tmp_path))
+    rc, out, _ = _cli(capsys, "verify", str(tmp_path))
     assert rc == 1 and "OK" not in out
 
 
@@ -111,8 +112,9 @@ def test_an_empty_journal_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_another_cycle_format_names_the_configuration_that_matches(daily: Path, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     hourly = pychro.VanillaConfig(cycle="HOURS")
-    for name, call in _readers(daily, hourly).items():
-        with pytest.raises(JournalNotFoundError, match=r"match cycle='DAYS' \(e.g. 20240304\).*VanillaConfig\(cycle='DAYS'\)"):
+    what = r"match cycle='DAYS' \(e.g. 20240304\).*VanillaConfig\(cycle='DAYS'\)"
+    for call in _readers(daily, hourly).values():
+        with pytest.raises(JournalNotFoundError, match=what):
             call()
     rc, out, err = _cli(capsys, "verify", str(daily), "--cycle", "HOURS")
     assert rc == 1 and out == "" and "--cycle DAYS" in err

@@ -14,9 +14,9 @@ from __future__ import annotations
 import collections
 import os
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
@@ -492,7 +492,8 @@ def read_table(
     --------
     >>> t = read_table(path, "w:int8,i:int32,l:int64,d:float64,s:string,c:char,a:stopbit,b:stopbit")  # doctest: +SKIP
     >>> t = read_table(path, schema, columns=["d", "s"], index=True, start=i0, end=i1)  # doctest: +SKIP
-    >>> t = read_table(path, "ts:timestamp_ms,px:float64", start="2024-03-05T09:00", end="2024-03-05T17:30")  # doctest: +SKIP
+    >>> t = read_table(path, "ts:timestamp_ms,px:float64",
+    ...                start="2024-03-05T09:00", end="2024-03-05T17:30")  # doctest: +SKIP
     """
     r = _Read(path, schema, date, start, end, columns, errors, index, metadata, config, thread_id_bits,
               timestamp_column)

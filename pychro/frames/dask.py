@@ -65,7 +65,8 @@ def _parts(
     journal, cfg, ranges = r.journal, r.config, r.cycles
     parts = []
     for cycle, first, stop in ranges:
-        count = journal.count(cycle, strict=errors == "raise")  # the snapshot: rows committed later are not part of this frame
+        # the snapshot: rows committed later are not part of this frame
+        count = journal.count(cycle, strict=errors == "raise")
         last = count if stop is None else min(stop, count)
         for s in range(first, last, partition_rows):
             parts.append(
