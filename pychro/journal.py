@@ -358,6 +358,14 @@ class Journal:
 
     def missing_data_hint(self) -> str:
         """A sentence for errors about a missing data file: what thread-id bits the entries suggest."""
+        sizes = {os.path.getsize(os.path.join(self.cycle_path(c), L.data_file_name(*t)))
+                 for c in self.cycles()[-2:] for t in self.data_files(c)[:8]}
+        if len(sizes) == 1:
+            size = sizes.pop()
+            if size != self.config.data_block_size and size >= 1024 and size & (size - 1) == 0:
+                return (f"every data file is {size} bytes: the journal was probably written with "
+                        f"data_block_size={size} (pass config=VanillaConfig(data_block_size={size}), "
+                        f"pychro --data-block-size {size})")
         detected = self.detect_thread_id_bits(self.config.with_thread_id_bits(self.config.thread_id_bits or 16))
         if detected is not None and detected != self.config.thread_id_bits:
             return (
