@@ -22,6 +22,7 @@ import pytest
 import pychro
 from pychro.cli import main
 from pychro.frames import ReadStats, iter_batches, read_frame, read_table
+from pychro.frames import timerange
 from pychro.frames.export import to_csv, to_ipc, to_parquet
 
 S = "ts:timestamp_ms,sym:string,px:float64,ts2:timestamp_us"
@@ -42,6 +43,18 @@ def _frame(n: int, seed: int, shuffle_within_day: bool = False) -> pd.DataFrame:
                          "ts2": ts + pd.to_timedelta(rng.integers(0, 999, n), unit="us")})
 
 
+@pytest.fixture(autouse=True, params=["scan", "sample"])
+def search(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: days short enough to be scanned whole, and the sampled binary search (small settings
+    so that these days take that path: 64 samples, 16 rows of margin)."""
+    if request.param == "sample":
+        monkeypatch.setattr(timerange, "SMALL_SPAN", 256)
+        monkeypatch.setattr(timerange, "SAMPLES", 64)
+        monkeypatch.setattr(timerange, "MARGIN", 16)
+        monkeypatch.setattr(timerange, "SCAN_ROWS", 100)
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
 def three_days(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     root = tmp_path_factory.mktemp("time-range") / "j"
@@ -58,6 +71,18 @@ def _want(full: pd.DataFrame, t0: Any = T0, t1: Any = T1, column: str = "ts") ->
     if t1 is not None:
         keep &= (full[column] < t1).to_numpy()
     return full[keep].reset_index(drop=True)
+
+
+def _narrow(root: Path) -> tuple[int, int, bool]:
+    """timerange.narrow on 2024-03-05 for 09:00-17:30: (first seq, end seq, timestamps in order)."""
+    from pychro.frames.api import _Read
+    from pychro.frames.decode import Plan
+    from pychro.frames.scan import CycleFiles
+
+    r = _Read(root, S, None, ISO0, ISO1, None, "raise", False, None, None, None)
+    files = CycleFiles(r.journal, pychro.open(root).cycles()[1])
+    assert r.time is not None
+    return timerange.narrow(files, r.time, Plan(r.schema, ["ts"]), 0, files.count())
 
 
 def _same(got: Any, want: pd.DataFrame) -> None:
@@ -77,6 +102,8 @@ def test_every_read_path_returns_exactly_the_rows_in_range(three_days: tuple[Pat
     stats = ReadStats()
     read_table(root, S, start=ISO0, end=ISO1, stats=stats)
     assert stats.rows == len(want) and stats.cycles == 1
+    day = int(full.ts.searchsorted(pd.Timestamp("2024-03-05", tz="UTC")))
+    assert _narrow(root) == (int(full.ts.searchsorted(T0)) - day, int(full.ts.searchsorted(T1)) - day, True)
 
 
 def test_bounds_are_utc_when_naive_and_converted_when_aware(three_days: tuple[Path, pd.DataFrame]) -> None:
@@ -186,6 +213,22 @@ def test_unordered_timestamps_fall_back_to_a_filter(tmp_path: Path) -> None:
     _same(read_frame(root, S, start=ISO0, end=ISO1, batch_rows=500), _want(full))
     _same(pa.Table.from_batches(list(iter_batches(root, S, start=ISO0, end=ISO1, threads=2, batch_rows=300))),
           _want(full))
+
+
+def test_disorder_near_a_bound_is_found_and_filtered(tmp_path: Path, search: str) -> None:
+    """Samples in order but rows around 09:00 swapped (two writers committing out of step): the window check
+    sees it and the day is filtered instead; the result is exact either way."""
+    frame = _frame(9_000, 4)
+    near = int(frame.ts.searchsorted(T0))
+    day = int(frame.ts.searchsorted(pd.Timestamp("2024-03-05", tz="UTC")))  # seq 0 of 2024-03-05
+    order = np.arange(len(frame))
+    order[[near - 3, near + 2]] = order[[near + 2, near - 3]]  # one row after 09:00 now comes before one before
+    root = tmp_path / "j"
+    pychro.write_frame(frame.iloc[order].reset_index(drop=True), root, S)
+    full = read_frame(root, S)
+    _same(read_frame(root, S, start=ISO0, end=ISO1), _want(full))
+    first, end, ordered = _narrow(root)
+    assert not ordered and (first, end) == (near - 3 - day, int(frame.ts.searchsorted(T1)) - day)
 
 
 def test_cycles_and_rows_outside_the_range_are_not_decoded(tmp_path: Path) -> None:

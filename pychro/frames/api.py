@@ -132,6 +132,8 @@ class _Read:
         self.config = self.journal.config
         self.cycles, self.end_bound = select_cycles(self.journal, date, start, end)
         self.bounds = (date, start, end)
+        # the timestamp column alone is fixed-size: one thread unless the message has variable-size fields
+        self.range_threads = 1 if self.plan.fixed_size is not None else max(1, min(2, os.cpu_count() or 1))
         if self.time is not None and time is None and narrow_rows:
             self.cycles = self._narrow(self.time)
         arrow = self.schema.to_arrow()
@@ -153,7 +155,7 @@ class _Read:
             files.tolerate = self.errors != "raise"
             count = files.count()
             stop = count if hi is None else min(hi, count)
-            first, end, _ = narrow(files, tf, ts_plan, lo, stop)
+            first, end, _ = narrow(files, tf, ts_plan, lo, stop, self.range_threads)
             if end > first:
                 out.append((cycle, first, end))
         return out

@@ -338,6 +338,21 @@ class CycleFiles:
             yield seq, out
             seq += stop
 
+    def entries_at(self, seqs: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64] | None:
+        """The entries of some committed seqs (a copy); None when a slot is empty or gone (let a contiguous read
+        report that damage precisely)."""
+        per_file = self._slots_per_file
+        out = empty(seqs.size, U8)
+        numbers = seqs // per_file
+        for n in np.unique(numbers).tolist():
+            view = self._index_view(n)
+            pick = numbers == n
+            slots = seqs[pick] - n * per_file
+            if view is None or int(slots.max()) >= view.size:
+                return None
+            out[pick] = view[slots]
+        return out if bool(out.all()) else None
+
     # -- data ----------------------------------------------------------------------------------------------
     def data(self, key: int, *, refresh: bool = False) -> DataMap:
         """The data file of index entries with ``entry >> data_bits == key`` (tid and file number)."""

@@ -25,7 +25,10 @@ __all__ = ["TimeFilter", "as_date", "is_time_bound", "narrow", "time_filter"]
 _UTC = _dt.UTC
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
-SCAN_ROWS = 1 << 20  # rows of the timestamp column decoded at once while looking for the bounds
+SCAN_ROWS = 1 << 18  # rows of the timestamp column decoded at once while looking for the bounds
+SAMPLES = 4096  # rows sampled over a cycle to see whether its timestamps are in order
+MARGIN = 4096  # rows on each side of the bounds' sample interval checked to be in order too
+SMALL_SPAN = 1 << 17  # spans up to this many rows are scanned whole (as cheap as sampling)
 
 
 def parse_when(value: Any, what: str) -> Any:
@@ -129,48 +132,129 @@ def time_filter(schema: S.Schema, start: Any, end: Any, timestamp_column: str | 
 
 
 def narrow(
-    files: Any, tf: TimeFilter, plan: Any, seq_lo: int, seq_hi: int
+    files: Any, tf: TimeFilter, plan: Any, seq_lo: int, seq_hi: int, threads: int = 1
 ) -> tuple[int, int, bool]:
-    """``(first seq, end seq, exact)`` of the rows of ``[seq_lo, seq_hi)`` in range, from the timestamp column.
+    """``(first seq, end seq, ordered)`` of the rows of ``[seq_lo, seq_hi)`` whose timestamp is in range.
 
-    ``exact``: the timestamps are non-decreasing over the whole span (checked on every row), so every row of
-    the result is in range. Rows that do not match the schema are passed over here (the read itself applies
-    ``errors=`` to the rows it returns). Nothing in range gives an empty span.
+    Binary search, when the timestamps are non-decreasing in index order: :data:`SAMPLES` rows spread over
+    the span are decoded (the timestamp column only); if they are in order, the rows from the sample before
+    the first bound to the sample after the last, plus :data:`MARGIN` rows on each side, are decoded and
+    checked to be in order too, and the bounds are searched among them. Otherwise (or for short spans) the
+    timestamp column of the whole span is decoded and the first and last row in range are taken, the rows in
+    between then being filtered. Rows that do not match the schema are passed over here (the read itself
+    applies ``errors=`` to the rows it returns). Nothing in range gives an empty span.
     """
+    n = seq_hi - seq_lo
+    if n > SMALL_SPAN:
+        found = _by_samples(files, tf, plan, seq_lo, seq_hi, threads)
+        if found is not None:
+            return found
+    return _scan(files, tf, plan, seq_lo, seq_hi, threads)
+
+
+def _by_samples(
+    files: Any, tf: TimeFilter, plan: Any, seq_lo: int, seq_hi: int, threads: int
+) -> tuple[int, int, bool] | None:
+    """The bounds found by sampling then verifying; None when the samples or the window are out of order."""
+    from ..errors import PychroError
     from .batch import decode_batch
 
-    first: int | None = None
-    last = -1  # last seq in range
-    sorted_ = True
-    prev: int | None = None
-    for seq0, entries in files.entries(seq_lo, seq_hi, SCAN_ROWS):
-        out = decode_batch(plan, files, seq0, entries, "skip")
+    seqs = np.unique(seq_lo + (np.arange(SAMPLES, dtype=np.int64) * (seq_hi - 1 - seq_lo)) // (SAMPLES - 1))
+    entries = files.entries_at(seqs)
+    if entries is None:
+        return None
+    try:
+        out = decode_batch(plan, files, seq_lo, entries, "skip")
+    except PychroError:
+        return None  # damage among the samples: the contiguous scan reports it at its seq
+    if out.n < 2:
+        return None
+    ts = tf.values(out.columns[tf.column])
+    kept = seqs if out.rows is None else seqs[out.rows]
+    if not bool((ts[1:] >= ts[:-1]).all()):
+        return None
+    # the first bound lies after the last sample below it, the end bound before the first sample at or above it
+    a = 0 if tf.lo is None else int(np.searchsorted(ts, tf.lo, "left"))
+    b = ts.size if tf.hi is None else int(np.searchsorted(ts, tf.hi, "left"))
+    lo = seq_lo if a == 0 else int(kept[a - 1])
+    hi = seq_hi if b == ts.size else int(kept[b]) + 1
+    lo, hi = max(seq_lo, lo - MARGIN), min(seq_hi, hi + MARGIN)
+    first, end, ordered = _scan(files, tf, plan, lo, hi, threads)
+    if not ordered:
+        return None
+    # in order everywhere it was looked at: rows before the window are below the range, rows after it above
+    return (first, end, True) if end > first else (seq_lo, seq_lo, True)
+
+
+def _scan(
+    files: Any, tf: TimeFilter, plan: Any, seq_lo: int, seq_hi: int, threads: int
+) -> tuple[int, int, bool]:
+    """Decode the timestamp column of ``[seq_lo, seq_hi)``: (first, end) in range, and whether it is ordered.
+
+    With ``threads > 1`` batches of the column decode side by side (the decoder releases the GIL), at most
+    ``2 * threads`` ahead.
+    """
+    import collections
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from .batch import decode_batch
+
+    state = _State()
+    tasks = files.entries(seq_lo, seq_hi, SCAN_ROWS)
+    if threads <= 1:
+        for seq0, entries in tasks:
+            state.update(tf, seq0, decode_batch(plan, files, seq0, entries, "skip"))
+    else:
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="pychro-range")
+        pending: collections.deque[tuple[int, Future[Any]]] = collections.deque()
+        try:
+            for seq0, entries in tasks:
+                pending.append((seq0, pool.submit(decode_batch, plan, files, seq0, entries, "skip")))
+                if len(pending) >= 2 * threads:
+                    done_seq0, fut = pending.popleft()
+                    state.update(tf, done_seq0, fut.result())
+            while pending:
+                done_seq0, fut = pending.popleft()
+                state.update(tf, done_seq0, fut.result())
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True)
+    if state.first is None:
+        return seq_lo, seq_lo, state.sorted
+    return state.first, state.last + 1, state.sorted
+
+
+class _State:
+    """What the batches of the timestamp column seen so far (in index order) say."""
+
+    def __init__(self) -> None:
+        self.first: int | None = None  # first seq in range
+        self.last = -1  # last seq in range
+        self.sorted = True  # non-decreasing so far
+        self.prev: int | None = None  # the last value seen
+
+    def update(self, tf: TimeFilter, seq0: int, out: Any) -> None:
         if not out.n:
-            continue
+            return
         ts = tf.values(out.columns[tf.column])
         rows = np.arange(out.n, dtype=np.int64) if out.rows is None else out.rows
-        if sorted_:
-            sorted_ = (prev is None or int(ts[0]) >= prev) and bool((ts[1:] >= ts[:-1]).all())
-        prev = int(ts[-1])
-        if sorted_:
-            # non-decreasing so far: binary search for the bounds
+        if self.sorted:
+            self.sorted = (self.prev is None or int(ts[0]) >= self.prev) and bool((ts[1:] >= ts[:-1]).all())
+        self.prev = int(ts[-1])
+        if self.sorted:  # non-decreasing: binary search for the bounds
             a = 0 if tf.lo is None else int(np.searchsorted(ts, tf.lo, "left"))
             b = ts.size if tf.hi is None else int(np.searchsorted(ts, tf.hi, "left"))
-            if a < b:
-                if first is None:
-                    first = seq0 + int(rows[a])
-                last = seq0 + int(rows[b - 1])
-        else:
+            hits = (a, b - 1) if a < b else None
+        else:  # a filter
             mask = np.ones(ts.size, np.bool_)
             if tf.lo is not None:
                 mask &= ts >= tf.lo
             if tf.hi is not None:
                 mask &= ts < tf.hi
-            hits = np.flatnonzero(mask)
-            if hits.size:
-                if first is None:
-                    first = seq0 + int(rows[hits[0]])
-                last = seq0 + int(rows[hits[-1]])
-    if first is None:
-        return seq_lo, seq_lo, sorted_
-    return first, last + 1, sorted_
+            found = np.flatnonzero(mask)
+            hits = (int(found[0]), int(found[-1])) if found.size else None
+        if hits is not None:
+            if self.first is None:
+                self.first = seq0 + int(rows[hits[0]])
+            self.last = seq0 + int(rows[hits[1]])
