@@ -21,8 +21,7 @@ import pytest
 
 import pychro
 from pychro.cli import main
-from pychro.frames import ReadStats, iter_batches, read_frame, read_table
-from pychro.frames import timerange
+from pychro.frames import ReadStats, iter_batches, read_frame, read_table, timerange
 from pychro.frames.export import to_csv, to_ipc, to_parquet
 
 S = "ts:timestamp_ms,sym:string,px:float64,ts2:timestamp_us"
