@@ -445,8 +445,8 @@ def read_table(
         the **rows** whose timestamp field (the schema's first ``timestamp_*`` field, or ``timestamp_column``)
         is in ``[start, end)`` (``end`` exclusive), looked for in the cycles overlapping that range only;
         a schema without a timestamp field then raises ValueError. Inside a cycle the range only partly
-        covers, only the timestamp column is decoded to find the bounds (binary search when it is
-        non-decreasing, checked; else the rows are filtered).
+        covers, the bounds come from the timestamp column alone: binary search when it is non-decreasing
+        (checked on samples and around the bounds, see :mod:`pychro.frames.timerange`), else a filter.
     columns : list of str, optional
         Columns to return, in this order. Other fields are passed over without being decoded.
     errors : {"raise", "skip", "truncate"}

@@ -1,13 +1,15 @@
 """Time ranges: ``start``/``end`` given as datetimes select rows by the schema's timestamp field.
 
 A datetime bound selects the cycles overlapping ``[start, end)`` (other cycles are not opened) and, inside
-them, the rows whose timestamp field is in ``[start, end)`` (``end`` exclusive, as for full indices). In a
-cycle the range only partly covers, the timestamp column alone is decoded (in large batches, through the same
-batch decoder as every read) to find the first and last row in range: when the timestamps are non-decreasing in
-index order (checked on every row of that column) the rows in between are exactly the result and are found by
-binary search (``numpy.searchsorted``); otherwise the rows in between are read and filtered. Every batch
-returned is also masked by the range (a cheap compare), so a row whose timestamp lies outside its cycle's span
-is never returned by mistake.
+them, the rows whose timestamp field is in ``[start, end)`` (``end`` exclusive, as for full indices). A cycle
+the range covers whole is read whole. In a cycle the range covers only in part, the bounds are found from the
+timestamp column alone (decoded through the same batch decoder as every read): by binary search when the
+timestamps are non-decreasing in index order - :data:`SAMPLES` rows spread over the cycle must be, and so must
+every row from the sample before the first bound to the sample after the last plus :data:`MARGIN` rows on each
+side - else (or for short cycles) by decoding the cycle's timestamp column whole, the rows between the first and
+last match then being filtered. Every batch returned is masked by the range too (a cheap compare), so no row
+outside it is ever returned. What sampling cannot see is a small run of rows out of order far from the bounds
+and between two samples (say, a few rows backfilled at the end of a day): such rows are not found.
 """
 
 from __future__ import annotations
