@@ -105,6 +105,13 @@ def test_every_read_path_returns_exactly_the_rows_in_range(three_days: tuple[Pat
     assert _narrow(root) == (int(full.ts.searchsorted(T0)) - day, int(full.ts.searchsorted(T1)) - day, True)
 
 
+@pytest.mark.timeout(60)
+def test_follow_with_a_datetime_end_ends_once_a_later_cycle_exists(three_days: tuple[Path, pd.DataFrame]) -> None:
+    root, full = three_days
+    batches = iter_batches(root, S, start=ISO0, end=ISO1, follow=True, poll_interval=0.01)
+    _same(pa.Table.from_batches(list(batches)), _want(full))
+
+
 def test_bounds_are_utc_when_naive_and_converted_when_aware(three_days: tuple[Path, pd.DataFrame]) -> None:
     root, full = three_days
     want = _want(full)

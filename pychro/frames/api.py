@@ -256,6 +256,13 @@ def _follow(
             continue
         if hi is not None and cycle is not None and (cycle > hi[0] or (cycle == hi[0] and seq >= hi[1])):
             return  # nothing at or after the position can fall inside the end bound
+        if hi is not None and files is not None and any(c > files.cycle and c >= hi[0] for c in r.journal.cycles()):
+            # a folder at or past the end bound exists: the cycle being read is over once one more count of it
+            # finds nothing new (as when moving on to a newer cycle), and nothing later is in range
+            count = files.count()
+            if count <= seq:
+                return
+            continue
         time.sleep(poll_interval)
 
 
