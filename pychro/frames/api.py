@@ -161,7 +161,7 @@ class _Read:
         return out
 
     def filter(self, batch: Any, out: BatchOut) -> Any:
-        """Drop the rows whose timestamp is out of range (None when there is no time range)."""
+        """The batch without the rows whose timestamp is out of range (as it is when there is no time range)."""
         tf = self.time
         if tf is None:
             return batch
