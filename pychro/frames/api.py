@@ -66,8 +66,9 @@ class ReadStats:
     truncated : bool
         ``errors="truncate"`` stopped the read before the end.
     index_damage : list of str
-        Damaged index files read past with ``errors="skip"`` (the readable prefix of the cycle was read, the
-        rest of it skipped) or ``"truncate"`` (the read stopped after that prefix); each is also warned about.
+        Damaged index files (cut short, or a lost ``index-0``) read past with ``errors="skip"`` or
+        ``"truncate"``: the readable prefix of that cycle was read, the rest of it skipped, and the read went
+        on; each is also warned about (:class:`~pychro.errors.PychroWarning`).
     slow_path_strings : int
         Strings decoded on the per-row CESU-8 path (Java's encoding of characters outside the BMP).
     replaced_surrogates : int
@@ -200,14 +201,11 @@ def _tasks(
         yield from ((files, seq0, e) for seq0, e in files.entries(lo, stop, batch_rows))
         last_cycle, last_seq = cycle, stop
         if files.damage is not None:
-            # errors="skip"/"truncate": the readable prefix of the cycle was read; say what was not
-            what = "skipped the rest of the cycle" if r.errors == "skip" else "stopped the read there"
+            # errors="skip"/"truncate" (which is about messages that do not match the schema): the readable
+            # prefix of the cycle was read and the read goes on; say what was not read
             stats.index_damage.append(str(files.damage))
-            warnings.warn(f"{files.damage}; read the {count} messages before it and {what} (errors={r.errors!r})",
-                          PychroWarning, stacklevel=2)
-            if r.errors == "truncate":
-                stats.truncated = True
-                return
+            warnings.warn(f"{files.damage}; read the {count} messages before it and skipped the rest of that "
+                          f"cycle (errors={r.errors!r})", PychroWarning, stacklevel=2)
         if hi is not None and hi <= count:
             last_seq = -1  # this cycle's end bound was reached
         # no files.close(): batches still decoding in the pool use these maps; they go with the last batch
