@@ -65,6 +65,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .journal import Journal
 
     journal = Journal(args.dir, _config(args))
+    if journal.check_layout():
+        print(f"journal          {journal.path}\nempty journal: no cycle folder yet")
+        return 0
     info = journal.info()
     if args.json:
         out = dict(info, cycles=[{k: (v.isoformat() if isinstance(v, _dt.datetime) else v)
@@ -105,10 +108,14 @@ def cmd_head_tail(args: argparse.Namespace) -> int:
     cfg = journal.config
     if args.n < 0:
         raise ValueError("-n must be >= 0")
-    start = _tail_start(journal, args.n) if args.command == "tail" else None
+    if journal.check_layout() and not args.follow:
+        print(f"pychro {args.command}: empty journal: no cycle folder yet", file=sys.stderr)
+        return 0
+    start = _tail_start(journal, args.n, args.errors == "raise") if args.command == "tail" else None
     shown = 0
-    batches = frames.iter_batches(journal.path, schema, start=start, config=cfg, index=True,
-                                  batch_rows=max(1, min(args.n, 65_536)), follow=args.follow, poll_interval=0.2)
+    batches = frames.iter_batches(journal.path, schema, start=start, config=cfg, index=True, columns=args.columns,
+                                  errors=args.errors, batch_rows=max(1, min(args.n, 65_536)), follow=args.follow,
+                                  poll_interval=0.2)
     header = True
     for batch in batches:
         if not args.follow:
@@ -122,11 +129,11 @@ def cmd_head_tail(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tail_start(journal: Any, n: int) -> int | None:
+def _tail_start(journal: Any, n: int, strict: bool = True) -> int | None:
     """Full index of the n-th message from the end (None when the journal holds fewer)."""
     remaining = n
     for cycle in reversed(journal.cycles()):
-        count = journal.count(cycle)
+        count = journal.count(cycle, strict=strict)
         if count >= remaining:
             return int(journal.config.index_of(cycle, count - remaining))
         remaining -= count
@@ -135,11 +142,16 @@ def _tail_start(journal: Any, n: int) -> int | None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .frames import export
+    from .journal import Journal
 
     schema = _schema(args.schema)
+    cfg = _config(args)
+    if Journal(args.dir, cfg).check_layout():
+        print("pychro export: empty journal: no cycle folder yet", file=sys.stderr)
     rows = export.export(
-        args.dir, schema, args.to, date=args.date, start=args.start, end=args.end, config=_config(args),
+        args.dir, schema, args.to, date=args.date, start=args.start, end=args.end, config=cfg,
         partition_by=args.partition_by, compression=args.compression, progress=_progress(args),
+        columns=args.columns, errors=args.errors, timestamp_column=args.timestamp_column,
     )
     print(f"exported {rows:,} rows to {args.to}")
     return 0
@@ -204,6 +216,19 @@ def cmd_replicate(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------------------------------
+def _columns(text: str) -> list[str]:
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("--columns needs at least one field name")
+    return names
+
+
+def _add_read_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--columns", type=_columns, help="comma-separated fields to show/export (default: all)")
+    p.add_argument("--errors", choices=["raise", "skip", "truncate"], default="raise",
+                   help="messages that do not match the schema: fail (default), drop them, or stop before the first")
+
+
 def _add_config(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("journal format (defaults equal Java's)")
     g.add_argument("--cycle", choices=["DAYS", "HOURS", "MINUTES", "SECONDS"])
@@ -239,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--schema", required=True, help='"ts:timestamp_ms,px:float64,..." or a JSON file')
         p.add_argument("-n", type=int, default=10)
         p.add_argument("-f", "--follow", action="store_true", help="keep printing new messages")
+        _add_read_options(p)
         p.set_defaults(func=cmd_head_tail)
 
     p = sub.add_parser("export", help="write messages to .parquet, .arrow/.feather or .csv")
@@ -246,8 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", required=True)
     p.add_argument("--to", required=True, help="output file (format from its extension) or folder")
     p.add_argument("--date", type=_date)
-    p.add_argument("--from", dest="start", type=_when, help="full index or ISO date/time")
-    p.add_argument("--to-index", "--until", dest="end", type=_when, help="end (exclusive): full index or ISO time")
+    p.add_argument("--from", dest="start", type=_when,
+                   help="full index, or ISO date/time (UTC when naive): rows whose timestamp field is at or after it")
+    p.add_argument("--to-index", "--until", dest="end", type=_when,
+                   help="end (exclusive): full index, or ISO date/time (UTC when naive) compared with the "
+                        "timestamp field")
+    p.add_argument("--timestamp-column", help="the timestamp_* field --from/--until compare with (default: the first)")
+    _add_read_options(p)
     p.add_argument("--partition-by", choices=["date"])
     p.add_argument("--compression", default=None)
     p.set_defaults(func=cmd_export)
@@ -298,7 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (PychroError, OSError) as exc:
-        print(f"pychro {args.command}: error: {exc}", file=sys.stderr)
+        # advice in library messages names the Python argument; here the option is --errors
+        text = str(exc).replace("errors='skip' or 'truncate'", "--errors skip or --errors truncate")
+        print(f"pychro {args.command}: error: {text}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"pychro {args.command}: {exc}", file=sys.stderr)

@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import struct
 from dataclasses import dataclass
 from typing import Any
 
 from . import _layout as L
 from ._mapping import MappedFile
 from .config import VanillaConfig, resolve_config
-from .errors import CorruptDataError, FormatError, JournalNotFoundError
+from .errors import CorruptDataError, FormatError, JournalNotFoundError, PychroError
 
 __all__ = ["Cycle", "CycleInfo", "Journal", "open_journal"]
 
 _DETECT_SAMPLE = 64  # entries per index file sampled to detect thread-id bits
+_SHOWN = 5  # names quoted in a "not a journal" error
+# Folder layouts tried when no folder matches the configuration: (how to name it, VanillaConfig arguments)
+_OTHER_LAYOUTS: list[tuple[str, dict[str, Any], str]] = [
+    *((f"cycle={c!r}", {"cycle": c}, f"--cycle {c}") for c in ("DAYS", "HOURS", "MINUTES", "SECONDS")),
+    ("cycle=None, cycle_format='yyyy/MM/dd', cycle_length_ms=86400000",
+     {"cycle": None, "cycle_format": "yyyy/MM/dd", "cycle_length_ms": 86_400_000},
+     "--cycle-format yyyy/MM/dd --cycle-length-ms 86400000"),
+]
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,7 @@ class Journal:
         cycles = self.cycles()
         cfg = self.config
         span = f" ({cfg.folder_name(cycles[0])}..{cfg.folder_name(cycles[-1])})" if cycles else ""
-        messages = sum(self.count(c) for c in cycles)
+        messages = sum(self.count(c, strict=False) for c in cycles)
         return (
             f"<pychro.Journal {self.path!r} cycles={len(cycles)}{span} messages={messages} "
             f"thread_id_bits={cfg.thread_id_bits}>"
@@ -94,13 +103,7 @@ class Journal:
     # -- folders and files ---------------------------------------------------------------------------
     def cycles(self, config: VanillaConfig | None = None) -> list[int]:
         """Sorted cycles whose folder exists (folders whose name does not parse are ignored)."""
-        cfg = config or self.config
-        found: set[int] = set()
-        for rel in _walk_folders(self.path, cfg.folder_depth):
-            cycle = cfg.cycle_of_folder(rel)
-            if cycle is not None:
-                found.add(cycle)
-        return sorted(found)
+        return _cycles_at(self.path, config or self.config)
 
     def cycle_path(self, cycle: int) -> str:
         return os.path.join(self.path, *self.config.folder_name(cycle).split("/"))
@@ -120,17 +123,24 @@ class Journal:
         return os.path.join(self.cycle_path(cycle), L.data_file_name(tid, file_no))
 
     # -- counts --------------------------------------------------------------------------------------
-    def count(self, cycle: int) -> int:
+    def count(self, cycle: int, *, strict: bool = True) -> int:
         """Committed messages in a cycle: full index files, plus the first zero slot of the last one.
 
         Raises when an index file that is not full (or missing) is followed by another: index files are
-        created in order once the previous one is full, so that is damage hiding later messages.
+        created in order once the previous one is full, so that is damage hiding later messages. Also raises
+        (unless ``strict=False``, which counts the readable prefix) when the last index file was cut (shorter
+        than ``index_block_size`` and filled up to its end), is longer than the block, or when ``index-0`` is
+        missing while the data files hold committed messages (see :meth:`index_damage`).
         """
         cfg = self.config
         files = self.index_files(cycle)
         if files != list(range(len(files))):
             files = self.index_files(cycle)  # a listing can miss a file created while it ran: list again
         total = 0
+        if not files and strict:
+            damage = self.index_damage(cycle, 0, 0, 0)
+            if damage is not None:
+                raise damage
         for expect, n in enumerate(files):
             path = self.index_path(cycle, expect)
             if n != expect:
@@ -139,6 +149,9 @@ class Journal:
                     cycle=cycle, seq=total,
                 )
             mf = MappedFile.open_read(path, cfg.index_block_size)
+            if mf.size == cfg.index_block_size and os.path.getsize(path) > cfg.index_block_size:
+                mf.close()
+                raise self.oversized_index(path, os.path.getsize(path), cycle, total)
             try:
                 filled = mf.count_filled()  # no load from a page never written: it can fault on tmpfs
             finally:
@@ -148,10 +161,137 @@ class Journal:
                 if expect + 1 < len(files):
                     raise CorruptDataError(
                         f"{L.index_file_name(n)} ends at entry {filled} but {L.index_file_name(n + 1)} exists: "
-                        "the index is cut", path=path, cycle=cycle, seq=total,
+                        f"the index is cut{self.block_size_hint()}", path=path, cycle=cycle, seq=total,
                     )
+                if strict:
+                    damage = self.index_damage(cycle, n, filled, total)
+                    if damage is not None:
+                        raise damage
                 break
         return total
+
+    # -- damage and wrong configurations ------------------------------------------------------------------
+    def index_damage(self, cycle: int, n: int, filled: int, seq: int) -> PychroError | None:
+        """What is wrong with ``index-<n>``, the last index file of a cycle, where the count ends at ``filled``
+        (``seq`` in the cycle); None when nothing is.
+
+        * longer than ``index_block_size``: entries past the block would be ignored (a wrong configuration);
+        * cut: shorter than the block and filled up to its end, so later entries may be lost (a short copy).
+          A file of 0 bytes is one a writer has created but not yet extended (or was killed doing so): it
+          counts as empty, as a missing ``index-0`` does, unless the data files prove messages were committed;
+        * ``index-0`` missing or empty while a data file holds two committed messages, or a data file other
+          than the first of its thread exists: a writer creates ``index-0`` at its first commit, so the index
+          was lost.
+        """
+        cfg = self.config
+        path = self.index_path(cycle, n)
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            size = -1
+        ctx = dict(path=path, cycle=cycle, seq=seq)
+        if size > cfg.index_block_size:
+            return self.oversized_index(path, size, cycle, seq)
+        if size > 0 and size < cfg.index_block_size and filled == size // L.ENTRY_SIZE:
+            return CorruptDataError(
+                f"{L.index_file_name(n)} is cut: {size} of {cfg.index_block_size} bytes, filled up to its end, so "
+                f"entries after the first {filled} may be lost{self.block_size_hint()}", **ctx,
+            )
+        if n == 0 and filled == 0 and size <= 0:
+            proof = self._unindexed_messages(cycle)
+            if proof is not None:
+                what = "missing" if size < 0 else "empty"
+                return JournalNotFoundError(
+                    f"index-0 is {what} but {proof}: the index was lost (deleted, or not copied)", **ctx
+                )
+        return None
+
+    def oversized_index(self, path: str, size: int, cycle: int, seq: int | None = None) -> FormatError:
+        """The error for an index file longer than ``index_block_size`` (its slots would be misnumbered)."""
+        return FormatError(
+            f"{os.path.basename(path)} is {size} bytes, more than index_block_size={self.config.index_block_size}"
+            f"{self.block_size_hint() or ': the journal was written with other settings'}",
+            path=path, cycle=cycle, seq=seq,
+        )
+
+    def _unindexed_messages(self, cycle: int) -> str | None:
+        """Why the data files of a cycle prove that a message was committed (None when they do not)."""
+        folder = self.cycle_path(cycle)
+        for tid, file_no in self.data_files(cycle):
+            name = L.data_file_name(tid, file_no)
+            if file_no > 0:
+                return f"{name} exists (a writer moves to a second data file only after committing into the first)"
+            try:
+                with open(os.path.join(folder, name), "rb") as fh:
+                    first = fh.read(4)
+                    length = L.length_from_header(struct.unpack("<i", first)[0]) if len(first) == 4 else -1
+                    if length < 0:
+                        continue
+                    fh.seek((L.HEADER_SIZE + length + 3) & ~3)
+                    second = fh.read(4)
+            except OSError:
+                continue
+            if len(second) == 4 and struct.unpack("<i", second)[0] != 0:
+                return f"{name} holds committed messages"
+        return None
+
+    def block_size_hint(self) -> str:
+        """'; index_block_size=N would match ...' when every index file has one other power-of-two size."""
+        sizes: set[int] = set()
+        for cycle in self.cycles()[:8]:
+            for n in self.index_files(cycle)[:4]:
+                try:
+                    sizes.add(os.stat(self.index_path(cycle, n)).st_size)
+                except OSError:
+                    pass
+        sizes.discard(0)
+        if len(sizes) == 1:
+            size = sizes.pop()
+            if size != self.config.index_block_size and size >= 64 and size & (size - 1) == 0:
+                return (f"; every index file is {size} bytes: the journal was probably written with "
+                        f"index_block_size={size} (pass config=VanillaConfig(index_block_size={size}), "
+                        f"pychro --index-block-size {size})")
+        return ""
+
+    def check_layout(self) -> bool:
+        """Raise :class:`JournalNotFoundError` when the folder is not a journal under this configuration.
+
+        Returns True for an empty journal (a folder with nothing in it yet but dotfiles), False for a journal
+        with cycle folders. The error names what was found: a cycle folder's files (the journal is its
+        parent), journals inside it (the folder is a parent), or folders that another configuration (cycle,
+        folder format) would read, naming that configuration.
+        """
+        if self.cycles():
+            return False
+        names = sorted(n for n in _listdir(self.path) if not n.startswith("."))
+        if not names:
+            return True
+        raise JournalNotFoundError(self._not_a_journal(names), path=self.path)
+
+    def _not_a_journal(self, names: list[str]) -> str:
+        cfg = self.config
+        mine = f"cycle_format {cfg.cycle_format!r}" + (f" (cycle={cfg.cycle!r})" if cfg.cycle else "")
+        files = [n for n in names if L.parse_index_file_name(n) is not None or L.parse_data_file_name(n) is not None]
+        if files:
+            parent = os.path.dirname(os.path.abspath(self.path))
+            return (f"not a journal but a cycle folder: it holds {', '.join(files[:_SHOWN])}; the journal is "
+                    f"its parent folder {parent}")
+        layouts = [cfg] + [VanillaConfig(**kwargs) for _, kwargs, _ in _OTHER_LAYOUTS]
+        for label, kwargs, option in _OTHER_LAYOUTS:
+            other = VanillaConfig(**kwargs)
+            if other.cycle_format == cfg.cycle_format:
+                continue
+            found = [other.folder_name(c) for c in _cycles_at(self.path, other)]
+            if found:
+                return (f"no cycle folder matches {mine}, but {len(found)} match {label} (e.g. {found[0]}): "
+                        f"pass config=VanillaConfig({label}) (pychro {option})")
+        inner = [name for name in names if os.path.isdir(os.path.join(self.path, name))
+                 and any(_cycles_at(os.path.join(self.path, name), c) for c in layouts)]
+        if inner:
+            return (f"not a journal but a folder of journals: {', '.join(inner[:_SHOWN])} "
+                    f"{'is a journal' if len(inner) == 1 else 'are journals'}; give one of them")
+        shown = ", ".join(names[:_SHOWN]) + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+        return f"not a journal: no cycle folder matches {mine} (found {shown})"
 
     def end_index(self) -> int | None:
         """Index one past the last committed message of the newest non-empty cycle (None when empty)."""
@@ -218,6 +358,14 @@ class Journal:
 
     def missing_data_hint(self) -> str:
         """A sentence for errors about a missing data file: what thread-id bits the entries suggest."""
+        sizes = {os.path.getsize(os.path.join(self.cycle_path(c), L.data_file_name(*t)))
+                 for c in self.cycles()[-2:] for t in self.data_files(c)[:8]}
+        if len(sizes) == 1:
+            size = sizes.pop()
+            if size != self.config.data_block_size and size >= 1024 and size & (size - 1) == 0:
+                return (f"every data file is {size} bytes: the journal was probably written with "
+                        f"data_block_size={size} (pass config=VanillaConfig(data_block_size={size}), "
+                        f"pychro --data-block-size {size})")
         detected = self.detect_thread_id_bits(self.config.with_thread_id_bits(self.config.thread_id_bits or 16))
         if detected is not None and detected != self.config.thread_id_bits:
             return (
@@ -341,6 +489,16 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
+def _cycles_at(path: str, cfg: VanillaConfig) -> list[int]:
+    """Sorted cycles of the folders under ``path`` whose names ``cfg`` writes (others are ignored)."""
+    found: set[int] = set()
+    for rel in _walk_folders(path, cfg.folder_depth):
+        cycle = cfg.cycle_of_folder(rel)
+        if cycle is not None:
+            found.add(cycle)
+    return sorted(found)
+
+
 def _walk_folders(base: str, depth: int, prefix: str = "") -> list[str]:
     """Relative paths of the folders exactly ``depth`` levels below ``base``."""
     out = []
@@ -393,4 +551,6 @@ def open_journal(
     >>> j.cycle_infos()[0].messages  # doctest: +SKIP
     10
     """
-    return Journal(path, config, thread_id_bits)
+    journal = Journal(path, config, thread_id_bits)
+    journal.check_layout()
+    return journal

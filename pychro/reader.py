@@ -90,6 +90,7 @@ class VanillaChronicleReader:
         if full_index is not None and date is not None:
             raise ValueError("give date or full_index, not both")
         self._journal = Journal(base_dir, config, thread_id_bits)
+        self._journal.check_layout()  # a folder that is not a journal (or another configuration's) raises
         self.config = self._journal.config
         self.polling_interval = polling_interval
         self._clock = clock or (clock_from_utcnow(utcnow) if utcnow else wall_clock_ms)
@@ -332,6 +333,10 @@ class VanillaChronicleReader:
         n = seq >> self._slot_bits
         later = os.path.join(self._cycle_dir, L.index_file_name(n + 1))  # type: ignore[arg-type]
         if not os.path.lexists(later):
+            # the last index file: cut short, longer than the block, or a lost index-0 (Journal.index_damage)
+            damage = self._journal.index_damage(self._cycle, n, seq & self._slot_mask, seq)  # type: ignore[arg-type]
+            if damage is not None and not self._load_entry(seq):
+                raise damage
             return
         if self._load_entry(seq):  # filled meanwhile: the next look reads it
             return
@@ -343,7 +348,7 @@ class VanillaChronicleReader:
             )
         raise CorruptDataError(
             f"{L.index_file_name(n)} ends at entry {seq & self._slot_mask} ({os.path.getsize(path)} bytes) but "
-            f"{L.index_file_name(n + 1)} exists: the index is cut", **ctx
+            f"{L.index_file_name(n + 1)} exists: the index is cut{self._journal.block_size_hint()}", **ctx
         )
 
     def _load_entry(self, seq: int) -> int:
@@ -360,9 +365,13 @@ class VanillaChronicleReader:
         while len(self._index_maps) <= n:
             path = os.path.join(self._cycle_dir, L.index_file_name(len(self._index_maps)))  # type: ignore[arg-type]
             try:
-                self._index_maps.append(MappedFile.open_read(path, self.config.index_block_size))
+                mf = MappedFile.open_read(path, self.config.index_block_size)
             except JournalNotFoundError:
                 return False
+            if mf.size == self.config.index_block_size and os.path.getsize(path) > mf.size:
+                mf.close()  # written with a bigger index_block_size: its slots would be misnumbered
+                raise self._journal.oversized_index(path, os.path.getsize(path), self._cycle, self._seq)  # type: ignore[arg-type]
+            self._index_maps.append(mf)
         mf = self._index_maps[n]
         if slot * L.ENTRY_SIZE + L.ENTRY_SIZE > mf.size:
             self._slots = None

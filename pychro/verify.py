@@ -63,6 +63,7 @@ class VerifyReport:
     thread_id_bits: int
     cycles: list[CycleReport] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)  # journal-level (not tied to one cycle)
+    empty: bool = False  # a journal folder with nothing in it yet (no cycle folder)
 
     @property
     def ok(self) -> bool:
@@ -80,7 +81,10 @@ class VerifyReport:
             lines.append(f"  {c.folder}: {c.valid:,} valid of {c.messages:,} messages - {state}")
         lines.extend(f"  ! {p}" for p in self.problems)
         first = self.first_problem
-        lines.append("OK" if first is None else f"FIRST PROBLEM: {first}")
+        if first is None and self.empty:
+            lines.append("empty journal: no cycle folder yet, nothing to verify")
+        else:
+            lines.append("OK" if first is None else f"FIRST PROBLEM: {first}")
         return "\n".join(lines)
 
 
@@ -89,10 +93,14 @@ def verify_journal(
     *,
     config: VanillaConfig | None = None,
     thread_id_bits: int | None = None,
-    date: _dt.date | None = None,
+    date: _dt.date | str | None = None,
     max_problems_per_cycle: int = 20,
 ) -> VerifyReport:
-    """Check every committed message of a journal (or of the cycle holding ``date``).
+    """Check every committed message of a journal (or of the cycle holding ``date``, a date or ISO string).
+
+    A folder that is not a journal under ``config`` (no cycle folder it would name, a cycle folder itself, a
+    folder of journals) raises :class:`~pychro.errors.JournalNotFoundError` saying what was found and which
+    configuration would match; an empty folder gives a report with ``empty=True``.
 
     Examples
     --------
@@ -103,7 +111,13 @@ def verify_journal(
     journal = Journal(path, config, thread_id_bits)
     cfg = journal.config
     report = VerifyReport(journal.path, int(cfg.thread_id_bits or 0))
+    report.empty = journal.check_layout()
     cycles = journal.cycles()
+    if isinstance(date, str):
+        try:
+            date = _dt.date.fromisoformat(date.strip())
+        except ValueError:
+            raise ValueError(f"date={date!r} is not an ISO date (YYYY-MM-DD)") from None
     if date is not None:
         wanted = cfg.cycle_of(date)
         cycles = [c for c in cycles if c == wanted]
@@ -263,6 +277,13 @@ def _entry_batches(journal: Journal, cycle: int, problem: Any, batch: int) -> It
         yield seq0, parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+def _lost_index(journal: Journal, cycle: int, problem: Any) -> None:
+    """A missing or empty index-0 while the data files prove messages were committed: the index was lost."""
+    lost = journal.index_damage(cycle, 0, 0, 0)
+    if lost is not None:
+        problem(str(lost).split(" (path=")[0], path=journal.index_path(cycle, 0))
+
+
 def _index_parts(journal: Journal, cycle: int, problem: Any, batch: int) -> Iterator[tuple[int, Any]]:
     """The committed entries of a cycle as consecutive ``(first seq, entries)`` parts of at most ``batch``, and
     problems with its index files (gaps, sizes, stray entries). Reads the files (no mapping: no hole is
@@ -280,7 +301,8 @@ def _index_parts(journal: Journal, cycle: int, problem: Any, batch: int) -> Iter
             return
         size = os.path.getsize(path)
         if size != cfg.index_block_size:
-            problem(f"index file is {size} bytes, expected {cfg.index_block_size}", path=path)
+            problem(f"index file is {size} bytes, expected {cfg.index_block_size}{journal.block_size_hint()}",
+                    path=path)
         slots = min(size, cfg.index_block_size) // L.ENTRY_SIZE
         filled = None  # the first zero slot, once found
         with open(path, "rb") as fh:
@@ -309,4 +331,8 @@ def _index_parts(journal: Journal, cycle: int, problem: Any, batch: int) -> Iter
         if filled < per_file:
             if expect + 1 < len(files):
                 problem(f"index-{n} is not full but index-{n + 1} exists", path=path)
+            if n == 0 and filled == 0:
+                _lost_index(journal, cycle, problem)
             return
+    if not files:
+        _lost_index(journal, cycle, problem)

@@ -66,6 +66,12 @@ def test_projection_and_range_filters(journal: Path, client: object) -> None:
     start, end = first + 100, first + 5000
     got = pychro.read_dask(journal, TICK_SCHEMA, start=start, end=end, index=True, partition_rows=1000).compute()
     assert list(got.index) == list(range(start, end))
+    # datetimes select rows by the timestamp field, in worker processes too (the time filter is pickled)
+    t0, t1 = "2024-03-05T09:00", "2024-03-06T17:30"
+    got = pychro.read_dask(journal, TICK_SCHEMA, start=t0, end=t1, partition_rows=5000).compute()
+    expected = pychro.read_frame(journal, TICK_SCHEMA, start=t0, end=t1)
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected)
+    assert expected.ts.min() >= pd.Timestamp(t0, tz="UTC") and expected.ts.max() < pd.Timestamp(t1, tz="UTC")
 
 
 def test_vwap_equals_pandas(journal: Path, client: object) -> None:
@@ -91,7 +97,8 @@ def test_parts_pickle_without_open_files(journal: Path) -> None:
     from pychro.frames.dask import _parts
     from pychro.frames.schema import Schema
 
-    parts = _parts(pychro.open(journal), Schema(TICK_SCHEMA), None, None, None, None, False, "pyarrow", 10_000)
+    _, parts = _parts(journal, Schema(TICK_SCHEMA), None, None, None, None, False, "pyarrow", 10_000, None, None,
+                      "skip", None)
     blob = pickle.dumps(parts)
     assert b"mmap" not in blob and len(blob) < 20_000
     assert pickle.loads(blob) == parts

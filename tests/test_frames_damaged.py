@@ -65,6 +65,7 @@ from pychro import (  # noqa: E402
     FormatError,
     JournalNotFoundError,
     PychroError,
+    PychroWarning,
     SchemaMismatchError,
     VanillaChronicleWriter,
 )
@@ -557,10 +558,32 @@ READABLE: dict[
     "empty_cycle_folder_between": (empty_cycle_between, lambda rows: [
         (index_of(CYCLE_B + 1, r[0] & ((1 << SEQ_BITS) - 1)), r[1], r[2]) if r[0] >> SEQ_BITS == CYCLE_B else r
         for r in rows]),
-    "short_copy": (unused_zero_tail_cut, lambda rows: rows),
     "duplicate_entry": (duplicate_entry, lambda rows: [
         (r[0], *rows[3][1:]) if r[0] == index_of(CYCLE_A, 20) else r for r in rows]),
 }
+
+
+def test_short_copy_of_an_index_file_raises_unless_errors_reads_the_prefix(journal: Path, base: Base) -> None:
+    """An index file cut inside its filled slots (here right after them) may hide later messages (issue 13): every
+    reader raises by default; errors="skip" or "truncate" read the prefix and the later cycles, warn, and say so
+    in ReadStats."""
+    unused_zero_tail_cut(journal)
+    what = "index-1 is cut: 104 of 256 bytes, filled up to its end"
+    with pytest.raises(CorruptDataError, match=what) as info:
+        read_table(journal, FRAMES_SCHEMA, config=CFG)
+    assert (info.value.cycle, info.value.seq) == (CYCLE_A, 45)  # type: ignore[attr-defined]
+    with pytest.raises(CorruptDataError, match=what):
+        frames_rows_by_row_reader(journal, config=CFG)
+    for errors, want in (("skip", base.written), ("truncate", base.written)):
+        stats = ReadStats()
+        with pytest.warns(PychroWarning, match=what):
+            table = read_table(journal, FRAMES_SCHEMA, index=True, errors=errors, config=CFG, batch_rows=8,
+                               stats=stats)
+        assert _table_rows(table) == want
+        assert len(stats.index_damage) == 1 and what in stats.index_damage[0]
+        assert not stats.truncated  # truncate is about messages that do not match the schema
+    assert not verify_journal(journal, config=CFG).ok
+    TRIED["read_table"].append("short copy")
 
 
 @pytest.mark.parametrize("case", sorted(READABLE))

@@ -103,8 +103,13 @@ def read_frames_everything(root: Path, config: Any, threads: int = 1) -> dict[st
                                         threads=threads, batch_rows=batch_rows, stats=stats)
 
     raised, _, e_raise = _rows(table("raise", 64))
-    skipped, s_stats, e_skip = _rows(table("skip", 7))
-    cut, t_stats, e_cut = _rows(table("truncate", 5))
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always", PychroWarning)
+        skipped, s_stats, e_skip = _rows(table("skip", 7))
+        cut, t_stats, e_cut = _rows(table("truncate", 5))
+    # a damaged index file read past (its readable prefix) is warned about and listed, never silent
+    assert len(warned) == len(s_stats.index_damage) + len(t_stats.index_damage), [str(w.message) for w in warned]
+    assert all(issubclass(w.category, PychroWarning) for w in warned)
     out["errors"] += sum(e is not None for e in (e_raise, e_skip, e_cut))
     for rows in (raised, skipped, cut):
         if rows is not None:
@@ -131,10 +136,12 @@ def read_frames_everything(root: Path, config: Any, threads: int = 1) -> dict[st
     got: list[Any] = []
     error: PychroError | None = None
     try:
-        for batch in iter_batches(root, FRAMES_SCHEMA, errors="skip", index=True, config=config, batch_rows=4,
-                                  threads=2):
-            assert batch.num_rows <= 4
-            got.append(batch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PychroWarning)  # the same damage as the read_table above
+            for batch in iter_batches(root, FRAMES_SCHEMA, errors="skip", index=True, config=config, batch_rows=4,
+                                      threads=2):
+                assert batch.num_rows <= 4
+                got.append(batch)
     except PychroError as exc:
         error = exc
         out["errors"] += 1

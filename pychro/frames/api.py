@@ -14,9 +14,10 @@ from __future__ import annotations
 import collections
 import os
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
 
@@ -24,12 +25,13 @@ import numpy as np
 
 from .._optional import require
 from ..config import VanillaConfig
-from ..errors import PychroError
+from ..errors import PychroError, PychroWarning
 from ..journal import Journal
 from . import schema as S
 from .batch import BatchOut, decode_batch
 from .decode import Plan
 from .scan import CycleFiles, select_cycles
+from .timerange import TimeFilter, as_date, narrow, parse_when, time_filter
 
 pa = require("pyarrow", purpose="pychro.frames")
 
@@ -63,6 +65,10 @@ class ReadStats:
         stopped).
     truncated : bool
         ``errors="truncate"`` stopped the read before the end.
+    index_damage : list of str
+        Damaged index files (cut short, or a lost ``index-0``) read past with ``errors="skip"`` or
+        ``"truncate"``: the readable prefix of that cycle was read, the rest of it skipped, and the read went
+        on; each is also warned about (:class:`~pychro.errors.PychroWarning`).
     slow_path_strings : int
         Strings decoded on the per-row CESU-8 path (Java's encoding of characters outside the BMP).
     replaced_surrogates : int
@@ -77,6 +83,7 @@ class ReadStats:
     truncated: bool = False
     slow_path_strings: int = 0
     replaced_surrogates: int = 0
+    index_damage: list[str] = field(default_factory=list)
 
 
 # -- arguments -------------------------------------------------------------------------------------------------
@@ -101,13 +108,20 @@ class _Read:
     def __init__(
         self, path: Any, schema: Any, date: Any, start: Any, end: Any, columns: Sequence[str] | None,
         errors: str, index: bool, metadata: Iterable[str] | str | None, config: VanillaConfig | None,
-        thread_id_bits: int | None,
+        thread_id_bits: int | None, timestamp_column: str | None = None, *, time: TimeFilter | None = None,
+        narrow_rows: bool = True,
     ) -> None:
         if errors not in _ERRORS:
             raise ValueError(f"errors= must be one of {_ERRORS}, got {errors!r}")
         self.errors = errors
         self.schema = schema if isinstance(schema, S.Schema) else S.Schema(schema)
         self.plan = Plan(self.schema, columns)
+        date, start, end = as_date(date), parse_when(start, "start"), parse_when(end, "end")
+        # datetime bounds select rows by the timestamp field (``time`` given: already resolved, e.g. by Dask)
+        self.time = time if time is not None else time_filter(self.schema, start, end, timestamp_column)
+        self.decode_plan = self.plan
+        if self.time is not None and self.time.column not in self.plan.columns:
+            self.decode_plan = Plan(self.schema, [*self.plan.columns, self.time.column])
         self.meta = _metadata_names(index, metadata)
         if not self.plan.columns and not self.meta:
             raise ValueError("columns=[] selects nothing: name a column, or ask for metadata= columns")
@@ -115,13 +129,45 @@ class _Read:
         if clash:
             raise ValueError(f"metadata columns {clash} clash with schema fields of the same name")
         self.journal = Journal(path, config, thread_id_bits)
+        self.empty = self.journal.check_layout()  # a folder that is not a journal raises, naming what it holds
         self.config = self.journal.config
         self.cycles, self.end_bound = select_cycles(self.journal, date, start, end)
         self.bounds = (date, start, end)
+        # the timestamp column alone is fixed-size: one thread unless the message has variable-size fields
+        self.range_threads = 1 if self.plan.fixed_size is not None else max(1, min(2, os.cpu_count() or 1))
+        if self.time is not None and time is None and narrow_rows:
+            self.cycles = self._narrow(self.time)
         arrow = self.schema.to_arrow()
         fields = [pa.field(m, pa.int64(), nullable=False) for m in self.meta]
         fields += [arrow.field(name) for name in self.plan.columns]
         self.arrow_schema = pa.schema(fields, metadata=arrow.metadata)
+
+    def _narrow(self, tf: TimeFilter) -> list[tuple[int, int, int | None]]:
+        """Cycle ranges cut down to the rows whose timestamp is in range (see :mod:`.timerange`)."""
+        cfg = self.config
+        ts_plan = Plan(self.schema, [tf.column])
+        out: list[tuple[int, int, int | None]] = []
+        for cycle, lo, hi in self.cycles:
+            t0 = cfg.cycle_start_ms(cycle) * 1_000_000
+            if tf.covers(t0, t0 + cfg.cycle_length_ms * 1_000_000):  # type: ignore[operator]
+                out.append((cycle, lo, hi))  # the whole cycle is in range (each batch is still masked)
+                continue
+            files = CycleFiles(self.journal, cycle)
+            files.tolerate = self.errors != "raise"
+            count = files.count()
+            stop = count if hi is None else min(hi, count)
+            first, end, _ = narrow(files, tf, ts_plan, lo, stop, self.range_threads)
+            if end > first:
+                out.append((cycle, first, end))
+        return out
+
+    def filter(self, batch: Any, out: BatchOut) -> Any:
+        """The batch without the rows whose timestamp is out of range (as it is when there is no time range)."""
+        tf = self.time
+        if tf is None:
+            return batch
+        mask = tf.inside(tf.values(out.columns[tf.column]))
+        return batch if mask is None else batch.filter(pa.array(mask))
 
     def record_batch(self, out: BatchOut, cycle: int, seq0: int) -> Any:
         arrays = []
@@ -149,10 +195,17 @@ def _tasks(
     last_seq = 0
     for cycle, lo, hi in r.cycles:
         files = CycleFiles(r.journal, cycle)
+        files.tolerate = r.errors != "raise"
         count = files.count()  # the snapshot: nothing past it is read
         stop = count if hi is None else min(hi, count)
         yield from ((files, seq0, e) for seq0, e in files.entries(lo, stop, batch_rows))
         last_cycle, last_seq = cycle, stop
+        if files.damage is not None:
+            # errors="skip"/"truncate" (which is about messages that do not match the schema): the readable
+            # prefix of the cycle was read and the read goes on; say what was not read
+            stats.index_damage.append(str(files.damage))
+            warnings.warn(f"{files.damage}; read the {count} messages before it and skipped the rest of that "
+                          f"cycle (errors={r.errors!r})", PychroWarning, stacklevel=2)
         if hi is not None and hi <= count:
             last_seq = -1  # this cycle's end bound was reached
         # no files.close(): batches still decoding in the pool use these maps; they go with the last batch
@@ -201,6 +254,13 @@ def _follow(
             continue
         if hi is not None and cycle is not None and (cycle > hi[0] or (cycle == hi[0] and seq >= hi[1])):
             return  # nothing at or after the position can fall inside the end bound
+        if hi is not None and files is not None and any(c > files.cycle and c >= hi[0] for c in r.journal.cycles()):
+            # a folder at or past the end bound exists: the cycle being read is over once one more count of it
+            # finds nothing new (as when moving on to a newer cycle), and nothing later is in range
+            count = files.count()
+            if count <= seq:
+                return
+            continue
         time.sleep(poll_interval)
 
 
@@ -211,7 +271,7 @@ def _batches(
     if batch_rows <= 0:
         raise ValueError(f"batch_rows must be positive, got {batch_rows}")
     tasks = _tasks(r, batch_rows, follow, poll_interval, stats)
-    plan, errors = r.plan, r.errors
+    plan, errors = r.decode_plan, r.errors
 
     def run(files: CycleFiles, seq0: int, entries: Any) -> tuple[BatchOut, int, int]:
         return decode_batch(plan, files, seq0, entries, errors), files.cycle, seq0
@@ -228,10 +288,11 @@ def _batches(
         stats.skipped_rows += out.skipped
         if out.first_bad is not None and stats.first_bad_index is None:
             stats.first_bad_index = r.config.index_of(cycle, seq0 + out.first_bad)
-        stats.rows += out.n
+        batch = r.filter(r.record_batch(out, cycle, seq0), out)
+        stats.rows += batch.num_rows
         if out.stop:
             stats.truncated = True
-        return r.record_batch(out, cycle, seq0), out.stop
+        return batch, out.stop
 
     if threads <= 1 or follow:
         # follow mode decodes in the caller's thread: new rows arrive in small numbers and must not wait
@@ -334,6 +395,7 @@ def iter_batches(
     threads: int | None = None,
     stats: ReadStats | None = None,
     progress: bool | None = None,
+    timestamp_column: str | None = None,
 ) -> Iterator[Any]:
     """Read a journal as ``pyarrow.RecordBatch`` es of at most ``batch_rows`` rows, in index order.
 
@@ -348,7 +410,8 @@ def iter_batches(
     >>> for batch in iter_batches(path, "px:float64,qty:int32", batch_rows=10_000):  # doctest: +SKIP
     ...     total += pc.sum(batch["qty"]).as_py()
     """
-    r = _Read(path, schema, date, start, end, columns, errors, index, metadata, config, thread_id_bits)
+    r = _Read(path, schema, date, start, end, columns, errors, index, metadata, config, thread_id_bits,
+              timestamp_column, narrow_rows=not follow)  # following: new rows are masked, no end is set early
     batches = _batches(r, batch_rows, _threads(threads, r), follow, poll_interval, stats or ReadStats())
     return _with_progress(r, batches, progress, follow)
 
@@ -370,6 +433,7 @@ def read_table(
     threads: int | None = None,
     stats: ReadStats | None = None,
     progress: bool | None = None,
+    timestamp_column: str | None = None,
 ) -> Any:
     """Read a journal's committed messages into a ``pyarrow.Table``, one column per schema field.
 
@@ -379,10 +443,15 @@ def read_table(
         The journal folder.
     schema : Schema, str, dict, list of pairs or pyarrow.Schema
         The fields of every message, in order (see :class:`pychro.Schema`).
-    date : date or (date, date), optional
-        Only cycles overlapping this UTC day, or these days (inclusive).
-    start, end : int or datetime, optional
-        Full indices (``end`` exclusive), or datetimes selecting the cycles that overlap ``[start, end)``.
+    date : date, str or (date, date), optional
+        Only cycles overlapping this UTC day, or these days (inclusive); ISO strings (``"2024-03-05"``) too.
+    start, end : int, datetime or str, optional
+        Full indices (``end`` exclusive) select by index. Datetimes, dates or ISO strings (naive = UTC) select
+        the **rows** whose timestamp field (the schema's first ``timestamp_*`` field, or ``timestamp_column``)
+        is in ``[start, end)`` (``end`` exclusive), looked for in the cycles overlapping that range only;
+        a schema without a timestamp field then raises ValueError. Inside a cycle the range only partly
+        covers, the bounds come from the timestamp column alone: binary search when it is non-decreasing
+        (checked on samples and around the bounds, see :mod:`pychro.frames.timerange`), else a filter.
     columns : list of str, optional
         Columns to return, in this order. Other fields are passed over without being decoded.
     errors : {"raise", "skip", "truncate"}
@@ -405,6 +474,8 @@ def read_table(
     progress : bool, optional
         Show a progress bar (tqdm.auto, in a notebook or on a terminal). Default: only for reads of 20 M
         rows or more; ``False`` never.
+    timestamp_column : str, optional
+        The ``timestamp_*`` field datetime ``start``/``end`` compare with (default: the first one).
 
     Returns
     -------
@@ -427,9 +498,12 @@ def read_table(
     Examples
     --------
     >>> t = read_table(path, "w:int8,i:int32,l:int64,d:float64,s:string,c:char,a:stopbit,b:stopbit")  # doctest: +SKIP
-    >>> t = read_table(path, schema, columns=["d", "s"], index=True, start=t0, end=t1)  # doctest: +SKIP
+    >>> t = read_table(path, schema, columns=["d", "s"], index=True, start=i0, end=i1)  # doctest: +SKIP
+    >>> t = read_table(path, "ts:timestamp_ms,px:float64",
+    ...                start="2024-03-05T09:00", end="2024-03-05T17:30")  # doctest: +SKIP
     """
-    r = _Read(path, schema, date, start, end, columns, errors, index, metadata, config, thread_id_bits)
+    r = _Read(path, schema, date, start, end, columns, errors, index, metadata, config, thread_id_bits,
+              timestamp_column)
     rows = TABLE_BATCH_ROWS if batch_rows is None else batch_rows
     batches = list(_with_progress(r, _batches(r, rows, _threads(threads, r), False, 0.0, stats or ReadStats()),
                                   progress, False))
@@ -477,8 +551,13 @@ def read_frame(
     >>> df.dtypes.iloc[1]  # doctest: +SKIP
     double[pyarrow]
     """
+    if dtype_backend not in ("pyarrow", "numpy_nullable", "numpy"):
+        raise ValueError(f"dtype_backend must be 'pyarrow', 'numpy_nullable' or 'numpy', got {dtype_backend!r}")
+    return _to_frame(read_table(path, schema, date, start, end, columns, errors, **kwargs), dtype_backend)
+
+
+def _to_frame(table: Any, dtype_backend: str) -> Any:
     pd = require("pandas", purpose="read_frame")
-    table = read_table(path, schema, date, start, end, columns, errors, **kwargs)
     if dtype_backend == "pyarrow":
         return table.to_pandas(types_mapper=pd.ArrowDtype)
     if dtype_backend == "numpy_nullable":

@@ -16,6 +16,7 @@ from .._optional import require
 from ..config import VanillaConfig
 from ..journal import Journal
 from .schema import Schema, SchemaLike
+from .timerange import TimeFilter
 
 __all__ = ["read_dask", "to_parquet_dask"]
 
@@ -34,41 +35,46 @@ class _Part:
     columns: tuple[str, ...] | None
     index: bool
     dtype_backend: str
+    errors: str = "raise"
+    time: TimeFilter | None = None  # datetime bounds: the rows' timestamp range (the span is already narrowed)
 
 
 def _read_part(part: _Part) -> Any:
-    from . import read_frame
+    from .api import ReadStats, _batches, _Read, _to_frame
 
-    frame = read_frame(
-        part.path, Schema.from_json(part.schema_json), start=part.start, end=part.end,
-        columns=list(part.columns) if part.columns is not None else None, index=part.index,
-        config=part.config, dtype_backend=part.dtype_backend,  # type: ignore[arg-type]
-        threads=1,  # Dask runs partitions side by side; threads inside each would compete for the cores
-    )
+    pa = require("pyarrow")
+    columns = list(part.columns) if part.columns is not None else None
+    r = _Read(part.path, Schema.from_json(part.schema_json), None, part.start, part.end, columns, part.errors,
+              part.index, None, part.config, None, time=part.time)
+    # one thread: Dask runs partitions side by side; threads inside each would compete for the cores
+    table = pa.Table.from_batches(list(_batches(r, 65_536, 1, False, 0.0, ReadStats())), schema=r.arrow_schema)
+    frame = _to_frame(table, part.dtype_backend)
     if part.index:
         frame = frame.set_index("_index")
     return frame
 
 
 def _parts(
-    journal: Journal, schema: Schema, date: Any, start: Any, end: Any, columns: Sequence[str] | None, index: bool,
-    dtype_backend: str, partition_rows: int,
-) -> list[_Part]:
-    from .scan import select_cycles
+    path: Any, schema: Schema, date: Any, start: Any, end: Any, columns: Sequence[str] | None, index: bool,
+    dtype_backend: str, partition_rows: int, config: VanillaConfig | None, thread_id_bits: int | None,
+    errors: str, timestamp_column: str | None,
+) -> tuple[Journal, list[_Part]]:
+    from .api import _Read
 
-    cfg = journal.config
-    ranges, _ = select_cycles(journal, date, start, end)
+    r = _Read(path, schema, date, start, end, columns, errors, False, None, config, thread_id_bits, timestamp_column)
+    journal, cfg, ranges = r.journal, r.config, r.cycles
     parts = []
     for cycle, first, stop in ranges:
-        count = journal.count(cycle)  # the snapshot: rows committed later are not part of this frame
+        # the snapshot: rows committed later are not part of this frame
+        count = journal.count(cycle, strict=errors == "raise")
         last = count if stop is None else min(stop, count)
         for s in range(first, last, partition_rows):
             parts.append(
                 _Part(journal.path, schema.to_json(), cfg, cfg.index_of(cycle, s),
                       cfg.index_of(cycle, min(s + partition_rows, last)),
-                      tuple(columns) if columns is not None else None, index, dtype_backend)
+                      tuple(columns) if columns is not None else None, index, dtype_backend, errors, r.time)
             )
-    return parts
+    return journal, parts
 
 
 def _meta(schema: Schema, columns: Sequence[str] | None, index: bool, dtype_backend: str) -> Any:
@@ -101,13 +107,16 @@ def read_dask(
     dtype_backend: str = "pyarrow",
     config: VanillaConfig | None = None,
     thread_id_bits: int | None = None,
+    errors: str = "raise",
+    timestamp_column: str | None = None,
 ) -> Any:
     """A ``dask.dataframe.DataFrame`` of a journal: one partition per cycle, big cycles split by row range.
 
     Parameters
     ----------
-    start, end, date, columns, config, thread_id_bits
-        As for :func:`pychro.read_table`; ``columns`` is pushed down to each partition's decoder.
+    start, end, date, columns, errors, timestamp_column, config, thread_id_bits
+        As for :func:`pychro.read_table` (datetime ``start``/``end`` select rows by the timestamp field);
+        ``columns`` is pushed down to each partition's decoder, ``errors`` applies in each partition.
     index : bool
         Use the full index as the frame's index; divisions are then known (sorted, from the snapshot).
     partition_rows : int
@@ -125,8 +134,8 @@ def read_dask(
     if columns is not None:
         for c in columns:
             schema[c]  # a clear KeyError for an unknown column, before any worker runs
-    journal = Journal(path, config, thread_id_bits)
-    parts = _parts(journal, schema, date, start, end, columns, index, dtype_backend, partition_rows)
+    _, parts = _parts(path, schema, date, start, end, columns, index, dtype_backend, partition_rows, config,
+                      thread_id_bits, errors, timestamp_column)
     meta = _meta(schema, columns, index, dtype_backend)
     if not parts:
         return dd.from_pandas(meta, npartitions=1)
@@ -140,7 +149,7 @@ def _export_part(part: _Part, out: str, fmt: str, compression: str | None, row_g
     from .export import _export_range
 
     return _export_range(part.path, Schema.from_json(part.schema_json), part.config, part.start, part.end, out, fmt,
-                         part.columns, row_group_rows, compression)
+                         part.columns, row_group_rows, compression, part.errors, part.time)
 
 
 def to_parquet_dask(
@@ -158,6 +167,8 @@ def to_parquet_dask(
     config: VanillaConfig | None = None,
     thread_id_bits: int | None = None,
     scheduler: Any = None,
+    errors: str = "raise",
+    timestamp_column: str | None = None,
 ) -> int:
     """``to_parquet(..., partition_by="date")`` with one Dask task per cycle; returns the rows written.
 
@@ -165,9 +176,9 @@ def to_parquet_dask(
     """
     dask = require("dask", extra="dask", purpose="parallel export")
     schema = Schema(schema)
-    journal = Journal(path, config, thread_id_bits)
+    journal, parts = _parts(path, schema, date, start, end, columns, False, "pyarrow", 1 << 62, config,
+                            thread_id_bits, errors, timestamp_column)
     cfg = journal.config
-    parts = _parts(journal, schema, date, start, end, columns, False, "pyarrow", 1 << 62)
     os.makedirs(out, exist_ok=True)
     ext = {"parquet": "parquet", "ipc": "arrow", "csv": "csv"}[fmt]
     tasks = []

@@ -35,6 +35,7 @@ def to_parquet(
     end: Any = None,
     *,
     columns: list[str] | None = None,
+    errors: str = "raise",
     row_group_rows: int = 1 << 20,
     compression: str | None = "snappy",
     partition_by: str | None = None,
@@ -42,6 +43,8 @@ def to_parquet(
     thread_id_bits: int | None = None,
     progress: bool | None = None,
     parallel: bool = False,
+    timestamp_column: str | None = None,
+    stats: Any = None,
 ) -> int:
     """Stream a journal (or a date/index range of it) into a Parquet file; returns the rows written.
 
@@ -49,6 +52,10 @@ def to_parquet(
     cycle (``cycle=<folder>`` for non-daily cycles) under ``out``; with ``parallel=True`` the cycles are
     exported as Dask tasks on the current scheduler (``pip install "pychro[dask]"``). Memory stays bounded
     by about one row group per running task.
+
+    ``date``, ``start``/``end`` (full indices, or datetimes / ISO strings selecting rows by the timestamp
+    field, ``end`` exclusive), ``columns``, ``errors``, ``timestamp_column`` and ``stats`` mean what they mean
+    for :func:`pychro.read_table`.
 
     Examples
     --------
@@ -61,31 +68,34 @@ def to_parquet(
         from .dask import to_parquet_dask
 
         return to_parquet_dask(path, schema, out, date, start, end, columns=columns, row_group_rows=row_group_rows,
-                               compression=compression, config=config, thread_id_bits=thread_id_bits)
+                               compression=compression, config=config, thread_id_bits=thread_id_bits,
+                               errors=errors, timestamp_column=timestamp_column)
     return _export("parquet", path, schema, out, date, start, end, columns, row_group_rows, compression,
-                   partition_by, config, thread_id_bits, progress)
+                   partition_by, config, thread_id_bits, progress, errors, timestamp_column, stats)
 
 
 def to_ipc(
     path: str | os.PathLike[str], schema: SchemaLike, out: str | os.PathLike[str], date: Any = None,
-    start: Any = None, end: Any = None, *, columns: list[str] | None = None, row_group_rows: int = 1 << 20,
-    compression: str | None = None, partition_by: str | None = None, config: VanillaConfig | None = None,
-    thread_id_bits: int | None = None, progress: bool | None = None,
+    start: Any = None, end: Any = None, *, columns: list[str] | None = None, errors: str = "raise",
+    row_group_rows: int = 1 << 20, compression: str | None = None, partition_by: str | None = None,
+    config: VanillaConfig | None = None, thread_id_bits: int | None = None, progress: bool | None = None,
+    timestamp_column: str | None = None, stats: Any = None,
 ) -> int:
     """Like :func:`to_parquet`, writing an Arrow IPC (Feather v2) file."""
     return _export("ipc", path, schema, out, date, start, end, columns, row_group_rows, compression,
-                   partition_by, config, thread_id_bits, progress)
+                   partition_by, config, thread_id_bits, progress, errors, timestamp_column, stats)
 
 
 def to_csv(
     path: str | os.PathLike[str], schema: SchemaLike, out: str | os.PathLike[str], date: Any = None,
-    start: Any = None, end: Any = None, *, columns: list[str] | None = None, row_group_rows: int = 1 << 20,
-    partition_by: str | None = None, config: VanillaConfig | None = None, thread_id_bits: int | None = None,
-    progress: bool | None = None,
+    start: Any = None, end: Any = None, *, columns: list[str] | None = None, errors: str = "raise",
+    row_group_rows: int = 1 << 20, partition_by: str | None = None, config: VanillaConfig | None = None,
+    thread_id_bits: int | None = None, progress: bool | None = None, timestamp_column: str | None = None,
+    stats: Any = None,
 ) -> int:
     """Like :func:`to_parquet`, writing CSV (no metadata: import it back with an explicit schema)."""
     return _export("csv", path, schema, out, date, start, end, columns, row_group_rows, None,
-                   partition_by, config, thread_id_bits, progress)
+                   partition_by, config, thread_id_bits, progress, errors, timestamp_column, stats)
 
 
 def export(
@@ -107,26 +117,36 @@ def export(
 def _export(
     fmt: str, path: Any, schema: SchemaLike, out: Any, date: Any, start: Any, end: Any, columns: Any,
     row_group_rows: int, compression: str | None, partition_by: str | None, config: Any, thread_id_bits: Any,
-    progress: bool | None,
+    progress: bool | None, errors: str = "raise", timestamp_column: str | None = None, stats: Any = None,
 ) -> int:
-    from . import iter_batches
-    from .scan import select_cycles
+    import copy
+
+    from .api import ReadStats, _batches, _Read, _threads
 
     if row_group_rows <= 0:
         raise ValueError("row_group_rows must be positive")
+    if partition_by not in (None, "date", "cycle"):
+        raise ValueError(f"partition_by must be None or 'date', got {partition_by!r}")
     schema = Schema(schema)
-    journal = Journal(path, config, thread_id_bits)
+    # one resolution of the arguments (datetime bounds narrowed to rows), shared by every partition
+    r = _Read(path, schema, date, start, end, columns, errors, False, None, config, thread_id_bits, timestamp_column)
+    journal = r.journal
     cfg = journal.config
-    ranges, _ = select_cycles(journal, date, start, end)
+    ranges = r.cycles
+    stats = stats if stats is not None else ReadStats()
+    strict = errors == "raise"  # damaged index files raise before anything is written
     total_rows = sum(
-        (journal.count(c) if e is None else min(e, journal.count(c))) - s for c, s, e in ranges
+        (journal.count(c, strict=strict) if e is None else min(e, journal.count(c, strict=strict))) - s
+        for c, s, e in ranges
     )
     from .._progress import progress_bar
 
     bar = progress_bar(max(total_rows, 0), "rows", progress, big=5_000_000, desc="export")
 
-    def batches(start_: Any, end_: Any) -> Iterator[Any]:
-        for batch in iter_batches(journal.path, schema, start=start_, end=end_, columns=columns, config=cfg):
+    def batches(part: list[tuple[int, int, int | None]]) -> Iterator[Any]:
+        rp = copy.copy(r)
+        rp.cycles = part
+        for batch in _batches(rp, 65_536, _threads(None, rp), False, 0.0, stats):
             if bar is not None:
                 bar.update(batch.num_rows)
             yield batch
@@ -141,7 +161,7 @@ def _export(
     rows = 0
     try:
         if partition_by is None:
-            rows = _write(fmt, os.fspath(out), schema, columns, _range_batches(batches, ranges, cfg), row_group_rows,
+            rows = _write(fmt, os.fspath(out), schema, columns, batches(ranges), row_group_rows,
                           compression, _with_range(source, ranges, journal))
         elif partition_by in ("date", "cycle"):
             os.makedirs(out, exist_ok=True)
@@ -149,11 +169,9 @@ def _export(
             for cycle, first, stop in ranges:
                 target = os.path.join(os.fspath(out), partition_name(cfg, cycle))
                 os.makedirs(target, exist_ok=True)
-                part = _range_batches(batches, [(cycle, first, stop)], cfg)
+                part = batches([(cycle, first, stop)])
                 rows += _write(fmt, os.path.join(target, f"part-0.{ext}"), schema, columns, part, row_group_rows,
                                compression, _with_range(dict(source, cycle=cycle), [(cycle, first, stop)], journal))
-        else:
-            raise ValueError(f"partition_by must be None or 'date', got {partition_by!r}")
     finally:
         if bar is not None:
             bar.close()
@@ -169,27 +187,21 @@ def partition_name(cfg: VanillaConfig, cycle: int) -> str:
 
 def _export_range(
     path: str, schema: Schema, cfg: VanillaConfig, start: int, end: int, out: str, fmt: str, columns: Any,
-    row_group_rows: int, compression: str | None,
+    row_group_rows: int, compression: str | None, errors: str = "raise", time: Any = None,
 ) -> int:
-    """One file of messages [start, end) (a Dask export task)."""
-    from . import iter_batches
+    """One file of messages [start, end) (a Dask export task); ``time``: the rows' timestamp range."""
+    from .api import ReadStats, _batches, _Read
 
-    journal = Journal(path, cfg)
+    r = _Read(path, schema, None, start, end, columns, errors, False, None, cfg, None, time=time)
+    journal = r.journal
     source = {"journal": os.path.abspath(path), "start": start, "end": end,
               "config": {k: v for k, v in vars(cfg).items() if not k.startswith("_")}}
     # one decoding thread: the parallelism comes from running many such tasks at once
-    batches = iter_batches(path, schema, start=start, end=end, columns=columns, config=cfg, threads=1)
+    batches = _batches(r, 65_536, 1, False, 0.0, ReadStats())
     cycle = cfg.split_index(start)[0]
     first, stop = cfg.split_index(start)[1], cfg.split_index(end)[1] if cfg.split_index(end)[0] == cycle else None
     return _write(fmt, out, schema, columns, batches, row_group_rows, compression,
                   _with_range(dict(source, cycle=cycle), [(cycle, first, stop)], journal))
-
-
-def _range_batches(batches: Any, ranges: list[tuple[int, int, int | None]], cfg: VanillaConfig) -> Iterator[Any]:
-    """Batches of each selected cycle range, in order (ranges come from one snapshot of the journal)."""
-    for cycle, first, stop in ranges:
-        end = cfg.index_of(cycle, stop) if stop is not None else cfg.index_of(cycle + 1, 0)
-        yield from batches(cfg.index_of(cycle, first), end)
 
 
 def _with_range(source: dict[str, Any], ranges: list[tuple[int, int, int | None]], journal: Journal) -> dict[str, Any]:
@@ -197,7 +209,8 @@ def _with_range(source: dict[str, Any], ranges: list[tuple[int, int, int | None]
     cfg = journal.config
     spans = []
     for cycle, first, stop in ranges:
-        end = journal.count(cycle) if stop is None else min(stop, journal.count(cycle))
+        count = journal.count(cycle, strict=False)  # damage was raised (or read past) by the read itself
+        end = count if stop is None else min(stop, count)
         if end > first:
             spans.append([cfg.index_of(cycle, first), cfg.index_of(cycle, end)])
     return dict(source, index_ranges=spans, first_index=spans[0][0] if spans else None,
@@ -365,7 +378,8 @@ def _batch_source(p: str, schema: SchemaLike | None, batch_rows: int) -> tuple[A
         return ipc_batches, _import_schema(p, schema, meta)
     if fmt == "csv":
         if schema is None:
-            raise ValueError("importing CSV needs --schema (CSV files carry no pychro metadata)")
+            raise ValueError("importing CSV needs a schema (schema=, or pychro import --schema): CSV files carry no "
+                             "pychro metadata")
         from pyarrow import csv
 
         sch = Schema(schema)
@@ -383,7 +397,7 @@ def _import_schema(p: str, schema: SchemaLike | None, meta: dict[bytes, bytes] |
     if schema is not None:
         return Schema(schema)
     if not meta or META_SCHEMA not in meta:
-        raise ValueError(f"{p} has no pychro schema in its metadata: give one (--schema)")
+        raise ValueError(f"{p} has no pychro schema in its metadata: give one (schema=, or pychro import --schema)")
     return Schema.from_json(meta[META_SCHEMA])
 
 
@@ -405,7 +419,8 @@ def load_file(path: str | os.PathLike[str], schema: SchemaLike | None = None) ->
             table = pa.ipc.open_file(source).read_all()
     elif fmt == "csv":
         if schema is None:
-            raise ValueError("importing CSV needs --schema (CSV files carry no pychro metadata)")
+            raise ValueError("importing CSV needs a schema (schema=, or pychro import --schema): CSV files carry no "
+                             "pychro metadata")
         from pyarrow import csv
 
         sch = Schema(schema)

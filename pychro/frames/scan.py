@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from .. import _layout as L
 from .._mapping import MappedFile, count_filled
-from ..errors import CorruptDataError, JournalNotFoundError
+from ..errors import CorruptDataError, JournalNotFoundError, PychroError
 from ..journal import Journal
 
 __all__ = ["CycleFiles", "DataMap", "Groups", "empty", "select_cycles", "split_groups"]
@@ -92,11 +92,15 @@ def select_cycles(
 ) -> tuple[list[tuple[int, int, int | None]], tuple[int, int] | None]:
     """Cycles to read, as ``(cycle, first seq, end seq or None = up to the count)``, oldest first.
 
-    ``date`` is a date (its UTC day) or an inclusive ``(first, last)`` pair of dates: cycles overlapping
-    those days. ``start``/``end`` are full indices or datetimes (end exclusive); a datetime selects whole
-    cycles (there is no time inside a cycle to cut at). Also returns the exclusive ``(cycle, seq)`` end bound
+    ``date`` is a date (its UTC day, or an ISO string) or an inclusive ``(first, last)`` pair of dates: cycles
+    overlapping those days. ``start``/``end`` are full indices or datetimes / ISO strings (naive = UTC; end
+    exclusive); a datetime selects the cycles overlapping ``[start, end)`` here, the rows inside them are
+    selected by :mod:`pychro.frames.timerange`. Also returns the exclusive ``(cycle, seq)`` end bound
     (None when open), which ``follow`` mode uses for cycles that appear later.
     """
+    from .timerange import as_date, parse_when
+
+    date, start, end = as_date(date), parse_when(start, "start"), parse_when(end, "end")
     lo: tuple[int, int] = (-(1 << 62), 0)
     hi: tuple[int, int] | None = None
     if date is not None:
@@ -210,6 +214,10 @@ class CycleFiles:
         self._written: list[int] = []  # bytes of each index file known to lie in written pages
         self._data: dict[int, DataMap] = {}
         self._lock = threading.Lock()
+        # count(): raise a damaged last index file (a cut one, a lost index-0), or only note it here and count
+        # the readable prefix (errors="skip"/"truncate")
+        self.tolerate = False
+        self.damage: PychroError | None = None
 
     # -- index ---------------------------------------------------------------------------------------------
     def _index_view(self, n: int) -> np.ndarray | None:
@@ -219,6 +227,9 @@ class CycleFiles:
             view = _map_u64(path, self.config.index_block_size)
             if view is None:
                 return None
+            if view.size == self._slots_per_file and os.path.getsize(path) > self.config.index_block_size:
+                # a longer file was written with a bigger index_block_size: its slots would be misnumbered
+                raise self.journal.oversized_index(path, os.path.getsize(path), self.cycle)
             self._index.append(view)
             self._filled.append(0)
             self._written.append(0)
@@ -236,13 +247,19 @@ class CycleFiles:
         return view
 
     def count(self) -> int:
-        """Committed messages right now: full index files, plus the first zero slot of the last one."""
+        """Committed messages right now: full index files, plus the first zero slot of the last one.
+
+        A damaged last index file (:meth:`pychro.Journal.index_damage`) raises, or with ``tolerate`` is kept
+        in :attr:`damage` while the readable prefix is counted.
+        """
         total = 0
         n = 0
         while True:
             view = self._index_view(n)
             if view is None:
                 if not self._later_index_exists(n):
+                    if n == 0:
+                        self._damaged(0, 0, 0)
                     break
                 # index files are created in order: look again (writers may have created this one and the
                 # next since the first look); still missing means it was lost
@@ -263,13 +280,15 @@ class CycleFiles:
                 if filled < self._slots_per_file:
                     raise CorruptDataError(
                         f"index file {L.index_file_name(n)} has {filled} of {self._slots_per_file} entries "
-                        f"({view.size * L.ENTRY_SIZE} bytes) but {L.index_file_name(n + 1)} exists",
+                        f"({view.size * L.ENTRY_SIZE} bytes) but {L.index_file_name(n + 1)} exists"
+                        + self.journal.block_size_hint(),
                         path=os.path.join(self.folder, L.index_file_name(n)), cycle=self.cycle, seq=total + filled,
                         index=self.config.index_of(self.cycle, total + filled),
                     )
             self._filled[n] = filled
             total += filled
             if filled < self._slots_per_file:
+                self._damaged(n, filled, total)
                 break
             n += 1
         return total
@@ -279,6 +298,11 @@ class CycleFiles:
         path = os.path.join(self.folder, L.index_file_name(n))
         filled, self._written[n] = count_filled(view, path, self._filled[n], self._written[n])
         return filled
+
+    def _damaged(self, n: int, filled: int, seq: int) -> None:
+        self.damage = self.journal.index_damage(self.cycle, n, filled, seq)
+        if self.damage is not None and not self.tolerate:
+            raise self.damage
 
     def _later_index_exists(self, n: int) -> bool:
         return os.path.lexists(os.path.join(self.folder, L.index_file_name(n + 1)))
@@ -313,6 +337,21 @@ class CycleFiles:
                 )
             yield seq, out
             seq += stop
+
+    def entries_at(self, seqs: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64] | None:
+        """The entries of some committed seqs (a copy); None when a slot is empty or gone (let a contiguous read
+        report that damage precisely)."""
+        per_file = self._slots_per_file
+        out = empty(seqs.size, U8)
+        numbers = seqs // per_file
+        for n in np.unique(numbers).tolist():
+            view = self._index_view(n)
+            pick = numbers == n
+            slots = seqs[pick] - n * per_file
+            if view is None or int(slots.max()) >= view.size:
+                return None
+            out[pick] = view[slots]
+        return out if bool(out.all()) else None
 
     # -- data ----------------------------------------------------------------------------------------------
     def data(self, key: int, *, refresh: bool = False) -> DataMap:

@@ -308,7 +308,8 @@ def test_abandoned_iterator_releases_its_mappings(journal: Path) -> None:
         (dict(metadata=["time"]), ValueError, "metadata="),
         (dict(batch_rows=0), ValueError, "batch_rows"),
         (dict(threads=0), ValueError, "threads"),
-        (dict(start="yesterday"), TypeError, "start must be"),
+        (dict(start="yesterday"), ValueError, "start='yesterday' is neither a full index"),  # ISO strings are taken
+        (dict(start=1.5), TypeError, "start must be"),
         (dict(start=-1), ValueError, "start index"),
         (dict(date=(1, 2, 3)), ValueError, "date="),
     ],

@@ -1,0 +1,262 @@
+"""Time ranges: ``start``/``end`` given as datetimes select rows by the schema's timestamp field.
+
+A datetime bound selects the cycles overlapping ``[start, end)`` (other cycles are not opened) and, inside
+them, the rows whose timestamp field is in ``[start, end)`` (``end`` exclusive, as for full indices). A cycle
+the range covers whole is read whole. In a cycle the range covers only in part, the bounds are found from the
+timestamp column alone (decoded through the same batch decoder as every read): by binary search when the
+timestamps are non-decreasing in index order - :data:`SAMPLES` rows spread over the cycle must be, and so must
+every row from the sample before the first bound to the sample after the last plus :data:`MARGIN` rows on each
+side - else (or for short cycles) by decoding the cycle's timestamp column whole, the rows between the first and
+last match then being filtered. Every batch returned is masked by the range too (a cheap compare), so no row
+outside it is ever returned. What sampling cannot see is a small run of rows out of order far from the bounds
+and between two samples (say, a few rows backfilled at the end of a day): such rows are not found.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import schema as S
+
+__all__ = ["TimeFilter", "as_date", "is_time_bound", "narrow", "time_filter"]
+
+_UTC = _dt.UTC
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
+_NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+SCAN_ROWS = 1 << 18  # rows of the timestamp column decoded at once while looking for the bounds
+SAMPLES = 4096  # rows sampled over a cycle to see whether its timestamps are in order
+MARGIN = 4096  # rows on each side of the bounds' sample interval checked to be in order too
+SMALL_SPAN = 1 << 17  # spans up to this many rows are scanned whole (as cheap as sampling)
+
+
+def parse_when(value: Any, what: str) -> Any:
+    """An ISO string -> an aware datetime (naive = UTC); other values unchanged."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            moment = _dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{what}={value!r} is neither a full index (int) nor an ISO date/time") from None
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=_UTC)
+    return value
+
+
+def as_date(value: Any) -> Any:
+    """``date=`` argument: ISO strings (``"2024-03-05"``) become dates; pairs element-wise."""
+    if isinstance(value, str):
+        try:
+            return _dt.date.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"date={value!r} is not an ISO date (YYYY-MM-DD)") from None
+    if isinstance(value, (tuple, list)):
+        return type(value)(as_date(v) for v in value)
+    return value
+
+
+def is_time_bound(value: Any) -> bool:
+    return isinstance(value, _dt.date)
+
+
+def _epoch_ns(value: _dt.date) -> int:
+    """Nanoseconds since the epoch of a date (midnight UTC) or datetime (naive = UTC); pandas keeps its ns."""
+    if not isinstance(value, _dt.datetime):
+        value = _dt.datetime(value.year, value.month, value.day, tzinfo=_UTC)
+    elif value.tzinfo is None:
+        value = value.replace(tzinfo=_UTC)
+    delta = value - _EPOCH
+    ns = ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
+    return ns + int(getattr(value, "nanosecond", 0))
+
+
+@dataclass(frozen=True)
+class TimeFilter:
+    """Rows whose ``column`` (epoch counts of ``unit``) is in ``[lo, hi)``; None = open. Picklable."""
+
+    column: str
+    unit: str
+    lo: int | None
+    hi: int | None
+
+    def values(self, array: Any) -> np.ndarray:
+        """The epoch counts of a timestamp Arrow array as int64 numpy (no copy when possible)."""
+        import pyarrow as pa
+
+        return np.asarray(array.view(pa.int64()).to_numpy(zero_copy_only=False))
+
+    def inside(self, ts: np.ndarray) -> np.ndarray | None:
+        """Boolean mask of the values in range, or None when all are."""
+        mask: np.ndarray | None = None
+        if self.lo is not None:
+            mask = ts >= self.lo
+        if self.hi is not None:
+            below = ts < self.hi
+            mask = below if mask is None else mask & below
+        if mask is None or bool(mask.all()):
+            return None
+        return mask
+
+    def covers(self, t0_ns: int, t1_ns: int) -> bool:
+        """True when every instant of ``[t0_ns, t1_ns)`` is inside the range."""
+        per = _NS_PER[self.unit]
+        return (self.lo is None or t0_ns >= self.lo * per) and (self.hi is None or t1_ns <= self.hi * per)
+
+
+def time_filter(schema: S.Schema, start: Any, end: Any, timestamp_column: str | None) -> TimeFilter | None:
+    """The row filter of datetime ``start``/``end`` bounds (None when neither is a datetime)."""
+    if timestamp_column is not None and not isinstance(timestamp_column, str):
+        raise TypeError(f"timestamp_column must be a str, got {type(timestamp_column).__name__}")
+    if not (is_time_bound(start) or is_time_bound(end)):
+        return None
+    if timestamp_column is not None:
+        if timestamp_column not in schema:
+            raise ValueError(f"timestamp_column={timestamp_column!r} is not a field of the schema {schema.names}")
+        field = schema[timestamp_column]
+        if not field.type.name.startswith("timestamp_"):
+            raise ValueError(f"timestamp_column={timestamp_column!r} is a {field.type.name} field, not timestamp_*")
+    else:
+        found = [f for f in schema.fields if f.type.name.startswith("timestamp_")]
+        if not found:
+            raise ValueError(
+                "start/end given as dates or datetimes select rows by a timestamp field, but the schema has no "
+                "timestamp_ms/us/ns field: give full indices (ints), or date= to select whole cycles"
+            )
+        field = found[0]
+    unit = field.type.name.split("_", 1)[1]
+    per = _NS_PER[unit]
+    # ts >= start  <=>  ts * per >= start_ns  <=>  ts >= ceil(start_ns / per); the same for ts < end
+    lo = -(-_epoch_ns(start) // per) if is_time_bound(start) else None
+    hi = -(-_epoch_ns(end) // per) if is_time_bound(end) else None
+    return TimeFilter(field.name, unit, lo, hi)
+
+
+def narrow(
+    files: Any, tf: TimeFilter, plan: Any, seq_lo: int, seq_hi: int, threads: int = 1
+) -> tuple[int, int, bool]:
+    """``(first seq, end seq, ordered)`` of the rows of ``[seq_lo, seq_hi)`` whose timestamp is in range.
+
+    Binary search, when the timestamps are non-decreasing in index order: :data:`SAMPLES` rows spread over
+    the span are decoded (the timestamp column only); if they are in order, the rows from the sample before
+    the first bound to the sample after the last, plus :data:`MARGIN` rows on each side, are decoded and
+    checked to be in order too, and the bounds are searched among them. Otherwise (or for short spans) the
+    timestamp column of the whole span is decoded and the first and last row in range are taken, the rows in
+    between then being filtered. Rows that do not match the schema are passed over here (the read itself
+    applies ``errors=`` to the rows it returns). Nothing in range gives an empty span.
+    """
+    n = seq_hi - seq_lo
+    if n > SMALL_SPAN:
+        found = _by_samples(files, tf, plan, seq_lo, seq_hi, threads)
+        if found is not None:
+            return found
+    return _scan(files, tf, plan, seq_lo, seq_hi, threads)
+
+
+def _by_samples(
+    files: Any, tf: TimeFilter, plan: Any, seq_lo: int, seq_hi: int, threads: int
+) -> tuple[int, int, bool] | None:
+    """The bounds found by sampling then verifying; None when the samples or the window are out of order."""
+    from ..errors import PychroError
+    from .batch import decode_batch
+
+    seqs = np.unique(seq_lo + (np.arange(SAMPLES, dtype=np.int64) * (seq_hi - 1 - seq_lo)) // (SAMPLES - 1))
+    entries = files.entries_at(seqs)
+    if entries is None:
+        return None
+    try:
+        out = decode_batch(plan, files, seq_lo, entries, "skip")
+    except PychroError:
+        return None  # damage among the samples: the contiguous scan reports it at its seq
+    if out.n < 2:
+        return None
+    ts = tf.values(out.columns[tf.column])
+    kept = seqs if out.rows is None else seqs[out.rows]
+    if not bool((ts[1:] >= ts[:-1]).all()):
+        return None
+    # the first bound lies after the last sample below it, the end bound before the first sample at or above it
+    a = 0 if tf.lo is None else int(np.searchsorted(ts, tf.lo, "left"))
+    b = ts.size if tf.hi is None else int(np.searchsorted(ts, tf.hi, "left"))
+    lo = seq_lo if a == 0 else int(kept[a - 1])
+    hi = seq_hi if b == ts.size else int(kept[b]) + 1
+    lo, hi = max(seq_lo, lo - MARGIN), min(seq_hi, hi + MARGIN)
+    first, end, ordered = _scan(files, tf, plan, lo, hi, threads)
+    if not ordered:
+        return None
+    # in order everywhere it was looked at: rows before the window are below the range, rows after it above
+    return (first, end, True) if end > first else (seq_lo, seq_lo, True)
+
+
+def _scan(
+    files: Any, tf: TimeFilter, plan: Any, seq_lo: int, seq_hi: int, threads: int
+) -> tuple[int, int, bool]:
+    """Decode the timestamp column of ``[seq_lo, seq_hi)``: (first, end) in range, and whether it is ordered.
+
+    With ``threads > 1`` batches of the column decode side by side (the decoder releases the GIL), at most
+    ``2 * threads`` ahead.
+    """
+    import collections
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from .batch import decode_batch
+
+    state = _State()
+    tasks = files.entries(seq_lo, seq_hi, SCAN_ROWS)
+    if threads <= 1:
+        for seq0, entries in tasks:
+            state.update(tf, seq0, decode_batch(plan, files, seq0, entries, "skip"))
+    else:
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="pychro-range")
+        pending: collections.deque[tuple[int, Future[Any]]] = collections.deque()
+        try:
+            for seq0, entries in tasks:
+                pending.append((seq0, pool.submit(decode_batch, plan, files, seq0, entries, "skip")))
+                if len(pending) >= 2 * threads:
+                    done_seq0, fut = pending.popleft()
+                    state.update(tf, done_seq0, fut.result())
+            while pending:
+                done_seq0, fut = pending.popleft()
+                state.update(tf, done_seq0, fut.result())
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True)
+    if state.first is None:
+        return seq_lo, seq_lo, state.sorted
+    return state.first, state.last + 1, state.sorted
+
+
+class _State:
+    """What the batches of the timestamp column seen so far (in index order) say."""
+
+    def __init__(self) -> None:
+        self.first: int | None = None  # first seq in range
+        self.last = -1  # last seq in range
+        self.sorted = True  # non-decreasing so far
+        self.prev: int | None = None  # the last value seen
+
+    def update(self, tf: TimeFilter, seq0: int, out: Any) -> None:
+        if not out.n:
+            return
+        ts = tf.values(out.columns[tf.column])
+        rows = np.arange(out.n, dtype=np.int64) if out.rows is None else out.rows
+        if self.sorted:
+            self.sorted = (self.prev is None or int(ts[0]) >= self.prev) and bool((ts[1:] >= ts[:-1]).all())
+        self.prev = int(ts[-1])
+        if self.sorted:  # non-decreasing: binary search for the bounds
+            a = 0 if tf.lo is None else int(np.searchsorted(ts, tf.lo, "left"))
+            b = ts.size if tf.hi is None else int(np.searchsorted(ts, tf.hi, "left"))
+            hits = (a, b - 1) if a < b else None
+        else:  # a filter
+            mask = np.ones(ts.size, np.bool_)
+            if tf.lo is not None:
+                mask &= ts >= tf.lo
+            if tf.hi is not None:
+                mask &= ts < tf.hi
+            found = np.flatnonzero(mask)
+            hits = (int(found[0]), int(found[-1])) if found.size else None
+        if hits is not None:
+            if self.first is None:
+                self.first = seq0 + int(rows[hits[0]])
+            self.last = seq0 + int(rows[hits[1]])

@@ -1,0 +1,254 @@
+"""Wrong paths, wrong configurations, lost or cut index files and errors= everywhere (issue 13).
+
+None of these may give a plausible empty or partial result with exit 0: a folder that is not a journal (a cycle
+folder, the journal's parent, another cycle format or block size) is an error naming what was found and the
+configuration that would match; an index-0 lost while its data files remain, or an index file cut short, is
+reported by verify and raises in every reader unless ``errors=`` asks for the readable prefix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import pychro
+from pychro import CorruptDataError, FormatError, JournalNotFoundError, PychroWarning, SchemaMismatchError
+from pychro.cli import main
+from pychro.frames import ReadStats, read_frame, read_table
+from pychro.frames.export import to_csv, to_ipc, to_parquet
+from pychro.verify import verify_journal
+
+S = "ts:timestamp_ms,sym:string,px:float64"
+SMALL = pychro.VanillaConfig(index_block_size=1024)  # 128 slots per index file
+
+
+def _write(root: Path, n: int, config: Any = None, days: int = 2) -> pd.DataFrame:
+    ms = np.arange(n, dtype=np.int64) * (days * 86_400_000 // n)
+    df = pd.DataFrame({"ts": pd.Timestamp("2024-03-04", tz="UTC") + pd.to_timedelta(ms, unit="ms"),
+                       "sym": ["A", "BB"] * (n // 2), "px": np.arange(n) / 4})
+    pychro.write_frame(df, root, S, config=config)
+    return df
+
+
+@pytest.fixture(scope="module")
+def daily(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("wrong") / "j"
+    _write(root, 400)
+    return root
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _readers(path: Path, config: Any = None) -> dict[str, Any]:
+    """Every reader the issue lists, as calls that must raise."""
+    return {
+        "read_table": lambda: read_table(path, S, config=config),
+        "read_frame": lambda: read_frame(path, S, config=config),
+        "row reader": lambda: list(pychro.VanillaChronicleReader(path, config=config)),
+        "open": lambda: pychro.open(path, config=config),
+        "verify": lambda: verify_journal(path, config=config),
+        "to_parquet": lambda: to_parquet(path, S, path.parent / "never.parquet", config=config),
+    }
+
+
+# -- folders that are not journals ---------------------------------------------------------------------------
+def test_a_cycle_folder_is_not_a_journal(daily: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cycle = daily / "20240304"
+    for call in _readers(cycle).values():
+        with pytest.raises(JournalNotFoundError, match=f"a cycle folder.*the journal is its parent folder {daily}"):
+            call()
+    assert not (daily / "never.parquet").exists()
+    for args in (["info", str(cycle)], ["verify", str(cycle)], ["head", str(cycle), "--schema", S],
+                 ["export", str(cycle), "--schema", S, "--to", str(daily.parent / "x.parquet")]):
+        rc, out, err = _cli(capsys, *args)
+        assert rc == 1 and out == "" and err.count("\n") == 1 and "cycle folder" in err, (args, out, err)
+    assert not (daily.parent / "x.parquet").exists()
+
+
+def test_the_parent_of_a_journal_is_not_a_journal(daily: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for call in _readers(daily.parent).values():
+        with pytest.raises(JournalNotFoundError, match="a folder of journals: j is a journal"):
+            call()
+    rc, _, err = _cli(capsys, "info", str(daily.parent))
+    assert rc == 1 and "folder of journals" in err
+
+
+def test_a_folder_without_cycle_folders_names_what_it_holds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "2024-03-05").mkdir()
+    what = r"no cycle folder matches cycle_format 'yyyyMMdd'.*found 2024-03"
+    for call in _readers(tmp_path).values():
+        with pytest.raises(JournalNotFoundError, match=what):
+            call()
+    rc, out, _ = _cli(capsys, "verify", str(tmp_path))
+    assert rc == 1 and "OK" not in out
+
+
+def test_an_empty_journal_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / ".keep").write_text("")  # dotfiles do not count
+    assert read_table(tmp_path, S).num_rows == 0
+    report = verify_journal(tmp_path)
+    assert report.ok and report.empty and "empty journal" in report.summary() and "OK" not in report.summary()
+    for args in (["info", str(tmp_path)], ["verify", str(tmp_path)]):
+        rc, out, _ = _cli(capsys, *args)
+        assert rc == 0 and "empty journal" in out
+    rc, out, err = _cli(capsys, "head", str(tmp_path), "--schema", S)
+    assert rc == 0 and out == "" and "empty journal" in err
+
+
+def test_another_cycle_format_names_the_configuration_that_matches(daily: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    hourly = pychro.VanillaConfig(cycle="HOURS")
+    what = r"match cycle='DAYS' \(e.g. 20240304\).*VanillaConfig\(cycle='DAYS'\)"
+    for call in _readers(daily, hourly).values():
+        with pytest.raises(JournalNotFoundError, match=what):
+            call()
+    rc, out, err = _cli(capsys, "verify", str(daily), "--cycle", "HOURS")
+    assert rc == 1 and out == "" and "--cycle DAYS" in err
+    rc, out, err = _cli(capsys, "head", str(daily), "--schema", S, "--cycle", "HOURS")
+    assert rc == 1 and out == "" and "cycle='DAYS'" in err
+    # and the other way round: hourly folders read as daily ones
+    root = tmp_path / "h"
+    pychro.write_frame(pd.DataFrame({"ts": pd.to_datetime(["2024-03-05 09:00", "2024-03-05 10:00"], utc=True),
+                                     "sym": ["A", "B"], "px": [1.0, 2.0]}), root, S, config=hourly)
+    with pytest.raises(JournalNotFoundError, match=r"2 match cycle='HOURS' \(e.g. 2024030509\)"):
+        read_table(root, S)
+    assert read_table(root, S, config=hourly).num_rows == 2
+
+
+def test_a_wrong_index_block_size_names_the_one_that_matches(tmp_path: Path) -> None:
+    root = tmp_path / "j"
+    _write(root, 600, config=SMALL, days=1)  # 600 messages in one day: index-0 .. index-4 of 1 KiB
+    hint = r"index_block_size=1024 \(pass config=VanillaConfig\(index_block_size=1024\)"
+    assert read_table(root, S, config=SMALL).num_rows == 600
+    for config in (None, pychro.VanillaConfig(index_block_size=512)):
+        for name, call in _readers(root, config).items():
+            if name in ("open", "verify"):
+                continue
+            with pytest.raises((CorruptDataError, FormatError), match=hint):
+                call()
+    report = verify_journal(root)
+    assert not report.ok and "index_block_size=1024" in str(report.first_problem)
+
+
+# -- lost and cut index files ----------------------------------------------------------------------------------
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _tail(root: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str, str]:
+    return _cli(capsys, "tail", str(root), "--schema", S, "-n", "5", *extra)
+
+
+def test_a_lost_index_0_is_an_error_everywhere(daily: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _copy(daily, tmp_path / "j")
+    (root / "20240304" / "index-0").unlink()
+    what = "index-0 is missing but data-.* holds committed messages"
+    for name, call in _readers(root).items():
+        if name in ("open", "verify"):
+            continue
+        with pytest.raises(JournalNotFoundError, match=what):
+            call()
+    report = verify_journal(root)
+    assert not report.ok and "index-0 is missing" in str(report.first_problem)
+    rc, out, _ = _cli(capsys, "verify", str(root))
+    assert rc == 1 and "index-0 is missing" in out
+    rc, _, err = _cli(capsys, "export", str(root), "--schema", S, "--to", str(tmp_path / "x.parquet"))
+    assert rc == 1 and "index-0 is missing" in err and not (tmp_path / "x.parquet").exists()
+    # errors="skip": the other day is read, with a warning and ReadStats saying what was skipped
+    stats = ReadStats()
+    with pytest.warns(PychroWarning, match="index-0 is missing"):
+        table = read_table(root, S, errors="skip", stats=stats)
+    assert table.num_rows == 200 and len(stats.index_damage) == 1
+
+
+def test_a_cycle_with_one_uncommitted_data_file_is_not_damage(tmp_path: Path) -> None:
+    """A writer that created its data file and header but was stopped before creating index-0 (Java creates
+    index-0 at the first commit): one header, no index - nothing was committed, nothing is lost."""
+    root = tmp_path / "j"
+    folder = root / "20240305"
+    folder.mkdir(parents=True)
+    (folder / "data-77-0").write_bytes((~8 & 0xFFFFFFFF).to_bytes(4, "little") + bytes(60))
+    assert read_table(root, S).num_rows == 0
+    assert verify_journal(root).ok
+
+
+def test_a_cut_index_file_is_an_error_unless_errors_reads_the_prefix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "j"
+    _write(root, 300, config=SMALL, days=1)  # index-0 (128), index-1 (128), index-2 (44)
+    os.truncate(root / "20240304" / "index-2", 8 * 20)  # a short copy: entries after the 20th lost
+    what = "index-2 is cut: 160 of 1024 bytes"
+    for name, call in _readers(root, SMALL).items():
+        if name in ("open", "verify"):
+            continue
+        with pytest.raises(CorruptDataError, match=what):
+            call()
+    rc, out, err = _tail(root, capsys, "--index-block-size", "1024")
+    assert rc == 1 and out == "" and what in err
+    rc, out, _ = _cli(capsys, "verify", str(root), "--index-block-size", "1024")
+    assert rc == 1 and "index file is 160 bytes, expected 1024" in out
+    for errors in ("skip", "truncate"):
+        stats = ReadStats()
+        with pytest.warns(PychroWarning, match=what):
+            assert read_table(root, S, config=SMALL, errors=errors, stats=stats).num_rows == 276
+        assert stats.index_damage and not stats.truncated
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PychroWarning)
+        rc, out, _ = _tail(root, capsys, "--index-block-size", "1024", "--errors", "skip")
+    assert rc == 0 and len(out.splitlines()) == 6
+
+
+# -- errors= wherever a schema is applied -------------------------------------------------------------------
+@pytest.fixture
+def mismatched(daily: Path, tmp_path: Path) -> Path:
+    """The daily journal plus one message on 2024-03-05 that is only a long (no sym, no px)."""
+    root = _copy(daily, tmp_path / "m")
+    day = dt.datetime(2024, 3, 5, 23, tzinfo=dt.UTC)
+    with pychro.VanillaChronicleWriter(root, clock=lambda: int(day.timestamp() * 1000)) as w:
+        a = w.get_appender()
+        a.write_long(int(day.timestamp() * 1000))
+        a.finish()
+    return root
+
+
+def test_errors_option_on_every_export(mismatched: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SchemaMismatchError, match="errors='skip' or 'truncate'"):
+        to_parquet(mismatched, S, tmp_path / "a.parquet")
+    for fn, ext in ((to_parquet, "parquet"), (to_ipc, "arrow"), (to_csv, "csv")):
+        stats = ReadStats()
+        assert fn(mismatched, S, tmp_path / f"s.{ext}", errors="skip", stats=stats) == 400
+        assert stats.skipped_rows == 1
+        assert fn(mismatched, S, tmp_path / f"t.{ext}", errors="truncate") == 400
+    rc, _, err = _cli(capsys, "export", str(mismatched), "--schema", S, "--to", str(tmp_path / "c.parquet"))
+    assert rc == 1 and "--errors skip or --errors truncate" in err and "errors='skip'" not in err
+    rc, out, _ = _cli(capsys, "export", str(mismatched), "--schema", S, "--to", str(tmp_path / "c.parquet"),
+                      "--errors", "skip", "--columns", "px,ts")
+    assert rc == 0 and pq.read_table(tmp_path / "c.parquet").column_names == ["px", "ts"]
+    rc, out, _ = _cli(capsys, "tail", str(mismatched), "--schema", S, "-n", "2", "--errors", "skip", "--columns", "px")
+    # the last two messages, of which the mismatched one is dropped
+    assert rc == 0 and out.split("\n")[0].split() == ["_index", "px"] and len(out.splitlines()) == 2
+    rc, _, err = _cli(capsys, "head", str(mismatched), "--schema", S, "--columns", "nope")
+    assert rc == 2 and "nope" in err
+
+
+def test_errors_option_in_read_dask(mismatched: Path) -> None:
+    pytest.importorskip("dask.dataframe")
+    with pytest.raises(SchemaMismatchError):
+        pychro.read_dask(mismatched, S).compute(scheduler="sync")
+    assert len(pychro.read_dask(mismatched, S, errors="skip").compute(scheduler="sync")) == 400
