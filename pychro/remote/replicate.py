@@ -12,15 +12,23 @@ replica that has diverged (another writer, other config) raises instead of silen
 from __future__ import annotations
 
 import os
+import socket
+import time
 from collections.abc import Callable
+from typing import Any
 
 from ..config import VanillaConfig
 from ..errors import NoData, RemoteError
 from ..journal import Journal
 from .client import RemoteChronicleReader
+from . import wire as W
 from .wire import FRAME_HEADER_SIZE
 
 __all__ = ["replicate"]
+
+_PROBE_INTERVAL_S = 0.1  # how often the cycles left recently are asked for late commits
+_FETCH_WAIT_S = 0.5  # a late-message fetch ends when nothing more of its cycle comes for this long
+_PROBE_TIMEOUT_S = 5.0  # QUERY is answered at once by a live source
 
 
 def replicate(
@@ -35,6 +43,7 @@ def replicate(
     reconnect: bool = True,
     reconnect_timeout: float = 30.0,
     on_message: Callable[[int], None] | None = None,
+    late_grace: float = 10.0,
 ) -> int:
     """Copy messages from a Chronicle 3.x source into the local journal at ``path``; returns how many.
 
@@ -57,6 +66,12 @@ def replicate(
         Resume after a dropped connection (see :class:`RemoteChronicleReader`).
     on_message : callable, optional
         Called with each copied message's index (progress reporting).
+    late_grace : float
+        Seconds a cycle the stream has left is still watched for late commits (a writer commits a message
+        into the cycle in which it started it, even after the others moved on, vanilla-format.md §6). Late
+        messages are fetched on a second connection and written at their own indices; replicate looks once
+        more at every watched cycle before it returns. Messages committed into a cycle later than that are
+        not copied by this run (a restarted replicate checks its last cycle again).
 
     Examples
     --------
@@ -72,62 +87,177 @@ def replicate(
 
     if stop_after is not None and stop_after <= 0:
         return 0
+    if late_grace < 0:
+        raise ValueError(f"late_grace must be >= 0 seconds, got {late_grace}")
     os.makedirs(os.fspath(path), exist_ok=True)
     journal = Journal(path, config, thread_id_bits)
     cfg = journal.config
     end = journal.end_index()
+    wait = _PROBE_INTERVAL_S if timeout is None else min(timeout, _PROBE_INTERVAL_S)
     reader = RemoteChronicleReader(
-        host, port, "start",
-        polling_interval=None if timeout is not None else 0.0,
-        timeout=timeout if timeout is not None else 1.0,
+        host, port, "start", polling_interval=None, timeout=wait,
         config=cfg, reconnect=reconnect, reconnect_timeout=reconnect_timeout,
         resume_after=None if end is None else end - 1,
     )
     reader.recv_size = 4 << 20  # big receive buffers: big runs
     expected: dict[int, int] = {}  # cycle -> next local seq
+    # Cycles the stream has left, still watched for late commits (§6): cycle -> monotonic deadline
+    watched: dict[int, float] = {}
+    if end is not None:  # a resumed replica: its last cycle may have been left by the source meanwhile
+        watched[cfg.split_index(end - 1)[0]] = time.monotonic() + late_grace
+    current: int | None = None
     count = 0
+
+    def copy_run(source: RemoteChronicleReader, appender: bulk.BulkAppender, buf: Any, pos: int, stop: int,
+                 want: int, only_cycle: int | None = None) -> int:
+        """Copy the consecutive frames at ``pos`` (one cycle) into the replica at the same indices; returns
+        how many, 0 when they belong to a cycle other than ``only_cycle``."""
+        starts, sizes, first = locate_frames(buf, pos, stop, want)  # consecutive indices, one cycle
+        k = len(starts)
+        cycle, seq = cfg.split_index(first)
+        if only_cycle is not None and cycle != only_cycle:
+            return 0
+        local_seq = expected.get(cycle)
+        if local_seq is None:
+            local_seq = journal.count(cycle)
+        if seq != local_seq:
+            raise RemoteError(
+                "replica does not line up with the source: the remote message would land at another "
+                "index (was the replica written by something else, or is the config different?)",
+                index=first, local_index=cfg.index_of(cycle, local_seq), path=journal.path,
+            )
+        if int(sizes.max()) > cfg.message_capacity:
+            big = int(np.argmax(sizes > cfg.message_capacity))
+            raise RemoteError(
+                f"a message of {int(sizes[big])} bytes exceeds the replica's message capacity of "
+                f"{cfg.message_capacity} bytes (give replicate a config with a larger one)",
+                index=first + big, path=journal.path,
+            )
+        run_end = int(starts[-1] + FRAME_HEADER_SIZE + sizes[-1])
+        data = np.frombuffer(buf, np.uint8, count=run_end, offset=pos)
+        bodies = raw_program(data, starts + FRAME_HEADER_SIZE, sizes)  # each body in the receive buffer
+        written = np.empty(k, dtype=np.int64)
+        appender.append(cycle, range(k), bodies, sizes, written)
+        source._consumed(pos + run_end, first + k - 1)
+        if int(written[0]) != first or int(written[-1]) != first + k - 1:
+            # cannot happen unless another writer raced us; stop before it spreads
+            raise RemoteError("replica diverged from the source", index=first, local_index=int(written[0]),
+                              path=journal.path)
+        expected[cycle] = seq + k
+        if on_message is not None:
+            for index in range(first, first + k):
+                on_message(index)
+        return k
+
+    def fill_late(appender: bulk.BulkAppender, cycle: int) -> int:
+        """Copy messages committed into ``cycle`` after the stream left it (fetched on a second connection
+        that resumes after the replica's last message of that cycle); returns how many."""
+        have = expected.get(cycle)
+        if have is None:
+            have = expected[cycle] = journal.count(cycle)
+        if have == 0:
+            return 0  # nothing to resume after (the stream never copied into this cycle)
+        target = cfg.index_of(cycle, have)
+        if not probe.follows(target - 1, target):
+            return 0
+        copied = 0
+        late = RemoteChronicleReader(host, port, "start", polling_interval=None, timeout=_FETCH_WAIT_S,
+                                     config=cfg, reconnect=False, resume_after=target - 1)
+        try:
+            while True:
+                try:
+                    buf, pos, stop = late._next_region()
+                except NoData:
+                    break
+                k = copy_run(late, appender, buf, pos, stop, bulk.RUN_ROWS, only_cycle=cycle)
+                if k == 0:
+                    break  # the stream went on to the next cycle: this one is complete for now
+                copied += k
+        finally:
+            late.close()
+        if copied == 0:
+            raise RemoteError(
+                f"the source holds messages of cycle {cycle} from seq {have} on that the replica could not "
+                "fetch: the replica lacks them", cycle=cycle, seq=have, path=journal.path)
+        return copied
+
+    def check_left(appender: bulk.BulkAppender, final: bool) -> int:
+        """Probe the watched cycles for late commits; forget those whose grace has passed (after a last look)."""
+        copied = 0
+        now = time.monotonic()
+        for cycle in sorted(watched):
+            if current is None or cycle >= current:
+                continue  # the stream itself still delivers this cycle
+            copied += fill_late(appender, cycle)
+            if final or now >= watched[cycle]:
+                del watched[cycle]
+                expected.pop(cycle, None)  # never written again
+        return copied
+
+    probe = _Probe(host, port)
+    next_probe = time.monotonic() + _PROBE_INTERVAL_S
+    last_rx = time.monotonic()
     try:
         with bulk.BulkAppender(journal) as appender:
             while stop_after is None or count < stop_after:
+                if watched and time.monotonic() >= next_probe:
+                    count += check_left(appender, final=False)
+                    next_probe = time.monotonic() + _PROBE_INTERVAL_S
                 try:
                     buf, pos, stop = reader._next_region()
                 except NoData:
-                    break
+                    if timeout is not None and time.monotonic() - last_rx >= timeout:
+                        break
+                    continue
+                last_rx = time.monotonic()
                 want = bulk.RUN_ROWS if stop_after is None else min(bulk.RUN_ROWS, stop_after - count)
-                starts, sizes, first = locate_frames(buf, pos, stop, want)  # consecutive indices, one cycle
-                k = len(starts)
-                cycle, seq = cfg.split_index(first)
-                local_seq = expected.get(cycle)
-                if local_seq is None:
-                    local_seq = journal.count(cycle)
-                if seq != local_seq:
-                    raise RemoteError(
-                        "replica does not line up with the source: the remote message would land at another "
-                        "index (was the replica written by something else, or is the config different?)",
-                        index=first, local_index=cfg.index_of(cycle, local_seq), path=journal.path,
-                    )
-                if int(sizes.max()) > cfg.message_capacity:
-                    big = int(np.argmax(sizes > cfg.message_capacity))
-                    raise RemoteError(
-                        f"a message of {int(sizes[big])} bytes exceeds the replica's message capacity of "
-                        f"{cfg.message_capacity} bytes (give replicate a config with a larger one)",
-                        index=first + big, path=journal.path,
-                    )
-                run_end = int(starts[-1] + FRAME_HEADER_SIZE + sizes[-1])
-                data = np.frombuffer(buf, np.uint8, count=run_end, offset=pos)
-                bodies = raw_program(data, starts + FRAME_HEADER_SIZE, sizes)  # each body in the receive buffer
-                written = np.empty(k, dtype=np.int64)
-                appender.append(cycle, range(k), bodies, sizes, written)
-                reader._consumed(pos + run_end, first + k - 1)
-                if int(written[0]) != first or int(written[-1]) != first + k - 1:
-                    # cannot happen unless another writer raced us; stop before it spreads
-                    raise RemoteError("replica diverged from the source", index=first, local_index=int(written[0]),
-                                      path=journal.path)
-                expected[cycle] = seq + k
-                count += k
-                if on_message is not None:
-                    for index in range(first, first + k):
-                        on_message(index)
+                cycle = cfg.split_index(_first_index(buf, pos))[0]
+                if current is not None and cycle != current:
+                    for left in expected:
+                        if left < cycle and left not in watched:
+                            watched[left] = time.monotonic() + late_grace
+                current = cycle
+                count += copy_run(reader, appender, buf, pos, stop, want)
+            if watched and (stop_after is None or count < stop_after):
+                count += check_left(appender, final=True)
     finally:
         reader.close()
+        probe.close()
     return count
+
+
+def _first_index(buf: Any, pos: int) -> int:
+    return int.from_bytes(bytes(buf[pos + 4:pos + FRAME_HEADER_SIZE]), "little", signed=True)
+
+
+class _Probe:
+    """A second connection that asks QUERY (never subscribes, so the source sends nothing unasked)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.sock: socket.socket | None = None
+
+    def follows(self, index: int, after: int) -> bool:
+        """Does the source hold ``after`` (= ``index + 1``), the message after the replica's ``index``?"""
+        if self.sock is None:
+            self.sock = socket.create_connection((self.host, self.port), timeout=_PROBE_TIMEOUT_S)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self.sock.sendall(W.request(W.ACTION_QUERY, index))
+            size, reply = W.FRAME_HEADER.unpack(W.recv_exact(self.sock, W.FRAME_HEADER_SIZE, "QUERY reply"))
+        except (OSError, RemoteError):
+            self.close()  # a dropped probe is retried on the next look
+            return False
+        if size == W.IN_SYNC_LEN:
+            raise RemoteError("the source no longer holds a message the replica copied (did the source's "
+                              "journal change?)", index=index, host=self.host, port=self.port)
+        if size != W.SYNC_IDX_LEN:
+            self.close()
+            raise RemoteError(f"unexpected reply to QUERY: {W.describe_size(size)}", index=index,
+                              host=self.host, port=self.port)
+        return reply == after
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
