@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +138,49 @@ def test_runs_of_any_sizes_roll_data_files_and_match_the_row_writer_byte_for_byt
         assert names == sorted(os.listdir(replica / folder)) and len(names) > 5
         for name in names:
             assert (replica / folder / name).read_bytes() == (expected / folder / name).read_bytes(), name
+
+
+def test_a_late_commit_into_a_left_cycle_is_copied_at_its_own_index(tmp_path: Path) -> None:
+    # A writer starts a message on day 1, the clock passes midnight, another writer fills day 2 and the
+    # replica follows it there; only then is the day-1 message committed (into day 1, §6).
+    source = tmp_path / "source"
+    replica = tmp_path / "replica"
+    clock = FakeClock(dt.datetime(2022, 3, 1, 23, 59))
+    counts: list[int] = []
+    with VanillaChronicleWriter(source, clock=clock) as early, VanillaChronicleWriter(source, clock=clock) as w:
+        a = w.get_appender()
+        for i in range(10):
+            a.write_int(i)
+            a.finish()
+        late = early.get_appender()
+        late.start_excerpt()
+        late.write_bytes(b"late message")
+        with serve(source, background=True, clock=clock) as server:
+            worker = threading.Thread(target=lambda: counts.append(
+                replicate("127.0.0.1", server.port, replica, timeout=2.0, late_grace=30.0)))
+            worker.start()
+            try:
+                day1 = Journal(source).config.cycle_of_ms(clock())
+                _wait(lambda: (replica / "20220301").is_dir() and Journal(replica).count(day1) == 10)
+                clock.set(dt.datetime(2022, 3, 2, 0, 0, 1))
+                for i in range(10):
+                    a.write_int(100 + i)
+                    a.finish()
+                _wait(lambda: Journal(replica).count(day1 + 1) == 10)  # the stream has left day 1
+                assert late.finish() == Journal(source).config.index_of(day1, 10)
+                for i in range(5):
+                    a.write_int(200 + i)
+                    a.finish()
+            finally:
+                worker.join(60)
+    assert not worker.is_alive()
+    assert counts == [26]
+    assert messages(replica) == messages(source)
+    assert Journal(replica).count(day1) == 11
+
+
+def _wait(condition: Any, limit: float = 20.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)

@@ -20,8 +20,8 @@ from typing import Any
 from ..config import VanillaConfig
 from ..errors import NoData, RemoteError
 from ..journal import Journal
-from .client import RemoteChronicleReader
 from . import wire as W
+from .client import RemoteChronicleReader
 from .wire import FRAME_HEADER_SIZE
 
 __all__ = ["replicate"]
