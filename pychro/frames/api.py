@@ -44,6 +44,10 @@ METADATA_COLUMNS = {"index": "_index", "cycle": "_cycle", "seq": "_seq"}
 DEFAULT_BATCH_ROWS = 65_536  # iter_batches: rows per RecordBatch
 TABLE_BATCH_ROWS = 65_536  # read_table: rows per batch (measured best between 16k and 128k)
 _ERRORS = ("raise", "skip", "truncate")
+# follow=True: how long a cycle that was left stays watched for messages committed late into it (§6), and how
+# long an empty index slot below filled ones is waited for before it is called damage
+LATE_COMMIT_GRACE_S = 10.0
+LIVE_HOLE_WAIT_S = 2.0
 
 
 @dataclass
@@ -219,38 +223,59 @@ def _follow(
 ) -> Iterator[tuple[CycleFiles, int, Any]]:
     """Tail the journal: new messages of the current cycle, then of newer cycle folders as they appear.
 
-    A cycle is left once a newer cycle folder exists and one more count of it found nothing new.
+    A cycle is left once a newer cycle folder exists and one more count of it found nothing new. A left cycle
+    is still watched for :data:`LATE_COMMIT_GRACE_S` seconds: a writer commits into the cycle in which it began
+    a message (vanilla-format.md §6), so such a late message comes after messages of the newer cycle.
     """
     hi = r.end_bound
     if seq < 0:
         return  # the end bound was reached before following began
     date, start, end = r.bounds
-    files = CycleFiles(r.journal, cycle) if cycle is not None else None
+
+    def limit_of(files: CycleFiles) -> int | None:
+        return hi[1] if hi is not None and files.cycle == hi[0] else None
+
+    def fresh(files: CycleFiles, seq: int) -> int:
+        """The cycle's committed count now (within the end bound); ``seq`` when nothing was added."""
+        count = files.count()
+        limit = limit_of(files)
+        return max(seq, count if limit is None else min(limit, count))
+
+    files = _live_files(r, cycle) if cycle is not None else None
+    left: list[list[Any]] = []  # [files, next seq, monotonic deadline] of cycles left recently
     while True:
         if files is not None:
-            limit = hi[1] if hi is not None and files.cycle == hi[0] else None
-            count = files.count()
-            stop = count if limit is None else min(limit, count)
+            stop = fresh(files, seq)
             if stop > seq:
                 yield from ((files, seq0, e) for seq0, e in files.entries(seq, stop, batch_rows))
                 seq = stop
                 continue
+            limit = limit_of(files)
             if limit is not None and seq >= limit:
                 return  # the end bound inside this cycle was reached
+        late = False
+        for watch in left:  # late commits into cycles left recently
+            stop = fresh(watch[0], watch[1])
+            if stop > watch[1]:
+                yield from ((watch[0], seq0, e) for seq0, e in watch[0].entries(watch[1], stop, batch_rows))
+                watch[1] = stop
+                late = True
+        if late:
+            continue
+        now = time.monotonic()
+        for watch in [w for w in left if now >= w[2]]:
+            left.remove(watch)
+            watch[0].close()
         newer, _ = select_cycles(r.journal, date, start, end)
         newer = [c for c in newer if cycle is None or c[0] > cycle]
         if newer:
             if files is not None:
-                count = files.count()
-                limit = hi[1] if hi is not None and files.cycle == hi[0] else None
-                stop = count if limit is None else min(limit, count)
+                stop = fresh(files, seq)
                 if stop > seq:  # a late commit into the cycle being left
-                    yield from ((files, seq0, e) for seq0, e in files.entries(seq, stop, batch_rows))
-                    seq = stop
                     continue
-                files.close()
+                left.append([files, seq, now + LATE_COMMIT_GRACE_S])
             cycle, seq = newer[0][0], newer[0][1]
-            files = CycleFiles(r.journal, cycle)
+            files = _live_files(r, cycle)
             continue
         if hi is not None and cycle is not None and (cycle > hi[0] or (cycle == hi[0] and seq >= hi[1])):
             return  # nothing at or after the position can fall inside the end bound
@@ -262,6 +287,13 @@ def _follow(
                 return
             continue
         time.sleep(poll_interval)
+
+
+def _live_files(r: _Read, cycle: int) -> CycleFiles:
+    """A followed cycle's files: an empty slot below filled ones waits like a message not yet committed."""
+    files = CycleFiles(r.journal, cycle)
+    files.hole_wait = LIVE_HOLE_WAIT_S
+    return files
 
 
 def _batches(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -199,6 +200,13 @@ class DataMap:
         return view
 
 
+_HOLE_RECHECK_S = 0.001  # first look again at an empty slot below filled ones after this long
+
+
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)  # a seam for tests: a writer fills the slot while the reader pauses
+
+
 class CycleFiles:
     """Index and data files of one cycle, mapped on demand; shared by the decoding threads."""
 
@@ -218,6 +226,8 @@ class CycleFiles:
         # the readable prefix (errors="skip"/"truncate")
         self.tolerate = False
         self.damage: PychroError | None = None
+        # A live follower waits this long for an empty slot below filled ones to fill (see entries())
+        self.hole_wait = 0.0
 
     # -- index ---------------------------------------------------------------------------------------------
     def _index_view(self, n: int) -> np.ndarray | None:
@@ -326,7 +336,11 @@ class CycleFiles:
                 )
             out = empty(stop, U8)
             np.copyto(out, view[slot : slot + stop])
-            if not out.all():  # below the count, so a filled slot follows: slots fill in order, this is damage
+            if not out.all():  # below the count, so a filled slot follows
+                # A live writer can fill slots k and k+1 between two loads: look again (for a follower, for
+                # up to hole_wait seconds) before calling it damage.
+                out = self._reread_hole(view, slot, out)
+            if not out.all():  # still empty below filled slots: slots fill in order, this is damage
                 hole = int(np.argmin(out))
                 if hole:
                     yield seq, out[:hole]  # the messages before it first: their own damage comes first
@@ -352,6 +366,17 @@ class CycleFiles:
                 return None
             out[pick] = view[slots]
         return out if bool(out.all()) else None
+
+    def _reread_hole(self, view: np.ndarray, slot: int, out: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+        """Copy the slots again until they are all filled or the hole has stayed empty long enough."""
+        deadline = time.monotonic() + self.hole_wait
+        pause = _HOLE_RECHECK_S
+        while True:
+            _pause(pause)
+            np.copyto(out, view[slot : slot + out.size])
+            if out.all() or time.monotonic() >= deadline:
+                return out
+            pause = min(pause * 2, 0.05)
 
     # -- data ----------------------------------------------------------------------------------------------
     def data(self, key: int, *, refresh: bool = False) -> DataMap:

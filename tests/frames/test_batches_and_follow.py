@@ -165,3 +165,67 @@ def test_follow_a_writer_process(tmp_path: Path) -> None:
     assert table.column("i").to_pylist() == list(range(400))
     assert table.column("s").to_pylist() == [f"p{k}" for k in range(400)]
     assert proc.returncode == 0
+
+
+def _consume(it: Any, stop: threading.Event) -> tuple[Any, threading.Thread]:
+    """Feed a follow iterator's batches into a queue from a daemon thread (ends at the batch after ``stop``)."""
+    import queue
+
+    out: queue.SimpleQueue[pa.RecordBatch] = queue.SimpleQueue()
+
+    def run() -> None:
+        for batch in it:
+            if stop.is_set():
+                break
+            out.put(batch)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return out, t
+
+
+def _take(out: Any, want: int, timeout: float = 20.0) -> list[int]:
+    got: list[int] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want:
+        batch = out.get(timeout=max(0.0, deadline - time.monotonic()))
+        got.extend(batch.column("_index").to_pylist())
+    return got
+
+
+def test_follow_delivers_a_late_commit_into_the_cycle_it_left(tmp_path: Path) -> None:
+    # A writer begins a message in cycle C; the follower moves on to C+1 (another writer filled it); only
+    # then is the message committed, into C (vanilla-format.md §6). It is delivered, after C+1's messages.
+    cfg = VanillaConfig(cycle="HOURS")
+    clock = Clock(dt.datetime(2024, 5, 1, 9, 59, tzinfo=UTC))
+    schema = "i:int64"
+    it = iter_batches(tmp_path, schema, follow=True, poll_interval=0.002, config=cfg, metadata=("index",))
+    with VanillaChronicleWriter(tmp_path, config=cfg, clock=clock) as slow, \
+            VanillaChronicleWriter(tmp_path, config=cfg, clock=clock) as fast:
+        app = fast.get_appender()
+        for k in range(3):
+            app.write_long(k)
+            app.finish()
+        late = slow.get_appender()
+        late.start_excerpt()
+        late.write_long(99)
+        stop = threading.Event()
+        out, consumer = _consume(it, stop)
+        first = _take(out, 3)
+        clock.ms += 3_600_000
+        for k in range(3, 5):
+            app.write_long(k)
+            app.finish()
+        second = _take(out, 2)
+        assert cfg.split_index(second[0])[0] == cfg.split_index(first[0])[0] + 1  # the follower moved on
+        late_index = late.finish()
+        assert late_index == first[-1] + 1  # committed into the cycle it began in
+        assert _take(out, 1) == [late_index]
+        app.write_long(5)
+        app.finish()
+        assert _take(out, 1) == [second[-1] + 1]
+        stop.set()
+        app.write_long(6)
+        app.finish()
+        consumer.join(20)
+    assert not consumer.is_alive()
