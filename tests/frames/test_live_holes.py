@@ -1,0 +1,68 @@
+"""Issue #12 item 7: an empty index slot below filled ones, on a live journal, is looked at again before it is
+called damage (a writer can fill slots k and k+1 between two loads of the reader)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from pychro import CorruptDataError, Journal, VanillaChronicleWriter
+from pychro.frames import scan
+
+DAY = dt.datetime(2024, 5, 1, 9, tzinfo=dt.UTC)
+
+
+def _journal(tmp_path: Path, n: int) -> tuple[Journal, int]:
+    with VanillaChronicleWriter(tmp_path, clock=lambda: int(DAY.timestamp() * 1000)) as w:
+        app = w.get_appender()
+        for k in range(n):
+            app.write_long(k)
+            app.finish()
+    journal = Journal(tmp_path)
+    return journal, journal.cycles()[0]
+
+
+def _set_slot(journal: Journal, cycle: int, seq: int, value: int) -> int:
+    with open(journal.index_path(cycle, 0), "r+b") as f:
+        f.seek(seq * 8)
+        old = int.from_bytes(f.read(8), "little")
+        f.seek(seq * 8)
+        f.write(value.to_bytes(8, "little"))
+    return old
+
+
+def test_a_slot_filled_between_two_loads_is_read_not_called_damage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal, cycle = _journal(tmp_path, 50)
+    files = scan.CycleFiles(journal, cycle)
+    count = files.count()
+    # The reader's first load sees slot 20 empty and 21.. filled (as when a writer fills 20 and 21 between
+    # its loads); the writer's store to slot 20 lands while the reader pauses before looking again.
+    entry = _set_slot(journal, cycle, 20, 0)
+    pauses: list[float] = []
+
+    def writer_fills(seconds: float) -> None:
+        pauses.append(seconds)
+        _set_slot(journal, cycle, 20, entry)
+
+    monkeypatch.setattr(scan, "_pause", writer_fills)
+    got = [e for _, batch in files.entries(0, count, 1000) for e in batch.tolist()]
+    assert len(got) == 50 and all(got) and got[20] == entry
+    assert len(pauses) == 1
+
+
+def test_a_slot_that_stays_empty_is_damage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal, cycle = _journal(tmp_path, 50)
+    files = scan.CycleFiles(journal, cycle)
+    files.hole_wait = 0.05  # a follower waits a bounded time, then reports it
+    count = files.count()
+    _set_slot(journal, cycle, 20, 0)
+    seen: list[int] = []
+    with pytest.raises(CorruptDataError, match="slot is empty") as err:
+        for seq0, batch in files.entries(0, count, 1000):
+            seen.extend(range(seq0, seq0 + len(batch)))
+    assert seen == list(range(20))  # the messages before the hole come first
+    assert err.value.context["seq"] == 20
