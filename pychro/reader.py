@@ -25,6 +25,10 @@ __all__ = ["VanillaChronicleReader", "wall_clock_ms"]
 
 _header = struct.Struct("<i").unpack_from
 
+# A follower that has moved on from cycle C still delivers messages committed late into C (a writer commits
+# into the cycle in which it began a message, vanilla-format.md §6) for this many seconds after it left C.
+LATE_COMMIT_GRACE_S = 10.0
+
 
 def wall_clock_ms() -> int:
     """The default clock of readers and writers: wall-clock epoch milliseconds (UTC), as Java's cycle uses."""
@@ -113,6 +117,8 @@ class VanillaChronicleReader:
         self._slots: Any = None
         self._nslots = 0
         self._cycle_base = 0  # full index of seq 0 of the current cycle
+        self._left: list[list[Any]] = []  # [cycle, next seq, monotonic deadline] of cycles left recently
+        self._back: tuple[int, int] | None = None  # where to return after the late messages of a left cycle
         if full_index is not None:
             self.set_index(full_index)
         elif date is not None:
@@ -155,7 +161,10 @@ class VanillaChronicleReader:
             mf.close()
         self._index_maps = []
 
-    def _goto(self, cycle: int | None, seq: int) -> None:
+    def _goto(self, cycle: int | None, seq: int, keep_left: bool = False) -> None:
+        if not keep_left:  # a new position by the caller: cycles left earlier are no longer watched
+            self._left = []
+            self._back = None
         if cycle != self._cycle:
             self._drop_index()
             # Data maps are keyed by (tid, file_no), which names a different file in every cycle folder.
@@ -320,7 +329,12 @@ class VanillaChronicleReader:
                 if entry:
                     return entry
                 self._check_dead_end(self._seq)
+                if self._back is not None:  # the late messages of a left cycle are delivered: go back
+                    self._return_from_left()
+                    continue
                 if self._advance_cycle():
+                    continue
+                if self._left and self._late_commit():
                     continue
             if self.polling_interval is None:
                 raise NoData("no more committed messages", index=self._next_index_or_none())
@@ -394,8 +408,38 @@ class VanillaChronicleReader:
         later = [c for c in self._journal.cycles() if c > current]
         if not later:
             return False
-        self._goto(later[0], 0)
+        self._left.append([current, self._seq, time.monotonic() + LATE_COMMIT_GRACE_S])
+        self._goto(later[0], 0, keep_left=True)
         return True
+
+    def _late_commit(self) -> bool:
+        """Is a message committed late into a cycle left recently? Then go there (back afterwards)."""
+        now = time.monotonic()
+        self._left = [w for w in self._left if w[2] > now]
+        for cycle, seq, _ in self._left:
+            # one pread of the slot: the left cycle's files are not kept mapped
+            path = self._journal.index_path(cycle, seq >> self._slot_bits)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                slot = os.pread(fd, L.ENTRY_SIZE, (seq & self._slot_mask) * L.ENTRY_SIZE)
+            finally:
+                os.close(fd)
+            if len(slot) == L.ENTRY_SIZE and any(slot):
+                self._back = (self._cycle, self._seq)  # type: ignore[assignment]
+                self._goto(cycle, seq, keep_left=True)
+                return True
+        return False
+
+    def _return_from_left(self) -> None:
+        assert self._back is not None
+        for watch in self._left:
+            if watch[0] == self._cycle:
+                watch[1] = self._seq
+        back, self._back = self._back, None
+        self._goto(*back, keep_left=True)
 
     def _open_data(self, entry: int) -> MappedFile:
         codec = self._journal.codec

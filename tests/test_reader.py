@@ -380,3 +380,35 @@ def test_excerpts_outlive_close_and_eviction(java_3_6_6: Any) -> None:
     with VanillaChronicleReader(java_3_6_6.journal, max_mapped_memory=1) as reader:
         excerpts = [reader.next_reader() for _ in range(300)]  # 3 data files, room for 1: evictions
     assert [(e.read_byte(), e.read_int()) for e in excerpts] == expected  # read after evictions and close
+
+
+def test_a_late_commit_into_the_cycle_the_reader_left_is_delivered(tmp_path: Path) -> None:
+    # A writer begins a message in cycle C; the reader moves on to C+1 (the clock has left C and another writer
+    # filled C+1); only then is the message committed, into C (vanilla-format.md §6). The reader delivers it
+    # next, after the C+1 messages it already returned, then goes on in C+1.
+    clock = FakeClock(dt.datetime(2024, 5, 1, 23, 59))
+    with VanillaChronicleWriter(tmp_path, clock=clock) as slow, VanillaChronicleWriter(tmp_path, clock=clock) as fast, \
+            VanillaChronicleReader(tmp_path, clock=clock) as reader:
+        app = fast.get_appender()
+        for k in range(3):
+            app.write_long(k)
+            app.finish()
+        late = slow.get_appender()
+        late.start_excerpt()
+        late.write_long(99)
+        first = [e.index for e in reader]
+        clock.set(dt.datetime(2024, 5, 2, 0, 0, 1))
+        for k in range(3, 5):
+            app.write_long(k)
+            app.finish()
+        second = [e.index for e in reader]
+        assert reader.config.split_index(second[0])[0] == reader.config.split_index(first[0])[0] + 1
+        assert late.finish() == first[-1] + 1
+        excerpt = reader.next_reader()
+        assert (excerpt.index, excerpt.read_long()) == (first[-1] + 1, 99)
+        with pytest.raises(NoData):
+            reader.next_reader()
+        app.write_long(5)
+        app.finish()
+        excerpt = reader.next_reader()
+        assert (excerpt.index, excerpt.read_long()) == (second[-1] + 1, 5)
