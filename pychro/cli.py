@@ -208,7 +208,8 @@ def cmd_replicate(args: argparse.Namespace) -> int:
     if not host or not port.isdigit():
         raise ValueError(f"source must be HOST:PORT, got {args.source!r}")
     try:
-        count = replicate(host, int(port), args.dir, config=_config(args), timeout=args.timeout)
+        count = replicate(host, int(port), args.dir, config=_config(args), timeout=args.timeout,
+                          late_grace=args.late_grace)
     except KeyboardInterrupt:
         return 0
     print(f"replicated {count:,} messages into {args.dir}")
@@ -309,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="HOST:PORT")
     p.add_argument("dir")
     p.add_argument("--timeout", type=float, default=None, help="stop after this many idle seconds")
+    p.add_argument("--late-grace", type=float, default=10.0, metavar="S",
+                   help="seconds a cycle the stream has left is still checked for late commits (default 10)")
     p.set_defaults(func=cmd_replicate)
 
     for action in sub.choices.values():

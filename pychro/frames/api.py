@@ -435,7 +435,9 @@ def iter_batches(
     Memory stays bounded by a few batches. With ``follow=True`` the iterator does not end (unless ``end``
     is reached): it waits, sleeping ``poll_interval`` seconds between looks, for writers to commit more
     messages, and moves on to a newer cycle folder once one exists and the current cycle has nothing new;
-    close the generator or break out of the loop to stop. Following decodes in the calling thread.
+    close the generator or break out of the loop to stop. Following decodes in the calling thread. A cycle
+    it has left is watched for :data:`LATE_COMMIT_GRACE_S` seconds more: messages committed late into it
+    (vanilla-format.md §6) come then, after messages of the newer cycle.
     Other parameters are those of :func:`read_table`.
 
     Examples
