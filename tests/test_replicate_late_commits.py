@@ -70,13 +70,13 @@ def test_replica_of_a_busy_seconds_journal_equals_the_source(tmp_path: Path) -> 
     source.mkdir()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     counts: list[int] = []
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
     with serve(source, background=True, config=SECONDS) as server:
         def run() -> None:
             try:
                 counts.append(replicate("127.0.0.1", server.port, replica, config=SECONDS, timeout=3.0,
                                         late_grace=5.0))
-            except BaseException as exc:  # reported by the test thread
+            except Exception as exc:  # noqa: BLE001 - reported by the test thread
                 errors.append(exc)
 
         worker = threading.Thread(target=run)
