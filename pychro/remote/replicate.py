@@ -7,6 +7,12 @@ copied in runs of consecutive frames taken straight from the receive buffer (loc
 :func:`iter_remote_batches` locates them) and appended by a :class:`pychro.frames.bulk.BulkAppender`, one
 ``pwrite`` and one batch CAS a run. Each run's local indices are checked before and after the write; a
 replica that has diverged (another writer, other config) raises instead of silently renumbering.
+
+A writer commits a message into the cycle in which it began it, even after others moved on (§6), and the
+source's stream never goes back. So a cycle the stream has left stays watched for ``late_grace`` seconds: every
+0.1 s a second connection asks QUERY for the index after the replica's last message of that cycle, and when
+the source holds it, the late messages are fetched (a subscription resuming there, cut at the cycle's end) and
+written at their own indices.
 """
 
 from __future__ import annotations
