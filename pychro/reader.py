@@ -408,7 +408,9 @@ class VanillaChronicleReader:
         later = [c for c in self._journal.cycles() if c > current]
         if not later:
             return False
-        self._left.append([current, self._seq, time.monotonic() + LATE_COMMIT_GRACE_S])
+        if current >= self.config.cycle_of_ms(self._clock() - int(LATE_COMMIT_GRACE_S * 1000)):
+            # it ended less than the grace ago (a reader catching up on old cycles watches none of them)
+            self._left.append([current, self._seq, time.monotonic() + LATE_COMMIT_GRACE_S])
         self._goto(later[0], 0, keep_left=True)
         return True
 
