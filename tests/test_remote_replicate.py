@@ -184,3 +184,29 @@ def _wait(condition: Any, limit: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+def test_a_left_cycle_the_source_no_longer_holds_is_reported(tmp_path: Path) -> None:
+    # The replica copied 5 messages of day 1; the source it resumes from holds only 3 there (another journal
+    # behind the same address): the copy cannot be complete, and replicate says which cycle and seq.
+    def journal(path: Path, day1: int, day2: int) -> None:
+        clock = FakeClock(dt.datetime(2022, 3, 1, 9))
+        with VanillaChronicleWriter(path, clock=clock) as w:
+            a = w.get_appender()
+            for i in range(day1 + day2):
+                if i == day1:
+                    clock.set(dt.datetime(2022, 3, 2, 9))
+                a.write_int(i)
+                a.finish()
+
+    first, second, replica = tmp_path / "first", tmp_path / "second", tmp_path / "replica"
+    journal(first, 5, 5)
+    journal(second, 3, 10)
+    with serve(first, background=True) as server:
+        assert replicate("127.0.0.1", server.port, replica, stop_after=5) == 5
+    with serve(second, background=True) as server:
+        with pytest.raises(RemoteError, match="no longer holds") as err:
+            replicate("127.0.0.1", server.port, replica, timeout=1.0)
+    day1 = Journal(replica).cycles()[0]
+    assert (err.value.context["cycle"], err.value.context["seq"]) == (day1, 4)
+    assert err.value.context["index"] == Journal(replica).config.index_of(day1, 4)

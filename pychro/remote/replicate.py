@@ -164,8 +164,15 @@ def replicate(
         if have == 0:
             return 0  # nothing to resume after (the stream never copied into this cycle)
         target = cfg.index_of(cycle, have)
-        if not probe.follows(target - 1, target):
-            return 0
+        try:
+            if not probe.follows(target - 1, target):
+                return 0
+        except _Absent:
+            raise RemoteError(
+                f"the source no longer holds message seq {have - 1} of cycle {cycle}, which the replica copied: "
+                "the replica cannot be kept equal to it (did the source's journal change?)",
+                cycle=cycle, seq=have - 1, index=target - 1, host=host, port=port, path=journal.path,
+            ) from None
         copied = 0
         late = RemoteChronicleReader(host, port, "start", polling_interval=None, timeout=_FETCH_WAIT_S,
                                      config=cfg, reconnect=False, resume_after=target - 1)
@@ -236,6 +243,10 @@ def _first_index(buf: Any, pos: int) -> int:
     return int.from_bytes(bytes(buf[pos + 4:pos + FRAME_HEADER_SIZE]), "little", signed=True)
 
 
+class _Absent(Exception):
+    """QUERY answered that the asked index does not exist."""
+
+
 class _Probe:
     """A second connection that asks QUERY (never subscribes, so the source sends nothing unasked)."""
 
@@ -244,7 +255,8 @@ class _Probe:
         self.sock: socket.socket | None = None
 
     def follows(self, index: int, after: int) -> bool:
-        """Does the source hold ``after`` (= ``index + 1``), the message after the replica's ``index``?"""
+        """Does the source hold ``after`` (= ``index + 1``), the message after the replica's ``index``?
+        Raises _Absent when it does not hold ``index`` itself."""
         if self.sock is None:
             self.sock = socket.create_connection((self.host, self.port), timeout=_PROBE_TIMEOUT_S)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -255,8 +267,7 @@ class _Probe:
             self.close()  # a dropped probe is retried on the next look
             return False
         if size == W.IN_SYNC_LEN:
-            raise RemoteError("the source no longer holds a message the replica copied (did the source's "
-                              "journal change?)", index=index, host=self.host, port=self.port)
+            raise _Absent
         if size != W.SYNC_IDX_LEN:
             self.close()
             raise RemoteError(f"unexpected reply to QUERY: {W.describe_size(size)}", index=index,
