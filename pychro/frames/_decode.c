@@ -75,6 +75,11 @@ typedef struct {
     int32_t cursor;   /* text: bytes used = offsets[row] */
     int64_t nulls;    /* D_STRING: nulls written by this call */
     Py_ssize_t null_row; /* D_STRING: the last row written as null (undone when that row turns out bad) */
+    Py_ssize_t len;      /* bytes of values (D_FIXED) */
+    /* on the first step of a group (consecutive D_FIXED of at most 8 bytes and D_SKIP, at least 2 steps): */
+    Py_ssize_t group;    /* steps in the group */
+    Py_ssize_t span;     /* their bytes */
+    Py_ssize_t safe_rows; /* rows whose 8-byte stores stay inside every column of the group */
 } Op;
 
 /* -- arguments --------------------------------------------------------------------------------------------- */
@@ -129,6 +134,7 @@ static int read_out(Op *op, PyObject *outs, Py_ssize_t k, Py_ssize_t n, Views *v
     case D_STOPBIT:
         if (va->len / op->size < n) return bad_arg("outs[%zd]: values too short", op->col);
         op->values = va->buf;
+        op->len = va->len;
         return 0;
     case D_BOOL:
         if (va->len < (n + 7) / 8) return bad_arg("outs[%zd]: bitmap too short", op->col);
@@ -200,6 +206,23 @@ static Py_ssize_t read_program(PyObject *program, PyObject *outs, Py_ssize_t n, 
             if (run >= MAX_BODY_LENGTH) run = MAX_BODY_LENGTH; /* no body is that long: the check fails */
         }
         ops[first].run = run;
+    }
+    /* groups: copied as whole 8-byte words whose spill the next row overwrites, without a switch per field */
+    for (Py_ssize_t k = 0; k < count;) {
+        Py_ssize_t g = k, span = 0, safe = PY_SSIZE_T_MAX;
+        for (; g < count && ((ops[g].kind == D_FIXED && ops[g].size <= 8) || ops[g].kind == D_SKIP); g++) {
+            span += ops[g].size;
+            if (ops[g].kind == D_FIXED) {
+                Py_ssize_t rows = ops[g].len < 8 ? 0 : (ops[g].len - 8) / ops[g].size + 1;
+                safe = rows < safe ? rows : safe;
+            }
+        }
+        if (g - k >= 2 && span < MAX_BODY_LENGTH) {
+            ops[k].group = g - k;
+            ops[k].span = span;
+            ops[k].safe_rows = safe;
+        }
+        k = g > k ? g : k + 1;
     }
     *out = ops;
     return count;
@@ -466,6 +489,17 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
             if (op->run && end - p < op->run) {
                 bad = ST_MISMATCH;
                 break;
+            }
+            if (op->group && i < op->safe_rows && file_end - p >= op->span + 8) {
+                const uint8_t *q = p;
+                for (Py_ssize_t g = 0; g < op->group; g++) {
+                    const Op *f = op + g;
+                    if (f->values) store8(f->values + i * f->size, load8(q));
+                    q += f->size;
+                }
+                p = q;
+                k += op->group - 1;
+                continue;
             }
             switch (op->kind) {
             case D_FIXED: {

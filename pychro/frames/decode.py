@@ -96,7 +96,8 @@ class Run:
         self.outs: list[tuple[Any, Any, Any]] = []
         for j, kind in enumerate(plan.kinds):
             if kind in (C.D_FIXED, C.D_STOPBIT):
-                self.outs.append((pa.allocate_buffer(n * (plan.sizes[j] or 8)), None, None))
+                # 8 bytes more: the C stores short fields as whole words whose spill the next row overwrites
+                self.outs.append((pa.allocate_buffer(n * (plan.sizes[j] or 8) + 8), None, None))
             elif kind == C.D_BOOL:
                 self.outs.append((pa.py_buffer(np.zeros((n + 7) // 8, np.uint8)), None, None))
             else:
