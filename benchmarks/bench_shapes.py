@@ -71,7 +71,8 @@ def print_table(results: dict[str, dict[str, float]], rows: int) -> None:
     for name, t in results.items():
         m = rows / 1e6
         print(f"| {name} | {m / t['read']:.1f} M rows/s | {t['read'] / t['pq_read']:.2f}x | "
-              f"{t['read_t1'] / t['pq_read']:.2f}x | {m / t['write']:.1f} M rows/s | {t['write'] / t['pq_write']:.2f}x | "
+              f"{t['read_t1'] / t['pq_read']:.2f}x | {m / t['write']:.1f} M rows/s | "
+              f"{t['write'] / t['pq_write']:.2f}x | "
               f"{t['write_t1'] / t['pq_write']:.2f}x | {t['export'] / t['pq_write']:.2f}x |", flush=True)
 
 
@@ -91,7 +92,8 @@ def scale_check(only: list[str] | None, rows: int, tmp: str) -> None:
             got.append(interleaved(partial(pychro.read_table, journal, schema),
                                    partial(pychro.to_parquet, journal, schema, out), repeat=2))
             _clean(journal)
-        print(f"{name:9} read_table {got[1][0] / got[0][0]:5.1f}x   to_parquet {got[1][1] / got[0][1]:5.1f}x", flush=True)
+        print(f"{name:9} read_table {got[1][0] / got[0][0]:5.1f}x   to_parquet {got[1][1] / got[0][1]:5.1f}x",
+              flush=True)
 
 
 def memory_child(journal: str, schema: str, out: str) -> None:

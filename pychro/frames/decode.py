@@ -119,7 +119,7 @@ class Run:
                                          tuple(self.outs), self.status, self.counts)
             if code != C.C_NEED_MORE:
                 return code, row, detail
-            offsets, data, valid = self.outs[detail]
+            data = self.outs[detail][1]
             data.resize(min(2 * data.size + 4096, (1 << 31) - 1))  # keeps the bytes of the rows done
             lo = row
 

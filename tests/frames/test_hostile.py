@@ -93,7 +93,7 @@ def test_headers_overlapping_the_next_message(schema: str) -> None:
     second = _message(b"\x02hi" + b"\x00" * 10)
     data = bytearray(first + second)
     data[0:4] = struct.pack("<i", ~(len(data) - 4))  # message 0 claims everything after it, message 1's header too
-    run, (code, _, _) = _run(schema, bytes(data), [4, len(first) + 4, len(first) + 2, 6])  # and entries inside bodies
+    _, (code, _, _) = _run(schema, bytes(data), [4, len(first) + 4, len(first) + 2, 6])  # and entries inside bodies
     assert code in (C.C_DONE, C.C_HEADER)
 
 

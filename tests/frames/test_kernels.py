@@ -76,7 +76,8 @@ def _strings(raw: list[bytes | None]) -> list[bytes]:
 
 
 def test_strings_java_text() -> None:
-    texts = ["plain", "", "\u00fcn\u00ef-\u20ac-\u4e2d", "emoji-\U0001f600", "\U0010ffff\x00", None, "\uffff", "x" * 300]
+    texts = ["plain", "", "\u00fcn\u00ef-\u20ac-\u4e2d", "emoji-\U0001f600", "\U0010ffff\x00", None, "\uffff",
+             "x" * 300]
     raw = [None if t is None else ref_java_text(t) for t in texts]
     assert raw[3] == b"emoji-\xed\xa0\xbd\xed\xb8\x80"  # CESU-8 on disk
     run, cols = decode("s:string", _strings(raw))
@@ -87,7 +88,8 @@ def test_strings_java_text() -> None:
 
 
 def test_strings_modified_utf8_nul_and_lone_surrogates() -> None:
-    raw = [b"a\xc0\x80b", ref_java_text("x\ud800y"), ref_java_text("\udc00"), b"ok", ref_java_text("\ud800\ud800\udc00")]
+    raw = [b"a\xc0\x80b", ref_java_text("x\ud800y"), ref_java_text("\udc00"), b"ok",
+           ref_java_text("\ud800\ud800\udc00")]
     run, cols = decode("s:string", _strings(raw))
     assert cols["s"].to_pylist() == ["a\x00b", "x\ufffdy", "\ufffd", "ok", "\ufffd\U00010000"]
     assert run.counts[C.N_SLOW] == 4 and run.counts[C.N_REPLACED] == 3 and run.bad == 0
@@ -111,7 +113,7 @@ def test_utf_and_projection() -> None:
 
 
 def test_stop_mode_checks_only_headers_after_the_first_bad_row() -> None:
-    run, cols = decode("s:string", _strings([b"a", b"\xff", b"c"]), stop=True)
+    run, _ = decode("s:string", _strings([b"a", b"\xff", b"c"]), stop=True)
     assert run.counts[C.N_FIRST_BAD] == 1 and run.bad == 1
     assert run.arrays(1)["s"].to_pylist() == ["a"]
 
