@@ -137,11 +137,10 @@ class Run:
             arrow = plan.arrow_types[name]
             if kind in _TEXT:
                 used = int(np.frombuffer(first, np.int32, count=1, offset=4 * m)[0])
-                if self.n and used < data.size - data.size // 8:  # give back a guess that was too big
-                    plan.text_bytes[j] = max(1.0, used / self.n)
+                if m:
+                    plan.text_bytes[j] = max(1.0, used / m)
+                if used < data.size - data.size // 8:  # give back most of a guess that was too big
                     data.resize(used, shrink_to_fit=True)
-                elif self.n:
-                    plan.text_bytes[j] = max(1.0, used / self.n)
                 nulls = int(self.counts[C.N_NULLS + j]) if m == self.n else -1
                 validity = valid if nulls != 0 else None
                 out[name] = pa.Array.from_buffers(arrow, m, [validity, first, data], max(nulls, -1))
