@@ -4,4 +4,5 @@ from setuptools import Extension, setup
 setup(ext_modules=[
     Extension("pychro._atomic", ["pychro/_atomic.c"], extra_compile_args=["-O2"]),
     Extension("pychro.frames._encode", ["pychro/frames/_encode.c"], extra_compile_args=["-O3", "-std=c11"]),
+    Extension("pychro.frames._decode", ["pychro/frames/_decode.c"], extra_compile_args=["-O3", "-std=c11"]),
 ])

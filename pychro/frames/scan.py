@@ -3,7 +3,6 @@
 * :func:`select_cycles` turns ``date=``/``start=``/``end=`` into (cycle, first seq, end seq) ranges.
 * :class:`CycleFiles` maps a cycle's index files as ``<u8`` numpy views (the message count is a binary
   search for the first zero slot: slots fill strictly in order) and its data files as :class:`DataMap`.
-* :func:`split_groups` splits a batch of index entries into runs of one data file, in file order.
 
 Everything is mapped read-only at the file's current size, so a short (copied) file cannot SIGBUS; offsets
 are bounds-checked by the decoder against :attr:`DataMap.size`. Entries are copied out of the index view, so
@@ -28,7 +27,7 @@ from .._mapping import MappedFile, count_filled
 from ..errors import CorruptDataError, JournalNotFoundError, PychroError
 from ..journal import Journal
 
-__all__ = ["CycleFiles", "DataMap", "Groups", "empty", "select_cycles", "split_groups"]
+__all__ = ["CycleFiles", "DataMap", "empty", "select_cycles"]
 
 U8 = np.dtype("<u8")
 _UTC = _dt.UTC
@@ -137,67 +136,20 @@ def select_cycles(
 
 # -- data files --------------------------------------------------------------------------------------------
 class DataMap:
-    """One data file, mapped read-only, as the numpy arrays the decoder gathers from.
+    """One data file, mapped read-only at its size when mapped: ``u1`` is the file as bytes, ``size`` its length.
 
-    ``u1`` is the file as bytes, ``u4`` as aligned little-endian words; :meth:`window` gives overlapping
-    views where element ``i`` is the value at byte ``i + offset`` (one fancy index reads a field at any
-    unaligned position). The arrays own the mapping: it is unmapped when the last of them goes, so nothing
-    ever has to close it while a view exists (no ``BufferError``).
+    The array owns the mapping: it is unmapped when the last view of it goes, so nothing ever has to close it
+    while the decoder (or a result) still uses it (no ``BufferError``).
     """
 
-    __slots__ = ("path", "size", "u1", "u4", "_windows", "_aligned", "copied")
+    __slots__ = ("path", "size", "u1")
 
     def __init__(self, path: str, limit: int) -> None:
         self.path = path
         mf = MappedFile.open_read(path, limit)
         self.size = mf.size
-        self.copied = False
-        if mf.mm is None:
-            u1 = np.zeros(8, np.uint8)
-        elif mf.size % 4:
-            # A copy (padded to whole words) because the word view cannot reach a partial last word; only a
-            # file cut at an odd size (a damaged copy) takes this path.
-            u1 = np.zeros(mf.size + 8 - mf.size % 4, np.uint8)
-            u1[: mf.size] = np.frombuffer(mf.mm, np.uint8)
-            mf.mm.close()
-            self.copied = True
-        else:
-            u1 = np.frombuffer(mf.mm, np.uint8)
-        mf.mm = None  # the numpy arrays keep the mmap object alive from here on
-        self.u1: npt.NDArray[np.uint8] = u1
-        self.u4: npt.NDArray[np.uint32] = u1[: u1.size // 4 * 4].view("<u4")
-        self._windows: dict[tuple[str, int], np.ndarray] = {}
-        self._aligned: dict[tuple[int, int], np.ndarray] = {}
-
-    def aligned(self, unit: int, offset: int) -> np.ndarray:
-        """Contiguous ``<u{unit}`` view of the file from byte ``offset`` (a multiple of ``unit``).
-
-        Element ``i`` is the unit at byte ``offset + unit * i``; with 4-byte aligned header positions
-        ``h``, ``aligned(4, k).take(h >> 2)`` reads the word at ``h + k`` through numpy's fast contiguous take.
-        """
-        key = (unit, offset)
-        view = self._aligned.get(key)
-        if view is None:
-            count = max(0, (self.u1.size - offset) // unit)
-            view = self.u1[offset : offset + count * unit].view(f"<u{unit}")
-            self._aligned[key] = view
-        return view
-
-    def window(self, dtype: str, offset: int) -> np.ndarray:
-        """Overlapping view: element ``i`` is the ``dtype`` value at byte ``i + offset`` of the file."""
-        key = (dtype, offset)
-        view = self._windows.get(key)
-        if view is None:
-            itemsize = np.dtype(dtype).itemsize
-            n = self.u1.size - offset - itemsize + 1
-            if n <= 0:
-                # The field would end past the file for every row: such rows fail the bounds check before
-                # any gather, so this placeholder is never read.
-                view = np.zeros(1, dtype)
-            else:
-                view = np.ndarray((n,), dtype=dtype, buffer=self.u1, offset=offset, strides=(1,))
-            self._windows[key] = view
-        return view
+        self.u1: npt.NDArray[np.uint8] = np.zeros(0, np.uint8) if mf.mm is None else np.frombuffer(mf.mm, np.uint8)
+        mf.mm = None  # the numpy array keeps the mmap object alive from here on
 
 
 _HOLE_RECHECK_S = 0.001  # first look again at an empty slot below filled ones after this long
@@ -424,50 +376,3 @@ def _map_u64(path: str, limit: int) -> np.ndarray | None:
     view = np.frombuffer(mf.mm, U8, count=mf.size // L.ENTRY_SIZE)
     mf.mm = None  # owned by the array now
     return view
-
-
-# -- grouping ----------------------------------------------------------------------------------------------
-class Groups:
-    """A batch of entries split into runs of one data file, each in file (offset) order.
-
-    ``order`` is None when the batch already is one run in index order; otherwise it is the permutation
-    (index order -> sorted order) and ``bounds`` the run limits within it.
-    """
-
-    __slots__ = ("keys", "bounds", "order", "sorted_entries", "step")
-
-    def __init__(
-        self, keys: list[int], bounds: list[tuple[int, int]], order: np.ndarray | None,
-        sorted_entries: np.ndarray, step: int | None,
-    ) -> None:
-        self.keys = keys
-        self.bounds = bounds
-        self.order = order
-        self.sorted_entries = sorted_entries
-        self.step = step  # constant entry difference of a single in-order run (fixed-size records), else None
-
-
-def split_groups(entries: npt.NDArray[np.uint64], data_bits: int) -> Groups:
-    """Group a batch of entries by data file (``entry >> data_bits``), keeping each file's rows in offset order.
-
-    One writer thread's offsets rise in index order, so the common case is detected with one ``diff``:
-    non-negative differences and the same file at both ends mean one run in order. Otherwise a stable
-    argsort of the entries themselves sorts by (tid, file number, offset) at once.
-    """
-    n = entries.size
-    first_key = int(entries[0]) >> data_bits
-    if n == 1:
-        return Groups([first_key], [(0, 1)], None, entries, 0)
-    # Differences as u64: a step back wraps to a huge value, so "every step below the block size and the
-    # same file at both ends" means exactly "one file, offsets non-decreasing".
-    d = np.subtract(entries[1:], entries[:-1], out=empty(n - 1, U8))
-    lo, hi = int(d.min()), int(d.max())
-    if hi < (1 << data_bits) and (int(entries[-1]) >> data_bits) == first_key:
-        return Groups([first_key], [(0, n)], None, entries, lo if lo == hi else None)
-    order = np.argsort(entries, kind="stable")
-    sorted_entries = entries[order]
-    keys = sorted_entries >> np.uint64(data_bits)
-    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-    edges = [0, *cuts.tolist(), n]
-    bounds = [(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
-    return Groups([int(keys[a]) for a, _ in bounds], bounds, order, sorted_entries, None)

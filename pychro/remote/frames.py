@@ -85,18 +85,14 @@ def locate_frames(buf: Any, pos: int, end: int, max_rows: int) -> tuple[Any, Any
 
 
 class _BufferMap(DataMap):
-    """A receive buffer seen as a data file by the decoder (no mapping: the arrays own the buffer)."""
+    """A receive buffer seen as a data file by the decoder (no mapping: the array owns the buffer)."""
 
     __slots__ = ()
 
     def __init__(self, u1: Any, label: str) -> None:
         self.path = label
         self.size = int(u1.size)
-        self.copied = False
         self.u1 = u1
-        self.u4 = u1[: u1.size // 4 * 4].view("<u4")
-        self._windows = {}
-        self._aligned = {}
 
 
 class _BufferFiles:

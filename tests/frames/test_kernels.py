@@ -1,6 +1,10 @@
-"""The vectorised kernels against the spec's encodings: stop-bit decoding, chars, Java text (CESU-8)."""
+"""The compiled decoder (_decode.c) against the spec's encodings: stop-bit values, chars, Java text (CESU-8), nulls,
+and the per-row statuses and counters it reports."""
 
 from __future__ import annotations
+
+import struct
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -11,100 +15,139 @@ from hypothesis import strategies as st
 from helpers import ref_java_text, ref_stop_bit  # tests/helpers.py: reference encoders written from the spec
 
 from pychro import _fields as F
-from pychro.frames.decode import stop_bit
-from pychro.frames.text import build_chars, build_strings
+from pychro.frames import _decode as C
+from pychro.frames import schema as S
+from pychro.frames.decode import Plan, Run
+
+BITS = 40  # data_bits of the test entries: key 0, offset = the low 40 bits
 
 
-def _packed(chunks: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    starts = np.cumsum([0] + [len(c) for c in chunks[:-1]]).astype(np.int64)
-    return np.frombuffer(b"".join(chunks) + b"\0" * 16, np.uint8), starts
+def _file(bodies: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Messages back to back as the writer leaves them (header, body, padding); entries = body offsets."""
+    out = bytearray()
+    entries = []
+    for body in bodies:
+        out += struct.pack("<i", ~len(body))
+        entries.append(len(out))
+        out += body + b"\0" * (-len(body) % 4)
+    return np.frombuffer(bytes(out), np.uint8), np.array(entries, np.uint64)
+
+
+def decode(schema: str, bodies: list[bytes], stop: bool = False, columns: list[str] | None = None) -> tuple[Run, Any]:
+    plan = Plan(S.Schema(schema), columns)
+    buf, entries = _file(bodies)
+    run = Run(plan, len(bodies))
+    code, row, detail = run.decode(entries, (1 << BITS) - 1, BITS, np.zeros(1, np.int64), (buf,), 0, stop)
+    assert code == C.C_DONE, (code, row, detail)
+    return run, run.arrays(len(bodies))
 
 
 @given(st.lists(st.integers(-(1 << 63), (1 << 63) - 1) | st.sampled_from([0, -1, 127, 128, -(1 << 63), (1 << 63) - 1]),
                 min_size=1, max_size=200))
 def test_stop_bit_matches_the_spec_encoding(values: list[int]) -> None:
-    chunks = [ref_stop_bit(v) for v in values]
-    buf, starts = _packed(chunks)
-    got, used, too_long = stop_bit(buf, starts)
-    assert got.tolist() == values
-    assert used.tolist() == [len(c) for c in chunks]
-    assert too_long is None
+    run, cols = decode("v:stopbit", [ref_stop_bit(v) for v in values])
+    assert cols["v"].to_pylist() == values and run.bad == 0
 
 
 def test_stop_bit_spec_table() -> None:
     table = {0: "00", 127: "7f", 128: "8001", 300: "ac02", 16384: "808001", -1: "8000", -2: "8100", -128: "ff00",
              (1 << 63) - 1: "ffffffffffffffff7f", -(1 << 63): "ffffffffffffffffff00"}
-    chunks = [bytes.fromhex(h) for h in table.values()]
-    buf, starts = _packed(chunks)
-    got, used, _ = stop_bit(buf, starts)
-    assert got.tolist() == list(table)
-    assert used.tolist() == [len(c) for c in chunks]
+    _, cols = decode("v:stopbit,x:int8", [bytes.fromhex(h) + b"\x05" for h in table.values()])
+    assert cols["v"].to_pylist() == list(table) and cols["x"].to_pylist() == [5] * len(table)
 
 
-def test_stop_bit_longer_than_a_long() -> None:
-    buf, starts = _packed([b"\x05", b"\xff" * 10 + b"\x01", b"\x80\x01"])
-    values, _used, too_long = stop_bit(buf, starts)
-    assert too_long is not None and too_long.tolist() == [False, True, False]
-    assert values[[0, 2]].tolist() == [5, 128]
+def test_stop_bit_longer_than_a_long_or_past_the_body() -> None:
+    run, _ = decode("v:stopbit", [b"\x05", b"\xff" * 10 + b"\x01", b"\x80\x01", b"\x80\x80", b"\xff" * 11])
+    assert run.status.tolist() == [C.ST_OK, C.ST_MISMATCH, C.ST_OK, C.ST_MISMATCH, C.ST_MISMATCH]
+    assert run.bad == 3 and run.counts[C.N_FIRST_BAD] == 1
 
 
 def test_chars_every_code_unit() -> None:
-    units = np.arange(0x10000, dtype=np.uint16)
-    arr, replaced = build_chars(units)
-    assert replaced == 0x800  # D800..DFFF cannot stand alone in UTF-8
+    units = np.arange(0x10000, dtype="<u2")
+    run, cols = decode("c:char", [u.tobytes() for u in units])
+    assert run.counts[C.N_REPLACED] == 0x800  # D800..DFFF cannot stand alone in UTF-8
     expected = ["\ufffd" if 0xD800 <= u <= 0xDFFF else chr(u) for u in range(0x10000)]
-    assert arr.to_pylist() == expected
-    arr.validate(full=True)
-    ascii_only, n = build_chars(np.frombuffer(b"A\x00z", np.uint8).astype(np.uint16))
-    assert ascii_only.to_pylist() == ["A", "\x00", "z"] and n == 0
+    assert cols["c"].to_pylist() == expected
+    cols["c"].validate(full=True)
 
 
-def _strings(raw: list[bytes | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    chunks = [b"\x07" + (r or b"") for r in raw]  # one junk byte before each string, as a length byte would be
-    buf, starts = _packed(chunks)
-    start = starts + 1
-    end = start + np.array([len(r or b"") for r in raw], np.int64)
-    return buf, start, end, np.array([r is None for r in raw])
+def _strings(raw: list[bytes | None]) -> list[bytes]:
+    return [F.NULL_STRING if r is None else ref_stop_bit(len(r)) + r for r in raw]
 
 
 def test_strings_java_text() -> None:
-    texts = ["plain", "", "\u00fcn\u00ef-\u20ac-\u4e2d", "emoji-\U0001f600", "\U0010ffff\x00", None, "\uffff"]
+    texts = ["plain", "", "\u00fcn\u00ef-\u20ac-\u4e2d", "emoji-\U0001f600", "\U0010ffff\x00", None, "\uffff",
+             "x" * 300]
     raw = [None if t is None else ref_java_text(t) for t in texts]
     assert raw[3] == b"emoji-\xed\xa0\xbd\xed\xb8\x80"  # CESU-8 on disk
-    buf, start, end, null = _strings(raw)
-    text = build_strings(buf, start, end, null)
-    assert text.array.to_pylist() == texts
-    assert text.array.null_count == 1 and text.array.type == pa.string()
-    assert text.bad is None and text.slow_rows == 2 and text.replaced == 0
+    run, cols = decode("s:string", _strings(raw))
+    assert cols["s"].to_pylist() == texts
+    assert cols["s"].null_count == 1 and cols["s"].type == pa.string()
+    cols["s"].validate(full=True)
+    assert run.bad == 0 and run.counts[C.N_SLOW] == 2 and run.counts[C.N_REPLACED] == 0
 
 
 def test_strings_modified_utf8_nul_and_lone_surrogates() -> None:
-    raw = [b"a\xc0\x80b", ref_java_text("x\ud800y"), ref_java_text("\udc00"), b"ok"]
-    buf, start, end, _null = _strings(raw)
-    text = build_strings(buf, start, end, None)
-    assert text.array.to_pylist() == ["a\x00b", "x\ufffdy", "\ufffd", "ok"]
-    assert text.slow_rows == 3 and text.replaced == 2 and text.bad is None
+    raw = [b"a\xc0\x80b", ref_java_text("x\ud800y"), ref_java_text("\udc00"), b"ok",
+           ref_java_text("\ud800\ud800\udc00")]
+    run, cols = decode("s:string", _strings(raw))
+    assert cols["s"].to_pylist() == ["a\x00b", "x\ufffdy", "\ufffd", "ok", "\ufffd\U00010000"]
+    assert run.counts[C.N_SLOW] == 4 and run.counts[C.N_REPLACED] == 3 and run.bad == 0
 
 
 def test_strings_that_are_not_text() -> None:
-    raw = [b"fine", b"\xff\xfe", b"also fine \xe2\x82\xac", b"\xed\xa0\x80\xff", b"\x80"]
-    buf, start, end, _null = _strings(raw)
-    text = build_strings(buf, start, end, None)
-    assert text.bad is not None and text.bad.tolist() == [False, True, False, True, True]
-    assert text.array.to_pylist()[0] == "fine" and text.array.to_pylist()[2] == "also fine \u20ac"
-    text.array.validate(full=True)
+    raw = [b"fine", b"\xff\xfe", b"also fine \xe2\x82\xac", b"\xed\xa0\x80\xff", b"\x80", b"\xed\xa0", b"\xc0\x81",
+           b"\xe0\x80\x80", b"\xf4\x90\x80\x80", b"plain \xf0\x9f\x98\x80"]
+    run, cols = decode("s:string", _strings(raw))
+    assert run.status.tolist() == [C.ST_OK, C.ST_TEXT, C.ST_OK, *[C.ST_TEXT] * 6, C.ST_OK]
+    assert run.counts[C.N_TEXT_STEP] == 0 and run.counts[C.N_FIRST_BAD] == 1
+    got = cols["s"].to_pylist()
+    assert got[0] == "fine" and got[2] == "also fine \u20ac" and got[9] == "plain \U0001f600"
+    cols["s"].validate(full=True)  # the bad rows are left empty, so a filter can drop them
+
+
+def test_utf_and_projection() -> None:
+    bodies = [struct.pack("<H", 3) + b"abc" + b"\x07" + ref_stop_bit(2) + b"hi", struct.pack("<H", 0) + b"\x08\x00"]
+    _, cols = decode("u:utf,b:int8,s:string", bodies, columns=["s", "u"])
+    assert list(cols) == ["s", "u"] and cols["s"].to_pylist() == ["hi", ""] and cols["u"].to_pylist() == ["abc", ""]
+
+
+def test_stop_mode_checks_only_headers_after_the_first_bad_row() -> None:
+    run, _ = decode("s:string", _strings([b"a", b"\xff", b"c"]), stop=True)
+    assert run.counts[C.N_FIRST_BAD] == 1 and run.bad == 1
+    assert run.arrays(1)["s"].to_pylist() == ["a"]
 
 
 @pytest.mark.parametrize("n", [0, 1, 100_000])
 def test_strings_sizes(n: int) -> None:
-    raw = [str(i).encode() for i in range(n)]
+    raw = [str(i).encode() * (1 + i % 50) for i in range(n)]  # past the first guess of the text buffer's size
     if not n:
-        text = build_strings(np.zeros(8, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64))
-        assert len(text.array) == 0
+        plan = Plan(S.Schema("s:string"))
+        assert len(Run(plan, 0).arrays(0)["s"]) == 0
         return
-    buf, start, end, null = _strings(raw)
-    assert build_strings(buf, start, end, null).array.to_pylist() == [r.decode() for r in raw]
+    _, cols = decode("s:string", _strings(raw))
+    assert cols["s"].to_pylist() == [r.decode() for r in raw]
 
 
 def test_java_true_byte() -> None:
     assert F.JAVA_TRUE == 0x59
+    _, cols = decode("b:bool", [b"Y", b"\0", b"\x01", b"\xff"])
+    assert cols["b"].to_pylist() == [True, False, True, True]
+
+
+def test_bad_arguments_are_errors_not_crashes() -> None:
+    plan = Plan(S.Schema("v:int64,s:string"))
+    run = Run(plan, 2)
+    buf, entries = _file([b"\0" * 9, b"\0" * 9])
+    args = [plan.program, entries, (1 << BITS) - 1, BITS, np.zeros(1, np.int64), (buf,), 0, 2, False, tuple(run.outs),
+            run.status, run.counts]
+    with pytest.raises(ValueError):
+        C.decode(*args[:6], 0, 3, *args[8:])  # hi past the entries
+    with pytest.raises(ValueError):
+        C.decode(*args[:9], tuple(run.outs[:1]), *args[10:])  # a step's column without buffers
+    with pytest.raises(TypeError):
+        C.decode(((99,),), *args[1:])
+    with pytest.raises(ValueError):
+        C.decode(((C.D_FIXED, 8, 0),), *args[1:9], ((pa.allocate_buffer(8), None, None),), *args[10:])  # too short
+    with pytest.raises(TypeError):
+        C.decode(*args[:9], tuple(run.outs), b"\0\0", *args[11:])  # status must be writable

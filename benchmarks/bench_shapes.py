@@ -1,0 +1,151 @@
+"""The frames codec against Parquet on every message shape of issue #14, side by side in one run.
+
+    python benchmarks/bench_shapes.py [--rows N] [--repeat R] [--only fixed,wide20]
+    python benchmarks/bench_shapes.py --scale            (also: 10x the rows, time ratio per shape)
+    python benchmarks/bench_shapes.py --memory           (peak RSS of to_parquet on 10 M rows, child process)
+
+For each shape (the tables of ``bench_write.shape_tables``: fixed; + 2 short ASCII strings; strings 30% null;
+20% non-ASCII BMP; 1% and 12.5% non-BMP; wide ts + 20 float64; ts + 4 stop-bit fields), best of R rounds run
+one after the other (a noisy shared machine hits all alike), printed as the issue's table:
+
+* ``read_table`` (default threads and ``threads=1``) vs ``pq.read_table`` of the same rows (snappy, the file in
+  page cache); bar: <= 0.5x, ``threads=1`` <= 1x;
+* ``write_frame`` (default threads and ``threads=1``) vs ``pq.write_table`` of the same table;
+* ``to_parquet`` (journal -> Parquet, decode included) vs ``pq.write_table`` of the table already in memory;
+  bar: <= 1.2x.
+Time ratios are what to compare: rates on a shared machine move from run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
+
+import pyarrow.parquet as pq
+from bench_write import DAY, interleaved, shape_tables
+
+import pychro
+
+
+def _clean(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def one_shape(name: str, table: object, schema: str, rows: int, repeat: int, tmp: str) -> dict[str, float]:
+    """Times (seconds, best of ``repeat``) of every operation on one shape."""
+    journal = os.path.join(tmp, f"{name}-journal")
+    pychro.write_frame(table, journal, schema, date=DAY)
+    pq_file = os.path.join(tmp, f"{name}.parquet")
+    pq.write_table(table, pq_file, compression="snappy")
+    pq.read_table(pq_file)  # in page cache
+    scratch = os.path.join(tmp, f"{name}-scratch")
+    out = os.path.join(tmp, f"{name}-export.parquet")
+    names = ["read", "read_t1", "pq_read", "write", "write_t1", "pq_write", "export"]
+    times = interleaved(
+        partial(pychro.read_table, journal, schema),
+        partial(pychro.read_table, journal, schema, threads=1),
+        partial(pq.read_table, pq_file),
+        partial(pychro.write_frame, table, scratch, schema, date=DAY),
+        partial(pychro.write_frame, table, scratch, schema, date=DAY, threads=1),
+        partial(pq.write_table, table, out, compression="snappy"),
+        partial(pychro.to_parquet, journal, schema, out),
+        repeat=repeat, after=lambda: _clean(scratch),
+    )
+    _clean(journal)
+    return dict(zip(names, times))
+
+
+def print_table(results: dict[str, dict[str, float]], rows: int) -> None:
+    print(f"\n{rows:,} rows, best of the rounds; Parquet snappy, in page cache; time ratios (bars: read <= 0.5x, "
+          "to_parquet <= 1.2x, threads=1 <= 1x)\n")
+    print("| workload | read_table | vs `pq.read_table` | threads=1 | write_frame | vs `pq.write_table` | threads=1 "
+          "| `to_parquet` vs `pq.write_table` |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, t in results.items():
+        m = rows / 1e6
+        print(f"| {name} | {m / t['read']:.1f} M rows/s | {t['read'] / t['pq_read']:.2f}x | "
+              f"{t['read_t1'] / t['pq_read']:.2f}x | {m / t['write']:.1f} M rows/s | "
+              f"{t['write'] / t['pq_write']:.2f}x | "
+              f"{t['write_t1'] / t['pq_write']:.2f}x | {t['export'] / t['pq_write']:.2f}x |", flush=True)
+
+
+def scale_check(only: list[str] | None, rows: int, tmp: str) -> None:
+    """read_table and to_parquet at ``rows`` and ``10 * rows``: the time ratio (bar: <= 11x)."""
+    small, big = shape_tables(rows), shape_tables(10 * rows)
+    print(f"\nscale: {rows:,} -> {10 * rows:,} rows, time ratio (bar <= 11x)")
+    for name in small:
+        if only and name not in only:
+            continue
+        got = []
+        for tables in (small, big):
+            table, schema = tables[name]
+            journal = os.path.join(tmp, f"scale-{name}")
+            pychro.write_frame(table, journal, schema, date=DAY)
+            out = os.path.join(tmp, "scale.parquet")
+            got.append(interleaved(partial(pychro.read_table, journal, schema),
+                                   partial(pychro.to_parquet, journal, schema, out), repeat=2))
+            _clean(journal)
+        print(f"{name:9} read_table {got[1][0] / got[0][0]:5.1f}x   to_parquet {got[1][1] / got[0][1]:5.1f}x",
+              flush=True)
+
+
+def memory_child(journal: str, schema: str, out: str) -> None:
+    pychro.to_parquet(journal, schema, out)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+
+
+def memory_check(rows: int, tmp: str) -> None:
+    """Peak RSS of a process that only runs to_parquet over ``rows`` rows of the 2-string shape."""
+    journal = os.path.join(tmp, "mem-journal")
+    chunk = 1_000_000
+    tables = shape_tables(chunk)
+    table, schema = tables["ascii"]
+    for _ in range(0, rows, chunk):  # chunks keep this process's memory small too
+        pychro.write_frame(table, journal, schema, date=DAY)
+    t0 = time.perf_counter()
+    got = subprocess.run([sys.executable, __file__, "--memory-child", journal, schema, os.path.join(tmp, "m.parquet")],
+                         check=True, capture_output=True, text=True)
+    peak = int(got.stdout.split()[-1])
+    print(f"\nto_parquet of {rows:,} rows (ascii shape): peak RSS {peak / 1024:.0f} MiB (bar < 1024 MiB), "
+          f"{time.perf_counter() - t0:.1f} s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", help="comma-separated shape names")
+    ap.add_argument("--scale", action="store_true", help="also time 10x the rows (read_table, to_parquet)")
+    ap.add_argument("--memory", action="store_true", help="also the peak memory of to_parquet on 10 M rows")
+    ap.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return
+    only = args.only.split(",") if args.only else None
+    tmp = tempfile.mkdtemp(prefix="pychro-bench-shapes-")
+    try:
+        results = {}
+        for name, (table, schema) in shape_tables(args.rows).items():
+            if only and name not in only:
+                continue
+            results[name] = one_shape(name, table, schema, args.rows, args.repeat, tmp)
+            print(f"{name} done", file=sys.stderr, flush=True)
+        print_table(results, args.rows)
+        if args.scale:
+            scale_check(only, args.rows, tmp)
+        if args.memory:
+            memory_check(10_000_000, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

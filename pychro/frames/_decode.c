@@ -1,0 +1,709 @@
+/*
+ * pychro.frames._decode: the read half of the frames codec (style.md 2.5b, vanilla-format.md 4, 5 and 7).
+ *
+ * Python compiles a Schema into a program: a tuple of steps (kind, size, column), one per field (see
+ * pychro/frames/decode.py, class Plan); column indexes `outs`, the caller's output buffers of that column, or is
+ * -1 for a field that is passed over. One call runs it over a batch of index entries:
+ *
+ *   decode(program, entries, offset_mask, data_bits, keys, files, lo, hi, stop, outs, status, counts)
+ *       -> (code, row, detail)
+ *
+ * For each row lo..hi-1, in index order: the data file is files[j] where keys[j] == entry >> data_bits; the
+ * body starts at entry & offset_mask. The header before it is checked (inside the file, not 0, ~length below
+ * 2^30, the body inside the file); then every field is decoded into its column, each read checked against the
+ * body (which lies inside the file buffer):
+ *   fixed fields      -> values[row * size]           numbers as they are (little-endian, like the file)
+ *   bool              -> bit `row` of a bitmap         any non-zero byte is true
+ *   stopbit           -> int64 values[row]            Java writeStopBit, 1-10 bytes
+ *   string, utf, char -> Arrow offsets (int32, n + 1), UTF-8 data and (string) a validity bitmap: Java's
+ *                        CESU-8 (surrogate pairs as 2 x 3 bytes, U+0000 as C0 80) becomes UTF-8; a lone
+ *                        surrogate becomes U+FFFD (counted); a null string (stop-bit -1) a null.
+ * status[row] = ST_OK, ST_MISMATCH (decoded length != header length, or a field holding no valid value) or
+ * ST_TEXT (a string column whose bytes are not Java text). counts (int64) = [rows with CESU-8 text (per column),
+ * replaced surrogates, bad rows, first bad row, step of the first bad row's text error, nulls of column 0, ...]:
+ * added to, so that a call can resume where the previous one stopped. Only rows that end ST_OK add to the
+ * counters; a bad row's strings are left empty and valid. With stop != 0, rows after the first bad one are only
+ * header-checked (their outputs are not written): raise and truncate need nothing past it.
+ *
+ * Codes: C_DONE (row = hi); C_HEADER (the header of `row` fails; detail = H_* reason; rows before it are done);
+ * C_NEED_MORE (the data buffer of column `detail` is full at `row`: grow it, call again from `row`); C_TOO_BIG
+ * (column `detail` would pass 2^31 - 1 bytes of text, the limit of int32 offsets).
+ *
+ * The GIL is released around the loop. Nothing is allocated but the op array (freed before returning). Errors
+ * raised: TypeError/ValueError for arguments that break these rules, MemoryError.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the decoder loads little-endian words (Java's byte order here) as they are"
+#endif
+
+#define HEADER_SIZE 4
+#define MAX_BODY_LENGTH (1 << 30)
+#define MAX_STOP_BIT_BYTES 10
+#define MAX_OFFSET INT32_MAX
+
+enum kind {
+    D_FIXED,   /* size bytes copied to values[row * size] */
+    D_BOOL,    /* one byte -> a bit (non-zero = true) */
+    D_SKIP,    /* size bytes passed over */
+    D_STOPBIT, /* writeStopBit long -> int64 */
+    D_STRING,  /* writeUTFΔ: stop-bit byte length (-1 = null) + Java text */
+    D_UTF,     /* writeUTF: uint16 LE byte length + Java text */
+    D_CHAR,    /* writeChar: one UTF-16 code unit -> a one-character string */
+    D_COUNT
+};
+
+enum code { C_DONE, C_HEADER, C_NEED_MORE, C_TOO_BIG };
+enum row_status { ST_OK, ST_MISMATCH, ST_TEXT };
+enum header { H_OUTSIDE = 1, H_ZERO, H_HUGE, H_PAST };
+enum counter { N_SLOW, N_REPLACED, N_BAD, N_FIRST_BAD, N_TEXT_STEP, N_NULLS };
+
+typedef struct {
+    int kind;
+    Py_ssize_t size;
+    Py_ssize_t col;
+    Py_ssize_t run;   /* on the first fixed-size step of a run of them: the run's bytes (one bounds check) */
+    uint8_t *values;  /* D_FIXED, D_STOPBIT: n * size; D_BOOL: bitmap */
+    int32_t *offsets; /* text: n + 1 */
+    uint8_t *data;    /* text: UTF-8 */
+    Py_ssize_t cap;   /* text: bytes of data */
+    uint8_t *valid;   /* D_STRING: bitmap */
+    int32_t cursor;   /* text: bytes used = offsets[row] */
+    int64_t nulls;    /* D_STRING: nulls written by this call */
+    Py_ssize_t null_row; /* D_STRING: the last row written as null (undone when that row turns out bad) */
+    Py_ssize_t len;      /* bytes of values (D_FIXED) */
+    /* on the first step of a group (consecutive D_FIXED of at most 8 bytes and D_SKIP, at least 2 steps): */
+    Py_ssize_t group;    /* steps in the group */
+    Py_ssize_t span;     /* their bytes */
+    Py_ssize_t safe_rows; /* rows whose 8-byte stores stay inside every column of the group */
+} Op;
+
+/* -- arguments --------------------------------------------------------------------------------------------- */
+typedef struct {
+    Py_buffer *views;
+    Py_ssize_t count;
+} Views;
+
+static void release_views(Views *v) {
+    for (Py_ssize_t k = 0; k < v->count; k++)
+        if (v->views[k].obj) PyBuffer_Release(&v->views[k]);
+    PyMem_Free(v->views);
+    v->views = NULL;
+    v->count = 0;
+}
+
+static Py_buffer *take_view(Views *v, PyObject *obj, int writable, const char *what, Py_ssize_t k) {
+    Py_buffer *b = &v->views[v->count];
+    if (PyObject_GetBuffer(obj, b, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s %zd must be a contiguous%s buffer", what, k, writable ? " writable" : "");
+        b->obj = NULL;
+        return NULL;
+    }
+    v->count++;
+    return b;
+}
+
+static int bad_arg(const char *fmt, Py_ssize_t k) {
+    PyErr_Format(PyExc_ValueError, fmt, k);
+    return -1;
+}
+
+/* The output buffers of one step's column, checked to cover n rows. */
+static int read_out(Op *op, PyObject *outs, Py_ssize_t k, Py_ssize_t n, Views *views) {
+    if (op->col < 0) {
+        if (op->kind == D_FIXED || op->kind == D_BOOL || op->kind == D_CHAR)
+            return bad_arg("step %zd: a fixed field without a column must be a skip", k);
+        return 0;
+    }
+    if (op->col >= PyTuple_GET_SIZE(outs)) return bad_arg("step %zd: column out of range", k);
+    PyObject *t = PyTuple_GET_ITEM(outs, op->col);
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3) {
+        PyErr_Format(PyExc_TypeError, "outs[%zd] must be a (values, data, validity) tuple", op->col);
+        return -1;
+    }
+    PyObject *a = PyTuple_GET_ITEM(t, 0), *b = PyTuple_GET_ITEM(t, 1), *c = PyTuple_GET_ITEM(t, 2);
+    Py_buffer *va = a == Py_None ? NULL : take_view(views, a, 1, "outs", op->col);
+    if (!va) return a == Py_None ? bad_arg("outs[%zd][0] is required", op->col) : -1;
+    switch (op->kind) {
+    case D_FIXED:
+    case D_STOPBIT:
+        if (va->len / op->size < n) return bad_arg("outs[%zd]: values too short", op->col);
+        op->values = va->buf;
+        op->len = va->len;
+        return 0;
+    case D_BOOL:
+        if (va->len < (n + 7) / 8) return bad_arg("outs[%zd]: bitmap too short", op->col);
+        op->values = va->buf;
+        return 0;
+    default: { /* text */
+        if (va->len / 4 < n + 1) return bad_arg("outs[%zd]: offsets too short", op->col);
+        op->offsets = va->buf;
+        Py_buffer *vb = b == Py_None ? NULL : take_view(views, b, 1, "outs", op->col);
+        if (!vb) return b == Py_None ? bad_arg("outs[%zd][1] (text data) is required", op->col) : -1;
+        op->data = vb->buf;
+        op->cap = vb->len;
+        if (op->kind == D_STRING) {
+            Py_buffer *vc = c == Py_None ? NULL : take_view(views, c, 1, "outs", op->col);
+            if (!vc) return c == Py_None ? bad_arg("outs[%zd][2] (validity) is required", op->col) : -1;
+            if (vc->len < (n + 7) / 8) return bad_arg("outs[%zd]: validity too short", op->col);
+            op->valid = vc->buf;
+        }
+        return 0;
+    }
+    }
+}
+
+static Py_ssize_t read_program(PyObject *program, PyObject *outs, Py_ssize_t n, Views *views, Op **out) {
+    *out = NULL;
+    if (!PyTuple_Check(program) || !PyTuple_Check(outs)) {
+        PyErr_SetString(PyExc_TypeError, "program and outs must be tuples");
+        return -1;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(program);
+    Op *ops = PyMem_Calloc(count ? count : 1, sizeof(Op));
+    if (!ops) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Op *op = &ops[k];
+        PyObject *t = PyTuple_GET_ITEM(program, k);
+        if (!PyTuple_Check(t) || !PyArg_ParseTuple(t, "inn", &op->kind, &op->size, &op->col)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "step %zd must be (kind, size, column)", k);
+            goto fail;
+        }
+        if (op->kind < 0 || op->kind >= D_COUNT) {
+            bad_arg("step %zd: unknown kind", k);
+            goto fail;
+        }
+        if (op->kind == D_BOOL) op->size = 1;
+        if (op->kind == D_CHAR) op->size = 2;
+        if ((op->kind == D_FIXED || op->kind == D_SKIP) && (op->size < 1 || op->size >= MAX_BODY_LENGTH)) {
+            bad_arg("step %zd: size out of range", k);
+            goto fail;
+        }
+        if (op->kind == D_STOPBIT) op->size = 8;
+        if (read_out(op, outs, k, n, views)) goto fail;
+    }
+    /* runs of fixed-size steps: one bounds check for the run */
+    for (Py_ssize_t k = 0; k < count;) {
+        int fixed = ops[k].kind == D_FIXED || ops[k].kind == D_BOOL || ops[k].kind == D_SKIP || ops[k].kind == D_CHAR;
+        if (!fixed) {
+            k++;
+            continue;
+        }
+        Py_ssize_t first = k, run = 0;
+        for (; k < count; k++) {
+            int kd = ops[k].kind;
+            if (kd != D_FIXED && kd != D_BOOL && kd != D_SKIP && kd != D_CHAR) break;
+            run += ops[k].size;
+            if (run >= MAX_BODY_LENGTH) run = MAX_BODY_LENGTH; /* no body is that long: the check fails */
+        }
+        ops[first].run = run;
+    }
+    /* groups: copied as whole 8-byte words whose spill the next row overwrites, without a switch per field */
+    for (Py_ssize_t k = 0; k < count;) {
+        Py_ssize_t g = k, span = 0, safe = PY_SSIZE_T_MAX;
+        for (; g < count && ((ops[g].kind == D_FIXED && ops[g].size <= 8) || ops[g].kind == D_SKIP); g++) {
+            span += ops[g].size;
+            if (ops[g].kind == D_FIXED) {
+                Py_ssize_t rows = ops[g].len < 8 ? 0 : (ops[g].len - 8) / ops[g].size + 1;
+                safe = rows < safe ? rows : safe;
+            }
+        }
+        if (g - k >= 2 && span < MAX_BODY_LENGTH) {
+            ops[k].group = g - k;
+            ops[k].span = span;
+            ops[k].safe_rows = safe;
+        }
+        k = g > k ? g : k + 1;
+    }
+    *out = ops;
+    return count;
+fail:
+    PyMem_Free(ops);
+    return -1;
+}
+
+/* -- small pieces of the format ----------------------------------------------------------------------------- */
+static inline uint64_t load8(const uint8_t *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+static inline void store8(uint8_t *p, uint64_t w) { memcpy(p, &w, 8); }
+
+static inline void set_bit(uint8_t *bits, Py_ssize_t i, int on) {
+    uint8_t m = (uint8_t)(1u << (i & 7));
+    bits[i >> 3] = (uint8_t)((bits[i >> 3] & ~m) | (on ? m : 0));
+}
+
+/* Java readStopBit of p[0..avail): 7-bit groups, low first; a 0x00 byte after continued groups ends a negative
+ * value (~accumulated). Returns the bytes used, or 0 when no group ends within avail and 10 bytes. Bits past the
+ * 64th are dropped, as Java's long shifts drop them. */
+static inline int stop_bit(const uint8_t *p, Py_ssize_t avail, Py_ssize_t readable, int64_t *value) {
+    if (avail > 0 && p[0] < 0x80) {
+        *value = p[0];
+        return 1;
+    }
+    if (readable >= 8) { /* up to 8 bytes from one word, without a branch per byte (sizes vary row to row) */
+        uint64_t w = load8(p), stops = ~w & 0x8080808080808080ull;
+        if (stops) {
+            int n = __builtin_ctzll(stops) / 8 + 1;
+            if (n > avail) return 0; /* the value runs past the body */
+            uint64_t x = (n == 8 ? w : w & ((1ull << (8 * n)) - 1)) & 0x7F7F7F7F7F7F7F7Full;
+            /* the 7-bit groups side by side: pairs, quads, then the two halves */
+            x = (x & 0x007F007F007F007Full) | ((x & 0x7F007F007F007F00ull) >> 1);
+            x = (x & 0x00003FFF00003FFFull) | ((x & 0x3FFF00003FFF0000ull) >> 2);
+            x = (x & 0x000000000FFFFFFFull) | ((x & 0x0FFFFFFF00000000ull) >> 4);
+            if (n > 1 && !(w >> (8 * (n - 1)) & 0xFF)) x = ~x; /* a 0x00 after continued groups: negative */
+            memcpy(value, &x, 8);
+            return n;
+        }
+    }
+    Py_ssize_t lim = avail < MAX_STOP_BIT_BYTES ? avail : MAX_STOP_BIT_BYTES;
+    uint64_t acc = 0;
+    for (Py_ssize_t k = 0; k < lim; k++) {
+        uint64_t b = p[k];
+        if (b < 0x80) {
+            acc = (k && b == 0) ? ~acc : acc | (b << (7 * k));
+            memcpy(value, &acc, 8);
+            return (int)k + 1;
+        }
+        acc |= (b & 0x7F) << (7 * k); /* 7 * k <= 63 */
+    }
+    return 0;
+}
+
+static inline int is_cont(uint8_t b) { return (b & 0xC0) == 0x80; }
+
+static inline uint8_t *put3(uint8_t *d, uint32_t u) {
+    d[0] = (uint8_t)(0xE0 | (u >> 12));
+    d[1] = (uint8_t)(0x80 | ((u >> 6) & 0x3F));
+    d[2] = (uint8_t)(0x80 | (u & 0x3F));
+    return d + 3;
+}
+
+/* Java text s[0..len) -> UTF-8 at d (at most len bytes are written). Plain UTF-8 is copied; C0 80 becomes 00, a
+ * surrogate pair in CESU-8 (ED A0..AF xx ED B0..BF xx) the 4-byte sequence of its code point, a lone surrogate
+ * U+FFFD (*replaced += 1); *cesu is set when any of these occurs. Returns the bytes written, or -1 for bytes that
+ * are neither UTF-8 nor Java's CESU-8. */
+static Py_ssize_t java_text(const uint8_t *s, Py_ssize_t len, uint8_t *d, int *cesu, int64_t *replaced) {
+    Py_ssize_t i = 0, o = 0;
+    while (i < len) {
+        while (i + 8 <= len) { /* ASCII, a word at a time */
+            uint64_t w = load8(s + i);
+            if (w & 0x8080808080808080ull) break;
+            store8(d + o, w);
+            i += 8;
+            o += 8;
+        }
+        while (i < len && s[i] < 0x80) d[o++] = s[i++];
+        if (i == len) break;
+        uint8_t c = s[i];
+        if (c == 0xC0) { /* modified UTF-8 NUL */
+            if (i + 1 >= len || s[i + 1] != 0x80) return -1;
+            d[o++] = 0;
+            i += 2;
+            *cesu = 1;
+        } else if (c < 0xC2) { /* a stray continuation byte, or an overlong 2-byte form */
+            return -1;
+        } else if (c < 0xE0) {
+            if (i + 1 >= len || !is_cont(s[i + 1])) return -1;
+            d[o] = c;
+            d[o + 1] = s[i + 1];
+            o += 2;
+            i += 2;
+        } else if (c < 0xF0) {
+            if (i + 2 >= len || !is_cont(s[i + 1]) || !is_cont(s[i + 2])) return -1;
+            uint8_t b1 = s[i + 1];
+            if (c == 0xE0 && b1 < 0xA0) return -1; /* overlong */
+            if (c == 0xED && b1 >= 0xA0) {         /* a UTF-16 surrogate, 3 bytes */
+                uint32_t u = 0xD000u | ((uint32_t)(b1 & 0x3F) << 6) | (s[i + 2] & 0x3Fu);
+                *cesu = 1;
+                if (u < 0xDC00 && i + 5 < len && s[i + 3] == 0xED && (s[i + 4] & 0xF0) == 0xB0 && is_cont(s[i + 5])) {
+                    uint32_t lo = 0xD000u | ((uint32_t)(s[i + 4] & 0x3F) << 6) | (s[i + 5] & 0x3Fu);
+                    uint32_t cp = 0x10000u + ((u - 0xD800u) << 10) + (lo - 0xDC00u);
+                    d[o] = (uint8_t)(0xF0 | (cp >> 18));
+                    d[o + 1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
+                    d[o + 2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+                    d[o + 3] = (uint8_t)(0x80 | (cp & 0x3F));
+                    o += 4;
+                    i += 6;
+                } else {
+                    put3(d + o, 0xFFFD);
+                    o += 3;
+                    i += 3;
+                    (*replaced)++;
+                }
+            } else {
+                d[o] = c;
+                d[o + 1] = b1;
+                d[o + 2] = s[i + 2];
+                o += 3;
+                i += 3;
+            }
+        } else if (c < 0xF5) { /* plain UTF-8 above the BMP: not what Java writes, but valid text */
+            if (i + 3 >= len || !is_cont(s[i + 1]) || !is_cont(s[i + 2]) || !is_cont(s[i + 3])) return -1;
+            if ((c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] >= 0x90)) return -1;
+            memcpy(d + o, s + i, 4);
+            o += 4;
+            i += 4;
+        } else {
+            return -1;
+        }
+    }
+    return o;
+}
+
+/* -- the loop ------------------------------------------------------------------------------------------------ */
+typedef struct {
+    const int64_t *keys;
+    const Py_buffer *files;
+    Py_ssize_t count;
+} Files;
+
+/* One row's text field into its column. Returns 0, or -1 for bad text (*text_bad), or C_NEED_MORE/C_TOO_BIG. */
+static inline int put_text(Op *op, const uint8_t *src, Py_ssize_t len, const uint8_t *readable_end, int *slow,
+                           int64_t *replaced) {
+    Py_ssize_t room = op->cap - op->cursor;
+    if ((int64_t)op->cursor + len > MAX_OFFSET) return C_TOO_BIG;
+    if (room < len) return C_NEED_MORE;
+    uint8_t *d = op->data + op->cursor;
+    if (len <= 16 && room >= 16 && readable_end - src >= 16) { /* short text: two words, whatever its length */
+        uint64_t a = load8(src), b = load8(src + 8);
+        uint64_t ma = len >= 8 ? ~0ull : (len ? ~0ull >> (8 * (8 - len)) : 0);
+        uint64_t mb = len >= 16 ? ~0ull : (len > 8 ? ~0ull >> (8 * (16 - len)) : 0);
+        if (!(((a & ma) | (b & mb)) & 0x8080808080808080ull)) {
+            store8(d, a);
+            store8(d + 8, b);
+            op->cursor += (int32_t)len;
+            return 0;
+        }
+    }
+    int cesu = 0;
+    Py_ssize_t got = java_text(src, len, d, &cesu, replaced);
+    if (got < 0) return -1;
+    op->cursor += (int32_t)got;
+    *slow += cesu;
+    return 0;
+}
+
+static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *program, *files_t, *outs;
+    Py_buffer entries, keys, status, counts;
+    unsigned long long mask_arg;
+    int data_bits, stop;
+    Py_ssize_t lo, hi;
+    if (!PyArg_ParseTuple(args, "Oy*Kiy*OnnpOw*w*", &program, &entries, &mask_arg, &data_bits, &keys, &files_t, &lo,
+                          &hi, &stop, &outs, &status, &counts))
+        return NULL;
+    PyObject *result = NULL;
+    Op *ops = NULL;
+    Views views = {NULL, 0};
+    Views fviews = {NULL, 0};
+    Py_ssize_t n = entries.len / 8, n_ops = 0, n_files = 0, n_cols = 0;
+    if (!PyTuple_Check(files_t)) {
+        PyErr_SetString(PyExc_TypeError, "files must be a tuple of buffers");
+        goto done;
+    }
+    n_files = PyTuple_GET_SIZE(files_t);
+    n_cols = PyTuple_Check(outs) ? PyTuple_GET_SIZE(outs) : 0;
+    if (data_bits < 0 || data_bits > 63 || keys.len / 8 != n_files || lo < 0 || hi < lo || hi > n ||
+        status.len < n || counts.len / 8 < N_NULLS + n_cols) {
+        PyErr_SetString(PyExc_ValueError, "decode: inconsistent arguments (data_bits, keys, lo/hi, status, counts)");
+        goto done;
+    }
+    Py_ssize_t n_views = 3 * (PyTuple_Check(program) ? PyTuple_GET_SIZE(program) : 0);
+    views.views = PyMem_Calloc(n_views ? n_views : 1, sizeof(Py_buffer));
+    fviews.views = PyMem_Calloc(n_files ? n_files : 1, sizeof(Py_buffer));
+    if (!views.views || !fviews.views) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t j = 0; j < n_files; j++)
+        if (!take_view(&fviews, PyTuple_GET_ITEM(files_t, j), 0, "file", j)) goto done;
+    n_ops = read_program(program, outs, n, &views, &ops);
+    if (n_ops < 0) goto done;
+    int64_t *cnt = (int64_t *)counts.buf;
+    for (Py_ssize_t k = 0; k < n_ops; k++) {
+        Op *op = &ops[k];
+        if (op->offsets) {
+            int32_t c = op->offsets[lo];
+            if (c < 0 || c > op->cap) {
+                bad_arg("outs[%zd]: offsets[lo] lies outside the data", op->col);
+                goto done;
+            }
+            op->cursor = c;
+        }
+        op->null_row = -1;
+    }
+    int code = C_DONE;
+    Py_ssize_t row = hi, detail = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const uint64_t *ent = (const uint64_t *)entries.buf, mask = (uint64_t)mask_arg;
+    const int64_t *key_of = (const int64_t *)keys.buf;
+    uint8_t *st = (uint8_t *)status.buf;
+    int64_t cur_key = -1;
+    const uint8_t *base = NULL;
+    Py_ssize_t size = 0;
+    int decoding = !(stop && cnt[N_BAD] > 0);
+    for (Py_ssize_t i = lo; i < hi; i++) {
+        uint64_t e = ent[i];
+        int64_t key = (int64_t)(e >> data_bits);
+        if (key != cur_key || !base) {
+            Py_ssize_t j = 0;
+            while (j < n_files && key_of[j] != key) j++;
+            if (j == n_files) { /* Python passes every key of the batch; a missing one reads as an empty file */
+                base = (const uint8_t *)"";
+                size = 0;
+            } else {
+                base = fviews.views[j].buf;
+                size = fviews.views[j].len;
+            }
+            cur_key = key;
+        }
+        uint64_t off = e & mask;
+        if (off < HEADER_SIZE || off > (uint64_t)size) {
+            code = C_HEADER, row = i, detail = H_OUTSIDE;
+            break;
+        }
+        int32_t hdr;
+        memcpy(&hdr, base + off - HEADER_SIZE, 4);
+        if (hdr == 0) {
+            code = C_HEADER, row = i, detail = H_ZERO;
+            break;
+        }
+        int32_t length = ~hdr;
+        if (length < 0 || length >= MAX_BODY_LENGTH) {
+            code = C_HEADER, row = i, detail = H_HUGE;
+            break;
+        }
+        if ((uint64_t)length > (uint64_t)size - off) {
+            code = C_HEADER, row = i, detail = H_PAST;
+            break;
+        }
+        if (!decoding) { /* header checks only; the text offsets stay whole for a call resuming here */
+            for (Py_ssize_t k = 0; k < n_ops; k++)
+                if (ops[k].offsets) ops[k].offsets[i + 1] = ops[k].cursor;
+            continue;
+        }
+        const uint8_t *p = base + off, *end = p + length, *file_end = base + size;
+        int bad = ST_OK, slow = 0;
+        int64_t replaced = 0;
+        Py_ssize_t text_step = -1;
+        for (Py_ssize_t k = 0; k < n_ops && bad != ST_MISMATCH; k++) {
+            Op *op = &ops[k];
+            if (op->run && end - p < op->run) {
+                bad = ST_MISMATCH;
+                break;
+            }
+            if (op->group && i < op->safe_rows && file_end - p >= op->span + 8) {
+                const uint8_t *q = p;
+                for (Py_ssize_t g = 0; g < op->group; g++) {
+                    const Op *f = op + g;
+                    if (f->values) store8(f->values + i * f->size, load8(q));
+                    q += f->size;
+                }
+                p = q;
+                k += op->group - 1;
+                continue;
+            }
+            switch (op->kind) {
+            case D_FIXED: {
+                uint8_t *d = op->values + i * op->size;
+                switch (op->size) { /* constant sizes: one load and one store */
+                case 8: memcpy(d, p, 8); break;
+                case 4: memcpy(d, p, 4); break;
+                case 2: memcpy(d, p, 2); break;
+                case 1: *d = *p; break;
+                default: memcpy(d, p, (size_t)op->size);
+                }
+                p += op->size;
+                break;
+            }
+            case D_BOOL:
+                set_bit(op->values, i, *p != 0);
+                p += 1;
+                break;
+            case D_SKIP:
+                p += op->size;
+                break;
+            case D_STOPBIT: {
+                int64_t v;
+                int used = stop_bit(p, end - p, file_end - p, &v);
+                if (!used) {
+                    bad = ST_MISMATCH;
+                    break;
+                }
+                if (op->values) memcpy(op->values + i * 8, &v, 8);
+                p += used;
+                break;
+            }
+            case D_CHAR: {
+                uint32_t u = (uint32_t)p[0] | ((uint32_t)p[1] << 8);
+                p += 2;
+                if ((int64_t)op->cursor + 3 > MAX_OFFSET) {
+                    code = C_TOO_BIG;
+                } else if (op->cap - op->cursor < 3) {
+                    code = C_NEED_MORE;
+                } else {
+                    uint8_t *d = op->data + op->cursor;
+                    if (u < 0x80) {
+                        d[0] = (uint8_t)u;
+                        op->cursor += 1;
+                    } else if (u < 0x800) {
+                        d[0] = (uint8_t)(0xC0 | (u >> 6));
+                        d[1] = (uint8_t)(0x80 | (u & 0x3F));
+                        op->cursor += 2;
+                    } else {
+                        if (u >= 0xD800 && u <= 0xDFFF) { /* a lone surrogate cannot be UTF-8 */
+                            u = 0xFFFD;
+                            replaced++;
+                        }
+                        put3(d, u);
+                        op->cursor += 3;
+                    }
+                    op->offsets[i + 1] = op->cursor;
+                }
+                break;
+            }
+            default: { /* D_STRING, D_UTF */
+                int64_t len;
+                if (op->kind == D_STRING) {
+                    int used = stop_bit(p, end - p, file_end - p, &len);
+                    if (!used || len < -1) {
+                        bad = ST_MISMATCH;
+                        break;
+                    }
+                    p += used;
+                } else {
+                    if (end - p < 2) {
+                        bad = ST_MISMATCH;
+                        break;
+                    }
+                    len = p[0] | (p[1] << 8);
+                    p += 2;
+                }
+                if (len > end - p) {
+                    bad = ST_MISMATCH;
+                    break;
+                }
+                if (!op->data) { /* not a column: passed over */
+                    p += len < 0 ? 0 : len;
+                    break;
+                }
+                if (len < 0) { /* Java null */
+                    set_bit(op->valid, i, 0);
+                    op->nulls++;
+                    op->null_row = i;
+                    op->offsets[i + 1] = op->cursor;
+                    break;
+                }
+                int r = put_text(op, p, (Py_ssize_t)len, file_end, &slow, &replaced);
+                if (r == C_NEED_MORE || r == C_TOO_BIG) {
+                    code = r;
+                } else {
+                    if (r < 0 && bad == ST_OK) {
+                        bad = ST_TEXT;
+                        text_step = k;
+                    }
+                    if (op->valid) set_bit(op->valid, i, 1);
+                    op->offsets[i + 1] = op->cursor;
+                }
+                p += len;
+                break;
+            }
+            }
+            if (code != C_DONE) { /* a text buffer is full: undo this row, ask for more */
+                row = i;
+                detail = op->col;
+                break;
+            }
+        }
+        if (code != C_DONE) {
+            for (Py_ssize_t k = 0; k < n_ops; k++) {
+                if (ops[k].offsets) ops[k].cursor = ops[k].offsets[i];
+                if (ops[k].null_row == i) ops[k].nulls--;
+            }
+            break;
+        }
+        if (bad == ST_OK && p != end) bad = ST_MISMATCH;
+        st[i] = (uint8_t)bad;
+        if (bad == ST_OK) {
+            if (slow | replaced) {
+                cnt[N_SLOW] += slow;
+                cnt[N_REPLACED] += replaced;
+            }
+        } else { /* its strings empty and valid, so that a filter can drop it */
+            for (Py_ssize_t k = 0; k < n_ops; k++) {
+                Op *op = &ops[k];
+                if (!op->offsets) continue;
+                op->cursor = op->offsets[i];
+                op->offsets[i + 1] = op->cursor;
+                if (op->null_row == i) op->nulls--;
+                if (op->valid) set_bit(op->valid, i, 1);
+            }
+            if (cnt[N_FIRST_BAD] < 0) {
+                cnt[N_FIRST_BAD] = i;
+                cnt[N_TEXT_STEP] = bad == ST_TEXT ? text_step : -1;
+            }
+            cnt[N_BAD]++;
+            if (stop) decoding = 0;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    for (Py_ssize_t k = 0; k < n_ops; k++)
+        if (ops[k].valid) cnt[N_NULLS + ops[k].col] += ops[k].nulls;
+    result = Py_BuildValue("(inn)", code, row, detail);
+done:
+    PyMem_Free(ops);
+    release_views(&views);
+    release_views(&fviews);
+    PyBuffer_Release(&entries);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&status);
+    PyBuffer_Release(&counts);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"decode", decode, METH_VARARGS,
+     "decode(program, entries, offset_mask, data_bits, keys, files, lo, hi, stop, outs, status, counts) "
+     "-> (code, row, detail)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_decode", "The frames decoder (see _decode.c).", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__decode(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    /* the step kinds, codes and statuses, so that Python takes them from here */
+    static const struct {
+        const char *name;
+        int value;
+    } constants[] = {
+        {"D_FIXED", D_FIXED}, {"D_BOOL", D_BOOL}, {"D_SKIP", D_SKIP}, {"D_STOPBIT", D_STOPBIT},
+        {"D_STRING", D_STRING}, {"D_UTF", D_UTF}, {"D_CHAR", D_CHAR}, {"C_DONE", C_DONE}, {"C_HEADER", C_HEADER},
+        {"C_NEED_MORE", C_NEED_MORE}, {"C_TOO_BIG", C_TOO_BIG}, {"ST_OK", ST_OK}, {"ST_MISMATCH", ST_MISMATCH},
+        {"ST_TEXT", ST_TEXT}, {"H_OUTSIDE", H_OUTSIDE}, {"H_ZERO", H_ZERO}, {"H_HUGE", H_HUGE}, {"H_PAST", H_PAST},
+        {"N_SLOW", N_SLOW}, {"N_REPLACED", N_REPLACED}, {"N_BAD", N_BAD}, {"N_FIRST_BAD", N_FIRST_BAD},
+        {"N_TEXT_STEP", N_TEXT_STEP}, {"N_NULLS", N_NULLS},
+    };
+    for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++) {
+        if (PyModule_AddIntConstant(m, constants[i].name, constants[i].value) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
+    return m;
+}

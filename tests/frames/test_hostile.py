@@ -1,0 +1,128 @@
+"""Hostile messages aimed at the compiled decoder: lengths near 2**31, stop-bit runs of 10+ bytes, a surrogate cut at
+the end of a body, headers overlapping the next message, bodies ending exactly at the end of a buffer or mapping.
+
+Each must give a clear error or a per-row status, never a read outside the buffers. The buffers handed to the C
+are exactly as long as the bytes (Python heap objects), so that ``tests/test_sanitizers.py``, which runs this file
+under AddressSanitizer with ``PYTHONMALLOC=malloc``, sees any byte read past them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import ref_stop_bit
+
+import pychro
+from pychro.errors import CorruptDataError, SchemaMismatchError
+from pychro.frames import _decode as C
+from pychro.frames import schema as S
+from pychro.frames.decode import Plan, Run
+
+BITS = 40
+SCHEMAS = ["s:string", "a:int64,s:string,b:stopbit", "u:utf,c:char,x:int32", "f:float64,g:int16,h:bool,s:string",
+           "b:stopbit"]
+
+
+def _exact(data: bytes) -> np.ndarray:
+    return np.frombuffer(bytes(data), np.uint8)  # a heap object of exactly these bytes
+
+
+def _run(schema: str, data: bytes, offsets: list[int], stop: bool = False) -> tuple[Run, tuple[int, int, int]]:
+    plan = Plan(S.Schema(schema))
+    run = Run(plan, len(offsets))
+    entries = np.array(offsets, np.uint64)
+    got = run.decode(entries, (1 << BITS) - 1, BITS, np.zeros(1, np.int64), (_exact(data),), 0, stop)
+    if got[0] == C.C_DONE:
+        for arr in run.arrays(len(offsets)).values():
+            arr.validate(full=True)
+    return run, got
+
+
+def _message(body: bytes, length: int | None = None) -> bytes:
+    return struct.pack("<i", ~(len(body) if length is None else length)) + body
+
+
+@pytest.mark.parametrize("schema", SCHEMAS)
+@pytest.mark.parametrize("header", [-(1 << 31), ~(1 << 30), ~((1 << 30) - 1), ~0x7FFFFFF0, 0, 1, (1 << 31) - 1])
+def test_header_lengths_near_2_31(schema: str, header: int) -> None:
+    data = struct.pack("<i", header) + b"\x01" * 12
+    _, (code, row, detail) = _run(schema, data, [4])
+    assert (code, row) == (C.C_HEADER, 0)
+    assert detail == (C.H_ZERO if header == 0 else C.H_PAST if header == ~((1 << 30) - 1) else C.H_HUGE)
+
+
+@pytest.mark.parametrize("schema", SCHEMAS)
+@pytest.mark.parametrize("value", [(1 << 31) - 1, 1 << 31, (1 << 63) - 1, -(1 << 63), -2, 1 << 40])
+def test_string_and_stop_bit_lengths_near_and_past_2_31(schema: str, value: int) -> None:
+    body = ref_stop_bit(value) + b"abc"
+    run, (code, _, _) = _run(schema, _message(body), [4])
+    assert code == C.C_DONE and run.status[0] in (C.ST_MISMATCH, C.ST_TEXT)
+
+
+@pytest.mark.parametrize("run_bytes", [b"\x80" * 10, b"\xff" * 10, b"\x80" * 11, b"\xff" * 10 + b"\x01", b"\xff" * 64])
+@pytest.mark.parametrize("schema", SCHEMAS)
+def test_stop_bit_runs_of_10_bytes_and_more(schema: str, run_bytes: bytes) -> None:
+    for cut in (len(run_bytes), len(run_bytes) + 1, 3):  # the body ending inside, right after, well after the run
+        body = (run_bytes + b"\x00" * 8)[:cut]
+        run, (code, _, _) = _run(schema, _message(body), [4])
+        assert code == C.C_DONE
+        assert run.status[0] in (C.ST_OK, C.ST_MISMATCH, C.ST_TEXT)
+
+
+@pytest.mark.parametrize("tail", [b"\xed", b"\xed\xa0", b"\xed\xa0\xbd", b"\xed\xa0\xbd\xed", b"\xed\xa0\xbd\xed\xb8",
+                                  b"\xc0", b"\xe2\x82", b"\xf0\x9f\x98"])
+def test_surrogate_cut_at_the_end_of_a_body_and_of_the_buffer(tail: bytes) -> None:
+    text = b"x" * 5 + tail
+    body = ref_stop_bit(len(text)) + text
+    run, (code, _, _) = _run("s:string", _message(body), [4])  # the body ends where the buffer ends
+    assert code == C.C_DONE
+    assert run.status[0] == (C.ST_OK if tail == b"\xed\xa0\xbd" else C.ST_TEXT)  # a lone high surrogate is text
+    # the declared length one byte longer than the body: a mismatch, not a read past it
+    run, (code, _, _) = _run("s:string", _message(ref_stop_bit(len(text) + 1) + text), [4])
+    assert code == C.C_DONE and run.status[0] == C.ST_MISMATCH
+
+
+@pytest.mark.parametrize("schema", SCHEMAS)
+def test_headers_overlapping_the_next_message(schema: str) -> None:
+    first = _message(b"\x03abc" + b"\x00" * 8)
+    second = _message(b"\x02hi" + b"\x00" * 10)
+    data = bytearray(first + second)
+    data[0:4] = struct.pack("<i", ~(len(data) - 4))  # message 0 claims everything after it, message 1's header too
+    _, (code, _, _) = _run(schema, bytes(data), [4, len(first) + 4, len(first) + 2, 6])  # and entries inside bodies
+    assert code in (C.C_DONE, C.C_HEADER)
+
+
+@pytest.mark.parametrize("schema", SCHEMAS)
+@pytest.mark.parametrize("size", range(0, 24))
+def test_bodies_ending_exactly_at_the_end_of_the_buffer(schema: str, size: int) -> None:
+    body = (b"\x05" + b"hello" + bytes(range(1, 30)))[:size]
+    run, (code, _, _) = _run(schema, _message(body), [4])
+    assert code == C.C_DONE and run.status[0] in (C.ST_OK, C.ST_MISMATCH, C.ST_TEXT)
+    _, (code, _, detail) = _run(schema, _message(body, size + 1), [4])  # one byte past the buffer
+    assert (code, detail) == (C.C_HEADER, C.H_PAST)
+    _, (code, _, detail) = _run(schema, _message(body), [len(body) + 5, len(body) + 8, 1 << 39, 3])
+    assert (code, detail) == (C.C_HEADER, C.H_OUTSIDE)
+
+
+def test_a_journal_cut_right_after_a_short_string(tmp_path: Path) -> None:
+    """On disk: the data file ends exactly where its last body ends (size not a multiple of 4 or 8)."""
+    pa = pytest.importorskip("pyarrow")
+    table = pa.table({"a": pa.array([1, 2, 3], pa.int8()), "s": ["x", "yz", "abcdefg"]})
+    pychro.write_frame(table, tmp_path, "a:int8,s:string", date=dt.date(2024, 1, 2))
+    (data,) = [p for p in tmp_path.rglob("data-*")]
+    raw = data.read_bytes().rstrip(b"\0")
+    with open(data, "r+b") as f:
+        f.truncate(len(raw))
+    assert pychro.read_table(tmp_path, "a:int8,s:string").column("s").to_pylist() == ["x", "yz", "abcdefg"]
+    with pytest.raises(SchemaMismatchError, match="field 't' runs past the end of the 3-byte message"):
+        pychro.read_table(tmp_path, "a:int8,s:string,t:string")
+    with open(data, "r+b") as f:
+        f.truncate(len(raw) - 1)  # now the last body runs past the file
+    with pytest.raises(CorruptDataError, match="runs past the end of the data file"):
+        pychro.read_table(tmp_path, "a:int8,s:string")
+
