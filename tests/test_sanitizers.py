@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EXTENSIONS = {  # module -> source, as setup.py builds them
-    "pychro/_atomic": "pychro/_atomic.c",
-    "pychro/frames/_encode": "pychro/frames/_encode.c",
-    "pychro/frames/_decode": "pychro/frames/_decode.c",
+# module path -> source: every C file of the package (setup.py builds each as the module of the same path)
+EXTENSIONS = {
+    str(c.relative_to(ROOT).with_suffix("")): str(c.relative_to(ROOT)) for c in sorted((ROOT / "pychro").rglob("*.c"))
 }
 TESTS = ["tests/test_fuzz.py", "tests/test_frames_fuzz.py", "tests/test_encode.py", "tests/test_backfill.py",
          "tests/frames/test_hostile.py", "tests/frames/test_kernels.py"]
@@ -37,7 +36,7 @@ def _runtime(name: str) -> str | None:
 
 
 def test_setup_builds_exactly_these_extensions() -> None:
-    """The sanitized build covers every extension setup.py builds."""
+    """The sanitized build covers every extension setup.py builds, and setup.py builds every C file."""
     setup = (ROOT / "setup.py").read_text()
     assert sorted(src for src in EXTENSIONS.values()) == sorted(
         line.split('["')[1].split('"]')[0] for line in setup.splitlines() if "Extension(" in line and '["' in line
@@ -76,11 +75,12 @@ def test_fuzzers_under_address_and_undefined_sanitizers(tmp_path: Path) -> None:
         HYPOTHESIS_PROFILE="ci",
     )
     env.pop("PYTEST_ADDOPTS", None)
-    check = ("import pychro._atomic, pychro.frames._encode as e, pychro.frames._decode as d; "
-             "print(e.__file__); print(d.__file__); "
+    modules = [m.replace("/", ".") for m in EXTENSIONS]
+    check = (f"import importlib; [print(importlib.import_module(m).__file__) for m in {modules!r}]; "
              "assert 'libasan' in open('/proc/self/maps').read(), 'the ASan runtime is not loaded'")
     where = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert where.returncode == 0, where.stderr[-3000:]
+    assert len(where.stdout.split()) == len(modules), where.stdout
     assert all(line.startswith(str(tmp_path)) for line in where.stdout.split()), where.stdout
     got = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly", "-p", "no:cacheprovider", *TESTS],
