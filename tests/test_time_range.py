@@ -42,14 +42,11 @@ def _frame(n: int, seed: int, shuffle_within_day: bool = False) -> pd.DataFrame:
                          "ts2": ts + pd.to_timedelta(rng.integers(0, 999, n), unit="us")})
 
 
-@pytest.fixture(autouse=True, params=["scan", "sample"])
+@pytest.fixture(autouse=True, params=["one-batch", "many-batches"])
 def search(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test twice: days short enough to be scanned whole, and the sampled binary search (small settings
-    so that these days take that path: 64 samples, 16 rows of margin)."""
-    if request.param == "sample":
-        monkeypatch.setattr(timerange, "SMALL_SPAN", 256)
-        monkeypatch.setattr(timerange, "SAMPLES", 64)
-        monkeypatch.setattr(timerange, "MARGIN", 16)
+    """Every test twice: each day's timestamp column searched in one batch, and in batches of 100 rows (the
+    order check and the bounds then cross batch boundaries)."""
+    if request.param == "many-batches":
         monkeypatch.setattr(timerange, "SCAN_ROWS", 100)
     return str(request.param)
 
@@ -235,6 +232,22 @@ def test_disorder_near_a_bound_is_found_and_filtered(tmp_path: Path, search: str
     _same(read_frame(root, S, start=ISO0, end=ISO1), _want(full))
     first, end, ordered = _narrow(root)
     assert not ordered and (first, end) == (near - 3 - day, int(frame.ts.searchsorted(T1)) - day)
+
+
+def test_rows_backfilled_far_from_the_bounds_are_found(tmp_path: Path, search: str) -> None:
+    """A day in time order but for two rows of 12:00-13:00 written among the rows of 20:00 (a late backfill): far
+    from both bounds, but in range, so they are returned (a check on samples of the column would not see them)."""
+    frame = _frame(9_000, 5)
+    late = frame[(frame.ts >= pd.Timestamp("2024-03-05 12:00", tz="UTC"))
+                 & (frame.ts < pd.Timestamp("2024-03-05 13:00", tz="UTC"))].iloc[:2]
+    at = int(frame.ts.searchsorted(pd.Timestamp("2024-03-05 20:00", tz="UTC")))
+    backfilled = pd.concat([frame.iloc[:at], late, frame.iloc[at:]], ignore_index=True)
+    root = tmp_path / "j"
+    pychro.write_frame(backfilled, root, S)
+    full = read_frame(root, S)
+    got = read_frame(root, S, start=ISO0, end=ISO1)
+    _same(got, _want(full))
+    assert len(got) == int(((backfilled.ts >= T0) & (backfilled.ts < T1)).sum())
 
 
 def test_cycles_and_rows_outside_the_range_are_not_decoded(tmp_path: Path) -> None:

@@ -2,14 +2,13 @@
 
 A datetime bound selects the cycles overlapping ``[start, end)`` (other cycles are not opened) and, inside
 them, the rows whose timestamp field is in ``[start, end)`` (``end`` exclusive, as for full indices). A cycle
-the range covers whole is read whole. In a cycle the range covers only in part, the bounds are found from the
-timestamp column alone (decoded through the same batch decoder as every read): by binary search when the
-timestamps are non-decreasing in index order - :data:`SAMPLES` rows spread over the cycle must be, and so must
-every row from the sample before the first bound to the sample after the last plus :data:`MARGIN` rows on each
-side - else (or for short cycles) by decoding the cycle's timestamp column whole, the rows between the first and
-last match then being filtered. Every batch returned is masked by the range too (a cheap compare), so no row
-outside it is ever returned. What sampling cannot see is a small run of rows out of order far from the bounds
-and between two samples (say, a few rows backfilled at the end of a day): such rows are not found.
+the range covers whole is read whole. In a cycle the range covers only in part, the first and last row in range
+are found from the timestamp column alone (decoded through the same batch decoder as every read, nothing else):
+by binary search in each batch while the timestamps are non-decreasing in index order, by a filter once they
+are not. Only the rows between those two are then decoded, and every batch returned is masked by the range too
+(a cheap compare), so no row outside it is returned and none inside it is missed, whatever the order. The whole
+timestamp column of such a cycle is read because only that proves the order: a sampled check would miss a few
+rows backfilled far from the bounds.
 """
 
 from __future__ import annotations
@@ -28,9 +27,6 @@ _UTC = _dt.UTC
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 SCAN_ROWS = 1 << 18  # rows of the timestamp column decoded at once while looking for the bounds
-SAMPLES = 4096  # rows sampled over a cycle to see whether its timestamps are in order
-MARGIN = 4096  # rows on each side of the bounds' sample interval checked to be in order too
-SMALL_SPAN = 1 << 17  # spans up to this many rows are scanned whole (as cheap as sampling)
 
 
 def parse_when(value: Any, what: str) -> Any:
@@ -138,54 +134,11 @@ def narrow(
 ) -> tuple[int, int, bool]:
     """``(first seq, end seq, ordered)`` of the rows of ``[seq_lo, seq_hi)`` whose timestamp is in range.
 
-    Binary search, when the timestamps are non-decreasing in index order: :data:`SAMPLES` rows spread over
-    the span are decoded (the timestamp column only); if they are in order, the rows from the sample before
-    the first bound to the sample after the last, plus :data:`MARGIN` rows on each side, are decoded and
-    checked to be in order too, and the bounds are searched among them. Otherwise (or for short spans) the
-    timestamp column of the whole span is decoded and the first and last row in range are taken, the rows in
-    between then being filtered. Rows that do not match the schema are passed over here (the read itself
-    applies ``errors=`` to the rows it returns). Nothing in range gives an empty span.
+    The timestamp column of the span is decoded (alone) and searched batch by batch: binary search while it is
+    non-decreasing, a filter once it is not. Rows that do not match the schema are passed over here (the read
+    itself applies ``errors=`` to the rows it returns). Nothing in range gives an empty span.
     """
-    n = seq_hi - seq_lo
-    if n > SMALL_SPAN:
-        found = _by_samples(files, tf, plan, seq_lo, seq_hi, threads)
-        if found is not None:
-            return found
     return _scan(files, tf, plan, seq_lo, seq_hi, threads)
-
-
-def _by_samples(
-    files: Any, tf: TimeFilter, plan: Any, seq_lo: int, seq_hi: int, threads: int
-) -> tuple[int, int, bool] | None:
-    """The bounds found by sampling then verifying; None when the samples or the window are out of order."""
-    from ..errors import PychroError
-    from .batch import decode_batch
-
-    seqs = np.unique(seq_lo + (np.arange(SAMPLES, dtype=np.int64) * (seq_hi - 1 - seq_lo)) // (SAMPLES - 1))
-    entries = files.entries_at(seqs)
-    if entries is None:
-        return None
-    try:
-        out = decode_batch(plan, files, seq_lo, entries, "skip")
-    except PychroError:
-        return None  # damage among the samples: the contiguous scan reports it at its seq
-    if out.n < 2:
-        return None
-    ts = tf.values(out.columns[tf.column])
-    kept = seqs if out.rows is None else seqs[out.rows]
-    if not bool((ts[1:] >= ts[:-1]).all()):
-        return None
-    # the first bound lies after the last sample below it, the end bound before the first sample at or above it
-    a = 0 if tf.lo is None else int(np.searchsorted(ts, tf.lo, "left"))
-    b = ts.size if tf.hi is None else int(np.searchsorted(ts, tf.hi, "left"))
-    lo = seq_lo if a == 0 else int(kept[a - 1])
-    hi = seq_hi if b == ts.size else int(kept[b]) + 1
-    lo, hi = max(seq_lo, lo - MARGIN), min(seq_hi, hi + MARGIN)
-    first, end, ordered = _scan(files, tf, plan, lo, hi, threads)
-    if not ordered:
-        return None
-    # in order everywhere it was looked at: rows before the window are below the range, rows after it above
-    return (first, end, True) if end > first else (seq_lo, seq_lo, True)
 
 
 def _scan(
