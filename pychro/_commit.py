@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _layout as L
-from ._mapping import MappedFile, commit, commit_batch, open_sized
+from ._mapping import MappedFile, commit, commit_batch, make_folder, open_sized
 from .errors import FormatError
 from .journal import Journal
 
@@ -105,7 +105,7 @@ class Committer:
     def _open(self, cycle: int, n: int) -> IndexFile:
         if n >= L.MAX_INDEX_FILES:
             raise FormatError(f"cycle is full: Java stops at index-{L.MAX_INDEX_FILES - 1}", cycle=cycle)
-        os.makedirs(self.journal.cycle_path(cycle), exist_ok=True)
+        make_folder(self.journal.cycle_path(cycle), "cycle folder")
         mf = MappedFile.open_write(self.journal.index_path(cycle, n), self.config.index_block_size)
         try:
             return IndexFile(cycle, n, mf, self.config.index_of(cycle, n << self.config.slot_bits))
@@ -208,7 +208,7 @@ class Committer:
 
     def _claim(self, cycle: int, tid: int, after: int | None, create: Callable[[str], T]) -> tuple[int, T]:
         folder = self.journal.cycle_path(cycle)
-        os.makedirs(folder, exist_ok=True)
+        make_folder(folder, "cycle folder")
         with _claim_lock:
             if after is None:
                 mine = [n for t, n in self.journal.data_files(cycle) if t == tid]

@@ -43,6 +43,10 @@ UTF_MAX_LENGTH = 0xFFFF  # writeUTF's uint16 byte length
 
 
 # -- stop-bit ------------------------------------------------------------------------------------------
+class FieldRangeError(OverflowError, ValueError):
+    """A value that does not fit the Java field it is written as (a ValueError, and an OverflowError as before)."""
+
+
 def encode_stop_bit(value: int) -> bytes:
     """Java ``writeStopBit(long)``: 7-bit groups, low first; negatives encode ``~n`` and end with 0x00.
 
@@ -50,7 +54,7 @@ def encode_stop_bit(value: int) -> bytes:
     ('8001', '8000')
     """
     if not -(1 << 63) <= value < (1 << 63):
-        raise OverflowError(f"stop-bit value {value} does not fit in a Java long")
+        raise FieldRangeError(f"stop-bit value {value} does not fit in a Java long (-2**63..2**63-1)")
     if 0 <= value < 0x80:
         return bytes((value,))
     negative = value < 0

@@ -33,7 +33,7 @@ Buffer = Any  # collections.abc.Buffer is 3.12+
 
 __all__ = [
     "RESERVE_MAX", "RESERVE_MIN", "MappedFile", "commit", "commit_batch", "count_filled", "first_zero_slot",
-    "load_slot", "open_sized",
+    "load_slot", "make_folder", "open_sized",
 ]
 
 RESERVE_MIN = 4 << 10  # first reservation in a file: one page, so short-lived writers stay as small as Java
@@ -214,14 +214,36 @@ class MappedFile:
             self.mm.flush()
 
 
+_READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def make_folder(path: str, what: str = "journal folder") -> None:
+    """``os.makedirs(path, exist_ok=True)`` with pychro errors for what a writer cannot fix: a read-only
+    folder or mount (:class:`ReadOnlyJournalError`), a file or a symlink loop where the folder should be."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in _READ_ONLY:
+            raise ReadOnlyJournalError(f"cannot create {what}: {exc.strerror}", path=path) from None
+        if exc.errno == errno.ELOOP or (os.path.islink(path) and not os.path.exists(path)):
+            raise JournalNotFoundError(f"{what} is a symlink that loops or points nowhere", path=path) from None
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise JournalNotFoundError(f"{what} is a file, not a folder", path=path) from None
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+            raise JournalNotFoundError(f"cannot create {what}: a part of its path is a file", path=path) from None
+        raise
+
+
 def open_sized(path: str, size: int, *, exclusive: bool = False) -> int:
     """Create (or open) a file for writing and extend it to ``size`` if shorter (never shrink); returns the
     descriptor. ``exclusive`` claims a new file with O_EXCL."""
     flags = os.O_RDWR | os.O_CREAT | (os.O_EXCL if exclusive else 0)
     try:
         fd = os.open(path, flags, 0o644)
-    except PermissionError as exc:
-        raise ReadOnlyJournalError(f"cannot open for writing: {exc.strerror}", path=path) from None
+    except OSError as exc:
+        if exc.errno in _READ_ONLY:
+            raise ReadOnlyJournalError(f"cannot open for writing: {exc.strerror}", path=path) from None
+        raise
     try:
         # ftruncate only ever grows here: a concurrent writer extending to the same size loses nothing.
         if os.fstat(fd).st_size < size:

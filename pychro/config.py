@@ -20,15 +20,22 @@ __all__ = ["VanillaConfig"]
 _UTC = _dt.UTC
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _TOKEN = re.compile(r"'([^']*)'|([a-zA-Z])\2*|([^a-zA-Z']+)")
+_LAST_DAY = _dt.date(9999, 12, 31)
+_MAX_INDEX = (1 << 63) - 1
 _FIELDS = {"y": "year", "M": "month", "d": "day", "H": "hour", "m": "minute", "s": "second", "S": "ms"}
 
 
 def _zone(name: str) -> _dt.tzinfo:
+    if not isinstance(name, str):
+        raise TypeError(f"cycle_time_zone must be a str such as 'Europe/London', got {type(name).__name__}")
     if name.upper() in ("UTC", "GMT", "Z"):
         return _UTC
     from zoneinfo import ZoneInfo  # only for non-UTC folder zones
 
-    return ZoneInfo(name)
+    try:
+        return ZoneInfo(name)
+    except (LookupError, ValueError, OSError) as exc:  # ZoneInfoNotFoundError is a KeyError; bad keys ValueError
+        raise ValueError(f"cycle_time_zone {name!r} is not a known IANA time zone (e.g. 'Europe/London')") from exc
 
 
 class _DateFormat:
@@ -177,6 +184,10 @@ class VanillaConfig:
         d["tz"] = _zone(self.cycle_time_zone)
         d["seq_bits"] = seq_bits
         d["slot_bits"] = index_bits - 3
+        # The last cycle whose folder can be named (a day's margin for zones east of UTC) and whose
+        # indices fit a signed 64-bit long; cycles before 1970 are never written (Java's are >= 0 too).
+        last_ms = (_LAST_DAY - _EPOCH.date()).days * 86_400_000 - 1
+        d["max_cycle"] = min(last_ms // self.cycle_length_ms - 1, (_MAX_INDEX >> seq_bits) - 1)
 
     # -- derived sizes ---------------------------------------------------------------------------------
     @property
@@ -197,6 +208,34 @@ class VanillaConfig:
     def folder_depth(self) -> int:
         """Number of path components of a cycle folder (``yyyy/MM/dd`` has 3)."""
         return int(self._derived["fmt"].depth)
+
+    @property
+    def max_cycle(self) -> int:
+        """Last cycle this configuration can name and index (cycles run from 0, 1970-01-01 UTC)."""
+        return int(self._derived["max_cycle"])
+
+    @property
+    def max_index(self) -> int:
+        """Last full index of :attr:`max_cycle`."""
+        return self.index_of(self.max_cycle, self.entries_per_cycle - 1)  # type: ignore[operator]
+
+    def check_cycle(self, cycle: int, what: str = "cycle") -> int:
+        """``cycle`` itself, or a ValueError naming ``what`` and the range of cycles a journal can hold."""
+        if not 0 <= cycle <= self.max_cycle:
+            first, last = self.cycle_datetime(0), self.cycle_datetime(self.max_cycle)
+            raise ValueError(
+                f"{what} is cycle {cycle}, outside the cycles a journal can hold: 0..{self.max_cycle} "
+                f"({first:%Y-%m-%d %H:%M:%S} .. {last:%Y-%m-%d %H:%M:%S} UTC)"
+            )
+        return cycle
+
+    def check_index(self, index: object, what: str = "full_index") -> int:
+        """``index`` as an int, or a TypeError/ValueError naming ``what`` and the allowed range."""
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"{what} must be an int, got {type(index).__name__}")
+        if not 0 <= index <= self.max_index:
+            raise ValueError(f"{what} must be in 0..{self.max_index:#x}, got {index:#x}")
+        return index
 
     def with_thread_id_bits(self, bits: int) -> VanillaConfig:
         return replace(self, thread_id_bits=bits)
@@ -223,6 +262,8 @@ class VanillaConfig:
 
     def cycle_datetime(self, cycle: int) -> _dt.datetime:
         """Start of a cycle as an aware UTC datetime."""
+        if not 0 <= cycle <= self.max_cycle:
+            self.check_cycle(cycle)
         return _EPOCH + _dt.timedelta(milliseconds=self.cycle_start_ms(cycle))
 
     def folder_name(self, cycle: int) -> str:
@@ -241,7 +282,7 @@ class VanillaConfig:
             return None
         guess = self.cycle_of(moment)
         for cycle in (guess, guess + 1, guess - 1):
-            if self.folder_name(cycle) == name:
+            if 0 <= cycle <= self.max_cycle and self.folder_name(cycle) == name:
                 return cycle
         return None
 

@@ -182,13 +182,13 @@ class VanillaChronicleReader:
 
     def set_date(self, date: _dt.date | _dt.datetime) -> None:
         """Go to the first message of the cycle holding ``date`` (or of the next cycle that exists)."""
-        self._goto(self.config.cycle_of(date), 0)
+        if not isinstance(date, _dt.date):
+            raise TypeError(f"date must be a datetime.date or datetime.datetime, got {type(date).__name__}")
+        self._goto(self.config.check_cycle(self.config.cycle_of(date), f"date {date}"), 0)
 
     def set_index(self, full_index: int) -> None:
         """Go to a full index: the next ``next_reader()`` returns that message."""
-        if full_index < 0:
-            raise ValueError(f"full index must be >= 0, got {full_index}")
-        self._goto(*self.config.split_index(full_index))
+        self._goto(*self.config.split_index(self.config.check_index(full_index)))
 
     def set_end(self) -> None:
         """Go past the last committed message: ``next_reader()`` then returns only new messages."""

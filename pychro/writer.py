@@ -13,14 +13,14 @@ import os
 import struct
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from . import _fields as F
 from . import _layout as L
 from ._commit import Committer, IndexFile
-from ._mapping import MappedFile, commit
+from ._mapping import MappedFile, commit, make_folder
 from .config import VanillaConfig
-from .errors import MessageTooLargeError, ReadOnlyJournalError
+from .errors import MessageTooLargeError
 from .journal import Journal
 from .reader import clock_from_utcnow, wall_clock_ms
 
@@ -73,10 +73,7 @@ class VanillaChronicleWriter:
     ) -> None:
         del polling_interval, max_mapped_memory  # accepted for pychro 0.8 signatures; unused by a writer
         path = os.fspath(base_dir)
-        try:
-            os.makedirs(path, exist_ok=True)
-        except PermissionError as exc:
-            raise ReadOnlyJournalError(f"cannot create journal folder: {exc.strerror}", path=path) from None
+        make_folder(path)
         self._journal = Journal(path, config, thread_id_bits)
         self.config = self._journal.config
         self.codec = self._journal.codec
@@ -129,7 +126,11 @@ class VanillaChronicleWriter:
 
     # -- used by appenders ---------------------------------------------------------------------------------
     def _now_cycle(self) -> int:
-        return self.config.cycle_of_ms(self._clock())
+        now = self._clock()
+        cycle = self.config.cycle_of_ms(now)
+        if not 0 <= cycle <= self.config.max_cycle:  # pre-1970 would give negative indices no reader takes
+            self.config.check_cycle(cycle, f"the writer's clock ({now} ms since 1970)")
+        return cycle
 
 
 class Appender:
@@ -298,7 +299,7 @@ class Appender:
     # -- fixed-size fields -----------------------------------------------------------------------------
     def write_byte(self, value: int) -> None:
         """Java ``writeByte``: the low 8 bits of ``value`` (-128..255 accepted)."""
-        if not -128 <= value <= 255:
+        if not isinstance(value, int) or not -128 <= value <= 255:
             _range("byte", value)
         p = self._p
         if p + 1 > self._lim:
@@ -317,7 +318,10 @@ class Appender:
         p = self._p
         if p + 2 > self._lim:
             p = self._reserve(2)
-        _pack_h(self._mm, p, value)
+        try:
+            _pack_h(self._mm, p, value)
+        except struct.error:
+            _range('short', value)
         self._p = p + 2
 
     def write_unsigned_short(self, value: int) -> None:
@@ -325,7 +329,10 @@ class Appender:
         p = self._p
         if p + 2 > self._lim:
             p = self._reserve(2)
-        _pack_H(self._mm, p, value)
+        try:
+            _pack_H(self._mm, p, value)
+        except struct.error:
+            _range('unsigned short', value)
         self._p = p + 2
 
     def write_char(self, value: str | int) -> None:
@@ -341,7 +348,10 @@ class Appender:
         p = self._p
         if p + 4 > self._lim:
             p = self._reserve(4)
-        _pack_i(self._mm, p, value)
+        try:
+            _pack_i(self._mm, p, value)
+        except struct.error:
+            _range('int', value)
         self._p = p + 4
 
     def write_unsigned_int(self, value: int) -> None:
@@ -349,7 +359,10 @@ class Appender:
         p = self._p
         if p + 4 > self._lim:
             p = self._reserve(4)
-        _pack_I(self._mm, p, value)
+        try:
+            _pack_I(self._mm, p, value)
+        except struct.error:
+            _range('unsigned int', value)
         self._p = p + 4
 
     def write_long(self, value: int) -> None:
@@ -357,7 +370,10 @@ class Appender:
         p = self._p
         if p + 8 > self._lim:
             p = self._reserve(8)
-        _pack_q(self._mm, p, value)
+        try:
+            _pack_q(self._mm, p, value)
+        except struct.error:
+            _range('long', value)
         self._p = p + 8
 
     def write_float(self, value: float) -> None:
@@ -365,7 +381,10 @@ class Appender:
         p = self._p
         if p + 4 > self._lim:
             p = self._reserve(4)
-        _pack_f(self._mm, p, value)
+        try:
+            _pack_f(self._mm, p, value)
+        except struct.error:
+            _range('float', value)
         self._p = p + 4
 
     def write_double(self, value: float) -> None:
@@ -373,18 +392,21 @@ class Appender:
         p = self._p
         if p + 8 > self._lim:
             p = self._reserve(8)
-        _pack_d(self._mm, p, value)
+        try:
+            _pack_d(self._mm, p, value)
+        except struct.error:
+            _range('double', value)
         self._p = p + 8
 
     def write_int24(self, value: int) -> None:
         """Java-Lang ``writeInt24``: 3 bytes."""
-        if not -(1 << 23) <= value < (1 << 23):
+        if not isinstance(value, int) or not -(1 << 23) <= value < (1 << 23):
             _range("int24", value)
         self.write_bytes(struct.pack("<i", value)[:3])
 
     def write_int48(self, value: int) -> None:
         """Java-Lang ``writeInt48``: 6 bytes."""
-        if not -(1 << 47) <= value < (1 << 47):
+        if not isinstance(value, int) or not -(1 << 47) <= value < (1 << 47):
             _range("int48", value)
         self.write_bytes(struct.pack("<q", value)[:6])
 
@@ -416,6 +438,8 @@ class Appender:
         if value is None:
             self.write_bytes(F.NULL_STRING)
             return
+        if not isinstance(value, str):
+            raise TypeError(f"write_string takes a str or None, got {type(value).__name__}")
         raw = value.encode("ascii") if value.isascii() else F.encode_text(value)
         n = len(raw)
         if n >= 0x80:
@@ -486,5 +510,19 @@ class Appender:
         self.write_bytes(ch * size)
 
 
-def _range(kind: str, value: int) -> None:
-    raise OverflowError(f"{value} does not fit in a Java {kind}")
+_RANGES = {
+    "byte": "-128..255", "short": "-32768..32767", "unsigned short": "0..65535", "int": "-2**31..2**31-1",
+    "unsigned int": "0..2**32-1", "long": "-2**63..2**63-1", "int24": "-2**23..2**23-1",
+    "int48": "-2**47..2**47-1",
+}
+
+
+def _range(kind: str, value: Any) -> NoReturn:
+    """Raise the error a bad field value deserves: TypeError for the wrong type, else FieldRangeError."""
+    if kind in ("float", "double"):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise F.FieldRangeError(f"{value!r} does not fit in a Java {kind}")
+        raise TypeError(f"write_{kind} takes a float, got {type(value).__name__}")
+    if not isinstance(value, int):
+        raise TypeError(f"a Java {kind} field takes an int, got {type(value).__name__} {value!r}")
+    raise F.FieldRangeError(f"{value} does not fit in a Java {kind} ({_RANGES[kind]})")

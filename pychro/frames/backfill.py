@@ -15,7 +15,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -263,7 +263,10 @@ def _encode(field: Any, col: Any, n: int) -> Step:
     if name.startswith("timestamp_"):
         unit = name.split("_")[1]
         if pa.types.is_timestamp(t) or pa.types.is_date(t):
-            col = col.cast(pa.timestamp(unit, tz="UTC") if pa.types.is_timestamp(t) else pa.timestamp(unit))
+            try:
+                col = col.cast(pa.timestamp(unit, tz="UTC") if pa.types.is_timestamp(t) else pa.timestamp(unit))
+            except pa.ArrowInvalid:  # pyarrow names neither the column nor the row
+                _lossy_timestamps(field, col, unit)
             values = col.cast(pa.int64()).to_numpy(zero_copy_only=False)
         else:
             values = _integers(field, col, "int64")
@@ -281,6 +284,23 @@ def _encode(field: Any, col: Any, n: int) -> Step:
         return Step(C.K_STOPBIT, 8, np.ascontiguousarray(_integers(field, col, "int64"), dtype="<i8"))
     assert ft.kind == FIXED
     return _fixed(_integers(field, col, ft.dtype), ft.dtype)
+
+
+def _lossy_timestamps(field: Any, col: Any, unit: str) -> NoReturn:
+    """Raise a ValueError naming the column and the first row a cast to ``unit`` would change."""
+    src = col.type.unit if hasattr(col.type, "unit") else "ms"
+    scale = {"s": 1, "ms": 1000, "us": 1_000_000, "ns": 1_000_000_000}
+    raw = col.cast(require("pyarrow").int64()).to_numpy(zero_copy_only=False)
+    if scale[src] > scale[unit]:
+        lost = np.flatnonzero(raw % (scale[src] // scale[unit]) != 0)
+        if len(lost):
+            r = int(lost[0])
+            raise ValueError(
+                f"column {field.name!r} row {r}: {raw[r]} {src} since 1970 has finer precision than the "
+                f"field's timestamp_{unit} keeps; round the column first (e.g. series.dt.floor({unit!r})) "
+                f"or use a timestamp_{src} field"
+            )
+    raise ValueError(f"column {field.name!r}: its {col.type} values do not fit in timestamp_{unit} (int64 {unit})")
 
 
 def _fixed(values: npt.NDArray[Any], dtype: str) -> Step:
@@ -388,7 +408,9 @@ def _cycles(
 ) -> npt.NDArray[np.int64]:
     """Each row's cycle (one value when all rows share it), from the timestamp field as it will be written."""
     if date is not None:
-        return np.full(min(n, 1), cfg.cycle_of(date), dtype=np.int64)
+        if not isinstance(date, _dt.date):
+            raise TypeError(f"date must be a datetime.date or datetime.datetime, got {type(date).__name__}")
+        return np.full(min(n, 1), cfg.check_cycle(cfg.cycle_of(date), f"date {date}"), dtype=np.int64)
     ts_fields = [f for f in schema.fields if f.type.name.startswith("timestamp_")]
     if ts_name is not None:
         matches = [f for f in ts_fields if f.name == ts_name]
@@ -397,12 +419,18 @@ def _cycles(
         ts_fields = matches
     if not ts_fields:
         now = clock() if clock is not None else time.time_ns() // 1_000_000
-        return np.full(min(n, 1), cfg.cycle_of_ms(now), dtype=np.int64)
+        cycle = cfg.check_cycle(cfg.cycle_of_ms(now), f"the clock ({now} ms since 1970)")
+        return np.full(min(n, 1), cycle, dtype=np.int64)
     f = ts_fields[0]
     unit = f.type.name.split("_")[1]
     values = program.steps[schema.fields.index(f)].values  # the timestamp as written: int64 in its unit
     per_ms = {"ms": 1, "us": 1000, "ns": 1_000_000}[unit]
-    return (values // per_ms) // cfg.cycle_length_ms
+    cycles = (values // per_ms) // cfg.cycle_length_ms
+    bad = (cycles < 0) | (cycles > cfg.max_cycle)
+    if bad.any():  # before 1970 a full index would be negative: no reader (Java's or ours) takes one
+        r = int(np.argmax(bad))
+        cfg.check_cycle(int(cycles[r]), f"row {r}: {f.name} = {int(values[r])} ({unit} since 1970)")
+    return cycles
 
 
 def _bar(total: int, progress: bool | None) -> Any:

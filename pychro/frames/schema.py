@@ -292,7 +292,15 @@ class Schema:
     @classmethod
     def from_json(cls, text: str | bytes) -> Schema:
         """Inverse of :meth:`to_json`."""
-        return cls.from_dict(json.loads(text))
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise TypeError(f"from_json takes JSON text, got {type(text).__name__}")
+        try:
+            data = json.loads(text)
+        except RecursionError:  # json recurses per nesting level; hostile metadata can nest thousands deep
+            raise ValueError("schema JSON is nested too deeply to be a pychro schema") from None
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"schema JSON is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
 
     def to_arrow(self) -> Any:
         """The ``pyarrow.Schema`` of the columns, recoverable with :meth:`from_arrow`.
@@ -318,7 +326,10 @@ class Schema:
         """A Schema from a ``pyarrow.Schema`` (see the class docstring for the rules)."""
         meta = schema.metadata or {}
         if META_SCHEMA in meta:
-            return cls.from_json(meta[META_SCHEMA])
+            try:
+                return cls.from_json(meta[META_SCHEMA])
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"the Arrow schema's 'pychro.schema' metadata is not a pychro schema: {exc}") from None
         pairs = []
         for fld in schema:
             fmeta = fld.metadata or {}

@@ -146,8 +146,16 @@ class RemoteChronicleReader:
         idle_timeout: float = 4 * W.HEARTBEAT_INTERVAL_S,
         resume_after: int | None = None,
     ) -> None:
+        if not isinstance(host, str) or not host:
+            raise TypeError(f"host must be a non-empty str, got {host!r}")
+        if isinstance(port, str) and port.isdigit():  # pychro 0.8 took int(port)
+            port = int(port)
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError(f"port must be an int in 1..65535, got {type(port).__name__}")
+        if not 1 <= port <= 65535:  # fail now, not after reconnect_timeout of refused connections
+            raise ValueError(f"port must be in 1..65535, got {port}")
         self.host = host
-        self.port = int(port)
+        self.port = port
         self.config = resolve_config(config, thread_id_bits)
         self.polling_interval = polling_interval
         self.timeout = timeout

@@ -224,7 +224,13 @@ def replicate(
                     continue
                 last_rx = time.monotonic()
                 want = bulk.RUN_ROWS if stop_after is None else min(bulk.RUN_ROWS, stop_after - count)
-                cycle = cfg.split_index(_first_index(buf, pos))[0]
+                run_index = _first_index(buf, pos)
+                cycle = cfg.split_index(run_index)[0]
+                if not 0 <= cycle <= cfg.max_cycle:  # no folder can be named for it: a hostile or broken source
+                    raise RemoteError(
+                        f"the source sent an index outside 0..{cfg.max_index:#x} that no journal can hold",
+                        index=run_index, path=os.fspath(path),
+                    )
                 if current is not None and cycle != current:
                     for left in expected:
                         if left < cycle and left not in watched:
