@@ -53,6 +53,8 @@ def _schema(text: str) -> Any:
     if os.path.isfile(text):
         with open(text) as fh:
             return Schema.from_json(fh.read())
+    if text.lower().endswith(".json") or (os.sep in text and ":" not in text):
+        raise FileNotFoundError(f"--schema file not found: {text}")  # a path, not "name:type,..." text
     return Schema.parse(text) if hasattr(Schema, "parse") else Schema(text)
 
 
@@ -74,7 +76,10 @@ def cmd_info(args: argparse.Namespace) -> int:
                                   for k, v in vars(c).items()} for c in info["cycles"]])
         print(json.dumps(out, indent=2, default=str))
         return 0
-    bits = "detected" if info["thread_id_bits_detected"] else "host default"
+    if info["thread_id_bits_detected"]:
+        bits = "detected"
+    else:
+        bits = "given by --thread-id-bits" if args.thread_id_bits is not None else "host default"
     print(f"journal          {info['path']}")
     print(f"thread-id bits   {info['thread_id_bits']} ({bits})")
     print(f"messages         {info['messages']:,} in {len(info['cycles'])} cycles, "
@@ -121,12 +126,24 @@ def cmd_head_tail(args: argparse.Namespace) -> int:
         if not args.follow:
             batch = batch.slice(0, args.n - shown)
         if batch.num_rows:
-            print(batch.to_pandas().to_string(index=False, header=header), flush=True)
+            print(_text(batch).to_string(index=False, header=header), flush=True)
             header = False
         shown += batch.num_rows
         if not args.follow and shown >= args.n:
             break
     return 0
+
+
+def _text(batch: Any) -> Any:
+    """A batch as pandas for printing: ``_index`` in hex as ``info`` shows it, nulls as ``null``."""
+    df = batch.to_pandas()
+    for pos, name in enumerate(batch.schema.names):
+        col = batch.column(pos)
+        if name == "_index":
+            df[name] = [f"{int(i):#x}" for i in col.to_numpy(zero_copy_only=False)]  # at most -n rows
+        elif col.null_count:
+            df[name] = df[name].astype(object).where(~col.is_null().to_numpy(zero_copy_only=False), "null")
+    return df
 
 
 def _tail_start(journal: Any, n: int, strict: bool = True) -> int | None:
@@ -160,10 +177,39 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from .frames import export
 
-    rows = export.import_file(args.file, args.dir, args.schema and _schema(args.schema), date=args.date,
+    if not os.path.exists(args.file):
+        raise FileNotFoundError(f"file not found: {args.file}")
+    schema = args.schema and _schema(args.schema)
+    if schema is not None and not args.drop_extra_columns:
+        named = {f.name for f in schema.fields} | {"_index", "_cycle", "_seq"}  # pychro's own columns go
+        extra = [c for c in _file_columns(args.file) if c not in named]
+        if extra:
+            raise ValueError(f"{args.file} has columns that --schema does not name: {', '.join(extra)}; add them "
+                             "to --schema, or pass --drop-extra-columns to leave them out")
+    rows = export.import_file(args.file, args.dir, schema, date=args.date,
                               config=_config(args), progress=_progress(args))
     print(f"imported {rows:,} rows into {args.dir}")
     return 0
+
+
+def _file_columns(path: str) -> list[str]:
+    """Column names of a file ``import`` takes, read from its header or footer only."""
+    import pyarrow as pa
+
+    ext = os.path.splitext(path)[1].lower()
+    if os.path.isdir(path) or ext in (".parquet", ".pq"):
+        import pyarrow.dataset as ds
+
+        return list(ds.dataset(path, format="parquet").schema.names)
+    if ext in (".arrow", ".feather", ".ipc"):
+        with pa.memory_map(path) as source:
+            return list(pa.ipc.open_file(source).schema.names)
+    if ext == ".csv":
+        from pyarrow import csv
+
+        with csv.open_csv(path) as reader:
+            return list(reader.schema.names)
+    return []  # import_file names the formats it takes
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -194,10 +240,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                **limits) as server:
         mode = "read-write: any client may append" if args.allow_append else "read-only"
         print(f"serving {args.dir} on {args.host}:{server.port} ({mode}; Ctrl-C to stop)", flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
+        server.serve_forever()  # Ctrl-C: main() reports it, the with block stops the server
     return 0
 
 
@@ -207,11 +250,8 @@ def cmd_replicate(args: argparse.Namespace) -> int:
     host, _, port = args.source.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"source must be HOST:PORT, got {args.source!r}")
-    try:
-        count = replicate(host, int(port), args.dir, config=_config(args), timeout=args.timeout,
-                          late_grace=args.late_grace)
-    except KeyboardInterrupt:
-        return 0
+    count = replicate(host, int(port), args.dir, config=_config(args), timeout=args.timeout,
+                      late_grace=args.late_grace)
     print(f"replicated {count:,} messages into {args.dir}")
     return 0
 
@@ -289,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.add_argument("--schema", help="default: the schema stored in the file by pychro export")
     p.add_argument("--date", type=_date, help="target cycle (default: per row from the first timestamp column)")
+    p.add_argument("--drop-extra-columns", action="store_true",
+                   help="leave out the file's columns that --schema does not name (default: an error)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("demo", help="build a sample journal, read it and export it to Parquet")
@@ -341,6 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # e.g. `pychro head ... | head -1`
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback, the shell's 128 + SIGINT
+        print(f"pychro {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

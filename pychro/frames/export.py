@@ -383,7 +383,7 @@ def _batch_source(p: str, schema: SchemaLike | None, batch_rows: int) -> tuple[A
         from pyarrow import csv
 
         sch = Schema(schema)
-        convert = csv.ConvertOptions(column_types=sch.to_arrow())
+        convert = _csv_convert(sch)
 
         def csv_batches() -> Iterator[Any]:
             with csv.open_csv(p, convert_options=convert) as reader:
@@ -391,6 +391,18 @@ def _batch_source(p: str, schema: SchemaLike | None, batch_rows: int) -> tuple[A
 
         return csv_batches, sch
     raise ValueError(f"cannot tell the format of {p!r}: use .parquet, .arrow, .feather or .csv")
+
+
+def _csv_convert(sch: Schema) -> Any:
+    """How CSV text becomes the schema's columns, so that what :func:`to_csv` writes reads back the same:
+    an unquoted empty field is a null string, a quoted ``""`` an empty one; timestamps are parsed at ns (the
+    finest a CSV may hold) and cast to the field's unit when written, where a lossy cast is an error."""
+    from pyarrow import csv
+
+    pa = require("pyarrow", purpose="import")
+    types = {f.name: (pa.timestamp("ns", tz="UTC") if pa.types.is_timestamp(f.type) else f.type)
+             for f in sch.to_arrow()}
+    return csv.ConvertOptions(column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False)
 
 
 def _import_schema(p: str, schema: SchemaLike | None, meta: dict[bytes, bytes] | None) -> Schema:
@@ -424,7 +436,7 @@ def load_file(path: str | os.PathLike[str], schema: SchemaLike | None = None) ->
         from pyarrow import csv
 
         sch = Schema(schema)
-        table = csv.read_csv(p, convert_options=csv.ConvertOptions(column_types=sch.to_arrow()))
+        table = csv.read_csv(p, convert_options=_csv_convert(sch))
         return table, sch
     else:
         raise ValueError(f"cannot tell the format of {p!r}: use .parquet, .arrow, .feather or .csv")
