@@ -383,7 +383,7 @@ class Appender:
             p = self._reserve(4)
         try:
             _pack_f(self._mm, p, value)
-        except struct.error:
+        except (struct.error, OverflowError):
             _range('float', value)
         self._p = p + 4
 
@@ -458,6 +458,8 @@ class Appender:
 
     def write_utf(self, value: str) -> None:
         """Java-Lang ``writeUTF``: uint16 little-endian byte length, then the same text encoding."""
+        if not isinstance(value, str):
+            raise TypeError(f"write_utf takes a str, got {type(value).__name__}")
         raw = F.encode_text(value)
         if len(raw) > F.UTF_MAX_LENGTH:
             raise ValueError(f"writeUTF takes at most {F.UTF_MAX_LENGTH} encoded bytes, got {len(raw)}")
@@ -468,6 +470,8 @@ class Appender:
         """pychro 0.8: a ``write_string`` padded with zeros to exactly ``size`` bytes."""
         if value is None:
             raw = F.NULL_STRING
+        elif not isinstance(value, str):
+            raise TypeError(f"write_fixed_string takes a str or None, got {type(value).__name__}")
         else:
             text = F.encode_text(value)
             raw = F.encode_stop_bit(len(text)) + text
@@ -482,23 +486,43 @@ class Appender:
     # -- compact forms ---------------------------------------------------------------------------------
     def write_compact_short(self, value: int) -> None:
         """Java-Lang ``writeCompactShort``."""
-        self.write_bytes(F.encode_compact_short(value))
+        try:
+            raw = F.encode_compact_short(value)
+        except (struct.error, OverflowError, TypeError):
+            _range('compact short', value)
+        self.write_bytes(raw)
 
     def write_compact_int(self, value: int) -> None:
         """Java-Lang ``writeCompactInt``."""
-        self.write_bytes(F.encode_compact_int(value))
+        try:
+            raw = F.encode_compact_int(value)
+        except (struct.error, OverflowError, TypeError):
+            _range('compact int', value)
+        self.write_bytes(raw)
 
     def write_compact_long(self, value: int) -> None:
         """Java-Lang ``writeCompactLong``."""
-        self.write_bytes(F.encode_compact_long(value))
+        try:
+            raw = F.encode_compact_long(value)
+        except (struct.error, OverflowError, TypeError):
+            _range('compact long', value)
+        self.write_bytes(raw)
 
     def write_compact_unsigned_int(self, value: int) -> None:
         """Java-Lang ``writeCompactUnsignedInt``."""
-        self.write_bytes(F.encode_compact_unsigned_int(value))
+        try:
+            raw = F.encode_compact_unsigned_int(value)
+        except (struct.error, OverflowError, TypeError):
+            _range('compact unsigned int', value)
+        self.write_bytes(raw)
 
     def write_compact_double(self, value: float) -> None:
         """Java-Lang ``writeCompactDouble``: a float when exact, else float NaN + double."""
-        self.write_bytes(F.encode_compact_double(value))
+        try:
+            raw = F.encode_compact_double(value)
+        except (struct.error, OverflowError, TypeError):
+            _range('compact double', value)
+        self.write_bytes(raw)
 
     # -- pychro 0.8 helpers ----------------------------------------------------------------------------
     def advance(self, num_bytes: int) -> None:
@@ -513,16 +537,17 @@ class Appender:
 _RANGES = {
     "byte": "-128..255", "short": "-32768..32767", "unsigned short": "0..65535", "int": "-2**31..2**31-1",
     "unsigned int": "0..2**32-1", "long": "-2**63..2**63-1", "int24": "-2**23..2**23-1",
-    "int48": "-2**47..2**47-1",
+    "int48": "-2**47..2**47-1", "compact short": "-32768..32767", "compact int": "-2**31..2**31-1",
+    "compact long": "-2**63..2**63-1", "compact unsigned int": "0..2**32-1",
 }
 
 
 def _range(kind: str, value: Any) -> NoReturn:
     """Raise the error a bad field value deserves: TypeError for the wrong type, else FieldRangeError."""
-    if kind in ("float", "double"):
+    if kind in ("float", "double", "compact double"):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             raise F.FieldRangeError(f"{value!r} does not fit in a Java {kind}")
-        raise TypeError(f"write_{kind} takes a float, got {type(value).__name__}")
+        raise TypeError(f"write_{kind.replace(' ', '_')} takes a float, got {type(value).__name__}")
     if not isinstance(value, int):
         raise TypeError(f"a Java {kind} field takes an int, got {type(value).__name__} {value!r}")
     raise F.FieldRangeError(f"{value} does not fit in a Java {kind} ({_RANGES[kind]})")

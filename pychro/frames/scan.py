@@ -112,7 +112,8 @@ def select_cycles(
             first = last = date
         d0, d1 = _as_datetime(first), _as_datetime(last)
         day0 = _dt.datetime(d0.year, d0.month, d0.day, tzinfo=d0.tzinfo)
-        day1 = _dt.datetime(d1.year, d1.month, d1.day, tzinfo=d1.tzinfo) + _dt.timedelta(days=1)
+        day1 = (_dt.datetime(d1.year, d1.month, d1.day, tzinfo=d1.tzinfo) + _dt.timedelta(days=1)
+                if d1.date() < _dt.date.max else _dt.datetime.max.replace(tzinfo=d1.tzinfo))  # no day after 9999-12-31
         if day1 <= day0:
             raise ValueError(f"date range is empty: {first} .. {last}")
         lo = max(lo, (_first_cycle_after(journal, day0), 0))
