@@ -186,8 +186,13 @@ def cmd_import(args: argparse.Namespace) -> int:
         if extra:
             raise ValueError(f"{args.file} has columns that --schema does not name: {', '.join(extra)}; add them "
                              "to --schema, or pass --drop-extra-columns to leave them out")
-    rows = export.import_file(args.file, args.dir, schema, date=args.date,
-                              config=_config(args), progress=_progress(args))
+    try:
+        rows = export.import_file(args.file, args.dir, schema, date=args.date,
+                                  config=_config(args), progress=_progress(args))
+    except ValueError as exc:  # the library names its Python argument; here it is the option
+        if "(schema=)" not in str(exc):
+            raise
+        raise ValueError(str(exc).replace("(schema=)", "(--schema)")) from None
     print(f"imported {rows:,} rows into {args.dir}")
     return 0
 

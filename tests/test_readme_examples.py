@@ -77,3 +77,39 @@ def test_readme_first_example_runs(
     out = capsys.readouterr().out
     if "reader.read_double()" in blocks[0]:
         assert "1/2=0.5" in out
+
+
+@pytest.mark.skipif(not README.exists(), reason="no README.md next to tests/")
+def test_readme_blocks_run_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every Python block of the README runs as printed, in order, in one namespace (each continues from the
+    one before), after ``pychro demo /tmp/pychro-demo`` as the quick start says. Only that folder is moved into
+    tmp_path (with fewer rows), and files the examples write land in tmp_path (the working directory)."""
+    pytest.importorskip("dask")
+    from pychro.cli import main
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    text = README.read_text()
+    assert "pychro demo /tmp/pychro-demo" in text
+    demo = tmp_path / "pychro-demo"
+    assert main(["demo", str(demo), "--rows", "20000", "--no-progress"]) == 0
+    blocks = _python_blocks(text)
+    assert len(blocks) >= 10
+    namespace: dict[str, object] = {"__name__": "__readme__"}
+    for block in blocks:
+        code = block.replace('"/tmp/pychro-demo"', repr(str(demo)))
+        try:
+            exec(compile(code, str(README), "exec"), namespace)
+        except Exception as exc:
+            raise AssertionError(f"README block failed: {exc!r}\n{block}") from exc
+    out = capsys.readouterr().out
+    assert "1/2=0.5" in out
+    assert isinstance(namespace["index"], int) and isinstance(namespace["excerpt"].index, int)  # both ran
+    import_file = namespace["import_file"]
+    with pytest.raises(ValueError, match=r"\(schema=\)") as info:  # a Python caller is told the argument
+        import_file("ticks.csv", namespace["copy"])  # type: ignore[operator]
+    assert "--schema" not in str(info.value)
+    table = namespace["table"]
+    assert table.num_rows > 0 and table.column("ts")[0].as_py().hour == 9  # rows from 09:00, not the whole day

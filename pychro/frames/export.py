@@ -378,7 +378,7 @@ def _batch_source(p: str, schema: SchemaLike | None, batch_rows: int) -> tuple[A
         return ipc_batches, _import_schema(p, schema, meta)
     if fmt == "csv":
         if schema is None:
-            raise ValueError("importing CSV needs a schema (schema=, or pychro import --schema): CSV files carry no "
+            raise ValueError("importing CSV needs a schema (schema=): CSV files carry no "
                              "pychro metadata")
         from pyarrow import csv
 
@@ -409,7 +409,7 @@ def _import_schema(p: str, schema: SchemaLike | None, meta: dict[bytes, bytes] |
     if schema is not None:
         return Schema(schema)
     if not meta or META_SCHEMA not in meta:
-        raise ValueError(f"{p} has no pychro schema in its metadata: give one (schema=, or pychro import --schema)")
+        raise ValueError(f"{p} has no pychro schema in its metadata: give one (schema=)")
     return Schema.from_json(meta[META_SCHEMA])
 
 
@@ -431,7 +431,7 @@ def load_file(path: str | os.PathLike[str], schema: SchemaLike | None = None) ->
             table = pa.ipc.open_file(source).read_all()
     elif fmt == "csv":
         if schema is None:
-            raise ValueError("importing CSV needs a schema (schema=, or pychro import --schema): CSV files carry no "
+            raise ValueError("importing CSV needs a schema (schema=): CSV files carry no "
                              "pychro metadata")
         from pyarrow import csv
 
