@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,42 @@ def _stress(tmp_path: Path, request: pytest.FixtureRequest, *, processes: int, t
     journal.mkdir()
     go, done = tmp_path / "go", tmp_path / "done"
     base = {"dir": str(journal), "config": STRESS_CONFIG, "done": str(done), "timeout": seconds + 120}
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        _run(tmp_path, journal, go, done, base, children, processes=processes, threads=threads, readers=readers,
+             seconds=seconds, per_thread=per_thread, request=request)
+    finally:
+        reap(children)
+
+
+def reap(children: list[subprocess.Popen[bytes]]) -> None:
+    """Kill the children still running (a failed assertion leaves them) and close their pipes."""
+    for proc in children:
+        if proc.poll() is None:
+            proc.kill()
+        try:
+            proc.communicate(timeout=30)
+        except (subprocess.TimeoutExpired, ValueError):  # ValueError: pipes already read and closed
+            pass
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers poll for ``path``: they must never see it half written (rename is atomic, write_text is not)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _run(tmp_path: Path, journal: Path, go: Path, done: Path, base: dict[str, Any],
+         children: list[subprocess.Popen[bytes]], *, processes: int, threads: int, readers: int, seconds: float,
+         per_thread: int, request: pytest.FixtureRequest) -> None:
     tails = [run_child("read", base) for _ in range(readers)]
+    children.extend(tails)
     verifier = run_child("verify", base)
+    children.append(verifier)
     writers = []
     for p in range(processes):
         w0 = 10 * (p + 1)
@@ -54,21 +89,18 @@ def _stress(tmp_path: Path, request: pytest.FixtureRequest, *, processes: int, t
             starts={str(w0 + t): 0 for t in range(threads)}, duration=seconds, go=str(go), pause=0.002,
             report=str(tmp_path / f"report-{p}.bin"),
         ))
+        children.append(writers[-1])  # type: ignore[arg-type]
     go.touch()
     t0 = time.monotonic()
-    try:
-        for proc in writers:
-            assert proc.wait(timeout=seconds + 120) == 0, proc.stderr.read()  # type: ignore[union-attr]
-    finally:
-        for proc in writers:
-            proc.stderr.close()  # type: ignore[union-attr]
+    for proc in writers:
+        assert proc.wait(timeout=seconds + 120) == 0, proc.stderr.read()  # type: ignore[union-attr]
     elapsed = time.monotonic() - t0
     reported = [r for p in range(processes) for r in read_report(tmp_path / f"report-{p}.bin")]
     totals: dict[int, int] = {}
     for _, w, i in reported:
         totals[w] = max(totals.get(w, 0), i + 1)
     assert len(totals) == processes * threads and len(reported) == sum(totals.values())
-    done.write_text(json.dumps(totals))
+    write_atomically(done, json.dumps(totals))
 
     results: list[dict[str, Any]] = []
     for proc in [*tails, verifier]:

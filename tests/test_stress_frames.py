@@ -73,6 +73,7 @@ def test_frames_and_row_readers_tail_concurrent_writers(tmp_path: Path, processe
     row_rows: list[tuple[int, int, int, str | None, int]] = []
     errors: list[BaseException] = []
     deadline = time.monotonic() + 120
+    stop = threading.Event()  # set on the way out: a failed test does not leave readers polling
 
     def frames_reader() -> None:
         try:
@@ -81,7 +82,7 @@ def test_frames_and_row_readers_tail_concurrent_writers(tmp_path: Path, processe
             for batch in batches:
                 cols = [batch.column(n).to_pylist() for n in ("_index", "w", "i", "s", "crc")]
                 frame_rows.extend(zip(*cols))
-                if len(frame_rows) >= total or time.monotonic() > deadline:
+                if len(frame_rows) >= total or time.monotonic() > deadline or stop.is_set():
                     break
             batches.close()
         except BaseException as exc:  # noqa: BLE001 - reported by the test thread
@@ -90,7 +91,7 @@ def test_frames_and_row_readers_tail_concurrent_writers(tmp_path: Path, processe
     def row_reader() -> None:
         try:
             with pychro.VanillaChronicleReader(journal, config=cfg, polling_interval=0.002) as reader:
-                while len(row_rows) < total and time.monotonic() < deadline:
+                while len(row_rows) < total and time.monotonic() < deadline and not stop.is_set():
                     e = reader.next_reader()
                     row_rows.append((e.index, e.read_int(), e.read_long(), e.read_string(), e.read_unsigned_int()))
                     assert e.remaining() == 0
@@ -98,20 +99,30 @@ def test_frames_and_row_readers_tail_concurrent_writers(tmp_path: Path, processe
             errors.append(exc)
 
     readers = [threading.Thread(target=frames_reader), threading.Thread(target=row_reader)]
-    for t in readers:
-        t.start()
-    procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER.format(tests=str(Path(__file__).parent)), json.dumps(
-            {"dir": str(journal), "config": CONFIG, "count": count,
-             "writers": [10 * p + t for t in range(threads)]})], stderr=subprocess.PIPE)
-        for p in range(processes)
-    ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err.decode()[-2000:]
-    for t in readers:
-        t.join(timeout=150)
-        assert not t.is_alive(), "a reader did not finish"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for t in readers:
+            t.start()
+        for p in range(processes):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-c", WRITER.format(tests=str(Path(__file__).parent)), json.dumps(
+                    {"dir": str(journal), "config": CONFIG, "count": count,
+                     "writers": [10 * p + t for t in range(threads)]})], stderr=subprocess.PIPE))
+        for proc in procs:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err.decode()[-2000:]
+        for t in readers:
+            t.join(timeout=150)
+            assert not t.is_alive(), "a reader did not finish"
+    finally:  # whatever failed: no writer left running, no pipe left open, no reader left polling
+        stop.set()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=30)
+        for t in readers:
+            if t.ident is not None:
+                t.join(timeout=30)
     assert not errors, errors
     _check(frame_rows, expected, "iter_batches(follow=True)")
     _check(row_rows, expected, "row reader")
