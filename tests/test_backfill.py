@@ -8,6 +8,7 @@ import math
 import multiprocessing as mp
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -279,19 +280,31 @@ def _row_appender(path: str, wid: int, n: int, barrier: mp.synchronize.Barrier) 
 
 
 @pytest.mark.slow
+def _reap(procs: list[Any]) -> None:
+    """Kill the child processes a failed test left running."""
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+        if p.pid is not None:
+            p.join(30)
+
+
 def test_write_frame_while_two_processes_append(tmp_path: Path) -> None:
     n_bulk, n_row = 300_000, 20_000
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(3)
     procs = [ctx.Process(target=_row_appender, args=(str(tmp_path), w, n_row, barrier)) for w in (1, 2)]
-    for p in procs:
-        p.start()
-    table = pa.table({"w": np.zeros(n_bulk, dtype=np.int32), "k": np.arange(n_bulk, dtype=np.int32)})
-    barrier.wait()
-    indices = write_frame(table, tmp_path, "w:int32,k:int32", date=DAY)
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+    try:
+        for p in procs:
+            p.start()
+        table = pa.table({"w": np.zeros(n_bulk, dtype=np.int32), "k": np.arange(n_bulk, dtype=np.int32)})
+        barrier.wait(60)
+        indices = write_frame(table, tmp_path, "w:int32,k:int32", date=DAY)
+        for p in procs:
+            p.join(120)
+            assert p.exitcode == 0
+    finally:
+        _reap(procs)
     back = pychro.read_table(tmp_path, "w:int32,k:int32", index=True)
     assert back.num_rows == n_bulk + 2 * n_row
     w = back.column("w").to_numpy()
@@ -324,36 +337,39 @@ def test_readers_see_bulk_rows_whole_while_they_are_written(tmp_path: Path) -> N
     ctx = mp.get_context("spawn")
     started = ctx.Event()
     proc = ctx.Process(target=_bulk_writer, args=(str(tmp_path), n, started))
-    proc.start()
-    assert started.wait(60)
-    while not (tmp_path / "20240102" / "index-0").exists():
-        assert proc.is_alive() or proc.exitcode == 0
-    polls = []
+    try:
+        proc.start()
+        assert started.wait(60)
+        while not (tmp_path / "20240102" / "index-0").exists():
+            assert proc.is_alive() or proc.exitcode == 0
+        polls = []
 
-    def poll_frames() -> None:
-        assert proc.is_alive() or proc.exitcode == 0
-        table = pychro.read_table(tmp_path, "k:int64,s:string,neg:int64")
-        k = table.column("k").to_numpy()
-        assert (k == np.arange(len(k))).all() and (table.column("neg").to_numpy() == -k).all()
-        assert table.column("s").to_pylist()[-3:] == [f"row-{i}" * (1 + i % 3) for i in k[-3:]]
-        polls.append(len(k))
+        def poll_frames() -> None:
+            assert proc.is_alive() or proc.exitcode == 0
+            table = pychro.read_table(tmp_path, "k:int64,s:string,neg:int64")
+            k = table.column("k").to_numpy()
+            assert (k == np.arange(len(k))).all() and (table.column("neg").to_numpy() == -k).all()
+            assert table.column("s").to_pylist()[-3:] == [f"row-{i}" * (1 + i % 3) for i in k[-3:]]
+            polls.append(len(k))
 
-    with pychro.VanillaChronicleReader(tmp_path) as reader:
-        got, polled_at = 0, -1
-        while got < n:
-            if got % 10_000 == 5_000 and polled_at != got:
-                poll_frames()  # the frames reader too, now and then
-                polled_at = got
-            try:
-                e = reader.next_reader()
-            except pychro.NoData:
-                poll_frames()
-                continue
-            k = e.read_long()
-            assert k == got and e.read_string() == f"row-{k}" * (1 + k % 3) and e.read_long() == -k
-            got += 1
-    proc.join(60)
-    assert proc.exitcode == 0
+        with pychro.VanillaChronicleReader(tmp_path) as reader:
+            got, polled_at = 0, -1
+            while got < n:
+                if got % 10_000 == 5_000 and polled_at != got:
+                    poll_frames()  # the frames reader too, now and then
+                    polled_at = got
+                try:
+                    e = reader.next_reader()
+                except pychro.NoData:
+                    poll_frames()
+                    continue
+                k = e.read_long()
+                assert k == got and e.read_string() == f"row-{k}" * (1 + k % 3) and e.read_long() == -k
+                got += 1
+        proc.join(60)
+        assert proc.exitcode == 0
+    finally:
+        _reap([proc])
     assert got == n
     partial = sum(0 < p < n for p in polls)
     print(f"\n[backfill] row reader read {n:,} rows as written; {partial} read_table polls saw a partial journal")
