@@ -40,6 +40,8 @@ def clock_from_utcnow(utcnow: Callable[[], _dt.datetime]) -> Callable[[], int]:
 
     def clock() -> int:
         now = utcnow()
+        if not isinstance(now, _dt.datetime):
+            raise TypeError(f"utcnow() must return a datetime.datetime, got {type(now).__name__}")
         if now.tzinfo is None:
             now = now.replace(tzinfo=_dt.UTC)
         return int(now.timestamp() * 1000)

@@ -9,6 +9,7 @@ fewer than ``capacity + 4`` bytes remain; a message commits into the cycle chose
 from __future__ import annotations
 
 import datetime as _dt
+import numbers
 import os
 import struct
 import threading
@@ -127,7 +128,9 @@ class VanillaChronicleWriter:
     # -- used by appenders ---------------------------------------------------------------------------------
     def _now_cycle(self) -> int:
         now = self._clock()
-        cycle = self.config.cycle_of_ms(now)
+        if not isinstance(now, numbers.Integral) or isinstance(now, bool):
+            raise TypeError(f"the writer's clock must return epoch milliseconds as an int, got {type(now).__name__}")
+        cycle = self.config.cycle_of_ms(int(now))
         if not 0 <= cycle <= self.config.max_cycle:  # pre-1970 would give negative indices no reader takes
             self.config.check_cycle(cycle, f"the writer's clock ({now} ms since 1970)")
         return cycle

@@ -326,3 +326,28 @@ def test_random_remote_arguments(host: Any, port: Any) -> None:
     if isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535:
         return  # a valid port would connect (or wait to reconnect): not an argument error
     _call(pychro.RemoteChronicleReader, host, port, reconnect=False, connect_timeout=0.5)
+
+
+@settings(max_examples=120, deadline=None)
+@given(method=st.sampled_from(["set_offset", "advance", "read_fixed_string", "read_bytes", "get_bytes"]),
+       value=WILD)
+def test_random_excerpt_arguments(shared: Path, method: str, value: Any) -> None:
+    with pychro.VanillaChronicleReader(shared) as reader:
+        excerpt = reader.next_reader()
+        fn = getattr(excerpt, method, None)
+        if fn is not None:
+            _call(fn, value)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["thread_id_bits", "config", "clock", "utcnow"]), value=WILD)
+def test_random_writer_constructor(tmp_path: Path, name: str, value: Any) -> None:
+    if name in ("clock", "utcnow"):
+        value = (lambda v: lambda: v)(value)  # a clock that returns the wild value
+    try:
+        with pychro.VanillaChronicleWriter(tmp_path / "w", **{name: value}) as chron:
+            appender = chron.get_appender()
+            appender.write_long(1)
+            appender.finish()
+    except ALLOWED:
+        pass
