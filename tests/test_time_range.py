@@ -167,6 +167,26 @@ def test_full_indices_still_select_by_index_and_date_takes_iso(three_days: tuple
         read_table(root, S, start="yesterday")
 
 
+def test_a_reversed_range_is_an_error_not_an_empty_result(three_days: tuple[Path, pd.DataFrame],
+                                                          tmp_path: Path) -> None:
+    """start after end (swapped bounds, a typo in a date) raises, as a reversed date= pair does; start == end
+    is a legitimately empty range."""
+    root, _ = three_days
+    idx = read_table(root, S, index=True, columns=["px"])["_index"].to_numpy()
+    with pytest.raises(ValueError, match="is after end"):
+        read_table(root, S, start=ISO1, end=ISO0)
+    with pytest.raises(ValueError, match="is after end"):
+        read_frame(root, S, start=dt.datetime(2024, 3, 5, 10, tzinfo=dt.UTC), end=dt.date(2024, 3, 5))
+    with pytest.raises(ValueError, match="is after end"):
+        read_table(root, S, start=int(idx[200]), end=int(idx[100]))
+    with pytest.raises(ValueError, match="is after end"):
+        list(iter_batches(root, S, start=ISO1, end=ISO0))
+    assert read_table(root, S, start=ISO0, end=ISO0).num_rows == 0
+    out = tmp_path / "never.parquet"
+    assert main(["export", str(root), "--schema", S, "--to", str(out), "--from", ISO1, "--until", ISO0]) == 2
+    assert not out.exists()
+
+
 def test_a_schema_without_a_timestamp_field_refuses_datetime_bounds(three_days: tuple[Path, pd.DataFrame]) -> None:
     root, _ = three_days
     with pytest.raises(ValueError, match="no timestamp_ms/us/ns field"):

@@ -98,9 +98,10 @@ def select_cycles(
     selected by :mod:`pychro.frames.timerange`. Also returns the exclusive ``(cycle, seq)`` end bound
     (None when open), which ``follow`` mode uses for cycles that appear later.
     """
-    from .timerange import as_date, parse_when
+    from .timerange import as_date, check_order, parse_when
 
     date, start, end = as_date(date), parse_when(start, "start"), parse_when(end, "end")
+    check_order(start, end)
     lo: tuple[int, int] = (-(1 << 62), 0)
     hi: tuple[int, int] | None = None
     if date is not None:

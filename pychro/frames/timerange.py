@@ -21,7 +21,7 @@ import numpy as np
 
 from . import schema as S
 
-__all__ = ["TimeFilter", "as_date", "is_time_bound", "narrow", "time_filter"]
+__all__ = ["TimeFilter", "as_date", "check_order", "is_time_bound", "narrow", "time_filter"]
 
 _UTC = _dt.UTC
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
@@ -55,6 +55,28 @@ def as_date(value: Any) -> Any:
 
 def is_time_bound(value: Any) -> bool:
     return isinstance(value, _dt.date)
+
+
+def check_order(start: Any, end: Any) -> None:
+    """Raise ``ValueError`` when ``start`` is after ``end`` (both full indices or both times, parsed).
+
+    A reversed range is a mistake (swapped bounds, a typo in a date), not a request for nothing: reading it as
+    an empty result would hide the mistake.
+    """
+    if start is None or end is None or isinstance(start, bool) or isinstance(end, bool):
+        return
+    if is_time_bound(start) and is_time_bound(end):
+        reversed_ = _epoch_ns(start) > _epoch_ns(end)
+    elif isinstance(start, int) and isinstance(end, int):
+        reversed_ = start > end
+    else:
+        return
+    if reversed_:
+        raise ValueError(f"start={_show(start)} is after end={_show(end)}: swap them (end is exclusive)")
+
+
+def _show(value: Any) -> str:
+    return f"{value:#x}" if isinstance(value, int) else value.isoformat()
 
 
 def _epoch_ns(value: _dt.date) -> int:
