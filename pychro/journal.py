@@ -79,7 +79,8 @@ class Journal:
     ) -> None:
         self.path = os.fspath(path)
         if must_exist and not os.path.isdir(self.path):
-            raise JournalNotFoundError("journal folder not found", path=self.path)
+            found = "not a journal folder but a file" if os.path.exists(self.path) else "journal folder not found"
+            raise JournalNotFoundError(found, path=self.path)
         config = resolve_config(config, thread_id_bits)
         self.thread_id_bits_detected = False
         if config.thread_id_bits is None:

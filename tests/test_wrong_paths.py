@@ -61,7 +61,13 @@ def _readers(path: Path, config: Any = None) -> dict[str, Any]:
         "open": lambda: pychro.open(path, config=config),
         "verify": lambda: verify_journal(path, config=config),
         "to_parquet": lambda: to_parquet(path, S, path.parent / "never.parquet", config=config),
+        "serve": lambda: _serve(path, config),
     }
+
+
+def _serve(path: Path, config: Any) -> None:
+    """pychro.serve must refuse the folder; were it to accept it, close the server so nothing leaks."""
+    pychro.serve(path, port=0, config=config).close()
 
 
 # -- folders that are not journals ---------------------------------------------------------------------------
@@ -72,7 +78,8 @@ def test_a_cycle_folder_is_not_a_journal(daily: Path, capsys: pytest.CaptureFixt
             call()
     assert not (daily / "never.parquet").exists()
     for args in (["info", str(cycle)], ["verify", str(cycle)], ["head", str(cycle), "--schema", S],
-                 ["export", str(cycle), "--schema", S, "--to", str(daily.parent / "x.parquet")]):
+                 ["export", str(cycle), "--schema", S, "--to", str(daily.parent / "x.parquet")],
+                 ["serve", str(cycle), "--port", "0"]):
         rc, out, err = _cli(capsys, *args)
         assert rc == 1 and out == "" and err.count("\n") == 1 and "cycle folder" in err, (args, out, err)
     assert not (daily.parent / "x.parquet").exists()
@@ -95,6 +102,16 @@ def test_a_folder_without_cycle_folders_names_what_it_holds(tmp_path: Path, caps
             call()
     rc, out, _ = _cli(capsys, "verify", str(tmp_path))
     assert rc == 1 and "OK" not in out
+
+
+def test_a_file_is_not_a_journal_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "afile"
+    path.write_text("x")
+    with pytest.raises(JournalNotFoundError, match="not a journal folder but a file"):
+        _serve(path, None)
+    for args in (["verify", str(path)], ["serve", str(path), "--port", "0"]):
+        rc, out, err = _cli(capsys, *args)
+        assert rc == 1 and out == "" and "a file" in err, (args, out, err)
 
 
 def test_an_empty_journal_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,7 +153,7 @@ def test_a_wrong_index_block_size_names_the_one_that_matches(tmp_path: Path) -> 
     assert read_table(root, S, config=SMALL).num_rows == 600
     for config in (None, pychro.VanillaConfig(index_block_size=512)):
         for name, call in _readers(root, config).items():
-            if name in ("open", "verify"):
+            if name in ("open", "verify", "serve"):  # these read no index file before a client asks
                 continue
             with pytest.raises((CorruptDataError, FormatError), match=hint):
                 call()
@@ -159,7 +176,7 @@ def test_a_lost_index_0_is_an_error_everywhere(daily: Path, tmp_path: Path, caps
     (root / "20240304" / "index-0").unlink()
     what = "index-0 is missing but data-.* holds committed messages"
     for name, call in _readers(root).items():
-        if name in ("open", "verify"):
+        if name in ("open", "verify", "serve"):  # the source drops its clients instead (test below)
             continue
         with pytest.raises(JournalNotFoundError, match=what):
             call()
@@ -195,7 +212,7 @@ def test_a_cut_index_file_is_an_error_unless_errors_reads_the_prefix(
     os.truncate(root / "20240304" / "index-2", 8 * 20)  # a short copy: entries after the 20th lost
     what = "index-2 is cut: 160 of 1024 bytes"
     for name, call in _readers(root, SMALL).items():
-        if name in ("open", "verify"):
+        if name in ("open", "verify", "serve"):  # the source drops its clients instead
             continue
         with pytest.raises(CorruptDataError, match=what):
             call()

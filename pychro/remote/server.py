@@ -40,7 +40,7 @@ from typing import Any
 
 from .. import _layout as L
 from ..config import VanillaConfig
-from ..errors import MessageTooLargeError, PychroError, RemoteError
+from ..errors import JournalNotFoundError, MessageTooLargeError, PychroError, RemoteError
 from ..journal import Journal
 from ..writer import Appender, VanillaChronicleWriter
 from . import wire as W
@@ -110,8 +110,13 @@ class ChronicleSourceServer:
         if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
             raise ValueError(f"max_connections must be a positive integer, got {max_connections!r}")
         self.path = os.fspath(path)
+        if os.path.exists(self.path) and not os.path.isdir(self.path):  # before makedirs: its EEXIST says less
+            raise JournalNotFoundError("not a journal folder but a file", path=self.path)
         os.makedirs(self.path, exist_ok=True)
         self.journal = Journal(self.path, config, thread_id_bits)
+        # a cycle folder, a folder of journals or folders another config names would be served as an empty
+        # journal that never gets a message: refuse it, naming what is there, as every reader does
+        self.journal.check_layout()
         self.config = self.journal.config
         self.allow_submit = allow_submit
         self.max_connections = max_connections
