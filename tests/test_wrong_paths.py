@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -191,6 +192,34 @@ def test_a_lost_index_0_is_an_error_everywhere(daily: Path, tmp_path: Path, caps
     with pytest.warns(PychroWarning, match="index-0 is missing"):
         table = read_table(root, S, errors="skip", stats=stats)
     assert table.num_rows == 200 and len(stats.index_damage) == 1
+
+
+@pytest.mark.parametrize("damage", ["lost index-0", "cut index"])
+def test_the_source_does_not_skip_a_damaged_cycle(daily: Path, tmp_path: Path, damage: str,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A subscriber from the start never gets the next day's messages as if the damaged day had ended: the
+    source drops it with the readers' error (a lost index-0 used to be served as an absent day)."""
+    import logging
+
+    root = _copy(daily, tmp_path / "j")
+    index_0 = root / "20240304" / "index-0"
+    if damage == "lost index-0":
+        index_0.unlink()
+        what = "index-0 is missing but data-.* holds committed messages"
+    else:
+        os.truncate(index_0, 8 * 200)  # a short copy filled to its end: entries after the 200th may be lost
+        what = "index-0 is cut: 1600 of"
+    caplog.set_level(logging.WARNING, logger="pychro.remote")
+    got = []
+    with pychro.serve(root, background=True) as server:
+        with pytest.raises(pychro.RemoteError):
+            with pychro.RemoteChronicleReader("127.0.0.1", server.port, "start", timeout=5, reconnect=False) as r:
+                for excerpt in r:
+                    got.append(excerpt.index)
+    day1 = pychro.VanillaConfig().cycle_of(dt.date(2024, 3, 4))
+    assert all(i >> 40 == day1 for i in got) and len(got) == (0 if damage == "lost index-0" else 200)
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert dropped and all(re.search(what, m) for m in dropped), dropped
 
 
 def test_a_cycle_with_one_uncommitted_data_file_is_not_damage(tmp_path: Path) -> None:

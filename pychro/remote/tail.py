@@ -197,6 +197,9 @@ class JournalTail:
         later = [c for c in self.journal.cycles() if c > current]
         if not later:
             return False
+        # leaving this cycle for good: a lost index-0 or a cut last index file hides messages, so raise as the
+        # readers do (the client is dropped with that error) instead of going on as if the cycle had ended
+        self.journal.count(current)
         self._goto(later[0], 0)
         self._next_cycle_check = 0.0  # an empty cycle folder may follow: the next look must not wait
         return True
