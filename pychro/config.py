@@ -271,6 +271,10 @@ class VanillaConfig:
         moment = self.cycle_datetime(cycle).astimezone(self._derived["tz"])
         return str(self._derived["fmt"].format(moment))
 
+    def has_folder_format(self, name: str) -> bool:
+        """Does a relative folder path have the shape of ``cycle_format`` (whether or not it starts a cycle)?"""
+        return self._derived["fmt"].parse(name.replace("\\", "/"), self._derived["tz"]) is not None
+
     def cycle_of_folder(self, name: str) -> int | None:
         """Cycle named by a relative folder path, or None when the name is not one this config writes.
 

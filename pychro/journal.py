@@ -263,11 +263,31 @@ class Journal:
         folder format) would read, naming that configuration.
         """
         if self.cycles():
+            self._check_cycle_starts()
             return False
         names = sorted(n for n in _listdir(self.path) if not n.startswith("."))
         if not names:
             return True
         raise JournalNotFoundError(self._not_a_journal(names), path=self.path)
+
+    def _check_cycle_starts(self) -> None:
+        """Raise when a folder has the cycle format's name but names no cycle start (hourly folders read with
+        a daily ``cycle_length_ms``, say): only the folders that happen to start a cycle would be read, the
+        others silently left out."""
+        cfg = self.config
+        odd = sorted(rel for rel in _walk_folders(self.path, cfg.folder_depth)
+                     if cfg.cycle_of_folder(rel) is None and cfg.has_folder_format(rel))
+        if not odd:
+            return
+        fits = [(label, option) for label, kwargs, option in _OTHER_LAYOUTS
+                if (other := VanillaConfig(**kwargs)).cycle_format == cfg.cycle_format
+                and other.cycle_length_ms != cfg.cycle_length_ms
+                and len(_cycles_at(self.path, other)) == len(odd) + len(self.cycles())]
+        hint = f": pass config=VanillaConfig({fits[0][0]}) (pychro {fits[0][1]})" if fits else ""
+        raise JournalNotFoundError(
+            f"{len(odd)} folder(s) named by cycle_format {cfg.cycle_format!r} start no cycle of "
+            f"cycle_length_ms={cfg.cycle_length_ms} (e.g. {odd[0]}): the journal was written with another cycle "
+            f"length{hint}", path=self.path)
 
     def _not_a_journal(self, names: list[str]) -> str:
         cfg = self.config

@@ -147,6 +147,24 @@ def test_another_cycle_format_names_the_configuration_that_matches(daily: Path, 
     assert read_table(root, S, config=hourly).num_rows == 2
 
 
+def test_folders_of_the_format_that_start_no_cycle_are_an_error(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Hourly folders read with the hourly format but a daily cycle length: only the folder at midnight names
+    a cycle, so the others used to be left out silently (a verify "OK" of a quarter of the journal)."""
+    root = tmp_path / "h"
+    hours = pd.to_datetime(["2024-03-04 22:00", "2024-03-04 23:00", "2024-03-05 00:00", "2024-03-05 01:00"], utc=True)
+    pychro.write_frame(pd.DataFrame({"ts": hours, "sym": list("ABCD"), "px": [1.0, 2, 3, 4]}), root, S,
+                       config=pychro.VanillaConfig(cycle="HOURS"))
+    odd = pychro.VanillaConfig(cycle=None, cycle_format="yyyyMMddHH", cycle_length_ms=86_400_000)
+    what = r"3 folder\(s\) named by cycle_format 'yyyyMMddHH' start no cycle.*VanillaConfig\(cycle='HOURS'\)"
+    for call in _readers(root, odd).values():
+        with pytest.raises(JournalNotFoundError, match=what):
+            call()
+    rc, out, err = _cli(capsys, "verify", str(root), "--cycle-format", "yyyyMMddHH", "--cycle-length-ms", "86400000")
+    assert rc == 1 and "OK" not in out and "--cycle HOURS" in err
+    assert read_table(root, S, config=pychro.VanillaConfig(cycle="HOURS")).num_rows == 4
+
+
 def test_a_wrong_index_block_size_names_the_one_that_matches(tmp_path: Path) -> None:
     root = tmp_path / "j"
     _write(root, 600, config=SMALL, days=1)  # 600 messages in one day: index-0 .. index-4 of 1 KiB
