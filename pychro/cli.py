@@ -39,12 +39,20 @@ def _when(text: str) -> int | _dt.datetime:
         return int(text, 0)
     except ValueError:
         pass
-    moment = _dt.datetime.fromisoformat(text)
+    try:
+        moment = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a full index (decimal or 0x hex) nor an ISO date/time (2024-03-05T09:00)"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=_dt.UTC)
 
 
 def _date(text: str) -> _dt.date:
-    return _dt.date.fromisoformat(text)
+    try:
+        return _dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date (YYYY-MM-DD)") from None
 
 
 def _schema(text: str) -> Any:
@@ -378,6 +386,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
+    except BrokenPipeError:  # e.g. `pychro head ... | head -1`: the reader has all it wanted
+        # stdout may still hold output that Python would flush at exit into the closed pipe: point it elsewhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (PychroError, OSError) as exc:
         # advice in library messages names the Python argument; here the option is --errors
         text = str(exc).replace("errors='skip' or 'truncate'", "--errors skip or --errors truncate")
@@ -386,8 +398,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"pychro {args.command}: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # e.g. `pychro head ... | head -1`
-        return 0
     except KeyboardInterrupt:  # Ctrl-C: one line, no traceback, the shell's 128 + SIGINT
         print(f"pychro {args.command}: interrupted", file=sys.stderr)
         return 130

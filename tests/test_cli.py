@@ -129,3 +129,25 @@ def test_serve_and_replicate_commands(java_3_6_6, tmp_path: Path) -> None:
         server.stdout.close()  # type: ignore[union-attr]
     r = run("replicate", "nohostport", str(tmp_path / "x"))
     assert r.returncode == 2
+
+
+def test_output_cut_short_by_a_closed_pipe_is_not_an_error(java_3_6_6) -> None:
+    """`pychro head ... | head -1`: the reader closing the pipe ends the command quietly with exit 0 (a
+    BrokenPipeError is an OSError, and used to be reported as `error: [Errno 32] Broken pipe`, exit 1)."""
+    with subprocess.Popen([sys.executable, "-m", "pychro", "head", str(java_3_6_6.journal), "--schema", J366,
+                           "-n", "3000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            assert proc.stdout.readline().split()[:2] == [b"_index", b"w"]
+            proc.stdout.close()  # before the ~300 KB table is written: the next writes meet a closed pipe
+            err = proc.stderr.read().decode()
+            assert proc.wait(timeout=60) == 0 and err == "", err
+        finally:
+            proc.kill()
+
+
+def test_a_bad_date_or_bound_names_what_it_expects(tmp_path: Path) -> None:
+    r = run("verify", str(tmp_path), "--date", "5 March")
+    assert r.returncode == 2 and "'5 March' is not an ISO date (YYYY-MM-DD)" in r.stderr and "_date" not in r.stderr
+    r = run("export", str(tmp_path), "--schema", "x:int32", "--to", str(tmp_path / "x.csv"), "--from", "noon")
+    assert r.returncode == 2 and "'noon' is neither a full index" in r.stderr and "_when" not in r.stderr
