@@ -138,6 +138,13 @@ class Committer:
             if len(f.win) < f.mf.reserved:
                 f.win = memoryview(f.mm)[: f.mf.reserved]
 
+    def reserve_ahead(self, cycle: int, count: int) -> None:
+        """Reserve index space for the next ``count`` entries of ``cycle`` (in its current index file) before
+        their bodies are written: on a full disk the body write then fails, rather than the commit of bodies
+        already written, which would leave runs that fitted uncommitted. Raises ``OSError`` when it cannot."""
+        f = self.index_file(cycle)
+        self._reserve_to(f, min(f.mf.size, f.hint + count * L.ENTRY_SIZE))
+
     def commit_full(self, f: IndexFile, entry: int, scanned: int) -> tuple[IndexFile, int]:
         """Commit one entry after a commit found no free slot in the first ``scanned`` bytes of ``f``: reserve
         more of it, or move to the next file, until the CAS succeeds. -> (file, index)."""

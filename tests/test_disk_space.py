@@ -191,6 +191,36 @@ def test_write_frame_on_a_full_disk_raises_oserror(small_fs: Path) -> None:
     assert back["in_order"] and back["n"] >= out["total"] > 0
 
 
+ONE_BIG_WRITE_FRAME = r"""
+import datetime as dt, json, sys
+import numpy as np
+import pychro
+from pychro.verify import verify_journal
+path = sys.argv[1]
+schema = [("x", "int64"), ("y", "int64")]  # 20-byte records: a 64 k-row run takes 1.25 MiB, two do not fit 2 MiB
+x = np.arange(1_000_000, dtype=np.int64)
+error = None
+try:
+    pychro.write_frame({"x": x, "y": -x}, path, schema, date=dt.date(2024, 1, 2), threads=2)
+except OSError as exc:
+    error = [exc.errno, str(exc), exc.filename]
+back = pychro.read_table(path, schema)
+n, ok = back.num_rows, verify_journal(path).ok
+in_order = bool((back.column("x").to_numpy() == x[:n]).all() and (back.column("y").to_numpy() == -x[:n]).all())
+print(json.dumps({"error": error, "n": n, "ok": ok, "in_order": in_order}))
+"""
+
+
+def test_one_write_frame_on_two_threads_commits_the_runs_that_fit(small_fs: Path) -> None:
+    """Runs are written side by side ahead of their commits: each run's index slots and data blocks are
+    reserved in row order first, so the runs that fit are committed (later runs used to take the last blocks
+    first, and then the whole frame failed with nothing committed)."""
+    out = _child(ONE_BIG_WRITE_FRAME, small_fs / "j")
+    assert out["error"] is not None and out["error"][0] == errno.ENOSPC, out
+    assert out["ok"] and out["in_order"], out
+    assert out["n"] > 0 and out["n"] % 65536 == 0, out  # whole runs
+
+
 SERVE_UNTIL_FULL = r"""
 import json, sys
 import pychro

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _layout as L
+from .. import _mapping
 from .._commit import Committer
 from ..journal import Journal
 from .encode import Program
@@ -138,6 +139,19 @@ class BulkAppender:
         pending: deque[tuple[_Run, Future[None]]] = deque()
         try:
             for run in self._runs(cycle, rows, lengths):
+                try:
+                    # Disk space for this run, in row order, before any of its bytes are written: its index
+                    # slots, and (runs written side by side race for the last free blocks) its data range.
+                    # When the disk is full, this run fails here and every run before it still commits.
+                    self._committer.reserve_ahead(cycle, len(run.rows) + sum(len(r.rows) for r, _ in pending))
+                    if pool is not None:
+                        self._reserve_data(cycle, run)
+                except OSError:
+                    while pending:
+                        done_run, fut = pending.popleft()
+                        fut.result()
+                        commit(done_run)
+                    raise
                 if pool is None:
                     place_run(run)
                     commit(run)
@@ -156,6 +170,15 @@ class BulkAppender:
                 pool.shutdown(wait=True, cancel_futures=True)  # no write may outlive its file descriptor
             while not spaces.empty():
                 spaces.get().give_back()
+
+    def _reserve_data(self, cycle: int, run: _Run) -> None:
+        """Allocate the blocks of a run's data range (nothing on file systems without fallocate)."""
+        try:
+            _mapping._allocate(run.fd, run.pos, run.size)  # looked up here: tests replace it
+        except OSError as exc:
+            path = self.journal.data_path(cycle, self.tid, run.file_no)
+            raise OSError(exc.errno, f"cannot reserve {run.size} bytes at offset {run.pos} ({exc.strerror})",
+                          path) from None
 
     def _runs(self, cycle: int, rows: range | npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> Iterator[_Run]:
         """Where each chunk of rows goes: the current data file while a message may start there (header
