@@ -268,7 +268,23 @@ class Journal:
         names = sorted(n for n in _listdir(self.path) if not n.startswith("."))
         if not names:
             return True
-        raise JournalNotFoundError(self._not_a_journal(names), path=self.path)
+        raise JournalNotFoundError(self._not_a_journal(names)[0], path=self.path)
+
+    def check_target(self) -> None:
+        """For writers: raise :class:`JournalNotFoundError` when the folder is positively something else - a
+        file, a cycle folder, a folder of journals, or folders another configuration names (an hourly journal
+        written as daily would mix both layouts). A missing folder, or one holding only unrelated files, is a
+        new journal."""
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise JournalNotFoundError("not a journal folder but a file", path=self.path)
+        if self.cycles():
+            self._check_cycle_starts()
+            return
+        names = sorted(n for n in _listdir(self.path) if not n.startswith("."))
+        if names:
+            message, definite = self._not_a_journal(names)
+            if definite:
+                raise JournalNotFoundError(message, path=self.path)
 
     def _check_cycle_starts(self) -> None:
         """Raise when a folder has the cycle format's name but names no cycle start (hourly folders read with
@@ -289,14 +305,15 @@ class Journal:
             f"cycle_length_ms={cfg.cycle_length_ms} (e.g. {odd[0]}): the journal was written with another cycle "
             f"length{hint}", path=self.path)
 
-    def _not_a_journal(self, names: list[str]) -> str:
+    def _not_a_journal(self, names: list[str]) -> tuple[str, bool]:
+        """What the folder is instead of a journal, and whether that is known (False: just no cycle folder)."""
         cfg = self.config
         mine = f"cycle_format {cfg.cycle_format!r}" + (f" (cycle={cfg.cycle!r})" if cfg.cycle else "")
         files = [n for n in names if L.parse_index_file_name(n) is not None or L.parse_data_file_name(n) is not None]
         if files:
             parent = os.path.dirname(os.path.abspath(self.path))
             return (f"not a journal but a cycle folder: it holds {', '.join(files[:_SHOWN])}; the journal is "
-                    f"its parent folder {parent}")
+                    f"its parent folder {parent}"), True
         layouts = [cfg] + [VanillaConfig(**kwargs) for _, kwargs, _ in _OTHER_LAYOUTS]
         for label, kwargs, option in _OTHER_LAYOUTS:
             other = VanillaConfig(**kwargs)
@@ -305,14 +322,14 @@ class Journal:
             found = [other.folder_name(c) for c in _cycles_at(self.path, other)]
             if found:
                 return (f"no cycle folder matches {mine}, but {len(found)} match {label} (e.g. {found[0]}): "
-                        f"pass config=VanillaConfig({label}) (pychro {option})")
+                        f"pass config=VanillaConfig({label}) (pychro {option})"), True
         inner = [name for name in names if os.path.isdir(os.path.join(self.path, name))
                  and any(_cycles_at(os.path.join(self.path, name), c) for c in layouts)]
         if inner:
             return (f"not a journal but a folder of journals: {', '.join(inner[:_SHOWN])} "
-                    f"{'is a journal' if len(inner) == 1 else 'are journals'}; give one of them")
+                    f"{'is a journal' if len(inner) == 1 else 'are journals'}; give one of them"), True
         shown = ", ".join(names[:_SHOWN]) + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
-        return f"not a journal: no cycle folder matches {mine} (found {shown})"
+        return f"not a journal: no cycle folder matches {mine} (found {shown})", False
 
     def end_index(self) -> int | None:
         """Index one past the last committed message of the newest non-empty cycle (None when empty)."""

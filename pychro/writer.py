@@ -74,6 +74,7 @@ class VanillaChronicleWriter:
     ) -> None:
         del polling_interval, max_mapped_memory  # accepted for pychro 0.8 signatures; unused by a writer
         path = os.fspath(base_dir)
+        Journal(path, config, thread_id_bits, must_exist=False).check_target()  # before creating anything
         make_folder(path)
         self._journal = Journal(path, config, thread_id_bits)
         self.config = self._journal.config

@@ -115,6 +115,33 @@ def test_a_file_is_not_a_journal_folder(tmp_path: Path, capsys: pytest.CaptureFi
         assert rc == 1 and out == "" and "a file" in err, (args, out, err)
 
 
+def test_writers_refuse_a_folder_that_is_something_else(daily: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A cycle folder, a folder of journals, an hourly journal written as daily: every writer refuses before
+    creating anything (they used to nest a journal in the cycle folder or mix layouts); a new folder, or one with
+    unrelated files only, is a new journal."""
+    hourly = tmp_path / "h"
+    pychro.write_frame(pd.DataFrame({"ts": pd.to_datetime(["2024-03-05 09:00"], utc=True), "sym": ["A"],
+                                     "px": [1.0]}), hourly, S, config=pychro.VanillaConfig(cycle="HOURS"))
+    before = {p: sorted(x.name for x in p.iterdir()) for p in (daily / "20240304", daily.parent, hourly)}
+    df = pd.DataFrame({"ts": pd.to_datetime(["2024-03-05 10:00"], utc=True), "sym": ["B"], "px": [2.0]})
+    df.to_parquet(tmp_path / "x.parquet")
+    cases = {daily / "20240304": "a cycle folder", daily.parent: "a folder of journals", hourly: "match cycle='HOURS'"}
+    for path, what in cases.items():
+        with pytest.raises(JournalNotFoundError, match=what):
+            pychro.write_frame(df, path, S)
+        with pytest.raises(JournalNotFoundError, match=what):
+            pychro.VanillaChronicleWriter(path)
+        rc, _, err = _cli(capsys, "import", str(tmp_path / "x.parquet"), str(path), "--schema", S)
+        assert rc == 1 and what.split("=")[0] in err, err
+    assert {p: sorted(x.name for x in p.iterdir()) for p in before} == before
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("x")
+    pychro.write_frame(df, other, S)
+    assert read_table(other, S).num_rows == 1
+
+
 def test_an_empty_journal_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / ".keep").write_text("")  # dotfiles do not count
     assert read_table(tmp_path, S).num_rows == 0

@@ -99,6 +99,7 @@ def write_frame(
     table = _to_table(data)
     schema = Schema.from_arrow(table.schema) if schema is None else Schema(schema)
     journal = Journal(path, config, thread_id_bits, must_exist=False)
+    journal.check_target()
     os.makedirs(journal.path, exist_ok=True)
     cfg = journal.config
     n = table.num_rows
@@ -142,6 +143,7 @@ def write_batches(
     """
     schema = Schema(schema)
     journal = Journal(path, config, thread_id_bits, must_exist=False)
+    journal.check_target()
     cfg = journal.config
     total = 0
     for batch in batches():

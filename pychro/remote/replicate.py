@@ -95,6 +95,7 @@ def replicate(
         return 0
     if late_grace < 0:
         raise ValueError(f"late_grace must be >= 0 seconds, got {late_grace}")
+    Journal(path, config, thread_id_bits, must_exist=False).check_target()
     os.makedirs(os.fspath(path), exist_ok=True)
     journal = Journal(path, config, thread_id_bits)
     cfg = journal.config
