@@ -286,10 +286,19 @@ def concurrency_payload(w: int, seq: int) -> str:
     return f"w{w}:s{seq}:" + "\u00e9" * (seq % 7) + "x" * (seq * 7919 % 61)
 
 
+CONCURRENCY_ROUNDS = 20  # the writers meet at a barrier this many times, so that they interleave whatever the load
+
+
 def concurrency_writer(
-    path: str, config_kwargs: dict[str, object], writer_ids: list[int], n: int, start: object, clock_ms: int
+    path: str, config_kwargs: dict[str, object], writer_ids: list[int], n: int, start: object, clock_ms: int,
+    rounds: object,
 ) -> None:
-    """One process: a writer shared by one thread per writer id; each writes (id, seq, payload) n times."""
+    """One process: a writer shared by one thread per writer id; each writes (id, seq, payload) n times.
+
+    Every writer thread waits at the ``rounds`` barrier after each n / CONCURRENCY_ROUNDS messages: the index then
+    holds every writer's messages of round r before any of round r + 1, so consecutive slots come from different
+    writers at least (writers - 1) times a round, even when the scheduler runs one thread for long slices.
+    """
     import threading
 
     from pychro import VanillaChronicleWriter, VanillaConfig
@@ -301,7 +310,10 @@ def concurrency_writer(
     def run(w: int) -> None:
         try:
             start.wait(60)  # type: ignore[attr-defined]  # a Barrier: every writer starts at once
+            every = max(1, n // CONCURRENCY_ROUNDS)
             for seq in range(n):
+                if seq and seq % every == 0:
+                    rounds.wait(60)  # type: ignore[attr-defined]
                 appender = writer.get_appender()
                 appender.write_int(w)
                 appender.write_int(seq)
