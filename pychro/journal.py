@@ -9,6 +9,7 @@ folder of a cycle is always computed by formatting. Thread-id bits are detected 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import os
 import struct
 from dataclasses import dataclass
@@ -79,7 +80,8 @@ class Journal:
     ) -> None:
         self.path = os.fspath(path)
         if must_exist and not os.path.isdir(self.path):
-            found = "not a journal folder but a file" if os.path.exists(self.path) else "journal folder not found"
+            found = ("the journal path is a file, not a folder" if os.path.exists(self.path)
+                     else "journal folder not found")
             raise JournalNotFoundError(found, path=self.path)
         config = resolve_config(config, thread_id_bits)
         self.thread_id_bits_detected = False
@@ -262,10 +264,11 @@ class Journal:
         parent), journals inside it (the folder is a parent), or folders that another configuration (cycle,
         folder format) would read, naming that configuration.
         """
+        names = sorted(n for n in _listdir(self.path) if not n.startswith("."))
+        # cycles are looked for after the listing: a writer may create the first cycle folder in between
         if self.cycles():
             self._check_cycle_starts()
             return False
-        names = sorted(n for n in _listdir(self.path) if not n.startswith("."))
         if not names:
             return True
         raise JournalNotFoundError(self._not_a_journal(names)[0], path=self.path)
@@ -276,11 +279,11 @@ class Journal:
         written as daily would mix both layouts). A missing folder, or one holding only unrelated files, is a
         new journal."""
         if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise JournalNotFoundError("not a journal folder but a file", path=self.path)
-        if self.cycles():
+            raise JournalNotFoundError("the journal path is a file, not a folder", path=self.path)
+        names = sorted(n for n in _listdir(self.path) if not n.startswith("."))
+        if self.cycles():  # after the listing, as in check_layout
             self._check_cycle_starts()
             return
-        names = sorted(n for n in _listdir(self.path) if not n.startswith("."))
         if names:
             message, definite = self._not_a_journal(names)
             if definite:
@@ -525,6 +528,10 @@ def _listdir(path: str) -> list[str]:
         return os.listdir(path)
     except (FileNotFoundError, NotADirectoryError):
         return []
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise JournalNotFoundError("the journal path is a symlink that loops", path=path) from None
+        raise
 
 
 def _cycles_at(path: str, cfg: VanillaConfig) -> list[int]:

@@ -108,7 +108,7 @@ def test_a_folder_without_cycle_folders_names_what_it_holds(tmp_path: Path, caps
 def test_a_file_is_not_a_journal_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "afile"
     path.write_text("x")
-    with pytest.raises(JournalNotFoundError, match="not a journal folder but a file"):
+    with pytest.raises(JournalNotFoundError, match="is a file, not a folder"):
         _serve(path, None)
     for args in (["verify", str(path)], ["serve", str(path), "--port", "0"]):
         rc, out, err = _cli(capsys, *args)
@@ -343,3 +343,27 @@ def test_errors_option_in_read_dask(mismatched: Path) -> None:
     with pytest.raises(SchemaMismatchError):
         pychro.read_dask(mismatched, S).compute(scheduler="sync")
     assert len(pychro.read_dask(mismatched, S, errors="skip").compute(scheduler="sync")) == 400
+
+
+@pytest.mark.parametrize("check", ["check_layout", "check_target"])
+def test_a_first_cycle_folder_created_during_the_check_is_not_called_foreign(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, check: str
+) -> None:
+    """A writer creates the first cycle folder while a reader checks an empty journal (seen in the stress test
+    as 'no cycle folder matches ... (found 20200301)'): the folder is listed, or its cycle is seen, never the
+    one without the other."""
+    root = tmp_path / "j"
+    root.mkdir()
+    journal = pychro.Journal(root)
+    real = pychro.Journal.cycles
+    calls = []
+
+    def cycles_then_writer(self: pychro.Journal) -> list[int]:
+        found = real(self)
+        if not calls:  # the writer's mkdir lands right after the first look for cycles
+            (root / "20200301").mkdir()
+        calls.append(found)
+        return found
+
+    monkeypatch.setattr(pychro.Journal, "cycles", cycles_then_writer)
+    getattr(journal, check)()  # an empty journal, or one with its first cycle: no error either way

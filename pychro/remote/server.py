@@ -111,7 +111,7 @@ class ChronicleSourceServer:
             raise ValueError(f"max_connections must be a positive integer, got {max_connections!r}")
         self.path = os.fspath(path)
         if os.path.exists(self.path) and not os.path.isdir(self.path):  # before makedirs: its EEXIST says less
-            raise JournalNotFoundError("not a journal folder but a file", path=self.path)
+            raise JournalNotFoundError("the journal path is a file, not a folder", path=self.path)
         os.makedirs(self.path, exist_ok=True)
         self.journal = Journal(self.path, config, thread_id_bits)
         # a cycle folder, a folder of journals or folders another config names would be served as an empty
