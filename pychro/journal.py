@@ -202,7 +202,9 @@ class Journal:
             )
         if n == 0 and filled == 0 and size <= 0:
             proof = self._unindexed_messages(cycle)
-            if proof is not None:
+            # the data files are read after the index was: a writer that created index-0 and committed since
+            # then (the live case) is not a lost index, so look at the index once more
+            if proof is not None and _size(path) <= 0:
                 what = "missing" if size < 0 else "empty"
                 return JournalNotFoundError(
                     f"index-0 is {what} but {proof}: the index was lost (deleted, or not copied)", **ctx
@@ -521,6 +523,14 @@ def _esc(text: str) -> str:
     import html
 
     return html.escape(text)
+
+
+def _size(path: str) -> int:
+    """A file's size, -1 when it does not exist."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return -1
 
 
 def _listdir(path: str) -> list[str]:

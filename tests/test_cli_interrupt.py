@@ -107,8 +107,12 @@ def test_export(tmp_path: Path, spawn: list[subprocess.Popen[str]]) -> None:
     big = tmp_path / "big"
     n = 2_000_000  # long enough to be interrupted midway on a slow machine
     pychro.write_frame({"ts": [1_709_510_400_000] * n, "px": [0.5] * n}, big, SCHEMA)
-    child = _start(spawn, "export", str(big), "--schema", SCHEMA, "--to", str(tmp_path / "out.csv"))
-    time.sleep(1.0)  # importing pandas and pyarrow and starting to read
-    if child.poll() is not None:
-        pytest.skip("export finished before it could be interrupted")
-    _check(*_interrupt(child, settle=0), "export")
+    out = tmp_path / "out.csv"
+    child = _start(spawn, "export", str(big), "--schema", SCHEMA, "--to", str(out))
+    partial = out.with_name(out.name + ".partial")
+    deadline = time.monotonic() + 60
+    while not partial.exists():  # pandas and pyarrow imported, the journal opened: now it writes rows
+        assert child.poll() is None and time.monotonic() < deadline, "export never started writing"
+        time.sleep(0.005)
+    _check(*_interrupt(child, settle=0.05), "export")
+    assert not partial.exists() and not out.exists()  # no half-written file left under either name

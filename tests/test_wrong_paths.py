@@ -367,3 +367,33 @@ def test_a_first_cycle_folder_created_during_the_check_is_not_called_foreign(
 
     monkeypatch.setattr(pychro.Journal, "cycles", cycles_then_writer)
     getattr(journal, check)()  # an empty journal, or one with its first cycle: no error either way
+
+
+def test_an_index_created_while_the_data_files_are_read_is_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live reader saw no index-0, then read data files that a writer filled meanwhile (it created index-0 and
+    committed in between; seen in test_stress_frames): that is a young journal, not a lost index."""
+    root = tmp_path / "j"
+    with pychro.VanillaChronicleWriter(root, clock=lambda: 1_700_000_000_000) as w:
+        a = w.get_appender()
+        for i in range(2):
+            a.write_int(i)
+            a.finish()
+    journal = pychro.Journal(root)
+    (cycle,) = journal.cycles()
+    index0 = Path(journal.index_path(cycle, 0))
+    hidden = tmp_path / "index-0.later"
+    index0.rename(hidden)  # the reader looks before the writer has created it
+    real = pychro.Journal._unindexed_messages
+
+    def writer_commits_meanwhile(self: pychro.Journal, c: int) -> str | None:
+        found = real(self, c)
+        hidden.rename(index0)
+        return found
+
+    monkeypatch.setattr(pychro.Journal, "_unindexed_messages", writer_commits_meanwhile)
+    assert journal.index_damage(cycle, 0, 0, 0) is None
+    monkeypatch.undo()
+    index0.rename(hidden)  # and a really lost index-0 is still reported
+    assert isinstance(journal.index_damage(cycle, 0, 0, 0), JournalNotFoundError)
