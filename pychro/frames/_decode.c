@@ -45,6 +45,7 @@
 #define MAX_BODY_LENGTH (1 << 30)
 #define MAX_STOP_BIT_BYTES 10
 #define MAX_OFFSET INT32_MAX
+#define TILE 64 /* rows whose prefix is decoded column by column */
 
 enum kind {
     D_FIXED,   /* size bytes copied to values[row * size] */
@@ -158,8 +159,10 @@ static int read_out(Op *op, PyObject *outs, Py_ssize_t k, Py_ssize_t n, Views *v
     }
 }
 
-static Py_ssize_t read_program(PyObject *program, PyObject *outs, Py_ssize_t n, Views *views, Op **out) {
+static Py_ssize_t read_program(PyObject *program, PyObject *outs, Py_ssize_t n, Views *views, Op **out,
+                               Py_ssize_t *n_prefix) {
     *out = NULL;
+    *n_prefix = 0;
     if (!PyTuple_Check(program) || !PyTuple_Check(outs)) {
         PyErr_SetString(PyExc_TypeError, "program and outs must be tuples");
         return -1;
@@ -191,7 +194,12 @@ static Py_ssize_t read_program(PyObject *program, PyObject *outs, Py_ssize_t n, 
         if (op->kind == D_STOPBIT) op->size = 8;
         if (read_out(op, outs, k, n, views)) goto fail;
     }
-    /* runs of fixed-size steps: one bounds check for the run */
+    /* the prefix: the leading fixed-size steps that write no text (at the same body offset in every row) */
+    Py_ssize_t prefix = 0;
+    while (prefix < count && (ops[prefix].kind == D_FIXED || ops[prefix].kind == D_BOOL || ops[prefix].kind == D_SKIP))
+        prefix++;
+    /* runs of fixed-size steps: one bounds check for the run (a run ends with the prefix, so that a row decoded
+     * from the step after the prefix checks the rest of its run) */
     for (Py_ssize_t k = 0; k < count;) {
         int fixed = ops[k].kind == D_FIXED || ops[k].kind == D_BOOL || ops[k].kind == D_SKIP || ops[k].kind == D_CHAR;
         if (!fixed) {
@@ -202,6 +210,7 @@ static Py_ssize_t read_program(PyObject *program, PyObject *outs, Py_ssize_t n, 
         for (; k < count; k++) {
             int kd = ops[k].kind;
             if (kd != D_FIXED && kd != D_BOOL && kd != D_SKIP && kd != D_CHAR) break;
+            if (k == prefix && k > first) break;
             run += ops[k].size;
             if (run >= MAX_BODY_LENGTH) run = MAX_BODY_LENGTH; /* no body is that long: the check fails */
         }
@@ -224,6 +233,7 @@ static Py_ssize_t read_program(PyObject *program, PyObject *outs, Py_ssize_t n, 
         }
         k = g > k ? g : k + 1;
     }
+    *n_prefix = prefix;
     *out = ops;
     return count;
 fail:
@@ -409,7 +419,7 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
     Op *ops = NULL;
     Views views = {NULL, 0};
     Views fviews = {NULL, 0};
-    Py_ssize_t n = entries.len / 8, n_ops = 0, n_files = 0, n_cols = 0;
+    Py_ssize_t n = entries.len / 8, n_ops = 0, n_files = 0, n_cols = 0, n_prefix = 0;
     if (!PyTuple_Check(files_t)) {
         PyErr_SetString(PyExc_TypeError, "files must be a tuple of buffers");
         goto done;
@@ -430,7 +440,7 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
     }
     for (Py_ssize_t j = 0; j < n_files; j++)
         if (!take_view(&fviews, PyTuple_GET_ITEM(files_t, j), 0, "file", j)) goto done;
-    n_ops = read_program(program, outs, n, &views, &ops);
+    n_ops = read_program(program, outs, n, &views, &ops, &n_prefix);
     if (n_ops < 0) goto done;
     int64_t *cnt = (int64_t *)counts.buf;
     for (Py_ssize_t k = 0; k < n_ops; k++) {
@@ -455,51 +465,108 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
     const uint8_t *base = NULL;
     Py_ssize_t size = 0;
     int decoding = !(stop && cnt[N_BAD] > 0);
-    for (Py_ssize_t i = lo; i < hi; i++) {
-        uint64_t e = ent[i];
-        int64_t key = (int64_t)(e >> data_bits);
-        if (key != cur_key || !base) {
-            Py_ssize_t j = 0;
-            while (j < n_files && key_of[j] != key) j++;
-            if (j == n_files) { /* Python passes every key of the batch; a missing one reads as an empty file */
-                base = (const uint8_t *)"";
-                size = 0;
-            } else {
-                base = fviews.views[j].buf;
-                size = fviews.views[j].len;
+    Py_ssize_t span = 0; /* bytes of the prefix */
+    for (Py_ssize_t k = 0; k < n_prefix; k++) span += ops[k].size;
+    /* Rows go in tiles: (A) the headers, row by row; (B) the prefix, column by column (each column a short
+     * contiguous run of stores, rather than one store per column per row: much less memory traffic on wide rows);
+     * (C) the rest of each row, row by row. A row whose body is shorter than the prefix is decoded wholly in (C). */
+    const uint8_t *tile_p[TILE], *tile_end[TILE], *tile_file_end[TILE];
+    uint8_t tile_ok[TILE];
+    for (Py_ssize_t i0 = lo; i0 < hi && code == C_DONE; i0 += TILE) {
+        Py_ssize_t m = hi - i0 < TILE ? hi - i0 : TILE, header_row = -1, why = 0;
+        for (Py_ssize_t r = 0; r < m; r++) { /* (A) */
+            Py_ssize_t i = i0 + r;
+            uint64_t e = ent[i];
+            int64_t key = (int64_t)(e >> data_bits);
+            if (key != cur_key || !base) {
+                Py_ssize_t j = 0;
+                while (j < n_files && key_of[j] != key) j++;
+                if (j == n_files) { /* Python passes every key of the batch; a missing one reads as an empty file */
+                    base = (const uint8_t *)"";
+                    size = 0;
+                } else {
+                    base = fviews.views[j].buf;
+                    size = fviews.views[j].len;
+                }
+                cur_key = key;
             }
-            cur_key = key;
+            uint64_t off = e & mask;
+            int32_t hdr = 0, length = 0;
+            if (off < HEADER_SIZE || off > (uint64_t)size) {
+                why = H_OUTSIDE;
+            } else {
+                memcpy(&hdr, base + off - HEADER_SIZE, 4);
+                length = ~hdr;
+                if (hdr == 0)
+                    why = H_ZERO;
+                else if (length < 0 || length >= MAX_BODY_LENGTH)
+                    why = H_HUGE;
+                else if ((uint64_t)length > (uint64_t)size - off)
+                    why = H_PAST;
+            }
+            if (why) { /* the rows before it are decoded first */
+                header_row = i;
+                m = r;
+                break;
+            }
+            tile_p[r] = base + off;
+            tile_end[r] = base + off + length;
+            tile_file_end[r] = base + size;
+            tile_ok[r] = length >= span;
         }
-        uint64_t off = e & mask;
-        if (off < HEADER_SIZE || off > (uint64_t)size) {
-            code = C_HEADER, row = i, detail = H_OUTSIDE;
-            break;
+        if (n_prefix && decoding) { /* (B); the bodies are inside their files */
+            Py_ssize_t at = 0;
+            for (Py_ssize_t k = 0; k < n_prefix; k++) {
+                const Op *op = &ops[k];
+                uint8_t *v = op->values;
+                Py_ssize_t sz = op->size;
+                if (op->kind == D_BOOL) {
+                    for (Py_ssize_t r = 0; r < m; r++)
+                        if (tile_ok[r]) set_bit(v, i0 + r, tile_p[r][at] != 0);
+                } else if (op->kind == D_FIXED) {
+                    uint8_t *d = v + i0 * sz;
+                    switch (sz) { /* constant sizes: one load and one store */
+                    case 8:
+                        for (Py_ssize_t r = 0; r < m; r++)
+                            if (tile_ok[r]) memcpy(d + 8 * r, tile_p[r] + at, 8);
+                        break;
+                    case 4:
+                        for (Py_ssize_t r = 0; r < m; r++)
+                            if (tile_ok[r]) memcpy(d + 4 * r, tile_p[r] + at, 4);
+                        break;
+                    case 2:
+                        for (Py_ssize_t r = 0; r < m; r++)
+                            if (tile_ok[r]) memcpy(d + 2 * r, tile_p[r] + at, 2);
+                        break;
+                    case 1:
+                        for (Py_ssize_t r = 0; r < m; r++)
+                            if (tile_ok[r]) d[r] = tile_p[r][at];
+                        break;
+                    default:
+                        for (Py_ssize_t r = 0; r < m; r++)
+                            if (tile_ok[r]) memcpy(d + sz * r, tile_p[r] + at, (size_t)sz);
+                    }
+                }
+                at += sz;
+            }
         }
-        int32_t hdr;
-        memcpy(&hdr, base + off - HEADER_SIZE, 4);
-        if (hdr == 0) {
-            code = C_HEADER, row = i, detail = H_ZERO;
-            break;
-        }
-        int32_t length = ~hdr;
-        if (length < 0 || length >= MAX_BODY_LENGTH) {
-            code = C_HEADER, row = i, detail = H_HUGE;
-            break;
-        }
-        if ((uint64_t)length > (uint64_t)size - off) {
-            code = C_HEADER, row = i, detail = H_PAST;
-            break;
-        }
+        for (Py_ssize_t r = 0; r < m; r++) { /* (C) */
+        Py_ssize_t i = i0 + r;
         if (!decoding) { /* header checks only; the text offsets stay whole for a call resuming here */
             for (Py_ssize_t k = 0; k < n_ops; k++)
                 if (ops[k].offsets) ops[k].offsets[i + 1] = ops[k].cursor;
             continue;
         }
-        const uint8_t *p = base + off, *end = p + length, *file_end = base + size;
+        const uint8_t *p = tile_p[r], *end = tile_end[r], *file_end = tile_file_end[r];
+        Py_ssize_t k0 = 0;
+        if (tile_ok[r] && n_prefix) {
+            p += span;
+            k0 = n_prefix;
+        }
         int bad = ST_OK, slow = 0;
         int64_t replaced = 0;
         Py_ssize_t text_step = -1;
-        for (Py_ssize_t k = 0; k < n_ops && bad != ST_MISMATCH; k++) {
+        for (Py_ssize_t k = k0; k < n_ops && bad != ST_MISMATCH; k++) {
             Op *op = &ops[k];
             if (op->run && end - p < op->run) {
                 bad = ST_MISMATCH;
@@ -658,6 +725,9 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
             cnt[N_BAD]++;
             if (stop) decoding = 0;
         }
+        }
+        if (code == C_DONE && header_row >= 0)
+            code = C_HEADER, row = header_row, detail = why;
     }
     Py_END_ALLOW_THREADS
     for (Py_ssize_t k = 0; k < n_ops; k++)
