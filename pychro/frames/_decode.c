@@ -258,8 +258,8 @@ static inline void set_bit(uint8_t *bits, Py_ssize_t i, int on) {
 /* Java readStopBit of p[0..avail): 7-bit groups, low first; a 0x00 byte after continued groups ends a negative
  * value (~accumulated). Returns the bytes used, or 0 when no group ends within avail and 10 bytes. Bits past the
  * 64th are dropped, as Java's long shifts drop them. */
-static inline int stop_bit(const uint8_t *p, Py_ssize_t avail, Py_ssize_t readable, int64_t *value) {
-    if (avail > 0 && p[0] < 0x80) {
+static inline int stop_bit(const uint8_t *p, Py_ssize_t avail, Py_ssize_t readable, int64_t *value, int short_first) {
+    if (short_first && avail > 0 && p[0] < 0x80) {
         *value = p[0];
         return 1;
     }
@@ -268,12 +268,13 @@ static inline int stop_bit(const uint8_t *p, Py_ssize_t avail, Py_ssize_t readab
         if (stops) {
             int n = __builtin_ctzll(stops) / 8 + 1;
             if (n > avail) return 0; /* the value runs past the body */
-            uint64_t x = (n == 8 ? w : w & ((1ull << (8 * n)) - 1)) & 0x7F7F7F7F7F7F7F7Full;
+            uint64_t x = w & (~0ull >> (64 - 8 * n)) & 0x7F7F7F7F7F7F7F7Full;
             /* the 7-bit groups side by side: pairs, quads, then the two halves */
             x = (x & 0x007F007F007F007Full) | ((x & 0x7F007F007F007F00ull) >> 1);
             x = (x & 0x00003FFF00003FFFull) | ((x & 0x3FFF00003FFF0000ull) >> 2);
             x = (x & 0x000000000FFFFFFFull) | ((x & 0x0FFFFFFF00000000ull) >> 4);
-            if (n > 1 && !(w >> (8 * (n - 1)) & 0xFF)) x = ~x; /* a 0x00 after continued groups: negative */
+            uint64_t neg = (uint64_t)(n > 1) & (uint64_t)!((w >> (8 * (n - 1))) & 0xFF);
+            x ^= -neg; /* a 0x00 after continued groups: negative (~x), without a branch */
             memcpy(value, &x, 8);
             return n;
         }
@@ -605,7 +606,7 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
                 break;
             case D_STOPBIT: {
                 int64_t v;
-                int used = stop_bit(p, end - p, file_end - p, &v);
+                int used = stop_bit(p, end - p, file_end - p, &v, 0);
                 if (!used) {
                     bad = ST_MISMATCH;
                     break;
@@ -645,7 +646,7 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
             default: { /* D_STRING, D_UTF */
                 int64_t len;
                 if (op->kind == D_STRING) {
-                    int used = stop_bit(p, end - p, file_end - p, &len);
+                    int used = stop_bit(p, end - p, file_end - p, &len, 1);
                     if (!used || len < -1) {
                         bad = ST_MISMATCH;
                         break;
