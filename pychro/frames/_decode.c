@@ -45,7 +45,7 @@
 #define MAX_BODY_LENGTH (1 << 30)
 #define MAX_STOP_BIT_BYTES 10
 #define MAX_OFFSET INT32_MAX
-#define TILE 64 /* rows whose prefix is decoded column by column */
+#define TILE 64 /* rows whose prefix is decoded column by column (at most 64: a bool column's bits in a word) */
 
 enum kind {
     D_FIXED,   /* size bytes copied to values[row * size] */
@@ -252,7 +252,20 @@ static inline void store8(uint8_t *p, uint64_t w) { memcpy(p, &w, 8); }
 
 static inline void set_bit(uint8_t *bits, Py_ssize_t i, int on) {
     uint8_t m = (uint8_t)(1u << (i & 7));
-    bits[i >> 3] = (uint8_t)((bits[i >> 3] & ~m) | (on ? m : 0));
+    bits[i >> 3] = (uint8_t)((bits[i >> 3] & ~m) | (m & (uint8_t)-(on != 0))); /* no branch on the value */
+}
+
+/* Bits start..start+m-1 of a bitmap (m <= 64): those set in mask (no bit at or above m) become value's. */
+static inline void put_bits(uint8_t *bits, Py_ssize_t start, uint64_t value, uint64_t mask, Py_ssize_t m) {
+    int s = (int)(start & 7);
+    uint8_t *b = bits + (start >> 3);
+    Py_ssize_t nbytes = (s + m + 7) / 8; /* at most 9, and 9 only when s > 0 */
+    for (Py_ssize_t k = 0; k < nbytes; k++) {
+        int sh = 8 * (int)k - s; /* the bit of value that lands on bit 0 of byte k: -7..63 */
+        uint8_t mk = (uint8_t)(sh >= 0 ? mask >> sh : mask << -sh);
+        uint8_t vk = (uint8_t)(sh >= 0 ? value >> sh : value << -sh);
+        b[k] = (uint8_t)((b[k] & ~mk) | (vk & mk));
+    }
 }
 
 /* Java readStopBit of p[0..avail): 7-bit groups, low first; a 0x00 byte after continued groups ends a negative
@@ -521,9 +534,14 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
                 const Op *op = &ops[k];
                 uint8_t *v = op->values;
                 Py_ssize_t sz = op->size;
-                if (op->kind == D_BOOL) {
+                if (op->kind == D_BOOL) { /* the tile's bits gathered in a word (TILE <= 64) */
+                    uint64_t on = 0, ok = 0;
                     for (Py_ssize_t r = 0; r < m; r++)
-                        if (tile_ok[r]) set_bit(v, i0 + r, tile_p[r][at] != 0);
+                        if (tile_ok[r]) {
+                            ok |= 1ull << r;
+                            on |= (uint64_t)(tile_p[r][at] != 0) << r;
+                        }
+                    put_bits(v, i0, on, ok, m);
                 } else if (op->kind == D_FIXED) {
                     uint8_t *d = v + i0 * sz;
                     switch (sz) { /* constant sizes: one load and one store */

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from helpers import ref_java_text, ref_stop_bit  # tests/helpers.py: reference encoders written from the spec
@@ -133,6 +133,34 @@ def test_java_true_byte() -> None:
     assert F.JAVA_TRUE == 0x59
     _, cols = decode("b:bool", [b"Y", b"\0", b"\x01", b"\xff"])
     assert cols["b"].to_pylist() == [True, False, True, True]
+
+
+@given(st.lists(st.booleans() | st.none(), min_size=1, max_size=300), st.integers(0, 299))
+@example([True] * 3 + [None] * 9 + [True, False] * 40, 3)  # a whole byte of a tile's bits left alone
+@example([False, True] * 100, 5)
+def test_fixed_prefix_tiles_from_any_row(values: list[bool | None], lo: int) -> None:
+    """Leading fixed-size fields are decoded column by column in tiles of rows, bools as words of bits: a call
+    starting at any row (a resumed one) writes exactly the bits of its rows; a short body (None) is a mismatch."""
+    lo = min(lo, len(values) - 1)
+    bodies = [b"" if v is None else struct.pack("<qB", i, v) for i, v in enumerate(values)]
+    plan = Plan(S.Schema("i:int64,b:bool"))
+    buf, entries = _file(bodies)
+    run = Run(plan, len(bodies))
+    bits = np.frombuffer(run.outs[1][0], np.uint8)
+    bits[:] = 0xA5  # whatever was there before: rows below lo keep it
+    before = np.unpackbits(bits.copy(), bitorder="little")
+    code, _, _ = run.decode(entries, (1 << BITS) - 1, BITS, np.zeros(1, np.int64), (buf,), lo, False)
+    assert code == C.C_DONE
+    got = np.unpackbits(bits, bitorder="little")
+    ints = np.frombuffer(run.outs[0][0], np.int64, count=len(values))
+    for i, v in enumerate(values):
+        if i < lo or v is None:
+            assert got[i] == before[i], i
+            if i >= lo:
+                assert run.status[i] == C.ST_MISMATCH, i
+        else:
+            assert got[i] == v and ints[i] == i and run.status[i] == C.ST_OK, i
+    assert (got[len(values):] == before[len(values):]).all()
 
 
 def test_bad_arguments_are_errors_not_crashes() -> None:
