@@ -250,13 +250,8 @@ class Journal:
                 except OSError:
                     pass
         sizes.discard(0)
-        if len(sizes) == 1:
-            size = sizes.pop()
-            if size != self.config.index_block_size and size >= 64 and size & (size - 1) == 0:
-                return (f"; every index file is {size} bytes: the journal was probably written with "
-                        f"index_block_size={size} (pass config=VanillaConfig(index_block_size={size}), "
-                        f"pychro --index-block-size {size})")
-        return ""
+        hint = _block_size_hint("index", sizes, self.config.index_block_size, 64)
+        return f"; {hint}" if hint else ""
 
     def check_layout(self) -> bool:
         """Raise :class:`JournalNotFoundError` when the folder is not a journal under this configuration.
@@ -403,12 +398,9 @@ class Journal:
         """A sentence for errors about a missing data file: what thread-id bits the entries suggest."""
         sizes = {os.path.getsize(os.path.join(self.cycle_path(c), L.data_file_name(*t)))
                  for c in self.cycles()[-2:] for t in self.data_files(c)[:8]}
-        if len(sizes) == 1:
-            size = sizes.pop()
-            if size != self.config.data_block_size and size >= 1024 and size & (size - 1) == 0:
-                return (f"every data file is {size} bytes: the journal was probably written with "
-                        f"data_block_size={size} (pass config=VanillaConfig(data_block_size={size}), "
-                        f"pychro --data-block-size {size})")
+        hint = _block_size_hint("data", sizes, self.config.data_block_size, 1024)
+        if hint:
+            return hint
         detected = self.detect_thread_id_bits(self.config.with_thread_id_bits(self.config.thread_id_bits or 16))
         if detected is not None and detected != self.config.thread_id_bits:
             return (
@@ -523,6 +515,19 @@ def _esc(text: str) -> str:
     import html
 
     return html.escape(text)
+
+
+def _block_size_hint(kind: str, sizes: set[int], configured: int, minimum: int) -> str:
+    """'every <kind> file is N bytes: ... <kind>_block_size=N' when all the files share one other power-of-two
+    size (at least ``minimum``), else ''."""
+    if len(sizes) != 1:
+        return ""
+    (size,) = sizes
+    if size == configured or size < minimum or size & (size - 1):
+        return ""
+    return (f"every {kind} file is {size} bytes: the journal was probably written with "
+            f"{kind}_block_size={size} (pass config=VanillaConfig({kind}_block_size={size}), "
+            f"pychro --{kind}-block-size {size})")
 
 
 def _size(path: str) -> int:

@@ -29,15 +29,19 @@ ALLOWED = (pychro.PychroError, TypeError, ValueError)
 SCHEMA = pychro.Schema("ts:timestamp_ms,x:int64")
 
 
-@pytest.fixture
-def journal(tmp_path: Path) -> Path:
-    path = tmp_path / "j"
+def _one_message_journal(path: Path) -> Path:
+    """A journal of one message (ts, 7), for the tests to aim bad arguments at."""
     with pychro.VanillaChronicleWriter(path) as chron:
         appender = chron.get_appender()
         appender.write_long(1_709_510_400_000)
         appender.write_long(7)
         appender.finish()
     return path
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Path:
+    return _one_message_journal(tmp_path / "j")
 
 
 def _write(path: Path, method: str, value: Any, **kw: Any) -> None:
@@ -250,13 +254,7 @@ def _call(fn: Any, *args: Any, **kw: Any) -> None:
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("wild") / "j"
-    with pychro.VanillaChronicleWriter(path) as chron:
-        appender = chron.get_appender()
-        appender.write_long(1_709_510_400_000)
-        appender.write_long(7)
-        appender.finish()
-    return path
+    return _one_message_journal(tmp_path_factory.mktemp("wild") / "j")
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
