@@ -51,9 +51,15 @@ class IndexFile:
             self.hint = mf.count_filled() * L.ENTRY_SIZE
         # pages below the first free slot hold filled slots: written, so they have their blocks already
         mf.reserved = self.hint - self.hint % mmap.PAGESIZE
-        mf.reserve(self.hint + L.ENTRY_SIZE, owned=False)
-        self.win = memoryview(self.mm)[: mf.reserved]
+        self.win = memoryview(b"")
+        self.reserve(self.hint + L.ENTRY_SIZE)
         self.base = base
+
+    def reserve(self, end: int) -> None:
+        """Reserve disk space below ``end`` (and a chunk ahead) and widen :attr:`win` to it."""
+        self.mf.reserve(end, owned=False)
+        if len(self.win) < self.mf.reserved:
+            self.win = memoryview(self.mm)[: self.mf.reserved]
 
     def close(self) -> None:
         self.win = memoryview(b"")  # dropped, not released: a commit on another thread may still use it
@@ -129,14 +135,11 @@ class Committer:
             if len(f.win) > scanned:
                 return  # grown meanwhile: look there
             f.hint = max(f.hint, scanned)  # every slot below was taken
-            f.mf.reserve(scanned + L.ENTRY_SIZE, owned=False)
-            f.win = memoryview(f.mm)[: f.mf.reserved]
+            f.reserve(scanned + L.ENTRY_SIZE)
 
     def _reserve_to(self, f: IndexFile, end: int) -> None:
         with self._lock:
-            f.mf.reserve(end, owned=False)
-            if len(f.win) < f.mf.reserved:
-                f.win = memoryview(f.mm)[: f.mf.reserved]
+            f.reserve(end)
 
     def reserve_ahead(self, cycle: int, count: int) -> None:
         """Reserve index space for the next ``count`` entries of ``cycle`` (in its current index file) before
