@@ -32,6 +32,9 @@ HEADER_SIZE = 4  # int32 ~length before every body
 ALIGNMENT = 4  # headers start at 4-byte aligned positions
 MAX_BODY_LENGTH = 1 << 30  # ~header must have its top two bits clear
 MAX_INDEX_FILES = 10_000  # Java gives up after index-9999
+# A follower (row reader, frames follow, replicate) that has moved on from cycle C still takes messages committed
+# late into C (a writer commits into the cycle in which it began a message, vanilla-format.md §6) this long.
+LATE_COMMIT_GRACE_S = 10.0
 INDEX_FILE_PREFIX = "index-"
 DATA_FILE_PREFIX = "data-"
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from . import _layout as L
 from .config import VanillaConfig
 from .errors import PychroError
 
@@ -365,8 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="HOST:PORT")
     p.add_argument("dir")
     p.add_argument("--timeout", type=float, default=None, help="stop after this many idle seconds")
-    p.add_argument("--late-grace", type=float, default=10.0, metavar="S",
-                   help="seconds a cycle the stream has left is still checked for late commits (default 10)")
+    p.add_argument("--late-grace", type=float, default=L.LATE_COMMIT_GRACE_S, metavar="S",
+                   help="seconds a cycle the stream has left is still checked for late commits (default %(default)g)")
     p.set_defaults(func=cmd_replicate)
 
     for action in sub.choices.values():

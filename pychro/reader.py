@@ -25,9 +25,7 @@ __all__ = ["VanillaChronicleReader", "wall_clock_ms"]
 
 _header = struct.Struct("<i").unpack_from
 
-# A follower that has moved on from cycle C still delivers messages committed late into C (a writer commits
-# into the cycle in which it began a message, vanilla-format.md §6) for this many seconds after it left C.
-LATE_COMMIT_GRACE_S = 10.0
+LATE_COMMIT_GRACE_S = L.LATE_COMMIT_GRACE_S  # re-exported: the README names it here
 
 
 def wall_clock_ms() -> int:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .. import reader as _reader
+from .. import _layout as L
 from .._optional import require
 from ..config import VanillaConfig
 from ..errors import PychroError, PychroWarning
@@ -47,7 +47,7 @@ TABLE_BATCH_ROWS = 65_536  # read_table: rows per batch (measured best between 1
 _ERRORS = ("raise", "skip", "truncate")
 # follow=True: how long a cycle that was left stays watched for messages committed late into it (§6), and how
 # long an empty index slot below filled ones is waited for before it is called damage
-LATE_COMMIT_GRACE_S = _reader.LATE_COMMIT_GRACE_S
+LATE_COMMIT_GRACE_S = L.LATE_COMMIT_GRACE_S
 LIVE_HOLE_WAIT_S = 2.0
 
 

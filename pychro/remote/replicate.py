@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .. import _layout as L
 from ..config import VanillaConfig
 from ..errors import NoData, RemoteError
 from ..journal import Journal
@@ -49,7 +50,7 @@ def replicate(
     reconnect: bool = True,
     reconnect_timeout: float = 30.0,
     on_message: Callable[[int], None] | None = None,
-    late_grace: float = 10.0,
+    late_grace: float = L.LATE_COMMIT_GRACE_S,
 ) -> int:
     """Copy messages from a Chronicle 3.x source into the local journal at ``path``; returns how many.
 
