@@ -306,21 +306,6 @@ class CycleFiles:
             yield seq, out
             seq += stop
 
-    def entries_at(self, seqs: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64] | None:
-        """The entries of some committed seqs (a copy); None when a slot is empty or gone (let a contiguous read
-        report that damage precisely)."""
-        per_file = self._slots_per_file
-        out = empty(seqs.size, U8)
-        numbers = seqs // per_file
-        for n in np.unique(numbers).tolist():
-            view = self._index_view(n)
-            pick = numbers == n
-            slots = seqs[pick] - n * per_file
-            if view is None or int(slots.max()) >= view.size:
-                return None
-            out[pick] = view[slots]
-        return out if bool(out.all()) else None
-
     def _reread_hole(self, view: np.ndarray, slot: int, out: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
         """Copy the slots again until they are all filled or the hole has stayed empty long enough."""
         deadline = time.monotonic() + self.hole_wait
