@@ -158,17 +158,8 @@ def narrow(
 
     The timestamp column of the span is decoded (alone) and searched batch by batch: binary search while it is
     non-decreasing, a filter once it is not. Rows that do not match the schema are passed over here (the read
-    itself applies ``errors=`` to the rows it returns). Nothing in range gives an empty span.
-    """
-    return _scan(files, tf, plan, seq_lo, seq_hi, threads)
-
-
-def _scan(
-    files: Any, tf: TimeFilter, plan: Any, seq_lo: int, seq_hi: int, threads: int
-) -> tuple[int, int, bool]:
-    """Decode the timestamp column of ``[seq_lo, seq_hi)``: (first, end) in range, and whether it is ordered.
-
-    With ``threads > 1`` batches of the column decode side by side (the decoder releases the GIL), at most
+    itself applies ``errors=`` to the rows it returns). Nothing in range gives an empty span. With
+    ``threads > 1`` batches of the column decode side by side (the decoder releases the GIL), at most
     ``2 * threads`` ahead.
     """
     import collections
