@@ -21,7 +21,7 @@ from . import _layout as L
 from ._commit import Committer, IndexFile
 from ._mapping import MappedFile, commit, make_folder
 from .config import VanillaConfig
-from .errors import MessageTooLargeError
+from .errors import JournalNotFoundError, MessageTooLargeError
 from .journal import Journal
 from .reader import clock_from_utcnow, wall_clock_ms
 
@@ -74,6 +74,8 @@ class VanillaChronicleWriter:
     ) -> None:
         del polling_interval, max_mapped_memory  # accepted for pychro 0.8 signatures; unused by a writer
         path = os.fspath(base_dir)
+        if os.path.islink(path) and not os.path.exists(path):  # a loop or a dangling link: say so, not ELOOP
+            raise JournalNotFoundError("journal folder is a symlink that loops or points nowhere", path=path)
         Journal(path, config, thread_id_bits, must_exist=False).check_target()  # before creating anything
         make_folder(path)
         self._journal = Journal(path, config, thread_id_bits)

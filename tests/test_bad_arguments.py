@@ -120,7 +120,7 @@ def test_unknown_cycle_time_zone() -> None:
 def test_writer_on_a_file(tmp_path: Path) -> None:
     path = tmp_path / "file"
     path.write_text("x")
-    with pytest.raises(pychro.JournalNotFoundError, match="is a file, not a folder"):
+    with pytest.raises(pychro.JournalNotFoundError, match="is a file, not a folder|not a journal folder but a file"):
         pychro.VanillaChronicleWriter(path)
     with pytest.raises(pychro.JournalNotFoundError, match="part of its path is a file"):
         pychro.VanillaChronicleWriter(path / "below")
