@@ -102,6 +102,28 @@ class _DateFormat:
             return None
 
 
+_MAX_BLOCK_BITS = 30
+
+
+def check_seconds(value: object, name: str, *, zero: bool = True) -> float:
+    """A duration argument in seconds as a float, or a TypeError/ValueError naming it and its range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    seconds = float(value)
+    if not (seconds >= 0 if zero else seconds > 0) or seconds > _MAX_SECONDS:  # NaN fails both
+        low = "0" if zero else "above 0"
+        raise ValueError(f"{name} must be {low} .. {_MAX_SECONDS:.0f} seconds, got {value!r}")
+    return seconds
+
+
+_MAX_SECONDS = 86_400.0 * 365  # time.sleep and socket timeouts overflow on inf and huge values
+
+
+def _check_int(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+
+
 @dataclass(frozen=True)
 class VanillaConfig:
     """Everything that changes the on-disk format of a Vanilla journal. Defaults equal Java's.
@@ -166,15 +188,22 @@ class VanillaConfig:
         if self.entries_per_cycle is None:
             set_(self, "entries_per_cycle", preset[2])
         assert self.cycle_length_ms is not None and self.entries_per_cycle is not None  # for mypy
-        if not isinstance(self.cycle_length_ms, int) or self.cycle_length_ms <= 0:
+        _check_int(self.cycle_length_ms, "cycle_length_ms")
+        _check_int(self.entries_per_cycle, "entries_per_cycle")
+        if self.cycle_length_ms <= 0:
             raise ValueError(f"cycle_length_ms must be a positive int, got {self.cycle_length_ms!r}")
         seq_bits = L.log2_exact(self.entries_per_cycle, "entries_per_cycle")
         if not 8 <= seq_bits <= 48:
             raise ValueError("entries_per_cycle must be between 2**8 and 2**48 (Java's builder limits)")
+        for name in ("index_block_size", "data_block_size", "message_capacity"):
+            _check_int(getattr(self, name), name)
         index_bits = L.log2_exact(self.index_block_size, "index_block_size")
         if index_bits < 6:
             raise ValueError("index_block_size must be at least 64 bytes")
-        L.log2_exact(self.data_block_size, "data_block_size")
+        # Java maps each file with one MappedByteBuffer (at most 2**31 - 1 bytes): 1 GiB is its largest block
+        if index_bits > _MAX_BLOCK_BITS or L.log2_exact(self.data_block_size, "data_block_size") > _MAX_BLOCK_BITS:
+            raise ValueError(f"index_block_size and data_block_size must be at most 2**{_MAX_BLOCK_BITS} bytes "
+                             f"(Java maps a file in one buffer), got {self.index_block_size}, {self.data_block_size}")
         if not 0 < self.message_capacity <= self.data_block_size - L.HEADER_SIZE:
             raise ValueError("message_capacity must be positive and at most data_block_size - 4")
         if self.thread_id_bits is not None:
@@ -188,6 +217,9 @@ class VanillaConfig:
         # indices fit a signed 64-bit long; cycles before 1970 are never written (Java's are >= 0 too).
         last_ms = (_LAST_DAY - _EPOCH.date()).days * 86_400_000 - 1
         d["max_cycle"] = min(last_ms // self.cycle_length_ms - 1, (_MAX_INDEX >> seq_bits) - 1)
+        if d["max_cycle"] < 0:
+            raise ValueError(f"cycle_length_ms={self.cycle_length_ms} leaves no cycle that ends before "
+                             f"{_LAST_DAY}: at most {last_ms // 2} ms")
 
     # -- derived sizes ---------------------------------------------------------------------------------
     @property
@@ -219,12 +251,13 @@ class VanillaConfig:
         """Last full index of :attr:`max_cycle`."""
         return self.index_of(self.max_cycle, self.entries_per_cycle - 1)  # type: ignore[operator]
 
-    def check_cycle(self, cycle: int, what: str = "cycle") -> int:
+    def check_cycle(self, cycle: int, what: str | None = None) -> int:
         """``cycle`` itself, or a ValueError naming ``what`` and the range of cycles a journal can hold."""
         if not 0 <= cycle <= self.max_cycle:
             first, last = self.cycle_datetime(0), self.cycle_datetime(self.max_cycle)
             raise ValueError(
-                f"{what} is cycle {cycle}, outside the cycles a journal can hold: 0..{self.max_cycle} "
+                f"{what + ' is cycle' if what else 'cycle'} {cycle}, outside the cycles a journal can hold: "
+                f"0..{self.max_cycle} "
                 f"({first:%Y-%m-%d %H:%M:%S} .. {last:%Y-%m-%d %H:%M:%S} UTC)"
             )
         return cycle

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import _layout as L
 from ._mapping import MappedFile
-from .config import VanillaConfig
+from .config import VanillaConfig, check_seconds
 from .errors import CorruptDataError, JournalNotFoundError, NoData
 from .excerpt import Excerpt
 from .journal import Journal
@@ -93,10 +93,14 @@ class VanillaChronicleReader:
     ) -> None:
         if full_index is not None and date is not None:
             raise ValueError("give date or full_index, not both")
+        interval = None if polling_interval is None else check_seconds(polling_interval, "polling_interval")
+        if max_mapped_memory is not None and (isinstance(max_mapped_memory, bool)
+                                              or not isinstance(max_mapped_memory, int)):
+            raise TypeError(f"max_mapped_memory must be an int (bytes), got {type(max_mapped_memory).__name__}")
         self._journal = Journal(base_dir, config, thread_id_bits)
         self._journal.check_layout()  # a folder that is not a journal (or another configuration's) raises
         self.config = self._journal.config
-        self.polling_interval = polling_interval
+        self.polling_interval = interval
         self._clock = clock or (clock_from_utcnow(utcnow) if utcnow else wall_clock_ms)
         codec = self._journal.codec
         self._tid_shift = codec.tid_shift

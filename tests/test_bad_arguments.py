@@ -349,3 +349,53 @@ def test_random_writer_constructor(tmp_path: Path, name: str, value: Any) -> Non
             appender.finish()
     except ALLOWED:
         pass
+
+
+# -- arguments found by the sweeps below (each once killed the process or surfaced later as a raw error) -------
+def test_write_frame_threads(tmp_path: Path) -> None:
+    df = pd.DataFrame({"ts": [1_704_067_200_000], "x": [1]})
+    with pytest.raises(ValueError, match=r"threads must be in 1\.\.256, got 1180591620717411303424"):
+        pychro.write_frame(df, tmp_path / "j", SCHEMA, threads=2**70)  # used to start threads until killed
+    with pytest.raises(TypeError, match="threads must be an int, got float"):
+        pychro.write_frame(df, tmp_path / "j", SCHEMA, threads=1.5)  # type: ignore[arg-type]
+    assert not (tmp_path / "j").exists()
+
+
+def test_write_frame_date_and_clock(tmp_path: Path) -> None:
+    df = pd.DataFrame({"ts": [1_704_067_200_000], "x": [1]})
+    assert pychro.write_frame(df, tmp_path / "j", SCHEMA, date="2024-03-05")[0] >> 40 == 19787  # ISO, as readers
+    with pytest.raises(ValueError, match="not an ISO date"):
+        pychro.write_frame(df, tmp_path / "j", SCHEMA, date="yesterday")
+    with pytest.raises(TypeError, match="clock.. must return epoch milliseconds as an int, got float"):
+        pychro.write_frame({"x": [1]}, tmp_path / "j", "x:int64", clock=lambda: 1.5)
+
+
+@pytest.mark.parametrize("kw, error, match", [
+    ({"index_block_size": 2**70}, ValueError, r"at most 2\*\*30 bytes"),
+    ({"data_block_size": 2**40}, ValueError, r"at most 2\*\*30 bytes"),
+    ({"data_block_size": 1.5}, TypeError, "data_block_size must be an int"),
+    ({"message_capacity": "1"}, TypeError, "message_capacity must be an int"),
+    ({"cycle": None, "cycle_format": "yyyy", "cycle_length_ms": 2**70}, ValueError, "leaves no cycle"),
+    ({"cycle": None, "cycle_format": "yyyy", "cycle_length_ms": 1.5}, TypeError, "cycle_length_ms must be an int"),
+])
+def test_config_sizes(kw: dict[str, Any], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        pychro.VanillaConfig(**kw)
+
+
+@pytest.mark.parametrize("value, error", [(-1, ValueError), (math.nan, ValueError), (math.inf, ValueError),
+                                          ("0.1", TypeError)])
+def test_polling_interval(journal: Path, value: Any, error: type) -> None:
+    """Checked at once: time.sleep raised OverflowError (inf) or ValueError (NaN, < 0) at the end of the data."""
+    with pytest.raises(error, match="polling_interval"):
+        pychro.VanillaChronicleReader(journal, polling_interval=value)
+    with pytest.raises(error, match="polling_interval"):
+        pychro.RemoteChronicleReader("127.0.0.1", 1, polling_interval=value)
+
+
+@pytest.mark.parametrize("name", ["timeout", "reconnect_timeout", "connect_timeout", "idle_timeout"])
+def test_remote_timeouts(name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        pychro.RemoteChronicleReader("127.0.0.1", 1, **{name: math.inf})
+    with pytest.raises(TypeError, match=name):
+        pychro.RemoteChronicleReader("127.0.0.1", 1, **{name: "1"})

@@ -11,6 +11,7 @@ committed row is whole, even if a later run fails.
 from __future__ import annotations
 
 import datetime as _dt
+import numbers
 import os
 import re
 import time
@@ -25,6 +26,7 @@ from ..config import VanillaConfig
 from ..journal import Journal
 from . import _encode as C
 from .bulk import BulkAppender, workers_for
+from .timerange import as_date
 from .encode import Program, Step
 from .schema import FIXED, SKIP, STOPBIT, STRING, UTF, Schema, SchemaLike
 
@@ -46,7 +48,7 @@ def write_frame(
     data: Any,
     path: str | os.PathLike[str],
     schema: SchemaLike | None = None,
-    date: _dt.date | _dt.datetime | None = None,
+    date: _dt.date | _dt.datetime | str | None = None,
     *,
     timestamp_column: str | None = None,
     config: VanillaConfig | None = None,
@@ -67,7 +69,7 @@ def write_frame(
         Journal folder (created if missing).
     schema : Schema or schema-like, optional
         Field order and types; default: inferred from the data's Arrow schema (pychro metadata first).
-    date : date or datetime, optional
+    date : date, datetime or ISO string, optional
         Target cycle for every row. Default: per row, from ``timestamp_column`` (the first ``timestamp_*``
         field when not given), so a multi-day frame lands in the right cycle folders; the current cycle
         when the schema has no timestamp.
@@ -96,6 +98,7 @@ def write_frame(
     >>> pychro.write_frame(df, path, "ts:timestamp_ms,px:float64")                              # doctest: +SKIP
     array([21483495768555520])
     """
+    _check_threads(threads)
     table = _to_table(data)
     schema = Schema.from_arrow(table.schema) if schema is None else Schema(schema)
     journal = Journal(path, config, thread_id_bits, must_exist=False)
@@ -125,7 +128,7 @@ def write_batches(
     batches: Callable[[], Iterable[Any]],
     path: str | os.PathLike[str],
     schema: SchemaLike,
-    date: _dt.date | _dt.datetime | None = None,
+    date: _dt.date | _dt.datetime | str | None = None,
     *,
     timestamp_column: str | None = None,
     config: VanillaConfig | None = None,
@@ -142,6 +145,7 @@ def write_batches(
     would. Memory holds about one batch.
     """
     schema = Schema(schema)
+    _check_threads(threads)
     journal = Journal(path, config, thread_id_bits, must_exist=False)
     journal.check_target()
     cfg = journal.config
@@ -171,6 +175,20 @@ def write_batches(
     if written != total:
         raise ValueError(f"the batches changed between the two passes: {total} rows checked, {written} written")
     return written
+
+
+MAX_THREADS = 256
+
+
+def _check_threads(threads: Any) -> int | None:
+    """``threads=`` as given, or a TypeError/ValueError naming the allowed range."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"threads must be an int, got {type(threads).__name__}")
+    if not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be in 1..{MAX_THREADS}, got {threads}")
+    return threads
 
 
 def _shifted(exc: ValueError, first_row: int) -> ValueError:
@@ -410,8 +428,9 @@ def _cycles(
 ) -> npt.NDArray[np.int64]:
     """Each row's cycle (one value when all rows share it), from the timestamp field as it will be written."""
     if date is not None:
+        date = as_date(date)  # an ISO string, as the readers take
         if not isinstance(date, _dt.date):
-            raise TypeError(f"date must be a datetime.date or datetime.datetime, got {type(date).__name__}")
+            raise TypeError(f"date must be a datetime.date, datetime.datetime or ISO string, got {type(date).__name__}")
         return np.full(min(n, 1), cfg.check_cycle(cfg.cycle_of(date), f"date {date}"), dtype=np.int64)
     ts_fields = [f for f in schema.fields if f.type.name.startswith("timestamp_")]
     if ts_name is not None:
@@ -421,6 +440,9 @@ def _cycles(
         ts_fields = matches
     if not ts_fields:
         now = clock() if clock is not None else time.time_ns() // 1_000_000
+        if not isinstance(now, numbers.Integral) or isinstance(now, bool):
+            raise TypeError(f"clock() must return epoch milliseconds as an int, got {type(now).__name__}")
+        now = int(now)
         cycle = cfg.check_cycle(cfg.cycle_of_ms(now), f"the clock ({now} ms since 1970)")
         return np.full(min(n, 1), cycle, dtype=np.int64)
     f = ts_fields[0]

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ..config import VanillaConfig, resolve_config
+from ..config import VanillaConfig, check_seconds, resolve_config
 from ..errors import NoData, RemoteError
 from ..excerpt import Excerpt
 from . import wire as W
@@ -157,14 +157,17 @@ class RemoteChronicleReader:
         self.host = host
         self.port = port
         self.config = resolve_config(config, thread_id_bits)
-        self.polling_interval = polling_interval
-        self.timeout = timeout
+        self.polling_interval = None if polling_interval is None else check_seconds(polling_interval,
+                                                                                    "polling_interval")
+        self.timeout = check_seconds(timeout, "timeout")
         self.reconnect = reconnect
-        self.reconnect_timeout = reconnect_timeout
-        self.connect_timeout = connect_timeout
-        self.idle_timeout = idle_timeout
+        self.reconnect_timeout = check_seconds(reconnect_timeout, "reconnect_timeout")
+        self.connect_timeout = check_seconds(connect_timeout, "connect_timeout", zero=False)
+        self.idle_timeout = check_seconds(idle_timeout, "idle_timeout", zero=False)
         self._where = where
         if resume_after is not None:
+            if isinstance(resume_after, bool) or not isinstance(resume_after, int):
+                raise TypeError(f"resume_after must be a full index (int), got {type(resume_after).__name__}")
             if resume_after < 0:
                 raise ValueError(f"resume_after must be a full index >= 0, got {resume_after}")
             self._start = resume_after
