@@ -177,7 +177,11 @@ class Appender:
             raise ValueError("a message is already in progress: finish() it first")
         cfg = self._writer.config
         capacity = cfg.message_capacity if capacity is None else capacity
-        if not 0 <= capacity <= cfg.data_block_size - L.HEADER_SIZE:
+        if isinstance(capacity, bool) or not isinstance(capacity, int):
+            raise TypeError(f"capacity must be an int (bytes), got {type(capacity).__name__}")
+        if capacity < 0:
+            raise ValueError(f"capacity must be >= 0 bytes, got {capacity}")
+        if capacity > cfg.data_block_size - L.HEADER_SIZE:
             raise MessageTooLargeError(
                 f"capacity {capacity} does not fit in a data block of {cfg.data_block_size} bytes"
             )

@@ -242,7 +242,9 @@ WRITE_METHODS = ["write_byte", "write_boolean", "write_short", "write_unsigned_s
 READER_METHODS = ["set_index", "excerpt_at", "set_date"]
 CONFIG_ARGS = ["cycle", "cycle_format", "cycle_length_ms", "cycle_time_zone", "entries_per_cycle",
                "index_block_size", "data_block_size", "thread_id_bits", "message_capacity"]
-READ_ARGS = ["date", "start", "end", "columns", "errors", "index", "config", "thread_id_bits"]
+READ_ARGS = ["date", "start", "end", "columns", "errors", "index", "config", "thread_id_bits", "metadata", "batch_rows",
+             "threads", "timestamp_column", "stats", "progress"]
+WRITE_FRAME_ARGS = ["date", "timestamp_column", "config", "thread_id_bits", "clock", "progress", "threads"]
 
 
 def _call(fn: Any, *args: Any, **kw: Any) -> None:
@@ -304,6 +306,34 @@ def test_random_schema(value: Any) -> None:
 def test_random_read_arguments(shared: Path, name: str, value: Any) -> None:
     _call(pychro.read_table, shared, SCHEMA, **{name: value})
     _call(pychro.read_frame, shared, SCHEMA, **{name: value})
+
+
+@settings(max_examples=80, deadline=None)
+@given(name=st.sampled_from(READ_ARGS), value=WILD)
+def test_random_iter_batches_arguments(shared: Path, name: str, value: Any) -> None:
+    _call(lambda: list(pychro.iter_batches(shared, SCHEMA, **{name: value})))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(WRITE_FRAME_ARGS), value=WILD)
+def test_random_write_frame_options(tmp_path: Path, name: str, value: Any) -> None:
+    if name == "clock":
+        value = (lambda v: lambda: v)(value)  # a clock that returns the wild value
+    data = {"x": [1, 2]} if name == "clock" else {"ts": [1_704_067_200_000, 1_704_067_200_001], "x": [1, 2]}
+    _call(pychro.write_frame, data, tmp_path / "wfo", "x:int64" if name == "clock" else SCHEMA, **{name: value})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(capacity=WILD)
+def test_random_start_excerpt(tmp_path: Path, capacity: Any) -> None:
+    with pychro.VanillaChronicleWriter(tmp_path / "se") as chron:
+        appender = chron.get_appender()
+        try:
+            appender.start_excerpt(capacity)
+            appender.write_long(1)  # MessageTooLargeError when the capacity is below 8 bytes
+            appender.finish()
+        except ALLOWED:
+            pass
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

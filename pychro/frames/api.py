@@ -304,6 +304,8 @@ def _batches(
     """Decoded RecordBatches in index order; up to ``2 * threads`` batches decode ahead."""
     if batch_rows <= 0:
         raise ValueError(f"batch_rows must be positive, got {batch_rows}")
+    if not isinstance(stats, ReadStats):  # stats=True used to fail with AttributeError mid-read
+        raise TypeError(f"stats must be a pychro.frames.ReadStats, got {type(stats).__name__}")
     tasks = _tasks(r, batch_rows, follow, poll_interval, stats)
     plan, errors = r.decode_plan, r.errors
 
