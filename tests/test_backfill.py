@@ -7,6 +7,7 @@ import filecmp
 import math
 import multiprocessing as mp
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -317,8 +318,6 @@ def test_write_frame_while_two_processes_append(tmp_path: Path) -> None:
 
 
 def _bulk_writer(path: str, n: int, started: mp.synchronize.Event) -> None:
-    import time
-
     bulk.RUN_ROWS = 4096  # many runs per call, committed one after the other
     k = np.arange(n, dtype=np.int64)
     table = pa.table({"k": k, "s": pa.array([f"row-{i}" * (1 + i % 3) for i in range(n)]), "neg": -k})
@@ -340,8 +339,10 @@ def test_readers_see_bulk_rows_whole_while_they_are_written(tmp_path: Path) -> N
     try:
         proc.start()
         assert started.wait(60)
+        deadline = time.monotonic() + 60
         while not (tmp_path / "20240102" / "index-0").exists():
-            assert proc.is_alive() or proc.exitcode == 0
+            assert (proc.is_alive() or proc.exitcode == 0) and time.monotonic() < deadline
+            time.sleep(0.001)
         polls = []
 
         def poll_frames() -> None:

@@ -120,7 +120,7 @@ def test_unknown_cycle_time_zone() -> None:
 def test_writer_on_a_file(tmp_path: Path) -> None:
     path = tmp_path / "file"
     path.write_text("x")
-    with pytest.raises(pychro.JournalNotFoundError, match="is a file, not a folder|not a journal folder but a file"):
+    with pytest.raises(pychro.JournalNotFoundError, match=r"is a file, not a folder|not a journal folder but a file"):
         pychro.VanillaChronicleWriter(path)
     with pytest.raises(pychro.JournalNotFoundError, match="part of its path is a file"):
         pychro.VanillaChronicleWriter(path / "below")
@@ -396,7 +396,7 @@ def test_write_frame_date_and_clock(tmp_path: Path) -> None:
     assert pychro.write_frame(df, tmp_path / "j", SCHEMA, date="2024-03-05")[0] >> 40 == 19787  # ISO, as readers
     with pytest.raises(ValueError, match="not an ISO date"):
         pychro.write_frame(df, tmp_path / "j", SCHEMA, date="yesterday")
-    with pytest.raises(TypeError, match="clock.. must return epoch milliseconds as an int, got float"):
+    with pytest.raises(TypeError, match=r"clock\(\) must return epoch milliseconds as an int, got float"):
         pychro.write_frame({"x": [1]}, tmp_path / "j", "x:int64", clock=lambda: 1.5)
 
 

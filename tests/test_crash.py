@@ -227,17 +227,22 @@ def test_random_kills_of_busy_two_thread_writer(tmp_path: Path) -> None:
         proc = run_writer(tmp_path, journal, w=W, count=300 if last else -1, wait=False, threads=2,
                           starts={str(w): s for w, s in starts.items()}, clock="real", synchronous=sync,
                           report=str(report))
-        if last:
-            assert proc.wait(timeout=120) == 0, proc.stderr.read()  # type: ignore[union-attr]
-        else:
-            deadline = time.monotonic() + 30
-            while len(read_report(report)) < 5 and time.monotonic() < deadline:  # busy writing
-                time.sleep(0.005)
-            time.sleep(rng.uniform(0, 0.08))
-            os.kill(proc.pid, signal.SIGKILL)
-            assert proc.wait(timeout=30) == KILLED
-            kills += 1
-        proc.stderr.close()  # type: ignore[union-attr]
+        try:
+            if last:
+                assert proc.wait(timeout=120) == 0, proc.stderr.read()  # type: ignore[union-attr]
+            else:
+                deadline = time.monotonic() + 30
+                while len(read_report(report)) < 5 and time.monotonic() < deadline:  # busy writing
+                    time.sleep(0.005)
+                time.sleep(rng.uniform(0, 0.08))
+                os.kill(proc.pid, signal.SIGKILL)
+                assert proc.wait(timeout=30) == KILLED
+                kills += 1
+        finally:  # count=-1 writes forever: never leave it running when something above failed
+            if proc.poll() is None:  # type: ignore[union-attr]
+                proc.kill()  # type: ignore[union-attr]
+                proc.wait(timeout=30)  # type: ignore[union-attr]
+            proc.stderr.close()  # type: ignore[union-attr]
         reported = read_report(report)
         rows = read_all(journal, CFG)
         STATS["messages_checked"] += len(rows)

@@ -113,3 +113,29 @@ def test_readme_blocks_run_in_order(
     assert "--schema" not in str(info.value)
     table = namespace["table"]
     assert table.num_rows > 0 and table.column("ts")[0].as_py().hour == 9  # rows from 09:00, not the whole day
+
+
+@pytest.mark.skipif(not README.exists(), reason="no README.md next to tests/")
+def test_readme_command_synopsis_names_real_options() -> None:
+    """Each ``--option`` in the README's command synopsis is one its command accepts (the block is text, not
+    run: this keeps it from naming options that do not exist)."""
+    import argparse
+
+    from pychro.cli import build_parser
+
+    (synopsis,) = [b for b in re.findall(r"```text\n(.*?)```", README.read_text(), flags=re.S) if "pychro info" in b]
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    checked = 0
+    command = ""
+    for line in synopsis.splitlines():
+        if line.startswith("pychro "):
+            command = line.split()[1].split("|")[0]
+        if line.startswith("pychro "):
+            usage = line.split("   ")[0]  # the description follows after a run of spaces
+        else:  # a continued usage line, or a description line (no options to check)
+            usage = line.strip() if line.startswith(" " * 18 + "[") else ""
+        accepted = set(subparsers.choices[command]._option_string_actions)
+        for option in re.findall(r"--[a-z][a-z-]*", usage):
+            assert option in accepted, f"README synopsis: pychro {command} has no {option}"
+            checked += 1
+    assert checked >= 10

@@ -308,7 +308,12 @@ class ChildSource:
         self.port = int(line)
 
     def stop(self) -> str:
-        _, err = self.proc.communicate("quit\n", timeout=30)
+        try:
+            _, err = self.proc.communicate("quit\n", timeout=30)
+        finally:  # a hung child (communicate timed out) is killed, not left serving
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.communicate(timeout=30)
         assert self.proc.returncode == 0, err
         return err
 

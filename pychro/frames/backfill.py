@@ -26,9 +26,9 @@ from ..config import VanillaConfig
 from ..journal import Journal
 from . import _encode as C
 from .bulk import BulkAppender, workers_for
-from .timerange import as_date
 from .encode import Program, Step
 from .schema import FIXED, SKIP, STOPBIT, STRING, UTF, Schema, SchemaLike
+from .timerange import as_date
 
 __all__ = ["to_journal", "write_batches", "write_frame"]
 
@@ -78,8 +78,8 @@ def write_frame(
     progress : bool, optional
         Show a progress bar (tqdm); default: only for long jobs on a terminal.
     threads : int, optional
-        Threads laying out and writing message bytes while this one commits (default: up to 2 for large
-        frames). Commits stay in row order whatever the number.
+        Threads laying out and writing message bytes while this one commits, 1..256 (default: up to 2 for
+        large frames). Commits stay in row order whatever the number.
 
     Returns
     -------

@@ -159,8 +159,11 @@ def test_follow_a_writer_process(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", script])
     try:
         got = _collect(it, 400, timeout=60)
-    finally:
         proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:  # the test failed: do not leave the writer running
+            proc.kill()
+            proc.wait(timeout=30)
     table = pa.Table.from_batches(got)
     assert table.column("i").to_pylist() == list(range(400))
     assert table.column("s").to_pylist() == [f"p{k}" for k in range(400)]
