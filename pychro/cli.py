@@ -399,6 +399,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"pychro {args.command}: {exc}", file=sys.stderr)
         return 2
+    except OverflowError as exc:  # a number too large for where it goes (e.g. -n 10**30): a usage error too
+        print(f"pychro {args.command}: a number is out of range: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # Ctrl-C: one line, no traceback, the shell's 128 + SIGINT
         print(f"pychro {args.command}: interrupted", file=sys.stderr)
         return 130

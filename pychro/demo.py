@@ -41,12 +41,19 @@ def sample_ticks(rows: int, start: _dt.datetime | None = None, days: int = 2, se
     )
 
 
+MAX_ROWS = 100_000_000  # about 10 GB of pandas frame while building the sample
+
+
 def run_demo(path: str, rows: int = 1_000_000) -> int:
     """Write ``rows`` sample ticks to a journal at ``path``, read them back, export to Parquet; print timings."""
     import pyarrow.parquet as pq
 
     import pychro
 
+    if isinstance(rows, bool) or not isinstance(rows, int):
+        raise TypeError(f"rows must be an int, got {type(rows).__name__}")
+    if not 1 <= rows <= MAX_ROWS:
+        raise ValueError(f"rows must be in 1..{MAX_ROWS:,}, got {rows:,}")
     if os.path.exists(path) and os.listdir(path):
         raise ValueError(f"{path} exists and is not empty: give a new folder (pychro demo NEW_DIR)")
     df = sample_ticks(rows)

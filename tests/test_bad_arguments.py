@@ -429,3 +429,32 @@ def test_remote_timeouts(name: str) -> None:
         pychro.RemoteChronicleReader("127.0.0.1", 1, **{name: math.inf})
     with pytest.raises(TypeError, match=name):
         pychro.RemoteChronicleReader("127.0.0.1", 1, **{name: "1"})
+
+
+def test_serve_port_out_of_range(journal: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match=r"port must be in 0\.\.65535 \(0: a free port\), got 70000"):
+        pychro.remote.serve(journal, port=70000)  # bind() raised OverflowError
+    assert main(["serve", str(journal), "--port", "70000"]) == 2
+    assert capsys.readouterr().err.strip() == "pychro serve: port must be in 0..65535 (0: a free port), got 70000"
+
+
+def test_cli_numbers_out_of_range(journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["head", str(journal), "--schema", "ts:timestamp_ms,x:int64", "-n", str(10**30)]) == 2
+    assert "out of range" in capsys.readouterr().err  # one line, no OverflowError traceback
+    assert main(["demo", str(tmp_path / "d"), "--rows", "-5"]) == 2
+    assert capsys.readouterr().err.strip() == "pychro demo: rows must be in 1..100,000,000, got -5"
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(["host", "port", "max_connections", "heartbeat_interval", "poll_interval", "config"]),
+       value=WILD)
+def test_random_serve_arguments(shared: Path, name: str, value: Any) -> None:
+    if name == "host" and isinstance(value, str):
+        return  # a name lookup of random text: DNS, not argument checking
+    if name == "port" and isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
+        return  # binding a real port may meet one in use: not argument checking
+    try:
+        server = pychro.remote.serve(shared, **{name: value})
+    except ALLOWED:
+        return
+    server.close()

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _layout as L
-from ..config import VanillaConfig
+from ..config import VanillaConfig, check_seconds
 from ..errors import JournalNotFoundError, MessageTooLargeError, PychroError, RemoteError
 from ..journal import Journal
 from ..writer import Appender, VanillaChronicleWriter
@@ -109,6 +109,14 @@ class ChronicleSourceServer:
     ) -> None:
         if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
             raise ValueError(f"max_connections must be a positive integer, got {max_connections!r}")
+        if not isinstance(host, str):
+            raise TypeError(f"host must be a str, got {type(host).__name__}")
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError(f"port must be an int in 0..65535, got {type(port).__name__}")
+        if not 0 <= port <= 65535:  # bind() raised OverflowError
+            raise ValueError(f"port must be in 0..65535 (0: a free port), got {port}")
+        heartbeat_interval = check_seconds(heartbeat_interval, "heartbeat_interval", zero=False)
+        poll_interval = check_seconds(poll_interval, "poll_interval")
         self.path = os.fspath(path)
         if os.path.exists(self.path) and not os.path.isdir(self.path):  # before makedirs: its EEXIST says less
             raise JournalNotFoundError("the journal path is a file, not a folder", path=self.path)
