@@ -231,6 +231,8 @@ def make_folder(path: str, what: str = "journal folder") -> None:
             raise JournalNotFoundError(f"{what} is a file, not a folder", path=path) from None
         if exc.errno in (errno.ENOTDIR, errno.EEXIST):
             raise JournalNotFoundError(f"cannot create {what}: a part of its path is a file", path=path) from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise JournalNotFoundError(f"cannot create {what}: {exc.strerror}", path=path) from None
         raise
 
 

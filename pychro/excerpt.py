@@ -62,12 +62,14 @@ class Excerpt:
 
     def set_offset(self, offset: int) -> None:
         """Move the read position to an absolute offset inside the message."""
+        _check_int(offset, "offset")
         if not self._start <= offset <= self._end:
             raise ValueError(f"offset {offset} outside message [{self._start}, {self._end}]")
         self._pos = offset
 
     def advance(self, num_bytes: int) -> None:
         """Skip ``num_bytes`` bytes of the message."""
+        _check_int(num_bytes, "num_bytes")
         self.set_offset(self._pos + num_bytes)
 
     def get_bytes(self) -> Any:
@@ -233,6 +235,7 @@ class Excerpt:
 
     def read_fixed_string(self, size: int) -> str | None:
         """A ``read_string`` that then skips to ``size`` bytes after where it began (pychro 0.8)."""
+        _check_int(size, "size")
         start = self._pos
         value = self.read_string()
         self.set_offset(start + size)
@@ -244,8 +247,11 @@ class Excerpt:
 
     def read_bytes(self, n: int) -> bytes:
         """The next ``n`` raw bytes."""
+        _check_int(n, "n")
+        if n < 0:
+            raise ValueError(f"n must be >= 0 bytes, got {n}")
         p = self._pos
-        if n < 0 or p + n > self._end:
+        if p + n > self._end:
             self._short(n)
         self._pos = p + n
         return bytes(self._buf[p : p + n])
@@ -355,3 +361,8 @@ class Excerpt:
 
 # pychro 0.8 name of the excerpt type.
 RawByteReader = Excerpt
+
+
+def _check_int(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")

@@ -57,7 +57,7 @@ class VanillaChronicleReader:
     polling_interval : float or None
         At the end of the journal: ``None`` raises :class:`NoData`; ``0`` spins; ``> 0`` sleeps that many
         seconds between polls.
-    date : datetime.date or datetime.datetime, optional
+    date : datetime.date, datetime.datetime or ISO string, optional
         Start at the first message of the cycle holding this date/time.
     full_index : int, optional
         Start at this full index (exclusive with ``date``).
@@ -82,7 +82,7 @@ class VanillaChronicleReader:
         self,
         base_dir: str | os.PathLike[str],
         polling_interval: float | None = None,
-        date: _dt.date | None = None,
+        date: _dt.date | str | None = None,
         full_index: int | None = None,
         max_mapped_memory: int | None = None,
         thread_id_bits: int | None = None,
@@ -184,10 +184,16 @@ class VanillaChronicleReader:
         cycles = self._journal.cycles()
         self._goto(cycles[0] if cycles else None, 0)
 
-    def set_date(self, date: _dt.date | _dt.datetime) -> None:
-        """Go to the first message of the cycle holding ``date`` (or of the next cycle that exists)."""
+    def set_date(self, date: _dt.date | _dt.datetime | str) -> None:
+        """Go to the first message of the cycle holding ``date`` (or of the next cycle that exists); an ISO
+        string (``"2024-03-05"``, ``"2024-03-05T09:00"``) as the frames readers take it."""
+        if isinstance(date, str):
+            try:
+                date = _dt.datetime.fromisoformat(date.strip())
+            except ValueError:
+                raise ValueError(f"date={date!r} is not an ISO date (YYYY-MM-DD) or date/time") from None
         if not isinstance(date, _dt.date):
-            raise TypeError(f"date must be a datetime.date or datetime.datetime, got {type(date).__name__}")
+            raise TypeError(f"date must be a datetime.date, datetime.datetime or ISO string, got {type(date).__name__}")
         self._goto(self.config.check_cycle(self.config.cycle_of(date), f"date {date}"), 0)
 
     def set_index(self, full_index: int) -> None:

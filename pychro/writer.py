@@ -21,7 +21,7 @@ from . import _layout as L
 from ._commit import Committer, IndexFile
 from ._mapping import MappedFile, commit, make_folder
 from .config import VanillaConfig
-from .errors import JournalNotFoundError, MessageTooLargeError
+from .errors import JournalNotFoundError, MessageTooLargeError, PychroError
 from .journal import Journal
 from .reader import clock_from_utcnow, wall_clock_ms
 
@@ -76,7 +76,13 @@ class VanillaChronicleWriter:
         path = os.fspath(base_dir)
         if os.path.islink(path) and not os.path.exists(path):  # a loop or a dangling link: say so, not ELOOP
             raise JournalNotFoundError("journal folder is a symlink that loops or points nowhere", path=path)
-        Journal(path, config, thread_id_bits, must_exist=False).check_target()  # before creating anything
+        try:
+            Journal(path, config, thread_id_bits, must_exist=False).check_target()  # before creating anything
+        except OSError as exc:
+            if isinstance(exc, PychroError) or exc.errno is None:
+                raise
+            # a path the system refuses (too long, ...): a journal problem with its path, not a raw OSError
+            raise JournalNotFoundError(f"cannot use journal folder: {exc.strerror}", path=path) from None
         make_folder(path)
         self._journal = Journal(path, config, thread_id_bits)
         self.config = self._journal.config

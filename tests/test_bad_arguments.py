@@ -458,3 +458,32 @@ def test_random_serve_arguments(shared: Path, name: str, value: Any) -> None:
     except ALLOWED:
         return
     server.close()
+
+
+def test_writer_path_too_long(tmp_path: Path) -> None:
+    with pytest.raises(pychro.JournalNotFoundError, match="File name too long"):
+        pychro.VanillaChronicleWriter(tmp_path / ("x" * 300))  # a raw ENAMETOOLONG OSError before
+
+
+def test_excerpt_lengths_and_offsets(journal: Path) -> None:
+    with pychro.VanillaChronicleReader(journal) as reader:
+        excerpt = reader.next_reader()
+        with pytest.raises(ValueError, match="n must be >= 0 bytes, got -1"):
+            excerpt.read_bytes(-1)
+        with pytest.raises(TypeError, match="offset must be an int, got float"):
+            excerpt.set_offset(1.5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="num_bytes must be an int"):
+            excerpt.advance("1")  # type: ignore[arg-type]
+        assert excerpt.read_long() == 1_709_510_400_000  # nothing above moved the read position
+
+
+def test_reader_date_as_iso_string(journal: Path) -> None:
+    with pychro.VanillaChronicleReader(journal) as reader:
+        first = reader.next_reader().index  # written today, by the wall clock
+    day = pychro.VanillaConfig().cycle_datetime(first >> 40).date()
+    with pychro.VanillaChronicleReader(journal, date=day.isoformat()) as reader:
+        assert reader.next_reader().index == first
+        reader.set_date(f"{day}T12:00")
+        assert reader.next_reader().index == first
+        with pytest.raises(ValueError, match="not an ISO date"):
+            reader.set_date("yesterday")

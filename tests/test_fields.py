@@ -288,8 +288,9 @@ def test_read_bytes_bounds() -> None:
     assert e.read_bytes(2) == b"bc"
     with pytest.raises(FormatError):
         e.read_bytes(2)
-    with pytest.raises(FormatError):
+    with pytest.raises(ValueError, match="n must be >= 0 bytes") as info:  # a bad argument, not bad bytes
         e.read_bytes(-1)
+    assert not isinstance(info.value, FormatError)
     assert e.read_bytes(1) == b"d"
 
 
