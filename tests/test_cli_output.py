@@ -52,6 +52,15 @@ def test_csv_round_trips_every_type(every_type: Path, tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(pychro.read_frame(tmp_path / "back", ALL), pychro.read_frame(every_type, ALL))
 
 
+def test_cli_csv_export_import_round_trips_every_type(every_type: Path, tmp_path: Path) -> None:
+    """The same through the command line: ``pychro export --to x.csv`` then ``pychro import x.csv --schema``."""
+    spec = ",".join(f"{f.name}:{f.type.name}" for f in ALL.fields)
+    out = tmp_path / "cli.csv"
+    assert main(["export", str(every_type), "--schema", spec, "--to", str(out), "--no-progress"]) == 0
+    assert main(["import", str(out), str(tmp_path / "back"), "--schema", spec, "--no-progress"]) == 0
+    pd.testing.assert_frame_equal(pychro.read_frame(tmp_path / "back", ALL), pychro.read_frame(every_type, ALL))
+
+
 @pytest.mark.parametrize("unit", ["ms", "us"])
 def test_csv_of_ns_timestamps_into_a_coarser_schema(tmp_path: Path, unit: str) -> None:
     """`export` writes ns text for a timestamp_ns field; importing it into timestamp_ms/us works when lossless
