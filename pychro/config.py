@@ -68,6 +68,11 @@ class _DateFormat:
             raise ValueError(f"invalid cycle_format {pattern!r}")
         self.regex = re.compile("".join(regex) + r"\Z")
         self.depth = pattern.count("/") + 1
+        # folder names are joined to the journal path: a literal that leaves it, or an empty part, is refused
+        sample = self.format(_dt.datetime(2024, 1, 10, 12, tzinfo=_UTC)).split("/")
+        if any(part in ("", ".", "..") or "\x00" in part for part in sample):
+            raise ValueError(f"cycle_format {pattern!r} names folders outside the journal folder or empty ones "
+                             f"(e.g. {'/'.join(sample)!r}): use letters y M d H m s S, '/' between parts")
 
     def format(self, moment: _dt.datetime) -> str:
         out = []
@@ -217,9 +222,22 @@ class VanillaConfig:
         # indices fit a signed 64-bit long; cycles before 1970 are never written (Java's are >= 0 too).
         last_ms = (_LAST_DAY - _EPOCH.date()).days * 86_400_000 - 1
         d["max_cycle"] = min(last_ms // self.cycle_length_ms - 1, (_MAX_INDEX >> seq_bits) - 1)
+        self._check_names_cycles()
         if d["max_cycle"] < 0:
             raise ValueError(f"cycle_length_ms={self.cycle_length_ms} leaves no cycle that ends before "
                              f"{_LAST_DAY}: at most {last_ms // 2} ms")
+
+    def _check_names_cycles(self) -> None:
+        """A format coarser than the cycle (``yyyyMMdd`` for hourly cycles, say) would put several cycles in one
+        folder, each overwriting the other's index files: refuse it (probed at a date with no DST change)."""
+        probe = self.cycle_of(_dt.datetime(2024, 1, 10, 12, tzinfo=_UTC))
+        for cycle in (probe, probe + 1):
+            if 0 <= cycle <= self.max_cycle and self.cycle_of_folder(self.folder_name(cycle)) != cycle:
+                raise ValueError(
+                    f"cycle_format {self.cycle_format!r} does not name each cycle of {self.cycle_length_ms} ms: "
+                    f"cycles {probe} and {probe + 1} get folders {self.folder_name(probe)!r} and "
+                    f"{self.folder_name(probe + 1)!r}"
+                )
 
     # -- derived sizes ---------------------------------------------------------------------------------
     @property

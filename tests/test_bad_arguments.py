@@ -487,3 +487,17 @@ def test_reader_date_as_iso_string(journal: Path) -> None:
         assert reader.next_reader().index == first
         with pytest.raises(ValueError, match="not an ISO date"):
             reader.set_date("yesterday")
+
+
+@pytest.mark.parametrize("fmt", ["../yyyyMMdd", "yyyy/../MM", "/yyyyMMdd", "yyyy//MM", "'..'/yyyyMMdd", "yyyy\x00"])
+def test_cycle_format_that_leaves_the_journal(fmt: str) -> None:
+    """Folder names are joined to the journal path: '..', an absolute or an empty part would write elsewhere."""
+    with pytest.raises(ValueError, match="outside the journal folder or empty"):
+        pychro.VanillaConfig(cycle=None, cycle_format=fmt, cycle_length_ms=86_400_000)
+
+
+@pytest.mark.parametrize("fmt, length", [("SSS", 86_400_000), ("yyyyMMdd", 3_600_000), ("yyyyMMddHH", 60_000)])
+def test_cycle_format_coarser_than_the_cycle(fmt: str, length: int) -> None:
+    """Two cycles in one folder would share (and overwrite) one index-0."""
+    with pytest.raises(ValueError, match=f"cycle_format '{fmt}' does not name each cycle of {length} ms"):
+        pychro.VanillaConfig(cycle=None, cycle_format=fmt, cycle_length_ms=length)
