@@ -230,14 +230,14 @@ class VanillaConfig:
     def _check_names_cycles(self) -> None:
         """A format coarser than the cycle (``yyyyMMdd`` for hourly cycles, say) would put several cycles in one
         folder, each overwriting the other's index files: refuse it (probed at a date with no DST change)."""
-        probe = self.cycle_of(_dt.datetime(2024, 1, 10, 12, tzinfo=_UTC))
-        for cycle in (probe, probe + 1):
-            if 0 <= cycle <= self.max_cycle and self.cycle_of_folder(self.folder_name(cycle)) != cycle:
-                raise ValueError(
-                    f"cycle_format {self.cycle_format!r} does not name each cycle of {self.cycle_length_ms} ms: "
-                    f"cycles {probe} and {probe + 1} get folders {self.folder_name(probe)!r} and "
-                    f"{self.folder_name(probe + 1)!r}"
-                )
+        probe = min(self.cycle_of(_dt.datetime(2024, 1, 10, 12, tzinfo=_UTC)), max(0, self.max_cycle - 2))
+        cycles = [c for c in (probe, probe + 1, probe + 2) if 0 <= c <= self.max_cycle]
+        names = [self.folder_name(c) for c in cycles]
+        if len(set(names)) != len(names) or any(self.cycle_of_folder(n) != c for c, n in zip(cycles, names)):
+            raise ValueError(
+                f"cycle_format {self.cycle_format!r} does not name each cycle of {self.cycle_length_ms} ms: "
+                f"cycles {', '.join(map(str, cycles))} get folders {', '.join(map(repr, names))}"
+            )
 
     # -- derived sizes ---------------------------------------------------------------------------------
     @property
