@@ -156,6 +156,8 @@ def test_writer_on_a_read_only_mount(read_only_mount: Path) -> None:
         _write(read_only_mount / "journal", "write_long", 1)
     with pytest.raises(pychro.ReadOnlyJournalError, match="cannot create journal folder"):
         pychro.VanillaChronicleWriter(read_only_mount / "new")
+    with pytest.raises(pychro.ReadOnlyJournalError, match="cannot create journal folder"):
+        pychro.write_frame({"x": [1]}, read_only_mount / "new", "x:int64")  # a raw EROFS OSError before
 
 
 def test_nested_schema_metadata(tmp_path: Path) -> None:
@@ -501,3 +503,24 @@ def test_cycle_format_coarser_than_the_cycle(fmt: str, length: int) -> None:
     """Two cycles in one folder would share (and overwrite) one index-0."""
     with pytest.raises(ValueError, match=f"cycle_format '{fmt}' does not name each cycle of {length} ms"):
         pychro.VanillaConfig(cycle=None, cycle_format=fmt, cycle_length_ms=length)
+
+
+def test_write_frame_float32_overflow(tmp_path: Path) -> None:
+    """1e300 into a float32 field became inf silently (the row writer's write_float refuses it)."""
+    with pytest.raises(ValueError, match=r"row 1: column 'f' value 1e\+300 does not fit in a Java float"):
+        pychro.write_frame({"f": [1.0, 1e300]}, tmp_path / "j", "f:float32")
+    assert not (tmp_path / "j").exists()
+    pychro.write_frame({"f": [math.inf, 1e-50]}, tmp_path / "j", "f:float32")  # inf stays inf; underflow is 0
+    assert pychro.read_table(tmp_path / "j", "f:float32").column("f").to_pylist() == [math.inf, 0.0]
+
+
+@pytest.mark.parametrize("data, match", [
+    ({"x": [2**63]}, "column 'x' cannot be converted to Arrow: .*too large"),
+    (pd.DataFrame({"x": [2**64]}, dtype=object), "column 'x' cannot be converted to Arrow"),
+    ({"x": ["\ud800"]}, "column 'x' cannot be converted to Arrow: .*surrogates"),
+    ({"x": [1], "y": [1, 2]}, "cannot be converted to an Arrow table: .*length"),
+])
+def test_write_frame_data_arrow_cannot_hold(tmp_path: Path, data: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match) as info:  # OverflowError and UnicodeEncodeError before
+        pychro.write_frame(data, tmp_path / "j", "x:int64")
+    assert type(info.value) is ValueError

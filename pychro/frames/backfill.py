@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, NoReturn
 import numpy as np
 import numpy.typing as npt
 
+from .._mapping import make_folder
 from .._optional import require
 from ..config import VanillaConfig
 from ..journal import Journal
@@ -103,11 +104,11 @@ def write_frame(
     schema = Schema.from_arrow(table.schema) if schema is None else Schema(schema)
     journal = Journal(path, config, thread_id_bits, must_exist=False)
     journal.check_target()
-    os.makedirs(journal.path, exist_ok=True)
     cfg = journal.config
     n = table.num_rows
     workers = workers_for(threads, n)
     prepared = _prepare(table, schema, cfg, date, timestamp_column, clock, workers)
+    make_folder(journal.path)  # only once every row is known to fit: a refused frame leaves nothing
     out = np.empty(n, dtype=np.int64)
     if not n:
         return out
@@ -159,7 +160,7 @@ def write_batches(
         total += table.num_rows
     if not total:
         return 0
-    os.makedirs(journal.path, exist_ok=True)
+    make_folder(journal.path)
     bar = _bar(total, progress)
     written = 0
     try:
@@ -238,13 +239,28 @@ def _to_table(data: Any) -> Any:
         return data
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
-    if isinstance(data, dict):
-        return pa.table(data)
-    if type(data).__module__.startswith("pandas"):
-        return pa.Table.from_pandas(data, preserve_index=False)
+    is_pandas = type(data).__module__.startswith("pandas")
+    if isinstance(data, dict) or is_pandas:
+        try:
+            return pa.Table.from_pandas(data, preserve_index=False) if is_pandas else pa.table(data)
+        except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
+            raise _conversion_error(pa, data, exc) from None
     raise TypeError(
         f"write_frame takes a pandas DataFrame, a pyarrow Table/RecordBatch or a dict, not {type(data).__name__}"
     )
+
+
+def _conversion_error(pa: Any, data: Any, exc: BaseException) -> ValueError:
+    """Arrow could not take the data: name the column (values too big for int64, lone surrogates, ...)."""
+    for name in list(data.keys()):
+        values = data[name]
+        if isinstance(values, (pa.Array, pa.ChunkedArray)):
+            continue
+        try:
+            pa.array(values, from_pandas=True)
+        except (pa.ArrowException, OverflowError, ValueError, TypeError) as col_exc:
+            return ValueError(f"column {name!r} cannot be converted to Arrow: {col_exc}")
+    return ValueError(f"the data cannot be converted to an Arrow table: {exc}")
 
 
 def _column(table: Any, field: Any) -> Any:
@@ -278,7 +294,7 @@ def _encode(field: Any, col: Any, n: int) -> Step:
     if name.startswith("float"):
         if not (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t)):
             raise ValueError(f"column {field.name!r}: {name} fields take numbers, not {t}")
-        return _floats(col, ft.dtype)
+        return _floats(col, ft.dtype, field.name)
     _first_null(col, field)
     if name.startswith("timestamp_"):
         unit = name.split("_")[1]
@@ -328,7 +344,7 @@ def _fixed(values: npt.NDArray[Any], dtype: str) -> Step:
     return Step(C.K_FIXED, arr.dtype.itemsize, arr)
 
 
-def _floats(col: Any, dtype: str) -> Step:
+def _floats(col: Any, dtype: str, name: str) -> Step:
     """A null is written as NaN: pandas turns NaN into null on the way to Arrow, and back on the way out."""
     pa = require("pyarrow")
     target = np.dtype(dtype)
@@ -340,7 +356,16 @@ def _floats(col: Any, dtype: str) -> Step:
         return Step(C.K_FIXED, target.itemsize, values, None, validity, col.offset, nan)
     if col.null_count or pa.types.is_decimal(col.type):
         col = col.cast(pa.float64()).fill_null(float("nan"))
-    return _fixed(col.to_numpy(zero_copy_only=False).astype(target, copy=False), dtype)
+    src = col.to_numpy(zero_copy_only=False)
+    with np.errstate(over="ignore"):
+        values = src.astype(target, copy=False)
+    if target.itemsize == 4 and src.dtype.kind == "f":
+        big = np.isinf(values) & np.isfinite(src)  # finite, but beyond float32: the row writer refuses it too
+        if big.any():
+            r = int(np.argmax(big))
+            raise ValueError(f"row {r}: column {name!r} value {float(src[r])!r} does not fit in a Java float "
+                             f"(float32, |x| <= {float(np.finfo(np.float32).max):.7g})")
+    return _fixed(values, dtype)
 
 
 def _integers(field: Any, col: Any, dtype: str) -> npt.NDArray[Any]:
