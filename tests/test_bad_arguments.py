@@ -524,3 +524,13 @@ def test_write_frame_data_arrow_cannot_hold(tmp_path: Path, data: Any, match: st
     with pytest.raises(ValueError, match=match) as info:  # OverflowError and UnicodeEncodeError before
         pychro.write_frame(data, tmp_path / "j", "x:int64")
     assert type(info.value) is ValueError
+
+
+def test_remote_writer_and_start_arguments() -> None:
+    with pytest.raises(ValueError, match=r"port must be in 1\.\.65535, got 70000"):
+        pychro.remote.RemoteChronicleWriter("127.0.0.1", 70000)  # tried to connect before
+    with pytest.raises(ValueError, match="timeout"):
+        pychro.remote.RemoteChronicleWriter("127.0.0.1", 1, timeout=math.inf)  # OverflowError from the socket
+    for kw in ({"where": 2**70}, {"resume_after": 2**70}):  # indices no journal holds: refused before connecting
+        with pytest.raises(ValueError, match=r"must be in 0\.\.0x"):
+            pychro.RemoteChronicleReader("127.0.0.1", 1, reconnect=False, **kw)

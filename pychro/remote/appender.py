@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from ..config import check_seconds
 from ..errors import MessageTooLargeError, RemoteError
 from ..writer import Appender
 from . import wire as W
@@ -45,10 +46,18 @@ class RemoteChronicleWriter:
     """
 
     def __init__(self, host: str, port: int, *, ack: bool = True, timeout: float = 10.0) -> None:
+        if not isinstance(host, str) or not host:
+            raise TypeError(f"host must be a non-empty str, got {host!r}")
+        if isinstance(port, str) and port.isdigit():
+            port = int(port)
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError(f"port must be an int in 1..65535, got {type(port).__name__}")
+        if not 1 <= port <= 65535:
+            raise ValueError(f"port must be in 1..65535, got {port}")
         self.host = host
-        self.port = int(port)
+        self.port = port
         self.ack = ack
-        self.timeout = timeout
+        self.timeout = check_seconds(timeout, "timeout", zero=False)
         self._lock = threading.Lock()
         self._appenders: dict[int, RemoteAppender] = {}
         try:

@@ -59,7 +59,7 @@ def start_index_of(where: Where, config: VanillaConfig | None = None) -> int:
     if isinstance(where, int):
         if where < 0:
             raise ValueError(f"a full index must be >= 0, got {where}")
-        return where
+        return cfg.check_index(where, "where")
     if isinstance(where, (_dt.date, _dt.datetime)):
         return cfg.index_of(cfg.cycle_of(where), 0)
     if isinstance(where, str):
@@ -170,6 +170,7 @@ class RemoteChronicleReader:
                 raise TypeError(f"resume_after must be a full index (int), got {type(resume_after).__name__}")
             if resume_after < 0:
                 raise ValueError(f"resume_after must be a full index >= 0, got {resume_after}")
+            self.config.check_index(resume_after, "resume_after")
             self._start = resume_after
             self._first_min = resume_after + 1
         else:
