@@ -108,6 +108,7 @@ class _DateFormat:
 
 
 _MAX_BLOCK_BITS = 30
+_MAX_SECONDS = 86_400.0 * 365  # time.sleep and socket timeouts overflow on inf and huge values
 
 
 def check_seconds(value: object, name: str, *, zero: bool = True) -> float:
@@ -119,9 +120,6 @@ def check_seconds(value: object, name: str, *, zero: bool = True) -> float:
         low = "0" if zero else "above 0"
         raise ValueError(f"{name} must be {low} .. {_MAX_SECONDS:.0f} seconds, got {value!r}")
     return seconds
-
-
-_MAX_SECONDS = 86_400.0 * 365  # time.sleep and socket timeouts overflow on inf and huge values
 
 
 def _check_int(value: object, name: str) -> None:
@@ -222,10 +220,10 @@ class VanillaConfig:
         # indices fit a signed 64-bit long; cycles before 1970 are never written (Java's are >= 0 too).
         last_ms = (_LAST_DAY - _EPOCH.date()).days * 86_400_000 - 1
         d["max_cycle"] = min(last_ms // self.cycle_length_ms - 1, (_MAX_INDEX >> seq_bits) - 1)
-        self._check_names_cycles()
         if d["max_cycle"] < 0:
             raise ValueError(f"cycle_length_ms={self.cycle_length_ms} leaves no cycle that ends before "
                              f"{_LAST_DAY}: at most {last_ms // 2} ms")
+        self._check_names_cycles()
 
     def _check_names_cycles(self) -> None:
         """A format coarser than the cycle (``yyyyMMdd`` for hourly cycles, say) would put several cycles in one
