@@ -51,3 +51,12 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert any("image/png" in data for data in shown), f"no figure shown by:\n{cell.source}"
         # a figure printed as text ("<Figure size 800x300 with 1 Axes>") is what a non-inline backend gives
         assert all("image/png" in d for d in shown if str(d.get("text/plain", "")).startswith("<Figure size"))
+
+
+def test_notebooks_extra_installs_jupyter() -> None:
+    """``pip install -e ".[notebooks]"`` then ``jupyter lab``: the extra must bring JupyterLab itself."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {req.split("[")[0].split(">")[0].split("=")[0].strip() for req in extras["notebooks"]}
+    assert {"jupyterlab", "matplotlib", "ipykernel"} <= names
