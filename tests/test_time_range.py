@@ -288,3 +288,28 @@ def test_cycles_and_rows_outside_the_range_are_not_decoded(tmp_path: Path) -> No
         data.write_bytes(b"\xff" * 64)
     full_day5 = read_frame(root, S, date="2024-03-05", errors="skip")
     _same(read_frame(root, S, start=ISO0, end=ISO1), _want(full_day5))
+
+
+def test_numpy_datetime64_bounds_and_date(three_days: tuple[Path, pd.DataFrame]) -> None:
+    root, full = three_days
+    t0, t1 = np.datetime64("2024-03-05T09:00"), np.datetime64("2024-03-05T17:30:00.000000001")
+    _same(read_table(root, S, start=t0, end=t1), _want(full, T0, T1 + pd.Timedelta(1, "ns")))
+    day = full[(full.ts >= pd.Timestamp("2024-03-05", tz="UTC")) & (full.ts < pd.Timestamp("2024-03-06", tz="UTC"))]
+    _same(read_table(root, S, date=np.datetime64("2024-03-05")), day.reset_index(drop=True))
+    for bad in ({"start": np.datetime64("NaT")}, {"end": pd.NaT}, {"date": np.datetime64("NaT")}):
+        with pytest.raises(ValueError, match="NaT"):
+            read_table(root, S, **bad)
+
+
+@pytest.mark.parametrize("start,end", [(ISO0, 0x4c000000000000), (1, T1), (T0, 10**12)])
+def test_a_full_index_beside_a_time_is_an_error(three_days: tuple[Path, pd.DataFrame], start: Any, end: Any,
+                                                tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An int beside a datetime is most often an epoch count meant as a time: refused, not read as an index."""
+    root, _ = three_days
+    with pytest.raises(ValueError, match="mix a full index"):
+        read_table(root, S, start=start, end=end)
+    out = tmp_path / "x.parquet"
+    assert main(["export", str(root), "--schema", S, "--from", str(start) if isinstance(start, int) else ISO0,
+                 "--until", str(end) if isinstance(end, int) else ISO1, "--to", str(out)]) == 2  # a usage error
+    assert "mix a full index" in capsys.readouterr().err
+    assert not out.exists()

@@ -30,7 +30,13 @@ SCAN_ROWS = 1 << 18  # rows of the timestamp column decoded at once while lookin
 
 
 def parse_when(value: Any, what: str) -> Any:
-    """An ISO string -> an aware datetime (naive = UTC); other values unchanged."""
+    """An ISO string or ``np.datetime64`` -> an aware datetime (naive = UTC); other values unchanged."""
+    if isinstance(value, np.datetime64):
+        import pandas as pd  # keeps the nanoseconds a datetime would drop
+
+        value = pd.Timestamp(value)
+    if value is not None and isinstance(value, _dt.date) and value != value:  # NaT: no instant to compare with
+        raise ValueError(f"{what}=NaT is not a time: give a date/time, a full index (int), or None for open")
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -42,7 +48,11 @@ def parse_when(value: Any, what: str) -> Any:
 
 
 def as_date(value: Any) -> Any:
-    """``date=`` argument: ISO strings (``"2024-03-05"``) become dates; pairs element-wise."""
+    """``date=`` argument: ISO strings (``"2024-03-05"``) and ``np.datetime64`` become dates; pairs element-wise."""
+    if isinstance(value, np.datetime64):
+        if np.isnat(value):
+            raise ValueError("date=NaT is not a date")
+        return _dt.date.fromisoformat(str(value.astype("datetime64[D]")))
     if isinstance(value, str):
         try:
             return _dt.date.fromisoformat(value.strip())
@@ -69,6 +79,12 @@ def check_order(start: Any, end: Any) -> None:
         reversed_ = _epoch_ns(start) > _epoch_ns(end)
     elif isinstance(start, int) and isinstance(end, int):
         reversed_ = start > end
+    elif is_time_bound(start) or is_time_bound(end):
+        # a full index beside a time is almost always an epoch count meant as a time: refuse, not guess
+        raise ValueError(
+            f"start={_show(start)} and end={_show(end)} mix a full index (int) with a date/time: give both as "
+            "full indices or both as dates/datetimes/ISO strings"
+        )
     else:
         return
     if reversed_:
@@ -76,7 +92,9 @@ def check_order(start: Any, end: Any) -> None:
 
 
 def _show(value: Any) -> str:
-    return f"{value:#x}" if isinstance(value, int) else value.isoformat()
+    if isinstance(value, int):
+        return f"{value:#x}"
+    return value.isoformat() if isinstance(value, _dt.date) else repr(value)
 
 
 def _epoch_ns(value: _dt.date) -> int:
