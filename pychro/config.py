@@ -151,7 +151,7 @@ class VanillaConfig:
         rule for this host (:func:`pychro._layout.host_thread_id_bits`).
     message_capacity : int
         Bytes reserved per message by a writer (Java ``defaultMessageSize``); data files roll when fewer than
-        ``message_capacity + 4`` bytes remain.
+        ``message_capacity + 4`` bytes remain. Default 128 KiB, or ``data_block_size - 4`` when that is less.
 
     Examples
     --------
@@ -207,8 +207,11 @@ class VanillaConfig:
         if index_bits > _MAX_BLOCK_BITS or L.log2_exact(self.data_block_size, "data_block_size") > _MAX_BLOCK_BITS:
             raise ValueError(f"index_block_size and data_block_size must be at most 2**{_MAX_BLOCK_BITS} bytes "
                              f"(Java maps a file in one buffer), got {self.index_block_size}, {self.data_block_size}")
+        if self.message_capacity == L.DEFAULT_MESSAGE_CAPACITY:  # the default shrinks to fit a small data block
+            set_(self, "message_capacity", min(self.message_capacity, self.data_block_size - L.HEADER_SIZE))
         if not 0 < self.message_capacity <= self.data_block_size - L.HEADER_SIZE:
-            raise ValueError("message_capacity must be positive and at most data_block_size - 4")
+            raise ValueError(f"message_capacity must be positive and at most data_block_size - 4 = "
+                             f"{self.data_block_size - L.HEADER_SIZE}, got {self.message_capacity}")
         if self.thread_id_bits is not None:
             L.EntryCodec(self.thread_id_bits, self.data_block_size)  # validates the pair
         d = self._derived

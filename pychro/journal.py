@@ -240,17 +240,25 @@ class Journal:
                 return f"{name} holds committed messages"
         return None
 
-    def block_size_hint(self) -> str:
-        """'; index_block_size=N would match ...' when every index file has one other power-of-two size."""
+    def block_size_hint(self, kind: str = "index") -> str:
+        """'; <kind>_block_size=N would match ...' when every index (or data) file has one other power-of-two size.
+
+        Java makes every file of a kind exactly its block size, so one other common size is a configuration
+        that does not match the journal, not damage."""
         sizes: set[int] = set()
         for cycle in self.cycles()[:8]:
-            for n in self.index_files(cycle)[:4]:
+            if kind == "index":
+                paths = [self.index_path(cycle, n) for n in self.index_files(cycle)[:4]]
+            else:
+                paths = [self.data_path(cycle, *t) for t in self.data_files(cycle)[:4]]
+            for path in paths:
                 try:
-                    sizes.add(os.stat(self.index_path(cycle, n)).st_size)
+                    sizes.add(os.stat(path).st_size)
                 except OSError:
                     pass
         sizes.discard(0)
-        hint = _block_size_hint("index", sizes, self.config.index_block_size, 64)
+        configured = self.config.index_block_size if kind == "index" else self.config.data_block_size
+        hint = _block_size_hint(kind, sizes, configured, 64 if kind == "index" else 1024)
         return f"; {hint}" if hint else ""
 
     def check_layout(self) -> bool:
@@ -265,6 +273,7 @@ class Journal:
         # cycles are looked for after the listing: a writer may create the first cycle folder in between
         if self.cycles():
             self._check_cycle_starts()
+            self._check_data_block_size()
             return False
         if not names:
             return True
@@ -304,6 +313,16 @@ class Journal:
             f"{len(odd)} folder(s) named by cycle_format {cfg.cycle_format!r} start no cycle of "
             f"cycle_length_ms={cfg.cycle_length_ms} (e.g. {odd[0]}): the journal was written with another cycle "
             f"length{hint}", path=self.path)
+
+    def _check_data_block_size(self) -> None:
+        """Raise when every data file has one other power-of-two size: index entries would then be split into
+        file and offset at the wrong place, and a smaller block size can land on a header inside another
+        file (plausible garbage), not only past a file's end."""
+        hint = self.block_size_hint("data")
+        if hint:
+            raise JournalNotFoundError(
+                f"the data files do not match data_block_size={self.config.data_block_size}: {hint[2:]}",
+                path=self.path)
 
     def _not_a_journal(self, names: list[str]) -> tuple[str, bool]:
         """What the folder is instead of a journal, and whether that is known (False: just no cycle folder)."""
@@ -396,11 +415,9 @@ class Journal:
 
     def missing_data_hint(self) -> str:
         """A sentence for errors about a missing data file: what thread-id bits the entries suggest."""
-        sizes = {os.path.getsize(os.path.join(self.cycle_path(c), L.data_file_name(*t)))
-                 for c in self.cycles()[-2:] for t in self.data_files(c)[:8]}
-        hint = _block_size_hint("data", sizes, self.config.data_block_size, 1024)
+        hint = self.block_size_hint("data")
         if hint:
-            return hint
+            return hint[2:]
         detected = self.detect_thread_id_bits(self.config.with_thread_id_bits(self.config.thread_id_bits or 16))
         if detected is not None and detected != self.config.thread_id_bits:
             return (

@@ -479,7 +479,8 @@ class VanillaChronicleReader:
         if offset > mf.size or offset + 4 > mf.size:
             mf.refresh(self.config.data_block_size)
         if offset > mf.size:
-            raise CorruptDataError(f"index entry points past the end of the data file ({mf.size} bytes)", **ctx)
+            raise CorruptDataError(f"index entry points past the end of the data file ({mf.size} bytes)"
+                                   + self._journal.block_size_hint("data"), **ctx)
         assert mf.mm is not None  # mf.size >= offset >= 4: only an empty file is left unmapped
         header = _header(mf.mm, offset - 4)[0]
         length = L.length_from_header(header)
@@ -491,7 +492,8 @@ class VanillaChronicleReader:
             mf.refresh(self.config.data_block_size)
             if offset + length > mf.size:
                 raise CorruptDataError(
-                    f"message of {length} bytes runs past the end of the data file ({mf.size} bytes)", **ctx
+                    f"message of {length} bytes runs past the end of the data file ({mf.size} bytes)"
+                    + self._journal.block_size_hint("data"), **ctx
                 )
         seq = self._seq
         self._seq = seq + 1

@@ -198,14 +198,14 @@ def _check_batch(
             bad[rows] = True
             continue
         try:
-            _check_file(mf, seq0, rows, offsets, bad, state, problem)
+            _check_file(mf, seq0, rows, offsets, bad, state, problem, lambda: journal.block_size_hint("data"))
         finally:
             mf.close()
     return int(bad.sum())
 
 
 def _check_file(mf: MappedFile, seq0: int, rows: Any, offsets: Any, bad: Any, state: _FileState,
-                problem: Any) -> None:
+                problem: Any, hint: Any) -> None:
     """Headers, bounds, overlap and order of the messages of one data file (rows in index order)."""
 
     def first(kind: str, which: Any) -> Any:
@@ -218,7 +218,7 @@ def _check_file(mf: MappedFile, seq0: int, rows: Any, offsets: Any, bad: Any, st
     off = offsets[rows]
     ok = ~bad[rows] & (off <= mf.size)
     for i in first("past_file", rows[~ok & ~bad[rows]]):
-        problem(f"index entry points past the end of the data file ({mf.size} bytes)", seq=seq0 + int(i),
+        problem(f"index entry points past the end of the data file ({mf.size} bytes){hint()}", seq=seq0 + int(i),
                 path=mf.path, offset=int(offsets[i]))
     bad[rows[~ok]] = True
     good = rows[ok]
@@ -239,7 +239,7 @@ def _check_file(mf: MappedFile, seq0: int, rows: Any, offsets: Any, bad: Any, st
                 seq=seq0 + int(i), path=mf.path, offset=int(offsets[i]))
     past = ~uncommitted & ~broken & (offsets[good] + ln > mf.size)
     for i in first("past_body", good[past]):
-        problem(f"body runs past the end of the data file ({mf.size} bytes)", seq=seq0 + int(i), path=mf.path,
+        problem(f"body runs past the end of the data file ({mf.size} bytes){hint()}", seq=seq0 + int(i), path=mf.path,
                 offset=int(offsets[i]))
     fail = uncommitted | broken | past
     bad[good[fail]] = True

@@ -17,7 +17,14 @@ import pytest
 
 from helpers import FakeClock, sample_body, sample_fields
 
-from pychro import NoData, RemoteError, VanillaChronicleReader, VanillaChronicleWriter, VanillaConfig
+from pychro import (
+    JournalNotFoundError,
+    NoData,
+    RemoteError,
+    VanillaChronicleReader,
+    VanillaChronicleWriter,
+    VanillaConfig,
+)
 from pychro.remote import RemoteChronicleReader, RemoteChronicleWriter, serve
 
 pytestmark = [pytest.mark.network, pytest.mark.timeout(120)]
@@ -142,6 +149,7 @@ def test_from_end_only_new_messages(tmp_path: Path) -> None:
 
 def test_empty_journal_from_start_and_from_end(tmp_path: Path) -> None:
     journal = tmp_path / "empty"
+    journal.mkdir()  # an empty journal: a folder with nothing in it yet
     with serve(journal, background=True) as server:
         start = remote(server.port, "start", timeout=0.3)
         end = remote(server.port, "end", timeout=0.3)
@@ -155,6 +163,16 @@ def test_empty_journal_from_start_and_from_end(tmp_path: Path) -> None:
             assert [e.index for e in got] == written  # from-end on an empty journal drops nothing
             assert [e.read_int() for e in got] == [41, 42]
             reader.close()
+
+
+def test_a_missing_folder_is_served_only_to_append_to(tmp_path: Path) -> None:
+    """A read-only server of a mistyped path would wait forever for messages: refused, and nothing created."""
+    missing = tmp_path / "typo"
+    with pytest.raises(JournalNotFoundError, match=r"no such journal folder.*--allow-append"):
+        serve(missing, background=True)
+    assert not missing.exists()
+    with serve(missing, background=True, allow_submit=True):
+        assert missing.is_dir()
 
 
 def test_hourly_cycles_with_config(tmp_path: Path) -> None:
@@ -379,6 +397,7 @@ def test_remote_append_with_ack(tmp_path: Path) -> None:
 
 
 def test_remote_append_refused_and_discard(tmp_path: Path) -> None:
+    (tmp_path / "j").mkdir()  # an empty journal: a read-only server does not create one
     with serve(tmp_path / "j", background=True, allow_submit=False) as server:
         with RemoteChronicleWriter("127.0.0.1", server.port) as remote_w:
             appender = remote_w.get_appender()

@@ -239,6 +239,7 @@ def test_server_subscribe_replies_and_frames(java_3_4_0: Path) -> None:
 
 
 def test_server_heartbeat_after_2_5_seconds_of_idle(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
     with serve(tmp_path / "empty", background=True) as server, _raw(server.port) as sock:
         sock.sendall(FROM_END)
         t0 = time.monotonic()
@@ -306,6 +307,7 @@ def test_server_query_submit_and_noack(tmp_path: Path) -> None:
 
 
 def test_server_read_only_nacks_submit(tmp_path: Path) -> None:
+    (tmp_path / "j").mkdir()
     with serve(tmp_path / "j", background=True, allow_submit=False) as server, _raw(server.port) as sock:
         sock.sendall(SUBMIT + le64(2) + b"hi")
         assert recv_n(sock, 12) == bytes.fromhex("7e ff ff ff") + le64(-4)

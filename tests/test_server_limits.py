@@ -434,6 +434,7 @@ def test_a_slot_that_stays_empty_is_corruption_after_a_grace(tmp_path: Path) -> 
 # -- 5. read-only by default -----------------------------------------------------------------------------------------
 def test_serve_is_read_only_by_default(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="pychro.remote")
+    (tmp_path / "j").mkdir()
     with serve(tmp_path / "j", background=True) as server:
         with RemoteChronicleWriter("127.0.0.1", server.port, timeout=10) as remote:
             for _ in range(3):
@@ -449,6 +450,7 @@ def test_serve_warns_beyond_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert server_module._is_loopback("127.8.0.1") and server_module._is_loopback("localhost")
     assert not server_module._is_loopback("0.0.0.0") and not server_module._is_loopback("::")
     assert not server_module._is_loopback("10.1.2.3")
+    (tmp_path / "j").mkdir()
     caplog.set_level(logging.WARNING, logger="pychro.remote")
     with serve(tmp_path / "j"):  # bound on loopback: no warning
         pass
@@ -468,6 +470,11 @@ def test_cli_serve_options(tmp_path: Path, children: list[ServeChild]) -> None:
     r = subprocess.run([sys.executable, "-m", "pychro", "serve", str(tmp_path / "j"), "--max-connections", "0"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 2 and "positive number of connections" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "pychro", "serve", str(tmp_path / "j"), "--port", "0"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 1 and "no such journal folder" in r.stderr and "--allow-append" in r.stderr
+    assert not (tmp_path / "j").exists()
+    (tmp_path / "j").mkdir()
     read_only = ServeChild(tmp_path / "j")
     children.append(read_only)
     with RemoteChronicleWriter("127.0.0.1", read_only.port, timeout=10) as remote:

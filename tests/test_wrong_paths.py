@@ -207,6 +207,26 @@ def test_a_wrong_index_block_size_names_the_one_that_matches(tmp_path: Path) -> 
     assert not report.ok and "index_block_size=1024" in str(report.first_problem)
 
 
+@pytest.mark.parametrize("configured", [None, 32 * 1024])  # 64 MiB, the default; or half the real size
+def test_a_wrong_data_block_size_names_the_one_that_matches(tmp_path: Path, configured: int | None,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Data files of 64 KiB read as 64 MiB (entries of file 1 would point past file 0's end) or as 32 KiB
+    (entries would land inside another file: plausible garbage): refused up front, naming the size that fits."""
+    root = tmp_path / "j"
+    small = {"data_block_size": 64 * 1024}
+    want = _write(root, 6000, config=pychro.VanillaConfig(**small), days=1)
+    assert len(os.listdir(next(root.iterdir()))) > 2  # several data files
+    config = pychro.VanillaConfig(data_block_size=configured) if configured else None
+    hint = r"data_block_size=65536 \(pass config=VanillaConfig\(data_block_size=65536\), pychro --data-block-size 65536"
+    for call in _readers(root, config).values():
+        with pytest.raises(JournalNotFoundError, match=hint):
+            call()
+    rc, out, err = _cli(capsys, "verify", str(root), *(["--data-block-size", str(configured)] if configured else []))
+    assert rc == 1 and "OK" not in out and "--data-block-size 65536" in err
+    got = read_frame(root, S, config=pychro.VanillaConfig(**small))
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+
+
 # -- lost and cut index files ----------------------------------------------------------------------------------
 def _copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)

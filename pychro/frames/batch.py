@@ -99,7 +99,8 @@ def _raise_corrupt(files: CycleFiles, key: int, offset: int, why: int, seq: int)
         elif why == C.H_HUGE:
             reason = f"bad header {header & 0xFFFFFFFF:#010x}: ~length must be below 2**30"
         else:
-            reason = f"message of {~header} bytes runs past the end of the data file ({dm.size} bytes)"
+            reason = (f"message of {~header} bytes runs past the end of the data file ({dm.size} bytes)"
+                      + files.journal.block_size_hint("data"))
     raise CorruptDataError(reason, path=files.key_path(key), cycle=files.cycle, seq=seq,
                            index=files.config.index_of(files.cycle, seq), offset=offset)
 

@@ -63,7 +63,9 @@ class ChronicleSourceServer:
     Parameters
     ----------
     path : str or os.PathLike
-        Journal folder (created when missing, so clients can wait for the first message).
+        Journal folder. A missing folder is an error (a mistyped path would look like a journal with no
+        messages yet) unless ``allow_submit`` is on, which starts a new journal there. An existing empty folder
+        is served as an empty journal: clients wait for its first message.
     host : str
         Address to bind; loopback unless told otherwise.
     port : int
@@ -120,7 +122,12 @@ class ChronicleSourceServer:
         self.path = os.fspath(path)
         if os.path.exists(self.path) and not os.path.isdir(self.path):  # before makedirs: its EEXIST says less
             raise JournalNotFoundError("the journal path is a file, not a folder", path=self.path)
-        os.makedirs(self.path, exist_ok=True)
+        if not os.path.isdir(self.path):
+            if not allow_submit:  # a mistyped path would be served as an empty journal that never gets a message
+                raise JournalNotFoundError(
+                    "no such journal folder (a read-only server creates nothing; allow_submit=True, "
+                    "pychro serve --allow-append, starts a new journal there)", path=self.path)
+            os.makedirs(self.path, exist_ok=True)
         self.journal = Journal(self.path, config, thread_id_bits)
         # a cycle folder, a folder of journals or folders another config names would be served as an empty
         # journal that never gets a message: refuse it, naming what is there, as every reader does

@@ -398,6 +398,7 @@ class JournalTail:
             row = int(np.flatnonzero(bad)[0])
             n = int(lens[row])
             what = (f"message of {n} bytes runs past the end of the data file ({size} bytes)"
+                    + self.journal.block_size_hint("data")
                     if 0 <= n < L.MAX_BODY_LENGTH
                     else f"bad header {int(headers[row]) & 0xFFFFFFFF:#010x}: ~length must be below 2**30")
             self._corrupt(what, mf, o, bad, first_index, sel)
