@@ -240,12 +240,10 @@ class Journal:
                 return f"{name} holds committed messages"
         return None
 
-    def block_size_hint(self, kind: str = "index") -> str:
-        """'; <kind>_block_size=N would match ...' when every index (or data) file has one other power-of-two size.
-
-        Java makes every file of a kind exactly its block size, so one other common size is a configuration
-        that does not match the journal, not damage."""
-        sizes: set[int] = set()
+    def _file_sizes(self, kind: str) -> list[int]:
+        """Sizes of a sample of the index (or data) files: up to 4 in each of the first 8 cycles, empty ones left
+        out (a file being created)."""
+        sizes = []
         for cycle in self.cycles()[:8]:
             if kind == "index":
                 paths = [self.index_path(cycle, n) for n in self.index_files(cycle)[:4]]
@@ -253,12 +251,20 @@ class Journal:
                 paths = [self.data_path(cycle, *t) for t in self.data_files(cycle)[:4]]
             for path in paths:
                 try:
-                    sizes.add(os.stat(path).st_size)
+                    size = os.stat(path).st_size
                 except OSError:
-                    pass
-        sizes.discard(0)
+                    continue
+                if size:
+                    sizes.append(size)
+        return sizes
+
+    def block_size_hint(self, kind: str = "index") -> str:
+        """'; <kind>_block_size=N would match ...' when every index (or data) file has one other power-of-two size.
+
+        Java makes every file of a kind exactly its block size, so one other common size most likely is a
+        configuration that does not match the journal."""
         configured = self.config.index_block_size if kind == "index" else self.config.data_block_size
-        hint = _block_size_hint(kind, sizes, configured, 64 if kind == "index" else 1024)
+        hint = _block_size_hint(kind, set(self._file_sizes(kind)), configured, 64 if kind == "index" else 1024)
         return f"; {hint}" if hint else ""
 
     def check_layout(self) -> bool:
@@ -315,14 +321,17 @@ class Journal:
             f"length{hint}", path=self.path)
 
     def _check_data_block_size(self) -> None:
-        """Raise when every data file has one other power-of-two size: index entries would then be split into
-        file and offset at the wrong place, and a smaller block size can land on a header inside another
-        file (plausible garbage), not only past a file's end."""
-        hint = self.block_size_hint("data")
-        if hint:
-            raise JournalNotFoundError(
-                f"the data files do not match data_block_size={self.config.data_block_size}: {hint[2:]}",
-                path=self.path)
+        """Raise when the data files certainly have another block size: index entries would be split into file
+        and offset at the wrong place, and with a smaller block size land on a header inside another file
+        (plausible garbage). Certain means one common power-of-two size, and either larger than the configured
+        one (files only get shorter by damage) or shared by several files (one short file may be a cut copy,
+        which readers report where a message is missing)."""
+        sizes = self._file_sizes("data")
+        configured = self.config.data_block_size
+        hint = _block_size_hint("data", set(sizes), configured, 1024)
+        if hint and (sizes[0] > configured or len(sizes) > 1):
+            raise JournalNotFoundError(f"the data files do not match data_block_size={configured}: {hint}",
+                                       path=self.path)
 
     def _not_a_journal(self, names: list[str]) -> tuple[str, bool]:
         """What the folder is instead of a journal, and whether that is known (False: just no cycle folder)."""
