@@ -40,13 +40,15 @@ def _when(text: str) -> int | _dt.datetime:
         return int(text, 0)
     except ValueError:
         pass
+    from .frames.timerange import parse_when  # the Python API's parser: the same instants, to the ns
+
     try:
-        moment = _dt.datetime.fromisoformat(text)
+        moment: _dt.datetime = parse_when(text, "bound")
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither a full index (decimal or 0x hex) nor an ISO date/time (2024-03-05T09:00)"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=_dt.UTC)
+    return moment
 
 
 def _date(text: str) -> _dt.date:

@@ -313,3 +313,45 @@ def test_a_full_index_beside_a_time_is_an_error(three_days: tuple[Path, pd.DataF
                  "--until", str(end) if isinstance(end, int) else ISO1, "--to", str(out)]) == 2  # a usage error
     assert "mix a full index" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_iso_bounds_keep_nanoseconds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ISO text finer than microseconds (as exports print timestamp_ns) is exact, not cut to microseconds."""
+    root, schema = tmp_path / "ns", "t:timestamp_ns,v:int64"
+    ts = pd.to_datetime(["2024-03-05 09:00:00.123456789", "2024-03-05 09:00:00.123456999"], utc=True)
+    pychro.write_frame(pd.DataFrame({"t": ts, "v": [1, 2]}), root, schema)
+    assert read_table(root, schema, start="2024-03-05T09:00:00.123456790").column("v").to_pylist() == [2]
+    assert read_table(root, schema, end="2024-03-05T09:00:00.123456900").column("v").to_pylist() == [1]
+    assert read_table(root, schema, end="2024-03-05T09:00:00,123456789+00:00").num_rows == 0
+    out = tmp_path / "x.csv"
+    assert main(["export", str(root), "--schema", schema, "--from", "2024-03-05T09:00:00.123456790",
+                 "--to", str(out)]) == 0
+    assert pacsv.read_csv(out).column("v").to_pylist() == [2]
+
+
+def test_date_in_another_time_zone_is_an_error_not_two_days(three_days: tuple[Path, pd.DataFrame]) -> None:
+    root, full = three_days
+    local = pd.Timestamp("2024-03-04 22:30", tz="America/New_York")  # 03:30 UTC on 2024-03-05
+    with pytest.raises(ValueError, match=r"time zone other than UTC.*start=/end="):
+        read_table(root, S, date=local)
+    with pytest.raises(ValueError, match="time zone other than UTC"):
+        read_table(root, S, date=(local, local))
+    day = full[(full.ts >= T0.normalize()) & (full.ts < T0.normalize() + pd.Timedelta(days=1))]
+    _same(read_table(root, S, date=pd.Timestamp("2024-03-05 22:30", tz="UTC")), day.reset_index(drop=True))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("bounds", [{"date": ("2024-03-04", "2024-03-06")}, {"end": "2024-03-07T00:00"},
+                                    {"start": ISO0, "end": "2024-03-06T12:00"}])
+def test_follow_ends_when_its_end_bound_is_in_the_past(three_days: tuple[Path, pd.DataFrame], bounds: dict[str, Any],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The end bound's last cycle is the journal's newest, so no later folder will ever end the follow; the clock
+    has left that cycle long ago (plus the late-commit grace, here shortened), so nothing can arrive in range."""
+    from pychro.frames import api
+
+    root, full = three_days
+    monkeypatch.setattr(api, "LATE_COMMIT_GRACE_S", 0.3)
+    t0 = pd.Timestamp(bounds.get("start", "2024-03-04"), tz="UTC")
+    t1 = pd.Timestamp(bounds.get("end", "2024-03-07"), tz="UTC")
+    got = pa.Table.from_batches(list(iter_batches(root, S, follow=True, poll_interval=0.01, **bounds)))
+    _same(got, _want(full, t0, t1))

@@ -245,12 +245,14 @@ def _follow(
 
     files = _live_files(r, cycle) if cycle is not None else None
     left: list[list[Any]] = []  # [files, next seq, monotonic deadline] of cycles left recently
+    quiet_since = time.monotonic()  # when a message last arrived
     while True:
         if files is not None:
             stop = fresh(files, seq)
             if stop > seq:
                 yield from ((files, seq0, e) for seq0, e in files.entries(seq, stop, batch_rows))
                 seq = stop
+                quiet_since = time.monotonic()
                 continue
             limit = limit_of(files)
             if limit is not None and seq >= limit:
@@ -263,6 +265,7 @@ def _follow(
                 watch[1] = stop
                 late = True
         if late:
+            quiet_since = time.monotonic()
             continue
         now = time.monotonic()
         for watch in [w for w in left if now >= w[2]]:
@@ -288,7 +291,23 @@ def _follow(
             if count <= seq:
                 return
             continue
+        if (hi is not None and files is not None and now - quiet_since >= LATE_COMMIT_GRACE_S
+                and _range_closed(r.journal.config, hi)):
+            # the clock has left the end bound's last cycle by the grace for late commits, and nothing came for
+            # as long (a writer with its own clock, a backfill, may still be adding in range): the range is final
+            if files.count() <= seq:
+                return
+            continue
         time.sleep(poll_interval)
+
+
+def _range_closed(config: Any, hi: tuple[int, int]) -> bool:
+    """Has the wall clock passed the exclusive end bound ``(cycle, seq)``'s last cycle by the late-commit grace?
+    Writers commit into the cycle of their clock (vanilla-format.md section 6), so after that the range is final."""
+    last = hi[0] if hi[1] else hi[0] - 1  # the last cycle a message in range can be in
+    if last + 1 > config.max_cycle:
+        return False
+    return time.time() * 1000 >= config.cycle_start_ms(last + 1) + LATE_COMMIT_GRACE_S * 1000
 
 
 def _live_files(r: _Read, cycle: int) -> CycleFiles:

@@ -14,6 +14,7 @@ rows backfilled far from the bounds.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = ["TimeFilter", "as_date", "check_order", "is_time_bound", "narrow", "t
 _UTC = _dt.UTC
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+_SUB_MICRO = re.compile(r"[.,]\d{7,}")  # a fraction of a second finer than microseconds
 SCAN_ROWS = 1 << 18  # rows of the timestamp column decoded at once while looking for the bounds
 
 
@@ -43,6 +45,10 @@ def parse_when(value: Any, what: str) -> Any:
             moment = _dt.datetime.fromisoformat(text)
         except ValueError:
             raise ValueError(f"{what}={value!r} is neither a full index (int) nor an ISO date/time") from None
+        if _SUB_MICRO.search(text):  # datetime keeps microseconds: pandas parses the same text to the ns
+            import pandas as pd
+
+            moment = pd.Timestamp(text)
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=_UTC)
     return value
 
@@ -60,6 +66,12 @@ def as_date(value: Any) -> Any:
             raise ValueError(f"date={value!r} is not an ISO date (YYYY-MM-DD)") from None
     if isinstance(value, (tuple, list)):
         return type(value)(as_date(v) for v in value)
+    if isinstance(value, _dt.datetime) and value.tzinfo is not None and value.utcoffset():
+        # its day in that zone spans two UTC days, and date= reads whole cycles: neither is what was meant
+        raise ValueError(
+            f"date={value.isoformat()} is in a time zone other than UTC, and date= selects whole cycles (UTC "
+            "days): pass start=/end= for that day's hours in its zone, or date=<value>.date() for the UTC day"
+        )
     return value
 
 
