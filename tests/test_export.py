@@ -113,9 +113,22 @@ def test_bounded_batches(ticks: Path, tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_empty_range_writes_an_empty_file(ticks: Path, tmp_path: Path) -> None:
-    n = pychro.to_parquet(ticks, SCHEMA, tmp_path / "e.parquet", date=dt.date(2030, 1, 1))
+    last = pychro.read_table(ticks, SCHEMA, index=True, columns=[])["_index"][-1].as_py()
+    n = pychro.to_parquet(ticks, SCHEMA, tmp_path / "e.parquet", start=last + 1, end=last + 100)  # no message yet
     assert n == 0
     assert pq.read_table(tmp_path / "e.parquet").num_rows == 0
+
+
+def test_a_selection_of_no_cycle_is_an_error(ticks: Path, tmp_path: Path) -> None:
+    """A day the journal has no folder for, or epoch milliseconds given as full indices, select no cycle: an
+    error naming the cycles the journal holds, not an empty file."""
+    with pytest.raises(ValueError, match="date=2030-01-01 selects no cycle of this journal"):
+        pychro.to_parquet(ticks, SCHEMA, tmp_path / "e.parquet", date=dt.date(2030, 1, 1))
+    with pytest.raises(ValueError, match=r"selects no cycle.*full indices are not epoch times"):
+        pychro.to_parquet(ticks, SCHEMA, tmp_path / "e.parquet", start=1709629200000, end=1709659800000)
+    with pytest.raises(ValueError, match=r"start index must be in 0\.\.0x"):
+        pychro.read_table(ticks, SCHEMA, start=2**70)
+    assert not (tmp_path / "e.parquet").exists()
 
 
 def test_numpy_columns_survive(tmp_path: Path) -> None:

@@ -169,8 +169,8 @@ def test_full_indices_still_select_by_index_and_date_takes_iso(three_days: tuple
 
 def test_a_reversed_range_is_an_error_not_an_empty_result(three_days: tuple[Path, pd.DataFrame],
                                                           tmp_path: Path) -> None:
-    """start after end (swapped bounds, a typo in a date) raises, as a reversed date= pair does; start == end
-    is a legitimately empty range."""
+    """start after end (swapped bounds, a typo in a date) raises, as a reversed date= pair does; so does start ==
+    end (``--from D --until D`` typed as an inclusive day): an empty range is never what was meant."""
     root, _ = three_days
     idx = read_table(root, S, index=True, columns=["px"])["_index"].to_numpy()
     with pytest.raises(ValueError, match="is after end"):
@@ -181,7 +181,13 @@ def test_a_reversed_range_is_an_error_not_an_empty_result(three_days: tuple[Path
         read_table(root, S, start=int(idx[200]), end=int(idx[100]))
     with pytest.raises(ValueError, match="is after end"):
         list(iter_batches(root, S, start=ISO1, end=ISO0))
-    assert read_table(root, S, start=ISO0, end=ISO0).num_rows == 0
+    with pytest.raises(ValueError, match="is an empty range"):
+        read_table(root, S, start=ISO0, end=ISO0)
+    with pytest.raises(ValueError, match="is an empty range"):
+        read_table(root, S, start=int(idx[100]), end=int(idx[100]))
+    assert main(["export", str(root), "--schema", S, "--to", str(out := tmp_path / "x.csv"), "--from", "2024-03-05",
+                 "--until", "2024-03-05"]) == 2
+    assert not out.exists()
     out = tmp_path / "never.parquet"
     assert main(["export", str(root), "--schema", S, "--to", str(out), "--from", ISO1, "--until", ISO0]) == 2
     assert not out.exists()

@@ -108,6 +108,14 @@ def _metadata_names(index: bool, metadata: Iterable[str] | str | None) -> list[s
     return [METADATA_COLUMNS[m] for m in sorted(wanted, key=order.index)]
 
 
+def _show_bound(value: Any) -> str:
+    if isinstance(value, (int, np.integer)):
+        return f"{value:#x}"
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(map(_show_bound, value)) + ")"
+    return value.isoformat() if hasattr(value, "isoformat") else repr(value)
+
+
 class _Read:
     """Arguments resolved once: journal, plan, output schema, cycle ranges."""
 
@@ -139,6 +147,8 @@ class _Read:
         self.config = self.journal.config
         self.cycles, self.end_bound = select_cycles(self.journal, date, start, end)
         self.bounds = (date, start, end)
+        if narrow_rows and time is None and not self.cycles and (date, start, end) != (None, None, None):
+            self._nothing_selected()
         # the timestamp column alone is fixed-size: one thread unless the message has variable-size fields
         self.range_threads = 1 if self.plan.fixed_size is not None else max(1, min(2, os.cpu_count() or 1))
         if self.time is not None and time is None and narrow_rows:
@@ -147,6 +157,25 @@ class _Read:
         fields = [pa.field(m, pa.int64(), nullable=False) for m in self.meta]
         fields += [arrow.field(name) for name in self.plan.columns]
         self.arrow_schema = pa.schema(fields, metadata=arrow.metadata)
+
+    def _nothing_selected(self) -> None:
+        """Raise when date=/start=/end= name no cycle of a journal that has some: epoch milliseconds read as full
+        indices, a day the journal has no folder for, bounds that contradict date=. An empty result would look
+        like "no messages then" (follow mode waits instead: the cycle may come)."""
+        cycles = self.journal.cycles()
+        if not cycles:
+            return  # an empty journal: reads give no rows
+        cfg = self.config
+        date, start, end = self.bounds
+        given = ", ".join(f"{k}={_show_bound(v)}" for k, v in (("date", date), ("start", start), ("end", end))
+                          if v is not None)
+        ints = any(isinstance(v, (int, np.integer)) for v in (start, end))
+        hint = "; full indices are not epoch times: give a time as a datetime or ISO string" if ints else ""
+        raise ValueError(
+            f"{given} selects no cycle of this journal, which holds {len(cycles)} cycle(s) from "
+            f"{cfg.folder_name(cycles[0])} (first index {cfg.index_of(cycles[0], 0):#x}) to "
+            f"{cfg.folder_name(cycles[-1])}{hint}"
+        )
 
     def _narrow(self, tf: TimeFilter) -> list[tuple[int, int, int | None]]:
         """Cycle ranges cut down to the rows whose timestamp is in range (see :mod:`.timerange`)."""

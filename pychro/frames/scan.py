@@ -71,9 +71,11 @@ def _bound(journal: Journal, value: Any, what: str) -> tuple[int, int]:
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{what} must be a full index or a datetime, got a bool")
     if isinstance(value, (int, np.integer)):
-        if value < 0:
-            raise ValueError(f"{what} index must be >= 0, got {value}")
-        return journal.config.split_index(int(value))
+        cfg = journal.config
+        top = cfg.max_index + (what == "end")  # an exclusive end may be one past the last index
+        if not 0 <= value <= top:
+            raise ValueError(f"{what} index must be in 0..{top:#x}, got {int(value):#x}")
+        return cfg.split_index(int(value))
     if isinstance(value, _dt.date):
         when = _as_datetime(value)
         if what == "start":

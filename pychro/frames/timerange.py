@@ -88,10 +88,10 @@ def check_order(start: Any, end: Any) -> None:
     if start is None or end is None or isinstance(start, bool) or isinstance(end, bool):
         return
     if is_time_bound(start) and is_time_bound(end):
-        reversed_ = _epoch_ns(start) > _epoch_ns(end)
-    elif isinstance(start, int) and isinstance(end, int):
-        reversed_ = start > end
-    elif is_time_bound(start) or is_time_bound(end):
+        a, b = _epoch_ns(start), _epoch_ns(end)
+    elif isinstance(start, (int, np.integer)) and isinstance(end, (int, np.integer)):
+        a, b = int(start), int(end)
+    elif is_time_bound(start) != is_time_bound(end) and any(isinstance(v, (int, np.integer)) for v in (start, end)):
         # a full index beside a time is almost always an epoch count meant as a time: refuse, not guess
         raise ValueError(
             f"start={_show(start)} and end={_show(end)} mix a full index (int) with a date/time: give both as "
@@ -99,13 +99,16 @@ def check_order(start: Any, end: Any) -> None:
         )
     else:
         return
-    if reversed_:
+    if a > b:
         raise ValueError(f"start={_show(start)} is after end={_show(end)}: swap them (end is exclusive)")
+    if a == b:  # a mistake too: an inclusive reading of [d, d] meant day d
+        raise ValueError(f"start=end={_show(start)} is an empty range (end is exclusive): give a later end, or "
+                         "date= for a whole day")
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, int):
-        return f"{value:#x}"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):#x}"
     return value.isoformat() if isinstance(value, _dt.date) else repr(value)
 
 
