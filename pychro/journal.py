@@ -280,6 +280,7 @@ class Journal:
         if self.cycles():
             self._check_cycle_starts()
             self._check_data_block_size()
+            self._check_entries_per_cycle()
             return False
         if not names:
             return True
@@ -332,6 +333,27 @@ class Journal:
         if hint and (sizes[0] > configured or len(sizes) > 1):
             raise JournalNotFoundError(f"the data files do not match data_block_size={configured}: {hint}",
                                        path=self.path)
+
+    def _check_entries_per_cycle(self) -> None:
+        """Raise when a cycle holds more messages than ``entries_per_cycle``: its full indices would run into the
+        next cycle's (two messages, one index) and reads by index would return the wrong messages. Looks at one
+        slot, number ``entries_per_cycle``, of the first and last two cycles (a pread each, nothing mapped)."""
+        cfg = self.config
+        slots = cfg.slots_per_index_file
+        n, slot = divmod(cfg.entries_per_cycle, slots)
+        cycles = self.cycles()
+        for cycle in sorted(set(cycles[:2] + cycles[-2:])):
+            try:
+                with open(self.index_path(cycle, n), "rb") as fh:
+                    word = os.pread(fh.fileno(), L.ENTRY_SIZE, slot * L.ENTRY_SIZE)
+            except OSError:
+                continue  # no such index file: the cycle holds fewer messages
+            if len(word) == L.ENTRY_SIZE and any(word):
+                raise FormatError(
+                    f"cycle {cfg.folder_name(cycle)} holds more than entries_per_cycle={cfg.entries_per_cycle} "
+                    "messages, so its full indices would run into the next cycle's: the journal was written with "
+                    "a larger entries_per_cycle (leave it unset for the cycle's default, or pass the writer's; "
+                    "pychro --entries-per-cycle N)", path=self.cycle_path(cycle))
 
     def _not_a_journal(self, names: list[str]) -> tuple[str, bool]:
         """What the folder is instead of a journal, and whether that is known (False: just no cycle folder)."""

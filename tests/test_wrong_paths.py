@@ -227,6 +227,22 @@ def test_a_wrong_data_block_size_names_the_one_that_matches(tmp_path: Path, conf
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
 
 
+def test_too_small_entries_per_cycle_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """300 messages in a day read with entries_per_cycle=256: the indices of seq 256.. would be the next cycle's
+    (info showed overlapping ranges, tail printed nothing, verify said OK)."""
+    root = tmp_path / "j"
+    want = _write(root, 300, days=1)
+    small = pychro.VanillaConfig(entries_per_cycle=256)
+    for call in _readers(root, small).values():
+        with pytest.raises(FormatError, match="holds more than entries_per_cycle=256 messages"):
+            call()
+    for args in (["info", str(root)], ["verify", str(root)], ["tail", str(root), "--schema", S, "-n", "2"]):
+        rc, out, err = _cli(capsys, *args, "--entries-per-cycle", "256")
+        assert rc == 1 and "entries_per_cycle=256" in err and "OK" not in out, (args, out, err)
+    fits = pychro.VanillaConfig(entries_per_cycle=512)
+    pd.testing.assert_frame_equal(read_frame(root, S, config=fits), want, check_dtype=False)
+
+
 # -- lost and cut index files ----------------------------------------------------------------------------------
 def _copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
