@@ -173,3 +173,31 @@ def test_import_file_rejects_a_bad_row_of_a_late_batch_before_writing_anything(t
     with pytest.raises(ValueError, match=r"row 4321: column 'qty' value 1099511627776 does not fit in int32"):
         X.import_file(src, tmp_path / "j", "ts:timestamp_ms,qty:int32", batch_rows=700)
     assert not (tmp_path / "j").exists() or not any((tmp_path / "j").iterdir())
+
+
+def test_truncate_stops_every_path_at_the_first_bad_message(tmp_path: Path) -> None:
+    """One bad message at seq 51 of the first of three days: every serial path keeps the 50 rows before it;
+    paths that read partitions side by side refuse errors='truncate' (each partition stopped on its own)."""
+    import pyarrow.dataset as ds
+
+    root, schema = tmp_path / "j", "ts:timestamp_ms,v:int32"
+    for day in range(3):
+        base = int(dt.datetime(2024, 3, 4 + day, tzinfo=dt.UTC).timestamp() * 1000)
+        with pychro.VanillaChronicleWriter(root, clock=lambda b=base: b) as w:
+            a = w.get_appender()
+            for i in range(100):
+                a.write_long(base + i)
+                a.write_int(i)
+                if day == 0 and i == 50:
+                    a.write_int(0)  # this message does not match the schema
+                a.finish()
+    assert pychro.read_table(root, schema, errors="truncate").num_rows == 50
+    for partition_by in ("date", None):
+        out = tmp_path / f"out-{partition_by}"
+        assert pychro.to_parquet(root, schema, out, errors="truncate", partition_by=partition_by) == 50
+        assert ds.dataset(out, format="parquet").count_rows() == 50
+    pytest.importorskip("dask")
+    with pytest.raises(ValueError, match="errors='truncate' stops the whole read"):
+        pychro.read_dask(root, schema, errors="truncate")
+    with pytest.raises(ValueError, match="errors='truncate' stops the whole read"):
+        pychro.to_parquet(root, schema, tmp_path / "p", errors="truncate", partition_by="date", parallel=True)

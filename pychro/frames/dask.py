@@ -61,6 +61,10 @@ def _parts(
 ) -> tuple[Journal, list[_Part]]:
     from .api import _Read
 
+    if errors == "truncate":  # each partition would stop at its own first bad message, and keep later partitions
+        raise ValueError("errors='truncate' stops the whole read at the first message that does not match the "
+                         "schema, which partitions read side by side cannot do: use errors='skip' or 'raise' here, "
+                         "or a serial read (read_table, to_parquet without parallel=True)")
     r = _Read(path, schema, date, start, end, columns, errors, False, None, config, thread_id_bits, timestamp_column)
     journal, cfg, ranges = r.journal, r.config, r.cycles
     parts = []
@@ -116,7 +120,8 @@ def read_dask(
     ----------
     start, end, date, columns, errors, timestamp_column, config, thread_id_bits
         As for :func:`pychro.read_table` (datetime ``start``/``end`` select rows by the timestamp field);
-        ``columns`` is pushed down to each partition's decoder, ``errors`` applies in each partition.
+        ``columns`` is pushed down to each partition's decoder, ``errors`` applies in each partition
+        (``"truncate"`` is refused: partitions cannot stop each other).
     index : bool
         Use the full index as the frame's index; divisions are then known (sorted, from the snapshot).
     partition_rows : int

@@ -172,6 +172,8 @@ def _export(
                 part = batches([(cycle, first, stop)])
                 rows += _write(fmt, os.path.join(target, f"part-0.{ext}"), schema, columns, part, row_group_rows,
                                compression, _with_range(dict(source, cycle=cycle), [(cycle, first, stop)], journal))
+                if stats.truncated:  # errors="truncate" stopped at a bad message: nothing after it, as unpartitioned
+                    break
     finally:
         if bar is not None:
             bar.close()
