@@ -340,7 +340,8 @@ class Journal:
         slot, number ``entries_per_cycle``, of the first and last two cycles (a pread each, nothing mapped)."""
         cfg = self.config
         slots = cfg.slots_per_index_file
-        n, slot = divmod(int(cfg.entries_per_cycle or 0), slots)
+        assert cfg.entries_per_cycle is not None  # set by VanillaConfig.__post_init__
+        n, slot = divmod(cfg.entries_per_cycle, slots)
         cycles = self.cycles()
         for cycle in sorted(set(cycles[:2] + cycles[-2:])):
             try:
