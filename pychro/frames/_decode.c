@@ -36,6 +36,11 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define HAVE_PEXT_PATH 1
+#endif
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the decoder loads little-endian words (Java's byte order here) as they are"
@@ -194,9 +199,11 @@ static Py_ssize_t read_program(PyObject *program, PyObject *outs, Py_ssize_t n, 
         if (op->kind == D_STOPBIT) op->size = 8;
         if (read_out(op, outs, k, n, views)) goto fail;
     }
-    /* the prefix: the leading fixed-size steps that write no text (at the same body offset in every row) */
+    /* the prefix: the leading steps that write no text (fixed-size ones and stop-bit longs), decoded a tile at a
+     * time, column by column */
     Py_ssize_t prefix = 0;
-    while (prefix < count && (ops[prefix].kind == D_FIXED || ops[prefix].kind == D_BOOL || ops[prefix].kind == D_SKIP))
+    while (prefix < count && (ops[prefix].kind == D_FIXED || ops[prefix].kind == D_BOOL || ops[prefix].kind == D_SKIP ||
+                              ops[prefix].kind == D_STOPBIT))
         prefix++;
     /* runs of fixed-size steps: one bounds check for the run (a run ends with the prefix, so that a row decoded
      * from the step after the prefix checks the rest of its run) */
@@ -268,30 +275,49 @@ static inline void put_bits(uint8_t *bits, Py_ssize_t start, uint64_t value, uin
     }
 }
 
+/* The 7-bit groups of the bytes of w side by side (the high bit of each byte must be clear): pairs, quads, then
+ * the two halves. */
+static inline uint64_t compress7(uint64_t x) {
+    x = (x & 0x007F007F007F007Full) | ((x & 0x7F007F007F007F00ull) >> 1);
+    x = (x & 0x00003FFF00003FFFull) | ((x & 0x3FFF00003FFF0000ull) >> 2);
+    return (x & 0x000000000FFFFFFFull) | ((x & 0x0FFFFFFF00000000ull) >> 4);
+}
+
 /* Java readStopBit of p[0..avail): 7-bit groups, low first; a 0x00 byte after continued groups ends a negative
  * value (~accumulated). Returns the bytes used, or 0 when no group ends within avail and 10 bytes. Bits past the
- * 64th are dropped, as Java's long shifts drop them. */
+ * 64th are dropped, as Java's long shifts drop them. readable (>= avail) is how many bytes from p may be loaded:
+ * with 8 of them, the value is decoded from one word (two for 9 or 10 bytes) without a branch per byte. */
 static inline int stop_bit(const uint8_t *p, Py_ssize_t avail, Py_ssize_t readable, int64_t *value, int short_first) {
     if (short_first && avail > 0 && p[0] < 0x80) {
         *value = p[0];
         return 1;
     }
-    if (readable >= 8) { /* up to 8 bytes from one word, without a branch per byte (sizes vary row to row) */
-        uint64_t w = load8(p), stops = ~w & 0x8080808080808080ull;
+    if (readable >= 8) {
+        uint64_t w = load8(p), stops = ~w & 0x8080808080808080ull, x, last;
+        int n;
         if (stops) {
-            int n = __builtin_ctzll(stops) / 8 + 1;
-            if (n > avail) return 0; /* the value runs past the body */
-            uint64_t x = w & (~0ull >> (64 - 8 * n)) & 0x7F7F7F7F7F7F7F7Full;
-            /* the 7-bit groups side by side: pairs, quads, then the two halves */
-            x = (x & 0x007F007F007F007Full) | ((x & 0x7F007F007F007F00ull) >> 1);
-            x = (x & 0x00003FFF00003FFFull) | ((x & 0x3FFF00003FFF0000ull) >> 2);
-            x = (x & 0x000000000FFFFFFFull) | ((x & 0x0FFFFFFF00000000ull) >> 4);
-            uint64_t neg = (uint64_t)(n > 1) & (uint64_t)!((w >> (8 * (n - 1))) & 0xFF);
-            x ^= -neg; /* a 0x00 after continued groups: negative (~x), without a branch */
-            memcpy(value, &x, 8);
-            return n;
+            n = __builtin_ctzll(stops) / 8 + 1;
+            x = compress7(w & (~0ull >> (64 - 8 * n)) & 0x7F7F7F7F7F7F7F7Full);
+            last = (w >> (8 * (n - 1))) & 0xFF;
+        } else if (readable >= 10) { /* 9 or 10 bytes: the 8 groups of w, then bytes 8 and 9 */
+            uint16_t t;
+            memcpy(&t, p + 8, 2);
+            uint64_t w2 = t, stops2 = ~w2 & 0x8080u;
+            if (!stops2) return 0; /* no group ends within 10 bytes */
+            n = 8 + __builtin_ctzll(stops2) / 8 + 1;
+            x = compress7(w & 0x7F7F7F7F7F7F7F7Full) | ((w2 & 0x7F) << 56);
+            if (n == 10) x |= ((w2 >> 8) & 0x7F) << 63; /* only its lowest bit fits */
+            last = (w2 >> (8 * (n - 9))) & 0xFF;
+        } else {
+            goto bytewise;
         }
+        if (n > avail) return 0; /* the value runs past the body */
+        uint64_t neg = (uint64_t)(n > 1) & (uint64_t)(last == 0);
+        x ^= -neg; /* a 0x00 after continued groups: negative (~x), without a branch */
+        memcpy(value, &x, 8);
+        return n;
     }
+bytewise:;
     Py_ssize_t lim = avail < MAX_STOP_BIT_BYTES ? avail : MAX_STOP_BIT_BYTES;
     uint64_t acc = 0;
     for (Py_ssize_t k = 0; k < lim; k++) {
@@ -305,6 +331,58 @@ static inline int stop_bit(const uint8_t *p, Py_ssize_t avail, Py_ssize_t readab
     }
     return 0;
 }
+
+/* (B) for a stop-bit step: the tile's rows side by side (their chains of dependent loads overlap). Each ok row's
+ * value at tile_p[r] + at goes to v[r] (v may be NULL: not a column), tile_p[r] moves past it; a row without a
+ * valid value is no longer ok. COMPRESS(w, n): the 7-bit groups of the low n (1..8) bytes of w, side by side. */
+#define STOPBIT_COLUMN(NAME, ATTR, COMPRESS)                                                                        \
+    ATTR static void NAME(uint8_t *v, Py_ssize_t m, Py_ssize_t at, const uint8_t **tile_p,                         \
+                          const uint8_t *const *tile_end, const uint8_t *const *tile_file_end, uint8_t *tile_ok) { \
+        for (Py_ssize_t r = 0; r < m; r++) {                                                                        \
+            if (!tile_ok[r]) continue;                                                                              \
+            const uint8_t *q = tile_p[r] + at;                                                                      \
+            Py_ssize_t avail = tile_end[r] - q, readable = tile_file_end[r] - q;                                    \
+            int64_t x = 0;                                                                                          \
+            int used;                                                                                               \
+            uint64_t w = readable >= 8 ? load8(q) : 0, stops = ~w & 0x8080808080808080ull;                         \
+            if (readable >= 8 && stops) { /* 1 to 8 bytes, the usual case */                                        \
+                int n = __builtin_ctzll(stops) / 8 + 1;                                                            \
+                uint64_t u = COMPRESS(w, n), last = (w >> (8 * (n - 1))) & 0xFF;                                   \
+                u ^= -((uint64_t)(n > 1) & (uint64_t)(last == 0)); /* 0x00 after continued groups: ~u */           \
+                memcpy(&x, &u, 8);                                                                                  \
+                used = n > avail ? 0 : n; /* past the body: no value */                                            \
+            } else {                                                                                                \
+                used = stop_bit(q, avail, readable, &x, 0);                                                         \
+            }                                                                                                       \
+            tile_ok[r] = used != 0;                                                                                 \
+            if (v) memcpy(v + 8 * r, &x, 8);                                                                        \
+            tile_p[r] = q + used;                                                                                   \
+        }                                                                                                           \
+    }
+
+#define COMPRESS_SHIFTS(w, n) compress7((w) & (~0ull >> (64 - 8 * (n))) & 0x7F7F7F7F7F7F7F7Full)
+STOPBIT_COLUMN(stopbit_column, , COMPRESS_SHIFTS)
+typedef void (*stopbit_column_fn)(uint8_t *, Py_ssize_t, Py_ssize_t, const uint8_t **, const uint8_t *const *,
+                                  const uint8_t *const *, uint8_t *);
+static stopbit_column_fn stopbit_column_impl = stopbit_column;
+
+#ifdef HAVE_PEXT_PATH
+/* BMI2: one pext gathers the groups. Chosen at import only where pext is fast (see pext_is_fast); no build flag. */
+#define COMPRESS_PEXT(w, n) _pext_u64((w), _bzhi_u64(0x7F7F7F7F7F7F7F7Full, (unsigned)(8 * (n))))
+STOPBIT_COLUMN(stopbit_column_pext, __attribute__((target("bmi2"))), COMPRESS_PEXT)
+
+/* BMI2 present, and pext not microcoded: Intel, or AMD from Zen 3 (family 19h) on. */
+static int pext_is_fast(void) {
+    unsigned a, b, c, d;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("bmi2") || !__get_cpuid(0, &a, &b, &c, &d)) return 0;
+    int intel = b == 0x756e6547u, amd = b == 0x68747541u; /* "Genu"ineIntel, "Auth"enticAMD */
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    unsigned family = (a >> 8) & 0xF;
+    if (family == 0xF) family += (a >> 20) & 0xFF;
+    return intel || (amd && family >= 0x19);
+}
+#endif
 
 static inline int is_cont(uint8_t b) { return (b & 0xC0) == 0x80; }
 
@@ -479,13 +557,14 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
     const uint8_t *base = NULL;
     Py_ssize_t size = 0;
     int decoding = !(stop && cnt[N_BAD] > 0);
-    Py_ssize_t span = 0; /* bytes of the prefix */
-    for (Py_ssize_t k = 0; k < n_prefix; k++) span += ops[k].size;
     /* Rows go in tiles: (A) the headers, row by row; (B) the prefix, column by column (each column a short
-     * contiguous run of stores, rather than one store per column per row: much less memory traffic on wide rows);
-     * (C) the rest of each row, row by row. A row whose body is shorter than the prefix is decoded wholly in (C). */
+     * contiguous run of stores, rather than one store per column per row: much less memory traffic on wide rows;
+     * and the rows' stop-bit values side by side, so that their dependent loads overlap), each row's cursor kept
+     * in tile_p; (C) the rest of each row, row by row. A row whose prefix does not fit its body is bad. */
     const uint8_t *tile_p[TILE], *tile_end[TILE], *tile_file_end[TILE];
     uint8_t tile_ok[TILE];
+    Py_ssize_t run0 = n_prefix ? ops[0].run : 0; /* bytes of the run that starts the body, checked in (A) */
+    Py_ssize_t tail = 0; /* bytes from tile_p[r] to the end of the prefix (after its last stop-bit) */
     for (Py_ssize_t i0 = lo; i0 < hi && code == C_DONE; i0 += TILE) {
         Py_ssize_t m = hi - i0 < TILE ? hi - i0 : TILE, header_row = -1, why = 0;
         for (Py_ssize_t r = 0; r < m; r++) { /* (A) */
@@ -526,14 +605,17 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
             tile_p[r] = base + off;
             tile_end[r] = base + off + length;
             tile_file_end[r] = base + size;
-            tile_ok[r] = length >= span;
+            tile_ok[r] = length >= run0;
         }
         if (n_prefix && decoding) { /* (B); the bodies are inside their files */
-            Py_ssize_t at = 0;
+            Py_ssize_t at = 0; /* bytes from tile_p[r] to the step, the same in every row (since the last stop-bit) */
             for (Py_ssize_t k = 0; k < n_prefix; k++) {
                 const Op *op = &ops[k];
                 uint8_t *v = op->values;
                 Py_ssize_t sz = op->size;
+                if (op->run && k) /* a run of fixed-size steps: it must lie inside the body ((A) checked step 0) */
+                    for (Py_ssize_t r = 0; r < m; r++)
+                        tile_ok[r] &= tile_end[r] - tile_p[r] - at >= op->run;
                 if (op->kind == D_BOOL) { /* the tile's bits gathered in a word (TILE <= 64) */
                     uint64_t on = 0, ok = 0;
                     for (Py_ssize_t r = 0; r < m; r++)
@@ -565,9 +647,14 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
                         for (Py_ssize_t r = 0; r < m; r++)
                             if (tile_ok[r]) memcpy(d + sz * r, tile_p[r] + at, (size_t)sz);
                     }
+                } else if (op->kind == D_STOPBIT) {
+                    stopbit_column_impl(v ? v + 8 * i0 : NULL, m, at, tile_p, tile_end, tile_file_end, tile_ok);
+                    at = 0;
+                    continue;
                 }
                 at += sz;
             }
+            tail = at;
         }
         for (Py_ssize_t r = 0; r < m; r++) { /* (C) */
         Py_ssize_t i = i0 + r;
@@ -576,13 +663,9 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
                 if (ops[k].offsets) ops[k].offsets[i + 1] = ops[k].cursor;
             continue;
         }
-        const uint8_t *p = tile_p[r], *end = tile_end[r], *file_end = tile_file_end[r];
-        Py_ssize_t k0 = 0;
-        if (tile_ok[r] && n_prefix) {
-            p += span;
-            k0 = n_prefix;
-        }
-        int bad = ST_OK, slow = 0;
+        const uint8_t *p = tile_ok[r] ? tile_p[r] + tail : tile_p[r], *end = tile_end[r], *file_end = tile_file_end[r];
+        Py_ssize_t k0 = n_prefix; /* (B) decoded the prefix: p is after it */
+        int bad = tile_ok[r] ? ST_OK : ST_MISMATCH, slow = 0;
         int64_t replaced = 0;
         Py_ssize_t text_step = -1;
         for (Py_ssize_t k = k0; k < n_ops && bad != ST_MISMATCH; k++) {
@@ -763,7 +846,20 @@ done:
     return result;
 }
 
+/* Tests run both stop-bit paths: _use_pext(False) selects the portable one, _use_pext(True) the fast one if this
+ * CPU has it. Returns whether pext is used now. */
+static PyObject *use_pext(PyObject *Py_UNUSED(self), PyObject *arg) {
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    stopbit_column_impl = stopbit_column;
+#ifdef HAVE_PEXT_PATH
+    if (on && pext_is_fast()) stopbit_column_impl = stopbit_column_pext;
+#endif
+    return PyBool_FromLong(stopbit_column_impl != stopbit_column);
+}
+
 static PyMethodDef methods[] = {
+    {"_use_pext", use_pext, METH_O, "_use_pext(on) -> bool: use BMI2 pext for stop-bit columns where it is fast"},
     {"decode", decode, METH_VARARGS,
      "decode(program, entries, offset_mask, data_bits, keys, files, lo, hi, stop, outs, status, counts) "
      "-> (code, row, detail)"},
@@ -776,6 +872,9 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_decode", "The frame
 PyMODINIT_FUNC PyInit__decode(void) {
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
+#ifdef HAVE_PEXT_PATH
+    if (pext_is_fast()) stopbit_column_impl = stopbit_column_pext;
+#endif
     /* the step kinds, codes and statuses, so that Python takes them from here */
     static const struct {
         const char *name;
