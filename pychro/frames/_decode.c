@@ -36,6 +36,12 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#define HAVE_STREAM 1
+#else
+#define HAVE_STREAM 0
+#endif
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
 #include <immintrin.h>
@@ -465,6 +471,17 @@ static Py_ssize_t java_text(const uint8_t *s, Py_ssize_t len, uint8_t *d, int *c
     return o;
 }
 
+/* bytes (a multiple of 64) from src (64-byte aligned) to dst (64-byte aligned) with non-temporal stores: no read
+ * of the destination lines first. An sfence before the GIL is taken back orders them (see decode). */
+static inline void stream_lines(uint8_t *dst, const uint8_t *src, size_t bytes) {
+#if HAVE_STREAM
+    for (size_t k = 0; k < bytes; k += 16)
+        _mm_stream_si128((__m128i *)(dst + k), _mm_load_si128((const __m128i *)(src + k)));
+#else
+    memcpy(dst, src, bytes);
+#endif
+}
+
 /* -- the loop ------------------------------------------------------------------------------------------------ */
 typedef struct {
     const int64_t *keys;
@@ -563,6 +580,7 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
      * in tile_p; (C) the rest of each row, row by row. A row whose prefix does not fit its body is bad. */
     const uint8_t *tile_p[TILE], *tile_end[TILE], *tile_file_end[TILE];
     uint8_t tile_ok[TILE];
+    uint8_t tmp[8 * TILE] __attribute__((aligned(64))); /* one column of a tile, before it is streamed out */
     Py_ssize_t run0 = n_prefix ? ops[0].run : 0; /* bytes of the run that starts the body, checked in (A) */
     Py_ssize_t tail = 0; /* bytes from tile_p[r] to the end of the prefix (after its last stop-bit) */
     for (Py_ssize_t i0 = lo; i0 < hi && code == C_DONE; i0 += TILE) {
@@ -609,6 +627,11 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
         }
         if (n_prefix && decoding) { /* (B); the bodies are inside their files */
             Py_ssize_t at = 0; /* bytes from tile_p[r] to the step, the same in every row (since the last stop-bit) */
+            /* A whole tile of a column of 8-byte values fills 8 cache lines (where the column is aligned): gathered
+             * in tmp, then stored past the cache, so that its lines are not first read from memory (on wide rows,
+             * a third of the memory traffic: 0.7x the time measured). Measured no gain, or a loss, with 4-byte
+             * and stop-bit columns: they are not streamed. */
+            int stream = HAVE_STREAM && m == TILE;
             for (Py_ssize_t k = 0; k < n_prefix; k++) {
                 const Op *op = &ops[k];
                 uint8_t *v = op->values;
@@ -628,6 +651,15 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
                     uint8_t *d = v + i0 * sz;
                     switch (sz) { /* constant sizes: one load and one store */
                     case 8:
+                        if (stream && !((uintptr_t)d & 63)) {
+                            for (Py_ssize_t r = 0; r < TILE; r++) {
+                                uint64_t x = 0;
+                                if (tile_ok[r]) memcpy(&x, tile_p[r] + at, 8);
+                                memcpy(tmp + 8 * r, &x, 8);
+                            }
+                            stream_lines(d, tmp, 8 * TILE);
+                            break;
+                        }
                         for (Py_ssize_t r = 0; r < m; r++)
                             if (tile_ok[r]) memcpy(d + 8 * r, tile_p[r] + at, 8);
                         break;
@@ -831,6 +863,9 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
         if (code == C_DONE && header_row >= 0)
             code = C_HEADER, row = header_row, detail = why;
     }
+#if HAVE_STREAM
+    _mm_sfence(); /* the streamed stores are visible before the buffers are handed back */
+#endif
     Py_END_ALLOW_THREADS
     for (Py_ssize_t k = 0; k < n_ops; k++)
         if (ops[k].valid) cnt[N_NULLS + ops[k].col] += ops[k].nulls;
