@@ -388,6 +388,72 @@ static int pext_is_fast(void) {
     if (family == 0xF) family += (a >> 20) & 0xFF;
     return intel || (amd && family >= 0x19);
 }
+
+/* AVX-512 (F and CD): 8 rows of a tile at a time, the same steps as stopbit_column in each 64-bit lane; a lane
+ * loads (a masked gather) only where its row is ok with 8 bytes to load, as the scalar code checks. Lanes whose
+ * value has 9 or more bytes, or that cannot load 8 bytes, go the scalar way (stop_bit). */
+__attribute__((target("avx512f,avx512cd"))) static void stopbit_column_avx512(
+    uint8_t *v, Py_ssize_t m, Py_ssize_t at, const uint8_t **tile_p, const uint8_t *const *tile_end,
+    const uint8_t *const *tile_file_end, uint8_t *tile_ok) {
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi64(1), eight = _mm512_set1_epi64(8);
+    const __m512i high = _mm512_set1_epi64((long long)0x8080808080808080ull);
+    const __m512i low7 = _mm512_set1_epi64(0x7F7F7F7F7F7F7F7Fll);
+    Py_ssize_t r = 0;
+    for (; r + 8 <= m; r += 8) {
+        uint64_t okb;
+        memcpy(&okb, tile_ok + r, 8);
+        __mmask8 ok = _mm512_test_epi64_mask(_mm512_cvtepu8_epi64(_mm_cvtsi64_si128((long long)okb)),
+                                             _mm512_set1_epi64(0xFF));
+        if (!ok) continue;
+        __m512i p, end, file_end;
+        memcpy(&p, tile_p + r, 64);
+        memcpy(&end, tile_end + r, 64);
+        memcpy(&file_end, tile_file_end + r, 64);
+        p = _mm512_add_epi64(p, _mm512_set1_epi64(at));
+        __mmask8 load = ok & _mm512_cmpge_epi64_mask(_mm512_sub_epi64(file_end, p), eight);
+        __m512i w = _mm512_mask_i64gather_epi64(zero, load, p, (const void *)0, 1);
+        __m512i stops = _mm512_andnot_si512(w, high);
+        __mmask8 fast = load & _mm512_test_epi64_mask(stops, stops); /* a stop within the 8 bytes */
+        __m512i lowest = _mm512_and_si512(stops, _mm512_sub_epi64(zero, stops));
+        __m512i n = _mm512_add_epi64(_mm512_srli_epi64(_mm512_sub_epi64(_mm512_set1_epi64(63),
+                                                                         _mm512_lzcnt_epi64(lowest)), 3), one);
+        __m512i bits = _mm512_slli_epi64(n, 3);
+        __m512i x = _mm512_and_si512(_mm512_and_si512(w, low7),
+                                     _mm512_srlv_epi64(_mm512_set1_epi64(-1), _mm512_sub_epi64(_mm512_set1_epi64(64), bits)));
+        x = _mm512_or_si512(_mm512_and_si512(x, _mm512_set1_epi64(0x007F007F007F007Fll)),
+                            _mm512_srli_epi64(_mm512_and_si512(x, _mm512_set1_epi64(0x7F007F007F007F00ll)), 1));
+        x = _mm512_or_si512(_mm512_and_si512(x, _mm512_set1_epi64(0x00003FFF00003FFFll)),
+                            _mm512_srli_epi64(_mm512_and_si512(x, _mm512_set1_epi64(0x3FFF00003FFF0000ll)), 2));
+        x = _mm512_or_si512(_mm512_and_si512(x, _mm512_set1_epi64(0x000000000FFFFFFFll)),
+                            _mm512_srli_epi64(_mm512_and_si512(x, _mm512_set1_epi64(0x0FFFFFFF00000000ll)), 4));
+        __m512i last = _mm512_and_si512(_mm512_srlv_epi64(w, _mm512_sub_epi64(bits, eight)), _mm512_set1_epi64(0xFF));
+        __mmask8 neg = _mm512_cmpeq_epi64_mask(last, zero) & _mm512_cmpgt_epi64_mask(n, one);
+        x = _mm512_mask_xor_epi64(x, neg, x, _mm512_set1_epi64(-1));
+        __mmask8 good = fast & _mm512_cmple_epi64_mask(n, _mm512_sub_epi64(end, p)); /* inside the body */
+        if (v) _mm512_storeu_si512(v + 8 * r, _mm512_maskz_mov_epi64(good, x));
+        p = _mm512_mask_add_epi64(p, good, p, n);
+        memcpy(tile_p + r, &p, 64); /* every ok row's cursor at its value, or past it where done */
+        for (unsigned rest = (unsigned)(ok & ~good); rest; rest &= rest - 1) {
+            Py_ssize_t k = r + __builtin_ctz(rest);
+            if (fast & (1u << (k - r))) { /* the value runs past the body */
+                tile_ok[k] = 0;
+                continue;
+            }
+            const uint8_t *q = tile_p[k];
+            int64_t y = 0;
+            int used = stop_bit(q, tile_end[k] - q, tile_file_end[k] - q, &y, 0);
+            tile_ok[k] = used != 0;
+            if (v) memcpy(v + 8 * k, &y, 8);
+            tile_p[k] = q + used;
+        }
+    }
+    if (r < m) stopbit_column(v ? v + 8 * r : NULL, m - r, at, tile_p + r, tile_end + r, tile_file_end + r, tile_ok + r);
+}
+
+static int avx512_usable(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd");
+}
 #endif
 
 static inline int is_cont(uint8_t b) { return (b & 0xC0) == 0x80; }
@@ -881,20 +947,40 @@ done:
     return result;
 }
 
-/* Tests run both stop-bit paths: _use_pext(False) selects the portable one, _use_pext(True) the fast one if this
- * CPU has it. Returns whether pext is used now. */
-static PyObject *use_pext(PyObject *Py_UNUSED(self), PyObject *arg) {
-    int on = PyObject_IsTrue(arg);
-    if (on < 0) return NULL;
-    stopbit_column_impl = stopbit_column;
+/* The stop-bit column paths this CPU can run, best first. */
+static int stopbit_paths(stopbit_column_fn *out, const char **names) {
+    int n = 0;
 #ifdef HAVE_PEXT_PATH
-    if (on && pext_is_fast()) stopbit_column_impl = stopbit_column_pext;
+    if (avx512_usable()) out[n] = stopbit_column_avx512, names[n++] = "avx512";
+    if (pext_is_fast()) out[n] = stopbit_column_pext, names[n++] = "bmi2";
 #endif
-    return PyBool_FromLong(stopbit_column_impl != stopbit_column);
+    out[n] = stopbit_column, names[n++] = "portable";
+    return n;
+}
+
+/* _stopbit_path(name or None) -> name: the stop-bit column path in use ("avx512", "bmi2", "portable"); a name
+ * selects that path (tests run each one), None the best this CPU has. */
+static PyObject *stopbit_path(PyObject *Py_UNUSED(self), PyObject *arg) {
+    stopbit_column_fn fns[3];
+    const char *names[3];
+    int n = stopbit_paths(fns, names), k = 0;
+    if (arg != Py_None) {
+        const char *want = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+        if (!want) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_TypeError, "_stopbit_path takes a path name or None");
+            return NULL;
+        }
+        for (k = 0; k < n && strcmp(names[k], want); k++)
+            ;
+        if (k == n) return PyErr_Format(PyExc_ValueError, "stop-bit path %s is not available on this CPU", want);
+    }
+    stopbit_column_impl = fns[k];
+    return PyUnicode_FromString(names[k]);
 }
 
 static PyMethodDef methods[] = {
-    {"_use_pext", use_pext, METH_O, "_use_pext(on) -> bool: use BMI2 pext for stop-bit columns where it is fast"},
+    {"_stopbit_path", stopbit_path, METH_O, "_stopbit_path(name or None) -> name: the stop-bit column path"},
     {"decode", decode, METH_VARARGS,
      "decode(program, entries, offset_mask, data_bits, keys, files, lo, hi, stop, outs, status, counts) "
      "-> (code, row, detail)"},
@@ -907,9 +993,12 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_decode", "The frame
 PyMODINIT_FUNC PyInit__decode(void) {
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
-#ifdef HAVE_PEXT_PATH
-    if (pext_is_fast()) stopbit_column_impl = stopbit_column_pext;
-#endif
+    {
+        stopbit_column_fn fns[3];
+        const char *names[3];
+        stopbit_paths(fns, names);
+        stopbit_column_impl = fns[0];
+    }
     /* the step kinds, codes and statuses, so that Python takes them from here */
     static const struct {
         const char *name;
