@@ -754,6 +754,27 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
             }
             tail = at;
         }
+        if (n_prefix == n_ops && decoding) { /* (C) when (B) decoded every field (no text): each body must end there */
+            Py_ssize_t r = 0;
+            for (; r < m; r++) {
+                int bad = !tile_ok[r] || tile_p[r] + tail != tile_end[r];
+                st[i0 + r] = (uint8_t)(bad ? ST_MISMATCH : ST_OK);
+                if (bad) {
+                    if (cnt[N_FIRST_BAD] < 0) {
+                        cnt[N_FIRST_BAD] = i0 + r;
+                        cnt[N_TEXT_STEP] = -1;
+                    }
+                    cnt[N_BAD]++;
+                    if (stop) { /* rows after it: header checks only, as below */
+                        decoding = 0;
+                        break;
+                    }
+                }
+            }
+            if (code == C_DONE && header_row >= 0)
+                code = C_HEADER, row = header_row, detail = why;
+            continue;
+        }
         for (Py_ssize_t r = 0; r < m; r++) { /* (C) */
         Py_ssize_t i = i0 + r;
         if (!decoding) { /* header checks only; the text offsets stay whole for a call resuming here */
