@@ -199,3 +199,24 @@ def test_stop_bit_columns_against_the_reference(kinds: list[str], path: str) -> 
                 assert [cols[f"f{k}"][row].as_py() for k in range(len(kinds))] == want, row
     finally:
         C._stopbit_path(None)
+
+
+@pytest.mark.parametrize("stop", [False, True])
+@pytest.mark.parametrize("schema", ["a:int32,b:stopbit", "a:int32,h:bool"])
+def test_bad_rows_in_a_tile_without_text(schema: str, stop: bool) -> None:
+    """Every field decoded column by column (no text): a body one byte too long, or too short, is a mismatch;
+    with ``stop`` the count ends at the first one (rows after it are only header-checked)."""
+    data, offsets = bytearray(), []
+    for row in range(150):
+        body = struct.pack("<i", row) + (ref_stop_bit(-row) if "stopbit" in schema else b"\x01")
+        body = body + b"\x07" if row in (70, 80) else body[:3] if row == 130 else body
+        offsets.append(len(data) + 4)
+        data += _message(body)
+    run, (code, _, _) = _run(schema, bytes(data), offsets, stop=stop)
+    assert code == C.C_DONE
+    assert int(run.counts[C.N_FIRST_BAD]) == 70
+    assert run.bad == (1 if stop else 3)
+    if not stop:
+        bad = np.flatnonzero(run.status[:150] != C.ST_OK).tolist()
+        assert bad == [70, 80, 130]
+        assert run.arrays(150)["a"].to_pylist()[:70] == list(range(70))
