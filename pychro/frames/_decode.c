@@ -23,7 +23,11 @@
  * replaced surrogates, bad rows, first bad row, step of the first bad row's text error, nulls of column 0, ...]:
  * added to, so that a call can resume where the previous one stopped. Only rows that end ST_OK add to the
  * counters; a bad row's strings are left empty and valid. With stop != 0, rows after the first bad one are only
- * header-checked (their outputs are not written): raise and truncate need nothing past it.
+ * header-checked (past its tile, their outputs are not written): raise and truncate need nothing past it.
+ *
+ * Stop-bit columns among the leading steps are decoded by one of three paths with the same results: portable
+ * shifts, BMI2 pext, or AVX-512 (8 rows at a time), the best this CPU runs fast, chosen at import (no build
+ * flag); _stopbit_path(name) selects one, so that tests run each.
  *
  * Codes: C_DONE (row = hi); C_HEADER (the header of `row` fails; detail = H_* reason; rows before it are done);
  * C_NEED_MORE (the data buffer of column `detail` is full at `row`: grow it, call again from `row`); C_TOO_BIG
