@@ -422,8 +422,8 @@ __attribute__((target("avx512f,avx512cd"))) static void stopbit_column_avx512(
         __m512i n = _mm512_add_epi64(_mm512_srli_epi64(_mm512_sub_epi64(_mm512_set1_epi64(63),
                                                                          _mm512_lzcnt_epi64(lowest)), 3), one);
         __m512i bits = _mm512_slli_epi64(n, 3);
-        __m512i x = _mm512_and_si512(_mm512_and_si512(w, low7),
-                                     _mm512_srlv_epi64(_mm512_set1_epi64(-1), _mm512_sub_epi64(_mm512_set1_epi64(64), bits)));
+        __m512i keep = _mm512_srlv_epi64(_mm512_set1_epi64(-1), _mm512_sub_epi64(_mm512_set1_epi64(64), bits));
+        __m512i x = _mm512_and_si512(_mm512_and_si512(w, low7), keep); /* the low n bytes' groups */
         x = _mm512_or_si512(_mm512_and_si512(x, _mm512_set1_epi64(0x007F007F007F007Fll)),
                             _mm512_srli_epi64(_mm512_and_si512(x, _mm512_set1_epi64(0x7F007F007F007F00ll)), 1));
         x = _mm512_or_si512(_mm512_and_si512(x, _mm512_set1_epi64(0x00003FFF00003FFFll)),
@@ -451,7 +451,8 @@ __attribute__((target("avx512f,avx512cd"))) static void stopbit_column_avx512(
             tile_p[k] = q + used;
         }
     }
-    if (r < m) stopbit_column(v ? v + 8 * r : NULL, m - r, at, tile_p + r, tile_end + r, tile_file_end + r, tile_ok + r);
+    if (r < m) /* the last rows of a short tile */
+        stopbit_column(v ? v + 8 * r : NULL, m - r, at, tile_p + r, tile_end + r, tile_file_end + r, tile_ok + r);
 }
 
 static int avx512_usable(void) {
