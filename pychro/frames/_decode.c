@@ -23,7 +23,11 @@
  * replaced surrogates, bad rows, first bad row, step of the first bad row's text error, nulls of column 0, ...]:
  * added to, so that a call can resume where the previous one stopped. Only rows that end ST_OK add to the
  * counters; a bad row's strings are left empty and valid. With stop != 0, rows after the first bad one are only
- * header-checked (their outputs are not written): raise and truncate need nothing past it.
+ * header-checked (past its tile, their outputs are not written): raise and truncate need nothing past it.
+ *
+ * Stop-bit columns among the leading steps are decoded by one of three paths with the same results: portable
+ * shifts, BMI2 pext, or AVX-512 (8 rows at a time), the best this CPU runs fast, chosen at import (no build
+ * flag); _stopbit_path(name) selects one, so that tests run each.
  *
  * Codes: C_DONE (row = hi); C_HEADER (the header of `row` fails; detail = H_* reason; rows before it are done);
  * C_NEED_MORE (the data buffer of column `detail` is full at `row`: grow it, call again from `row`); C_TOO_BIG
@@ -36,6 +40,17 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#define HAVE_STREAM 1
+#else
+#define HAVE_STREAM 0
+#endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define HAVE_PEXT_PATH 1
+#endif
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the decoder loads little-endian words (Java's byte order here) as they are"
@@ -194,9 +209,11 @@ static Py_ssize_t read_program(PyObject *program, PyObject *outs, Py_ssize_t n, 
         if (op->kind == D_STOPBIT) op->size = 8;
         if (read_out(op, outs, k, n, views)) goto fail;
     }
-    /* the prefix: the leading fixed-size steps that write no text (at the same body offset in every row) */
+    /* the prefix: the leading steps that write no text (fixed-size ones and stop-bit longs), decoded a tile at a
+     * time, column by column */
     Py_ssize_t prefix = 0;
-    while (prefix < count && (ops[prefix].kind == D_FIXED || ops[prefix].kind == D_BOOL || ops[prefix].kind == D_SKIP))
+    while (prefix < count && (ops[prefix].kind == D_FIXED || ops[prefix].kind == D_BOOL || ops[prefix].kind == D_SKIP ||
+                              ops[prefix].kind == D_STOPBIT))
         prefix++;
     /* runs of fixed-size steps: one bounds check for the run (a run ends with the prefix, so that a row decoded
      * from the step after the prefix checks the rest of its run) */
@@ -268,30 +285,49 @@ static inline void put_bits(uint8_t *bits, Py_ssize_t start, uint64_t value, uin
     }
 }
 
+/* The 7-bit groups of the bytes of w side by side (the high bit of each byte must be clear): pairs, quads, then
+ * the two halves. */
+static inline uint64_t compress7(uint64_t x) {
+    x = (x & 0x007F007F007F007Full) | ((x & 0x7F007F007F007F00ull) >> 1);
+    x = (x & 0x00003FFF00003FFFull) | ((x & 0x3FFF00003FFF0000ull) >> 2);
+    return (x & 0x000000000FFFFFFFull) | ((x & 0x0FFFFFFF00000000ull) >> 4);
+}
+
 /* Java readStopBit of p[0..avail): 7-bit groups, low first; a 0x00 byte after continued groups ends a negative
  * value (~accumulated). Returns the bytes used, or 0 when no group ends within avail and 10 bytes. Bits past the
- * 64th are dropped, as Java's long shifts drop them. */
+ * 64th are dropped, as Java's long shifts drop them. readable (>= avail) is how many bytes from p may be loaded:
+ * with 8 of them, the value is decoded from one word (two for 9 or 10 bytes) without a branch per byte. */
 static inline int stop_bit(const uint8_t *p, Py_ssize_t avail, Py_ssize_t readable, int64_t *value, int short_first) {
     if (short_first && avail > 0 && p[0] < 0x80) {
         *value = p[0];
         return 1;
     }
-    if (readable >= 8) { /* up to 8 bytes from one word, without a branch per byte (sizes vary row to row) */
-        uint64_t w = load8(p), stops = ~w & 0x8080808080808080ull;
+    if (readable >= 8) {
+        uint64_t w = load8(p), stops = ~w & 0x8080808080808080ull, x, last;
+        int n;
         if (stops) {
-            int n = __builtin_ctzll(stops) / 8 + 1;
-            if (n > avail) return 0; /* the value runs past the body */
-            uint64_t x = w & (~0ull >> (64 - 8 * n)) & 0x7F7F7F7F7F7F7F7Full;
-            /* the 7-bit groups side by side: pairs, quads, then the two halves */
-            x = (x & 0x007F007F007F007Full) | ((x & 0x7F007F007F007F00ull) >> 1);
-            x = (x & 0x00003FFF00003FFFull) | ((x & 0x3FFF00003FFF0000ull) >> 2);
-            x = (x & 0x000000000FFFFFFFull) | ((x & 0x0FFFFFFF00000000ull) >> 4);
-            uint64_t neg = (uint64_t)(n > 1) & (uint64_t)!((w >> (8 * (n - 1))) & 0xFF);
-            x ^= -neg; /* a 0x00 after continued groups: negative (~x), without a branch */
-            memcpy(value, &x, 8);
-            return n;
+            n = __builtin_ctzll(stops) / 8 + 1;
+            x = compress7(w & (~0ull >> (64 - 8 * n)) & 0x7F7F7F7F7F7F7F7Full);
+            last = (w >> (8 * (n - 1))) & 0xFF;
+        } else if (readable >= 10) { /* 9 or 10 bytes: the 8 groups of w, then bytes 8 and 9 */
+            uint16_t t;
+            memcpy(&t, p + 8, 2);
+            uint64_t w2 = t, stops2 = ~w2 & 0x8080u;
+            if (!stops2) return 0; /* no group ends within 10 bytes */
+            n = 8 + __builtin_ctzll(stops2) / 8 + 1;
+            x = compress7(w & 0x7F7F7F7F7F7F7F7Full) | ((w2 & 0x7F) << 56);
+            if (n == 10) x |= ((w2 >> 8) & 0x7F) << 63; /* only its lowest bit fits */
+            last = (w2 >> (8 * (n - 9))) & 0xFF;
+        } else {
+            goto bytewise;
         }
+        if (n > avail) return 0; /* the value runs past the body */
+        uint64_t neg = (uint64_t)(n > 1) & (uint64_t)(last == 0);
+        x ^= -neg; /* a 0x00 after continued groups: negative (~x), without a branch */
+        memcpy(value, &x, 8);
+        return n;
     }
+bytewise:;
     Py_ssize_t lim = avail < MAX_STOP_BIT_BYTES ? avail : MAX_STOP_BIT_BYTES;
     uint64_t acc = 0;
     for (Py_ssize_t k = 0; k < lim; k++) {
@@ -305,6 +341,125 @@ static inline int stop_bit(const uint8_t *p, Py_ssize_t avail, Py_ssize_t readab
     }
     return 0;
 }
+
+/* (B) for a stop-bit step: the tile's rows side by side (their chains of dependent loads overlap). Each ok row's
+ * value at tile_p[r] + at goes to v[r] (v may be NULL: not a column), tile_p[r] moves past it; a row without a
+ * valid value is no longer ok. COMPRESS(w, n): the 7-bit groups of the low n (1..8) bytes of w, side by side. */
+#define STOPBIT_COLUMN(NAME, ATTR, COMPRESS)                                                                        \
+    ATTR static void NAME(uint8_t *v, Py_ssize_t m, Py_ssize_t at, const uint8_t **tile_p,                         \
+                          const uint8_t *const *tile_end, const uint8_t *const *tile_file_end, uint8_t *tile_ok) { \
+        for (Py_ssize_t r = 0; r < m; r++) {                                                                        \
+            if (!tile_ok[r]) continue;                                                                              \
+            const uint8_t *q = tile_p[r] + at;                                                                      \
+            Py_ssize_t avail = tile_end[r] - q, readable = tile_file_end[r] - q;                                    \
+            int64_t x = 0;                                                                                          \
+            int used;                                                                                               \
+            uint64_t w = readable >= 8 ? load8(q) : 0, stops = ~w & 0x8080808080808080ull;                         \
+            if (readable >= 8 && stops) { /* 1 to 8 bytes, the usual case */                                        \
+                int n = __builtin_ctzll(stops) / 8 + 1;                                                            \
+                uint64_t u = COMPRESS(w, n), last = (w >> (8 * (n - 1))) & 0xFF;                                   \
+                u ^= -((uint64_t)(n > 1) & (uint64_t)(last == 0)); /* 0x00 after continued groups: ~u */           \
+                memcpy(&x, &u, 8);                                                                                  \
+                used = n > avail ? 0 : n; /* past the body: no value */                                            \
+            } else {                                                                                                \
+                used = stop_bit(q, avail, readable, &x, 0);                                                         \
+            }                                                                                                       \
+            tile_ok[r] = used != 0;                                                                                 \
+            if (v) memcpy(v + 8 * r, &x, 8);                                                                        \
+            tile_p[r] = q + used;                                                                                   \
+        }                                                                                                           \
+    }
+
+#define COMPRESS_SHIFTS(w, n) compress7((w) & (~0ull >> (64 - 8 * (n))) & 0x7F7F7F7F7F7F7F7Full)
+STOPBIT_COLUMN(stopbit_column, , COMPRESS_SHIFTS)
+typedef void (*stopbit_column_fn)(uint8_t *, Py_ssize_t, Py_ssize_t, const uint8_t **, const uint8_t *const *,
+                                  const uint8_t *const *, uint8_t *);
+static stopbit_column_fn stopbit_column_impl = stopbit_column;
+
+#ifdef HAVE_PEXT_PATH
+/* BMI2: one pext gathers the groups. Chosen at import only where pext is fast (see pext_is_fast); no build flag. */
+#define COMPRESS_PEXT(w, n) _pext_u64((w), _bzhi_u64(0x7F7F7F7F7F7F7F7Full, (unsigned)(8 * (n))))
+STOPBIT_COLUMN(stopbit_column_pext, __attribute__((target("bmi2"))), COMPRESS_PEXT)
+
+/* BMI2 present, and pext not microcoded: Intel, or AMD from Zen 3 (family 19h) on. */
+static int pext_is_fast(void) {
+    unsigned a, b, c, d;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("bmi2") || !__get_cpuid(0, &a, &b, &c, &d)) return 0;
+    int intel = b == 0x756e6547u, amd = b == 0x68747541u; /* "Genu"ineIntel, "Auth"enticAMD */
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    unsigned family = (a >> 8) & 0xF;
+    if (family == 0xF) family += (a >> 20) & 0xFF;
+    return intel || (amd && family >= 0x19);
+}
+
+/* AVX-512 (F and CD): 8 rows of a tile at a time, the same steps as stopbit_column in each 64-bit lane; a lane
+ * loads (a masked gather) only where its row is ok with 8 bytes to load, as the scalar code checks. Lanes whose
+ * value has 9 or more bytes, or that cannot load 8 bytes, go the scalar way (stop_bit). */
+__attribute__((target("avx512f,avx512cd"))) static void stopbit_column_avx512(
+    uint8_t *v, Py_ssize_t m, Py_ssize_t at, const uint8_t **tile_p, const uint8_t *const *tile_end,
+    const uint8_t *const *tile_file_end, uint8_t *tile_ok) {
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi64(1), eight = _mm512_set1_epi64(8);
+    const __m512i high = _mm512_set1_epi64((long long)0x8080808080808080ull);
+    const __m512i low7 = _mm512_set1_epi64(0x7F7F7F7F7F7F7F7Fll);
+    Py_ssize_t r = 0;
+    for (; r + 8 <= m; r += 8) {
+        uint64_t okb;
+        memcpy(&okb, tile_ok + r, 8);
+        __mmask8 ok = _mm512_test_epi64_mask(_mm512_cvtepu8_epi64(_mm_cvtsi64_si128((long long)okb)),
+                                             _mm512_set1_epi64(0xFF));
+        if (!ok) continue;
+        __m512i p, end, file_end;
+        memcpy(&p, tile_p + r, 64);
+        memcpy(&end, tile_end + r, 64);
+        memcpy(&file_end, tile_file_end + r, 64);
+        p = _mm512_add_epi64(p, _mm512_set1_epi64(at));
+        __mmask8 load = ok & _mm512_cmpge_epi64_mask(_mm512_sub_epi64(file_end, p), eight);
+        __m512i w = _mm512_mask_i64gather_epi64(zero, load, p, (const void *)0, 1);
+        __m512i stops = _mm512_andnot_si512(w, high);
+        __mmask8 fast = load & _mm512_test_epi64_mask(stops, stops); /* a stop within the 8 bytes */
+        __m512i lowest = _mm512_and_si512(stops, _mm512_sub_epi64(zero, stops));
+        __m512i n = _mm512_add_epi64(_mm512_srli_epi64(_mm512_sub_epi64(_mm512_set1_epi64(63),
+                                                                         _mm512_lzcnt_epi64(lowest)), 3), one);
+        __m512i bits = _mm512_slli_epi64(n, 3);
+        __m512i keep = _mm512_srlv_epi64(_mm512_set1_epi64(-1), _mm512_sub_epi64(_mm512_set1_epi64(64), bits));
+        __m512i x = _mm512_and_si512(_mm512_and_si512(w, low7), keep); /* the low n bytes' groups */
+        x = _mm512_or_si512(_mm512_and_si512(x, _mm512_set1_epi64(0x007F007F007F007Fll)),
+                            _mm512_srli_epi64(_mm512_and_si512(x, _mm512_set1_epi64(0x7F007F007F007F00ll)), 1));
+        x = _mm512_or_si512(_mm512_and_si512(x, _mm512_set1_epi64(0x00003FFF00003FFFll)),
+                            _mm512_srli_epi64(_mm512_and_si512(x, _mm512_set1_epi64(0x3FFF00003FFF0000ll)), 2));
+        x = _mm512_or_si512(_mm512_and_si512(x, _mm512_set1_epi64(0x000000000FFFFFFFll)),
+                            _mm512_srli_epi64(_mm512_and_si512(x, _mm512_set1_epi64(0x0FFFFFFF00000000ll)), 4));
+        __m512i last = _mm512_and_si512(_mm512_srlv_epi64(w, _mm512_sub_epi64(bits, eight)), _mm512_set1_epi64(0xFF));
+        __mmask8 neg = _mm512_cmpeq_epi64_mask(last, zero) & _mm512_cmpgt_epi64_mask(n, one);
+        x = _mm512_mask_xor_epi64(x, neg, x, _mm512_set1_epi64(-1));
+        __mmask8 good = fast & _mm512_cmple_epi64_mask(n, _mm512_sub_epi64(end, p)); /* inside the body */
+        if (v) _mm512_storeu_si512(v + 8 * r, _mm512_maskz_mov_epi64(good, x));
+        p = _mm512_mask_add_epi64(p, good, p, n);
+        memcpy(tile_p + r, &p, 64); /* every ok row's cursor at its value, or past it where done */
+        for (unsigned rest = (unsigned)(ok & ~good); rest; rest &= rest - 1) {
+            Py_ssize_t k = r + __builtin_ctz(rest);
+            if (fast & (1u << (k - r))) { /* the value runs past the body */
+                tile_ok[k] = 0;
+                continue;
+            }
+            const uint8_t *q = tile_p[k];
+            int64_t y = 0;
+            int used = stop_bit(q, tile_end[k] - q, tile_file_end[k] - q, &y, 0);
+            tile_ok[k] = used != 0;
+            if (v) memcpy(v + 8 * k, &y, 8);
+            tile_p[k] = q + used;
+        }
+    }
+    if (r < m) /* the last rows of a short tile */
+        stopbit_column(v ? v + 8 * r : NULL, m - r, at, tile_p + r, tile_end + r, tile_file_end + r, tile_ok + r);
+}
+
+static int avx512_usable(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd");
+}
+#endif
 
 static inline int is_cont(uint8_t b) { return (b & 0xC0) == 0x80; }
 
@@ -385,6 +540,17 @@ static Py_ssize_t java_text(const uint8_t *s, Py_ssize_t len, uint8_t *d, int *c
         }
     }
     return o;
+}
+
+/* bytes (a multiple of 64) from src (64-byte aligned) to dst (64-byte aligned) with non-temporal stores: no read
+ * of the destination lines first. An sfence before the GIL is taken back orders them (see decode). */
+static inline void stream_lines(uint8_t *dst, const uint8_t *src, size_t bytes) {
+#if HAVE_STREAM
+    for (size_t k = 0; k < bytes; k += 16)
+        _mm_stream_si128((__m128i *)(dst + k), _mm_load_si128((const __m128i *)(src + k)));
+#else
+    memcpy(dst, src, bytes);
+#endif
 }
 
 /* -- the loop ------------------------------------------------------------------------------------------------ */
@@ -479,13 +645,15 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
     const uint8_t *base = NULL;
     Py_ssize_t size = 0;
     int decoding = !(stop && cnt[N_BAD] > 0);
-    Py_ssize_t span = 0; /* bytes of the prefix */
-    for (Py_ssize_t k = 0; k < n_prefix; k++) span += ops[k].size;
     /* Rows go in tiles: (A) the headers, row by row; (B) the prefix, column by column (each column a short
-     * contiguous run of stores, rather than one store per column per row: much less memory traffic on wide rows);
-     * (C) the rest of each row, row by row. A row whose body is shorter than the prefix is decoded wholly in (C). */
+     * contiguous run of stores, rather than one store per column per row: much less memory traffic on wide rows;
+     * and the rows' stop-bit values side by side, so that their dependent loads overlap), each row's cursor kept
+     * in tile_p; (C) the rest of each row, row by row. A row whose prefix does not fit its body is bad. */
     const uint8_t *tile_p[TILE], *tile_end[TILE], *tile_file_end[TILE];
     uint8_t tile_ok[TILE];
+    uint8_t tmp[8 * TILE] __attribute__((aligned(64))); /* one column of a tile, before it is streamed out */
+    Py_ssize_t run0 = n_prefix ? ops[0].run : 0; /* bytes of the run that starts the body, checked in (A) */
+    Py_ssize_t tail = 0; /* bytes from tile_p[r] to the end of the prefix (after its last stop-bit) */
     for (Py_ssize_t i0 = lo; i0 < hi && code == C_DONE; i0 += TILE) {
         Py_ssize_t m = hi - i0 < TILE ? hi - i0 : TILE, header_row = -1, why = 0;
         for (Py_ssize_t r = 0; r < m; r++) { /* (A) */
@@ -526,14 +694,22 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
             tile_p[r] = base + off;
             tile_end[r] = base + off + length;
             tile_file_end[r] = base + size;
-            tile_ok[r] = length >= span;
+            tile_ok[r] = length >= run0;
         }
         if (n_prefix && decoding) { /* (B); the bodies are inside their files */
-            Py_ssize_t at = 0;
+            Py_ssize_t at = 0; /* bytes from tile_p[r] to the step, the same in every row (since the last stop-bit) */
+            /* A whole tile of a column of 8-byte values fills 8 cache lines (where the column is aligned): gathered
+             * in tmp, then stored past the cache, so that its lines are not first read from memory (on wide rows,
+             * a third of the memory traffic: 0.7x the time measured). Measured no gain, or a loss, with 4-byte
+             * and stop-bit columns: they are not streamed. */
+            int stream = HAVE_STREAM && m == TILE;
             for (Py_ssize_t k = 0; k < n_prefix; k++) {
                 const Op *op = &ops[k];
                 uint8_t *v = op->values;
                 Py_ssize_t sz = op->size;
+                if (op->run && k) /* a run of fixed-size steps: it must lie inside the body ((A) checked step 0) */
+                    for (Py_ssize_t r = 0; r < m; r++)
+                        tile_ok[r] &= tile_end[r] - tile_p[r] - at >= op->run;
                 if (op->kind == D_BOOL) { /* the tile's bits gathered in a word (TILE <= 64) */
                     uint64_t on = 0, ok = 0;
                     for (Py_ssize_t r = 0; r < m; r++)
@@ -546,6 +722,15 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
                     uint8_t *d = v + i0 * sz;
                     switch (sz) { /* constant sizes: one load and one store */
                     case 8:
+                        if (stream && !((uintptr_t)d & 63)) {
+                            for (Py_ssize_t r = 0; r < TILE; r++) {
+                                uint64_t x = 0;
+                                if (tile_ok[r]) memcpy(&x, tile_p[r] + at, 8);
+                                memcpy(tmp + 8 * r, &x, 8);
+                            }
+                            stream_lines(d, tmp, 8 * TILE);
+                            break;
+                        }
                         for (Py_ssize_t r = 0; r < m; r++)
                             if (tile_ok[r]) memcpy(d + 8 * r, tile_p[r] + at, 8);
                         break;
@@ -565,9 +750,35 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
                         for (Py_ssize_t r = 0; r < m; r++)
                             if (tile_ok[r]) memcpy(d + sz * r, tile_p[r] + at, (size_t)sz);
                     }
+                } else if (op->kind == D_STOPBIT) {
+                    stopbit_column_impl(v ? v + 8 * i0 : NULL, m, at, tile_p, tile_end, tile_file_end, tile_ok);
+                    at = 0;
+                    continue;
                 }
                 at += sz;
             }
+            tail = at;
+        }
+        if (n_prefix == n_ops && decoding) { /* (C) when (B) decoded every field (no text): each body must end there */
+            Py_ssize_t r = 0;
+            for (; r < m; r++) {
+                int bad = !tile_ok[r] || tile_p[r] + tail != tile_end[r];
+                st[i0 + r] = (uint8_t)(bad ? ST_MISMATCH : ST_OK);
+                if (bad) {
+                    if (cnt[N_FIRST_BAD] < 0) {
+                        cnt[N_FIRST_BAD] = i0 + r;
+                        cnt[N_TEXT_STEP] = -1;
+                    }
+                    cnt[N_BAD]++;
+                    if (stop) { /* rows after it: header checks only, as below */
+                        decoding = 0;
+                        break;
+                    }
+                }
+            }
+            if (code == C_DONE && header_row >= 0)
+                code = C_HEADER, row = header_row, detail = why;
+            continue;
         }
         for (Py_ssize_t r = 0; r < m; r++) { /* (C) */
         Py_ssize_t i = i0 + r;
@@ -576,13 +787,9 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
                 if (ops[k].offsets) ops[k].offsets[i + 1] = ops[k].cursor;
             continue;
         }
-        const uint8_t *p = tile_p[r], *end = tile_end[r], *file_end = tile_file_end[r];
-        Py_ssize_t k0 = 0;
-        if (tile_ok[r] && n_prefix) {
-            p += span;
-            k0 = n_prefix;
-        }
-        int bad = ST_OK, slow = 0;
+        const uint8_t *p = tile_ok[r] ? tile_p[r] + tail : tile_p[r], *end = tile_end[r], *file_end = tile_file_end[r];
+        Py_ssize_t k0 = n_prefix; /* (B) decoded the prefix: p is after it */
+        int bad = tile_ok[r] ? ST_OK : ST_MISMATCH, slow = 0;
         int64_t replaced = 0;
         Py_ssize_t text_step = -1;
         for (Py_ssize_t k = k0; k < n_ops && bad != ST_MISMATCH; k++) {
@@ -748,6 +955,9 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
         if (code == C_DONE && header_row >= 0)
             code = C_HEADER, row = header_row, detail = why;
     }
+#if HAVE_STREAM
+    _mm_sfence(); /* the streamed stores are visible before the buffers are handed back */
+#endif
     Py_END_ALLOW_THREADS
     for (Py_ssize_t k = 0; k < n_ops; k++)
         if (ops[k].valid) cnt[N_NULLS + ops[k].col] += ops[k].nulls;
@@ -763,7 +973,40 @@ done:
     return result;
 }
 
+/* The stop-bit column paths this CPU can run, best first. */
+static int stopbit_paths(stopbit_column_fn *out, const char **names) {
+    int n = 0;
+#ifdef HAVE_PEXT_PATH
+    if (avx512_usable()) out[n] = stopbit_column_avx512, names[n++] = "avx512";
+    if (pext_is_fast()) out[n] = stopbit_column_pext, names[n++] = "bmi2";
+#endif
+    out[n] = stopbit_column, names[n++] = "portable";
+    return n;
+}
+
+/* _stopbit_path(name or None) -> name: the stop-bit column path in use ("avx512", "bmi2", "portable"); a name
+ * selects that path (tests run each one), None the best this CPU has. */
+static PyObject *stopbit_path(PyObject *Py_UNUSED(self), PyObject *arg) {
+    stopbit_column_fn fns[3];
+    const char *names[3];
+    int n = stopbit_paths(fns, names), k = 0;
+    if (arg != Py_None) {
+        const char *want = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+        if (!want) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_TypeError, "_stopbit_path takes a path name or None");
+            return NULL;
+        }
+        for (k = 0; k < n && strcmp(names[k], want); k++)
+            ;
+        if (k == n) return PyErr_Format(PyExc_ValueError, "stop-bit path %s is not available on this CPU", want);
+    }
+    stopbit_column_impl = fns[k];
+    return PyUnicode_FromString(names[k]);
+}
+
 static PyMethodDef methods[] = {
+    {"_stopbit_path", stopbit_path, METH_O, "_stopbit_path(name or None) -> name: the stop-bit column path"},
     {"decode", decode, METH_VARARGS,
      "decode(program, entries, offset_mask, data_bits, keys, files, lo, hi, stop, outs, status, counts) "
      "-> (code, row, detail)"},
@@ -776,6 +1019,12 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_decode", "The frame
 PyMODINIT_FUNC PyInit__decode(void) {
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
+    {
+        stopbit_column_fn fns[3];
+        const char *names[3];
+        stopbit_paths(fns, names);
+        stopbit_column_impl = fns[0];
+    }
     /* the step kinds, codes and statuses, so that Python takes them from here */
     static const struct {
         const char *name;

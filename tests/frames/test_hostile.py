@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import ref_stop_bit
+from helpers import ref_read_stop_bit, ref_stop_bit
 
 import pychro
 from pychro.errors import CorruptDataError, SchemaMismatchError
@@ -126,3 +126,97 @@ def test_a_journal_cut_right_after_a_short_string(tmp_path: Path) -> None:
     with pytest.raises(CorruptDataError, match="runs past the end of the data file"):
         pychro.read_table(tmp_path, "a:int8,s:string")
 
+
+
+def _ref_row(kinds: list[str], body: bytes) -> list[int] | None:
+    """The fields of one body under the schema ``kinds`` ("i4": int32, "sb": stopbit), or None when it does not
+    match: a stop-bit value must end within 10 bytes and inside the body, and the fields must fill the body."""
+    pos, out = 0, []
+    for kind in kinds:
+        if kind == "i4":
+            if pos + 4 > len(body):
+                return None
+            out.append(struct.unpack_from("<i", body, pos)[0])
+            pos += 4
+            continue
+        run = 0
+        while pos + run < len(body) and body[pos + run] & 0x80 and run < 10:
+            run += 1
+        if run >= 10 or pos + run >= len(body):
+            return None
+        value, used = ref_read_stop_bit(body, pos)
+        out.append(value)
+        pos += used
+    return out if pos == len(body) else None
+
+
+@pytest.mark.parametrize("path", ["avx512", "bmi2", "portable"])
+@pytest.mark.parametrize("kinds", [["sb", "sb", "sb", "sb"], ["i4", "sb", "i4", "sb", "sb"], ["sb", "i4"]])
+def test_stop_bit_columns_against_the_reference(kinds: list[str], path: str) -> None:
+    """Tiles of rows whose stop-bit values have 1 to 10 bytes (both signs), with hostile rows among them: runs
+    without a stop, values cut by the end of the body, bodies too long. Every row's status and values match an
+    independent decoder, on each stop-bit path this CPU can run (AVX-512, BMI2, portable)."""
+    rng = np.random.default_rng(len(kinds))
+    try:
+        C._stopbit_path(path)
+    except ValueError:
+        pytest.skip(f"no {path} on this CPU")
+    try:
+        data, offsets, expect = bytearray(), [], []
+        for _ in range(300):
+            fields = []
+            for kind in kinds:
+                if kind == "i4":
+                    fields.append(struct.pack("<i", int(rng.integers(-(1 << 31), 1 << 31))))
+                else:
+                    value = int(rng.integers(0, 1 << 62)) >> int(rng.integers(0, 63))  # 0 to 62 bits
+                    if rng.random() < 0.02:
+                        value = (1 << 63) - 1  # 9 bytes, and 10 for its negative (-2**63)
+                    if rng.random() < 0.05:  # not what Java writes: 1 to 10 bytes of any groups, any stop byte
+                        fields.append(bytes(rng.integers(0x80, 0x100, int(rng.integers(0, 10)), np.uint8))
+                                      + bytes([int(rng.integers(0, 0x80))]))
+                        continue
+                    fields.append(ref_stop_bit(-value - 1 if rng.random() < 0.5 else value))
+            body = b"".join(fields)
+            hostile = rng.random()
+            if hostile < 0.05:
+                body = body[: int(rng.integers(0, len(body)))]  # cut inside a field
+            elif hostile < 0.1:
+                body = b"\x80" * int(rng.integers(10, 14)) + body  # a run with no stop within 10 bytes
+            elif hostile < 0.13:
+                body += b"\x01"  # one byte more than the fields
+            offsets.append(len(data) + 4)
+            data += _message(body)
+            expect.append(_ref_row(kinds, body))
+        data += b"\xff" * int(rng.integers(0, 12))  # a tail of continuation bytes after the last body
+        schema = ",".join(f"f{k}:{'int32' if kind == 'i4' else 'stopbit'}" for k, kind in enumerate(kinds))
+        run, (code, _, _) = _run(schema, bytes(data), offsets)
+        assert code == C.C_DONE
+        cols = run.arrays(len(offsets))
+        for row, want in enumerate(expect):
+            assert run.status[row] == (C.ST_MISMATCH if want is None else C.ST_OK), row
+            if want is not None:
+                assert [cols[f"f{k}"][row].as_py() for k in range(len(kinds))] == want, row
+    finally:
+        C._stopbit_path(None)
+
+
+@pytest.mark.parametrize("stop", [False, True])
+@pytest.mark.parametrize("schema", ["a:int32,b:stopbit", "a:int32,h:bool"])
+def test_bad_rows_in_a_tile_without_text(schema: str, stop: bool) -> None:
+    """Every field decoded column by column (no text): a body one byte too long, or too short, is a mismatch;
+    with ``stop`` the count ends at the first one (rows after it are only header-checked)."""
+    data, offsets = bytearray(), []
+    for row in range(150):
+        body = struct.pack("<i", row) + (ref_stop_bit(-row) if "stopbit" in schema else b"\x01")
+        body = body + b"\x07" if row in (70, 80) else body[:3] if row == 130 else body
+        offsets.append(len(data) + 4)
+        data += _message(body)
+    run, (code, _, _) = _run(schema, bytes(data), offsets, stop=stop)
+    assert code == C.C_DONE
+    assert int(run.counts[C.N_FIRST_BAD]) == 70
+    assert run.bad == (1 if stop else 3)
+    if not stop:
+        bad = np.flatnonzero(run.status[:150] != C.ST_OK).tolist()
+        assert bad == [70, 80, 130]
+        assert run.arrays(150)["a"].to_pylist()[:70] == list(range(70))
