@@ -131,6 +131,17 @@ def test_a_selection_of_no_cycle_is_an_error(ticks: Path, tmp_path: Path) -> Non
     assert not (tmp_path / "e.parquet").exists()
 
 
+def test_an_existing_file_is_replaced_only_by_a_complete_export(ticks: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t.parquet"
+    out.write_bytes(b"an older export")
+    with pytest.raises(pychro.SchemaMismatchError):  # a wrong schema: the export fails part way
+        pychro.to_parquet(ticks, "ts:timestamp_ms,sym:string", out)
+    assert out.read_bytes() == b"an older export"
+    assert not (tmp_path / "t.parquet.partial").exists()
+    assert pychro.to_parquet(ticks, SCHEMA, out) == pq.read_table(out).num_rows == 30_000
+    assert not (tmp_path / "t.parquet.partial").exists()
+
+
 def test_numpy_columns_survive(tmp_path: Path) -> None:
     pychro.write_frame({"a": np.arange(10, dtype=np.int64)}, tmp_path / "j", "a:int64", date=dt.date(2024, 1, 1))
     pychro.to_parquet(tmp_path / "j", "a:int64", tmp_path / "a.parquet")
