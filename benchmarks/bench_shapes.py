@@ -3,6 +3,7 @@
     python benchmarks/bench_shapes.py [--rows N] [--repeat R] [--only fixed,wide20]
     python benchmarks/bench_shapes.py --scale            (also: 10x the rows, time ratio per shape)
     python benchmarks/bench_shapes.py --memory           (peak RSS of to_parquet on 10 M rows, child process)
+    python benchmarks/bench_shapes.py --row-groups       (why to_parquet keeps 1 Mi-row row groups, see below)
 
 For each shape (the tables of ``bench_write.shape_tables``: fixed; + 2 short ASCII strings; strings 30% null;
 20% non-ASCII BMP; 1% and 12.5% non-BMP; wide ts + 20 float64; ts + 4 stop-bit fields), best of R rounds run
@@ -14,6 +15,11 @@ one after the other (a noisy shared machine hits all alike), printed as the issu
 * ``to_parquet`` (journal -> Parquet, decode included) vs ``pq.write_table`` of the table already in memory;
   bar: <= 1.2x.
 Time ratios are what to compare: rates on a shared machine move from run to run.
+
+``--row-groups`` prints, per shape, ``pq.write_table`` with smaller row groups against 1 Mi rows (pyarrow's
+default and ``to_parquet``'s), and ``read_table`` with ``threads=1`` against ``pq.write_table``: an export of up to
+one row group decodes it whole before pyarrow can write it (pyarrow writes a row group in one call), so its time
+is at least the Parquet write plus that decode; only smaller row groups would let the two overlap.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 
 import pyarrow.parquet as pq
@@ -96,6 +103,38 @@ def scale_check(only: list[str] | None, rows: int, tmp: str) -> None:
               flush=True)
 
 
+def thread_cpu(fn: Callable[[], object], repeat: int) -> float:
+    """Least CPU time of the calling thread over ``repeat`` calls of ``fn`` (after a warm-up): single-threaded
+    work measured this way hardly moves when other work shares the cores, unlike its wall time."""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.thread_time()
+        fn()
+        best = min(best, time.thread_time() - t0)
+    return best
+
+
+def row_group_check(only: list[str] | None, rows: int, repeat: int, tmp: str) -> None:
+    """pq.write_table CPU time by row-group size (vs 1 Mi rows), and the decode a one-row-group export adds."""
+    sizes = [1 << 19, 1 << 18, 1 << 17]
+    out = os.path.join(tmp, "rg.parquet")
+    print(f"\n{rows:,} rows, CPU time of one thread: pq.write_table with smaller row groups, and read_table "
+          "(threads=1), vs pq.write_table with 1 Mi-row row groups\n")
+    print("| workload | " + " | ".join(f"{s >> 10} k-row groups" for s in sizes) + " | read_table, threads=1 |")
+    print("|---|" + "---|" * (len(sizes) + 1))
+    for name, (table, schema) in shape_tables(rows).items():
+        if only and name not in only:
+            continue
+        journal = os.path.join(tmp, f"rg-{name}")
+        pychro.write_frame(table, journal, schema, date=DAY)
+        t = [thread_cpu(partial(pq.write_table, table, out, compression="snappy", row_group_size=s), repeat)
+             for s in [1 << 20, *sizes]]
+        t.append(thread_cpu(partial(pychro.read_table, journal, schema, threads=1), repeat))
+        print(f"| {name} | " + " | ".join(f"{x / t[0]:.2f}x" for x in t[1:]) + " |", flush=True)
+        _clean(journal)
+
+
 def memory_child(journal: str, schema: str, out: str) -> None:
     pychro.to_parquet(journal, schema, out)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
@@ -124,6 +163,8 @@ def main() -> None:
     ap.add_argument("--only", help="comma-separated shape names")
     ap.add_argument("--scale", action="store_true", help="also time 10x the rows (read_table, to_parquet)")
     ap.add_argument("--memory", action="store_true", help="also the peak memory of to_parquet on 10 M rows")
+    ap.add_argument("--row-groups", action="store_true",
+                    help="only pq.write_table by row-group size, and the decode share of a one-row-group export")
     ap.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
@@ -132,6 +173,9 @@ def main() -> None:
     only = args.only.split(",") if args.only else None
     tmp = tempfile.mkdtemp(prefix="pychro-bench-shapes-")
     try:
+        if args.row_groups:
+            row_group_check(only, args.rows, args.repeat, tmp)
+            return
         results = {}
         for name, (table, schema) in shape_tables(args.rows).items():
             if only and name not in only:
