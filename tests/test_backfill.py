@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import pychro
 from pychro.frames import bulk
-from pychro.frames.backfill import write_frame
+from pychro.frames.backfill import _by_cycle, write_frame
 
 DAY = dt.date(2024, 1, 2)
 DAY_MS = 1_704_153_600_000
@@ -155,6 +155,15 @@ def test_unsorted_multi_day_frame_with_strings_lands_in_row_order_per_cycle(
     by_k = dict(zip(k, back.column("_index").to_numpy()))
     assert [by_k[i] for i in range(n)] == list(indices)
     assert back.column("s").to_pylist() == [text[int(i)].as_py() for i in k]
+
+
+@given(st.lists(st.integers(0, 4), max_size=40), st.booleans())
+def test_rows_by_cycle_ascending_each_in_row_order(cycles: list[int], in_order: bool) -> None:
+    """Runs of rows in time order, a stable sort otherwise: the same (cycle, rows) pairs as a filter per cycle."""
+    c = np.array(sorted(cycles) if in_order else cycles, dtype=np.int64)
+    got = [(cycle, list(rows)) for cycle, rows in _by_cycle(c, len(c))]
+    assert got == [(int(k), list(np.flatnonzero(c == k))) for k in np.unique(c)]
+    assert [(k, list(r)) for k, r in _by_cycle(np.array([7]), 3)] == [(7, [0, 1, 2])]  # one cycle for all rows
 
 
 def test_hourly_config_and_timestamp_units(tmp_path: Path) -> None:
