@@ -57,6 +57,12 @@ def to_parquet(
     field, ``end`` exclusive), ``columns``, ``errors``, ``timestamp_column`` and ``stats`` mean what they mean
     for :func:`pychro.read_table`.
 
+    Row groups hold ``row_group_rows`` rows (default 1 Mi, as ``pq.write_table``); each is written on a
+    background thread while the next one decodes. Smaller row groups cost pyarrow more to write (each starts
+    its column dictionaries afresh), larger ones more memory. The file is written as ``<out>.partial`` and
+    renamed to ``out`` when complete (an older ``out`` is removed just before): a failed export leaves no
+    partial file and an older ``out`` as it was.
+
     Examples
     --------
     >>> pychro.to_parquet(journal_dir, "ts:timestamp_ms,px:float64", "ticks.parquet")  # doctest: +SKIP
