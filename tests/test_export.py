@@ -142,6 +142,31 @@ def test_an_existing_file_is_replaced_only_by_a_complete_export(ticks: Path, tmp
     assert not (tmp_path / "t.parquet.partial").exists()
 
 
+def test_a_failure_after_some_row_groups_leaves_no_file_and_no_thread(
+    ticks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Row groups are gathered on a thread of their own: its error reaches the caller after the row groups
+    before it were written, the partial file goes, and the thread ends."""
+    import threading
+
+    from pychro.frames import api
+
+    real = api._batches
+
+    def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        for k, batch in enumerate(real(*args, **kwargs)):
+            if k == 2:  # the third batch (one per cycle here), after 20 row groups
+                raise pychro.CorruptDataError("damaged on purpose")
+            yield batch
+
+    monkeypatch.setattr(api, "_batches", failing)
+    out = tmp_path / "t.parquet"
+    with pytest.raises(pychro.CorruptDataError, match="on purpose"):
+        pychro.to_parquet(ticks, SCHEMA, out, row_group_rows=1000, progress=False)
+    assert not out.exists() and not (tmp_path / "t.parquet.partial").exists()
+    assert not [t for t in threading.enumerate() if t.name.startswith("pychro-")]
+
+
 def test_numpy_columns_survive(tmp_path: Path) -> None:
     pychro.write_frame({"a": np.arange(10, dtype=np.int64)}, tmp_path / "j", "a:int64", date=dt.date(2024, 1, 1))
     pychro.to_parquet(tmp_path / "j", "a:int64", tmp_path / "a.parquet")

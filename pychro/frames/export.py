@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import queue
+import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from .._optional import require
@@ -57,11 +58,11 @@ def to_parquet(
     field, ``end`` exclusive), ``columns``, ``errors``, ``timestamp_column`` and ``stats`` mean what they mean
     for :func:`pychro.read_table`.
 
-    Row groups hold ``row_group_rows`` rows (default 1 Mi, as ``pq.write_table``); each is written on a
-    background thread while the next one decodes. Smaller row groups cost pyarrow more to write (each starts
-    its column dictionaries afresh), larger ones more memory. The file is written as ``<out>.partial`` and
-    renamed to ``out`` when complete (an older ``out`` is removed just before): a failed export leaves no
-    partial file and an older ``out`` as it was.
+    Row groups hold ``row_group_rows`` rows (default 1 Mi, as ``pq.write_table``); each is written while the
+    next one is decoded and gathered on a background thread. Smaller row groups cost pyarrow more to write
+    (each starts its column dictionaries afresh), larger ones more memory. The file is written as
+    ``<out>.partial`` and renamed to ``out`` when complete (an older ``out`` is removed just before): a failed
+    export leaves no partial file and an older ``out`` as it was.
 
     Examples
     --------
@@ -234,78 +235,120 @@ def _write(
     arrow_schema = schema.to_arrow()
     if columns is not None:
         arrow_schema = pa.schema([arrow_schema.field(c) for c in columns], metadata=arrow_schema.metadata)
-    rows = 0
-    pending: list[Any] = []
-    pending_rows = 0
     meta = dict(arrow_schema.metadata or {})
-
-    def with_meta() -> Any:
-        return arrow_schema.with_metadata({**meta, META_SOURCE: json.dumps(source, default=str).encode()})
-
+    file_schema = arrow_schema.with_metadata({**meta, META_SOURCE: json.dumps(source, default=str).encode()})
     writer: Any = None
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + ".partial"
-    # Row groups are written on a background thread while this one decodes the next (the decoder runs ahead
-    # only a few batches): export costs about max(decode, write), not their sum. One write at a time.
-    background = ThreadPoolExecutor(1, thread_name_prefix="pychro-export")
-    writing: Future[None] | None = None
-
-    def write_behind(table: Any) -> None:
-        nonlocal writing
-        if writing is not None:
-            writing.result()  # the previous row group is written (its error, if any, surfaces here)
-        if fmt == "parquet":
-            writing = background.submit(writer.write_table, table, row_group_size=row_group_rows)
-        else:
-            writing = background.submit(writer.write_table, table)
-
+    # Row groups are gathered on a background thread (the decoder's own threads decode ahead of it) while this
+    # one writes the previous row group: export costs about max(decode, write), not their sum. Writing here
+    # rather than on a background thread measured 1-7% faster at 1 M rows (the cause is not pinned down).
+    # At most two row groups are held: one being written, one being gathered.
+    groups = _RowGroups(batches, arrow_schema, row_group_rows)
+    rows = 0
     try:
         if fmt == "parquet":
             pq = require("pyarrow.parquet", extra="frames")
-            writer = pq.ParquetWriter(tmp, with_meta(), compression=compression or "none")
+            writer = pq.ParquetWriter(tmp, file_schema, compression=compression or "none")
         elif fmt == "ipc":
             opts = pa.ipc.IpcWriteOptions(compression=compression) if compression else None
-            writer = pa.ipc.new_file(tmp, with_meta(), options=opts)
+            writer = pa.ipc.new_file(tmp, file_schema, options=opts)
         else:
             from pyarrow import csv
 
             writer = csv.CSVWriter(tmp, arrow_schema)
-
-        def flush(final: bool) -> None:
-            """Write whole row groups of ``row_group_rows`` (and, at the end, the rest)."""
-            nonlocal pending, pending_rows
-            if not pending:
-                return
-            table = pa.Table.from_batches(pending, schema=arrow_schema)
-            cut = table.num_rows if final else table.num_rows - table.num_rows % row_group_rows
-            write_behind(table.slice(0, cut))
-            rest = table.slice(cut)
-            pending, pending_rows = rest.to_batches(), rest.num_rows
-
-        for batch in batches:
-            if not batch.num_rows:
-                continue
-            batch = pa.RecordBatch.from_arrays(
-                [batch.column(name) for name in arrow_schema.names], schema=arrow_schema
-            )
-            pending.append(batch)
-            pending_rows += batch.num_rows
-            rows += batch.num_rows
-            if pending_rows >= row_group_rows:
-                flush(final=False)
-        flush(final=True)
-        if writing is not None:
-            writing.result()
+        groups.start()
+        for table in groups:
+            if fmt == "parquet":
+                writer.write_table(table, row_group_size=row_group_rows)
+            else:
+                writer.write_table(table)
+            rows += table.num_rows
+            del table
+            groups.written()
         writer.close()
         writer = None
         _publish(tmp, out)
     finally:
-        background.shutdown(wait=True)  # no write may still run when the file is closed
+        groups.stop()  # the gathering thread ends before the file is closed (an error here or there)
         if writer is not None:
             writer.close()
         if os.path.exists(tmp):
             os.remove(tmp)
     return rows
+
+
+class _RowGroups:
+    """Tables of ``row_group_rows`` rows (the last one shorter) gathered from ``batches`` on a thread of their
+    own, handed over in order; at most two exist at a time (:meth:`written` frees a place). Iterate after
+    :meth:`start`; an error of the batches is raised by the iteration, and :meth:`stop` ends the thread."""
+
+    _END = object()
+
+    def __init__(self, batches: Iterator[Any], arrow_schema: Any, row_group_rows: int) -> None:
+        self.batches, self.schema, self.size = batches, arrow_schema, row_group_rows
+        self.ready: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.places = threading.Semaphore(2)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._gather, name="pychro-export", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item = self.ready.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def written(self) -> None:
+        self.places.release()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.places.release()  # a gatherer waiting for a place wakes up and sees stopping
+        if self.thread.ident is not None:
+            self.thread.join()
+            return
+        close = getattr(self.batches, "close", None)
+        if close is not None:
+            close()  # never started: the batches' decoding threads still end
+
+    def _gather(self) -> None:
+        pa = require("pyarrow", purpose="export")
+        names = self.schema.names
+        pending: list[Any] = []
+        pending_rows = 0
+        try:
+            self.places.acquire()
+            for batch in self.batches:
+                if self.stopping.is_set():
+                    return
+                if not batch.num_rows:
+                    continue
+                pending.append(pa.RecordBatch.from_arrays([batch.column(n) for n in names], schema=self.schema))
+                pending_rows += batch.num_rows
+                while pending_rows >= self.size:
+                    table = pa.Table.from_batches(pending, schema=self.schema)
+                    self.ready.put(table.slice(0, self.size))
+                    rest = table.slice(self.size)
+                    pending, pending_rows = rest.to_batches(), rest.num_rows
+                    del table, rest
+                    self.places.acquire()
+                    if self.stopping.is_set():
+                        return
+            if pending_rows:
+                self.ready.put(pa.Table.from_batches(pending, schema=self.schema))
+            self.ready.put(self._END)
+        except BaseException as exc:  # noqa: BLE001 - raised in the writing thread, after the row groups before it
+            self.ready.put(exc)
+        finally:
+            close = getattr(self.batches, "close", None)
+            if close is not None:
+                close()  # this thread drove the generator: it closes it (its decoding pool ends)
 
 
 def _publish(tmp: str, out: str) -> None:
