@@ -72,8 +72,12 @@ def _read_fields(excerpt: Any) -> None:
         excerpt.set_offset(start)
         try:
             for name in plan:
-                if name.endswith("*"):
-                    excerpt.read_bytes(getattr(excerpt, name[:-1])())
+                if name.endswith("*"):  # a length, then that many bytes, as a careful caller reads them
+                    n = getattr(excerpt, name[:-1])()
+                    if n < 0:  # read_bytes(-1) is a bad argument (ValueError), not a bad journal: the caller checks
+                        STATS["field_errors"] += 1
+                        break
+                    excerpt.read_bytes(n)
                 else:
                     getattr(excerpt, name)()
         except PychroError:
