@@ -35,6 +35,9 @@ MAX_INDEX_FILES = 10_000  # Java gives up after index-9999
 # A follower (row reader, frames follow, replicate) that has moved on from cycle C still takes messages committed
 # late into C (a writer commits into the cycle in which it began a message, vanilla-format.md §6) this long.
 LATE_COMMIT_GRACE_S = 10.0
+# An index slot seen empty while a later slot of its file is filled is re-read for this long before it is called
+# damage (slots fill in order; a reader can load slot k, then see k and k+1 filled by writers in between).
+HOLE_GRACE_S = 0.2
 INDEX_FILE_PREFIX = "index-"
 DATA_FILE_PREFIX = "data-"
 

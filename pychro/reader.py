@@ -14,6 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 from . import _layout as L
 from ._mapping import MappedFile
 from .config import VanillaConfig, check_seconds
@@ -339,6 +341,9 @@ class VanillaChronicleReader:
                 if entry:
                     return entry
                 self._check_dead_end(self._seq)
+                entry = self._check_hole(self._seq)
+                if entry:
+                    return entry
                 if self._back is not None:  # the late messages of a left cycle are delivered: go back
                     self._return_from_left()
                     continue
@@ -374,6 +379,40 @@ class VanillaChronicleReader:
             f"{L.index_file_name(n)} ends at entry {seq & self._slot_mask} ({os.path.getsize(path)} bytes) but "
             f"{L.index_file_name(n + 1)} exists: the index is cut{self._journal.block_size_hint()}", **ctx
         )
+
+    def _check_hole(self, seq: int) -> int:
+        """An empty slot with a filled one after it in the same index file: slots fill in order, so this is
+        damage that would silently skip the rest of the cycle - unless it fills within ``HOLE_GRACE_S`` (a reader
+        can load slot k empty, then see k+1 filled by a writer that filled k in between). Returns the entry if
+        it filled, 0 when no later slot is filled; raises :class:`CorruptDataError` for a hole that stays."""
+        if not self._later_slot_filled(seq):
+            return 0
+        deadline = time.monotonic() + L.HOLE_GRACE_S
+        pause = 0.001
+        while True:
+            entry = self._load_entry(seq)
+            if entry:
+                return entry
+            if time.monotonic() >= deadline:
+                n = seq >> self._slot_bits
+                raise CorruptDataError(
+                    "index slot is empty but later slots are filled (slots fill in order)",
+                    path=os.path.join(self._cycle_dir, L.index_file_name(n)),  # type: ignore[arg-type]
+                    cycle=self._cycle, seq=seq, index=self._cycle_base + seq,
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _later_slot_filled(self, seq: int) -> bool:
+        """Is a slot after ``seq`` set in its (mapped) index file? Looks through the slots known to lie in
+        written pages, then probes the first slot of the next page (a load there could fault on tmpfs)."""
+        if (seq >> self._slot_bits) != self._ifile or self._slots is None:
+            return False  # that index file is not mapped (absent): nothing follows in it
+        slot = seq & self._slot_mask
+        nslots = self._nslots
+        if slot + 1 < nslots and np.count_nonzero(np.frombuffer(self._slots[slot + 1 : nslots], np.uint64)):
+            return True
+        return bool(self._index_maps[self._ifile].read_slot(max(nslots, slot + 1)))
 
     def _load_entry(self, seq: int) -> int:
         n = seq >> self._slot_bits

@@ -301,11 +301,13 @@ def test_stray_files_and_folders_are_ignored(journal: Path) -> None:
 
 
 def test_garbage_index_slots_after_the_end_are_not_read(journal: Path) -> None:
-    _set_slot(journal, 4, 0xFFFFFFFFFFFFFFFF)  # slot 3 is 0, so slot 4 is never reached
+    _set_slot(journal, 4, 0xFFFFFFFFFFFFFFFF)  # slot 3 is 0, so slot 4 is never delivered
     with _reader(journal) as reader:
-        assert len(list(reader)) == 3
-        with pytest.raises(NoData):
+        assert [e.body() for e in (reader.next_reader() for _ in range(3))] == [b"A" * 8, b"B" * 100, b"C" * 8]
+        # a set slot after the empty one is damage (slots fill in order), as verify reports it: not the end
+        with pytest.raises(CorruptDataError, match="later slots are filled") as err:
             reader.next_reader()
+        assert err.value.context["seq"] == 3
     # (Journal.count binary-searches the first zero slot, which assumes contiguous slots: on an index
     # damaged like this it may count past the hole, so it is not checked here.)
 
@@ -380,3 +382,50 @@ def test_slots_unchanged_by_reading_damage(journal: Path) -> None:
             reader.next_reader()
     assert read_slots(journal / FOLDER / "index-0", 4) == before
     assert os.path.getsize(_data(journal)) == 0  # the reader never extends a short file
+
+
+def _hole_at(root: Path, seq: int) -> int:
+    """Zero index slot ``seq`` (later slots stay filled); returns the entry it held."""
+    entry = struct.unpack("<Q", (root / FOLDER / "index-0").read_bytes()[seq * 8 : seq * 8 + 8])[0]
+    _set_slot(root, seq, 0)
+    return entry
+
+
+@pytest.mark.parametrize("polling_interval", [None, 0.001])
+def test_row_reader_raises_at_a_hole_in_the_index(tmp_path: Path, polling_interval: float | None) -> None:
+    # an empty slot with filled ones after it used to end the cycle silently (the rest of it was skipped)
+    root = tmp_path / "j"
+    _write(root, [b"%08d" % i for i in range(700)])
+    _hole_at(root, 500)
+    with VanillaChronicleReader(root, polling_interval, thread_id_bits=16) as reader:
+        got = [reader.next_reader().body() for _ in range(500)]
+        assert got[-1] == b"00000499"
+        with pytest.raises(CorruptDataError, match="later slots are filled") as err:
+            reader.next_reader()
+    ctx = err.value.context
+    assert (ctx["cycle"], ctx["seq"], ctx["index"]) == (DAY, 500, (DAY << 40) + 500)
+    assert ctx["path"].endswith(os.path.join(FOLDER, "index-0"))
+
+
+def test_row_reader_waits_for_a_slot_a_live_writer_fills_late(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # a reader can load slot k empty and then see k+1 filled: the writer of k committed in between. The slot
+    # is re-read (with short pauses) before it is called damage: here it is filled during the first pause.
+    import pychro.reader as reader_module
+
+    root = tmp_path / "j"
+    _write(root, [b"%08d" % i for i in range(700)])
+    entry = _hole_at(root, 500)
+    real_sleep = reader_module.time.sleep
+    pauses = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        _set_slot(root, 500, entry)  # the late commit
+        real_sleep(seconds)
+
+    monkeypatch.setattr(reader_module.time, "sleep", sleep)
+    with VanillaChronicleReader(root, thread_id_bits=16) as reader:
+        got = [e.body() for e in reader]
+    assert got == [b"%08d" % i for i in range(700)]
+    assert len(pauses) == 1

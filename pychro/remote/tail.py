@@ -44,7 +44,7 @@ _CYCLE_CHECK_S = 0.05  # how often an idle tail lists folders to find a newer cy
 _MAX_MAPPED_DATA_FILES = 32  # kept mapped between batches (a batch itself may use more)
 # An empty slot with filled ones after it is reported as corruption only once it has stayed empty this long
 # (it is re-read after the later slots first: a writer can fill slot k and k+1 between two reads).
-_HOLE_GRACE_S = 0.2
+_HOLE_GRACE_S = L.HOLE_GRACE_S
 
 
 class JournalTail:
