@@ -268,7 +268,8 @@ def cmd_replicate(args: argparse.Namespace) -> int:
         raise ValueError(f"source must be HOST:PORT, got {args.source!r}")
     count = replicate(host, int(port), args.dir, config=_config(args), timeout=args.timeout,
                       late_grace=args.late_grace)
-    print(f"replicated {count:,} messages into {args.dir}")
+    # replicate returns only once nothing new came for --timeout seconds (> 0): the copy had caught up then
+    print(f"replicated {count:,} messages into {args.dir} (caught up: nothing new for {args.timeout:g} s)")
     return 0
 
 
@@ -367,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replicate", help="keep a local copy of a remote journal")
     p.add_argument("source", metavar="HOST:PORT")
     p.add_argument("dir")
-    p.add_argument("--timeout", type=float, default=None, help="stop after this many idle seconds")
+    p.add_argument("--timeout", type=float, default=None, help="stop once nothing new has come for this many seconds (> 0; the copy has caught up then); "
+                        "without it replicate runs until interrupted")
     p.add_argument("--late-grace", type=float, default=L.LATE_COMMIT_GRACE_S, metavar="S",
                    help="seconds a cycle the stream has left is still checked for late commits (default %(default)g)")
     p.set_defaults(func=cmd_replicate)

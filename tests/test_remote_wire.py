@@ -474,8 +474,14 @@ def test_client_connection_refused() -> None:
     sock.close()
     with pytest.raises(RemoteError, match="cannot"):
         RemoteChronicleReader("127.0.0.1", port, reconnect=False)
-    with pytest.raises(RemoteError, match="could not resume"):
+    # never connected: a wrong address fails at once (it used to be retried for reconnect_timeout, then called
+    # "lost the connection"), naming host:port
+    t0 = time.monotonic()
+    with pytest.raises(RemoteError, match=f"nothing listens on 127.0.0.1:{port} \\(connection refused\\)"):
         RemoteChronicleReader("127.0.0.1", port, reconnect=True, reconnect_timeout=0.3)
+    with pytest.raises(RemoteError, match="connection refused"):
+        RemoteChronicleReader("127.0.0.1", port, reconnect=True, reconnect_timeout=30)
+    assert time.monotonic() - t0 < 3
 
 
 def test_where_argument_parsing() -> None:

@@ -37,10 +37,11 @@ _MAX_CYCLE_PROBES = 1024  # QUERYs spent looking for the next non-empty cycle be
 class _Disconnected(Exception):
     """Internal: the connection broke (EOF, reset, or silence); ``mid_frame`` when part of a frame was read."""
 
-    def __init__(self, reason: str, mid_frame: bool = False, **context: Any) -> None:
+    def __init__(self, reason: str, mid_frame: bool = False, refused: bool = False, **context: Any) -> None:
         super().__init__(reason)
         self.reason = reason
         self.mid_frame = mid_frame
+        self.refused = refused
         self.context = context
 
 
@@ -157,6 +158,7 @@ class RemoteChronicleReader:
         self.host = host
         self.port = port
         self.config = resolve_config(config, thread_id_bits)
+        self._max_index = self.config.max_index
         self.polling_interval = None if polling_interval is None else check_seconds(polling_interval,
                                                                                     "polling_interval")
         self.timeout = check_seconds(timeout, "timeout")
@@ -189,6 +191,7 @@ class RemoteChronicleReader:
         self.reconnects = 0
         self.subscribed_at: int | None = None  # the SUBSCRIBE argument of the current connection
         self.recv_size = _RECV_SIZE  # bytes of each fresh receive buffer
+        self.resume_echo: tuple[int, bytes] | None = None  # (index, body) of the first echoed resume frame
         self._closed = False
         self._open_initial()
 
@@ -258,7 +261,7 @@ class RemoteChronicleReader:
         if self._end - pos >= _HDR:
             size, index = _unpack_header(buf, pos)
             stop = pos + _HDR + size
-            if size >= 0 and stop <= self._end and index > self._floor:
+            if size >= 0 and stop <= self._end and index == self._floor + 1:  # others: checked in _frame_ready
                 self._pos = stop
                 self._floor = self._last = index
                 return Excerpt(buf, pos + _HDR, stop, index)
@@ -314,11 +317,24 @@ class RemoteChronicleReader:
             stop = pos + _HDR + size
             if stop > self._end:
                 return False
+            if not 0 <= index <= self._max_index:  # as replicate refuses it: no journal can hold it
+                raise self._protocol_error(
+                    f"the source sent an index outside 0..{self._max_index:#x} that no journal can hold",
+                    index=index, last_index=self._last)
             if index < self._min:
+                if index == self._min - 1 and self.resume_echo is None:  # what replicate compares with its copy
+                    self.resume_echo = (index, bytes(buf[pos + _HDR : stop]))
                 self._pos = stop
                 continue  # the echoed last message of a resume, or before a resolved start
-            if self._last is not None and index <= self._last:
-                raise self._protocol_error("source went backwards", index=index, last_index=self._last)
+            last = self._last
+            if last is not None:
+                if index <= last:
+                    raise self._protocol_error("source went backwards", index=index, last_index=last)
+                if index != last + 1 and self.config.split_index(index)[1] != 0:
+                    # a source sends every message of a cycle in order; only a new cycle starts elsewhere (seq 0)
+                    raise self._protocol_error(
+                        "the source skipped messages (a gap in the indices that does not start a new cycle; "
+                        "or config differs from the source's)", index=index, last_index=last)
             return True
         return False
 
@@ -419,8 +435,14 @@ class RemoteChronicleReader:
     def _connect(self) -> socket.socket:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except ConnectionRefusedError:
+            raise _Disconnected(f"nothing listens on {self.host}:{self.port} (connection refused)",
+                                refused=True) from None
+        except TimeoutError:
+            raise _Disconnected(f"cannot connect to {self.host}:{self.port} within {self.connect_timeout:g} s "
+                                "(connect_timeout)") from None
         except OSError as exc:
-            raise _Disconnected(f"cannot connect: {exc}") from None
+            raise _Disconnected(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._buf, self._pos, self._end = b"", 0, 0
@@ -478,7 +500,7 @@ class RemoteChronicleReader:
             self._open(first=True)
         except _Disconnected as exc:
             self._drop_socket(unsubscribe=False)
-            if not self.reconnect:
+            if not self.reconnect or exc.refused:  # never connected: a wrong address fails now, not after retries
                 raise RemoteError(f"cannot subscribe: {exc.reason}", host=self.host, port=self.port) from None
             self._retry(exc)
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _layout as L
-from ..config import VanillaConfig
+from ..config import VanillaConfig, check_seconds
 from ..errors import NoData, RemoteError
 from ..journal import Journal
 from . import wire as W
@@ -36,6 +36,8 @@ __all__ = ["replicate"]
 _PROBE_INTERVAL_S = 0.1  # how often the cycles left recently are asked for late commits
 _FETCH_WAIT_S = 0.5  # a late-message fetch ends when nothing more of its cycle comes for this long
 _PROBE_TIMEOUT_S = 5.0  # QUERY is answered at once by a live source
+_CONNECT_TIMEOUT_S = 5.0  # to connect and get the subscribe reply (at most ``timeout`` when one is given)
+_ECHO_WAIT_S = 1.0  # a source sends the resume message right after the subscribe reply
 
 
 def replicate(
@@ -67,8 +69,9 @@ def replicate(
     stop_after : int, optional
         Stop after copying this many messages.
     timeout : float, optional
-        Stop once no message has arrived for this many seconds. ``None`` (and no ``stop_after``) runs until
-        interrupted; the source's heartbeats keep the connection checked meanwhile.
+        Stop once no message has arrived for this many seconds (> 0: the replica has then caught up with the
+        source as it was a moment ago). It also bounds the wait to connect. ``None`` (and no ``stop_after``)
+        runs until interrupted; the source's heartbeats keep the connection checked meanwhile.
     reconnect, reconnect_timeout
         Resume after a dropped connection (see :class:`RemoteChronicleReader`).
     on_message : callable, optional
@@ -85,6 +88,54 @@ def replicate(
     >>> replicate("127.0.0.1", 5000, "/data/replica", timeout=1.0)      # doctest: +SKIP
     3000
     """
+    if stop_after is not None and stop_after <= 0:
+        return 0
+    if late_grace < 0:
+        raise ValueError(f"late_grace must be >= 0 seconds, got {late_grace}")
+    if timeout is not None:
+        # 0 would stop before the first message arrives and leave a partial copy that looks complete
+        timeout = check_seconds(timeout, "timeout", zero=False)
+    Journal(path, config, thread_id_bits, must_exist=False).check_target()
+    created = not os.path.lexists(path)
+    os.makedirs(os.fspath(path), exist_ok=True)
+    try:
+        journal = Journal(path, config, thread_id_bits)
+        cfg = journal.config
+        end = journal.end_index()
+        wait = _PROBE_INTERVAL_S if timeout is None else min(timeout, _PROBE_INTERVAL_S)
+        connect = _CONNECT_TIMEOUT_S if timeout is None else min(timeout, _CONNECT_TIMEOUT_S)
+        reader = RemoteChronicleReader(
+            host, port, "start", polling_interval=None, timeout=wait,
+            config=cfg, reconnect=reconnect, reconnect_timeout=reconnect_timeout, connect_timeout=connect,
+            resume_after=None if end is None else end - 1,
+        )
+    except BaseException:
+        if created:
+            _remove_if_empty(path)
+        raise
+    try:
+        if end is not None:
+            _check_lines_up(reader, journal, end - 1, host, port)
+        return _copy(reader, host, port, journal, stop_after, timeout, on_message, late_grace)
+    except BaseException:
+        if created:
+            _remove_if_empty(path)
+        raise
+    finally:
+        reader.close()
+
+
+def _remove_if_empty(path: str | os.PathLike[str]) -> None:
+    """Remove the folder replicate made for a copy that failed before writing anything (not left behind)."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass  # not empty (something was copied) or gone
+
+
+def _copy(reader: RemoteChronicleReader, host: str, port: int, journal: Journal, stop_after: int | None,
+          timeout: float | None, on_message: Callable[[int], None] | None, late_grace: float) -> int:
+    """The copy loop of :func:`replicate` (``reader`` subscribed after the replica's last message)."""
     # numpy and the frames machinery (pyarrow) load on first use: importing pychro.remote must stay light
     import numpy as np
 
@@ -92,21 +143,9 @@ def replicate(
     from ..frames.encode import raw_program
     from .frames import locate_frames
 
-    if stop_after is not None and stop_after <= 0:
-        return 0
-    if late_grace < 0:
-        raise ValueError(f"late_grace must be >= 0 seconds, got {late_grace}")
-    Journal(path, config, thread_id_bits, must_exist=False).check_target()
-    os.makedirs(os.fspath(path), exist_ok=True)
-    journal = Journal(path, config, thread_id_bits)
     cfg = journal.config
     end = journal.end_index()
-    wait = _PROBE_INTERVAL_S if timeout is None else min(timeout, _PROBE_INTERVAL_S)
-    reader = RemoteChronicleReader(
-        host, port, "start", polling_interval=None, timeout=wait,
-        config=cfg, reconnect=reconnect, reconnect_timeout=reconnect_timeout,
-        resume_after=None if end is None else end - 1,
-    )
+    path = journal.path
     reader.recv_size = 4 << 20  # big receive buffers: big runs
     expected: dict[int, int] = {}  # cycle -> next local seq
     # Cycles the stream has left, still watched for late commits (§6): cycle -> monotonic deadline
@@ -233,6 +272,8 @@ def replicate(
                         f"the source sent an index outside 0..{cfg.max_index:#x} that no journal can hold",
                         index=run_index, path=os.fspath(path),
                     )
+                if cycle != current:
+                    _check_cycle_date(cfg, cycle, run_index, journal.path)
                 if current is not None and cycle != current:
                     for left in expected:
                         if left < cycle and left not in watched:
@@ -242,9 +283,64 @@ def replicate(
             if watched and (stop_after is None or count < stop_after):
                 count += check_left(appender, final=True)
     finally:
-        reader.close()
         probe.close()
     return count
+
+
+def _check_lines_up(reader: RemoteChronicleReader, journal: Journal, last: int, host: str, port: int) -> None:
+    """Refuse to resume unless the source holds the replica's last message ``last`` with the same bytes.
+
+    The reader subscribed to ``last``: the source sends it first (the echo the reader drops). A replica of
+    another journal, or written with another config, fails here instead of getting the source's messages
+    appended after its own."""
+    cycle, seq = journal.config.split_index(last)
+    ctx = dict(cycle=cycle, seq=seq, index=last, host=host, port=port, path=journal.path)
+    deadline = time.monotonic() + _ECHO_WAIT_S
+    while reader.resume_echo is None and time.monotonic() < deadline:
+        try:
+            reader._next_region()  # a frame after the echo is ready: the echo came first, if at all
+            break
+        except NoData:
+            pass
+    echo = reader.resume_echo
+    if echo is None:
+        # No echo, so ``last`` is not the source's last message: QUERY is answered at once (even by Java)
+        probe = _Probe(host, port)
+        try:
+            probe.follows(last, last + 1)
+            held = True
+        except _Absent:
+            held = False
+        finally:
+            probe.close()
+        raise RemoteError(
+            (f"the source no longer holds message seq {seq} of cycle {cycle}, which the replica copied" if not held
+             else "the source did not send the replica's last message when asked to resume after it")
+            + ": the replica does not line up with the source (is the folder a copy of another journal, or the "
+            "config not the source's?)", **ctx)
+    from ..reader import VanillaChronicleReader
+
+    with VanillaChronicleReader(journal.path, config=journal.config) as local:
+        mine = local.excerpt_at(last).body()
+    if mine != echo[1]:
+        raise RemoteError(
+            f"the replica does not line up with the source: its last message ({len(mine)} bytes) differs from the "
+            f"source's at the same index ({len(echo[1])} bytes"
+            + (")" if len(mine) != len(echo[1]) else ", other bytes)")
+            + ": is the folder a copy of another journal?", **ctx)
+
+
+def _check_cycle_date(cfg: VanillaConfig, cycle: int, index: int, path: str) -> None:
+    """Refuse a cycle that, in the replica's config, starts before 2000 or after the next cycle: the index was
+    written with another cycle length (a daily journal read as hourly names 1972, an hourly one read as daily
+    a date centuries ahead)."""
+    start = cfg.cycle_datetime(cycle)
+    now = cfg.cycle_of_ms(time.time_ns() // 1_000_000)
+    if start.year < 2000 or cycle > now + 1:
+        raise RemoteError(
+            f"the source's message lands in cycle {cfg.folder_name(cycle)} ({start:%Y-%m-%d %H:%M} UTC) with the "
+            "replica's config: the source's cycle length (or entries per cycle) differs; give replicate the "
+            "source's config", index=index, cycle=cycle, path=path)
 
 
 def _first_index(buf: Any, pos: int) -> int:
