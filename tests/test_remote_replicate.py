@@ -210,3 +210,72 @@ def test_a_left_cycle_the_source_no_longer_holds_is_reported(tmp_path: Path) -> 
     day1 = Journal(replica).cycles()[0]
     assert (err.value.context["cycle"], err.value.context["seq"]) == (day1, 4)
     assert err.value.context["index"] == Journal(replica).config.index_of(day1, 4)
+
+
+def _days(path: Path, values: range, day: int = 1) -> None:
+    with VanillaChronicleWriter(path, clock=FakeClock(dt.datetime(2022, 3, day, 9))) as w:
+        a = w.get_appender()
+        for v in values:
+            a.write_long(v)
+            a.finish()
+
+
+def test_replica_of_another_journal_is_refused(tmp_path: Path) -> None:
+    # a folder holding a different journal (same day, same sizes) used to get the source's messages appended
+    # after its own last index, exit 0
+    source, other = tmp_path / "source", tmp_path / "other"
+    _days(source, range(100))
+    _days(other, range(-10, 0))
+    before = messages(other)
+    with serve(source, background=True) as server:
+        with pytest.raises(RemoteError, match="does not line up.*last message .8 bytes. differs") as err:
+            replicate("127.0.0.1", server.port, other, timeout=0.5)
+        assert err.value.context["index"] == before[-1][0]
+        assert messages(other) == before  # nothing appended
+        # a faithful partial copy resumes
+        replica = tmp_path / "replica"
+        assert replicate("127.0.0.1", server.port, replica, stop_after=40) == 40
+        assert replicate("127.0.0.1", server.port, replica, timeout=0.5) == 60
+    assert messages(replica) == messages(source)
+
+
+def test_replica_whose_last_index_the_source_lacks_is_refused(tmp_path: Path) -> None:
+    source, other = tmp_path / "source", tmp_path / "other"
+    _days(source, range(5))
+    _days(other, range(20), day=2)  # later day: the source has no such index
+    with serve(source, background=True) as server:
+        with pytest.raises(RemoteError, match="no longer holds message seq 19"):
+            replicate("127.0.0.1", server.port, other, timeout=0.5)
+
+
+def test_replicate_with_another_cycle_length_is_refused(tmp_path: Path) -> None:
+    import pychro
+
+    source, replica = tmp_path / "source", tmp_path / "replica"
+    _days(source, range(5))
+    with serve(source, background=True) as server:
+        # daily indices read as hourly name 1972: refused, and the folder made for the copy is not left behind
+        with pytest.raises(RemoteError, match="cycle 1972.*give replicate the source's config"):
+            replicate("127.0.0.1", server.port, replica, timeout=0.5, config=pychro.VanillaConfig(cycle="HOURS"))
+    assert not replica.exists()
+
+
+@pytest.mark.parametrize("timeout", [0, 0.0, -1])
+def test_replicate_timeout_must_be_positive(tmp_path: Path, timeout: float) -> None:
+    # timeout=0 used to stop before the source was caught up to and report a partial copy as done
+    with pytest.raises(ValueError, match="timeout must be above 0"):
+        replicate("127.0.0.1", 1, tmp_path / "r", timeout=timeout)
+    assert not (tmp_path / "r").exists()
+
+
+def test_replicate_to_a_dead_port_fails_at_once_and_leaves_no_folder(tmp_path: Path) -> None:
+    import socket
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    t0 = time.monotonic()
+    with pytest.raises(RemoteError, match=f"nothing listens on 127.0.0.1:{port}"):
+        replicate("127.0.0.1", port, tmp_path / "replica", timeout=2.0)
+    assert time.monotonic() - t0 < 3
+    assert not (tmp_path / "replica").exists()

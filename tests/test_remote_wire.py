@@ -351,6 +351,10 @@ def _serve_after_subscribe(payload: bytes, close: bool = True) -> FakeSource:
         (struct.pack("<iq", (128 << 20) + 1, DAY1), "above the 128 MiB limit"),
         (struct.pack("<iq", 2**31 - 1, DAY1), "above the 128 MiB limit"),
         (data_frame(DAY1 + 5, b"a") + data_frame(DAY1 + 4, b"b"), "went backwards"),
+        # what replicate refuses, the reader refuses too (they used to be delivered or dropped silently)
+        (data_frame((1 << 62) + 5, b"a"), "outside 0..0x[0-9a-f]+ that no journal can hold.*index=0x4000000000000005"),
+        (data_frame(-7, b"a"), "that no journal can hold.*index=-0x7"),
+        (data_frame(DAY1, b"a") + data_frame(DAY1 + 1, b"b") + data_frame(DAY1 + 3, b"c"), "skipped messages"),
     ],
 )
 def test_client_rejects_hostile_frames(payload: bytes, message: str) -> None:
