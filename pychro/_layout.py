@@ -148,7 +148,13 @@ def host_thread_id_bits() -> int:
     """
     env = os.environ.get("PYCHRO_THREAD_ID_BITS")
     if env:
-        return int(env)
+        try:
+            bits = int(env)
+        except ValueError:
+            bits = 0
+        if not 1 <= bits <= 32:
+            raise ValueError(f"the PYCHRO_THREAD_ID_BITS environment variable must be an int in 1..32, got {env!r}")
+        return bits
     if sys.platform == "darwin":
         return 24
     if sys.platform.startswith("linux"):

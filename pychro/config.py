@@ -8,6 +8,7 @@ supported: ``y M d H m s S`` plus quoted or punctuation literals (``/`` makes ne
 from __future__ import annotations
 
 import datetime as _dt
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -122,9 +123,14 @@ def check_seconds(value: object, name: str, *, zero: bool = True) -> float:
     return seconds
 
 
-def _check_int(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+def as_int(value: object, name: str) -> int:
+    """``value`` as a plain int (numpy integers too, as ``df["_index"]`` gives them), or a TypeError naming
+    ``name``: a bool, a float or a str is refused, not rounded or taken as 0/1."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or not hasattr(value, "__index__"):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    return operator.index(value)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -191,15 +197,15 @@ class VanillaConfig:
         if self.entries_per_cycle is None:
             set_(self, "entries_per_cycle", preset[2])
         assert self.cycle_length_ms is not None and self.entries_per_cycle is not None  # for mypy
-        _check_int(self.cycle_length_ms, "cycle_length_ms")
-        _check_int(self.entries_per_cycle, "entries_per_cycle")
+        for name in ("cycle_length_ms", "entries_per_cycle", "index_block_size", "data_block_size",
+                     "message_capacity", "thread_id_bits"):
+            if getattr(self, name) is not None:  # numpy integers become ints; bools, floats, strs are refused
+                set_(self, name, as_int(getattr(self, name), name))
         if self.cycle_length_ms <= 0:
             raise ValueError(f"cycle_length_ms must be a positive int, got {self.cycle_length_ms!r}")
         seq_bits = L.log2_exact(self.entries_per_cycle, "entries_per_cycle")
         if not 8 <= seq_bits <= 48:
             raise ValueError("entries_per_cycle must be between 2**8 and 2**48 (Java's builder limits)")
-        for name in ("index_block_size", "data_block_size", "message_capacity"):
-            _check_int(getattr(self, name), name)
         index_bits = L.log2_exact(self.index_block_size, "index_block_size")
         if index_bits < 6:
             raise ValueError("index_block_size must be at least 64 bytes")
@@ -283,8 +289,7 @@ class VanillaConfig:
 
     def check_index(self, index: object, what: str = "full_index") -> int:
         """``index`` as an int, or a TypeError/ValueError naming ``what`` and the allowed range."""
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"{what} must be an int, got {type(index).__name__}")
+        index = as_int(index, what)
         if not 0 <= index <= self.max_index:
             raise ValueError(f"{what} must be in 0..{self.max_index:#x}, got {index:#x}")
         return index

@@ -326,7 +326,13 @@ class Appender:
     write_unsigned_byte = write_byte
 
     def write_boolean(self, value: bool) -> None:
-        """Java ``writeBoolean``: 'Y' (0x59) for true, 0 for false."""
+        """Java ``writeBoolean``: 'Y' (0x59) for true, 0 for false.
+
+        Takes a bool (or numpy bool), or a number (nonzero is true) as the frames writer's bool fields do;
+        anything else (``"no"``, None) is a TypeError rather than its truthiness."""
+        if value is not True and value is not False and not _boolean_like(value):
+            raise TypeError(f"write_boolean takes a bool (or a number, nonzero being true), got "
+                            f"{type(value).__name__}")
         self.write_byte(F.JAVA_TRUE if value else 0)
 
     def write_short(self, value: int) -> None:
@@ -429,7 +435,14 @@ class Appender:
     # -- variable-size fields --------------------------------------------------------------------------
     def write_bytes(self, data: bytes | bytearray | memoryview) -> None:
         """Raw bytes, as they are."""
-        n = len(data)
+        try:
+            n = len(data)
+        except TypeError:
+            raise TypeError(f"write_bytes takes bytes, bytearray or memoryview (data), got {type(data).__name__}") \
+                from None
+        if isinstance(data, str):
+            raise TypeError("write_bytes takes bytes, bytearray or memoryview (data), got str: use write_string "
+                            "or encode it")
         p = self._p
         if p + n > self._lim:
             p = self._reserve(n)
@@ -567,3 +580,10 @@ def _range(kind: str, value: Any) -> NoReturn:
     if not isinstance(value, int):
         raise TypeError(f"a Java {kind} field takes an int, got {type(value).__name__} {value!r}")
     raise F.FieldRangeError(f"{value} does not fit in a Java {kind} ({_RANGES[kind]})")
+
+
+def _boolean_like(value: object) -> bool:
+    """A numpy bool, or a real number (int, float, numpy number), for :meth:`write_boolean`."""
+    import numbers
+
+    return type(value).__name__ == "bool_" or isinstance(value, numbers.Real)

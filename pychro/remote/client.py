@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ..config import VanillaConfig, check_seconds, resolve_config
+from ..config import VanillaConfig, as_int, check_seconds, resolve_config
 from ..errors import NoData, RemoteError
 from ..excerpt import Excerpt
 from . import wire as W
@@ -57,6 +57,8 @@ def start_index_of(where: Where, config: VanillaConfig | None = None) -> int:
     cfg = resolve_config(config, None)
     if isinstance(where, bool):
         raise TypeError("where must be 'start', 'end', an index, a date or a datetime")
+    if not isinstance(where, (str, _dt.date)) and hasattr(where, "__index__"):  # numpy ints: df["_index"]
+        where = as_int(where, "where")
     if isinstance(where, int):
         if where < 0:
             raise ValueError(f"a full index must be >= 0, got {where}")
@@ -168,8 +170,7 @@ class RemoteChronicleReader:
         self.idle_timeout = check_seconds(idle_timeout, "idle_timeout", zero=False)
         self._where = where
         if resume_after is not None:
-            if isinstance(resume_after, bool) or not isinstance(resume_after, int):
-                raise TypeError(f"resume_after must be a full index (int), got {type(resume_after).__name__}")
+            resume_after = as_int(resume_after, "resume_after")
             if resume_after < 0:
                 raise ValueError(f"resume_after must be a full index >= 0, got {resume_after}")
             self.config.check_index(resume_after, "resume_after")
