@@ -368,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replicate", help="keep a local copy of a remote journal")
     p.add_argument("source", metavar="HOST:PORT")
     p.add_argument("dir")
-    p.add_argument("--timeout", type=float, default=None, help="stop once nothing new has come for this many seconds (> 0; the copy has caught up then); "
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="stop once nothing new has come for S seconds (S > 0: the copy has caught up then); "
                         "without it replicate runs until interrupted")
     p.add_argument("--late-grace", type=float, default=L.LATE_COMMIT_GRACE_S, metavar="S",
                    help="seconds a cycle the stream has left is still checked for late commits (default %(default)g)")

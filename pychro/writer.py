@@ -586,4 +586,8 @@ def _boolean_like(value: object) -> bool:
     """A numpy bool, or a real number (int, float, numpy number), for :meth:`write_boolean`."""
     import numbers
 
-    return type(value).__name__ == "bool_" or isinstance(value, numbers.Real)
+    return _is_numpy_bool(value) or isinstance(value, numbers.Real)
+
+
+def _is_numpy_bool(value: object) -> bool:
+    return type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")

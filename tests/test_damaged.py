@@ -20,7 +20,6 @@ from pychro import (
     FormatError,
     Journal,
     JournalNotFoundError,
-    NoData,
     PychroError,
     VanillaChronicleReader,
     VanillaChronicleWriter,

@@ -39,8 +39,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _layout as L
-from ..config import VanillaConfig, check_seconds
 from .._mapping import make_folder
+from ..config import VanillaConfig, check_seconds
 from ..errors import JournalNotFoundError, MessageTooLargeError, PychroError, ReadOnlyJournalError, RemoteError
 from ..journal import Journal
 from ..writer import Appender, VanillaChronicleWriter
