@@ -123,12 +123,17 @@ def _read_only_makedirs(path: object, *args: object, **kwargs: object) -> None:
     raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(path))  # type: ignore[arg-type]
 
 
+def _serve_and_close(path: Path) -> None:
+    """serve(allow_submit=True), closed at once should it not raise (the test then fails without a leak)."""
+    pychro.remote.serve(path, port=0, allow_submit=True).close()
+
+
 def test_serve_allow_append_on_a_read_only_mount(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     # a missing folder on a read-only mount: os.makedirs raises EROFS (simulated: no mount here)
     monkeypatch.setattr(os, "makedirs", _read_only_makedirs)
     with pytest.raises(pychro.ReadOnlyJournalError, match="cannot create journal folder: Read-only file system"):
-        pychro.remote.serve(tmp_path / "new", port=0, allow_submit=True)
+        _serve_and_close(tmp_path / "new")
     assert main(["serve", str(tmp_path / "new"), "--port", "0", "--allow-append"]) == 1
     err = capsys.readouterr().err
     assert "Read-only file system" in err and "Errno" not in err
@@ -138,6 +143,6 @@ def test_serve_allow_append_on_a_read_only_folder(journal: Path, monkeypatch: py
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if mode == os.W_OK else real_access(p, mode))
     with pytest.raises(pychro.ReadOnlyJournalError, match="read-only: it cannot take appends"):
-        pychro.remote.serve(journal, port=0, allow_submit=True)
+        _serve_and_close(journal)
     with pychro.remote.serve(journal, port=0, background=True) as server:  # read-only serving is fine
         assert server.port > 0
