@@ -128,7 +128,7 @@ def as_int(value: object, name: str) -> int:
     ``name``: a bool, a float or a str is refused, not rounded or taken as 0/1."""
     if isinstance(value, int) and not isinstance(value, bool):
         return int(value)
-    if isinstance(value, bool) or type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_") \
+    if isinstance(value, bool) or (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")) \
             or not hasattr(value, "__index__"):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     return operator.index(value)
