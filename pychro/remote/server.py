@@ -41,7 +41,7 @@ from typing import Any
 from .. import _layout as L
 from .._mapping import make_folder
 from ..config import VanillaConfig, check_seconds
-from ..errors import JournalNotFoundError, MessageTooLargeError, PychroError, ReadOnlyJournalError, RemoteError
+from ..errors import JournalNotFoundError, MessageTooLargeError, PychroError, RemoteError
 from ..journal import Journal
 from ..writer import Appender, VanillaChronicleWriter
 from . import wire as W
@@ -129,9 +129,6 @@ class ChronicleSourceServer:
                     "no such journal folder (a read-only server creates nothing; allow_submit=True, "
                     "pychro serve --allow-append, starts a new journal there)", path=self.path)
             make_folder(self.path)  # a read-only mount: ReadOnlyJournalError, not a raw EROFS OSError
-        elif allow_submit and not os.access(self.path, os.W_OK):
-            raise ReadOnlyJournalError("the journal folder is read-only: it cannot take appends (serve it without "
-                                       "allow_submit / --allow-append)", path=self.path)
         self.journal = Journal(self.path, config, thread_id_bits)
         # a cycle folder, a folder of journals or folders another config names would be served as an empty
         # journal that never gets a message: refuse it, naming what is there, as every reader does
