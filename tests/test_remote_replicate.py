@@ -279,3 +279,16 @@ def test_replicate_to_a_dead_port_fails_at_once_and_leaves_no_folder(tmp_path: P
         replicate("127.0.0.1", port, tmp_path / "replica", timeout=2.0)
     assert time.monotonic() - t0 < 3
     assert not (tmp_path / "replica").exists()
+
+
+def test_replicate_to_a_silent_source_is_bounded_by_timeout(tmp_path: Path) -> None:
+    # a port that accepts connections (the kernel's backlog) but never answers: the connect and the retries are
+    # bounded by timeout, not by the 5 s connect timeout and 30 s reconnect_timeout
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0), backlog=8) as silent:
+        t0 = time.monotonic()
+        with pytest.raises(RemoteError, match="could not resume within 0.5 s|no reply"):
+            replicate("127.0.0.1", silent.getsockname()[1], tmp_path / "replica", timeout=0.5)
+        assert time.monotonic() - t0 < 4
+    assert not (tmp_path / "replica").exists()

@@ -73,7 +73,8 @@ def replicate(
         source as it was a moment ago). It also bounds the wait to connect. ``None`` (and no ``stop_after``)
         runs until interrupted; the source's heartbeats keep the connection checked meanwhile.
     reconnect, reconnect_timeout
-        Resume after a dropped connection (see :class:`RemoteChronicleReader`).
+        Resume after a dropped connection (see :class:`RemoteChronicleReader`); with ``timeout``, for at most
+        ``timeout`` seconds (then :class:`RemoteError`: the copy is incomplete).
     on_message : callable, optional
         Called with each copied message's index (progress reporting).
     late_grace : float
@@ -104,6 +105,8 @@ def replicate(
         end = journal.end_index()
         wait = _PROBE_INTERVAL_S if timeout is None else min(timeout, _PROBE_INTERVAL_S)
         connect = _CONNECT_TIMEOUT_S if timeout is None else min(timeout, _CONNECT_TIMEOUT_S)
+        if timeout is not None:  # nothing arriving for `timeout` seconds ends the copy, a dead link included
+            reconnect_timeout = min(check_seconds(reconnect_timeout, "reconnect_timeout"), timeout)
         reader = RemoteChronicleReader(
             host, port, "start", polling_interval=None, timeout=wait,
             config=cfg, reconnect=reconnect, reconnect_timeout=reconnect_timeout, connect_timeout=connect,
