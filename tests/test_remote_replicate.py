@@ -288,7 +288,7 @@ def test_replicate_to_a_silent_source_is_bounded_by_timeout(tmp_path: Path) -> N
 
     with socket.create_server(("127.0.0.1", 0), backlog=8) as silent:
         t0 = time.monotonic()
-        with pytest.raises(RemoteError, match="could not resume within 0.5 s|no reply"):
+        with pytest.raises(RemoteError, match=r"could not resume within 0.5 s|no reply"):
             replicate("127.0.0.1", silent.getsockname()[1], tmp_path / "replica", timeout=0.5)
         assert time.monotonic() - t0 < 4
     assert not (tmp_path / "replica").exists()
