@@ -38,8 +38,8 @@ class PychroError(Exception):
 
 
 def _fmt(key: str, value: Any) -> str:
-    if key in ("offset", "entry", "index") and isinstance(value, int):
-        return hex(value) if key != "offset" else str(value)
+    if key in ("offset", "entry", "index", "last_index", "local_index") and isinstance(value, int):
+        return hex(value) if key != "offset" else str(value)  # indices in hex everywhere, as info shows them
     return str(value)
 
 
