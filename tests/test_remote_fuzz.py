@@ -346,6 +346,19 @@ def test_indexes_at_the_int64_limit(recorded: Recorded, client: Any, index: int,
     assert got == []
 
 
+@pytest.mark.parametrize("client", [run_reader, run_batches], ids=["reader", "batches"])
+def test_consecutive_frames_past_the_last_index_a_journal_holds(recorded: Recorded, client: Any) -> None:
+    """Frames up to the configuration's last index are delivered; the next one (consecutive, so the fast path and
+    the batch frame locator would take it) is refused with its index, by both clients."""
+    body = recorded.messages[0][1]
+    top = CFG.max_index
+    stream = REPLY_MINUS_1 + b"".join(struct.pack("<iq", len(body), top - 1 + k) + body for k in range(3))
+    got, error, _ = replay(stream, [], 0.0, False, client)
+    assert isinstance(error, RemoteError)
+    assert "no journal can hold" in str(error) and error.context["index"] == top + 1
+    assert [g[0] for g in got] == [top - 1, top]
+
+
 # -- the server side ---------------------------------------------------------------------------------------------------
 class Witness:
     """A client subscribed from the start for the whole module: it must keep receiving everything."""

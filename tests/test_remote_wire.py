@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pychro import NoData, RemoteError, VanillaChronicleReader, VanillaChronicleWriter
+from pychro import NoData, RemoteError, VanillaChronicleReader, VanillaChronicleWriter, VanillaConfig
 from pychro.remote import RemoteChronicleReader, RemoteChronicleWriter, serve
 from pychro.remote import wire as W
 
@@ -332,6 +332,9 @@ def test_server_survives_hostile_clients(java_3_4_0: Path) -> None:
 
 
 # -- hostile streams against the client -------------------------------------------------------------------
+MAX_INDEX = VanillaConfig().max_index  # the last index a (daily) journal can hold
+
+
 def _serve_after_subscribe(payload: bytes, close: bool = True) -> FakeSource:
     def script(conn: socket.socket, k: int) -> None:
         fake.request(conn)
@@ -356,6 +359,8 @@ def _serve_after_subscribe(payload: bytes, close: bool = True) -> FakeSource:
         (data_frame(-7, b"a"), "that no journal can hold.*index=-0x7"),
         (data_frame(DAY1, b"a") + data_frame(DAY1 + 1, b"b") + data_frame(DAY1 + 3, b"c"),
          "skipped messages.*last_index=0x"),
+        (data_frame(MAX_INDEX, b"a") + data_frame(MAX_INDEX + 1, b"b"),
+         "no journal can hold.*index=0x2cc09f0000000000"),
     ],
 )
 def test_client_rejects_hostile_frames(payload: bytes, message: str) -> None:

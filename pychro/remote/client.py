@@ -262,7 +262,8 @@ class RemoteChronicleReader:
         if self._end - pos >= _HDR:
             size, index = _unpack_header(buf, pos)
             stop = pos + _HDR + size
-            if size >= 0 and stop <= self._end and index == self._floor + 1:  # others: checked in _frame_ready
+            if size >= 0 and stop <= self._end and index == self._floor + 1 and index <= self._max_index:
+                # (others are checked, and refused or dropped, in _frame_ready)
                 self._pos = stop
                 self._floor = self._last = index
                 return Excerpt(buf, pos + _HDR, stop, index)

@@ -41,7 +41,7 @@ _ERRORS = ("raise", "skip", "truncate")
 _MIN_EQUAL_RUN = 64  # an equal-size run shorter than this tries the general locator (maybe more frames)
 
 
-def locate_frames(buf: Any, pos: int, end: int, max_rows: int) -> tuple[Any, Any, int]:
+def locate_frames(buf: Any, pos: int, end: int, max_rows: int, last_index: int = (1 << 63) - 1) -> tuple[Any, Any, int]:
     """Whole data frames from ``pos`` (where a complete data frame starts) in ``buf[pos:end]``.
 
     Returns ``(starts, sizes, first_index)``: frame start offsets relative to ``pos`` (int64), body sizes
@@ -52,7 +52,9 @@ def locate_frames(buf: Any, pos: int, end: int, max_rows: int) -> tuple[Any, Any
     size0 = int(region[:4].view("<i4")[0])
     i0 = int(region[4:12].view("<i8")[0])
     step = _HDR + size0
-    room = (1 << 63) - i0  # frames that can follow: no index above 2**63 - 1 (a hostile source may send it)
+    # frames that can follow: none above ``last_index`` (the reader checks the next one: a hostile source may send
+    # an index no journal can hold, up to 2**63 - 1)
+    room = last_index - i0 + 1
     m = min(n // step, max_rows, room)
     # 1. one body size for all: frames at fixed steps (two strided views, no copy)
     sizes = np.ndarray((m,), dtype="<i4", buffer=region, offset=0, strides=(step,))
@@ -169,7 +171,7 @@ def iter_remote_batches(
                 buf, pos, end = reader._next_region()
             except NoData:
                 return
-            starts, sizes, i0 = locate_frames(buf, pos, end, batch_rows)
+            starts, sizes, i0 = locate_frames(buf, pos, end, batch_rows, cfg.max_index)
             k = int(starts.size)
             last_end = int(starts[-1] + _HDR + sizes[-1])
             region = np.frombuffer(buf, dtype=np.uint8, count=last_end, offset=pos)

@@ -162,7 +162,7 @@ def _copy(reader: RemoteChronicleReader, host: str, port: int, journal: Journal,
                  want: int, only_cycle: int | None = None) -> int:
         """Copy the consecutive frames at ``pos`` (one cycle) into the replica at the same indices; returns
         how many, 0 when they belong to a cycle other than ``only_cycle``."""
-        starts, sizes, first = locate_frames(buf, pos, stop, want)  # consecutive indices, one cycle
+        starts, sizes, first = locate_frames(buf, pos, stop, want, cfg.max_index)  # consecutive indices
         k = len(starts)
         cycle, seq = cfg.split_index(first)
         if only_cycle is not None and cycle != only_cycle:
