@@ -146,14 +146,29 @@ def cmd_head_tail(args: argparse.Namespace) -> int:
 
 
 def _text(batch: Any) -> Any:
-    """A batch as pandas for printing: ``_index`` in hex as ``info`` shows it, nulls as ``null``."""
+    """A batch as pandas for printing: ``_index`` in hex as ``info`` shows it, timestamps as CSV export writes
+    them, nulls as ``null`` and a string that could be mistaken for one (``null``, empty, starting with a quote
+    or with spaces at either end) in double quotes, JSON-style."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .frames.csv_text import timestamp_text
+
     df = batch.to_pandas()
     for pos, name in enumerate(batch.schema.names):
         col = batch.column(pos)
         if name == "_index":
             df[name] = [f"{int(i):#x}" for i in col.to_numpy(zero_copy_only=False)]  # at most -n rows
-        elif col.null_count:
-            df[name] = df[name].astype(object).where(~col.is_null().to_numpy(zero_copy_only=False), "null")
+            continue
+        if pa.types.is_timestamp(col.type):
+            col = timestamp_text(col)
+        elif pa.types.is_string(col.type):
+            escaped = pc.replace_substring(pc.replace_substring(col, "\\", "\\\\"), '"', '\\"')
+            quoted = pc.binary_join_element_wise('"', escaped, '"', "")
+            col = pc.if_else(pc.match_substring_regex(col, r'^(null)?$|^"|^\s|\s$'), quoted, col)
+        elif not col.null_count:
+            continue
+        df[name] = col.cast(pa.string()).fill_null("null").to_numpy(zero_copy_only=False)
     return df
 
 
@@ -185,25 +200,37 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+class _DataError(Exception):
+    """The data given to a command is wrong (exit 1, as a journal problem), not the way it was called (exit 2)."""
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from .frames import export
 
     if not os.path.exists(args.file):
         raise FileNotFoundError(f"file not found: {args.file}")
     schema = args.schema and _schema(args.schema)
+    if export.file_format(args.file) is None:
+        raise ValueError(f"cannot tell the format of {args.file!r}: use .parquet, .arrow, .feather or .csv")
+    try:
+        columns = _file_columns(args.file)
+    except ValueError as exc:  # an empty or unreadable file
+        raise _DataError(str(exc)) from None
     if schema is not None and not args.drop_extra_columns:
         named = {f.name for f in schema.fields} | {"_index", "_cycle", "_seq"}  # pychro's own columns go
-        extra = [c for c in _file_columns(args.file) if c not in named]
+        extra = [c for c in columns if c not in named]
         if extra:
             raise ValueError(f"{args.file} has columns that --schema does not name: {', '.join(extra)}; add them "
                              "to --schema, or pass --drop-extra-columns to leave them out")
+    if export.file_format(args.file) == "csv" and schema is None:
+        raise ValueError("importing CSV needs --schema: CSV files carry no pychro metadata")
+    cfg = _config(args)
     try:
-        rows = export.import_file(args.file, args.dir, schema, date=args.date,
-                                  config=_config(args), progress=_progress(args))
-    except ValueError as exc:  # the library names its Python argument; here it is the option
-        if "(schema=)" not in str(exc):
+        rows = export.import_file(args.file, args.dir, schema, date=args.date, config=cfg, progress=_progress(args))
+    except ValueError as exc:  # a row that does not fit the schema, a text that is not a time ...
+        if isinstance(exc, PychroError) or "(schema=)" in str(exc):
             raise
-        raise ValueError(str(exc).replace("(schema=)", "(--schema)")) from None
+        raise _DataError(str(exc)) from None
     print(f"imported {rows:,} rows into {args.dir}")
     return 0
 
@@ -223,7 +250,9 @@ def _file_columns(path: str) -> list[str]:
     if ext == ".csv":
         from pyarrow import csv
 
-        with csv.open_csv(path) as reader:
+        from .frames.export import _csv_errors
+
+        with _csv_errors(path), csv.open_csv(path) as reader:
             return list(reader.schema.names)
     return []  # import_file names the formats it takes
 
@@ -396,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout may still hold output that Python would flush at exit into the closed pipe: point it elsewhere
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (PychroError, OSError) as exc:
+    except (PychroError, OSError, _DataError) as exc:
         # advice in library messages names the Python argument; here the option is --errors
         text = str(exc).replace("errors='skip' or 'truncate'", "--errors skip or --errors truncate")
         print(f"pychro {args.command}: error: {text}", file=sys.stderr)

@@ -6,6 +6,7 @@ so :func:`load_file` (and ``pychro import``) can append an exported file back in
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -254,9 +255,7 @@ def _write(
             opts = pa.ipc.IpcWriteOptions(compression=compression) if compression else None
             writer = pa.ipc.new_file(tmp, file_schema, options=opts)
         else:
-            from pyarrow import csv
-
-            writer = csv.CSVWriter(tmp, arrow_schema)
+            writer = _CsvWriter(tmp, arrow_schema)
         groups.start()
         for table in groups:
             if fmt == "parquet":
@@ -364,6 +363,31 @@ def _publish(tmp: str, out: str) -> None:
     os.replace(tmp, out)
 
 
+class _CsvWriter:
+    """CSV through pyarrow's writer, with timestamps as :mod:`.csv_text` spells them: a batch holding a value ISO
+    text cannot (a far-future sentinel) writes that column as text, so the file's header is written once."""
+
+    def __init__(self, path: str, schema: Any) -> None:
+        from pyarrow import csv
+
+        self._csv = csv
+        self._file = open(path, "wb")  # closed by close(), as pyarrow's writers are
+        csv.write_csv(schema.empty_table(), self._file)  # the header line
+
+    def write_table(self, table: Any) -> None:
+        from .csv_text import outside_iso, timestamp_text
+
+        pa = require("pyarrow", purpose="export")
+        for pos, field in enumerate(table.schema):
+            if pa.types.is_timestamp(field.type) and outside_iso(table.column(pos)) is not None:
+                text = timestamp_text(table.column(pos).combine_chunks())
+                table = table.set_column(pos, field.with_type(pa.string()), text)
+        self._csv.write_csv(table, self._file, write_options=self._csv.WriteOptions(include_header=False))
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (_dt.date, _dt.datetime)):
         return value.isoformat()
@@ -403,12 +427,19 @@ def import_file(
                          progress=progress)
 
 
+def file_format(path: str | os.PathLike[str]) -> str | None:
+    """``"parquet"``, ``"ipc"`` or ``"csv"``: the format :func:`import_file` reads ``path`` as (a folder is a
+    Parquet dataset); None when the extension names none of them."""
+    p = os.fspath(path)
+    return "parquet" if os.path.isdir(p) else _EXTENSIONS.get(os.path.splitext(p)[1].lower())
+
+
 def _batch_source(p: str, schema: SchemaLike | None, batch_rows: int) -> tuple[Any, Schema]:
     """(a function giving the file's record batches afresh on each call, its Schema)."""
     pa = require("pyarrow", purpose="import")
     if batch_rows <= 0:
         raise ValueError(f"batch_rows must be positive, got {batch_rows}")
-    fmt = "parquet" if os.path.isdir(p) else _EXTENSIONS.get(os.path.splitext(p)[1].lower())
+    fmt = file_format(p)
     if fmt == "parquet":
         pq = require("pyarrow.parquet", extra="frames")
         if os.path.isdir(p):  # a dataset (partition_by="date"): its files in path order, i.e. by date
@@ -446,27 +477,33 @@ def _batch_source(p: str, schema: SchemaLike | None, batch_rows: int) -> tuple[A
                              "pychro metadata")
         from pyarrow import csv
 
+        from .csv_text import convert_options, parse_timestamps
+
         sch = Schema(schema)
-        convert = _csv_convert(sch)
+        convert = convert_options(sch)
 
         def csv_batches() -> Iterator[Any]:
-            with csv.open_csv(p, convert_options=convert) as reader:
-                yield from reader
+            row = 0
+            with _csv_errors(p):
+                with csv.open_csv(p, convert_options=convert) as reader:
+                    for batch in reader:
+                        yield parse_timestamps(batch, sch, row)
+                        row += batch.num_rows
 
         return csv_batches, sch
     raise ValueError(f"cannot tell the format of {p!r}: use .parquet, .arrow, .feather or .csv")
 
 
-def _csv_convert(sch: Schema) -> Any:
-    """How CSV text becomes the schema's columns, so that what :func:`to_csv` writes reads back the same:
-    an unquoted empty field is a null string, a quoted ``""`` an empty one; timestamps are parsed at ns (the
-    finest a CSV may hold) and cast to the field's unit when written, where a lossy cast is an error."""
-    from pyarrow import csv
-
+@contextlib.contextmanager
+def _csv_errors(path: str) -> Iterator[None]:
+    """pyarrow's CSV errors as ValueErrors naming the file (an empty file, a value that is not a number)."""
     pa = require("pyarrow", purpose="import")
-    types = {f.name: (pa.timestamp("ns", tz="UTC") if pa.types.is_timestamp(f.type) else f.type)
-             for f in sch.to_arrow()}
-    return csv.ConvertOptions(column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False)
+    try:
+        yield
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV file" in str(exc):
+            raise ValueError(f"{path} is empty: a CSV file needs a header line naming its columns") from None
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def _import_schema(p: str, schema: SchemaLike | None, meta: dict[bytes, bytes] | None) -> Schema:
@@ -499,9 +536,12 @@ def load_file(path: str | os.PathLike[str], schema: SchemaLike | None = None) ->
                              "pychro metadata")
         from pyarrow import csv
 
+        from .csv_text import convert_options, parse_timestamps
+
         sch = Schema(schema)
-        table = csv.read_csv(p, convert_options=_csv_convert(sch))
-        return table, sch
+        with _csv_errors(p):
+            table = csv.read_csv(p, convert_options=convert_options(sch))
+        return parse_timestamps(table, sch), sch
     else:
         raise ValueError(f"cannot tell the format of {p!r}: use .parquet, .arrow, .feather or .csv")
     return table, _import_schema(p, schema, table.schema.metadata)

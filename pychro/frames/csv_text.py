@@ -1,0 +1,129 @@
+"""Values as CSV text, and CSV text back to values: what :func:`~pychro.frames.export.to_csv` writes, the CSV
+import reads back exactly.
+
+* **Nulls.** A null (a Java null string) is an unquoted empty field; an empty string is a quoted ``""``. Every
+  other text is that text: ``NA``, ``null``, ``NaN`` or ``N/A`` in a string column are strings, not nulls.
+* **Timestamps** are ISO text in UTC (``2024-03-05 09:00:00.000Z``). ISO text holds the years 0001-9999 only, so a
+  value outside them (Java's ``Long.MAX_VALUE`` "no time" sentinel in a ``timestamp_ms`` field, for one) is written
+  as its integer count of the field's unit since 1970 (``9223372036854775807``). Reading, a timestamp field takes
+  ISO text with a zone (``Z``, ``+01:00``) or without one (taken as UTC, as everywhere in pychro), or an integer
+  count of the field's unit since 1970.
+
+``pychro head``/``tail`` show timestamps as this text too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .schema import Schema
+
+__all__ = ["convert_options", "outside_iso", "parse_timestamps", "timestamp_text", "timestamps_from_text"]
+
+ISO_FIRST_S = -62_135_596_800  # 0001-01-01T00:00:00Z in seconds since 1970
+ISO_END_S = 253_402_300_800  # 10000-01-01T00:00:00Z
+_PER_S = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_INTEGER = r"^[+-]?[0-9]+$"
+# a time of day followed by a zone: Z, +hh, +hhmm or +hh:mm (a bare date's "-05" is not a zone)
+_ZONE = r"[0-9]:[0-9]{2}(:[0-9]{2}(\.[0-9]*)?)?\s*([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$"
+
+
+def outside_iso(col: Any) -> np.ndarray[Any, np.dtype[np.bool_]] | None:
+    """Mask of the timestamps ISO text cannot hold (years outside 0001-9999); None when there are none."""
+    per = _PER_S[col.type.unit]
+    if ISO_END_S * per > 2**63:  # ns: every int64 is inside
+        return None
+    raw = pc.cast(col, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    mask = (raw < ISO_FIRST_S * per) | (raw >= ISO_END_S * per)
+    return mask if mask.any() else None
+
+
+def timestamp_text(col: Any) -> Any:
+    """A timestamp column as CSV text: ISO in UTC, or the integer count where ISO cannot hold the value."""
+    text = pc.cast(col, pa.string())
+    mask = outside_iso(col)
+    if mask is None:
+        return text
+    count = pc.cast(pc.cast(col, pa.int64()), pa.string())
+    return pc.if_else(pa.array(mask), count, text)
+
+
+def convert_options(schema: Schema) -> Any:
+    """pyarrow CSV options reading what :func:`timestamp_text` and pyarrow's writer make: only an unquoted empty
+    field is null; timestamp columns come as text, for :func:`parse_timestamps`."""
+    from pyarrow import csv
+
+    types = {f.name: (pa.string() if pa.types.is_timestamp(f.type) else f.type) for f in schema.to_arrow()}
+    return csv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True,
+                              quoted_strings_can_be_null=False)
+
+
+def parse_timestamps(data: Any, schema: Schema, first_row: int = 0) -> Any:
+    """``data`` (a RecordBatch or Table read with :func:`convert_options`) with its timestamp columns parsed;
+    ``first_row``: the row number of its first row in the file, for messages."""
+    for f in schema.fields:
+        name = f.name
+        if not f.type.name.startswith("timestamp_") or name not in data.column_names:
+            continue
+        pos = data.column_names.index(name)
+        col = data.column(pos)
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        if not pa.types.is_string(col.type):
+            continue
+        parsed = timestamps_from_text(col, f.type.name.split("_", 1)[1], name, first_row)
+        data = data.set_column(pos, data.schema.field(pos).with_type(parsed.type), parsed)
+    return data
+
+
+def timestamps_from_text(col: Any, unit: str, name: str, first_row: int = 0) -> Any:
+    """Text (ISO, naive = UTC, or an integer count of ``unit``) -> ``timestamp[unit, UTC]``; a ValueError names
+    the column and the first row that is neither."""
+    n = len(col)
+    valid = col.is_valid().to_numpy(zero_copy_only=False)
+    text = pc.utf8_trim_whitespace(col)
+    is_int = pc.fill_null(pc.match_substring_regex(text, _INTEGER), False).to_numpy(zero_copy_only=False)
+    aware = pc.fill_null(pc.match_substring_regex(text, _ZONE), False).to_numpy(zero_copy_only=False)
+    # trailing zeros of a fraction go, so that ns text of a whole ms ("...00.123000000Z") parses at ms
+    bare = pc.replace_substring_regex(text, r"\.0+([Zz+-]|$)", r"\1")
+    bare = pc.replace_substring_regex(bare, r"(\.[0-9]*[1-9])0+([Zz+-]|$)", r"\1\2")
+    out = np.zeros(n, dtype=np.int64)
+    kinds = ((is_int, pa.int64()), (valid & ~is_int & aware, pa.timestamp(unit, tz="UTC")),
+             (valid & ~is_int & ~aware, pa.timestamp(unit)))  # naive: the same count, read as UTC
+    for mask, target in kinds:
+        rows = np.flatnonzero(mask)
+        if not rows.size:
+            continue
+        part = (text if target == pa.int64() else bare).take(pa.array(rows))
+        try:
+            values = pc.cast(part, target)
+        except (pa.ArrowInvalid, OverflowError):
+            _raise_unparsed(part, col.take(pa.array(rows)), rows, target, unit, name, first_row)
+        out[rows] = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False)
+    return pa.array(out, pa.timestamp(unit, tz="UTC"), mask=None if valid.all() else ~valid)
+
+
+def _raise_unparsed(part: Any, given: Any, rows: Any, target: Any, unit: str, name: str, first_row: int) -> None:
+    """The first value of ``part`` that does not convert, as a ValueError with its column, row and text as
+    ``given`` (error path only: one value at a time until the bad one)."""
+    for pos, value in enumerate(part.to_pylist()):
+        try:
+            pc.cast(pa.array([value]), target)
+        except (pa.ArrowInvalid, OverflowError):
+            row = first_row + int(rows[pos])
+            if pa.types.is_integer(target):
+                why = f"does not fit in int64 {unit}"
+            else:
+                try:
+                    pc.cast(pa.array([value]), pa.timestamp("ns", tz=target.tz))
+                    why = f"has finer precision than the field's timestamp_{unit} keeps"
+                except (pa.ArrowInvalid, OverflowError):
+                    why = "is not an ISO date/time (2024-03-05T09:00:00Z; naive = UTC)"
+            text = given[pos].as_py()
+            raise ValueError(f"column {name!r} row {row}: {text!r} {why}; a timestamp_{unit} field takes ISO text "
+                             f"or an integer count of {unit} since 1970") from None
+    raise ValueError(f"column {name!r}: timestamps that do not convert to timestamp_{unit}")

@@ -1,0 +1,138 @@
+"""CSV text: what export writes, import reads back exactly (pychro/frames/csv_text.py), and head shows the same.
+
+Timestamps outside the years ISO text holds (Java's Long.MAX_VALUE "no time" sentinel) are written as their
+integer count; only an unquoted empty field is null; naive ISO text is UTC; data errors exit 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import pychro
+from pychro.cli import main
+
+T0 = 1_709_629_200_000  # 2024-03-05T09:00:00Z in ms
+S = "ts:timestamp_ms,v:int32"
+# Long.MAX_VALUE and MIN_VALUE (Java's "no time" sentinels), the first and last ms ISO text holds, and the ms
+# either side of them
+EDGES = [2**63 - 1, -(2**63), -62_135_596_800_000, 253_402_300_799_999, -62_135_596_800_001, 253_402_300_800_000]
+
+
+def _journal(path: Path, stamps: list[int]) -> Path:
+    with pychro.VanillaChronicleWriter(path, clock=lambda: T0) as w:
+        a = w.get_appender()
+        for i, ts in enumerate(stamps):
+            a.write_long(ts)
+            a.write_int(i)
+            a.finish()
+    return path
+
+
+def test_timestamps_iso_cannot_hold_export_as_counts_and_import_back(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    j = _journal(tmp_path / "j", [T0, *EDGES])
+    out = tmp_path / "x.csv"
+    assert main(["export", str(j), "--schema", S, "--to", str(out), "--no-progress"]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[1].strip('"').startswith("2024-03-05 09:00:00.000Z")
+    cells = [line.split(",")[0].strip('"') for line in lines[2:]]
+    assert cells == [str(EDGES[0]), str(EDGES[1]), "0001-01-01 00:00:00.000Z", "9999-12-31 23:59:59.999Z",
+                     str(EDGES[4]), str(EDGES[5])]
+    capsys.readouterr()
+    # the sentinels have no cycle of their own: import them into one day
+    assert main(["import", str(out), str(tmp_path / "back"), "--schema", S, "--date", "2024-03-05"]) == 0
+    back = pychro.read_table(tmp_path / "back", S)
+    assert back.column("ts").cast("int64").to_pylist() == [T0, *EDGES]
+    # head and tail print them as export writes them, no traceback
+    capsys.readouterr()
+    assert main(["head", str(j), "--schema", S]) == 0
+    shown = [line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert shown[0] == "2024-03-05" and shown[1] == str(2**63 - 1) and shown[2] == str(-(2**63))
+
+
+def test_timestamp_text_outside_iso_in_parquet_and_python(tmp_path: Path) -> None:
+    """Only the text forms change: Parquet keeps the values, and to_csv writes the same counts."""
+    j = _journal(tmp_path / "j", [T0, 2**63 - 1])
+    pychro.to_parquet(j, S, tmp_path / "x.parquet")
+    pychro.to_csv(j, S, tmp_path / "x.csv")
+    assert str(2**63 - 1) in (tmp_path / "x.csv").read_text()
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "x.parquet").column("ts").cast("int64").to_pylist() == [T0, 2**63 - 1]
+
+
+def test_strings_that_look_like_nulls_stay_strings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    words = ["NA", "null", "NaN", "N/A", "nan", "NULL", "None", "#N/A", "-NaN", "n/a", ""]
+    ts = pd.to_datetime([T0 + i for i in range(len(words))], unit="ms", utc=True)
+    # pandas writes strings unquoted and an empty string as an empty field: an unquoted empty field is null
+    pd.DataFrame({"ts": ts, "sym": words, "u": words}).to_csv(tmp_path / "p.csv", index=False)
+    assert main(["import", str(tmp_path / "p.csv"), str(tmp_path / "j"), "--schema",
+                 "ts:timestamp_ms,sym:string,u:utf"]) == 1  # the empty u is a null: utf cannot hold one
+    assert "row 10: column 'u' is null" in capsys.readouterr().err
+    assert main(["import", str(tmp_path / "p.csv"), str(tmp_path / "j"), "--schema",
+                 "ts:timestamp_ms,sym:string,u:utf", "--drop-extra-columns"]) == 1
+    pd.DataFrame({"ts": ts, "sym": words, "u": [w or "x" for w in words]}).to_csv(tmp_path / "p.csv", index=False)
+    assert main(["import", str(tmp_path / "p.csv"), str(tmp_path / "j"), "--schema",
+                 "ts:timestamp_ms,sym:string,u:utf"]) == 0
+    got = pychro.read_table(tmp_path / "j", "ts:timestamp_ms,sym:string,u:utf")
+    assert got.column("sym").to_pylist() == [*words[:-1], None]
+    assert got.column("u").to_pylist() == [*words[:-1], "x"]
+
+
+def test_export_import_keeps_null_empty_and_null_looking_strings(tmp_path: Path) -> None:
+    schema = "ts:timestamp_ms,s:string"
+    words = [None, "", "null", "NA", "NaN", "N/A", '"', " "]
+    pychro.write_frame({"ts": pd.to_datetime([T0] * len(words), unit="ms", utc=True), "s": words},
+                       tmp_path / "j", schema)
+    pychro.to_csv(tmp_path / "j", schema, tmp_path / "x.csv")
+    pychro.frames.export.import_file(tmp_path / "x.csv", tmp_path / "back", schema)
+    assert pychro.read_table(tmp_path / "back", schema).column("s").to_pylist() == words
+
+
+def test_head_tells_a_null_from_the_string_null(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    schema = "v:int64,s:string"
+    words = [None, "null", "", '"q"', " x", "plain"]
+    with pychro.VanillaChronicleWriter(tmp_path / "j", clock=lambda: T0) as w:
+        a = w.get_appender()
+        for i, s in enumerate(words):
+            a.write_long(i)
+            a.write_string(s)
+            a.finish()
+    assert main(["head", str(tmp_path / "j"), "--schema", schema]) == 0
+    cells = [line.split(None, 2)[2] if len(line.split(None, 2)) > 2 else ""
+             for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [c.strip() for c in cells] == ["null", '"null"', '""', '"\\"q\\""', '" x"', "plain"]
+
+
+@pytest.mark.parametrize("text", ["2024-03-05T09:00:00", "2024-03-05 09:00:00.000", "1709629200000",
+                                  "2024-03-05T10:00:00+01:00", "2024-03-05 09:00:00.000000000Z"])
+def test_csv_timestamps_naive_iso_is_utc_and_an_integer_is_a_count(tmp_path: Path, text: str) -> None:
+    (tmp_path / "a.csv").write_text(f"ts,v\n{text},1\n")
+    assert main(["import", str(tmp_path / "a.csv"), str(tmp_path / "j"), "--schema", S]) == 0
+    assert pychro.read_table(tmp_path / "j", S).column("ts").cast("int64").to_pylist() == [T0]
+
+
+def test_csv_data_errors_exit_1_with_pychros_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a.csv").write_text("ts,v\n2024-03-05T09:00:00,1\nnoon,2\n")
+    assert main(["import", str(tmp_path / "a.csv"), str(tmp_path / "j"), "--schema", S]) == 1
+    err = capsys.readouterr().err
+    assert "column 'ts' row 1: 'noon' is not an ISO date/time" in err and "assume_timezone" not in err
+    (tmp_path / "b.csv").write_text("ts,v\n2024-03-05 09:00:00.0001Z,1\n")
+    assert main(["import", str(tmp_path / "b.csv"), str(tmp_path / "j"), "--schema", S]) == 1
+    assert "finer precision than the field's timestamp_ms" in capsys.readouterr().err
+    (tmp_path / "c.csv").write_text("")
+    assert main(["import", str(tmp_path / "c.csv"), str(tmp_path / "j"), "--schema", S]) == 1
+    err = capsys.readouterr().err
+    assert "c.csv is empty" in err and "Empty CSV file" not in err
+    with pytest.raises(ValueError, match="is empty: a CSV file needs a header line"):
+        pychro.frames.export.import_file(tmp_path / "c.csv", tmp_path / "j", S)
+    (tmp_path / "d.csv").write_text("ts,v\n2024-03-05T09:00:00,x\n")
+    assert main(["import", str(tmp_path / "d.csv"), str(tmp_path / "j"), "--schema", S]) == 1
+    assert "d.csv" in capsys.readouterr().err
+    assert not (tmp_path / "j").exists()
+    # a usage error stays exit 2
+    assert main(["import", str(tmp_path / "a.csv"), str(tmp_path / "j")]) == 2
+    assert "needs --schema" in capsys.readouterr().err
