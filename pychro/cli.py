@@ -115,34 +115,141 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# head with --errors skip stops looking after this many messages without one that matches the schema
+HEAD_GIVE_UP = 1 << 20
+_READ_BATCH = 65_536  # messages decoded per batch, whatever -n is (-n only says how many rows are shown)
+
+
 def cmd_head_tail(args: argparse.Namespace) -> int:
+    from functools import partial
+
     from . import frames
+    from .frames.api import ReadStats
     from .journal import Journal
 
     schema = _schema(args.schema)
-    journal = Journal(args.dir, _config(args))
-    cfg = journal.config
     if args.n < 0:
         raise ValueError("-n must be >= 0")
+    if "_index" in (args.columns or schema.names):
+        raise ValueError("--schema names a field '_index', the name of the index column head and tail show: give "
+                         "the field another name (messages carry no field names), or leave it out with --columns")
+    journal = Journal(args.dir, _config(args))
     if journal.check_layout() and not args.follow:
         print(f"pychro {args.command}: empty journal: no cycle folder yet", file=sys.stderr)
         return 0
-    start = _tail_start(journal, args.n, args.errors == "raise") if args.command == "tail" else None
-    shown = 0
-    batches = frames.iter_batches(journal.path, schema, start=start, config=cfg, index=True, columns=args.columns,
-                                  errors=args.errors, batch_rows=max(1, min(args.n, 65_536)), follow=args.follow,
-                                  poll_interval=0.2)
-    header = True
-    for batch in batches:
-        if not args.follow:
-            batch = batch.slice(0, args.n - shown)
+    strict = args.errors == "raise"
+    stats = ReadStats()
+    small = args.n <= _READ_BATCH and not args.follow  # one decoding thread: no work ahead of what is shown
+    read = partial(frames.iter_batches, journal.path, schema, config=journal.config, index=True,
+                   columns=args.columns, errors=args.errors, stats=stats, progress=False,
+                   threads=1 if small else None,
+                   batch_rows=_READ_BATCH if args.follow else min(_READ_BATCH, max(4_096, args.n)))
+    out = _Rows(args.command, stats)
+    if args.command == "tail":
+        start = _tail_start(journal, args.n, strict)
+        if args.follow:
+            out.follow(read(start=start, follow=True, poll_interval=0.2))
+            return 0
+        out.show(read(start=start), args.n)
+        return out.report(args.n, None)
+    # head: the first n rows; -f then follows the messages committed after head started
+    end = _end_index(journal, strict)
+    rc = 0
+    if end is not None:  # else no message yet: nothing to show before following
+        out.show(read(end=end), args.n, give_up=HEAD_GIVE_UP)
+        rc = out.report(args.n, lambda index: _messages_through(journal, index))
+    if args.follow:
+        if out.shown >= args.n and out.last_index is not None and end is not None and out.last_index + 1 < end:
+            print(f"pychro head: following the messages committed from now on (from index {end:#x})",
+                  file=sys.stderr, flush=True)
+        out.follow(read(start=end, follow=True, poll_interval=0.2))
+    return rc
+
+
+class _Rows:
+    """Prints batches as one table (header once) and says what ``--errors skip``/``truncate`` left out."""
+
+    def __init__(self, command: str, stats: Any) -> None:
+        self.command, self.stats = command, stats
+        self.shown = 0
+        self.last_index: int | None = None
+        self.gave_up = False
+        self._header = True
+        self._reported = 0
+
+    def _print(self, batch: Any) -> None:
         if batch.num_rows:
-            print(_text(batch).to_string(index=False, header=header), flush=True)
-            header = False
-        shown += batch.num_rows
-        if not args.follow and shown >= args.n:
-            break
-    return 0
+            print(_text(batch).to_string(index=False, header=self._header), flush=True)
+            self._header = False
+            self.shown += batch.num_rows
+            self.last_index = int(batch.column(0)[-1].as_py())
+
+    def show(self, batches: Any, n: int, give_up: int | None = None) -> None:
+        """Print the first ``n`` rows of ``batches``, then stop reading."""
+        try:
+            for batch in batches:
+                if self.shown >= n:
+                    break
+                self._print(batch.slice(0, n - self.shown))
+                if self.shown >= n:
+                    break
+                if give_up is not None and not self.shown and self.stats.skipped_rows >= give_up:
+                    self.gave_up = True
+                    break
+        finally:
+            batches.close()  # no decoding goes on after the rows are shown
+
+    def follow(self, batches: Any) -> None:
+        """Print every batch as it comes, and each time more messages were skipped, how many (until Ctrl-C)."""
+        try:
+            for batch in batches:
+                self._print(batch)
+                skipped = self.stats.skipped_rows
+                if skipped > self._reported:
+                    print(f"pychro {self.command}: skipped {skipped - self._reported:,} more messages that do not "
+                          f"match the schema ({skipped:,} in all; --errors skip)", file=sys.stderr, flush=True)
+                    self._reported = skipped
+        finally:
+            batches.close()
+
+    def report(self, n: int, through: Any) -> int:
+        """Say on stderr what was left out; 1 when rows were left out and none was shown."""
+        stats, name = self.stats, f"pychro {self.command}"
+        first = "" if stats.first_bad_index is None else f" (the first at index {stats.first_bad_index:#x})"
+        if self.gave_up:
+            print(f"{name}: error: none of the first {stats.skipped_rows:,} messages read matches the schema "
+                  f"(--errors skip passed over them all){first}: stopped looking; check --schema", file=sys.stderr)
+            return 1
+        skipped = stats.skipped_rows
+        if through is not None and self.shown >= n and self.last_index is not None and skipped:
+            skipped = max(0, through(self.last_index) - self.shown)  # not those after the last row shown
+            first = first if skipped else ""
+        if skipped:
+            print(f"{name}: skipped {skipped:,} messages that do not match the schema{first} (--errors skip)",
+                  file=sys.stderr)
+        if stats.truncated and self.shown < n:
+            print(f"{name}: stopped at index {stats.first_bad_index:#x}, the first message that does not match the "
+                  "schema (--errors truncate): the messages from there on are not shown", file=sys.stderr)
+        if (skipped or (stats.truncated and self.shown < n)) and not self.shown and n:
+            how = "skip" if skipped else "truncate"
+            print(f"{name}: error: no row to show: every message read was left out by --errors {how}", file=sys.stderr)
+            return 1
+        return 0
+
+
+def _end_index(journal: Any, strict: bool) -> int | None:
+    """Full index one past the last committed message now (None for a journal with no message)."""
+    for cycle in reversed(journal.cycles()):
+        count = journal.count(cycle, strict=strict)
+        if count:
+            return int(journal.config.index_of(cycle, count))
+    return None
+
+
+def _messages_through(journal: Any, index: int) -> int:
+    """Messages from the journal's first up to and including ``index``."""
+    cycle, seq = journal.config.split_index(index)
+    return sum(journal.count(c, strict=False) for c in journal.cycles() if c < cycle) + seq + 1
 
 
 def _text(batch: Any) -> Any:
@@ -191,13 +298,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     cfg = _config(args)
     if Journal(args.dir, cfg).check_layout():
         print("pychro export: empty journal: no cycle folder yet", file=sys.stderr)
+    from .frames.api import ReadStats
+
+    stats = ReadStats()
     rows = export.export(
         args.dir, schema, args.to, date=args.date, start=args.start, end=args.end, config=cfg,
         partition_by=args.partition_by, compression=args.compression, progress=_progress(args),
-        columns=args.columns, errors=args.errors, timestamp_column=args.timestamp_column,
+        columns=args.columns, errors=args.errors, timestamp_column=args.timestamp_column, stats=stats,
     )
     print(f"exported {rows:,} rows to {args.to}")
-    return 0
+    out = _Rows("export", stats)
+    out.shown = rows
+    return out.report(rows + 1, None)  # every row it read was exported: report all it left out
 
 
 class _DataError(Exception):
