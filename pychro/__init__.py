@@ -45,6 +45,7 @@ _LAZY = {
     "read_dask": "pychro.frames.dask",
     "serve": "pychro.remote.server",
     "replicate": "pychro.remote.replicate",
+    "verify_journal": "pychro.verify",
 }
 
 
@@ -58,6 +59,7 @@ if TYPE_CHECKING:  # the lazy names with their real types, for type checkers onl
     from .frames.schema import Schema
     from .remote.replicate import replicate
     from .remote.server import serve
+    from .verify import verify_journal
 
 __all__ = [
     "Appender",
@@ -96,5 +98,6 @@ __all__ = [
     "to_ipc",
     "to_journal",
     "to_parquet",
+    "verify_journal",
     "write_frame",
 ]

@@ -22,7 +22,7 @@ __all__ = ["main"]
 
 def _config(args: argparse.Namespace) -> VanillaConfig:
     kw: dict[str, Any] = {}
-    if args.cycle_format or args.cycle_length_ms:
+    if args.cycle_format is not None or args.cycle_length_ms is not None:  # 0 or "" too: VanillaConfig refuses them
         kw.update(cycle=None, cycle_format=args.cycle_format, cycle_length_ms=args.cycle_length_ms)
     elif args.cycle:
         kw["cycle"] = args.cycle
@@ -63,7 +63,10 @@ def _schema(text: str) -> Any:
 
     if os.path.isfile(text):
         with open(text) as fh:
-            return Schema.from_json(fh.read())
+            try:
+                return Schema.from_json(fh.read())
+            except ValueError as exc:
+                raise ValueError(f"--schema file {text}: {exc}") from None
     if text.lower().endswith(".json") or (os.sep in text and ":" not in text):
         raise FileNotFoundError(f"--schema file not found: {text}")  # a path, not "name:type,..." text
     return Schema.parse(text) if hasattr(Schema, "parse") else Schema(text)
@@ -83,8 +86,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     info = journal.info()
     if args.json:
-        out = dict(info, cycles=[{k: (v.isoformat() if isinstance(v, _dt.datetime) else v)
-                                  for k, v in vars(c).items()} for c in info["cycles"]])
+        out = dict(info, cycles=[{k: _json_value(k, v) for k, v in vars(c).items()} for c in info["cycles"]])
+        out.update({k: _json_value(k, v) for k, v in info.items() if k != "cycles"})
         print(json.dumps(out, indent=2, default=str))
         return 0
     if info["thread_id_bits_detected"]:
@@ -104,6 +107,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"{c.folder:<16} {c.cycle:>8} {c.messages:>12,} {c.index_files:>6} {c.data_files:>6} "
               f"{c.bytes_on_disk:>14,}  {span}")
     return 0
+
+
+def _json_value(key: str, value: Any) -> Any:
+    """``info --json`` values: indices as hex strings (as everywhere in the CLI), times in ISO."""
+    if key.endswith("_index") and isinstance(value, int) and not isinstance(value, bool):
+        return hex(value)
+    return value.isoformat() if isinstance(value, _dt.datetime) else value
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -527,10 +537,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# library messages name Python arguments; the CLI's name its options (the keys are matched as words)
+_OPTIONS = [
+    ("a custom cycle (cycle=None) needs", "a custom cycle needs"),
+    ("errors='skip' or 'truncate'", "--errors skip or --errors truncate"),
+    ("cycle_format", "--cycle-format"), ("cycle_length_ms", "--cycle-length-ms"),
+    ("cycle_time_zone", "--cycle-time-zone"), ("entries_per_cycle", "--entries-per-cycle"),
+    ("index_block_size", "--index-block-size"), ("data_block_size", "--data-block-size"),
+    ("thread_id_bits", "--thread-id-bits"), ("message_capacity", "--message-capacity"),
+    ("timestamp_column=", "--timestamp-column "), ("timestamp_column", "--timestamp-column"),
+    ("columns=", "--columns "), ("compression=", "--compression "), ("(schema=)", "(--schema)"),
+    ("partition_by=", "--partition-by "), ("out=", "--to "),
+]
+
+
+def _cli_words(text: str) -> str:
+    import re
+
+    for python, option in _OPTIONS:
+        text = re.sub(rf"(?<![\w-]){re.escape(python)}", option.replace("\\", "\\\\"), text)
+    return text
+
+
+def _warn(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    print(f"pychro: warning: {_cli_words(str(message))}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pychro`` console script."""
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _warn  # one line, no source line (e.g. a damaged index read past)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except BrokenPipeError:  # e.g. `pychro head ... | head -1`: the reader has all it wanted
@@ -539,11 +583,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except (PychroError, OSError, _DataError) as exc:
         # advice in library messages names the Python argument; here the option is --errors
-        text = str(exc).replace("errors='skip' or 'truncate'", "--errors skip or --errors truncate")
-        print(f"pychro {args.command}: error: {text}", file=sys.stderr)
+        print(f"pychro {args.command}: error: {_cli_words(str(exc))}", file=sys.stderr)
         return 1
     except ValueError as exc:
-        print(f"pychro {args.command}: {exc}", file=sys.stderr)
+        print(f"pychro {args.command}: {_cli_words(str(exc))}", file=sys.stderr)
         return 2
     except OverflowError as exc:  # a number too large for where it goes (e.g. -n 10**30): a usage error too
         print(f"pychro {args.command}: a number is out of range: {exc}", file=sys.stderr)

@@ -50,11 +50,12 @@ PUBLIC = [
     "to_ipc",
     "to_journal",
     "to_parquet",
+    "verify_journal",
     "write_frame",
 ]
 # frames names need pyarrow/pandas: imported on first use
 LAZY = {"Schema", "iter_batches", "read_dask", "read_frame", "read_table", "replicate", "serve", "to_csv", "to_ipc",
-        "to_journal", "to_parquet", "write_frame"}
+        "to_journal", "to_parquet", "verify_journal", "write_frame"}
 SUBMODULES = ["pychro.errors", "pychro.config", "pychro.excerpt", "pychro.journal", "pychro.reader", "pychro.writer"]
 FRAMES_BUILT = (Path(pychro.__file__).parent / "frames" / "__init__.py").exists()
 

@@ -130,6 +130,13 @@ class _Read:
         self.errors = errors
         self.schema = schema if isinstance(schema, S.Schema) else S.Schema(schema)
         self.plan = Plan(self.schema, columns)
+        if timestamp_column is not None and time is None:  # checked even without a time bound to use it
+            if not isinstance(timestamp_column, str):
+                raise TypeError(f"timestamp_column must be a str, got {type(timestamp_column).__name__}")
+            if timestamp_column not in self.schema or not self.schema[timestamp_column].type.name.startswith(
+                    "timestamp_"):
+                raise ValueError(f"timestamp_column={timestamp_column!r} is not a timestamp_* field of the schema "
+                                 f"{self.schema.names}")
         date, start, end = as_date(date), parse_when(start, "start"), parse_when(end, "end")
         # datetime bounds select rows by the timestamp field (``time`` given: already resolved, e.g. by Dask)
         self.time = time if time is not None else time_filter(self.schema, start, end, timestamp_column)
@@ -350,8 +357,7 @@ def _batches(
     r: _Read, batch_rows: int, threads: int, follow: bool, poll_interval: float, stats: ReadStats
 ) -> Iterator[Any]:
     """Decoded RecordBatches in index order; up to ``2 * threads`` batches decode ahead."""
-    if batch_rows <= 0:
-        raise ValueError(f"batch_rows must be positive, got {batch_rows}")
+    _check_rows(batch_rows, "batch_rows")
     if not isinstance(stats, ReadStats):  # stats=True used to fail with AttributeError mid-read
         raise TypeError(f"stats must be a pychro.frames.ReadStats, got {type(stats).__name__}")
     tasks = _tasks(r, batch_rows, follow, poll_interval, stats)
@@ -447,6 +453,18 @@ def _with_progress(r: _Read, batches: Iterator[Any], progress: bool | None, foll
         bar.close()
 
 
+MAX_ROWS = 2**31 - 1  # rows per batch or row group: beyond this one batch alone passes Arrow's 32-bit offsets
+
+
+def _check_rows(value: Any, name: str) -> int:
+    """A positive number of rows, or a TypeError/ValueError naming the argument and its range."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not 1 <= value <= MAX_ROWS:
+        raise ValueError(f"{name} must be in 1..{MAX_ROWS}, got {value}")
+    return int(value)
+
+
 def _threads(threads: int | None, r: _Read) -> int:
     if threads is None:
         # the compiled decoder releases the GIL for the whole batch: two threads pay off on every shape
@@ -494,6 +512,10 @@ def iter_batches(
     >>> for batch in iter_batches(path, "px:float64,qty:int32", batch_rows=10_000):  # doctest: +SKIP
     ...     total += pc.sum(batch["qty"]).as_py()
     """
+    from ..config import check_seconds
+
+    _check_rows(batch_rows, "batch_rows")
+    poll_interval = check_seconds(poll_interval, "poll_interval")  # checked before a stream, not mid-stream
     r = _Read(path, schema, date, start, end, columns, errors, index, metadata, config, thread_id_bits,
               timestamp_column, narrow_rows=not follow)  # following: new rows are masked, no end is set early
     batches = _batches(r, batch_rows, _threads(threads, r), follow, poll_interval, stats or ReadStats())

@@ -137,8 +137,9 @@ def read_dask(
         raise ValueError("partition_rows must be positive")
     schema = Schema(schema)
     if columns is not None:
-        for c in columns:
-            schema[c]  # a clear KeyError for an unknown column, before any worker runs
+        from .decode import Plan
+
+        Plan(schema, columns)  # a ValueError naming an unknown column, before any worker runs
     _, parts = _parts(path, schema, date, start, end, columns, index, dtype_backend, partition_rows, config,
                       thread_id_bits, errors, timestamp_column)
     meta = _meta(schema, columns, index, dtype_backend)

@@ -73,8 +73,12 @@ def to_parquet(
     if parallel:
         if partition_by is None:
             raise ValueError("parallel=True needs partition_by='date' (one file per cycle)")
+        from .api import _check_rows
         from .dask import to_parquet_dask
 
+        _check_rows(row_group_rows, "row_group_rows")
+        check_compression("parquet", compression)
+        check_outside(path, out)
         return to_parquet_dask(path, schema, out, date, start, end, columns=columns, row_group_rows=row_group_rows,
                                compression=compression, config=config, thread_id_bits=thread_id_bits,
                                errors=errors, timestamp_column=timestamp_column)
@@ -118,6 +122,8 @@ def export(
             raise ValueError(f"cannot tell the format of {os.fspath(out)!r}: use .parquet, .arrow, .feather or .csv")
     if kwargs.get("compression") is None:
         kwargs.pop("compression", None)
+    elif fmt == "csv":
+        check_compression(fmt, kwargs["compression"])
     return {"parquet": to_parquet, "ipc": to_ipc, "csv": to_csv}[fmt](path, schema, out, **kwargs)
 
 
@@ -129,16 +135,20 @@ def _export(
 ) -> int:
     import copy
 
-    from .api import ReadStats, _batches, _Read, _threads
+    from .api import ReadStats, _batches, _check_rows, _Read, _threads
 
-    if row_group_rows <= 0:
-        raise ValueError("row_group_rows must be positive")
+    _check_rows(row_group_rows, "row_group_rows")
+    check_compression(fmt, compression)
     if partition_by not in (None, "date", "cycle"):
         raise ValueError(f"partition_by must be None or 'date', got {partition_by!r}")
+    if partition_by is None and os.path.isdir(out):
+        raise ValueError(f"out={os.fspath(out)!r} is an existing folder: give a file name, or partition_by='date' "
+                         "to write one file per cycle into it")
     schema = Schema(schema)
     # one resolution of the arguments (datetime bounds narrowed to rows), shared by every partition
     r = _Read(path, schema, date, start, end, columns, errors, False, None, config, thread_id_bits, timestamp_column)
     journal = r.journal
+    check_outside(journal.path, out)
     cfg = journal.config
     ranges = r.cycles
     stats = stats if stats is not None else ReadStats()
@@ -186,6 +196,32 @@ def _export(
         if bar is not None:
             bar.close()
     return rows
+
+
+COMPRESSION = {"parquet": ("none", "snappy", "gzip", "brotli", "lz4", "zstd"), "ipc": ("lz4", "zstd"), "csv": ()}
+
+
+def check_compression(fmt: str, compression: Any) -> None:
+    """A TypeError/ValueError naming ``compression`` and the values ``fmt`` takes, before anything is written."""
+    if compression is None:
+        return
+    if not isinstance(compression, str):
+        raise TypeError(f"compression= must be a str or None, got {type(compression).__name__}")
+    allowed = COMPRESSION[fmt]
+    if not allowed:
+        raise ValueError(f"compression={compression!r} does not apply to {fmt.upper()} output (written uncompressed)")
+    if compression.lower() not in allowed:
+        raise ValueError(f"compression={compression!r} is not one of {', '.join(allowed)} ({fmt} output)")
+
+
+def check_outside(journal: Any, out: Any) -> None:
+    """A ValueError when ``out`` is inside the journal folder being read: readers never write into a journal
+    (a folder there would be listed as a cycle)."""
+    root = os.path.realpath(os.fspath(journal))
+    target = os.path.realpath(os.fspath(out))
+    if os.path.commonpath([root, target]) == root:
+        raise ValueError(f"out={os.fspath(out)!r} is inside the journal {os.fspath(journal)!r} being read: "
+                         "write the export somewhere else")
 
 
 def partition_name(cfg: VanillaConfig, cycle: int) -> str:

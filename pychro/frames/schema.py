@@ -278,6 +278,8 @@ class Schema:
         version = data.get("version", SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
             raise ValueError(f"unsupported pychro schema version {version!r} (this pychro reads {SCHEMA_VERSION})")
+        if not isinstance(data["fields"], (list, tuple)):
+            raise ValueError(f"a schema dict's 'fields' must be a list, got {type(data['fields']).__name__}")
         pairs = []
         for item in data["fields"]:
             if not isinstance(item, Mapping) or "type" not in item:
