@@ -541,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
 _OPTIONS = [
     ("a custom cycle (cycle=None) needs", "a custom cycle needs"),
     ("errors='skip' or 'truncate'", "--errors skip or --errors truncate"),
+    ("errors='skip'", "--errors skip"), ("errors='truncate'", "--errors truncate"),
     ("cycle_format", "--cycle-format"), ("cycle_length_ms", "--cycle-length-ms"),
     ("cycle_time_zone", "--cycle-time-zone"), ("entries_per_cycle", "--entries-per-cycle"),
     ("index_block_size", "--index-block-size"), ("data_block_size", "--data-block-size"),
@@ -570,6 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
+        warnings.simplefilter("default")  # shown (once each), not raised, whatever the interpreter's filters
         warnings.showwarning = _warn  # one line, no source line (e.g. a damaged index read past)
         return _run(args)
 
