@@ -3,8 +3,11 @@ say what they left out (a result with every row left out is an error, not an emp
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,3 +71,40 @@ def test_an_index_field_name_is_refused_clearly(tmp_path: Path, capsys: pytest.C
     assert main(["head", str(j), "--schema", "_index:int64"]) == 2
     err = capsys.readouterr().err
     assert "--schema names a field '_index'" in err and "another name" in err
+
+
+def _follow(cmd: str, journal: Path, out: Any, n: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "pychro", cmd, "-f", str(journal), "--schema", S, "-n", str(n),
+                             "--no-progress"], stdout=out, stderr=subprocess.DEVNULL)
+
+
+def _wait_lines(out: Path, want: int, seconds: float = 30) -> list[str]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        lines = out.read_text().splitlines()
+        if len(lines) >= want:
+            return lines
+        time.sleep(0.1)
+    return out.read_text().splitlines()
+
+
+@pytest.mark.parametrize("cmd", ["tail", "head"])
+def test_follow_n_is_the_rows_shown_first_not_a_batch_size(tmp_path: Path, cmd: str) -> None:
+    """tail -f -n 1 decoded one message per batch and fell behind a live journal; head -f -n 2 printed the
+    whole journal 2 rows at a time. -n is how many existing rows are shown, then every new message is."""
+    j = _journal(tmp_path / "j", 5_000)
+    out = tmp_path / "out.txt"
+    first = [0, 1] if cmd == "head" else [4_999]
+    with out.open("wb") as sink:
+        child = _follow(cmd, j, sink, len(first))
+        try:
+            assert len(_wait_lines(out, 1 + len(first))) == 1 + len(first)  # header + the first rows only
+            time.sleep(0.5)
+            assert len(out.read_text().splitlines()) == 1 + len(first)
+            pychro.write_frame({"v": list(range(100_000, 120_000))}, j, S, clock=lambda: T0)
+            lines = _wait_lines(out, 1 + len(first) + 20_000)
+            values = [int(line.split()[1]) for line in lines[1:]]
+            assert values == [*first, *range(100_000, 120_000)]
+        finally:
+            child.kill()
+            child.wait(timeout=30)
