@@ -102,7 +102,7 @@ def test_follow_n_is_the_rows_shown_first_not_a_batch_size(tmp_path: Path, cmd: 
             time.sleep(0.5)
             assert len(out.read_text().splitlines()) == 1 + len(first)
             pychro.write_frame({"v": list(range(100_000, 120_000))}, j, S, clock=lambda: T0)
-            lines = _wait_lines(out, 1 + len(first) + 20_000)
+            lines = _wait_lines(out, 1 + len(first) + 20_000, seconds=8)  # the old 1-row batches: ~20 s
             values = [int(line.split()[1]) for line in lines[1:]]
             assert values == [*first, *range(100_000, 120_000)]
         finally:
