@@ -52,7 +52,7 @@ def test_meta_from_schema_without_reading(journal: Path) -> None:
     ddf = pychro.read_dask(journal, TICK_SCHEMA, columns=["sym", "px"])
     assert list(ddf.columns) == ["sym", "px"]
     assert str(ddf.dtypes["px"]) == "double[pyarrow]"
-    with pytest.raises(KeyError, match="nope"):
+    with pytest.raises(ValueError, match=r"unknown columns \['nope'\]"):
         pychro.read_dask(journal, TICK_SCHEMA, columns=["nope"])
 
 
