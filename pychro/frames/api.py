@@ -133,10 +133,12 @@ class _Read:
         if timestamp_column is not None and time is None:  # checked even without a time bound to use it
             if not isinstance(timestamp_column, str):
                 raise TypeError(f"timestamp_column must be a str, got {type(timestamp_column).__name__}")
-            if timestamp_column not in self.schema or not self.schema[timestamp_column].type.name.startswith(
-                    "timestamp_"):
-                raise ValueError(f"timestamp_column={timestamp_column!r} is not a timestamp_* field of the schema "
+            if timestamp_column not in self.schema:
+                raise ValueError(f"timestamp_column={timestamp_column!r} is not a field of the schema "
                                  f"{self.schema.names}")
+            kind = self.schema[timestamp_column].type.name
+            if not kind.startswith("timestamp_"):
+                raise ValueError(f"timestamp_column={timestamp_column!r} is a {kind} field, not timestamp_*")
         date, start, end = as_date(date), parse_when(start, "start"), parse_when(end, "end")
         # datetime bounds select rows by the timestamp field (``time`` given: already resolved, e.g. by Dask)
         self.time = time if time is not None else time_filter(self.schema, start, end, timestamp_column)
