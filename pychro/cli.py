@@ -15,7 +15,7 @@ from typing import Any
 
 from . import _layout as L
 from .config import VanillaConfig
-from .errors import PychroError
+from .errors import PychroError, PychroWarning
 
 __all__ = ["main"]
 
@@ -568,7 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
-        warnings.simplefilter("default")  # shown (once each), not raised, whatever the interpreter's filters
+        warnings.simplefilter("default", PychroWarning)  # shown (once each), not raised
         warnings.showwarning = _warn  # one line, no source line (e.g. a damaged index read past)
         return _run(args)
 

@@ -408,7 +408,11 @@ class _CsvWriter:
 
         self._csv = csv
         self._file = open(path, "wb")  # closed by close(), as pyarrow's writers are
-        csv.write_csv(schema.empty_table(), self._file)  # the header line
+        try:
+            csv.write_csv(schema.empty_table(), self._file)  # the header line
+        except BaseException:  # e.g. Ctrl-C: the caller never gets a writer to close
+            self._file.close()
+            raise
 
     def write_table(self, table: Any) -> None:
         from .csv_text import outside_iso, timestamp_text
