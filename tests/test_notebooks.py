@@ -42,15 +42,14 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     client = nbclient.NotebookClient(nb, timeout=180, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
-    import glob
-    import tempfile
-
-    def temporary() -> set[str]:  # what a notebook makes in the temp folder (02: pychro-live-*)
-        return set(glob.glob(os.path.join(tempfile.gettempdir(), "pychro-live-*")))
-
-    before = temporary()
+    # the kernel's temp folder is this test's own, so that what the notebook leaves there (02 makes a
+    # pychro-live-* journal) is seen whatever else runs on the machine
+    kernel_tmp = tmp_path / "kernel-tmp"
+    kernel_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(kernel_tmp))
     client.execute()
-    assert temporary() <= before, f"{path.name} left {sorted(temporary() - before)} behind"
+    left = sorted(p.name for p in kernel_tmp.glob("pychro-*"))
+    assert not left, f"{path.name} left {left} behind"
     code = [c for c in nb.cells if c.cell_type == "code"]
     errors = [o for c in code for o in c.outputs if o.output_type == "error"]
     assert not errors
