@@ -70,6 +70,7 @@ enum kind {
     D_STRING,  /* writeUTFΔ: stop-bit byte length (-1 = null) + Java text */
     D_UTF,     /* writeUTF: uint16 LE byte length + Java text */
     D_CHAR,    /* writeChar: one UTF-16 code unit -> a one-character string */
+    D_REST,    /* the rest of the body, passed over (the last step only: a header read ahead of its message type) */
     D_COUNT
 };
 
@@ -207,6 +208,10 @@ static Py_ssize_t read_program(PyObject *program, PyObject *outs, Py_ssize_t n, 
             goto fail;
         }
         if (op->kind == D_STOPBIT) op->size = 8;
+        if (op->kind == D_REST && (k != count - 1 || op->col >= 0)) {
+            bad_arg("step %zd: a rest step is the last one and has no column", k);
+            goto fail;
+        }
         if (read_out(op, outs, k, n, views)) goto fail;
     }
     /* the prefix: the leading steps that write no text (fixed-size ones and stop-bit longs), decoded a tile at a
@@ -829,6 +834,9 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
             case D_SKIP:
                 p += op->size;
                 break;
+            case D_REST:
+                p = end;
+                break;
             case D_STOPBIT: {
                 int64_t v;
                 int used = stop_bit(p, end - p, file_end - p, &v, 0);
@@ -1031,7 +1039,7 @@ PyMODINIT_FUNC PyInit__decode(void) {
         int value;
     } constants[] = {
         {"D_FIXED", D_FIXED}, {"D_BOOL", D_BOOL}, {"D_SKIP", D_SKIP}, {"D_STOPBIT", D_STOPBIT},
-        {"D_STRING", D_STRING}, {"D_UTF", D_UTF}, {"D_CHAR", D_CHAR}, {"C_DONE", C_DONE}, {"C_HEADER", C_HEADER},
+        {"D_STRING", D_STRING}, {"D_UTF", D_UTF}, {"D_CHAR", D_CHAR}, {"D_REST", D_REST}, {"C_DONE", C_DONE}, {"C_HEADER", C_HEADER},
         {"C_NEED_MORE", C_NEED_MORE}, {"C_TOO_BIG", C_TOO_BIG}, {"ST_OK", ST_OK}, {"ST_MISMATCH", ST_MISMATCH},
         {"ST_TEXT", ST_TEXT}, {"H_OUTSIDE", H_OUTSIDE}, {"H_ZERO", H_ZERO}, {"H_HUGE", H_HUGE}, {"H_PAST", H_PAST},
         {"N_SLOW", N_SLOW}, {"N_REPLACED", N_REPLACED}, {"N_BAD", N_BAD}, {"N_FIRST_BAD", N_FIRST_BAD},

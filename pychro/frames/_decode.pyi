@@ -12,6 +12,7 @@ D_STOPBIT: int
 D_STRING: int
 D_UTF: int
 D_CHAR: int
+D_REST: int
 C_DONE: int
 C_HEADER: int
 C_NEED_MORE: int

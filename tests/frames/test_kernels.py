@@ -179,3 +179,24 @@ def test_bad_arguments_are_errors_not_crashes() -> None:
         C.decode(((C.D_FIXED, 8, 0),), *args[1:9], ((pa.allocate_buffer(8), None, None),), *args[10:])  # too short
     with pytest.raises(TypeError):
         C.decode(*args[:9], tuple(run.outs), b"\0\0", *args[11:])  # status must be writable
+
+
+def test_rest_step_reads_a_header_ahead_of_the_message_type() -> None:
+    """D_REST passes over what follows the fields asked for: a common header (ts, type) is read from messages of
+    any length; a body shorter than the header is still a mismatch; a rest step must be last and column-less."""
+    bodies = [struct.pack("<qb", 7, 1) + b"xyz", struct.pack("<qb", 8, 2), struct.pack("<q", 9)[:5]]
+    buf, entries = _file(bodies)
+    program = ((C.D_FIXED, 8, 0), (C.D_FIXED, 1, 1), (C.D_REST, 0, -1))
+    outs = tuple((pa.allocate_buffer(8 * 3 + 8), None, None) for _ in range(2))
+    status, counts = np.zeros(3, np.uint8), np.zeros(C.N_NULLS + 2, np.int64)
+    counts[C.N_FIRST_BAD] = counts[C.N_TEXT_STEP] = -1
+    got = C.decode(program, entries, (1 << BITS) - 1, BITS, np.zeros(1, np.int64), (buf,), 0, 3, False, outs, status,
+                   counts)
+    assert got[0] == C.C_DONE
+    assert list(status) == [C.ST_OK, C.ST_OK, C.ST_MISMATCH]
+    assert list(np.frombuffer(outs[0][0], np.int64, 2)) == [7, 8]
+    assert list(np.frombuffer(outs[1][0], np.int8, 2)) == [1, 2]
+    for bad in (((C.D_REST, 0, -1), (C.D_FIXED, 8, 0)), ((C.D_FIXED, 8, 0), (C.D_REST, 0, 1))):
+        with pytest.raises(ValueError, match="rest step"):
+            C.decode(bad, entries, (1 << BITS) - 1, BITS, np.zeros(1, np.int64), (buf,), 0, 3, False, outs, status,
+                     counts)
