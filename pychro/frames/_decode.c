@@ -547,6 +547,58 @@ static Py_ssize_t java_text(const uint8_t *s, Py_ssize_t len, uint8_t *d, int *c
     return o;
 }
 
+/* A short text (at most 16 bytes, in a and b; bytes past its length zero) that is plain UTF-8 with nothing Java
+ * writes differently (no C0 80, no surrogate), so that it may be copied as it is; 0 sends it to java_text. The
+ * three-table check of Keiser and Lemire ("Validating UTF-8 in less than one instruction per byte", 2021): every
+ * pair of adjacent bytes is classified by the high and low nibble of the first byte and the high nibble of the
+ * second, each through a 16-entry table of the errors it allows; a pair is bad when all three agree on one. The
+ * bytes before the text count as zero; zero bytes after it make a sequence cut short an error; a 16-byte text
+ * must not end inside a sequence. C0 80 is an overlong form and ED A0..BF a surrogate to this check: both bad. */
+typedef int (*text16_fn)(uint64_t a, uint64_t b, Py_ssize_t len);
+static text16_fn text16_plain = NULL; /* chosen at import: NULL where SSSE3 is missing (java_text then) */
+
+#ifdef HAVE_PEXT_PATH
+enum { /* the errors a pair of bytes can show (bit 7: two continuation bytes, right only after a 3- or 4-byte lead) */
+    U_SHORT = 1, U_LONG = 2, U_OVERLONG3 = 4, U_TOO_LARGE = 8, U_SURROGATE = 16, U_OVERLONG2 = 32,
+    U_TOO_LARGE_1000 = 64, U_OVERLONG4 = 64, U_TWO_CONTS = 128, U_CARRY = U_SHORT | U_LONG | U_TWO_CONTS
+};
+__attribute__((target("ssse3"))) static int text16_plain_ssse3(uint64_t a, uint64_t b, Py_ssize_t len) {
+    const __m128i first_high = _mm_setr_epi8( /* by the high nibble of the first byte of a pair */
+        U_LONG, U_LONG, U_LONG, U_LONG, U_LONG, U_LONG, U_LONG, U_LONG, U_TWO_CONTS, U_TWO_CONTS, U_TWO_CONTS,
+        U_TWO_CONTS, U_SHORT | U_OVERLONG2, U_SHORT, U_SHORT | U_OVERLONG3 | U_SURROGATE,
+        U_SHORT | U_TOO_LARGE | U_TOO_LARGE_1000 | U_OVERLONG4);
+    const __m128i first_low = _mm_setr_epi8( /* by its low nibble */
+        U_CARRY | U_OVERLONG3 | U_OVERLONG2 | U_OVERLONG4, U_CARRY | U_OVERLONG2, U_CARRY, U_CARRY,
+        U_CARRY | U_TOO_LARGE, U_CARRY | U_TOO_LARGE | U_TOO_LARGE_1000, U_CARRY | U_TOO_LARGE | U_TOO_LARGE_1000,
+        U_CARRY | U_TOO_LARGE | U_TOO_LARGE_1000, U_CARRY | U_TOO_LARGE | U_TOO_LARGE_1000,
+        U_CARRY | U_TOO_LARGE | U_TOO_LARGE_1000, U_CARRY | U_TOO_LARGE | U_TOO_LARGE_1000,
+        U_CARRY | U_TOO_LARGE | U_TOO_LARGE_1000, U_CARRY | U_TOO_LARGE | U_TOO_LARGE_1000,
+        U_CARRY | U_TOO_LARGE | U_TOO_LARGE_1000 | U_SURROGATE, U_CARRY | U_TOO_LARGE | U_TOO_LARGE_1000,
+        U_CARRY | U_TOO_LARGE | U_TOO_LARGE_1000);
+    const __m128i second_high = _mm_setr_epi8( /* by the high nibble of the second byte */
+        U_SHORT, U_SHORT, U_SHORT, U_SHORT, U_SHORT, U_SHORT, U_SHORT, U_SHORT,
+        U_LONG | U_OVERLONG2 | U_TWO_CONTS | U_OVERLONG3 | U_TOO_LARGE_1000 | U_OVERLONG4,
+        U_LONG | U_OVERLONG2 | U_TWO_CONTS | U_OVERLONG3 | U_TOO_LARGE,
+        U_LONG | U_OVERLONG2 | U_TWO_CONTS | U_SURROGATE | U_TOO_LARGE,
+        U_LONG | U_OVERLONG2 | U_TWO_CONTS | U_SURROGATE | U_TOO_LARGE, U_SHORT, U_SHORT, U_SHORT, U_SHORT);
+    const __m128i nibble = _mm_set1_epi8(0x0F);
+    __m128i x = _mm_set_epi64x((long long)b, (long long)a);
+    __m128i prev1 = _mm_slli_si128(x, 1), prev2 = _mm_slli_si128(x, 2), prev3 = _mm_slli_si128(x, 3);
+    __m128i pair = _mm_and_si128(
+        _mm_and_si128(_mm_shuffle_epi8(first_high, _mm_and_si128(_mm_srli_epi16(prev1, 4), nibble)),
+                      _mm_shuffle_epi8(first_low, _mm_and_si128(prev1, nibble))),
+        _mm_shuffle_epi8(second_high, _mm_and_si128(_mm_srli_epi16(x, 4), nibble)));
+    /* the bytes 2 after a 3- or 4-byte lead (E0..) and 3 after a 4-byte one (F0..): where two continuations are due */
+    __m128i due = _mm_or_si128(_mm_subs_epu8(prev2, _mm_set1_epi8(0xE0 - 0x80)),
+                               _mm_subs_epu8(prev3, _mm_set1_epi8((char)(0xF0 - 0x80))));
+    __m128i bad = _mm_xor_si128(pair, _mm_and_si128(due, _mm_set1_epi8((char)0x80)));
+    if (len == 16) /* the last three bytes must not begin a sequence they do not finish */
+        bad = _mm_or_si128(bad, _mm_subs_epu8(x, _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                                                (char)0xEF, (char)0xDF, (char)0xBF)));
+    return _mm_movemask_epi8(_mm_cmpeq_epi8(bad, _mm_setzero_si128())) == 0xFFFF;
+}
+#endif
+
 /* bytes (a multiple of 64) from src (64-byte aligned) to dst (64-byte aligned) with non-temporal stores: no read
  * of the destination lines first. An sfence before the GIL is taken back orders them (see decode). */
 static inline void stream_lines(uint8_t *dst, const uint8_t *src, size_t bytes) {
@@ -576,7 +628,7 @@ static inline int put_text(Op *op, const uint8_t *src, Py_ssize_t len, const uin
         uint64_t a = load8(src), b = load8(src + 8);
         uint64_t ma = len >= 8 ? ~0ull : (len ? ~0ull >> (8 * (8 - len)) : 0);
         uint64_t mb = len >= 16 ? ~0ull : (len > 8 ? ~0ull >> (8 * (16 - len)) : 0);
-        if (!(((a & ma) | (b & mb)) & 0x8080808080808080ull)) {
+        if (!(((a & ma) | (b & mb)) & 0x8080808080808080ull) || (text16_plain && text16_plain(a & ma, b & mb, len))) {
             store8(d, a);
             store8(d + 8, b);
             op->cursor += (int32_t)len;
@@ -1013,8 +1065,31 @@ static PyObject *stopbit_path(PyObject *Py_UNUSED(self), PyObject *arg) {
     return PyUnicode_FromString(names[k]);
 }
 
+/* _text_path(name or None) -> name: how short non-ASCII text is checked before its plain copy: "ssse3" (where the
+ * CPU has it) or "scalar" (java_text for every text with a byte above 0x7F); None the best this CPU has. */
+static PyObject *text_path(PyObject *Py_UNUSED(self), PyObject *arg) {
+    text16_fn best = NULL;
+#ifdef HAVE_PEXT_PATH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("ssse3")) best = text16_plain_ssse3;
+#endif
+    if (arg != Py_None && !PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "_text_path takes a path name or None");
+        return NULL;
+    }
+    const char *want = arg == Py_None ? NULL : PyUnicode_AsUTF8(arg);
+    if (!want && arg != Py_None) return NULL;
+    if (want && strcmp(want, "scalar") && (strcmp(want, "ssse3") || !best)) {
+        PyErr_Clear();
+        return PyErr_Format(PyExc_ValueError, "text path %s is not available on this CPU", want);
+    }
+    text16_plain = want && !strcmp(want, "scalar") ? NULL : best;
+    return PyUnicode_FromString(text16_plain ? "ssse3" : "scalar");
+}
+
 static PyMethodDef methods[] = {
     {"_stopbit_path", stopbit_path, METH_O, "_stopbit_path(name or None) -> name: the stop-bit column path"},
+    {"_text_path", text_path, METH_O, "_text_path(name or None) -> name: the short-text check in use"},
     {"decode", decode, METH_VARARGS,
      "decode(program, entries, offset_mask, data_bits, keys, files, lo, hi, stop, outs, status, counts) "
      "-> (code, row, detail)"},
@@ -1033,6 +1108,10 @@ PyMODINIT_FUNC PyInit__decode(void) {
         stopbit_paths(fns, names);
         stopbit_column_impl = fns[0];
     }
+#ifdef HAVE_PEXT_PATH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("ssse3")) text16_plain = text16_plain_ssse3;
+#endif
     /* the step kinds, codes and statuses, so that Python takes them from here */
     static const struct {
         const char *name;

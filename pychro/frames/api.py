@@ -233,8 +233,8 @@ class _Read:
 # -- the batch pipeline ------------------------------------------------------------------------------------------
 def _tasks(
     r: _Read, batch_rows: int, follow: bool, poll_interval: float, stats: ReadStats
-) -> Iterator[tuple[CycleFiles, int, Any]]:
-    """(cycle files, first seq, entries) in index order; in follow mode, forever."""
+) -> Iterator[tuple[CycleFiles, int, int]]:
+    """(cycle files, first seq, count) of the batches in index order; in follow mode, forever."""
     last_cycle: int | None = None
     last_seq = 0
     for cycle, lo, hi in r.cycles:
@@ -242,7 +242,7 @@ def _tasks(
         files.tolerate = r.errors != "raise"
         count = files.count()  # the snapshot: nothing past it is read
         stop = count if hi is None else min(hi, count)
-        yield from ((files, seq0, e) for seq0, e in files.entries(lo, stop, batch_rows))
+        yield from ((files, seq0, n) for seq0, n in files.spans(lo, stop, batch_rows))
         last_cycle, last_seq = cycle, stop
         if files.damage is not None:
             # errors="skip"/"truncate" (which is about messages that do not match the schema): the readable
@@ -260,7 +260,7 @@ def _tasks(
 
 def _follow(
     r: _Read, batch_rows: int, poll_interval: float, stats: ReadStats, cycle: int | None, seq: int
-) -> Iterator[tuple[CycleFiles, int, Any]]:
+) -> Iterator[tuple[CycleFiles, int, int]]:
     """Tail the journal: new messages of the current cycle, then of newer cycle folders as they appear.
 
     A cycle is left once a newer cycle folder exists and one more count of it found nothing new. A left cycle
@@ -288,7 +288,7 @@ def _follow(
         if files is not None:
             stop = fresh(files, seq)
             if stop > seq:
-                yield from ((files, seq0, e) for seq0, e in files.entries(seq, stop, batch_rows))
+                yield from ((files, seq0, n) for seq0, n in files.spans(seq, stop, batch_rows))
                 seq = stop
                 quiet_since = time.monotonic()
                 continue
@@ -299,7 +299,7 @@ def _follow(
         for watch in left:  # late commits into cycles left recently
             stop = fresh(watch[0], watch[1])
             if stop > watch[1]:
-                yield from ((watch[0], seq0, e) for seq0, e in watch[0].entries(watch[1], stop, batch_rows))
+                yield from ((watch[0], seq0, n) for seq0, n in watch[0].spans(watch[1], stop, batch_rows))
                 watch[1] = stop
                 late = True
         if late:
@@ -365,8 +365,11 @@ def _batches(
     tasks = _tasks(r, batch_rows, follow, poll_interval, stats)
     plan, errors = r.decode_plan, r.errors
 
-    def run(files: CycleFiles, seq0: int, entries: Any) -> tuple[BatchOut, int, int]:
-        return decode_batch(plan, files, seq0, entries, errors), files.cycle, seq0
+    def run(files: CycleFiles, seq0: int, n: int) -> tuple[BatchOut | None, int, int, PychroError | None]:
+        # the index scan of the batch runs here too, beside the decode of other batches
+        entries, damage = files.load(seq0, n)
+        out = decode_batch(plan, files, seq0, entries, errors) if entries.size else None
+        return out, files.cycle, seq0, damage
 
     seen: set[int] = set()
 
@@ -386,17 +389,25 @@ def _batches(
             stats.truncated = True
         return batch, out.stop
 
+    def results(done: tuple[BatchOut | None, int, int, PychroError | None]) -> Iterator[tuple[Any, bool]]:
+        """The batch, then the damage found in its entries (the rows before an empty slot come first)."""
+        out, cycle, seq0, damage = done
+        if out is not None:
+            yield consume(out, cycle, seq0)
+        if damage is not None:
+            raise damage
+
     if threads <= 1 or follow:
         # follow mode decodes in the caller's thread: new rows arrive in small numbers and must not wait
-        for files, seq0, entries in tasks:
-            batch, stop = consume(*run(files, seq0, entries))
-            if batch.num_rows:
-                yield batch
-            if stop:
-                return
+        for files, seq0, n in tasks:
+            for batch, stop in results(run(files, seq0, n)):
+                if batch.num_rows:
+                    yield batch
+                if stop:
+                    return
         return
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pychro-decode")
-    pending: collections.deque[Future[tuple[BatchOut, int, int]]] = collections.deque()
+    pending: collections.deque[Future[tuple[BatchOut | None, int, int, PychroError | None]]] = collections.deque()
     try:
         exhausted = False
         # a task that could not be made (a damaged index found while looking ahead) is raised in its place,
@@ -416,11 +427,11 @@ def _batches(
                 if deferred is not None:
                     raise deferred
                 return
-            batch, stop = consume(*pending.popleft().result())
-            if batch.num_rows:
-                yield batch
-            if stop:
-                return
+            for batch, stop in results(pending.popleft().result()):
+                if batch.num_rows:
+                    yield batch
+                if stop:
+                    return
     finally:
         for fut in pending:
             fut.cancel()

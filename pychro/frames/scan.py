@@ -276,37 +276,59 @@ class CycleFiles:
     def entries(self, seq_lo: int, seq_hi: int, batch_rows: int) -> Iterator[tuple[int, npt.NDArray[np.uint64]]]:
         """``(first seq, entries)`` batches covering ``[seq_lo, seq_hi)``; a batch never spans index files.
 
-        The entries are copied: later appends only fill slots past the snapshot, but a copy keeps the
-        result independent of the index file altogether.
+        At an empty slot below filled ones, the batch of the entries before it comes first, then the damage is
+        raised (see :meth:`load`).
+        """
+        for seq, n in self.spans(seq_lo, seq_hi, batch_rows):
+            out, damage = self.load(seq, n)
+            if out.size:
+                yield seq, out
+            if damage is not None:
+                raise damage
+
+    def spans(self, seq_lo: int, seq_hi: int, batch_rows: int) -> Iterator[tuple[int, int]]:
+        """``(first seq, count)`` of the batches covering ``[seq_lo, seq_hi)``, none spanning index files.
+
+        Cheap: the entries themselves are copied by :meth:`load`, which a decoding thread calls, so that the
+        index scan of one batch runs beside the decode of others.
         """
         per_file = self._slots_per_file
         seq = seq_lo
         while seq < seq_hi:
-            n, slot = divmod(seq, per_file)
-            stop = min(seq_hi - seq, per_file - slot, batch_rows)
-            view = self._index_view(n)
-            if view is None or slot + stop > view.size:
-                raise JournalNotFoundError(
-                    f"index file {L.index_file_name(n)} vanished or shrank while reading",
-                    path=os.path.join(self.folder, L.index_file_name(n)), cycle=self.cycle, seq=seq,
-                )
-            out = empty(stop, U8)
-            np.copyto(out, view[slot : slot + stop])
-            if not out.all():  # below the count, so a filled slot follows
-                # A live writer can fill slots k and k+1 between two loads: look again (for a follower, for
-                # up to hole_wait seconds) before calling it damage.
-                out = self._reread_hole(view, slot, out)
-            if not out.all():  # still empty below filled slots: slots fill in order, this is damage
-                hole = int(np.argmin(out))
-                if hole:
-                    yield seq, out[:hole]  # the messages before it first: their own damage comes first
-                raise CorruptDataError(
-                    "index slot is empty but later slots are filled (slots fill in order)",
-                    path=os.path.join(self.folder, L.index_file_name(n)), cycle=self.cycle, seq=seq + hole,
-                    index=self.config.index_of(self.cycle, seq + hole),
-                )
-            yield seq, out
-            seq += stop
+            slot = seq % per_file
+            n = min(seq_hi - seq, per_file - slot, batch_rows)
+            yield seq, n
+            seq += n
+
+    def load(self, seq: int, n: int) -> tuple[npt.NDArray[np.uint64], PychroError | None]:
+        """The ``n`` entries from ``seq`` (within one index file), copied, and the damage found among them.
+
+        The copy keeps the result independent of the index file (later appends only fill slots past the
+        snapshot). An empty slot below the count means a filled slot follows: after a look again (for a
+        follower, for up to ``hole_wait`` seconds: a live writer can fill slots k and k+1 between two loads),
+        it is damage; the entries before it come back with the error.
+        """
+        file_n, slot = divmod(seq, self._slots_per_file)
+        view = self._index_view(file_n)
+        if view is None or slot + n > view.size:
+            raise JournalNotFoundError(
+                f"index file {L.index_file_name(file_n)} vanished or shrank while reading",
+                path=os.path.join(self.folder, L.index_file_name(file_n)), cycle=self.cycle, seq=seq,
+            )
+        out = empty(n, U8)
+        np.copyto(out, view[slot : slot + n])
+        if np.count_nonzero(out) == n:  # (count_nonzero: no cast to bool, unlike all())
+            return out, None
+        out = self._reread_hole(view, slot, out)
+        if np.count_nonzero(out) == n:
+            return out, None
+        hole = int(np.argmin(out))  # still empty below filled slots: slots fill in order, this is damage
+        damage = CorruptDataError(
+            "index slot is empty but later slots are filled (slots fill in order)",
+            path=os.path.join(self.folder, L.index_file_name(file_n)), cycle=self.cycle, seq=seq + hole,
+            index=self.config.index_of(self.cycle, seq + hole),
+        )
+        return out[:hole], damage
 
     def _reread_hole(self, view: np.ndarray, slot: int, out: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
         """Copy the slots again until they are all filled or the hole has stayed empty long enough."""
@@ -315,7 +337,7 @@ class CycleFiles:
         while True:
             _pause(pause)
             np.copyto(out, view[slot : slot + out.size])
-            if out.all() or time.monotonic() >= deadline:
+            if np.count_nonzero(out) == out.size or time.monotonic() >= deadline:
                 return out
             pause = min(pause * 2, 0.05)
 

@@ -200,3 +200,45 @@ def test_rest_step_reads_a_header_ahead_of_the_message_type() -> None:
         with pytest.raises(ValueError, match="rest step"):
             C.decode(bad, entries, (1 << BITS) - 1, BITS, np.zeros(1, np.int64), (buf,), 0, 3, False, outs, status,
                      counts)
+
+
+def _short_texts() -> list[bytes]:
+    """Every 2-byte text, every 3-byte text led by a byte from C0 on, and 16-byte-or-shorter texts built from
+    pieces that sit near the edges of UTF-8 (overlong, surrogate, above U+10FFFF, cut short, C0 80)."""
+    out = [bytes((a, b)) for a in range(256) for b in range(256)]
+    out += [bytes((a, b, c)) for a in range(0xC0, 0x100) for b in range(0x70, 0xD0) for c in range(0x70, 0xD0, 3)]
+    pieces = [
+        b"a", b"\x00", b"\x7f", b"\xc2\x80", b"\xdf\xbf", b"\xc0\x80", b"\xc1\xbf", b"\xe0\xa0\x80", b"\xe0\x9f\xbf",
+        b"\xed\x9f\xbf", b"\xed\xa0\x80", b"\xed\xbf\xbf", b"\xee\x80\x80", b"\xef\xbf\xbf", b"\xf0\x90\x80\x80",
+        b"\xf0\x8f\xbf\xbf", b"\xf4\x8f\xbf\xbf", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xff", b"\x80",
+        b"\xe2\x82", b"\xf0\x9f\x98", b"\xc3", b"\xed\xa0\xbd\xed\xb8\x80",
+    ]
+    rng = np.random.default_rng(5)
+    for _ in range(60_000):
+        text = b"".join(pieces[k] for k in rng.integers(0, len(pieces), rng.integers(1, 9)))
+        out.append(text[: rng.integers(1, 17)])
+    return out
+
+
+@pytest.mark.skipif(C._text_path(None) != "ssse3", reason="the SSSE3 short-text check needs an x86 CPU with SSSE3")
+def test_short_text_check_agrees_with_the_scalar_decoder() -> None:
+    """The SSSE3 check lets a short text be copied as it is only where java_text would have copied it: the same
+    statuses, text and counters either way, over every short text shape near the edges of UTF-8."""
+    raw = _short_texts()
+    got = {}
+    try:
+        for path in ("scalar", "ssse3"):
+            C._text_path(path)
+            run, cols = decode("s:string", _strings(raw))
+            got[path] = (run.status.copy(), cols["s"], run.counts.copy())
+    finally:
+        C._text_path(None)
+    (st0, col0, n0), (st1, col1, n1) = got["scalar"], got["ssse3"]
+    assert (st0 == st1).all() and (n0 == n1).all()
+    assert col0.equals(col1)
+    ok = st0 == C.ST_OK
+    assert 0 < ok.sum() < len(raw)  # both kinds occur
+    plain = [t.decode("utf-8", "strict") for t, good in zip(raw, ok) if good and b"\xc0\x80" not in t and
+             b"\xed" not in t]
+    assert plain  # texts that are plain UTF-8 came out as themselves
+    assert set(plain) <= set(col0.to_pylist())
