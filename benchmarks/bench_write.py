@@ -121,22 +121,30 @@ def _text(rng: np.random.Generator, n: int, null: float = 0.0, bmp: float = 0.0,
     return pa.array(words[code], type=pa.string(), mask=rng.random(n) < null if null else None)
 
 
-def shape_tables(n: int, seed: int = 7) -> dict[str, tuple[pa.Table, str]]:
-    """name -> (table, schema) for each workload of the issue's table (our own data)."""
+def shape_tables(n: int, seed: int = 7, only: str | None = None) -> dict[str, tuple[pa.Table, str]]:
+    """name -> (table, schema) for each workload of the issue's table (our own data); ``only``: that one shape
+    (other random draws, the same kind of data), without the memory of the others."""
     rng = np.random.default_rng(seed)
     v = make_values(n, seed)
     ts = pa.array(v["ts"], pa.timestamp("ms", tz="UTC"))
     fixed = {"ts": ts, "px": v["px"], "qty": v["qty"], "side": v["side"]}
     strs = "ts:timestamp_ms,px:float64,qty:int32,side:bool,sym:string,venue:string"
-    out: dict[str, tuple[pa.Table, str]] = {"fixed": (pa.table(fixed), FIXED)}
+    out: dict[str, tuple[pa.Table, str]] = {}
+    if only in (None, "fixed"):
+        out["fixed"] = (pa.table(fixed), FIXED)
     for name, kw in (("ascii", {}), ("null30", {"null": 0.3}), ("bmp20", {"bmp": 0.2}), ("emoji1", {"emoji": 0.01}),
                      ("nonbmp12", {"emoji": 0.125})):
-        out[name] = (pa.table({**fixed, "sym": _text(rng, n, **kw), "venue": _text(rng, n, **kw)}), strs)
-    wide = {"ts": ts, **{f"f{k}": rng.normal(100, 5, n) for k in range(20)}}
-    out["wide20"] = (pa.table(wide), "ts:timestamp_ms," + ",".join(f"f{k}:float64" for k in range(20)))
-    scale = [1 << 6, 1 << 13, 1 << 27, 1 << 50]  # 1, 2, 4 and 8 stop-bit bytes
-    stop = {"ts": ts, **{f"s{k}": rng.integers(-scale[k], scale[k], n) for k in range(4)}}
-    out["stopbit4"] = (pa.table(stop), "ts:timestamp_ms," + ",".join(f"s{k}:stopbit" for k in range(4)))
+        if only in (None, name):
+            out[name] = (pa.table({**fixed, "sym": _text(rng, n, **kw), "venue": _text(rng, n, **kw)}), strs)
+    if only in (None, "wide20"):
+        wide = {"ts": ts, **{f"f{k}": rng.normal(100, 5, n) for k in range(20)}}
+        out["wide20"] = (pa.table(wide), "ts:timestamp_ms," + ",".join(f"f{k}:float64" for k in range(20)))
+    if only in (None, "stopbit4"):
+        scale = [1 << 6, 1 << 13, 1 << 27, 1 << 50]  # 1, 2, 4 and 8 stop-bit bytes
+        stop = {"ts": ts, **{f"s{k}": rng.integers(-scale[k], scale[k], n) for k in range(4)}}
+        out["stopbit4"] = (pa.table(stop), "ts:timestamp_ms," + ",".join(f"s{k}:stopbit" for k in range(4)))
+    if only is not None and not out:
+        raise ValueError(f"no shape {only!r}")
     return out
 
 
