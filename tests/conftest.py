@@ -66,3 +66,23 @@ class Java366:
 def java_3_6_6(tmp_path_factory: pytest.TempPathFactory) -> Java366:
     """Chronicle 3.6.6 journal: 3 writers x 1000 messages, with the Java reader's own dump (`expected`)."""
     return Java366(_unzip("java-3.6.6-3x1000.zip", tmp_path_factory.mktemp("java366")) / "java-3.6.6-3x1000")
+
+
+class JavaFeed:
+    """The multi-type feed: ``dump`` is the Java tailer's listing (index, len, body bytes) in index order."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.journal = root / "journal"
+        self.manifest: dict[str, Any] = json.loads((root / "manifest.json").read_text())
+        with gzip.open(root / "dump.jsonl.gz", "rt") as fh:
+            self.dump: list[dict[str, Any]] = [json.loads(line) for line in fh]
+        for d in self.dump:
+            d["body"] = bytes.fromhex(d["hex"])
+
+
+@pytest.fixture(scope="session")
+def java_feed(tmp_path_factory: pytest.TempPathFactory) -> JavaFeed:
+    """Chronicle 3.5.3 feed of trades, quotes, books (a repeated group) and heartbeats behind an int8 tag."""
+    root = _unzip("java-3.5.3-feed-3x2000.zip", tmp_path_factory.mktemp("javafeed"))
+    return JavaFeed(root / "java-3.5.3-feed-3x2000")

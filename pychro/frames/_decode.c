@@ -71,6 +71,7 @@ enum kind {
     D_UTF,     /* writeUTF: uint16 LE byte length + Java text */
     D_CHAR,    /* writeChar: one UTF-16 code unit -> a one-character string */
     D_REST,    /* the rest of the body, passed over (the last step only: a header read ahead of its message type) */
+    D_LIST,    /* a repeated group: stop-bit count n >= 0, then n entries of size bytes, copied as they are */
     D_COUNT
 };
 
@@ -86,10 +87,10 @@ typedef struct {
     Py_ssize_t run;   /* on the first fixed-size step of a run of them: the run's bytes (one bounds check) */
     uint8_t *values;  /* D_FIXED, D_STOPBIT: n * size; D_BOOL: bitmap */
     int32_t *offsets; /* text: n + 1 */
-    uint8_t *data;    /* text: UTF-8 */
-    Py_ssize_t cap;   /* text: bytes of data */
+    uint8_t *data;    /* text: UTF-8; D_LIST: the entries' bytes */
+    Py_ssize_t cap;   /* text: bytes of data; D_LIST: entries data holds */
     uint8_t *valid;   /* D_STRING: bitmap */
-    int32_t cursor;   /* text: bytes used = offsets[row] */
+    int32_t cursor;   /* text: bytes used = offsets[row]; D_LIST: entries used = offsets[row] */
     int64_t nulls;    /* D_STRING: nulls written by this call */
     Py_ssize_t null_row; /* D_STRING: the last row written as null (undone when that row turns out bad) */
     Py_ssize_t len;      /* bytes of values (D_FIXED) */
@@ -157,13 +158,13 @@ static int read_out(Op *op, PyObject *outs, Py_ssize_t k, Py_ssize_t n, Views *v
         if (va->len < (n + 7) / 8) return bad_arg("outs[%zd]: bitmap too short", op->col);
         op->values = va->buf;
         return 0;
-    default: { /* text */
+    default: { /* text, D_LIST */
         if (va->len / 4 < n + 1) return bad_arg("outs[%zd]: offsets too short", op->col);
         op->offsets = va->buf;
         Py_buffer *vb = b == Py_None ? NULL : take_view(views, b, 1, "outs", op->col);
         if (!vb) return b == Py_None ? bad_arg("outs[%zd][1] (text data) is required", op->col) : -1;
         op->data = vb->buf;
-        op->cap = vb->len;
+        op->cap = op->kind == D_LIST ? vb->len / op->size : vb->len;
         if (op->kind == D_STRING) {
             Py_buffer *vc = c == Py_None ? NULL : take_view(views, c, 1, "outs", op->col);
             if (!vc) return c == Py_None ? bad_arg("outs[%zd][2] (validity) is required", op->col) : -1;
@@ -203,7 +204,8 @@ static Py_ssize_t read_program(PyObject *program, PyObject *outs, Py_ssize_t n, 
         }
         if (op->kind == D_BOOL) op->size = 1;
         if (op->kind == D_CHAR) op->size = 2;
-        if ((op->kind == D_FIXED || op->kind == D_SKIP) && (op->size < 1 || op->size >= MAX_BODY_LENGTH)) {
+        if ((op->kind == D_FIXED || op->kind == D_SKIP || op->kind == D_LIST) &&
+            (op->size < 1 || op->size >= MAX_BODY_LENGTH)) {
             bad_arg("step %zd: size out of range", k);
             goto fail;
         }
@@ -889,6 +891,29 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
             case D_REST:
                 p = end;
                 break;
+            case D_LIST: {
+                int64_t count;
+                int used = stop_bit(p, end - p, file_end - p, &count, 1);
+                if (!used || count < 0 || count > (end - p - used) / op->size) { /* the entries pass the body */
+                    bad = ST_MISMATCH;
+                    break;
+                }
+                p += used;
+                Py_ssize_t bytes = (Py_ssize_t)count * op->size;
+                if (op->offsets) {
+                    if ((int64_t)op->cursor + count > MAX_OFFSET) {
+                        code = C_TOO_BIG;
+                    } else if (op->cap - op->cursor < count) {
+                        code = C_NEED_MORE;
+                    } else {
+                        memcpy(op->data + (Py_ssize_t)op->cursor * op->size, p, (size_t)bytes);
+                        op->cursor += (int32_t)count;
+                        op->offsets[i + 1] = op->cursor;
+                    }
+                }
+                p += bytes;
+                break;
+            }
             case D_STOPBIT: {
                 int64_t v;
                 int used = stop_bit(p, end - p, file_end - p, &v, 0);
@@ -1118,7 +1143,7 @@ PyMODINIT_FUNC PyInit__decode(void) {
         int value;
     } constants[] = {
         {"D_FIXED", D_FIXED}, {"D_BOOL", D_BOOL}, {"D_SKIP", D_SKIP}, {"D_STOPBIT", D_STOPBIT},
-        {"D_STRING", D_STRING}, {"D_UTF", D_UTF}, {"D_CHAR", D_CHAR}, {"D_REST", D_REST}, {"C_DONE", C_DONE}, {"C_HEADER", C_HEADER},
+        {"D_STRING", D_STRING}, {"D_UTF", D_UTF}, {"D_CHAR", D_CHAR}, {"D_REST", D_REST}, {"D_LIST", D_LIST}, {"C_DONE", C_DONE}, {"C_HEADER", C_HEADER},
         {"C_NEED_MORE", C_NEED_MORE}, {"C_TOO_BIG", C_TOO_BIG}, {"ST_OK", ST_OK}, {"ST_MISMATCH", ST_MISMATCH},
         {"ST_TEXT", ST_TEXT}, {"H_OUTSIDE", H_OUTSIDE}, {"H_ZERO", H_ZERO}, {"H_HUGE", H_HUGE}, {"H_PAST", H_PAST},
         {"N_SLOW", N_SLOW}, {"N_REPLACED", N_REPLACED}, {"N_BAD", N_BAD}, {"N_FIRST_BAD", N_FIRST_BAD},

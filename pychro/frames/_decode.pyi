@@ -13,6 +13,7 @@ D_STRING: int
 D_UTF: int
 D_CHAR: int
 D_REST: int
+D_LIST: int
 C_DONE: int
 C_HEADER: int
 C_NEED_MORE: int

@@ -29,7 +29,7 @@ from ..journal import Journal
 from . import _encode as C
 from .bulk import BulkAppender, workers_for
 from .encode import Program, Step
-from .schema import FIXED, SKIP, STOPBIT, STRING, UTF, Schema, SchemaLike
+from .schema import FIXED, LIST, SKIP, STOPBIT, STRING, UTF, Field, Schema, SchemaLike
 from .timerange import as_date
 
 __all__ = ["to_journal", "write_batches", "write_frame"]
@@ -211,9 +211,14 @@ def _prepare(
 ) -> _Prepared:
     """Every row checked, its message length and its cycle; nothing written."""
     n = table.num_rows
-    columns = [_column(table, f) for f in schema.fields]
-    steps = [_encode(f, col, n) for f, col in zip(schema.fields, columns)]
-    program = Program(steps, n, [f.name for f in schema.fields], columns)
+    steps, names, columns = [], [], []
+    for f in schema.fields:
+        col = _column(table, f)
+        made = _encode_list(f, col) if f.kind == LIST else [_encode(f, col, n)]
+        steps += made
+        names += [f.name] * len(made)
+        columns += [col] * len(made)
+    program = Program(steps, n, names, columns)
     lengths = program.lengths(workers)
     if n and int(lengths.max()) > cfg.message_capacity:
         r = int(np.argmax(lengths > cfg.message_capacity))
@@ -338,6 +343,66 @@ def _encode(field: Any, col: Any, n: int) -> Step:
         return Step(C.K_STOPBIT, 8, np.ascontiguousarray(_integers(field, col, "int64"), dtype="<i8"))
     assert ft.kind == FIXED
     return _fixed(_integers(field, col, ft.dtype), ft.dtype)
+
+
+def _encode_list(field: Any, col: Any) -> list[Step]:
+    """A repeated group as the row writer writes it: ``writeStopBit(count)``, then each entry's fields. Two
+    steps: the counts (stop-bit) and the entries' bytes, laid out once for the whole column (one strided copy
+    per entry field) and copied per row as they are."""
+    pa = require("pyarrow")
+    ft, t = field.type, col.type
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t)):
+        raise ValueError(f"column {field.name!r}: {ft.name} fields take lists, not {t}")
+    if col.null_count:
+        r = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ValueError(f"row {r}: column {field.name!r} is null; a repeated group has no null (write an empty list)")
+    bounds = col.offsets.to_numpy().astype(np.int64)
+    counts = np.diff(bounds)
+    entries = col.flatten()  # the entries of these rows only (slices respected)
+    size = ft.entry_size
+    raw = np.zeros((len(entries), size), np.uint8)
+    cols = [f for f in ft.items if f.is_column]
+    if pa.types.is_struct(entries.type):
+        missing = [f.name for f in cols if entries.type.get_field_index(f.name) < 0]
+        if missing:
+            raise ValueError(f"column {field.name!r}: its entries have no field {missing[0]!r} ({ft.name})")
+        children = {f.name: entries.field(f.name) for f in cols}
+    elif len(cols) == 1 and not cols[0].name:
+        children = {"": entries}
+    else:
+        raise ValueError(f"column {field.name!r}: {ft.name} entries are structs with fields "
+                         f"{[f.name for f in cols]}, not {entries.type}")
+    at = 0
+    for f in ft.items:
+        if f.is_column:
+            child = children[f.name]
+            label = f"{field.name}.{f.name}" if f.name else field.name
+            if child.null_count and not f.type.name.startswith("float"):
+                r = int(np.searchsorted(bounds[1:] - bounds[0],
+                                        np.flatnonzero(child.is_null().to_numpy(zero_copy_only=False))[0], "right"))
+                raise ValueError(f"row {r}: column {label!r} has a null entry; {f.type.name} entries cannot be null")
+            step = _encode(Field(label, f.type), child, len(child))
+            raw[:, at : at + f.type.size] = _step_bytes(step, len(child))
+        at += f.type.size
+    pairs = np.empty((len(counts), 2), np.int64)
+    pairs[:, 0] = (bounds[:-1] - bounds[0]) * size
+    pairs[:, 1] = (bounds[1:] - bounds[0]) * size
+    return [Step(C.K_STOPBIT, 8, np.ascontiguousarray(counts, dtype="<i8")), Step(C.K_RAW, 0, raw.reshape(-1), pairs)]
+
+
+def _step_bytes(step: Step, n: int) -> npt.NDArray[np.uint8]:
+    """The ``n`` values of a fixed-size step as the bytes the encoder writes, one row of bytes per value."""
+    if step.kind == C.K_BOOL_BITS:
+        bits = np.unpackbits(np.frombuffer(step.values, np.uint8), bitorder="little")
+        return (bits[step.bit_offset : step.bit_offset + n] * np.uint8(0x59)).reshape(n, 1)
+    values = np.asarray(step.values)[:n]
+    out = values.view(np.uint8).reshape(n, step.size).copy()
+    if step.validity is not None:  # floats: a null is written as NaN (the step's fill)
+        assert step.fill is not None
+        valid = np.unpackbits(np.frombuffer(step.validity, np.uint8), bitorder="little")
+        invalid = valid[step.bit_offset : step.bit_offset + n] == 0
+        out[invalid] = np.frombuffer(step.fill, np.uint8)
+    return out
 
 
 def _lossy_timestamps(field: Any, col: Any, unit: str) -> NoReturn:
@@ -490,7 +555,7 @@ def _cycles(
         return np.full(min(n, 1), cycle, dtype=np.int64)
     f = ts_fields[0]
     unit = f.type.name.split("_")[1]
-    values = program.steps[schema.fields.index(f)].values  # the timestamp as written: int64 in its unit
+    values = program.steps[program.names.index(f.name)].values  # the timestamp as written: int64 in its unit
     per_ms = {"ms": 1, "us": 1000, "ns": 1_000_000}[unit]
     length = cfg.cycle_length_ms
     assert length is not None  # set for every config (VanillaConfig.__post_init__)

@@ -70,6 +70,12 @@ class Plan:
                 kind = C.D_SKIP
             elif t.kind == S.FIXED:
                 kind = C.D_BOOL if t.name == "bool" else C.D_CHAR if t.name == "char" else C.D_FIXED
+            elif t.kind == S.LIST:
+                steps.append((C.D_LIST, t.entry_size, col))
+                self.step_names.append(f.name)
+                if col >= 0:
+                    self.kinds[col] = C.D_LIST
+                continue
             else:
                 kind = {S.STOPBIT: C.D_STOPBIT, S.STRING: C.D_STRING, S.UTF: C.D_UTF}[t.kind]
             steps.append((kind, t.size, col))
@@ -78,6 +84,7 @@ class Plan:
                 self.kinds[col] = kind
         self.program = tuple(steps)
         self.sizes = [schema[name].type.size for name in wanted]
+        self.types = [schema[name].type for name in wanted]
         # learnt UTF-8 bytes per row of each text column: the next batch's first data buffer size (a race
         # between threads only changes a guess)
         self.text_bytes = [float(_INITIAL_TEXT_BYTES)] * len(wanted)
@@ -120,7 +127,9 @@ class Run:
             if code != C.C_NEED_MORE:
                 return code, row, detail
             data = self.outs[detail][1]
-            data.resize(min(2 * data.size + 4096, (1 << 31) - 1))  # keeps the bytes of the rows done
+            unit = self.plan.types[detail].entry_size if self.plan.kinds[detail] == C.D_LIST else 1
+            # keeps the bytes of the rows done; offsets (of bytes, or of list entries) stay below 2**31
+            data.resize(min(2 * data.size + 4096 * unit, ((1 << 31) - 1) * unit))
             lo = row
 
     @property
@@ -135,7 +144,12 @@ class Run:
             kind = plan.kinds[j]
             first, data, valid = self.outs[j]
             arrow = plan.arrow_types[name]
-            if kind in _TEXT:
+            if kind == C.D_LIST:
+                out[name] = _list_array(plan.types[j], arrow, m, first, data)
+                used = int(np.frombuffer(first, np.int32, count=1, offset=4 * m)[0]) * plan.types[j].entry_size
+                if m:
+                    plan.text_bytes[j] = max(1.0, used / m)
+            elif kind in _TEXT:
                 used = int(np.frombuffer(first, np.int32, count=1, offset=4 * m)[0])
                 if m:
                     plan.text_bytes[j] = max(1.0, used / m)
@@ -147,6 +161,37 @@ class Run:
             else:
                 out[name] = pa.Array.from_buffers(arrow, m, [None, first])
         return out
+
+
+def _list_array(ft: S.FieldType, arrow: Any, m: int, offsets: Any, data: Any) -> Any:
+    """The list column of ``m`` rows: ``offsets`` (entries, int32) over the entries' bytes in ``data``.
+
+    Each entry field becomes a child column with one strided copy (numbers as they are on the wire: the same
+    little-endian layout Arrow uses; bools from their byte, non-zero = true).
+    """
+    count = int(np.frombuffer(offsets, np.int32, count=1, offset=4 * m)[0])
+    size = ft.entry_size
+    raw = np.frombuffer(data, np.uint8, count=count * size).reshape(count, size)
+    children, names = [], []
+    at = 0
+    for f in ft.items:
+        t = f.type
+        if f.is_column:
+            cell = raw[:, at : at + t.size]
+            if t.name == "bool":
+                child = pa.array(cell[:, 0] != 0)
+            else:
+                values = np.ascontiguousarray(cell).view(np.dtype(t.dtype)).reshape(count)
+                child = pa.Array.from_buffers(S.arrow_type(t), count, [None, pa.py_buffer(values)])
+            children.append(child)
+            names.append(f.name)
+        at += t.size
+    value_type = arrow.value_type
+    if pa.types.is_struct(value_type):
+        values = pa.StructArray.from_arrays(children, fields=list(value_type))
+    else:
+        values = children[0]
+    return pa.Array.from_buffers(arrow, m, [None, offsets], children=[values])
 
 
 def explain_mismatch(plan: Plan, u1: npt.NDArray[np.uint8], pos: int, length: int) -> tuple[str | None, str]:
@@ -171,6 +216,12 @@ def explain_mismatch(plan: Plan, u1: npt.NDArray[np.uint8], pos: int, length: in
             continue
         if t.kind == S.UTF:
             c += 2 + (byte(c) | byte(c + 1) << 8)
+        elif t.kind == S.LIST:
+            value, used = _stop_bit(byte, c)
+            if used == 0 or value < 0:
+                invalid = invalid or (f.name, f"field {f.name!r} holds no valid entry count")
+                used = 1
+            c += used + min(max(value, 0), L.MAX_BODY_LENGTH) * t.entry_size
         else:
             value, used = _stop_bit(byte, c)
             if used == 0 or (t.kind == S.STRING and value < -1):

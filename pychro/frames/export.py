@@ -18,7 +18,7 @@ from typing import Any
 from .._optional import require
 from ..config import VanillaConfig
 from ..journal import Journal
-from .schema import META_SCHEMA, Schema, SchemaLike
+from .schema import LIST, META_SCHEMA, Schema, SchemaLike
 
 __all__ = ["export", "import_file", "load_file", "partition_name", "to_csv", "to_ipc", "to_parquet"]
 
@@ -145,6 +145,12 @@ def _export(
         raise ValueError(f"out={os.fspath(out)!r} is an existing folder: give a file name, or partition_by='date' "
                          "to write one file per cycle into it")
     schema = Schema(schema)
+    if fmt == "csv":
+        listed = [f for f in schema.fields if f.kind == LIST and (columns is None or f.name in columns)]
+        if listed:
+            f = listed[0]
+            raise ValueError(f"CSV has no list columns: column {f.name!r} is {f.type.name}; export to Parquet or "
+                             "Arrow IPC (to_parquet, to_ipc), or leave it out with columns=")
     # one resolution of the arguments (datetime bounds narrowed to rows), shared by every partition
     r = _Read(path, schema, date, start, end, columns, errors, False, None, config, thread_id_bits, timestamp_column)
     journal = r.journal

@@ -29,6 +29,7 @@ STOPBIT = "stopbit"  # Java writeStopBit: 1-10 bytes
 STRING = "string"  # Java writeUTFΔ: stop-bit byte length (-1 = null) + text
 UTF = "utf"  # Java-Lang writeUTF: uint16 LE byte length + text
 SKIP = "skip"  # N bytes passed over, no column
+LIST = "list"  # a repeated group: stop-bit count, then that many entries of fixed-size fields
 
 META_TYPE = b"pychro.type"  # Arrow field metadata key: the pychro type name
 META_SCHEMA = b"pychro.schema"  # Arrow schema metadata key: Schema.to_json()
@@ -39,10 +40,16 @@ class FieldType(NamedTuple):
     """One field type: how it is laid out and what column it becomes."""
 
     name: str
-    kind: str  # FIXED, STOPBIT, STRING, UTF or SKIP
+    kind: str  # FIXED, STOPBIT, STRING, UTF, SKIP or LIST
     size: int  # bytes on the wire for FIXED and SKIP; 0 for variable-size kinds
     dtype: str | None  # numpy dtype of the raw bytes (FIXED kinds)
     arrow: str | None  # Arrow type of the column ("int64", "string", "timestamp[ms]" = tz UTC); None for SKIP
+    items: tuple[Field, ...] = ()  # LIST: the fields of one entry (one unnamed field: a list of plain values)
+
+    @property
+    def entry_size(self) -> int:
+        """LIST: bytes of one entry."""
+        return sum(f.type.size for f in self.items)
 
 
 def _fixed(name: str, arrow: str, wire: str | None = None) -> FieldType:
@@ -94,7 +101,7 @@ def field_type(name: str) -> FieldType:
     >>> field_type("float64").size
     8
     >>> field_type("skip3")
-    FieldType(name='skip3', kind='skip', size=3, dtype=None, arrow=None)
+    FieldType(name='skip3', kind='skip', size=3, dtype=None, arrow=None, items=())
     """
     if not isinstance(name, str):
         raise TypeError(f"a field type must be a str, got {type(name).__name__}")
@@ -102,6 +109,8 @@ def field_type(name: str) -> FieldType:
     found = TYPES.get(key)
     if found is not None:
         return found
+    if key.startswith("list<") and key.endswith(">"):
+        return _list_type(key[len("list<") : -1])
     m = _SKIP.match(key)
     if m:
         size = int(m.group(1))
@@ -110,7 +119,30 @@ def field_type(name: str) -> FieldType:
         return FieldType(f"skip{size}", SKIP, size, None, None)
     close = difflib.get_close_matches(key, [*TYPES, "skip<N>"], n=3)
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-    raise ValueError(f"unknown field type {name!r}{hint}; valid types: {', '.join(TYPES)}, skip<N>")
+    raise ValueError(f"unknown field type {name!r}{hint}; valid types: {', '.join(TYPES)}, skip<N>, list<...>")
+
+
+def _list_type(inner: str) -> FieldType:
+    """``list<px:float64,qty:int32>`` (entries of named fields) or ``list<int64>`` (plain values)."""
+    parts = [p.strip() for p in inner.split(",")]
+    if len(parts) == 1 and ":" not in parts[0] and not _SKIP.match(parts[0]):
+        items = [Field("", field_type(parts[0]))]
+    else:
+        items = _from_pairs([_pair(p, f"list<{inner}>") for p in parts], what="a list entry")
+    for f in items:
+        t = f.type
+        if t.kind == LIST or "<" in t.name:
+            raise ValueError(f"list<{inner}>: lists do not nest")
+        if t.kind not in (FIXED, SKIP) or t.name == "char":
+            raise ValueError(
+                f"list<{inner}>: field {f.name or t.name!r} is {t.name}; list entries hold fixed-size numbers, bools, "
+                "timestamps and skip<N> (not strings, chars or stop-bit values)"
+            )
+    if not any(f.is_column for f in items):
+        raise ValueError(f"list<{inner}>: an entry needs at least one field that is not a skip")
+    name = "list<" + ",".join(f.type.name if not f.name or _anonymous(f) else f"{f.name}:{f.type.name}"
+                              for f in items) + ">"
+    return FieldType(name, LIST, 0, None, "list", tuple(items))
 
 
 def arrow_type(ft: FieldType) -> Any:
@@ -119,6 +151,11 @@ def arrow_type(ft: FieldType) -> Any:
     spec = ft.arrow
     if spec is None:
         raise ValueError(f"{ft.name} fields have no column")
+    if ft.kind == LIST:
+        cols = [f for f in ft.items if f.is_column]
+        if len(cols) == 1 and not cols[0].name:
+            return pa.list_(arrow_type(cols[0].type))
+        return pa.list_(pa.struct([pa.field(f.name, arrow_type(f.type)) for f in cols]))
     if spec.startswith("timestamp["):
         return pa.timestamp(spec[len("timestamp[") : -1], tz="UTC")
     if spec == "bool":
@@ -163,9 +200,11 @@ class Schema:
           ``pychro.type`` field metadata, else inferred from its Arrow type.
 
     Type names: ``int8 int16 int32 int64 uint8 uint16 uint32 float32 float64 bool char stopbit string utf
-    timestamp_ms timestamp_us timestamp_ns`` and ``skip<N>``. ``string`` is Java ``writeUTFΔ`` (nullable),
-    ``utf`` is Java-Lang ``writeUTF`` (uint16 length), ``char`` one UTF-16 code unit, ``stopbit`` a
-    ``writeStopBit`` long; timestamps are int64 counts since the Unix epoch, read as UTC.
+    timestamp_ms timestamp_us timestamp_ns``, ``skip<N>`` and ``list<...>``. ``string`` is Java ``writeUTFΔ``
+    (nullable), ``utf`` is Java-Lang ``writeUTF`` (uint16 length), ``char`` one UTF-16 code unit, ``stopbit`` a
+    ``writeStopBit`` long; timestamps are int64 counts since the Unix epoch, read as UTC. ``list<px:float64,
+    qty:int32>`` is a repeated group: a ``writeStopBit`` count, then that many entries of fixed-size fields (an
+    Arrow list of structs; ``list<int64>``, one unnamed field, a list of values).
 
     Raises
     ------
@@ -185,6 +224,8 @@ class Schema:
     True
     >>> Schema.from_json(s.to_json()) == s
     True
+    >>> Schema("n:int32,levels:list<px:float64,qty:int32>")["levels"].type.entry_size
+    12
     """
 
     __slots__ = ("_fields", "_by_name")
@@ -353,22 +394,41 @@ def _anonymous(f: Field) -> bool:
 
 
 def _parse_compact(text: str) -> list[Field]:
-    pairs: list[tuple[str | None, str]] = []
-    for raw in text.split(","):
-        item = raw.strip()
-        if not item:
-            raise ValueError(f"empty item in schema string {text!r}")
-        if ":" in item:
-            name, _, type_name = item.partition(":")
-            pairs.append((name.strip(), type_name.strip()))
-        elif _SKIP.match(item):
-            pairs.append((None, item))
-        else:
-            raise ValueError(f"schema item {item!r} needs the form name:type (or a bare skip<N>)")
-    return _from_pairs(pairs)
+    return _from_pairs([_pair(item, text) for item in _split_top(text)])
 
 
-def _from_pairs(pairs: list[tuple[Any, Any]]) -> list[Field]:
+def _split_top(text: str) -> list[str]:
+    """The items of a schema string: split at the commas outside ``list<...>``."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced '>' in schema string {text!r}")
+        elif ch == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    if depth:
+        raise ValueError(f"unbalanced '<' in schema string {text!r}")
+    items.append(text[start:])
+    return items
+
+
+def _pair(raw: str, text: str) -> tuple[str | None, str]:
+    item = raw.strip()
+    if not item:
+        raise ValueError(f"empty item in schema string {text!r}")
+    if ":" in item and not item.startswith("list<"):
+        name, _, type_name = item.partition(":")
+        return name.strip(), type_name.strip()
+    if _SKIP.match(item):
+        return None, item
+    raise ValueError(f"schema item {item!r} needs the form name:type (or a bare skip<N>)")
+
+
+def _from_pairs(pairs: list[tuple[Any, Any]], what: str = "a schema") -> list[Field]:
     out: list[Field] = []
     seen: set[str] = set()
     for name, type_name in pairs:
@@ -384,7 +444,7 @@ def _from_pairs(pairs: list[tuple[Any, Any]]) -> list[Field]:
         seen.add(name)
         out.append(Field(name, ft))
     if not out:
-        raise ValueError("a schema needs at least one field")
+        raise ValueError(f"{what} needs at least one field")
     return out
 
 
@@ -402,6 +462,16 @@ def _infer(fld: Any) -> FieldType:
         if t.tz not in (None, "UTC", "utc", "+00:00", "Z", "Etc/UTC"):
             raise ValueError(f"field {fld.name!r}: timestamps are read as UTC; Arrow tz {t.tz!r} is not supported")
         return TYPES[f"timestamp_{t.unit}"] if f"timestamp_{t.unit}" in TYPES else _no_type(fld)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        v = t.value_type
+        try:
+            if pa.types.is_struct(v):
+                inner = ",".join(f"{c.name}:{_infer(c).name}" for c in v)
+            else:
+                inner = _infer(pa.field(fld.name, v)).name
+            return field_type(f"list<{inner}>")
+        except ValueError as exc:
+            raise ValueError(f"field {fld.name!r}: {exc}") from None
     for ft in TYPES.values():
         if ft.kind != SKIP and arrow_type(ft).equals(t):
             return ft
