@@ -34,10 +34,14 @@ __version__ = "1.0.0.dev0"
 # The frames API needs pyarrow/pandas; it is imported on first use so `import pychro` stays cheap.
 _LAZY = {
     "Schema": "pychro.frames.schema",
+    "MessageTypes": "pychro.frames.types",
+    "read_tables": "pychro.frames.typed",
+    "read_frames": "pychro.frames.typed",
     "read_table": "pychro.frames",
     "read_frame": "pychro.frames",
     "iter_batches": "pychro.frames",
     "write_frame": "pychro.frames.backfill",
+    "write_frames": "pychro.frames.backfill",
     "to_journal": "pychro.frames.backfill",
     "to_parquet": "pychro.frames.export",
     "to_ipc": "pychro.frames.export",
@@ -53,10 +57,12 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 
 if TYPE_CHECKING:  # the lazy names with their real types, for type checkers only (nothing imported at run time)
     from .frames import iter_batches, read_frame, read_table
-    from .frames.backfill import to_journal, write_frame
+    from .frames.backfill import to_journal, write_frame, write_frames
     from .frames.dask import read_dask
     from .frames.export import to_csv, to_ipc, to_parquet
     from .frames.schema import Schema
+    from .frames.typed import read_frames, read_tables
+    from .frames.types import MessageTypes
     from .remote.replicate import replicate
     from .remote.server import serve
     from .verify import verify_journal
@@ -73,6 +79,7 @@ __all__ = [
     "Journal",
     "JournalNotFoundError",
     "MessageTooLargeError",
+    "MessageTypes",
     "NoData",
     "PychroError",
     "PychroWarning",
@@ -91,7 +98,9 @@ __all__ = [
     "open",
     "read_dask",
     "read_frame",
+    "read_frames",
     "read_table",
+    "read_tables",
     "replicate",
     "serve",
     "to_csv",
@@ -100,4 +109,5 @@ __all__ = [
     "to_parquet",
     "verify_journal",
     "write_frame",
+    "write_frames",
 ]

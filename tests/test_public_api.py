@@ -25,6 +25,7 @@ PUBLIC = [
     "Journal",
     "JournalNotFoundError",
     "MessageTooLargeError",
+    "MessageTypes",
     "NoData",
     "PychroError",
     "PychroWarning",
@@ -43,7 +44,9 @@ PUBLIC = [
     "open",
     "read_dask",
     "read_frame",
+    "read_frames",
     "read_table",
+    "read_tables",
     "replicate",
     "serve",
     "to_csv",
@@ -52,10 +55,12 @@ PUBLIC = [
     "to_parquet",
     "verify_journal",
     "write_frame",
+    "write_frames",
 ]
 # frames names need pyarrow/pandas: imported on first use
-LAZY = {"Schema", "iter_batches", "read_dask", "read_frame", "read_table", "replicate", "serve", "to_csv", "to_ipc",
-        "to_journal", "to_parquet", "verify_journal", "write_frame"}
+LAZY = {"MessageTypes", "Schema", "iter_batches", "read_dask", "read_frame", "read_frames", "read_table", "read_tables",
+        "replicate", "serve", "to_csv", "to_ipc", "to_journal", "to_parquet", "verify_journal", "write_frame",
+        "write_frames"}
 SUBMODULES = ["pychro.errors", "pychro.config", "pychro.excerpt", "pychro.journal", "pychro.reader", "pychro.writer"]
 FRAMES_BUILT = (Path(pychro.__file__).parent / "frames" / "__init__.py").exists()
 

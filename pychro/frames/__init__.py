@@ -8,13 +8,18 @@ any path except the counted CESU-8 text fallback. This package never calls the r
 
 from .api import ReadStats, iter_batches, read_frame, read_table
 from .schema import Field, FieldType, Schema
+from .typed import read_frames, read_tables
+from .types import MessageTypes
 
 __all__ = [
     "Field",
     "FieldType",
+    "MessageTypes",
     "ReadStats",
     "Schema",
     "iter_batches",
     "read_frame",
+    "read_frames",
     "read_table",
+    "read_tables",
 ]

@@ -15,11 +15,11 @@ import collections
 import os
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -42,6 +42,7 @@ Errors = Literal["raise", "skip", "truncate"]
 DtypeBackend = Literal["pyarrow", "numpy_nullable", "numpy"]
 
 METADATA_COLUMNS = {"index": "_index", "cycle": "_cycle", "seq": "_seq"}
+T = TypeVar("T")
 DEFAULT_BATCH_ROWS = 65_536  # iter_batches: rows per RecordBatch
 TABLE_BATCH_ROWS = 65_536  # read_table: rows per batch (measured best between 16k and 128k)
 _ERRORS = ("raise", "skip", "truncate")
@@ -79,6 +80,8 @@ class ReadStats:
         transcoded to UTF-8 by the decoder.
     replaced_surrogates : int
         Lone UTF-16 surrogates (in strings or chars) stored as U+FFFD, which Arrow strings can hold.
+    unknown_rows : int
+        Message types: messages skipped with ``unknown="skip"`` because their tag names no type.
     """
 
     rows: int = 0
@@ -90,6 +93,7 @@ class ReadStats:
     slow_path_strings: int = 0
     replaced_surrogates: int = 0
     index_damage: list[str] = field(default_factory=list)
+    unknown_rows: int = 0
 
 
 # -- arguments -------------------------------------------------------------------------------------------------
@@ -123,13 +127,14 @@ class _Read:
         self, path: Any, schema: Any, date: Any, start: Any, end: Any, columns: Sequence[str] | None,
         errors: str, index: bool, metadata: Iterable[str] | str | None, config: VanillaConfig | None,
         thread_id_bits: int | None, timestamp_column: str | None = None, *, time: TimeFilter | None = None,
-        narrow_rows: bool = True,
+        narrow_rows: bool = True, rest: bool = False,
     ) -> None:
         if errors not in _ERRORS:
             raise ValueError(f"errors= must be one of {_ERRORS}, got {errors!r}")
         self.errors = errors
         self.schema = schema if isinstance(schema, S.Schema) else S.Schema(schema)
-        self.plan = Plan(self.schema, columns)
+        self.rest = rest  # the schema is a common header, followed by any bytes (message types)
+        self.plan = Plan(self.schema, columns, rest=rest)
         if timestamp_column is not None and time is None:  # checked even without a time bound to use it
             if not isinstance(timestamp_column, str):
                 raise TypeError(f"timestamp_column must be a str, got {type(timestamp_column).__name__}")
@@ -144,7 +149,7 @@ class _Read:
         self.time = time if time is not None else time_filter(self.schema, start, end, timestamp_column)
         self.decode_plan = self.plan
         if self.time is not None and self.time.column not in self.plan.columns:
-            self.decode_plan = Plan(self.schema, [*self.plan.columns, self.time.column])
+            self.decode_plan = Plan(self.schema, [*self.plan.columns, self.time.column], rest=rest)
         self.meta = _metadata_names(index, metadata)
         if not self.plan.columns and not self.meta:
             raise ValueError("columns=[] selects nothing: name a column, or ask for metadata= columns")
@@ -159,7 +164,8 @@ class _Read:
         if narrow_rows and time is None and not self.cycles and (date, start, end) != (None, None, None):
             self._nothing_selected()
         # the timestamp column alone is fixed-size: one thread unless the message has variable-size fields
-        self.range_threads = 1 if self.plan.fixed_size is not None else max(1, min(2, os.cpu_count() or 1))
+        fixed = self.plan.fixed_size is not None or (rest and self.schema.fixed_size is not None)
+        self.range_threads = 1 if fixed else max(1, min(2, os.cpu_count() or 1))
         if self.time is not None and time is None and narrow_rows:
             self.cycles = self._narrow(self.time)
         arrow = self.schema.to_arrow()
@@ -189,7 +195,7 @@ class _Read:
     def _narrow(self, tf: TimeFilter) -> list[tuple[int, int, int | None]]:
         """Cycle ranges cut down to the rows whose timestamp is in range (see :mod:`.timerange`)."""
         cfg = self.config
-        ts_plan = Plan(self.schema, [tf.column])
+        ts_plan = Plan(self.schema, [tf.column], rest=self.rest)
         out: list[tuple[int, int, int | None]] = []
         for cycle, lo, hi in self.cycles:
             t0 = cfg.cycle_start_ms(cycle) * 1_000_000
@@ -355,59 +361,24 @@ def _live_files(r: _Read, cycle: int) -> CycleFiles:
     return files
 
 
-def _batches(
-    r: _Read, batch_rows: int, threads: int, follow: bool, poll_interval: float, stats: ReadStats
-) -> Iterator[Any]:
-    """Decoded RecordBatches in index order; up to ``2 * threads`` batches decode ahead."""
-    _check_rows(batch_rows, "batch_rows")
+def _check_stats(stats: Any) -> None:
     if not isinstance(stats, ReadStats):  # stats=True used to fail with AttributeError mid-read
         raise TypeError(f"stats must be a pychro.frames.ReadStats, got {type(stats).__name__}")
-    tasks = _tasks(r, batch_rows, follow, poll_interval, stats)
-    plan, errors = r.decode_plan, r.errors
 
-    def run(files: CycleFiles, seq0: int, n: int) -> tuple[BatchOut | None, int, int, PychroError | None]:
-        # the index scan of the batch runs here too, beside the decode of other batches
-        entries, damage = files.load(seq0, n)
-        out = decode_batch(plan, files, seq0, entries, errors) if entries.size else None
-        return out, files.cycle, seq0, damage
 
-    seen: set[int] = set()
+Task = tuple[CycleFiles, int, int]  # cycle files, first seq, count
 
-    def consume(out: BatchOut, cycle: int, seq0: int) -> tuple[Any, bool]:
-        if cycle not in seen:
-            seen.add(cycle)
-            stats.cycles += 1
-        stats.batches += 1
-        stats.slow_path_strings += out.slow_rows
-        stats.replaced_surrogates += out.replaced
-        stats.skipped_rows += out.skipped
-        if out.first_bad is not None and stats.first_bad_index is None:
-            stats.first_bad_index = r.config.index_of(cycle, seq0 + out.first_bad)
-        batch = r.filter(r.record_batch(out, cycle, seq0), out)
-        stats.rows += batch.num_rows
-        if out.stop:
-            stats.truncated = True
-        return batch, out.stop
 
-    def results(done: tuple[BatchOut | None, int, int, PychroError | None]) -> Iterator[tuple[Any, bool]]:
-        """The batch, then the damage found in its entries (the rows before an empty slot come first)."""
-        out, cycle, seq0, damage = done
-        if out is not None:
-            yield consume(out, cycle, seq0)
-        if damage is not None:
-            raise damage
-
+def _ordered(tasks: Iterator[Task], run: Callable[[CycleFiles, int, int], T], threads: int, follow: bool,
+             ) -> Iterator[T]:
+    """``run`` of every task, in task order; up to ``2 * threads`` tasks run ahead on a thread pool (in the
+    caller's thread when ``threads <= 1`` or following: new rows arrive in small numbers and must not wait)."""
     if threads <= 1 or follow:
-        # follow mode decodes in the caller's thread: new rows arrive in small numbers and must not wait
         for files, seq0, n in tasks:
-            for batch, stop in results(run(files, seq0, n)):
-                if batch.num_rows:
-                    yield batch
-                if stop:
-                    return
+            yield run(files, seq0, n)
         return
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pychro-decode")
-    pending: collections.deque[Future[tuple[BatchOut | None, int, int, PychroError | None]]] = collections.deque()
+    pending: collections.deque[Future[T]] = collections.deque()
     try:
         exhausted = False
         # a task that could not be made (a damaged index found while looking ahead) is raised in its place,
@@ -427,15 +398,55 @@ def _batches(
                 if deferred is not None:
                     raise deferred
                 return
-            for batch, stop in results(pending.popleft().result()):
-                if batch.num_rows:
-                    yield batch
-                if stop:
-                    return
+            yield pending.popleft().result()
     finally:
         for fut in pending:
             fut.cancel()
         pool.shutdown(wait=True)
+
+
+def _note(stats: ReadStats, r: _Read, out: BatchOut, cycle: int, seq0: int, seen: set[int]) -> None:
+    """What one decoded batch adds to the stats (its rows are counted by the caller)."""
+    if cycle not in seen:
+        seen.add(cycle)
+        stats.cycles += 1
+    stats.batches += 1
+    stats.slow_path_strings += out.slow_rows
+    stats.replaced_surrogates += out.replaced
+    stats.skipped_rows += out.skipped
+    if out.first_bad is not None and stats.first_bad_index is None:
+        stats.first_bad_index = r.config.index_of(cycle, seq0 + out.first_bad)
+    if out.stop:
+        stats.truncated = True
+
+
+def _batches(
+    r: _Read, batch_rows: int, threads: int, follow: bool, poll_interval: float, stats: ReadStats
+) -> Iterator[Any]:
+    """Decoded RecordBatches in index order; up to ``2 * threads`` batches decode ahead."""
+    _check_rows(batch_rows, "batch_rows")
+    _check_stats(stats)
+    plan, errors = r.decode_plan, r.errors
+
+    def run(files: CycleFiles, seq0: int, n: int) -> tuple[BatchOut | None, int, int, PychroError | None]:
+        # the index scan of the batch runs here too, beside the decode of other batches
+        entries, damage = files.load(seq0, n)
+        out = decode_batch(plan, files, seq0, entries, errors) if entries.size else None
+        return out, files.cycle, seq0, damage
+
+    seen: set[int] = set()
+    for out, cycle, seq0, damage in _ordered(_tasks(r, batch_rows, follow, poll_interval, stats), run, threads,
+                                             follow):
+        if out is not None:
+            _note(stats, r, out, cycle, seq0, seen)
+            batch = r.filter(r.record_batch(out, cycle, seq0), out)
+            stats.rows += batch.num_rows
+            if batch.num_rows:
+                yield batch
+            if out.stop:
+                return
+        if damage is not None:  # the rows before an empty index slot come first
+            raise damage
 
 
 def _with_progress(r: _Read, batches: Iterator[Any], progress: bool | None, follow: bool) -> Iterator[Any]:
@@ -509,8 +520,12 @@ def iter_batches(
     stats: ReadStats | None = None,
     progress: bool | None = None,
     timestamp_column: str | None = None,
+    unknown: str = "raise",
 ) -> Iterator[Any]:
     """Read a journal as ``pyarrow.RecordBatch`` es of at most ``batch_rows`` rows, in index order.
+
+    With :class:`~pychro.MessageTypes` instead of a schema it yields ``(type name, RecordBatch)`` pairs (see
+    :func:`pychro.read_tables` for ``columns=`` and ``unknown=``).
 
     Memory stays bounded by a few batches. With ``follow=True`` the iterator does not end (unless ``end``
     is reached): it waits, sleeping ``poll_interval`` seconds between looks, for writers to commit more
@@ -526,7 +541,18 @@ def iter_batches(
     ...     total += pc.sum(batch["qty"]).as_py()
     """
     from ..config import check_seconds
+    from .types import MessageTypes
 
+    if isinstance(schema, MessageTypes):
+        from .typed import iter_typed_batches
+
+        return iter_typed_batches(path, schema, date, start, end, columns, errors,  # type: ignore[arg-type]
+                                  unknown=unknown, batch_rows=batch_rows, index=index, metadata=metadata,
+                                  follow=follow, poll_interval=poll_interval, config=config,
+                                  thread_id_bits=thread_id_bits, threads=threads, stats=stats, progress=progress,
+                                  timestamp_column=timestamp_column)
+    if unknown != "raise":
+        raise ValueError("unknown= is for message types (a pychro.MessageTypes), not a single schema")
     _check_rows(batch_rows, "batch_rows")
     poll_interval = check_seconds(poll_interval, "poll_interval")  # checked before a stream, not mid-stream
     r = _Read(path, schema, date, start, end, columns, errors, index, metadata, config, thread_id_bits,
@@ -621,12 +647,21 @@ def read_table(
     >>> t = read_table(path, "ts:timestamp_ms,px:float64",
     ...                start="2024-03-05T09:00", end="2024-03-05T17:30")  # doctest: +SKIP
     """
+    _no_types(schema, "read_table", "read_tables")
     r = _Read(path, schema, date, start, end, columns, errors, index, metadata, config, thread_id_bits,
               timestamp_column)
     rows = TABLE_BATCH_ROWS if batch_rows is None else batch_rows
     batches = list(_with_progress(r, _batches(r, rows, _threads(threads, r), False, 0.0, stats or ReadStats()),
                                   progress, False))
     return pa.Table.from_batches(batches, schema=r.arrow_schema)
+
+
+def _no_types(schema: Any, name: str, instead: str) -> None:
+    from .types import MessageTypes
+
+    if isinstance(schema, MessageTypes):
+        raise TypeError(f"{name} reads one schema; for message types use pychro.{instead}(path, types), which "
+                        "returns one table per type")
 
 
 def _masked_dtype(pd: Any, arrow: Any) -> Any:
@@ -672,6 +707,7 @@ def read_frame(
     """
     if dtype_backend not in ("pyarrow", "numpy_nullable", "numpy"):
         raise ValueError(f"dtype_backend must be 'pyarrow', 'numpy_nullable' or 'numpy', got {dtype_backend!r}")
+    _no_types(schema, "read_frame", "read_frames")
     return _to_frame(read_table(path, schema, date, start, end, columns, errors, **kwargs), dtype_backend)
 
 

@@ -15,7 +15,7 @@ import numbers
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import pairwise
 from typing import Any, NamedTuple, NoReturn
 
@@ -177,6 +177,127 @@ def write_batches(
     if written != total:
         raise ValueError(f"the batches changed between the two passes: {total} rows checked, {written} written")
     return written
+
+
+def write_frames(
+    frames: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    types: Any,
+    date: _dt.date | _dt.datetime | str | None = None,
+    *,
+    timestamp_column: str | None = None,
+    config: VanillaConfig | None = None,
+    thread_id_bits: int | None = None,
+    clock: Any = None,
+    progress: bool | None = None,
+    threads: int | None = None,
+) -> dict[str, npt.NDArray[np.int64]]:
+    """Append the frames of several message types as one stream, merged by the header's timestamp.
+
+    Parameters
+    ----------
+    frames : dict
+        ``{type name: DataFrame, Arrow table or dict of columns}``; each has its type's columns (the header
+        fields except the tag, then its own; a tag column, if present, must hold the type's tag value).
+    types : MessageTypes
+        The header, tag and types of the journal.
+    timestamp_column : str, optional
+        The header field to merge by (default: the header's first ``timestamp_*`` field). Rows are merged by
+        it, stably: equal timestamps keep the order of ``frames``, then row order. With no timestamp field in
+        the header, the frames are appended one after the other. It also picks each row's cycle, unless
+        ``date`` is given.
+
+    Other parameters are those of :func:`write_frame`. Every row is checked before anything is written; the
+    messages are byte for byte those the row writer writes for the same values in the same order.
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        Per type, the full index of each of its rows, in its frame's row order.
+
+    Examples
+    --------
+    >>> pychro.write_frames({"trade": trades, "quote": quotes}, path, types)   # doctest: +SKIP
+    {'trade': array([...]), 'quote': array([...])}
+    """
+    from .encode import raw_program
+    from .types import MessageTypes
+
+    if not isinstance(types, MessageTypes):
+        raise TypeError(f"types must be a pychro.MessageTypes, got {type(types).__name__}")
+    if not isinstance(frames, Mapping):
+        raise TypeError(f"frames must be a dict {{type name: frame}}, got {type(frames).__name__}")
+    for name in frames:
+        types.schema(name)  # KeyError naming the types for a name that is not one
+    _check_threads(threads)
+    journal = Journal(path, config, thread_id_bits, must_exist=False)
+    journal.check_target()
+    cfg = journal.config
+    ts_fields = [f.name for f in types.header.fields if f.type.name.startswith("timestamp_")]
+    if timestamp_column is not None and timestamp_column not in ts_fields:
+        raise ValueError(f"timestamp_column={timestamp_column!r} is not a timestamp field of the header "
+                         f"{str(types.header)!r}")
+    ts_name = timestamp_column or (ts_fields[0] if ts_fields else None)
+    names, tables, preps = [], [], []
+    for name, data in frames.items():
+        table = _with_tag(_to_table(data), types, name)
+        try:
+            prepared = _prepare(table, types.schema(name), cfg, date, ts_name, clock, 1)
+        except ValueError as exc:
+            raise ValueError(f"frame {name!r}: {exc}") from None
+        names.append(name)
+        tables.append(table)
+        preps.append(prepared)
+    counts = [t.num_rows for t in tables]
+    total = sum(counts)
+    if not total:
+        return {name: np.empty(0, dtype=np.int64) for name in names}
+    # every type's messages laid out once; then one program of raw bodies in merged order
+    bodies, starts, lengths, cycles, stamps = [], [], [], [], []
+    base = 0
+    for prep, n in zip(preps, counts):
+        sizes = (prep.lengths + 4 + 3) & ~3  # header and padding: the layout place() writes
+        buf = np.zeros(int(sizes.sum()) + 64, np.uint8)
+        used = prep.program.place(np.arange(n, dtype=np.int64), prep.lengths, buf)
+        bodies.append(buf[:used])
+        starts.append(base + np.cumsum(sizes) - sizes + 4)
+        base += used
+        lengths.append(prep.lengths)
+        cycles.append(np.broadcast_to(prep.cycles, (n,)) if n else prep.cycles[:0])
+        if ts_name is not None:
+            stamps.append(np.asarray(prep.program.steps[prep.program.names.index(ts_name)].values, np.int64))
+    all_lengths = np.concatenate(lengths)
+    order = (np.argsort(np.concatenate(stamps), kind="stable") if ts_name is not None
+             else np.arange(total, dtype=np.int64))
+    program = raw_program(np.concatenate(bodies), np.concatenate(starts)[order], all_lengths[order])
+    merged = _Prepared(program, all_lengths[order], np.concatenate(cycles)[order])
+    make_folder(journal.path)
+    out = np.empty(total, dtype=np.int64)
+    bar = _bar(total, progress)
+    try:
+        with BulkAppender(journal, workers=workers_for(threads, total)) as appender:
+            _append(appender, merged, out, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    full = np.empty(total, dtype=np.int64)
+    full[order] = out
+    edges = np.cumsum([0, *counts])
+    return {name: full[a:b] for name, a, b in zip(names, edges[:-1], edges[1:])}
+
+
+def _with_tag(table: Any, types: Any, name: str) -> Any:
+    """The table with its type's tag column (added as a constant; checked when the frame has one)."""
+    pa = require("pyarrow")
+    tag, value = types.tag, types.value(name)
+    arrow = types.header.to_arrow().field(tag).type
+    if tag in table.column_names:
+        col = table.column(tag)
+        if col.null_count or (len(col) and not pa.compute.all(pa.compute.equal(col, value)).as_py()):
+            raise ValueError(f"frame {name!r}: column {tag!r} must hold the type's tag {value!r} in every row")
+        return table
+    values = [value] * table.num_rows if types.tag_is_text else np.full(table.num_rows, value)
+    return table.append_column(pa.field(tag, arrow), pa.array(values, type=arrow))
 
 
 MAX_THREADS = 256

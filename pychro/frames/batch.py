@@ -44,8 +44,12 @@ class BatchOut(NamedTuple):
     replaced: int
 
 
-def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64], errors: str) -> BatchOut:
-    """Decode the messages of ``entries`` (index order, seqs ``seq0..``) of one cycle."""
+def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64], errors: str,
+                 seqs: npt.NDArray[np.int64] | None = None) -> BatchOut:
+    """Decode the messages of ``entries`` (index order, seqs ``seq0..``, or ``seqs`` when they are not
+    consecutive: one message type's rows of a batch) of one cycle."""
+    if seqs is not None:
+        seq0 = 0  # errors name seqs[row]
     codec = files.codec
     n = int(entries.size)
     run = Run(plan, n)
@@ -69,7 +73,7 @@ def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[
             refreshed.add(key)  # a short file may have grown since it was mapped
             known[key] = files.data(key, refresh=True).u1
         else:
-            _raise_corrupt(files, key, int(entries[row]) & mask, detail, seq0 + row)
+            _raise_corrupt(files, key, int(entries[row]) & mask, detail, _seq(seqs, seq0, row))
         lo = row
     slow, replaced = int(run.counts[C.N_SLOW]), int(run.counts[C.N_REPLACED])
     if not run.bad:
@@ -77,7 +81,7 @@ def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[
     first_bad = int(run.counts[C.N_FIRST_BAD])
     if errors == "raise":
         key = int(entries[first_bad]) >> bits
-        _raise_mismatch(plan, files, key, int(entries[first_bad]) & mask, run, first_bad, seq0)
+        _raise_mismatch(plan, files, key, int(entries[first_bad]) & mask, run, first_bad, _seq(seqs, seq0, first_bad))
     if errors == "truncate":
         return BatchOut(run.arrays(first_bad), np.arange(first_bad, dtype=np.int64), first_bad, 0, first_bad, True,
                         slow, replaced)
@@ -86,6 +90,10 @@ def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[
     cols = {name: arr.filter(keep) for name, arr in run.arrays(n).items()}
     rows = np.flatnonzero(good).astype(np.int64)
     return BatchOut(cols, rows, int(rows.size), run.bad, first_bad, False, slow, replaced)
+
+
+def _seq(seqs: npt.NDArray[np.int64] | None, seq0: int, row: int) -> int:
+    return seq0 + row if seqs is None else int(seqs[row])
 
 
 def _raise_corrupt(files: CycleFiles, key: int, offset: int, why: int, seq: int) -> None:
@@ -105,10 +113,9 @@ def _raise_corrupt(files: CycleFiles, key: int, offset: int, why: int, seq: int)
                            index=files.config.index_of(files.cycle, seq), offset=offset)
 
 
-def _raise_mismatch(plan: Plan, files: CycleFiles, key: int, pos: int, run: Run, row: int, seq0: int) -> None:
+def _raise_mismatch(plan: Plan, files: CycleFiles, key: int, pos: int, run: Run, row: int, seq: int) -> None:
     dm = files.data(key)
     length = ~int(dm.u1[pos - _HDR : pos].view("<i4")[0])
-    seq = seq0 + row
     where = dict(path=files.key_path(key), cycle=files.cycle, seq=seq, index=files.config.index_of(files.cycle, seq),
                  offset=pos)
     if run.status[row] == C.ST_TEXT:

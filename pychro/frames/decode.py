@@ -39,7 +39,7 @@ class Plan:
     [(True, -1), (False, 1), (False, 0)]
     """
 
-    def __init__(self, schema: S.Schema, columns: Sequence[str] | None = None) -> None:
+    def __init__(self, schema: S.Schema, columns: Sequence[str] | None = None, *, rest: bool = False) -> None:
         names = schema.names
         if columns is None:
             wanted = list(names)
@@ -82,6 +82,10 @@ class Plan:
             self.step_names.append(f.name)
             if col >= 0:
                 self.kinds[col] = kind
+        if rest:  # the schema is a common header: whatever follows it in a message is passed over
+            steps.append((C.D_REST, 0, -1))
+            self.step_names.append("")
+        self.rest = rest
         self.program = tuple(steps)
         self.sizes = [schema[name].type.size for name in wanted]
         self.types = [schema[name].type for name in wanted]
@@ -236,6 +240,8 @@ def explain_mismatch(plan: Plan, u1: npt.NDArray[np.uint8], pos: int, length: in
         return invalid
     if past is not None:
         return past, f"field {past!r} runs past the end of the {length}-byte message"
+    if plan.rest:  # a common header: any length from its end on is right
+        return None, f"the {length}-byte message does not hold the common header"
     return None, f"the schema decodes {c - pos} bytes but the header says {length}"
 
 

@@ -1,0 +1,365 @@
+"""A journal of several message types, read in one pass (see :class:`~pychro.frames.types.MessageTypes`).
+
+Each batch of index entries is decoded twice over, both times by the compiled decoder: first the common header
+alone (a plan ending in a step that passes over the rest of the body), which gives every message's tag; the
+rows are then grouped by tag with one Arrow ``index_in`` and numpy, and each type's rows are decoded with that
+type's own plan. No row is handled in Python. Errors follow the single-schema rules across all types together,
+in index order: with ``errors="raise"`` the first bad message of the batch, of whatever type, is raised; with
+``"truncate"`` every type stops before it; with ``"skip"`` bad rows are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from .._optional import require
+from ..config import VanillaConfig
+from ..errors import PychroError, SchemaMismatchError
+from . import schema as S
+from .api import (
+    DEFAULT_BATCH_ROWS,
+    TABLE_BATCH_ROWS,
+    DtypeBackend,
+    Errors,
+    ReadStats,
+    _check_rows,
+    _check_stats,
+    _ordered,
+    _Read,
+    _tasks,
+    _threads,
+    _to_frame,
+    _with_progress,
+)
+from .batch import decode_batch
+from .decode import Plan
+from .scan import CycleFiles
+from .types import MessageTypes
+
+pa = require("pyarrow", purpose="pychro.frames")
+
+__all__ = ["TypedBatch", "iter_typed_batches", "read_frames", "read_tables"]
+
+_UNKNOWN = ("raise", "skip")
+
+
+class TypedBatch(NamedTuple):
+    """One message type's rows of a batch: ``(name, RecordBatch)``."""
+
+    name: str
+    batch: Any
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.batch.num_rows)
+
+
+class _Type(NamedTuple):
+    name: str
+    plan: Plan  # the columns asked for
+    decode_plan: Plan  # those and the timestamp column of a time range
+    arrow_schema: Any
+
+
+class _TypedRead:
+    """Arguments resolved once: the header read (journal, cycles, time range) and each type's plan."""
+
+    def __init__(
+        self, path: Any, types: MessageTypes, date: Any, start: Any, end: Any, columns: Any, errors: str,
+        unknown: str, index: bool, metadata: Iterable[str] | str | None, config: VanillaConfig | None,
+        thread_id_bits: int | None, timestamp_column: str | None, narrow_rows: bool = True,
+    ) -> None:
+        if not isinstance(types, MessageTypes):
+            raise TypeError(f"types must be a pychro.MessageTypes, got {type(types).__name__}")
+        if unknown not in _UNKNOWN:
+            raise ValueError(f"unknown= must be one of {_UNKNOWN}, got {unknown!r}")
+        self.types = types
+        self.unknown = unknown
+        wanted = _columns_by_type(types, columns)
+        self.r = _Read(path, types.header, date, start, end, [types.tag], errors, index, metadata, config,
+                       thread_id_bits, timestamp_column, narrow_rows=narrow_rows, rest=True)
+        r = self.r
+        tcol = r.time.column if r.time is not None else None
+        self.kinds: list[_Type] = []
+        for name in types.names:
+            full = types.schema(name)
+            plan = Plan(full, wanted.get(name) or types.columns(name))
+            decode_plan = plan if tcol is None or tcol in plan.columns else Plan(full, [*plan.columns, tcol])
+            arrow = full.to_arrow()
+            fields = [pa.field(m, pa.int64(), nullable=False) for m in r.meta]
+            fields += [arrow.field(c) for c in plan.columns]
+            self.kinds.append(_Type(name, plan, decode_plan, pa.schema(fields, metadata=arrow.metadata)))
+        tag_type = S.arrow_type(types.header[types.tag].type)
+        self.values = pa.array(types.values, type=tag_type)
+
+    def schemas(self) -> dict[str, Any]:
+        return {k.name: k.arrow_schema for k in self.kinds}
+
+
+def _columns_by_type(types: MessageTypes, columns: Any) -> dict[str, list[str]]:
+    if columns is None:
+        return {}
+    if not isinstance(columns, Mapping):
+        raise TypeError("with message types, columns= is a dict {type name: [columns]}")
+    out = {}
+    for name, cols in columns.items():
+        if name not in types.names:
+            raise ValueError(f"columns= names no message type {name!r} (types: {', '.join(types.names)})")
+        if isinstance(cols, str) or not isinstance(cols, Sequence):
+            raise TypeError(f"columns[{name!r}] must be a list of names")
+        have = types.columns(name)
+        bad = [c for c in cols if c not in have]
+        if bad:
+            raise ValueError(f"columns[{name!r}]: unknown columns {bad}; type {name!r} has {have}")
+        if not cols:
+            raise ValueError(f"columns[{name!r}] is empty: leave the type out of columns= to read all its columns")
+        out[name] = list(cols)
+    return out
+
+
+class _Decoded(NamedTuple):
+    """One batch, by type: (rows of the batch, columns) per type, in index order within each."""
+
+    parts: list[tuple[npt.NDArray[np.int64], dict[str, Any]] | None]
+    skipped: int
+    unknown: int
+    first_bad: int | None  # batch row
+    stop: bool
+    slow: int
+    replaced: int
+
+
+def _decode(tr: _TypedRead, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64]) -> _Decoded:
+    r = tr.r
+    n = int(entries.size)
+    # 1. the header of every row (headers are checked here: damage raises, first in index order)
+    head = decode_batch(r.decode_plan, files, seq0, entries, "skip")
+    rows = np.arange(n, dtype=np.int64) if head.rows is None else head.rows
+    ids = pa.compute.fill_null(pa.compute.index_in(head.columns[tr.types.tag], value_set=tr.values), -1)
+    ids = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=np.int64)
+    # 2. each type's rows, decoded with its own plan (bad rows noted, not raised yet: the first in index order
+    # across all types is the one to raise or stop at)
+    firsts = [] if head.first_bad is None else [(head.first_bad, -1)]
+    decoded: list[tuple[npt.NDArray[np.int64], Any] | None] = []
+    slow, replaced = head.slow_rows, head.replaced
+    for t, kind in enumerate(tr.kinds):
+        sel = rows[ids == t]
+        if not sel.size:
+            decoded.append(None)
+            continue
+        out = decode_batch(kind.decode_plan, files, seq0, entries[sel], "skip", seqs=sel + seq0)
+        slow, replaced = slow + out.slow_rows, replaced + out.replaced
+        if out.first_bad is not None:
+            firsts.append((int(sel[out.first_bad]), t))
+        decoded.append((sel if out.rows is None else sel[out.rows], out.columns))
+    unknown_rows = rows[ids < 0]
+    first_bad = min(firsts)[0] if firsts else None
+    if r.errors == "raise" and first_bad is not None:
+        _reraise(tr, files, seq0, entries, min(firsts))
+    stop = r.errors == "truncate" and first_bad is not None
+    end = first_bad if stop and first_bad is not None else n
+    if unknown_rows.size and tr.unknown == "raise" and int(unknown_rows[0]) < end:
+        _raise_unknown(tr, files, seq0, int(unknown_rows[0]), head, rows)
+    parts: list[tuple[npt.NDArray[np.int64], dict[str, Any]] | None] = []
+    for got in decoded:
+        if got is None:
+            parts.append(None)
+            continue
+        kept, cols = got
+        if stop:
+            keep = int(np.searchsorted(kept, end))
+            kept, cols = kept[:keep], {k: v.slice(0, keep) for k, v in cols.items()}
+        parts.append((kept, cols))
+    skipped = _skipped(n, rows, ids, decoded) if r.errors == "skip" else 0
+    return _Decoded(parts, skipped, int(np.count_nonzero(unknown_rows < end)), first_bad, stop, slow, replaced)
+
+
+def _skipped(n: int, rows: npt.NDArray[np.int64], ids: npt.NDArray[np.int64], decoded: list[Any]) -> int:
+    """Rows dropped as mismatches: those whose header did not decode, and those of a type that did not."""
+    known = int(np.count_nonzero(ids >= 0))
+    kept = sum(0 if d is None else int(d[0].size) for d in decoded)
+    return (n - int(rows.size)) + (known - kept)
+
+
+def _reraise(tr: _TypedRead, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64], first: tuple[int, int],
+             ) -> None:
+    """Raise the mismatch of batch row ``first[0]`` (type ``first[1]``, -1: its header) as a read with
+    ``errors="raise"`` names it."""
+    row, t = first
+    plan = tr.r.decode_plan if t < 0 else tr.kinds[t].decode_plan
+    one = entries[row : row + 1]
+    decode_batch(plan, files, seq0, one, "raise", seqs=np.array([seq0 + row], np.int64))
+    raise AssertionError("a mismatching row decoded cleanly")  # pragma: no cover
+
+
+def _raise_unknown(tr: _TypedRead, files: CycleFiles, seq0: int, row: int, head: Any, rows: Any) -> None:
+    tag = tr.types.tag
+    at = int(np.searchsorted(rows, row))
+    value = head.columns[tag][at].as_py()
+    seq = seq0 + row
+    listed = ", ".join(f"{v!r} {n}" for v, n in zip(tr.types.values, tr.types.names))
+    raise SchemaMismatchError(
+        f"message has {tag}={value!r}, which names no message type (types: {listed}); use unknown='skip' to "
+        "read past such messages",
+        column=tag, path=files.folder, cycle=files.cycle, seq=seq, index=files.config.index_of(files.cycle, seq),
+    )
+
+
+def _typed_batches(tr: _TypedRead, batch_rows: int, threads: int, follow: bool, poll_interval: float,
+                   stats: ReadStats) -> Iterator[TypedBatch]:
+    """``(type name, RecordBatch)`` per type present in each batch, batches in index order."""
+    _check_rows(batch_rows, "batch_rows")
+    _check_stats(stats)
+    r = tr.r
+
+    def run(files: CycleFiles, seq0: int, n: int) -> tuple[_Decoded | None, int, int, PychroError | None]:
+        entries, damage = files.load(seq0, n)
+        return (_decode(tr, files, seq0, entries) if entries.size else None), files.cycle, seq0, damage
+
+    seen: set[int] = set()
+    for out, cycle, seq0, damage in _ordered(_tasks(r, batch_rows, follow, poll_interval, stats), run, threads,
+                                             follow):
+        if out is not None:
+            if cycle not in seen:
+                seen.add(cycle)
+                stats.cycles += 1
+            stats.batches += 1
+            stats.slow_path_strings += out.slow
+            stats.replaced_surrogates += out.replaced
+            stats.skipped_rows += out.skipped
+            stats.unknown_rows += out.unknown
+            if out.first_bad is not None and stats.first_bad_index is None and r.errors != "raise":
+                stats.first_bad_index = r.config.index_of(cycle, seq0 + out.first_bad)
+            for kind, part in zip(tr.kinds, out.parts):
+                if part is None:
+                    continue
+                batch = _record_batch(tr, kind, part[0] + seq0, part[1], cycle)
+                stats.rows += batch.num_rows
+                if batch.num_rows:
+                    yield TypedBatch(kind.name, batch)
+            if out.stop:
+                stats.truncated = True
+                return
+        if damage is not None:
+            raise damage
+
+
+def _record_batch(tr: _TypedRead, kind: _Type, seqs: npt.NDArray[np.int64], cols: dict[str, Any], cycle: int) -> Any:
+    r = tr.r
+    arrays = []
+    for m in r.meta:
+        if m == "_index":
+            values = seqs + (cycle << r.config.seq_bits)
+        elif m == "_cycle":
+            values = np.full(seqs.size, cycle, dtype=np.int64)
+        else:
+            values = seqs
+        arrays.append(pa.array(values, pa.int64()))
+    arrays += [cols[c] for c in kind.plan.columns]
+    batch = pa.RecordBatch.from_arrays(arrays, schema=kind.arrow_schema)
+    tf = r.time
+    if tf is None:
+        return batch
+    mask = tf.inside(tf.values(cols[tf.column]))
+    return batch if mask is None else batch.filter(pa.array(mask))
+
+
+# -- public functions --------------------------------------------------------------------------------------------
+def iter_typed_batches(
+    path: str | os.PathLike[str], types: MessageTypes, date: Any = None, start: Any = None, end: Any = None,
+    columns: Mapping[str, Sequence[str]] | None = None, errors: Errors = "raise", *, unknown: str = "raise",
+    batch_rows: int = DEFAULT_BATCH_ROWS, index: bool = False, metadata: Iterable[str] | str | None = None,
+    follow: bool = False, poll_interval: float = 0.1, config: VanillaConfig | None = None,
+    thread_id_bits: int | None = None, threads: int | None = None, stats: ReadStats | None = None,
+    progress: bool | None = None, timestamp_column: str | None = None,
+) -> Iterator[TypedBatch]:
+    """:func:`pychro.iter_batches` with message types: ``(type name, RecordBatch)`` pairs, in index order."""
+    from ..config import check_seconds
+
+    _check_rows(batch_rows, "batch_rows")
+    poll_interval = check_seconds(poll_interval, "poll_interval")
+    tr = _TypedRead(path, types, date, start, end, columns, errors, unknown, index, metadata, config,
+                    thread_id_bits, timestamp_column, narrow_rows=not follow)
+    batches = _typed_batches(tr, batch_rows, _threads(threads, tr.r), follow, poll_interval, stats or ReadStats())
+    return _with_progress(tr.r, batches, progress, follow)
+
+
+def read_tables(
+    path: str | os.PathLike[str],
+    types: MessageTypes,
+    date: Any = None,
+    start: Any = None,
+    end: Any = None,
+    columns: Mapping[str, Sequence[str]] | None = None,
+    errors: Errors = "raise",
+    *,
+    unknown: str = "raise",
+    index: bool = False,
+    metadata: Iterable[str] | str | None = None,
+    batch_rows: int | None = None,
+    config: VanillaConfig | None = None,
+    thread_id_bits: int | None = None,
+    threads: int | None = None,
+    stats: ReadStats | None = None,
+    progress: bool | None = None,
+    timestamp_column: str | None = None,
+) -> dict[str, Any]:
+    """Read a journal of several message types into one ``pyarrow.Table`` per type, in one pass.
+
+    Each type's table has the header fields except the tag, then the type's own fields (``index=True``
+    adds ``_index`` first), its rows in index order; every type is a key, with an empty table when no
+    message has its tag.
+
+    Parameters
+    ----------
+    types : MessageTypes
+        The header, the tag field and the types.
+    columns : dict, optional
+        ``{type name: [columns]}``; a type left out is read whole.
+    unknown : {"raise", "skip"}
+        A message whose tag names no type: raise :class:`~pychro.SchemaMismatchError` (with the tag value,
+        cycle and seq) or skip it (counted in ``ReadStats.unknown_rows``).
+    errors : {"raise", "skip", "truncate"}
+        A message that does not decode with its type's fields (or is shorter than the header), as for
+        :func:`read_table`, across all types in index order.
+
+    Other parameters are those of :func:`read_table`; ``timestamp_column`` and time bounds name a header field.
+
+    Examples
+    --------
+    >>> types = pychro.MessageTypes("ts:timestamp_ns,type:int8", "type",
+    ...                             {1: ("trade", "sym:string,px:float64,qty:int32"), 4: ("heartbeat", "")})
+    >>> tables = pychro.read_tables(path, types, unknown="skip")      # doctest: +SKIP
+    >>> tables["trade"].column_names                                   # doctest: +SKIP
+    ['ts', 'sym', 'px', 'qty']
+    """
+    tr = _TypedRead(path, types, date, start, end, columns, errors, unknown, index, metadata, config,
+                    thread_id_bits, timestamp_column)
+    rows = TABLE_BATCH_ROWS if batch_rows is None else batch_rows
+    parts: dict[str, list[Any]] = {k.name: [] for k in tr.kinds}
+    for name, batch in _with_progress(tr.r, _typed_batches(tr, rows, _threads(threads, tr.r), False, 0.0,
+                                                           stats or ReadStats()), progress, False):
+        parts[name].append(batch)
+    schemas = tr.schemas()
+    return {name: pa.Table.from_batches(batches, schema=schemas[name]) for name, batches in parts.items()}
+
+
+def read_frames(
+    path: str | os.PathLike[str], types: MessageTypes, date: Any = None, start: Any = None, end: Any = None,
+    columns: Mapping[str, Sequence[str]] | None = None, errors: Errors = "raise", *,
+    dtype_backend: DtypeBackend = "pyarrow", **kwargs: Any,
+) -> dict[str, Any]:
+    """:func:`read_tables` as pandas DataFrames (``dtype_backend`` as for :func:`read_frame`).
+
+    Examples
+    --------
+    >>> frames = pychro.read_frames(path, types, unknown="skip")       # doctest: +SKIP
+    >>> pd.merge_asof(frames["trade"], frames["quote"], on="ts", by="sym")  # doctest: +SKIP
+    """
+    tables = read_tables(path, types, date, start, end, columns, errors, **kwargs)
+    return {name: _to_frame(table, dtype_backend) for name, table in tables.items()}
