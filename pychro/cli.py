@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from . import _layout as L
@@ -137,9 +138,11 @@ def cmd_head_tail(args: argparse.Namespace) -> int:
     from .frames.api import ReadStats
     from .journal import Journal
 
-    schema = _schema(args.schema)
     if args.n < 0:
         raise ValueError("-n must be >= 0")
+    if args.types:
+        return _head_tail_types(args)
+    schema = _schema(args.schema)
     if "_index" in (args.columns or schema.names):
         raise ValueError("--schema names a field '_index', the name of the index column head and tail show: give "
                          "the field another name (messages carry no field names), or leave it out with --columns")
@@ -174,6 +177,77 @@ def cmd_head_tail(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
         out.follow(read(start=end, follow=True, poll_interval=0.2))
     return rc
+
+
+def _types(path: str) -> Any:
+    from .frames.types import MessageTypes
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--types file not found: {path}")
+    return MessageTypes.from_json(path)
+
+
+def _head_tail_types(args: argparse.Namespace) -> int:
+    """head/tail with message types: the messages in index order, each as ``index type field=value ...``."""
+    from . import frames
+    from .frames.api import ReadStats
+    from .journal import Journal
+
+    types = _types(args.types)
+    if args.columns:
+        raise ValueError("--columns is for --schema; with --types every field of each type is shown")
+    journal = Journal(args.dir, _config(args))
+    if journal.check_layout() and not args.follow:
+        print(f"pychro {args.command}: empty journal: no cycle folder yet", file=sys.stderr)
+        return 0
+    strict = args.errors == "raise"
+    stats = ReadStats()
+    read = partial(frames.iter_batches, journal.path, types, config=journal.config, index=True, errors=args.errors,
+                   stats=stats, progress=False, threads=1)
+    end = _end_index(journal, strict)
+    if args.command == "tail":
+        start = _tail_start(journal, args.n, strict)
+    else:
+        start, end = None, _nth_index(journal, args.n, strict)
+    if end is not None and args.n:
+        _print_typed(read(start=start, end=end), args.n)
+    if args.follow:
+        try:
+            for name, batch in read(start=_end_index(journal, strict), follow=True, poll_interval=0.2):
+                _print_typed(iter([(name, batch)]), batch.num_rows)
+        except KeyboardInterrupt:
+            pass
+    if stats.skipped_rows or stats.unknown_rows:
+        print(f"pychro {args.command}: skipped {stats.skipped_rows:,} messages that do not match their type"
+              f"{' and ' + format(stats.unknown_rows, ',') + ' of no listed type' if stats.unknown_rows else ''}",
+              file=sys.stderr)
+    return 0
+
+
+def _nth_index(journal: Any, n: int, strict: bool) -> int | None:
+    """Full index one past the n-th message from the start (or past the last one)."""
+    last = None
+    for cycle in journal.cycles():
+        count = journal.count(cycle, strict=strict)
+        if count >= n:
+            return int(journal.config.index_of(cycle, n))
+        n -= count
+        if count:
+            last = int(journal.config.index_of(cycle, count))
+    return last
+
+
+def _print_typed(pairs: Any, n: int) -> None:
+    """The first ``n`` rows of ``(type, batch)`` pairs in index order, one line each."""
+    rows: list[tuple[int, str]] = []
+    for name, batch in pairs:
+        text = _text(batch)
+        keys = list(text.columns[1:])
+        for index, values in zip(batch.column(0).to_pylist(), text.itertuples(index=False)):
+            fields = "  ".join(f"{k}={v}" for k, v in zip(keys, values[1:]))
+            rows.append((index, f"{index:#x}  {name}  {fields}".rstrip()))
+    for _, line in sorted(rows)[:n]:
+        print(line, flush=True)
 
 
 class _Rows:
@@ -277,6 +351,9 @@ def _text(batch: Any) -> Any:
         if name == "_index":
             df[name] = [f"{int(i):#x}" for i in col.to_numpy(zero_copy_only=False)]  # at most -n rows
             continue
+        if pa.types.is_list(col.type):  # a repeated group: its entries as JSON
+            df[name] = [json.dumps(v, default=str, ensure_ascii=False) for v in col.to_pylist()]  # at most -n rows
+            continue
         if pa.types.is_timestamp(col.type):
             col = timestamp_text(col)
         elif pa.types.is_string(col.type):
@@ -304,19 +381,45 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .frames import export
     from .journal import Journal
 
-    schema = _schema(args.schema)
     cfg = _config(args)
     if Journal(args.dir, cfg).check_layout():
         print("pychro export: empty journal: no cycle folder yet", file=sys.stderr)
     from .frames.api import ReadStats
 
     stats = ReadStats()
-    rows = export.export(
-        args.dir, schema, args.to, date=args.date, start=args.start, end=args.end, config=cfg,
-        partition_by=args.partition_by, compression=args.compression, progress=_progress(args),
-        columns=args.columns, errors=args.errors, timestamp_column=args.timestamp_column, stats=stats,
-    )
-    print(f"exported {rows:,} rows to {args.to}")
+    if args.types:
+        types = _types(args.types)
+        columns: dict[str, list[str]] | None = None
+        if args.columns:  # type.column names: the columns of each type named
+            columns = {}
+            for item in args.columns:
+                name, _, col = item.partition(".")
+                if not col:
+                    raise ValueError(f"with --types, --columns names type.column (e.g. trade.px), got {item!r}")
+                columns.setdefault(name, []).append(col)
+        fmt = args.format or "parquet"
+        writer: Any = {"parquet": export.to_parquet, "ipc": export.to_ipc, "csv": export.to_csv}[fmt]
+        got: dict[str, int] = writer(
+            args.dir, types, args.to, date=args.date, start=args.start, end=args.end, config=cfg,
+            partition_by=args.partition_by, progress=_progress(args), columns=columns, errors=args.errors,
+            timestamp_column=args.timestamp_column, stats=stats, unknown=args.unknown,
+            **({} if args.compression is None else {"compression": args.compression}),
+        )
+        rows = sum(got.values())
+        print(f"exported {rows:,} rows to {args.to}: " + ", ".join(f"{n} {r:,}" for n, r in got.items()))
+        if stats.unknown_rows:
+            print(f"pychro export: skipped {stats.unknown_rows:,} messages whose tag names no type (--unknown skip)",
+                  file=sys.stderr)
+    else:
+        if args.unknown != "raise":
+            raise ValueError("--unknown is for --types")
+        rows = export.export(
+            args.dir, _schema(args.schema), args.to, fmt=args.format, date=args.date, start=args.start,
+            end=args.end, config=cfg, partition_by=args.partition_by, compression=args.compression,
+            progress=_progress(args), columns=args.columns, errors=args.errors,
+            timestamp_column=args.timestamp_column, stats=stats,
+        )
+        print(f"exported {rows:,} rows to {args.to}")
     out = _Rows("export", stats)
     out.shown = rows
     return out.report(rows + 1, None)  # every row it read was exported: report all it left out
@@ -331,6 +434,15 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     if not os.path.exists(args.file):
         raise FileNotFoundError(f"file not found: {args.file}")
+    from .frames.export_types import import_folder, is_types_folder
+
+    if is_types_folder(args.file):  # written by export --types: every type, merged back in the journal's order
+        if args.schema or args.date:
+            raise ValueError("a --types export folder carries its message types: give neither --schema nor --date")
+        got = import_folder(args.file, args.dir, config=_config(args), progress=_progress(args))
+        print(f"imported {sum(got.values()):,} rows into {args.dir}: "
+              + ", ".join(f"{n} {r:,}" for n, r in got.items()))
+        return 0
     schema = args.schema and _schema(args.schema)
     if export.file_format(args.file) is None:
         raise ValueError(f"cannot tell the format of {args.file!r}: use .parquet, .arrow, .feather or .csv")
@@ -470,7 +582,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("head", "tail"):
         p = sub.add_parser(name, help=f"print the {'first' if name == 'head' else 'last'} messages with a schema")
         p.add_argument("dir")
-        p.add_argument("--schema", required=True, help='"ts:timestamp_ms,px:float64,..." or a JSON file')
+        g = p.add_mutually_exclusive_group(required=True)
+        g.add_argument("--schema", help='"ts:timestamp_ms,px:float64,..." or a JSON file')
+        g.add_argument("--types", help="a message types JSON file (pychro.MessageTypes.to_json): each message is "
+                                       "shown with its type's name and fields")
         p.add_argument("-n", type=int, default=10)
         p.add_argument("-f", "--follow", action="store_true", help="keep printing new messages")
         _add_read_options(p)
@@ -478,8 +593,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write messages to .parquet, .arrow/.feather or .csv")
     p.add_argument("dir")
-    p.add_argument("--schema", required=True)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--schema")
+    g.add_argument("--types", help="a message types JSON file: one file per type, in the --to folder")
     p.add_argument("--to", required=True, help="output file (format from its extension) or folder")
+    p.add_argument("--format", choices=["parquet", "ipc", "csv"],
+                   help="output format (default: from --to's extension; parquet for a folder)")
+    p.add_argument("--unknown", choices=["raise", "skip"], default="raise",
+                   help="with --types: messages whose tag names no type: fail (default) or skip them")
     p.add_argument("--date", type=_date)
     p.add_argument("--from", dest="start", type=_when,
                    help="full index, or ISO date/time (UTC when naive): rows whose timestamp field is at or after it")
@@ -492,7 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compression", default=None)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("import", help="append rows of a .parquet/.arrow/.csv file to a journal")
+    p = sub.add_parser("import", help="append rows of a .parquet/.arrow/.csv file (or a --types export folder) "
+                                      "to a journal")
     p.add_argument("file")
     p.add_argument("dir")
     p.add_argument("--schema", help="default: the schema stored in the file by pychro export")

@@ -191,6 +191,7 @@ def write_frames(
     clock: Any = None,
     progress: bool | None = None,
     threads: int | None = None,
+    order_by: str | None = None,
 ) -> dict[str, npt.NDArray[np.int64]]:
     """Append the frames of several message types as one stream, merged by the header's timestamp.
 
@@ -206,6 +207,10 @@ def write_frames(
         it, stably: equal timestamps keep the order of ``frames``, then row order. With no timestamp field in
         the header, the frames are appended one after the other. It also picks each row's cycle, unless
         ``date`` is given.
+
+    order_by : str, optional
+        A column of every frame to merge by instead of the timestamp (``_index`` of a message-types export:
+        the journal's own order), stably as above.
 
     Other parameters are those of :func:`write_frame`. Every row is checked before anything is written; the
     messages are byte for byte those the row writer writes for the same values in the same order.
@@ -264,10 +269,12 @@ def write_frames(
         base += used
         lengths.append(prep.lengths)
         cycles.append(np.broadcast_to(prep.cycles, (n,)) if n else prep.cycles[:0])
-        if ts_name is not None:
+        if ts_name is not None and order_by is None:
             stamps.append(np.asarray(prep.program.steps[prep.program.names.index(ts_name)].values, np.int64))
+    if order_by is not None:
+        stamps = [_merge_key(t, order_by, name) for t, name in zip(tables, names)]
     all_lengths = np.concatenate(lengths)
-    order = (np.argsort(np.concatenate(stamps), kind="stable") if ts_name is not None
+    order = (np.argsort(np.concatenate(stamps), kind="stable") if stamps
              else np.arange(total, dtype=np.int64))
     program = raw_program(np.concatenate(bodies), np.concatenate(starts)[order], all_lengths[order])
     merged = _Prepared(program, all_lengths[order], np.concatenate(cycles)[order])
@@ -284,6 +291,16 @@ def write_frames(
     full[order] = out
     edges = np.cumsum([0, *counts])
     return {name: full[a:b] for name, a, b in zip(names, edges[:-1], edges[1:])}
+
+
+def _merge_key(table: Any, column: str, name: str) -> npt.NDArray[np.int64]:
+    pa = require("pyarrow")
+    if column not in table.column_names:
+        raise ValueError(f"frame {name!r} has no column {column!r} to merge by (order_by=)")
+    col = table.column(column)
+    if col.null_count or not (pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type)):
+        raise ValueError(f"order_by={column!r}: frame {name!r}'s column must be integers or timestamps, no nulls")
+    return np.asarray(col.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def _with_tag(table: Any, types: Any, name: str) -> Any:

@@ -47,8 +47,15 @@ def to_parquet(
     parallel: bool = False,
     timestamp_column: str | None = None,
     stats: Any = None,
+    unknown: str = "raise",
 ) -> int:
     """Stream a journal (or a date/index range of it) into a Parquet file; returns the rows written.
+
+    With :class:`~pychro.MessageTypes` instead of a schema, ``out`` is a folder: one ``<type>.parquet`` per
+    type (``<type>/date=YYYY-MM-DD/part-0.parquet`` when partitioned), written in one pass, each with an
+    ``_index`` column first (the message's full index: ``pychro import`` of the folder restores the journal's
+    order); ``columns=`` and ``unknown=`` are those of :func:`pychro.read_tables`, and the rows written are
+    returned per type (a dict).
 
     ``partition_by="date"`` writes a hive-style dataset instead: one ``date=YYYY-MM-DD/part-0.parquet`` per
     cycle (``cycle=<folder>`` for non-daily cycles) under ``out``; with ``parallel=True`` the cycles are
@@ -70,6 +77,14 @@ def to_parquet(
     >>> pychro.to_parquet(journal_dir, "ts:timestamp_ms,px:float64", "ticks.parquet")  # doctest: +SKIP
     2000000
     """
+    if _is_types(schema):
+        if parallel:
+            raise ValueError("parallel=True exports one schema; message types are exported in one pass without it")
+        return _types(  # type: ignore[return-value]
+            "parquet", path, schema, out, date, start, end, columns, row_group_rows, compression, partition_by,
+            config, thread_id_bits, progress, errors, timestamp_column, stats, unknown)
+    if unknown != "raise":
+        raise ValueError("unknown= is for message types (a pychro.MessageTypes), not a single schema")
     if parallel:
         if partition_by is None:
             raise ValueError("parallel=True needs partition_by='date' (one file per cycle)")
@@ -91,9 +106,13 @@ def to_ipc(
     start: Any = None, end: Any = None, *, columns: list[str] | None = None, errors: str = "raise",
     row_group_rows: int = 1 << 20, compression: str | None = None, partition_by: str | None = None,
     config: VanillaConfig | None = None, thread_id_bits: int | None = None, progress: bool | None = None,
-    timestamp_column: str | None = None, stats: Any = None,
+    timestamp_column: str | None = None, stats: Any = None, unknown: str = "raise",
 ) -> int:
     """Like :func:`to_parquet`, writing an Arrow IPC (Feather v2) file."""
+    if _is_types(schema):
+        return _types(  # type: ignore[return-value]
+            "ipc", path, schema, out, date, start, end, columns, row_group_rows, compression, partition_by,
+            config, thread_id_bits, progress, errors, timestamp_column, stats, unknown)
     return _export("ipc", path, schema, out, date, start, end, columns, row_group_rows, compression,
                    partition_by, config, thread_id_bits, progress, errors, timestamp_column, stats)
 
@@ -103,9 +122,13 @@ def to_csv(
     start: Any = None, end: Any = None, *, columns: list[str] | None = None, errors: str = "raise",
     row_group_rows: int = 1 << 20, partition_by: str | None = None, config: VanillaConfig | None = None,
     thread_id_bits: int | None = None, progress: bool | None = None, timestamp_column: str | None = None,
-    stats: Any = None,
+    stats: Any = None, unknown: str = "raise",
 ) -> int:
     """Like :func:`to_parquet`, writing CSV (no metadata: import it back with an explicit schema)."""
+    if _is_types(schema):
+        return _types(  # type: ignore[return-value]
+            "csv", path, schema, out, date, start, end, columns, row_group_rows, None, partition_by,
+            config, thread_id_bits, progress, errors, timestamp_column, stats, unknown)
     return _export("csv", path, schema, out, date, start, end, columns, row_group_rows, None,
                    partition_by, config, thread_id_bits, progress, errors, timestamp_column, stats)
 
@@ -128,6 +151,22 @@ def export(
 
 
 # -- implementation -------------------------------------------------------------------------------------------
+def _is_types(schema: Any) -> bool:
+    from .types import MessageTypes
+
+    return isinstance(schema, MessageTypes)
+
+
+def _types(fmt: str, path: Any, types: Any, out: Any, date: Any, start: Any, end: Any, columns: Any,
+           row_group_rows: int, compression: str | None, partition_by: str | None, config: Any, thread_id_bits: Any,
+           progress: bool | None, errors: str, timestamp_column: str | None, stats: Any, unknown: str,
+           ) -> dict[str, int]:
+    from .export_types import export_types
+
+    return export_types(fmt, path, types, out, date, start, end, columns, row_group_rows, compression, partition_by,
+                        config, thread_id_bits, progress, errors, unknown, timestamp_column, stats)
+
+
 def _export(
     fmt: str, path: Any, schema: SchemaLike, out: Any, date: Any, start: Any, end: Any, columns: Any,
     row_group_rows: int, compression: str | None, partition_by: str | None, config: Any, thread_id_bits: Any,

@@ -1,0 +1,236 @@
+"""Export and import of journals with several message types: one file per type, in one pass over the journal.
+
+``to_parquet(path, types, "out/")`` (and ``to_ipc``, ``to_csv``) writes ``out/<type>.<ext>``, or with
+``partition_by="date"`` one folder per type (``out/<type>/date=YYYY-MM-DD/part-0.<ext>``). Each file holds its
+type's columns after an ``_index`` column (the message's full index) and carries the message types
+(``pychro.types``) and its type's name (``pychro.type``) in its metadata besides the usual ``pychro.schema``;
+:func:`import_folder` merges such files back into one journal by ``_index``: the same messages in the same
+order. One reading pass feeds every type's writer (each on a thread of its own, through a short queue).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from .._optional import require
+from .export import _with_range, _write, check_compression, check_outside, partition_name
+from .schema import LIST
+from .types import MessageTypes
+
+__all__ = ["META_TYPES", "META_TYPE_NAME", "export_types", "import_folder", "is_types_folder"]
+
+META_TYPES = b"pychro.types"
+META_TYPE_NAME = b"pychro.type"
+_DONE = object()
+_QUEUE_BATCHES = 4  # batches waiting per type's writer: memory stays bounded by a few batches per type
+
+
+class _Abort(Exception):
+    """The reading side failed: a writer stops and leaves no file."""
+
+
+def export_types(
+    fmt: str, path: Any, types: MessageTypes, out: Any, date: Any, start: Any, end: Any, columns: Any,
+    row_group_rows: int, compression: str | None, partition_by: str | None, config: Any, thread_id_bits: Any,
+    progress: bool | None, errors: str, unknown: str, timestamp_column: str | None, stats: Any,
+) -> dict[str, int]:
+    """One file (or partitioned folder) per message type; returns the rows written per type."""
+    from .api import ReadStats, _check_rows
+    from .typed import _typed_batches, _TypedRead
+
+    _check_rows(row_group_rows, "row_group_rows")
+    check_compression(fmt, compression)
+    if partition_by not in (None, "date", "cycle"):
+        raise ValueError(f"partition_by must be None or 'date', got {partition_by!r}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"out={os.fspath(out)!r} is a file: message types are exported into a folder, one file "
+                         "per type")
+    tr = _TypedRead(path, types, date, start, end, columns, errors, unknown, True, None, config, thread_id_bits,
+                    timestamp_column)
+    if fmt == "csv":
+        listed = [(k.name, c) for k in tr.kinds for c in k.plan.columns
+                  if types.schema(k.name)[c].kind == LIST]
+        if listed:
+            name, col = listed[0]
+            raise ValueError(f"CSV has no list columns: column {col!r} of type {name!r} is "
+                             f"{types.schema(name)[col].type.name}; export to Parquet or Arrow IPC, or leave it out "
+                             "with columns=")
+    journal = tr.r.journal
+    check_outside(journal.path, out)
+    stats = stats if stats is not None else ReadStats()
+    cfg = journal.config
+    ext = {"parquet": "parquet", "ipc": "arrow", "csv": "csv"}[fmt]
+    source = {"journal": os.path.abspath(journal.path), "config": {k: v for k, v in vars(cfg).items()
+                                                                    if not k.startswith("_")}}
+    os.makedirs(out, exist_ok=True)
+    rows = {k.name: 0 for k in tr.kinds}
+    groups = [tr.r.cycles] if partition_by is None else [[c] for c in tr.r.cycles]
+    for ranges in groups:
+        targets = {}
+        for k in tr.kinds:
+            if partition_by is None:
+                targets[k.name] = os.path.join(os.fspath(out), f"{k.name}.{ext}")
+            else:
+                targets[k.name] = os.path.join(os.fspath(out), k.name, partition_name(cfg, ranges[0][0]),
+                                               f"part-0.{ext}")
+        part = _copy_with(tr, ranges)
+        pairs = _typed_batches(part, 65_536, _threads_for(part), False, 0.0, stats)
+        got = _fan_out(fmt, pairs, tr, types, targets, row_group_rows, compression,
+                       _with_range(source, ranges, journal))
+        for name, n in got.items():
+            rows[name] += n
+        if stats.truncated:  # errors="truncate" stopped at a bad message: nothing after it
+            break
+    return rows
+
+
+def _copy_with(tr: Any, ranges: list[tuple[int, int, int | None]]) -> Any:
+    import copy
+
+    part = copy.copy(tr)
+    part.r = copy.copy(tr.r)
+    part.r.cycles = ranges
+    return part
+
+
+def _threads_for(tr: Any) -> int:
+    from .api import _threads
+
+    return _threads(None, tr.r)
+
+
+def _fan_out(fmt: str, pairs: Iterator[Any], tr: Any, types: MessageTypes, targets: dict[str, str],
+             row_group_rows: int, compression: str | None, source: dict[str, Any]) -> dict[str, int]:
+    """Feed each type's batches to its own writer thread; a failure on either side leaves no file."""
+    queues: dict[str, queue.Queue[Any]] = {k.name: queue.Queue(maxsize=_QUEUE_BATCHES) for k in tr.kinds}
+    rows: dict[str, int] = {}
+    failed: list[BaseException] = []
+    stop = threading.Event()
+
+    def feed(name: str) -> Iterator[Any]:
+        q = queues[name]
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Abort):
+                raise item
+            yield item
+
+    def write(kind: Any) -> None:
+        q = queues[kind.name]
+        try:
+            meta = {META_TYPES: types.to_json().encode(), META_TYPE_NAME: kind.name.encode()}
+            file_schema: Any = _Indexed(kind.arrow_schema, meta)
+            rows[kind.name] = _write(fmt, targets[kind.name], file_schema, ["_index", *kind.plan.columns],
+                                     feed(kind.name), row_group_rows, compression, dict(source, type=kind.name))
+        except _Abort:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading side, which raises it
+            failed.append(exc)
+            stop.set()
+            while not isinstance(item := q.get(), _Abort) and item is not _DONE:
+                pass  # take what the reader still puts, until its end marker
+
+    threads = [threading.Thread(target=write, args=(k,), name=f"pychro-export-{k.name}") for k in tr.kinds]
+    for t in threads:
+        t.start()
+    ok = False
+    try:
+        for name, batch in pairs:
+            if stop.is_set():
+                break
+            queues[name].put(batch)
+        ok = not stop.is_set()
+    finally:
+        for q in queues.values():
+            q.put(_DONE if ok else _Abort())
+        for t in threads:
+            t.join()
+    if failed:
+        raise failed[0]
+    return rows
+
+
+class _Indexed:
+    """What :func:`~pychro.frames.export._write` needs of a schema: a type's Arrow schema (``_index`` first) with
+    the message types in its metadata."""
+
+    def __init__(self, arrow_schema: Any, meta: dict[bytes, bytes]) -> None:
+        self.arrow = arrow_schema.with_metadata({**(arrow_schema.metadata or {}), **meta})
+
+    def to_arrow(self) -> Any:
+        return self.arrow
+
+
+# -- import ------------------------------------------------------------------------------------------------------
+def is_types_folder(path: str | os.PathLike[str]) -> bool:
+    """True for a folder written by a message-types export (files whose metadata names their type)."""
+    return bool(os.path.isdir(path) and _type_files(os.fspath(path)))
+
+
+def _type_files(folder: str) -> dict[str, list[str]]:
+    """type name -> its files (a file, or the parts of its date folders), from each file's metadata."""
+    pa = require("pyarrow", purpose="import")
+    pq = require("pyarrow.parquet", extra="frames")
+    found: dict[str, list[str]] = {}
+    for root, _dirs, files in os.walk(folder):
+        for f in sorted(files):
+            p = os.path.join(root, f)
+            ext = os.path.splitext(f)[1].lower()
+            try:
+                if ext == ".parquet":
+                    meta = pq.read_schema(p).metadata or {}
+                elif ext in (".arrow", ".feather", ".ipc"):
+                    with pa.memory_map(p) as src:
+                        meta = pa.ipc.open_file(src).schema.metadata or {}
+                else:
+                    continue
+            except (OSError, pa.ArrowInvalid):
+                continue
+            if META_TYPE_NAME in meta and META_TYPES in meta:
+                found.setdefault(meta[META_TYPE_NAME].decode(), []).append(p)
+    return found
+
+
+def import_folder(folder: str | os.PathLike[str], path: str | os.PathLike[str], *, config: Any = None,
+                  thread_id_bits: int | None = None, progress: bool | None = None) -> dict[str, int]:
+    """Append the messages of a message-types export back into a journal, merged by ``_index`` (their order in
+    the journal exported); returns the rows per type."""
+    pa = require("pyarrow", purpose="import")
+    pq = require("pyarrow.parquet", extra="frames")
+    from .backfill import write_frames
+
+    files = _type_files(os.fspath(folder))
+    if not files:
+        raise ValueError(f"{os.fspath(folder)!r} holds no file of a message-types export (pychro.type metadata)")
+    types_json = {_meta(p)[META_TYPES] for ps in files.values() for p in ps}
+    if len(types_json) != 1:
+        raise ValueError(f"the files under {os.fspath(folder)!r} come from exports with different message types")
+    types = MessageTypes.from_json(types_json.pop().decode())
+    frames = {}
+    for name in types.names:
+        parts = []
+        for p in files.get(name, []):
+            if p.endswith(".parquet"):
+                parts.append(pq.read_table(p))
+            else:
+                with pa.memory_map(p) as src:
+                    parts.append(pa.ipc.open_file(src).read_all())
+        if parts:
+            frames[name] = pa.concat_tables(parts)
+    out = write_frames(frames, path, types, config=config, thread_id_bits=thread_id_bits, progress=progress,
+                       order_by="_index")
+    return {name: int(v.size) for name, v in out.items()}
+
+
+def _meta(p: str) -> dict[bytes, bytes]:
+    pa = require("pyarrow", purpose="import")
+    if p.endswith(".parquet"):
+        return dict(require("pyarrow.parquet", extra="frames").read_schema(p).metadata or {})
+    with pa.memory_map(p) as src:
+        return dict(pa.ipc.open_file(src).schema.metadata or {})
