@@ -7,6 +7,7 @@ import os
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -118,3 +119,20 @@ def test_missing_dask_gives_install_hint(monkeypatch: pytest.MonkeyPatch, journa
     monkeypatch.delitem(__import__("sys").modules, "dask.dataframe", raising=False)
     with pytest.raises(ImportError, match=r"pychro\[dask\]"):
         pychro.read_dask(journal, TICK_SCHEMA)
+
+
+def test_message_types_share_their_partitions(java_feed: Any) -> None:
+    """read_dask with message types: one dask frame per type, partitions shared, equal to read_frames."""
+    import dask
+    from frames.test_types import FEED
+
+    frames = pychro.read_dask(java_feed.journal, FEED, index=True, partition_rows=1500)
+    assert list(frames) == FEED.names and all(f.npartitions == 4 for f in frames.values())
+    got = dask.compute(*frames.values())
+    local = pychro.read_frames(java_feed.journal, FEED, index=True)
+    for name, frame in zip(FEED.names, got):
+        assert frame.reset_index().equals(local[name]), name
+    sel = pychro.read_dask(java_feed.journal, FEED, columns={"quote": ["ask"]})["quote"].compute()
+    assert list(sel.columns) == ["ask"] and len(sel) == 2400
+    with pytest.raises(ValueError, match="truncate"):
+        pychro.read_dask(java_feed.journal, FEED, errors="truncate")

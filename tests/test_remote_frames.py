@@ -179,3 +179,26 @@ def test_follow_receives_live_appends(tmp_path: Path) -> None:
         stream.close()
     assert got[:3000] == list(range(3000))
     assert np.all(np.diff(got) == 1)
+
+
+def test_java_feed_by_message_type_equals_read_tables(java_feed: Any) -> None:
+    """A multi-type Java feed served over TCP: (type, batch) pairs whose tables equal read_tables'."""
+    from frames.test_types import FEED
+
+    import pychro
+
+    local = pychro.read_tables(java_feed.journal, FEED, index=True)
+    stats = ReadStats()
+    with serve(java_feed.journal, background=True) as server:
+        pairs = list(iter_remote_batches("127.0.0.1", server.port, FEED, index=True, timeout=0.3, stats=stats,
+                                         batch_rows=700))
+    for name in FEED.names:
+        got = pa.Table.from_batches([b for n, b in pairs if n == name], schema=local[name].schema)
+        assert got.equals(local[name]), name
+    assert stats.rows == 6000 and stats.unknown_rows == 0
+    two = pychro.MessageTypes("ts:timestamp_ns,type:int8", "type", {4: ("heartbeat", "")})
+    with serve(java_feed.journal, background=True) as server:
+        beats = list(iter_remote_batches("127.0.0.1", server.port, two, unknown="skip", timeout=0.3, stats=stats))
+        assert sum(b.num_rows for _, b in beats) == 600
+        with pytest.raises(SchemaMismatchError, match="names no message type"):
+            list(iter_remote_batches("127.0.0.1", server.port, two, timeout=0.3))

@@ -113,8 +113,13 @@ def read_dask(
     thread_id_bits: int | None = None,
     errors: str = "raise",
     timestamp_column: str | None = None,
+    unknown: str = "raise",
 ) -> Any:
     """A ``dask.dataframe.DataFrame`` of a journal: one partition per cycle, big cycles split by row range.
+
+    With :class:`~pychro.MessageTypes` instead of a schema: ``{type name: dask DataFrame}`` (``columns`` and
+    ``unknown`` as for :func:`pychro.read_tables`), one partition per cycle each; the types share their
+    partitions' reads when computed together (``dask.compute(*frames.values())``).
 
     Parameters
     ----------
@@ -135,6 +140,13 @@ def read_dask(
     dd = require("dask.dataframe", extra="dask", purpose="read_dask")
     if partition_rows <= 0:
         raise ValueError("partition_rows must be positive")
+    from .types import MessageTypes
+
+    if isinstance(schema, MessageTypes):
+        return _read_dask_types(path, schema, start, end, columns, date, index, partition_rows, dtype_backend,
+                                config, thread_id_bits, errors, unknown, timestamp_column)
+    if unknown != "raise":
+        raise ValueError("unknown= is for message types (a pychro.MessageTypes), not a single schema")
     schema = Schema(schema)
     if columns is not None:
         from .decode import Plan
@@ -149,6 +161,88 @@ def read_dask(
     if index:
         divisions = tuple(p.start for p in parts) + (parts[-1].end - 1,)
     return dd.from_map(_read_part, parts, meta=meta, divisions=divisions, enforce_metadata=False)
+
+
+@dataclass(frozen=True)
+class _TypedPart:
+    """One partition of a message-types read: messages [start, end) of one cycle, every type. Picklable."""
+
+    path: str
+    types_json: str
+    config: VanillaConfig
+    start: int
+    end: int
+    columns: tuple[tuple[str, tuple[str, ...]], ...] | None
+    index: bool
+    dtype_backend: str
+    errors: str
+    unknown: str
+    time: TimeFilter | None
+
+
+def _read_typed_part(part: _TypedPart) -> dict[str, Any]:
+    """Every type's frame of one partition, in one pass over its messages."""
+    from .api import ReadStats, _to_frame
+    from .typed import _typed_batches, _TypedRead
+    from .types import MessageTypes
+
+    pa = require("pyarrow")
+    columns = {name: list(cols) for name, cols in part.columns} if part.columns is not None else None
+    tr = _TypedRead(part.path, MessageTypes.from_json(part.types_json), None, part.start, part.end, columns,
+                    part.errors, part.unknown, part.index, None, part.config, None, None, time=part.time)
+    got: dict[str, list[Any]] = {k.name: [] for k in tr.kinds}
+    for name, batch in _typed_batches(tr, 65_536, 1, False, 0.0, ReadStats()):
+        got[name].append(batch)
+    out = {}
+    for name, schema in tr.schemas().items():
+        frame = _to_frame(pa.Table.from_batches(got[name], schema=schema), part.dtype_backend)
+        out[name] = frame.set_index("_index") if part.index else frame
+    return out
+
+
+def _read_dask_types(
+    path: Any, types: Any, start: Any, end: Any, columns: Any, date: Any, index: bool, partition_rows: int,
+    dtype_backend: str, config: VanillaConfig | None, thread_id_bits: int | None, errors: str, unknown: str,
+    timestamp_column: str | None,
+) -> dict[str, Any]:
+    """read_dask with message types: ``{type name: dask DataFrame}``, partitions shared by all types (a partition
+    is read once when the frames are computed together, e.g. ``dask.compute(*frames.values())``)."""
+    dask = require("dask", extra="dask", purpose="read_dask")
+    dd = require("dask.dataframe", extra="dask", purpose="read_dask")
+    from .typed import _TypedRead
+
+    if errors == "truncate":
+        raise ValueError("errors='truncate' stops the whole read at the first message that does not match the "
+                         "schema, which partitions read side by side cannot do: use errors='skip' or 'raise' here, "
+                         "or a serial read (read_tables)")
+    tr = _TypedRead(path, types, date, start, end, columns, errors, unknown, index, None, config, thread_id_bits,
+                    timestamp_column)
+    r = tr.r
+    journal, cfg = r.journal, r.config
+    cols = tuple((n, tuple(c)) for n, c in columns.items()) if columns else None
+    parts = []
+    for cycle, first, stop in r.cycles:
+        count = journal.count(cycle, strict=errors == "raise")
+        last = count if stop is None else min(stop, count)
+        for s in range(first, last, partition_rows):
+            parts.append(_TypedPart(journal.path, types.to_json(), cfg, cfg.index_of(cycle, s),
+                                    cfg.index_of(cycle, min(s + partition_rows, last)), cols, index, dtype_backend,
+                                    errors, unknown, r.time))
+    shared = [dask.delayed(_read_typed_part)(p) for p in parts]
+    divisions = tuple(p.start for p in parts) + (parts[-1].end - 1,) if index and parts else None
+    out = {}
+    for kind in tr.kinds:
+        meta = _meta(types.schema(kind.name), kind.plan.columns, index, dtype_backend)
+        if not parts:
+            out[kind.name] = dd.from_pandas(meta, npartitions=1)
+            continue
+        pieces = [dask.delayed(_pick)(d, kind.name) for d in shared]
+        out[kind.name] = dd.from_delayed(pieces, meta=meta, divisions=divisions, verify_meta=False)
+    return out
+
+
+def _pick(frames: dict[str, Any], name: str) -> Any:
+    return frames[name]
 
 
 def _export_part(part: _Part, out: str, fmt: str, compression: str | None, row_group_rows: int) -> int:

@@ -72,7 +72,7 @@ class _TypedRead:
     def __init__(
         self, path: Any, types: MessageTypes, date: Any, start: Any, end: Any, columns: Any, errors: str,
         unknown: str, index: bool, metadata: Iterable[str] | str | None, config: VanillaConfig | None,
-        thread_id_bits: int | None, timestamp_column: str | None, narrow_rows: bool = True,
+        thread_id_bits: int | None, timestamp_column: str | None, narrow_rows: bool = True, time: Any = None,
     ) -> None:
         if not isinstance(types, MessageTypes):
             raise TypeError(f"types must be a pychro.MessageTypes, got {type(types).__name__}")
@@ -82,23 +82,31 @@ class _TypedRead:
         self.unknown = unknown
         wanted = _columns_by_type(types, columns)
         self.r = _Read(path, types.header, date, start, end, [types.tag], errors, index, metadata, config,
-                       thread_id_bits, timestamp_column, narrow_rows=narrow_rows, rest=True)
+                       thread_id_bits, timestamp_column, narrow_rows=narrow_rows, rest=True, time=time)
         r = self.r
-        tcol = r.time.column if r.time is not None else None
-        self.kinds: list[_Type] = []
-        for name in types.names:
-            full = types.schema(name)
-            plan = Plan(full, wanted.get(name) or types.columns(name))
-            decode_plan = plan if tcol is None or tcol in plan.columns else Plan(full, [*plan.columns, tcol])
-            arrow = full.to_arrow()
-            fields = [pa.field(m, pa.int64(), nullable=False) for m in r.meta]
-            fields += [arrow.field(c) for c in plan.columns]
-            self.kinds.append(_Type(name, plan, decode_plan, pa.schema(fields, metadata=arrow.metadata)))
-        tag_type = S.arrow_type(types.header[types.tag].type)
-        self.values = pa.array(types.values, type=tag_type)
+        self.kinds, self.values = type_plans(types, wanted, r.meta, r.time.column if r.time is not None else None)
 
     def schemas(self) -> dict[str, Any]:
         return {k.name: k.arrow_schema for k in self.kinds}
+
+
+def type_plans(types: MessageTypes, wanted: dict[str, list[str]], meta: list[str], tcol: str | None,
+               ) -> tuple[list[_Type], Any]:
+    """Each type's plans and output schema, and the tag values (as an Arrow array, in the types' order)."""
+    kinds = []
+    for name in types.names:
+        full = types.schema(name)
+        plan = Plan(full, wanted.get(name) or types.columns(name))
+        decode_plan = plan if tcol is None or tcol in plan.columns else Plan(full, [*plan.columns, tcol])
+        arrow = full.to_arrow()
+        fields = [pa.field(m, pa.int64(), nullable=False) for m in meta]
+        fields += [arrow.field(c) for c in plan.columns]
+        kinds.append(_Type(name, plan, decode_plan, pa.schema(fields, metadata=arrow.metadata)))
+    return kinds, pa.array(types.values, type=S.arrow_type(types.header[types.tag].type))
+
+
+def columns_by_type(types: MessageTypes, columns: Any) -> dict[str, list[str]]:
+    return _columns_by_type(types, columns)
 
 
 def _columns_by_type(types: MessageTypes, columns: Any) -> dict[str, list[str]]:
@@ -134,7 +142,8 @@ class _Decoded(NamedTuple):
     replaced: int
 
 
-def _decode(tr: _TypedRead, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64]) -> _Decoded:
+def _decode(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64]) -> _Decoded:
+    """One batch of every type (``tr``: a :class:`_TypedRead`, or what the remote reader makes alike)."""
     r = tr.r
     n = int(entries.size)
     # 1. the header of every row (headers are checked here: damage raises, first in index order)
@@ -186,7 +195,7 @@ def _skipped(n: int, rows: npt.NDArray[np.int64], ids: npt.NDArray[np.int64], de
     return (n - int(rows.size)) + (known - kept)
 
 
-def _reraise(tr: _TypedRead, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64], first: tuple[int, int],
+def _reraise(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64], first: tuple[int, int],
              ) -> None:
     """Raise the mismatch of batch row ``first[0]`` (type ``first[1]``, -1: its header) as a read with
     ``errors="raise"`` names it."""
@@ -197,7 +206,7 @@ def _reraise(tr: _TypedRead, files: CycleFiles, seq0: int, entries: npt.NDArray[
     raise AssertionError("a mismatching row decoded cleanly")  # pragma: no cover
 
 
-def _raise_unknown(tr: _TypedRead, files: CycleFiles, seq0: int, row: int, head: Any, rows: Any) -> None:
+def _raise_unknown(tr: Any, files: CycleFiles, seq0: int, row: int, head: Any, rows: Any) -> None:
     tag = tr.types.tag
     at = int(np.searchsorted(rows, row))
     value = head.columns[tag][at].as_py()
@@ -206,7 +215,8 @@ def _raise_unknown(tr: _TypedRead, files: CycleFiles, seq0: int, row: int, head:
     raise SchemaMismatchError(
         f"message has {tag}={value!r}, which names no message type (types: {listed}); use unknown='skip' to "
         "read past such messages",
-        column=tag, path=files.folder, cycle=files.cycle, seq=seq, index=files.config.index_of(files.cycle, seq),
+        column=tag, path=getattr(files, "folder", None), cycle=files.cycle, seq=seq,
+        index=files.config.index_of(files.cycle, seq),
     )
 
 
@@ -249,7 +259,7 @@ def _typed_batches(tr: _TypedRead, batch_rows: int, threads: int, follow: bool, 
             raise damage
 
 
-def _record_batch(tr: _TypedRead, kind: _Type, seqs: npt.NDArray[np.int64], cols: dict[str, Any], cycle: int) -> Any:
+def _record_batch(tr: Any, kind: _Type, seqs: npt.NDArray[np.int64], cols: dict[str, Any], cycle: int) -> Any:
     r = tr.r
     arrays = []
     for m in r.meta:

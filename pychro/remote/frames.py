@@ -147,6 +147,104 @@ def iter_remote_batches(
         raise ValueError(f"errors= must be one of {_ERRORS}, got {errors!r}")
     if batch_rows <= 0:
         raise ValueError(f"batch_rows must be positive, got {batch_rows}")
+    from ..frames.types import MessageTypes
+
+    unknown = reader_options.pop("unknown", "raise")
+    if isinstance(schema, MessageTypes):
+        return _iter_remote_types(host, port, schema, where, columns, errors, unknown, batch_rows, index, metadata,
+                                  follow, timeout, config, stats, reader_options)
+    if unknown != "raise":
+        raise ValueError("unknown= is for message types (a pychro.MessageTypes), not a single schema")
+    return _iter_remote(host, port, schema, where, columns, errors, batch_rows, index, metadata, follow, timeout,
+                        config, stats, reader_options)
+
+
+def _regions(reader: Any, batch_rows: int, cfg: VanillaConfig, label: str) -> Iterator[tuple[Any, int, int, int]]:
+    """Each located run of frames as ``(files, seq0, entries, i0)``, the frames' bytes turned into a data file
+    in place (a Vanilla header where each frame's index word was); consumed once the caller comes back."""
+    while True:
+        try:
+            buf, pos, end = reader._next_region()
+        except NoData:
+            return
+        starts, sizes, i0 = locate_frames(buf, pos, end, batch_rows, cfg.max_index)
+        k = int(starts.size)
+        last_end = int(starts[-1] + _HDR + sizes[-1])
+        region = np.frombuffer(buf, dtype=np.uint8, count=last_end, offset=pos)
+        # A Vanilla header (~length) in place of the index's high word, right before each body.
+        if k > 1 and int(starts[1] - starts[0]) * (k - 1) == int(starts[-1]) and bool((sizes == sizes[0]).all()):
+            step = int(starts[1])
+            headers = np.ndarray((k,), dtype="<i4", buffer=region, offset=8, strides=(step,))
+            headers[:] = ~int(sizes[0])
+        else:
+            words = np.ndarray((last_end - 3,), dtype="<i4", buffer=region, offset=0, strides=(1,))
+            words[starts + 8] = ~sizes
+        block = 1 << max(8, (last_end + 8).bit_length())
+        codec = L.EntryCodec(1, block)
+        cycle, seq0 = cfg.split_index(i0)
+        files = _BufferFiles(_BufferMap(region, label), codec, cfg, cycle)
+        entries = (starts + _HDR).astype(np.uint64)  # body offsets; tid and file number 0
+        yield files, seq0, entries, i0
+        reader._consumed(pos + last_end, i0 + k - 1)
+
+
+def _iter_remote_types(
+    host: str, port: int, types: Any, where: Where, columns: Any, errors: str, unknown: str, batch_rows: int,
+    index: bool, metadata: Iterable[str] | str | None, follow: bool, timeout: float, config: VanillaConfig | None,
+    stats: ReadStats | None, reader_options: dict[str, Any],
+) -> Iterator[Any]:
+    """iter_remote_batches with message types: ``(type name, RecordBatch)`` pairs."""
+    from types import SimpleNamespace
+
+    from ..frames.typed import TypedBatch, _decode, _record_batch, columns_by_type, type_plans
+
+    if unknown not in ("raise", "skip"):
+        raise ValueError(f"unknown= must be one of ('raise', 'skip'), got {unknown!r}")
+    meta = _metadata_names(index, metadata)
+    kinds, values = type_plans(types, columns_by_type(types, columns), meta, None)
+    header = Plan(types.header, [types.tag], rest=True)
+    stats = stats if stats is not None else ReadStats()
+    reader = RemoteChronicleReader(
+        host, port, where, polling_interval=0.0 if follow else None, timeout=timeout, config=config,
+        **reader_options,
+    )
+    reader.recv_size = 4 << 20
+    cfg = reader.config
+    tr = SimpleNamespace(r=SimpleNamespace(decode_plan=header, errors=errors, meta=meta, config=cfg, time=None),
+                         types=types, kinds=kinds, unknown=unknown, values=values)
+
+    def pairs() -> Iterator[Any]:
+        try:
+            for files, seq0, entries, i0 in _regions(reader, batch_rows, cfg, f"<remote {host}:{port}>"):
+                out = _decode(tr, files, seq0, entries)  # type: ignore[arg-type]
+                stats.batches += 1
+                stats.slow_path_strings += out.slow
+                stats.replaced_surrogates += out.replaced
+                stats.skipped_rows += out.skipped
+                stats.unknown_rows += out.unknown
+                if out.first_bad is not None and stats.first_bad_index is None:
+                    stats.first_bad_index = i0 + out.first_bad
+                for kind, part in zip(kinds, out.parts):
+                    if part is None:
+                        continue
+                    batch = _record_batch(tr, kind, part[0] + seq0, part[1], files.cycle)
+                    stats.rows += batch.num_rows
+                    if batch.num_rows:
+                        yield TypedBatch(kind.name, batch)
+                if out.stop:
+                    stats.truncated = True
+                    return
+        finally:
+            reader.close()
+
+    return pairs()
+
+
+def _iter_remote(
+    host: str, port: int, schema: Any, where: Where, columns: Sequence[str] | None, errors: str, batch_rows: int,
+    index: bool, metadata: Iterable[str] | str | None, follow: bool, timeout: float, config: VanillaConfig | None,
+    stats: ReadStats | None, reader_options: dict[str, Any],
+) -> Iterator[Any]:
     schema = schema if isinstance(schema, S.Schema) else S.Schema(schema)
     plan = Plan(schema, columns)
     meta = _metadata_names(index, metadata)
@@ -166,31 +264,10 @@ def iter_remote_batches(
     cfg = reader.config
     label = f"<remote {host}:{port}>"
     try:
-        while True:
-            try:
-                buf, pos, end = reader._next_region()
-            except NoData:
-                return
-            starts, sizes, i0 = locate_frames(buf, pos, end, batch_rows, cfg.max_index)
-            k = int(starts.size)
-            last_end = int(starts[-1] + _HDR + sizes[-1])
-            region = np.frombuffer(buf, dtype=np.uint8, count=last_end, offset=pos)
-            # A Vanilla header (~length) in place of the index's high word, right before each body.
-            if k > 1 and int(starts[1] - starts[0]) * (k - 1) == int(starts[-1]) and bool((sizes == sizes[0]).all()):
-                step = int(starts[1])
-                headers = np.ndarray((k,), dtype="<i4", buffer=region, offset=8, strides=(step,))
-                headers[:] = ~int(sizes[0])
-            else:
-                words = np.ndarray((last_end - 3,), dtype="<i4", buffer=region, offset=0, strides=(1,))
-                words[starts + 8] = ~sizes
-            block = 1 << max(8, (last_end + 8).bit_length())
-            codec = L.EntryCodec(1, block)
-            cycle, seq0 = cfg.split_index(i0)
-            files = _BufferFiles(_BufferMap(region, label), codec, cfg, cycle)
-            entries = (starts + _HDR).astype(np.uint64)  # body offsets; tid and file number 0
+        for files, seq0, entries, i0 in _regions(reader, batch_rows, cfg, label):
+            cycle = files.cycle
             # _BufferFiles has what decode_batch uses of CycleFiles (codec, config, cycle, data, key_path)
             out = decode_batch(plan, files, seq0, entries, errors)  # type: ignore[arg-type]
-            reader._consumed(pos + last_end, i0 + k - 1)
             stats.batches += 1
             stats.slow_path_strings += out.slow_rows
             stats.replaced_surrogates += out.replaced
