@@ -713,6 +713,9 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
     uint8_t tmp[8 * TILE] __attribute__((aligned(64))); /* one column of a tile, before it is streamed out */
     Py_ssize_t run0 = n_prefix ? ops[0].run : 0; /* bytes of the run that starts the body, checked in (A) */
     Py_ssize_t tail = 0; /* bytes from tile_p[r] to the end of the prefix (after its last stop-bit) */
+    /* a prefix then a rest step (a common header): (B) decodes it all, and any body at least that long is right */
+    int rest = n_ops > 0 && ops[n_ops - 1].kind == D_REST && n_prefix == n_ops - 1;
+    int all_prefix = n_prefix == n_ops || rest;
     for (Py_ssize_t i0 = lo; i0 < hi && code == C_DONE; i0 += TILE) {
         Py_ssize_t m = hi - i0 < TILE ? hi - i0 : TILE, header_row = -1, why = 0;
         for (Py_ssize_t r = 0; r < m; r++) { /* (A) */
@@ -818,10 +821,10 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
             }
             tail = at;
         }
-        if (n_prefix == n_ops && decoding) { /* (C) when (B) decoded every field (no text): each body must end there */
+        if (all_prefix && decoding) { /* (C) when (B) decoded every field (no text): each body must end there */
             Py_ssize_t r = 0;
             for (; r < m; r++) {
-                int bad = !tile_ok[r] || tile_p[r] + tail != tile_end[r];
+                int bad = !tile_ok[r] || (!rest && tile_p[r] + tail != tile_end[r]);
                 st[i0 + r] = (uint8_t)(bad ? ST_MISMATCH : ST_OK);
                 if (bad) {
                     if (cnt[N_FIRST_BAD] < 0) {
