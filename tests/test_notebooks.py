@@ -20,7 +20,8 @@ def _plots(source: str) -> bool:
 
 
 def test_notebooks_are_present() -> None:
-    assert [p.name for p in NOTEBOOKS] == ["01-quickstart.ipynb", "02-live-tail.ipynb", "03-java-interop.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["01-quickstart.ipynb", "02-live-tail.ipynb", "03-java-interop.ipynb",
+                                           "04-message-types.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
