@@ -39,6 +39,7 @@ _LAZY = {
     "read_frames": "pychro.frames.typed",
     "read_table": "pychro.frames",
     "read_frame": "pychro.frames",
+    "scan": "pychro.frames.interchange",
     "iter_batches": "pychro.frames",
     "write_frame": "pychro.frames.backfill",
     "write_frames": "pychro.frames.backfill",
@@ -60,6 +61,7 @@ if TYPE_CHECKING:  # the lazy names with their real types, for type checkers onl
     from .frames.backfill import to_journal, write_frame, write_frames
     from .frames.dask import read_dask
     from .frames.export import to_csv, to_ipc, to_parquet
+    from .frames.interchange import scan
     from .frames.schema import Schema
     from .frames.typed import read_frames, read_tables
     from .frames.types import MessageTypes
@@ -102,6 +104,7 @@ __all__ = [
     "read_table",
     "read_tables",
     "replicate",
+    "scan",
     "serve",
     "to_csv",
     "to_ipc",

@@ -396,6 +396,18 @@ class Journal:
                 return self.config.index_of(cycle, 0)
         return None
 
+    def scan(self, schema: Any, **options: Any) -> Any:
+        """This journal as a lazy Arrow stream (:func:`pychro.scan`): for DuckDB, polars or pyarrow.
+
+        Examples
+        --------
+        >>> j = pychro.open(path).scan("ts:timestamp_ms,px:float64")   # doctest: +SKIP
+        >>> duckdb.sql("SELECT avg(px) FROM j")                        # doctest: +SKIP
+        """
+        from .frames.interchange import scan
+
+        return scan(self.path, schema, config=options.pop("config", self.config), **options)
+
     def cycle_infos(self) -> list[CycleInfo]:
         """One :class:`CycleInfo` per cycle folder, oldest first."""
         out = []

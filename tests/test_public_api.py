@@ -48,6 +48,7 @@ PUBLIC = [
     "read_table",
     "read_tables",
     "replicate",
+    "scan",
     "serve",
     "to_csv",
     "to_ipc",
@@ -59,7 +60,8 @@ PUBLIC = [
 ]
 # frames names need pyarrow/pandas: imported on first use
 LAZY = {"MessageTypes", "Schema", "iter_batches", "read_dask", "read_frame", "read_frames", "read_table", "read_tables",
-        "replicate", "serve", "to_csv", "to_ipc", "to_journal", "to_parquet", "verify_journal", "write_frame",
+        "replicate", "scan", "serve", "to_csv", "to_ipc", "to_journal", "to_parquet", "verify_journal",
+        "write_frame",
         "write_frames"}
 SUBMODULES = ["pychro.errors", "pychro.config", "pychro.excerpt", "pychro.journal", "pychro.reader", "pychro.writer"]
 FRAMES_BUILT = (Path(pychro.__file__).parent / "frames" / "__init__.py").exists()

@@ -101,6 +101,15 @@ def write_frame(
     array([21483495768555520])
     """
     _check_threads(threads)
+    from .interchange import as_source, is_arrow_stream, stream_schema
+
+    if is_arrow_stream(data):  # streamed batch by batch, in two passes (checked, then written): bounded memory
+        source = as_source(data)
+        assert source is not None
+        if schema is None:
+            schema = Schema.from_arrow(stream_schema(data))
+        return _write_stream(source, path, schema, date, timestamp_column=timestamp_column, config=config,
+                             thread_id_bits=thread_id_bits, clock=clock, progress=progress, threads=threads)
     table = _to_table(data)
     schema = Schema.from_arrow(table.schema) if schema is None else Schema(schema)
     journal = Journal(path, config, thread_id_bits, must_exist=False)
@@ -127,7 +136,7 @@ to_journal = write_frame
 
 
 def write_batches(
-    batches: Callable[[], Iterable[Any]],
+    batches: Callable[[], Iterable[Any]] | Any,
     path: str | os.PathLike[str],
     schema: SchemaLike,
     date: _dt.date | _dt.datetime | str | None = None,
@@ -144,9 +153,39 @@ def write_batches(
     ``batches()`` must give the same record batches (or tables) each time it is called: a first pass checks
     every row (a row that does not fit is rejected with its row number in the stream before anything is
     written), a second one writes them through one appender, as one ``write_frame`` of their concatenation
-    would. Memory holds about one batch.
+    would. Memory holds about one batch. ``batches`` may also be an object with the Arrow PyCapsule interface
+    (a polars DataFrame or LazyFrame result, a DuckDB relation, a pyarrow dataset scanner...): each pass reads
+    it afresh as a stream.
     """
-    schema = Schema(schema)
+    from .interchange import as_source
+
+    if not callable(batches) or hasattr(batches, "__arrow_c_stream__"):
+        source = as_source(batches)
+        if source is None:
+            raise TypeError("batches must be a function giving the batches (called twice: checked, then written) or "
+                            f"an object with the Arrow PyCapsule interface, not {type(batches).__name__}")
+        batches = source
+    written, _ = _write_stream_parts(batches, path, Schema(schema), date, timestamp_column, config, thread_id_bits,
+                                     clock, progress, threads, keep=False)
+    return written
+
+
+def _write_stream(
+    batches: Callable[[], Iterable[Any]], path: Any, schema: SchemaLike, date: Any, *,
+    timestamp_column: str | None, config: VanillaConfig | None, thread_id_bits: int | None, clock: Any,
+    progress: bool | None, threads: int | None,
+) -> npt.NDArray[np.int64]:
+    """write_frame of an Arrow stream: write_batches' two passes, keeping each row's full index."""
+    _, parts = _write_stream_parts(batches, path, Schema(schema), date, timestamp_column, config, thread_id_bits,
+                                   clock, progress, threads, keep=True)
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def _write_stream_parts(
+    batches: Callable[[], Iterable[Any]], path: Any, schema: Schema, date: Any, timestamp_column: str | None,
+    config: VanillaConfig | None, thread_id_bits: int | None, clock: Any, progress: bool | None,
+    threads: int | None, keep: bool,
+) -> tuple[int, list[npt.NDArray[np.int64]]]:
     _check_threads(threads)
     journal = Journal(path, config, thread_id_bits, must_exist=False)
     journal.check_target()
@@ -159,8 +198,9 @@ def write_batches(
         except ValueError as exc:
             raise _shifted(exc, total) from None
         total += table.num_rows
+    parts: list[npt.NDArray[np.int64]] = []
     if not total:
-        return 0
+        return 0, parts
     make_folder(journal.path)
     bar = _bar(total, progress)
     written = 0
@@ -169,14 +209,17 @@ def write_batches(
             for batch in batches():
                 table = _to_table(batch)
                 prepared = _prepare(table, schema, cfg, date, timestamp_column, clock, appender.workers)
-                _append(appender, prepared, np.empty(table.num_rows, dtype=np.int64), bar)
+                out = np.empty(table.num_rows, dtype=np.int64)
+                _append(appender, prepared, out, bar)
+                if keep:
+                    parts.append(out)
                 written += table.num_rows
     finally:
         if bar is not None:
             bar.close()
     if written != total:
         raise ValueError(f"the batches changed between the two passes: {total} rows checked, {written} written")
-    return written
+    return written, parts
 
 
 def write_frames(
@@ -406,8 +449,15 @@ def _to_table(data: Any) -> Any:
             return pa.Table.from_pandas(data, preserve_index=False) if is_pandas else pa.table(data)
         except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
             raise _conversion_error(pa, data, exc) from None
+    if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__"):  # polars, DuckDB, ...
+        try:
+            return pa.table(data)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise ValueError(f"the {type(data).__name__} could not be read as Arrow data: {exc}") from None
     raise TypeError(
-        f"write_frame takes a pandas DataFrame, a pyarrow Table/RecordBatch or a dict, not {type(data).__name__}"
+        f"write_frame takes a pandas DataFrame, a pyarrow Table/RecordBatch, a dict of columns or an object with "
+        f"the Arrow PyCapsule interface (__arrow_c_stream__: polars, DuckDB ...), not {type(data).__module__}."
+        f"{type(data).__name__}"
     )
 
 

@@ -482,7 +482,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def import_file(
-    file: str | os.PathLike[str],
+    file: str | os.PathLike[str] | Any,
     path: str | os.PathLike[str],
     schema: SchemaLike | None = None,
     date: Any = None,
@@ -494,6 +494,8 @@ def import_file(
 ) -> int:
     """Append the rows of a .parquet (file or dataset folder), .arrow/.feather or .csv file to a journal, in
     batches of ``batch_rows``: memory stays about one batch, whatever the file's size. Returns the rows.
+    ``file`` may also be Arrow data with the PyCapsule interface (a polars frame, a DuckDB relation ...),
+    streamed batch by batch.
 
     The schema comes from ``schema`` or from the file's ``pychro.schema`` metadata (files made by
     :func:`to_parquet` and friends); CSV always needs one. Rows go where :func:`pychro.write_frame` would
@@ -506,8 +508,17 @@ def import_file(
     1000000
     """
     from .backfill import write_batches
+    from .interchange import as_source, stream_schema
 
-    batches, sch = _batch_source(os.fspath(file), schema, batch_rows)
+    if not isinstance(file, (str, bytes, os.PathLike)):  # Arrow data itself: polars, DuckDB, pyarrow ...
+        source = as_source(file)
+        if source is None:
+            raise TypeError(f"import_file takes a file path or an object with the Arrow PyCapsule interface, not "
+                            f"{type(file).__name__}")
+        sch = Schema(schema) if schema is not None else Schema.from_arrow(stream_schema(file))
+        return write_batches(source, path, sch, date, config=config, thread_id_bits=thread_id_bits,
+                             progress=progress)
+    batches, sch = _batch_source(str(os.fsdecode(file)), schema, batch_rows)
     return write_batches(batches, path, sch, date, config=config, thread_id_bits=thread_id_bits,
                          progress=progress)
 

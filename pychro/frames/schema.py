@@ -456,7 +456,7 @@ def _infer(fld: Any) -> FieldType:
     """pychro type of an Arrow field without pychro metadata: the first TYPES entry with that Arrow type."""
     pa = require("pyarrow")
     t = fld.type
-    if pa.types.is_large_string(t):
+    if pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", lambda _: False)(t):  # polars: views
         return TYPES["string"]
     if pa.types.is_timestamp(t):
         if t.tz not in (None, "UTC", "utc", "+00:00", "Z", "Etc/UTC"):
