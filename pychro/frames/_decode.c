@@ -40,6 +40,10 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 #ifdef __SSE2__
 #include <emmintrin.h>
 #define HAVE_STREAM 1
@@ -649,13 +653,14 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *program, *files_t, *outs;
     Py_buffer entries, keys, status, counts;
     unsigned long long mask_arg;
-    int data_bits, stop;
+    int data_bits, stop, release = 0;
     Py_ssize_t lo, hi;
-    if (!PyArg_ParseTuple(args, "Oy*Kiy*OnnpOw*w*", &program, &entries, &mask_arg, &data_bits, &keys, &files_t, &lo,
-                          &hi, &stop, &outs, &status, &counts))
+    if (!PyArg_ParseTuple(args, "Oy*Kiy*OnnpOw*w*|p", &program, &entries, &mask_arg, &data_bits, &keys, &files_t,
+                          &lo, &hi, &stop, &outs, &status, &counts, &release))
         return NULL;
     PyObject *result = NULL;
     Op *ops = NULL;
+    uint64_t *span = NULL; /* per file: the lowest and highest byte of the messages read (release) */
     Views views = {NULL, 0};
     Views fviews = {NULL, 0};
     Py_ssize_t n = entries.len / 8, n_ops = 0, n_files = 0, n_cols = 0, n_prefix = 0;
@@ -673,7 +678,8 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_ssize_t n_views = 3 * (PyTuple_Check(program) ? PyTuple_GET_SIZE(program) : 0);
     views.views = PyMem_Calloc(n_views ? n_views : 1, sizeof(Py_buffer));
     fviews.views = PyMem_Calloc(n_files ? n_files : 1, sizeof(Py_buffer));
-    if (!views.views || !fviews.views) {
+    span = PyMem_Calloc(2 * (n_files ? n_files : 1), sizeof(uint64_t));
+    if (!views.views || !fviews.views || !span) {
         PyErr_NoMemory();
         goto done;
     }
@@ -701,6 +707,7 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
     const int64_t *key_of = (const int64_t *)keys.buf;
     uint8_t *st = (uint8_t *)status.buf;
     int64_t cur_key = -1;
+    Py_ssize_t cur_file = n_files;
     const uint8_t *base = NULL;
     Py_ssize_t size = 0;
     int decoding = !(stop && cnt[N_BAD] > 0);
@@ -733,6 +740,7 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
                     size = fviews.views[j].len;
                 }
                 cur_key = key;
+                cur_file = j;
             }
             uint64_t off = e & mask;
             int32_t hdr = 0, length = 0;
@@ -752,6 +760,11 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
                 header_row = i;
                 m = r;
                 break;
+            }
+            if (release && cur_file < n_files) {
+                uint64_t *sp = span + 2 * cur_file;
+                if (!sp[1] || off - HEADER_SIZE < sp[0]) sp[0] = off - HEADER_SIZE;
+                if (off + (uint64_t)length > sp[1]) sp[1] = off + (uint64_t)length;
             }
             tile_p[r] = base + off;
             tile_end[r] = base + off + length;
@@ -1046,11 +1059,27 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
 #if HAVE_STREAM
     _mm_sfence(); /* the streamed stores are visible before the buffers are handed back */
 #endif
+#if defined(__linux__) && defined(MADV_DONTNEED)
+    /* release: the files are read-only shared mappings of journal files (never memory of this process: there the
+     * call would zero it). The pages wholly inside what this call read leave the process's resident set; they
+     * stay in the page cache, and a later read maps them again. Pages at either end may hold messages of
+     * other batches: they are kept. */
+    if (release)
+        for (Py_ssize_t j = 0; j < n_files; j++) {
+            uintptr_t start = (uintptr_t)fviews.views[j].buf + span[2 * j];
+            uintptr_t end = (uintptr_t)fviews.views[j].buf + span[2 * j + 1];
+            uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+            start = (start + page - 1) & ~(page - 1);
+            end &= ~(page - 1);
+            if (span[2 * j + 1] && end > start && end - start >= 16 * page) madvise((void *)start, end - start, MADV_DONTNEED);
+        }
+#endif
     Py_END_ALLOW_THREADS
     for (Py_ssize_t k = 0; k < n_ops; k++)
         if (ops[k].valid) cnt[N_NULLS + ops[k].col] += ops[k].nulls;
     result = Py_BuildValue("(inn)", code, row, detail);
 done:
+    PyMem_Free(span);
     PyMem_Free(ops);
     release_views(&views);
     release_views(&fviews);

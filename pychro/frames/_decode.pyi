@@ -34,7 +34,8 @@ N_NULLS: int
 
 def decode(
     program: Program, entries: Buffer, offset_mask: int, data_bits: int, keys: Buffer, files: tuple[Buffer, ...],
-    lo: int, hi: int, stop: bool, outs: tuple[tuple[Any, Any, Any], ...], status: Buffer, counts: Buffer, /,
+    lo: int, hi: int, stop: bool, outs: tuple[tuple[Any, Any, Any], ...], status: Buffer, counts: Buffer,
+    release: bool = ..., /,
 ) -> tuple[int, int, int]: ...
 def _stopbit_path(name: str | None, /) -> str: ...
 def _text_path(name: str | None, /) -> str: ...

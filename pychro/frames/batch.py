@@ -53,6 +53,9 @@ def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[
     codec = files.codec
     n = int(entries.size)
     run = Run(plan, n)
+    # pages of journal files read here leave the resident set (a scan of a big journal stays small); never for
+    # the remote reader's receive buffer, which is this process's memory
+    release = isinstance(files, CycleFiles)
     bits, mask = codec.data_bits, codec.offset_mask
     key0 = int(entries[0]) >> bits if n else 0
     known: dict[int, Any] = {key0: files.data(key0).u1} if n else {}  # data file key -> buffer, as rows name them
@@ -60,7 +63,8 @@ def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[
     lo = 0
     while True:
         keys = np.fromiter(known, np.int64, len(known))
-        code, row, detail = run.decode(entries, mask, bits, keys, tuple(known.values()), lo, errors != "skip")
+        code, row, detail = run.decode(entries, mask, bits, keys, tuple(known.values()), lo, errors != "skip",
+                                       release)
         if code == C.C_DONE:
             break
         if code == C.C_TOO_BIG:

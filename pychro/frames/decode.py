@@ -123,11 +123,14 @@ class Run:
         self.counts[C.N_FIRST_BAD] = self.counts[C.N_TEXT_STEP] = -1
 
     def decode(self, entries: npt.NDArray[np.uint64], mask: int, bits: int, keys: npt.NDArray[np.int64],
-               files: tuple[Any, ...], lo: int, stop: bool) -> tuple[int, int, int]:
-        """Rows ``lo..n-1``: ``(code, row, detail)`` of ``_decode.decode``, text buffers grown as asked."""
+               files: tuple[Any, ...], lo: int, stop: bool, release: bool = False) -> tuple[int, int, int]:
+        """Rows ``lo..n-1``: ``(code, row, detail)`` of ``_decode.decode``, text buffers grown as asked.
+
+        ``release``: ``files`` are read-only mappings of journal files, whose pages read may leave the resident
+        set (never for memory of this process)."""
         while True:
             code, row, detail = C.decode(self.plan.program, entries, mask, bits, keys, files, lo, self.n, stop,
-                                         tuple(self.outs), self.status, self.counts)
+                                         tuple(self.outs), self.status, self.counts, release)
             if code != C.C_NEED_MORE:
                 return code, row, detail
             data = self.outs[detail][1]
