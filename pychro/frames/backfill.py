@@ -680,8 +680,12 @@ def _chars(field: Any, col: Any) -> Step:
     t = col.type
     if pa.types.is_integer(t):
         return _fixed(_integers(field, col, "<u2"), "<u2")
-    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+    if pa.types.is_dictionary(t) and _is_text(t.value_type):
+        col, t = col.dictionary_decode(), t.value_type
+    if not _is_text(t):
         raise ValueError(f"column {field.name!r}: char fields take 1-character strings or integers, not {t}")
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        col = col.cast(pa.large_string())  # string views (polars): the C reads offsets
     return _text_step(C.K_CHAR, col)
 
 

@@ -142,3 +142,12 @@ def test_write_frames_takes_polars(tmp_path: Path) -> None:
                         tmp_path / "j", types)
     got = pychro.read_tables(tmp_path / "j", types)
     assert got["a"].column("x").to_pylist() == [1, 2] and got["b"].num_rows == 1
+
+
+def test_polars_chars_and_categoricals(tmp_path: Path) -> None:
+    """polars hands strings over as string views, categoricals as dictionaries: char and string fields take both."""
+    frame = pl.DataFrame({"side": ["B", "S", "é"], "sym": pl.Series(["AAPL", "中文", "AAPL"], dtype=pl.Categorical)})
+    pychro.write_frame(frame, tmp_path / "j", "side:char,sym:string", date="2024-03-05")
+    back = pychro.read_table(tmp_path / "j", "side:char,sym:string")
+    assert back.column("side").to_pylist() == ["B", "S", "é"] and back.column("sym").to_pylist() == [
+        "AAPL", "中文", "AAPL"]
