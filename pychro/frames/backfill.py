@@ -680,30 +680,40 @@ def _chars(field: Any, col: Any) -> Step:
     t = col.type
     if pa.types.is_integer(t):
         return _fixed(_integers(field, col, "<u2"), "<u2")
-    if pa.types.is_dictionary(t) and _is_text(t.value_type):
-        col, t = col.dictionary_decode(), t.value_type
-    if not _is_text(t):
+    if not _is_text(t) and not (pa.types.is_dictionary(t) and _is_text(t.value_type)):
         raise ValueError(f"column {field.name!r}: char fields take 1-character strings or integers, not {t}")
-    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
-        col = col.cast(pa.large_string())  # string views (polars): the C reads offsets
-    return _text_step(C.K_CHAR, col)
+    return _text_step(C.K_CHAR, _offsets_text(col))
 
 
 def _encode_text(field: Any, col: Any, n: int) -> Step:
     pa = require("pyarrow")
     t = col.type
     if pa.types.is_dictionary(t) and _is_text(t.value_type):
-        col, t = col.dictionary_decode(), t.value_type  # pandas categoricals
+        col, t = _offsets_text(col), pa.large_string()  # pandas and polars categoricals
     if not _is_text(t):
         if pa.types.is_null(t):
             col, t = pa.nulls(n, pa.string()), pa.string()
         else:
             raise ValueError(f"column {field.name!r}: {field.type.name} fields take strings, not {t}")
-    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
-        col = col.cast(pa.large_string())  # string views: the C reads offsets
+    col = _offsets_text(col)
     if field.type.kind == UTF:
         _first_null(col, field)
     return _text_step(C.K_UTF if field.type.kind == UTF else C.K_STRING, col)
+
+
+def _offsets_text(col: Any) -> Any:
+    """Text with offsets, which the C reads: string views (polars) cast, categoricals (a dictionary, of views
+    too) decoded."""
+    pa = require("pyarrow")
+    t = col.type
+    if pa.types.is_dictionary(t):
+        values = col.dictionary
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            values = values.cast(pa.large_string())  # pyarrow cannot take() from string views
+        return pa.DictionaryArray.from_arrays(col.indices, values).dictionary_decode()
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return col
+    return col.cast(pa.large_string())
 
 
 def _text_step(kind: int, col: Any) -> Step:
