@@ -23,7 +23,8 @@ EXTENSIONS = {
     str(c.relative_to(ROOT).with_suffix("")): str(c.relative_to(ROOT)) for c in sorted((ROOT / "pychro").rglob("*.c"))
 }
 TESTS = ["tests/test_fuzz.py", "tests/test_frames_fuzz.py", "tests/test_encode.py", "tests/test_backfill.py",
-         "tests/frames/test_hostile.py", "tests/frames/test_kernels.py", "tests/frames/test_lists.py"]
+         "tests/frames/test_hostile.py", "tests/frames/test_kernels.py", "tests/frames/test_lists.py",
+         "tests/frames/test_types.py"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
 
 
