@@ -12,6 +12,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import walk_records
+
 import pychro
 from pychro.frames.export_types import import_folder
 
@@ -33,6 +35,9 @@ def test_parquet_per_type_and_back(java_feed: Any, tmp_path: Path) -> None:
     again = pychro.read_tables(tmp_path / "copy", FEED)
     for name in FEED.names:
         assert again[name].equals(tables[name].drop_columns(["_index"])), name
+    (data,) = list((tmp_path / "copy").rglob("data-*"))  # Java's own bodies, in Java's index order
+    raw = data.read_bytes()
+    assert [raw[p + 4 : p + 4 + n] for p, n in walk_records(data, 1 << 22)] == [d["body"] for d in java_feed.dump]
 
 
 def test_partitioned_ipc_and_csv(java_feed: Any, tmp_path: Path) -> None:
