@@ -97,6 +97,9 @@ def type_plans(types: MessageTypes, wanted: dict[str, list[str]], meta: list[str
     for name in types.names:
         full = types.schema(name)
         plan = Plan(full, wanted.get(name) or types.columns(name))
+        clash = [m for m in meta if m in plan.columns]
+        if clash:
+            raise ValueError(f"metadata columns {clash} clash with fields of the same name in type {name!r}")
         decode_plan = plan if tcol is None or tcol in plan.columns else Plan(full, [*plan.columns, tcol])
         arrow = full.to_arrow()
         fields = [pa.field(m, pa.int64(), nullable=False) for m in meta]
@@ -184,12 +187,14 @@ def _decode(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint6
         decoded.append((sel if out.rows is None else sel[out.rows], out.columns))
     unknown_rows = rows[ids < 0]
     first_bad = min(firsts)[0] if firsts else None
+    if unknown_rows.size and tr.unknown == "raise" and (
+            first_bad is None or r.errors == "skip" or int(unknown_rows[0]) < first_bad):
+        # the first problem in index order (a skipped mismatch is none; a truncating one ends the read)
+        _raise_unknown(tr, files, seq0, int(unknown_rows[0]), head, rows)
     if r.errors == "raise" and first_bad is not None:
         _reraise(tr, files, seq0, entries, min(firsts))
     stop = r.errors == "truncate" and first_bad is not None
     end = first_bad if stop and first_bad is not None else n
-    if unknown_rows.size and tr.unknown == "raise" and int(unknown_rows[0]) < end:
-        _raise_unknown(tr, files, seq0, int(unknown_rows[0]), head, rows)
     parts: list[tuple[npt.NDArray[np.int64], dict[str, Any]] | None] = []
     for got in decoded:
         if got is None:

@@ -14,6 +14,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from .schema import STRING, UTF, Field, Schema, SchemaLike
 
 __all__ = ["TYPES_VERSION", "MessageTypes"]
@@ -208,9 +210,10 @@ def _check_value(value: Any, tag: str, type_name: str, text: bool) -> Any:
     if text:
         if not isinstance(value, str):
             raise TypeError(f"the tag field {tag!r} is text: tag values are str, got {value!r}")
-        return value
-    if isinstance(value, bool) or not isinstance(value, int):
+        return str(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"the tag field {tag!r} is {type_name}: tag values are int, got {value!r}")
+    value = int(value)  # a numpy integer (from a frame's column) is the same tag as the int
     lo, hi = _INT_RANGE[type_name]
     if not lo <= value <= hi:
         raise ValueError(f"tag value {value} is outside the range of the tag field {tag!r} ({type_name})")

@@ -1,0 +1,81 @@
+"""Message types at their edges: which problem a read names first, numpy tag values, metadata column clashes."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pychro
+from pychro import MessageTypes, SchemaMismatchError
+from pychro.frames import ReadStats
+
+T0 = 1709596800000000000
+TYPES = MessageTypes("ts:timestamp_ns,type:int8", "type", {1: ("a", "x:int32"), 2: ("b", "y:float64")})
+
+
+def _write(path: Path, bodies: list[bytes]) -> None:
+    with pychro.VanillaChronicleWriter(str(path), clock=lambda: T0 // 1_000_000) as chron:
+        a = chron.get_appender()
+        for body in bodies:
+            a.write_bytes(body)
+            a.finish()
+
+
+def _msg(k: int, tag: int, rest: bytes = b"") -> bytes:
+    return struct.pack("<qb", T0 + k, tag) + rest
+
+
+A0, A3 = _msg(0, 1, struct.pack("<i", 7)), _msg(3, 1, struct.pack("<i", 8))
+UNKNOWN, BAD = _msg(1, 9), _msg(2, 2, b"\0\0")  # tag 9 is no type; a b of 2 bytes where 8 are due
+
+
+def test_an_unknown_tag_before_a_mismatch_is_named_first(tmp_path: Path) -> None:
+    _write(tmp_path / "j", [A0, UNKNOWN, BAD, A3])
+    with pytest.raises(SchemaMismatchError, match="type=9, which names no message type") as info:
+        pychro.read_tables(tmp_path / "j", TYPES)
+    assert info.value.seq == 1  # type: ignore[attr-defined]
+    with pytest.raises(SchemaMismatchError, match="the header says") as info:
+        pychro.read_tables(tmp_path / "j", TYPES, unknown="skip")
+    assert info.value.seq == 2  # type: ignore[attr-defined]
+    with pytest.raises(SchemaMismatchError, match="type=9"):  # a skipped mismatch does not hide it
+        pychro.read_tables(tmp_path / "j", TYPES, errors="skip")
+    stats = ReadStats()
+    got = pychro.read_tables(tmp_path / "j", TYPES, errors="skip", unknown="skip", stats=stats)
+    assert got["a"].column("x").to_pylist() == [7, 8] and got["b"].num_rows == 0
+    assert (stats.unknown_rows, stats.skipped_rows) == (1, 1)
+
+
+def test_a_mismatch_before_an_unknown_tag_is_named_first(tmp_path: Path) -> None:
+    _write(tmp_path / "j", [A0, BAD, UNKNOWN, A3])
+    with pytest.raises(SchemaMismatchError, match="the header says") as info:
+        pychro.read_tables(tmp_path / "j", TYPES)
+    assert info.value.seq == 1  # type: ignore[attr-defined]
+    stats = ReadStats()
+    cut = pychro.read_tables(tmp_path / "j", TYPES, errors="truncate", stats=stats)  # ends before the unknown tag
+    assert cut["a"].column("x").to_pylist() == [7] and stats.truncated and stats.unknown_rows == 0
+    with pytest.raises(SchemaMismatchError, match="type=9"):
+        pychro.read_tables(tmp_path / "j", TYPES, errors="skip")
+
+
+def test_numpy_tag_values_are_their_ints() -> None:
+    types = MessageTypes("t:int16", "t", {np.int16(1): ("a", ""), np.int64(300): ("b", "x:int8")})
+    assert types.values == [1, 300] and all(type(v) is int for v in types.values)
+    assert types == MessageTypes("t:int16", "t", {1: ("a", ""), 300: ("b", "x:int8")})
+    assert json.loads(types.to_json())["types"][1]["tag"] == 300
+    with pytest.raises(ValueError, match="outside the range"):
+        MessageTypes("t:int8", "t", {np.int64(200): ("a", "")})
+    with pytest.raises(TypeError, match="tag values are int"):
+        MessageTypes("t:int8", "t", {np.bool_(True): ("a", "")})
+    assert MessageTypes("t:string", "t", {np.str_("T"): ("a", "")}).values == ["T"]
+
+
+def test_metadata_columns_clash_with_a_type_field(tmp_path: Path) -> None:
+    types = MessageTypes("ts:timestamp_ns,type:int8", "type", {1: ("a", "_index:int32"), 2: ("b", "")})
+    _write(tmp_path / "j", [_msg(0, 1, struct.pack("<i", 5)), _msg(1, 2)])
+    assert pychro.read_tables(tmp_path / "j", types)["a"].column("_index").to_pylist() == [5]
+    with pytest.raises(ValueError, match=r"metadata columns \['_index'\] clash with fields .* in type 'a'"):
+        pychro.read_tables(tmp_path / "j", types, index=True)
