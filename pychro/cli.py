@@ -142,6 +142,8 @@ def cmd_head_tail(args: argparse.Namespace) -> int:
         raise ValueError("-n must be >= 0")
     if args.types:
         return _head_tail_types(args)
+    if args.unknown != "raise":
+        raise ValueError("--unknown is for --types")
     schema = _schema(args.schema)
     if "_index" in (args.columns or schema.names):
         raise ValueError("--schema names a field '_index', the name of the index column head and tail show: give "
@@ -203,7 +205,7 @@ def _head_tail_types(args: argparse.Namespace) -> int:
     strict = args.errors == "raise"
     stats = ReadStats()
     read = partial(frames.iter_batches, journal.path, types, config=journal.config, index=True, errors=args.errors,
-                   stats=stats, progress=False, threads=1)
+                   unknown=args.unknown, stats=stats, progress=False, threads=1)
     end = _end_index(journal, strict)
     if args.command == "tail":
         start = _tail_start(journal, args.n, strict)
@@ -588,6 +590,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "shown with its type's name and fields")
         p.add_argument("-n", type=int, default=10)
         p.add_argument("-f", "--follow", action="store_true", help="keep printing new messages")
+        p.add_argument("--unknown", choices=["raise", "skip"], default="raise",
+                       help="with --types: messages whose tag names no type: fail (default) or skip them")
         _add_read_options(p)
         p.set_defaults(func=cmd_head_tail)
 
@@ -664,6 +668,7 @@ _OPTIONS = [
     ("a custom cycle (cycle=None) needs", "a custom cycle needs"),
     ("errors='skip' or 'truncate'", "--errors skip or --errors truncate"),
     ("errors='skip'", "--errors skip"), ("errors='truncate'", "--errors truncate"),
+    ("unknown='skip'", "--unknown skip"),
     ("needs cycle_format and cycle_length_ms", "needs --cycle-format and --cycle-length-ms"),
     ("timestamp_column=", "--timestamp-column "), ("timestamp_column", "--timestamp-column"),
     ("columns=", "--columns "), ("compression=", "--compression "), ("(schema=)", "(--schema)"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +13,9 @@ import pytest
 import pychro
 from pychro import MessageTypes, SchemaMismatchError
 from pychro.frames import ReadStats
+
+from .test_types import FEED
+from .test_types_export import _cli
 
 T0 = 1709596800000000000
 TYPES = MessageTypes("ts:timestamp_ns,type:int8", "type", {1: ("a", "x:int32"), 2: ("b", "y:float64")})
@@ -79,3 +83,27 @@ def test_metadata_columns_clash_with_a_type_field(tmp_path: Path) -> None:
     assert pychro.read_tables(tmp_path / "j", types)["a"].column("_index").to_pylist() == [5]
     with pytest.raises(ValueError, match=r"metadata columns \['_index'\] clash with fields .* in type 'a'"):
         pychro.read_tables(tmp_path / "j", types, index=True)
+
+
+def test_cli_unknown_tags(java_feed: Any, tmp_path: Path) -> None:
+    """head/tail --types take --unknown like export; the advice in the error names the CLI's option."""
+    no_heartbeat = MessageTypes(FEED.header, FEED.tag, {FEED.value(n): (n, _own(n)) for n in FEED.names[:3]})
+    types = tmp_path / "types.json"
+    types.write_text(no_heartbeat.to_json())
+    journal = str(java_feed.journal)
+    for cmd in ("head", "tail", "export"):
+        out = ["--to", str(tmp_path / cmd)] if cmd == "export" else ["-n", "2000"]
+        failed = _cli(cmd, journal, "--types", str(types), *out)
+        assert failed.returncode == 1 and "use --unknown skip to read past" in failed.stderr, (cmd, failed.stderr)
+        ok = _cli(cmd, journal, "--types", str(types), "--unknown", "skip", *out)
+        assert ok.returncode == 0, (cmd, ok.stderr)
+        if cmd != "export":
+            beats = sum(1 for d in (java_feed.dump[:2000] if cmd == "head" else java_feed.dump[-2000:])
+                        if d["body"][8] == 4)
+            assert len(ok.stdout.splitlines()) == 2000 - beats and f"and {beats} of no listed type" in ok.stderr
+    wrong = _cli("tail", journal, "--schema", "ts:int64", "--unknown", "skip")
+    assert wrong.returncode == 2 and "--unknown is for --types" in wrong.stderr  # a bad argument
+
+
+def _own(name: str) -> str:
+    return str(pychro.Schema(FEED.schema(name).fields[len(FEED.header.fields):])) if FEED.columns(name)[1:] else ""
