@@ -97,6 +97,9 @@ def type_plans(types: MessageTypes, wanted: dict[str, list[str]], meta: list[str
     for name in types.names:
         full = types.schema(name)
         plan = Plan(full, wanted.get(name) or types.columns(name))
+        if not plan.columns and not meta:  # (a table of no column would hold no rows either)
+            raise ValueError(f"message type {name!r} has no column (only padding): read with index=True or "
+                             "metadata= to have its messages")
         clash = [m for m in meta if m in plan.columns]
         if clash:
             raise ValueError(f"metadata columns {clash} clash with fields of the same name in type {name!r}")

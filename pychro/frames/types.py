@@ -99,8 +99,8 @@ class MessageTypes:
                 raise ValueError(f"type name {name!r} is used for tags {self._by_name[name][0]!r} and {value!r}")
             if value in self._by_value:
                 raise ValueError(f"tag value {value!r} is listed twice")
-            own = _own_fields(fields, name)
-            clash = [f.name for f in own if f.name in self.header]
+            own = _own_fields(fields, name, self.header)
+            clash = [f.name for f in own if _pair_name(f) is not None and f.name in self.header]
             if clash:
                 raise ValueError(f"type {name!r}: field {clash[0]!r} is also a header field")
             full = Schema([(_pair_name(f), f.type.name) for f in (*self.header.fields, *own)])
@@ -191,7 +191,7 @@ class MessageTypes:
     @classmethod
     def from_json(cls, source: str | bytes | os.PathLike[str]) -> MessageTypes:
         """From JSON text, or from the path of a JSON file (``types.json``)."""
-        if isinstance(source, os.PathLike) or (isinstance(source, str) and not source.lstrip().startswith("{")):
+        if isinstance(source, os.PathLike) or (isinstance(source, str) and source.lstrip()[:1] not in ("{", "[")):
             try:
                 with open(source, encoding="utf-8") as fh:
                     source = fh.read()
@@ -220,12 +220,17 @@ def _check_value(value: Any, tag: str, type_name: str, text: bool) -> Any:
     return value
 
 
-def _own_fields(fields: SchemaLike, name: str) -> list[Field]:
+def _own_fields(fields: SchemaLike, name: str, header: Schema) -> list[Field]:
     if isinstance(fields, str) and not fields.strip():
         return []
     try:
         return list(Schema(fields).fields)
     except ValueError as exc:
+        if isinstance(fields, str):  # padding alone ("skip4") is a schema only after the header's fields
+            try:
+                return list(Schema(f"{header},{fields}").fields[len(header.fields):])
+            except ValueError:
+                pass
         raise ValueError(f"type {name!r}: {exc}") from None
 
 
@@ -235,6 +240,6 @@ def _pair_name(f: Field) -> str | None:
 
 
 def _own_text(schema: Schema, skip: int) -> str:
-    own = schema.fields[skip:]
-    return str(Schema([(_pair_name(f), f.type.name) for f in own])) if own else ""
+    # item by item, as Schema's own text spells them (a type of padding alone is no Schema by itself)
+    return ",".join(f.type.name if _pair_name(f) is None else f"{f.name}:{f.type.name}" for f in schema.fields[skip:])
 

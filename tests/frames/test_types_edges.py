@@ -107,3 +107,27 @@ def test_cli_unknown_tags(java_feed: Any, tmp_path: Path) -> None:
 
 def _own(name: str) -> str:
     return str(pychro.Schema(FEED.schema(name).fields[len(FEED.header.fields):])) if FEED.columns(name)[1:] else ""
+
+
+def test_padding_in_the_header_and_the_types(tmp_path: Path) -> None:
+    """Anonymous skip<N> padding in the header and in a type is no name clash, a type may be padding alone, and
+    the JSON keeps both; a type with no column is read with index=True (else refused, as read_table does)."""
+    types = MessageTypes("skip4,t:int8", "t", {1: ("a", "skip2,x:int8"), 2: ("b", "skip3")})
+    assert [d["fields"] for d in types.to_dict()["types"]] == ["skip2,x:int8", "skip3"]
+    assert MessageTypes.from_json(types.to_json()) == types
+    assert str(types.schema("b")) == "skip4,t:int8,skip3" and types.columns("b") == []
+    with pytest.raises(ValueError, match="field 't' is also a header field"):
+        MessageTypes("skip4,t:int8", "t", {1: ("a", "t:int16")})
+    _write(tmp_path / "j", [bytes([0, 0, 0, 0, 1 + i % 2, 0, 0, i]) if i % 2 == 0 else bytes([0, 0, 0, 0, 2, 9, 9, 9])
+                            for i in range(5)])
+    got = pychro.read_tables(tmp_path / "j", types, index=True)
+    assert got["a"].column("x").to_pylist() == [0, 2, 4] and got["b"].num_rows == 2
+    with pytest.raises(ValueError, match="message type 'b' has no column"):
+        pychro.read_tables(tmp_path / "j", types)
+
+
+def test_from_json_text_that_is_not_an_object() -> None:
+    with pytest.raises(ValueError, match="message types need 'header', 'tag' and 'types'"):
+        MessageTypes.from_json("[1, 2]")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        MessageTypes.from_json("[" * 100_000)
