@@ -45,9 +45,10 @@ class BatchOut(NamedTuple):
 
 
 def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64], errors: str,
-                 seqs: npt.NDArray[np.int64] | None = None) -> BatchOut:
+                 seqs: npt.NDArray[np.int64] | None = None, release: bool = True) -> BatchOut:
     """Decode the messages of ``entries`` (index order, seqs ``seq0..``, or ``seqs`` when they are not
-    consecutive: one message type's rows of a batch) of one cycle."""
+    consecutive: one message type's rows of a batch) of one cycle. ``release=False`` keeps the pages read
+    resident (they are read again next: message types decode a batch in several passes)."""
     if seqs is not None:
         seq0 = 0  # errors name seqs[row]
     codec = files.codec
@@ -55,7 +56,7 @@ def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[
     run = Run(plan, n)
     # pages of journal files read here leave the resident set (a scan of a big journal stays small); never for
     # the remote reader's receive buffer, which is this process's memory
-    release = isinstance(files, CycleFiles)
+    release = release and isinstance(files, CycleFiles)
     bits, mask = codec.data_bits, codec.offset_mask
     key0 = int(entries[0]) >> bits if n else 0
     known: dict[int, Any] = {key0: files.data(key0).u1} if n else {}  # data file key -> buffer, as rows name them

@@ -169,9 +169,10 @@ def _decode(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint6
     r = tr.r
     n = int(entries.size)
     # 1. the header of every row (headers are checked here: damage raises, first in index order)
-    head = decode_batch(r.decode_plan, files, seq0, entries, "skip")
+    head = decode_batch(r.decode_plan, files, seq0, entries, "skip", release=False)
     rows = np.arange(n, dtype=np.int64) if head.rows is None else head.rows
     ids = type_ids(head.columns[tr.types.tag], tr.values)
+    last = _release_pass(ids, len(tr.kinds))
     # 2. each type's rows (index order) decoded with its own plan (bad rows noted, not raised yet: the first in
     # index order across all types is the one to raise or stop at)
     firsts = [] if head.first_bad is None else [(head.first_bad, -1)]
@@ -183,7 +184,8 @@ def _decode(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint6
             decoded.append(None)
             continue
         sel = at if head.rows is None else rows[at]
-        out = decode_batch(kind.decode_plan, files, seq0, entries[sel], "skip", seqs=sel + seq0)
+        out = decode_batch(kind.decode_plan, files, seq0, entries[sel], "skip", seqs=sel + seq0,
+                           release=last is None or t == last)
         slow, replaced = slow + out.slow_rows, replaced + out.replaced
         if out.first_bad is not None:
             firsts.append((int(sel[out.first_bad]), t))
@@ -210,6 +212,18 @@ def _decode(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint6
         parts.append((kept, cols))
     skipped = _skipped(n, rows, ids, decoded) if r.errors == "skip" else 0
     return _Decoded(parts, skipped, int(np.count_nonzero(unknown_rows < end)), first_bad, stop, slow, replaced)
+
+
+def _release_pass(ids: npt.NDArray[Any], kinds: int) -> int | None:
+    """The type whose pass may release the batch's pages alone: the last pass, when its rows span the batch
+    (but for a few rows at either end, whose pages the decoder keeps anyway); None: every pass releases what it
+    read (types written in runs), so that a long read stays small in memory.
+
+    Each pass over the batch reads the pages again: released early, they would be mapped again from the page
+    cache by every later pass."""
+    near = 64  # rows (only the ends are looked at: no pass over the batch for this)
+    last = kinds - 1
+    return last if np.any(ids[:near] == last) and np.any(ids[-near:] == last) else None
 
 
 def _skipped(n: int, rows: npt.NDArray[np.int64], ids: npt.NDArray[Any], decoded: list[Any]) -> int:

@@ -131,3 +131,18 @@ def test_from_json_text_that_is_not_an_object() -> None:
         MessageTypes.from_json("[1, 2]")
     with pytest.raises(ValueError, match="not valid JSON"):
         MessageTypes.from_json("[" * 100_000)
+
+
+def test_which_pass_releases_the_pages_read() -> None:
+    """Only the last type's pass releases a batch's pages when its rows span the batch (the passes before it
+    read the same pages); types written in runs (or a last type absent) release in every pass, as before."""
+    from pychro.frames.typed import _release_pass
+
+    rng = np.random.default_rng(3)
+    mixed = rng.choice(4, size=10_000).astype(np.int16)
+    mixed[0] = mixed[-1] = 3
+    assert _release_pass(mixed, 4) == 3
+    runs = np.repeat(np.arange(4, dtype=np.int16), 2_500)
+    assert _release_pass(runs, 4) is None
+    assert _release_pass(np.zeros(0, np.int16), 4) is None
+    assert _release_pass(np.where(mixed == 3, 2, mixed), 4) is None
