@@ -177,22 +177,24 @@ def _list_array(ft: S.FieldType, arrow: Any, m: int, offsets: Any, data: Any) ->
     little-endian layout Arrow uses; bools from their byte, non-zero = true).
     """
     count = int(np.frombuffer(offsets, np.int32, count=1, offset=4 * m)[0])
-    size = ft.entry_size
-    raw = np.frombuffer(data, np.uint8, count=count * size).reshape(count, size)
-    children, names = [], []
-    at = 0
+    cols = [f for f in ft.items if f.is_column]
+    at, where = 0, {}
     for f in ft.items:
-        t = f.type
-        if f.is_column:
-            cell = raw[:, at : at + t.size]
-            if t.name == "bool":
-                child = pa.array(cell[:, 0] != 0)
-            else:
-                values = np.ascontiguousarray(cell).view(np.dtype(t.dtype)).reshape(count)
-                child = pa.Array.from_buffers(S.arrow_type(t), count, [None, pa.py_buffer(values)])
-            children.append(child)
-            names.append(f.name)
-        at += t.size
+        where[f.name] = at
+        at += f.type.size
+    # the entries as numpy records (each field at its offset): one typed strided copy per field
+    record = np.dtype({"names": [f"f{k}" for k in range(len(cols))],
+                       "formats": ["u1" if f.type.name == "bool" else np.dtype(f.type.dtype) for f in cols],
+                       "offsets": [where[f.name] for f in cols], "itemsize": ft.entry_size})
+    entries = np.frombuffer(data, record, count=count)
+    children = []
+    for k, f in enumerate(cols):
+        field = entries[f"f{k}"]
+        if f.type.name == "bool":
+            children.append(pa.array(field != 0))
+        else:
+            values = np.ascontiguousarray(field)
+            children.append(pa.Array.from_buffers(S.arrow_type(f.type), count, [None, pa.py_buffer(values)]))
     value_type = arrow.value_type
     if pa.types.is_struct(value_type):
         values = pa.StructArray.from_arrays(children, fields=list(value_type))
