@@ -211,18 +211,23 @@ def _head_tail_types(args: argparse.Namespace) -> int:
         start = _tail_start(journal, args.n, strict)
     else:
         start, end = None, _nth_index(journal, args.n, strict)
+    shown = 0
     if end is not None and args.n:
-        _print_typed(read(start=start, end=end), args.n)
+        shown += _print_typed(read(start=start, end=end), args.n)
     if args.follow:
         try:
             for name, batch in read(start=_end_index(journal, strict), follow=True, poll_interval=0.2):
-                _print_typed(iter([(name, batch)]), batch.num_rows)
+                shown += _print_typed(iter([(name, batch)]), batch.num_rows)
         except KeyboardInterrupt:
             pass
-    if stats.skipped_rows or stats.unknown_rows:
+    left_out = stats.skipped_rows + stats.unknown_rows
+    if left_out:
         print(f"pychro {args.command}: skipped {stats.skipped_rows:,} messages that do not match their type"
               f"{' and ' + format(stats.unknown_rows, ',') + ' of no listed type' if stats.unknown_rows else ''}",
               file=sys.stderr)
+    if left_out and not shown and args.n:  # as with --schema: every message read was left out
+        print(f"pychro {args.command}: error: no row to show: every message read was left out", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -239,8 +244,8 @@ def _nth_index(journal: Any, n: int, strict: bool) -> int | None:
     return last
 
 
-def _print_typed(pairs: Any, n: int) -> None:
-    """The first ``n`` rows of ``(type, batch)`` pairs in index order, one line each."""
+def _print_typed(pairs: Any, n: int) -> int:
+    """The first ``n`` rows of ``(type, batch)`` pairs in index order, one line each; returns how many."""
     rows: list[tuple[int, str]] = []
     for name, batch in pairs:
         text = _text(batch)
@@ -248,8 +253,10 @@ def _print_typed(pairs: Any, n: int) -> None:
         for index, values in zip(batch.column(0).to_pylist(), text.itertuples(index=False)):
             fields = "  ".join(f"{k}={v}" for k, v in zip(keys, values[1:]))
             rows.append((index, f"{index:#x}  {name}  {fields}".rstrip()))
-    for _, line in sorted(rows)[:n]:
+    shown = sorted(rows)[:n]
+    for _, line in shown:
         print(line, flush=True)
+    return len(shown)
 
 
 class _Rows:

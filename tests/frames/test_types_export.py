@@ -96,3 +96,10 @@ def test_cli_types(java_feed: Any, tmp_path: Path) -> None:
     assert both.returncode == 2 and "not allowed with" in both.stderr
     missing = _cli("export", str(java_feed.journal), "--types", str(tmp_path / "nope.json"), "--to", "x")
     assert missing.returncode == 1 and "--types file not found" in missing.stderr
+
+
+def test_cli_head_exits_1_when_every_message_was_left_out(java_feed: Any, tmp_path: Path) -> None:
+    only = pychro.MessageTypes("ts:timestamp_ns,type:int8", "type", {9: ("none", "")})
+    (tmp_path / "t.json").write_text(only.to_json())
+    got = _cli("head", str(java_feed.journal), "--types", str(tmp_path / "t.json"), "--unknown", "skip", "-n", "3")
+    assert got.returncode == 1 and "no row to show" in got.stderr and got.stdout == ""
