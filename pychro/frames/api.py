@@ -134,6 +134,9 @@ class _Read:
         self.errors = errors
         self.schema = schema if isinstance(schema, S.Schema) else S.Schema(schema)
         self.rest = rest  # the schema is a common header, followed by any bytes (message types)
+        # a streaming read gives back the pages of journal files it has read (its resident set stays small);
+        # read_table keeps them until it returns: its result is as big, and giving them back costs a little
+        self.release = True
         self.plan = Plan(self.schema, columns, rest=rest)
         if timestamp_column is not None and time is None:  # checked even without a time bound to use it
             if not isinstance(timestamp_column, str):
@@ -431,7 +434,7 @@ def _batches(
     def run(files: CycleFiles, seq0: int, n: int) -> tuple[BatchOut | None, int, int, PychroError | None]:
         # the index scan of the batch runs here too, beside the decode of other batches
         entries, damage = files.load(seq0, n)
-        out = decode_batch(plan, files, seq0, entries, errors) if entries.size else None
+        out = decode_batch(plan, files, seq0, entries, errors, release=r.release) if entries.size else None
         return out, files.cycle, seq0, damage
 
     seen: set[int] = set()
@@ -650,6 +653,7 @@ def read_table(
     _no_types(schema, "read_table", "read_tables")
     r = _Read(path, schema, date, start, end, columns, errors, index, metadata, config, thread_id_bits,
               timestamp_column)
+    r.release = False
     rows = TABLE_BATCH_ROWS if batch_rows is None else batch_rows
     batches = list(_with_progress(r, _batches(r, rows, _threads(threads, r), False, 0.0, stats or ReadStats()),
                                   progress, False))

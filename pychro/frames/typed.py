@@ -185,7 +185,7 @@ def _decode(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint6
             continue
         sel = at if head.rows is None else rows[at]
         out = decode_batch(kind.decode_plan, files, seq0, entries[sel], "skip", seqs=sel + seq0,
-                           release=last is None or t == last)
+                           release=getattr(r, "release", True) and (last is None or t == last))
         slow, replaced = slow + out.slow_rows, replaced + out.replaced
         if out.first_bad is not None:
             firsts.append((int(sel[out.first_bad]), t))
@@ -388,6 +388,7 @@ def read_tables(
     """
     tr = _TypedRead(path, types, date, start, end, columns, errors, unknown, index, metadata, config,
                     thread_id_bits, timestamp_column)
+    tr.r.release = False  # the tables hold it all anyway (see _Read.release)
     # bigger batches than read_table's: each is cut into one decode per type, and each of those costs its
     # Python set-up (measured best at 2x, of 1x to 16x)
     rows = 2 * TABLE_BATCH_ROWS if batch_rows is None else batch_rows
