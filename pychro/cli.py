@@ -448,11 +448,21 @@ def cmd_import(args: argparse.Namespace) -> int:
     if is_types_folder(args.file):  # written by export --types: every type, merged back in the journal's order
         if args.schema or args.date:
             raise ValueError("a --types export folder carries its message types: give neither --schema nor --date")
-        got = import_folder(args.file, args.dir, config=_config(args), progress=_progress(args))
+        try:
+            got = import_folder(args.file, args.dir, config=_config(args), progress=_progress(args))
+        except ValueError as exc:  # an incomplete or mixed folder, a row that does not fit ...
+            if isinstance(exc, PychroError):
+                raise
+            raise _DataError(str(exc)) from None
         print(f"imported {sum(got.values()):,} rows into {args.dir}: "
               + ", ".join(f"{n} {r:,}" for n, r in got.items()))
         return 0
     schema = args.schema and _schema(args.schema)
+    if os.path.isdir(args.file):
+        try:
+            export.check_parquet_folder(args.file)
+        except ValueError as exc:
+            raise _DataError(str(exc)) from None
     if export.file_format(args.file) is None:
         raise ValueError(f"cannot tell the format of {args.file!r}: use .parquet, .arrow, .feather or .csv")
     try:

@@ -341,9 +341,14 @@ def _merge_key(table: Any, column: str, name: str) -> npt.NDArray[np.int64]:
     if column not in table.column_names:
         raise ValueError(f"frame {name!r} has no column {column!r} to merge by (order_by=)")
     col = table.column(column)
+    bad = ValueError(f"order_by={column!r}: frame {name!r}'s column must be integers or timestamps that fit int64, "
+                     "no nulls")
     if col.null_count or not (pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type)):
-        raise ValueError(f"order_by={column!r}: frame {name!r}'s column must be integers or timestamps, no nulls")
-    return np.asarray(col.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+        raise bad
+    try:
+        return np.asarray(col.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+    except pa.ArrowInvalid:  # uint64 above 2**63 - 1
+        raise bad from None
 
 
 def _with_tag(table: Any, types: Any, name: str) -> Any:
@@ -353,8 +358,13 @@ def _with_tag(table: Any, types: Any, name: str) -> Any:
     arrow = types.header.to_arrow().field(tag).type
     if tag in table.column_names:
         col = table.column(tag)
-        if col.null_count or (len(col) and not pa.compute.all(pa.compute.equal(col, value)).as_py()):
-            raise ValueError(f"frame {name!r}: column {tag!r} must hold the type's tag {value!r} in every row")
+        try:
+            same = not col.null_count and (not len(col) or pa.compute.all(pa.compute.equal(col, value)).as_py())
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):  # text against a number ...
+            same = False
+        if not same:
+            raise ValueError(f"frame {name!r}: column {tag!r} must hold the type's tag {value!r} in every row "
+                             f"(it is {col.type}; leave it out and write_frames fills it in)")
         return table
     values = [value] * table.num_rows if types.tag_is_text else np.full(table.num_rows, value)
     return table.append_column(pa.field(tag, arrow), pa.array(values, type=arrow))
@@ -547,6 +557,12 @@ def _encode_list(field: Any, col: Any) -> list[Step]:
     bounds = col.offsets.to_numpy().astype(np.int64)
     counts = np.diff(bounds)
     entries = col.flatten()  # the entries of these rows only (slices respected)
+    if entries.null_count:  # a null entry (a null struct, or a null value of a plain list)
+        first = int(np.flatnonzero(entries.is_null().to_numpy(zero_copy_only=False))[0])
+        r = int(np.searchsorted(bounds[1:] - bounds[0], first, "right"))
+        if pa.types.is_struct(entries.type) or not ft.items[0].type.name.startswith("float"):
+            raise ValueError(f"row {r}: column {field.name!r} has a null entry; a repeated group's entries cannot "
+                             "be null")
     size = ft.entry_size
     raw = np.zeros((len(entries), size), np.uint8)
     cols = [f for f in ft.items if f.is_column]

@@ -320,7 +320,9 @@ def _write(
     meta = dict(arrow_schema.metadata or {})
     file_schema = arrow_schema.with_metadata({**meta, META_SOURCE: json.dumps(source, default=str).encode()})
     writer: Any = None
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    parent = os.path.dirname(os.path.abspath(out))
+    made = _missing_parents(parent)
+    os.makedirs(parent, exist_ok=True)
     tmp = out + ".partial"
     # Row groups are gathered on a background thread (the decoder's own threads decode ahead of it) while this
     # one writes the previous row group: export costs about max(decode, write), not their sum. Writing here
@@ -355,7 +357,32 @@ def _write(
             writer.close()
         if os.path.exists(tmp):
             os.remove(tmp)
+        if not os.path.exists(out):  # failed: the folders made for it go too (only if still empty)
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
     return rows
+
+
+def check_parquet_folder(p: str) -> None:
+    """A ValueError for a folder that holds no .parquet file (CSV files, say), before pyarrow reads it."""
+    names = [f for _, _, fs in os.walk(p) for f in fs]
+    if not any(f.endswith(".parquet") for f in names):
+        what = ("CSV files (CSV carries no schema: import each file with its schema, or export to Parquet or IPC to "
+                "import a folder back)" if any(f.endswith(".csv") for f in names) else "no .parquet file")
+        raise ValueError(f"{p!r} is a folder of {what}")
+
+
+def _missing_parents(folder: str) -> list[str]:
+    """The folders of ``folder``'s path that do not exist yet, innermost first."""
+    made = []
+    while folder and not os.path.exists(folder):
+        made.append(folder)
+        up = os.path.dirname(folder)
+        if up == folder:
+            break
+        folder = up
+    return made
 
 
 class _RowGroups:
@@ -540,6 +567,8 @@ def _batch_source(p: str, schema: SchemaLike | None, batch_rows: int) -> tuple[A
         pq = require("pyarrow.parquet", extra="frames")
         if os.path.isdir(p):  # a dataset (partition_by="date"): its files in path order, i.e. by date
             import pyarrow.dataset as ds
+
+            check_parquet_folder(p)
 
             files = sorted(ds.dataset(p, format="parquet").files)
         else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -40,7 +41,7 @@ def export_types(
 ) -> dict[str, int]:
     """One file (or partitioned folder) per message type; returns the rows written per type."""
     from .api import ReadStats, _check_rows
-    from .typed import _typed_batches, _TypedRead
+    from .typed import _TypedRead
 
     _check_rows(row_group_rows, "row_group_rows")
     check_compression(fmt, compression)
@@ -49,6 +50,9 @@ def export_types(
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"out={os.fspath(out)!r} is a file: message types are exported into a folder, one file "
                          "per type")
+    if os.path.isdir(out) and os.listdir(out):  # files of an earlier export would be imported with this one's
+        raise ValueError(f"out={os.fspath(out)!r} is a folder that is not empty: export message types into a new "
+                         "or empty folder")
     tr = _TypedRead(path, types, date, start, end, columns, errors, unknown, True, None, config, thread_id_bits,
                     timestamp_column)
     if fmt == "csv":
@@ -66,7 +70,22 @@ def export_types(
     ext = {"parquet": "parquet", "ipc": "arrow", "csv": "csv"}[fmt]
     source = {"journal": os.path.abspath(journal.path), "config": {k: v for k, v in vars(cfg).items()
                                                                     if not k.startswith("_")}}
+    created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
+    try:
+        return _export_all(fmt, tr, types, out, partition_by, row_group_rows, compression, source, stats, ext, cfg,
+                           journal)
+    except BaseException:
+        if created:  # a failed export leaves nothing it made (each file was written as .partial, then renamed)
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _export_all(fmt: str, tr: Any, types: MessageTypes, out: Any, partition_by: str | None, row_group_rows: int,
+                compression: str | None, source: dict[str, Any], stats: Any, ext: str, cfg: Any, journal: Any,
+                ) -> dict[str, int]:
+    from .typed import _typed_batches
+
     rows = {k.name: 0 for k in tr.kinds}
     groups = [tr.r.cycles] if partition_by is None else [[c] for c in tr.r.cycles]
     for ranges in groups:
@@ -208,10 +227,17 @@ def import_folder(folder: str | os.PathLike[str], path: str | os.PathLike[str], 
     files = _type_files(os.fspath(folder))
     if not files:
         raise ValueError(f"{os.fspath(folder)!r} holds no file of a message-types export (pychro.type metadata)")
+    unfinished = [os.path.join(root, f) for root, _, fs in os.walk(folder) for f in fs if f.endswith(".partial")]
+    if unfinished:
+        raise ValueError(f"{os.fspath(folder)!r} holds an unfinished export ({unfinished[0]}): export again")
     types_json = {_meta(p)[META_TYPES] for ps in files.values() for p in ps}
     if len(types_json) != 1:
         raise ValueError(f"the files under {os.fspath(folder)!r} come from exports with different message types")
     types = MessageTypes.from_json(types_json.pop().decode())
+    missing = [name for name in types.names if name not in files]
+    if missing:  # an export writes a file for every type, empty or not
+        raise ValueError(f"{os.fspath(folder)!r} has no file of message type {missing[0]!r}: an export by type "
+                         "writes one for every type; this folder is incomplete")
     frames = {}
     for name in types.names:
         parts = []

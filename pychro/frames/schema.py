@@ -87,7 +87,7 @@ TYPES: dict[str, FieldType] = {
     )
 }
 
-_SKIP = re.compile(r"skip(\d+)\Z")
+_SKIP = re.compile(r"skip(?:(\d+)|<(\d+)>)\Z")  # skip3, or skip<3> as the docs write skip<N>
 _RESERVED = ("_index", "_cycle", "_seq")  # metadata column names the reader may add
 
 
@@ -113,7 +113,7 @@ def field_type(name: str) -> FieldType:
         return _list_type(key[len("list<") : -1])
     m = _SKIP.match(key)
     if m:
-        size = int(m.group(1))
+        size = int(m.group(1) or m.group(2))
         if not 0 < size < L.MAX_BODY_LENGTH:
             raise ValueError(f"skip size must be between 1 and 2**30 - 1 bytes, got {size}")
         return FieldType(f"skip{size}", SKIP, size, None, None)
