@@ -416,6 +416,9 @@ class _RowGroups:
 
     def stop(self) -> None:
         self.stopping.set()
+        abort = getattr(self.batches, "abort", None)
+        if abort is not None:
+            abort()  # batches fed from another thread (exports by message type): stop waiting for the next one
         self.places.release()  # a gatherer waiting for a place wakes up and sees stopping
         if self.thread.ident is not None:
             self.thread.join()

@@ -28,6 +28,7 @@ META_TYPES = b"pychro.types"
 META_TYPE_NAME = b"pychro.type"
 _DONE = object()
 _QUEUE_BATCHES = 4  # batches waiting per type's writer: memory stays bounded by a few batches per type
+_POLL_S = 0.05  # how often a waiting writer looks whether it should stop
 
 
 class _Abort(Exception):
@@ -128,32 +129,26 @@ def _fan_out(fmt: str, pairs: Iterator[Any], tr: Any, types: MessageTypes, targe
     queues: dict[str, queue.Queue[Any]] = {k.name: queue.Queue(maxsize=_QUEUE_BATCHES) for k in tr.kinds}
     rows: dict[str, int] = {}
     failed: list[BaseException] = []
-    stop = threading.Event()
-
-    def feed(name: str) -> Iterator[Any]:
-        q = queues[name]
-        while True:
-            item = q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Abort):
-                raise item
-            yield item
+    stop = threading.Event()  # a writer failed: the reader stops
+    done = threading.Event()  # the reader has put its last item (an end marker) into every queue
 
     def write(kind: Any) -> None:
         q = queues[kind.name]
         try:
             meta = {META_TYPES: types.to_json().encode(), META_TYPE_NAME: kind.name.encode()}
             file_schema: Any = _Indexed(kind.arrow_schema, meta)
-            rows[kind.name] = _write(fmt, targets[kind.name], file_schema, ["_index", *kind.plan.columns],
-                                     feed(kind.name), row_group_rows, compression, dict(source, type=kind.name))
+            rows[kind.name] = _write(fmt, targets[kind.name], file_schema, ["_index", *kind.plan.columns], _Feed(q),
+                                     row_group_rows, compression, dict(source, type=kind.name))
         except _Abort:
             pass
         except BaseException as exc:  # noqa: BLE001 - handed to the reading side, which raises it
             failed.append(exc)
             stop.set()
-            while not isinstance(item := q.get(), _Abort) and item is not _DONE:
-                pass  # take what the reader still puts, until its end marker
+            while not done.is_set():  # take what the reader still puts, until it has put its end marker
+                try:
+                    q.get(timeout=_POLL_S)
+                except queue.Empty:
+                    pass
 
     threads = [threading.Thread(target=write, args=(k,), name=f"pychro-export-{k.name}") for k in tr.kinds]
     for t in threads:
@@ -168,11 +163,45 @@ def _fan_out(fmt: str, pairs: Iterator[Any], tr: Any, types: MessageTypes, targe
     finally:
         for q in queues.values():
             q.put(_DONE if ok else _Abort())
+        done.set()
         for t in threads:
             t.join()
+        close = getattr(pairs, "close", None)
+        if close is not None:
+            close()  # the decoding pool ends
     if failed:
         raise failed[0]
     return rows
+
+
+class _Feed:
+    """A type's batches from its queue, for :func:`~pychro.frames.export._write`. ``abort()`` (called by the
+    writer when it fails, from another thread) ends a wait for the next batch: its gathering thread can then be
+    joined, whatever the reader is doing."""
+
+    def __init__(self, q: queue.Queue[Any]) -> None:
+        self.q = q
+        self.aborted = threading.Event()
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> Any:
+        while True:
+            if self.aborted.is_set():
+                raise _Abort()
+            try:
+                item = self.q.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if item is _DONE:
+                raise StopIteration
+            if isinstance(item, _Abort):
+                raise item
+            return item
+
+    def abort(self) -> None:
+        self.aborted.set()
 
 
 class _Indexed:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -94,3 +95,64 @@ def test_import_of_a_csv_folder_says_why(tmp_path: Path) -> None:
     got = subprocess.run([sys.executable, "-m", "pychro", "import", str(tmp_path / "out"), str(tmp_path / "imp")],
                          capture_output=True, text=True, timeout=60)
     assert got.returncode == 1 and "folder of CSV files" in got.stderr and "Parquet magic" not in got.stderr
+
+
+@pytest.mark.timeout(120)
+def test_a_writer_that_fails_mid_export_ends_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A type's file that cannot be written (a full disk) ends the export with that error, promptly, and leaves no
+    folder: it used to hang, the failed writer waiting for batches the reader no longer sent."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    n = 300_000
+    ts = pd.to_datetime(np.int64(1709596800000000000) + np.arange(n) * 1000, utc=True)
+    pychro.write_frames({"trade": pd.DataFrame({"ts": ts, "px": np.arange(n) * 0.5}),
+                         "heartbeat": pd.DataFrame({"ts": ts[::3]})}, tmp_path / "j", T)
+    real = pq.ParquetWriter
+    written = [0]
+
+    class Full(real):  # type: ignore[misc,valid-type]
+        """A disk that fills after a few row groups: every later write, and every footer, fails."""
+
+        def write_table(self, table: Any, *args: Any, **kwargs: Any) -> None:
+            written[0] += 1
+            if written[0] > 3:
+                raise OSError(28, "No space left on device")
+            super().write_table(table, *args, **kwargs)
+
+        def close(self) -> None:
+            super().close()
+            if written[0] > 3:
+                raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq, "ParquetWriter", Full)
+    with pytest.raises(OSError, match="No space left"):
+        pychro.to_parquet(tmp_path / "j", T, tmp_path / "out", row_group_rows=1000)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_export_by_type_onto_a_full_disk(tmp_path: Path) -> None:
+    """The same on a real full file system (a 3 MiB tmpfs; needs root to mount): the export fails promptly with
+    the disk-full error (it used to hang forever) and leaves nothing in the target."""
+    import numpy as np
+
+    full = tmp_path / "full"
+    full.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(full)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        n = 600_000
+        ts = pd.to_datetime(np.int64(1709596800000000000) + np.arange(n) * 1000, utc=True)
+        pychro.write_frames({"trade": pd.DataFrame({"ts": ts, "px": np.arange(n) * 0.5}),
+                             "heartbeat": pd.DataFrame({"ts": ts})}, tmp_path / "j", T)
+        (tmp_path / "t.json").write_text(T.to_json())
+        got = subprocess.run([sys.executable, "-m", "pychro", "export", str(tmp_path / "j"), "--types",
+                              str(tmp_path / "t.json"), "--to", str(full / "out")], capture_output=True, text=True,
+                             timeout=120)
+        assert got.returncode == 1 and "No space left" in got.stderr, got.stderr
+        assert not (full / "out").exists()
+    finally:
+        subprocess.run(["umount", str(full)], capture_output=True)
