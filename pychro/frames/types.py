@@ -182,6 +182,9 @@ class MessageTypes:
         items = data["types"]
         if not isinstance(items, list) or not all(isinstance(t, Mapping) and {"tag", "name"} <= set(t) for t in items):
             raise ValueError("'types' must be a list of {\"tag\", \"name\", \"fields\"} objects")
+        bad = [t["tag"] for t in items if not isinstance(t["tag"], (int, str)) or isinstance(t["tag"], bool)]
+        if bad:
+            raise ValueError(f"a tag value is an int or a str, got {bad[0]!r}")
         return cls(data["header"], data["tag"], {t["tag"]: (t["name"], t.get("fields", "")) for t in items})
 
     def to_json(self) -> str:
