@@ -7,7 +7,8 @@
   Parquet file (snappy, in page cache) with DuckDB's ``read_parquet``; best of R rounds run one after the other.
   Goal (issue #16): <= 1x the Parquet time.
 * ``--memory``: each in a child process of its own, its peak resident set (VmHWM): a 50 M-row DuckDB query result
-  backfilled into a journal with ``write_batches`` (streamed twice: checked, then written; bar < 1 GiB), and an
+  backfilled into a journal with ``write_batches`` and with ``write_frame`` (streamed twice: checked, then
+  written; ``write_frame`` also returns every row's index; bar < 1 GiB), and an
   aggregate over a 20 M-row journal through DuckDB (bar < 500 MB).
 """
 
@@ -36,10 +37,13 @@ QUERY = ("SELECT TIMESTAMPTZ '2024-03-05 09:00:00+00' + to_milliseconds(i % 8640
 GROUP = "SELECT sym, count(*), sum(qty), avg(px) FROM {src} GROUP BY sym"
 
 
-def child_backfill(rows: int, out: str) -> None:
+def child_backfill(rows: int, out: str, how: str = "write_batches") -> None:
     con = duckdb.connect()
     t0 = time.perf_counter()
-    written = write_batches(con.sql(QUERY.format(n=rows)), out, SCHEMA, date="2024-03-05")
+    if how == "write_frame":  # returns every row's index too: 8 bytes a row
+        written = pychro.write_frame(con.sql(QUERY.format(n=rows)), out, SCHEMA, date="2024-03-05").size
+    else:
+        written = write_batches(con.sql(QUERY.format(n=rows)), out, SCHEMA, date="2024-03-05")
     print(written, peak_rss_kib(), time.perf_counter() - t0)
 
 
@@ -53,11 +57,12 @@ def child_aggregate(journal: str) -> None:
 
 def memory(tmp: str) -> None:
     out = os.path.join(tmp, "backfill")
-    got = subprocess.run([sys.executable, __file__, "--child-backfill", "50000000", out], check=True,
-                         capture_output=True, text=True).stdout.split()
-    print(f"backfill of a 50,000,000-row DuckDB result with write_batches: {int(got[0]):,} rows, peak RSS "
-          f"{int(got[1]) / 1024:.0f} MiB (bar < 1024), {float(got[2]):.1f} s")
-    shutil.rmtree(out, ignore_errors=True)
+    for how in ("write_batches", "write_frame"):
+        got = subprocess.run([sys.executable, __file__, "--child-backfill", "50000000", out, how], check=True,
+                             capture_output=True, text=True).stdout.split()
+        print(f"backfill of a 50,000,000-row DuckDB result with {how}: {int(got[0]):,} rows, peak RSS "
+              f"{int(got[1]) / 1024:.0f} MiB (bar < 1024), {float(got[2]):.1f} s")
+        shutil.rmtree(out, ignore_errors=True)
     journal = os.path.join(tmp, "agg")
     con = duckdb.connect()
     write_batches(con.sql(QUERY.format(n=20_000_000)), journal, SCHEMA, date="2024-03-05")
@@ -89,11 +94,11 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--memory", action="store_true")
-    ap.add_argument("--child-backfill", nargs=2)
+    ap.add_argument("--child-backfill", nargs=3)
     ap.add_argument("--child-aggregate")
     args = ap.parse_args()
     if args.child_backfill:
-        child_backfill(int(args.child_backfill[0]), args.child_backfill[1])
+        child_backfill(int(args.child_backfill[0]), args.child_backfill[1], args.child_backfill[2])
         return
     if args.child_aggregate:
         child_aggregate(args.child_aggregate)
