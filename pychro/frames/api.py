@@ -408,9 +408,10 @@ def _ordered(tasks: Iterator[Task], run: Callable[[CycleFiles, int, int], T], th
         pool.shutdown(wait=True)
 
 
-def _note(stats: ReadStats, r: _Read, out: BatchOut, cycle: int, seq0: int, seen: set[int]) -> None:
-    """What one decoded batch adds to the stats (its rows are counted by the caller)."""
-    if cycle not in seen:
+def _note(stats: ReadStats, config: VanillaConfig, out: Any, cycle: int, seq0: int, seen: set[int] | None) -> None:
+    """What one decoded batch (a :class:`BatchOut`, or a batch of message types alike) adds to the stats; its
+    rows are counted by the caller. ``seen``: the cycles counted so far (None: cycles are not counted)."""
+    if seen is not None and cycle not in seen:
         seen.add(cycle)
         stats.cycles += 1
     stats.batches += 1
@@ -418,7 +419,7 @@ def _note(stats: ReadStats, r: _Read, out: BatchOut, cycle: int, seq0: int, seen
     stats.replaced_surrogates += out.replaced
     stats.skipped_rows += out.skipped
     if out.first_bad is not None and stats.first_bad_index is None:
-        stats.first_bad_index = r.config.index_of(cycle, seq0 + out.first_bad)
+        stats.first_bad_index = config.index_of(cycle, seq0 + out.first_bad)
     if out.stop:
         stats.truncated = True
 
@@ -441,7 +442,7 @@ def _batches(
     for out, cycle, seq0, damage in _ordered(_tasks(r, batch_rows, follow, poll_interval, stats), run, threads,
                                              follow):
         if out is not None:
-            _note(stats, r, out, cycle, seq0, seen)
+            _note(stats, r.config, out, cycle, seq0, seen)
             batch = r.filter(r.record_batch(out, cycle, seq0), out)
             stats.rows += batch.num_rows
             if batch.num_rows:

@@ -29,6 +29,7 @@ from .api import (
     ReadStats,
     _check_rows,
     _check_stats,
+    _note,
     _ordered,
     _Read,
     _tasks,
@@ -80,7 +81,7 @@ class _TypedRead:
             raise ValueError(f"unknown= must be one of {_UNKNOWN}, got {unknown!r}")
         self.types = types
         self.unknown = unknown
-        wanted = _columns_by_type(types, columns)
+        wanted = columns_by_type(types, columns)
         self.r = _Read(path, types.header, date, start, end, [types.tag], errors, index, metadata, config,
                        thread_id_bits, timestamp_column, narrow_rows=narrow_rows, rest=True, time=time)
         r = self.r
@@ -128,10 +129,7 @@ def type_ids(tags: Any, values: Any) -> npt.NDArray[np.int16]:
 
 
 def columns_by_type(types: MessageTypes, columns: Any) -> dict[str, list[str]]:
-    return _columns_by_type(types, columns)
-
-
-def _columns_by_type(types: MessageTypes, columns: Any) -> dict[str, list[str]]:
+    """``columns=`` of a read of message types, checked: ``{type name: [columns]}`` ({} for every column)."""
     if columns is None:
         return {}
     if not isinstance(columns, Mapping):
@@ -160,7 +158,7 @@ class _Decoded(NamedTuple):
     unknown: int
     first_bad: int | None  # batch row
     stop: bool
-    slow: int
+    slow_rows: int
     replaced: int
 
 
@@ -185,7 +183,7 @@ def _decode(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint6
             continue
         sel = at if head.rows is None else rows[at]
         out = decode_batch(kind.decode_plan, files, seq0, entries[sel], "skip", seqs=sel + seq0,
-                           release=getattr(r, "release", True) and (last is None or t == last))
+                           release=r.release and (last is None or t == last))
         slow, replaced = slow + out.slow_rows, replaced + out.replaced
         if out.first_bad is not None:
             firsts.append((int(sel[out.first_bad]), t))
@@ -273,28 +271,26 @@ def _typed_batches(tr: _TypedRead, batch_rows: int, threads: int, follow: bool, 
     for out, cycle, seq0, damage in _ordered(_tasks(r, batch_rows, follow, poll_interval, stats), run, threads,
                                              follow):
         if out is not None:
-            if cycle not in seen:
-                seen.add(cycle)
-                stats.cycles += 1
-            stats.batches += 1
-            stats.slow_path_strings += out.slow
-            stats.replaced_surrogates += out.replaced
-            stats.skipped_rows += out.skipped
-            stats.unknown_rows += out.unknown
-            if out.first_bad is not None and stats.first_bad_index is None and r.errors != "raise":
-                stats.first_bad_index = r.config.index_of(cycle, seq0 + out.first_bad)
-            for kind, part in zip(tr.kinds, out.parts):
-                if part is None:
-                    continue
-                batch = _record_batch(tr, kind, part[0] + seq0, part[1], cycle)
-                stats.rows += batch.num_rows
-                if batch.num_rows:
-                    yield TypedBatch(kind.name, batch)
+            yield from typed_batches_of(tr, out, cycle, seq0, stats, seen)
             if out.stop:
-                stats.truncated = True
                 return
         if damage is not None:
             raise damage
+
+
+def typed_batches_of(tr: Any, out: _Decoded, cycle: int, seq0: int, stats: ReadStats, seen: set[int] | None,
+                     ) -> Iterator[TypedBatch]:
+    """One decoded batch: noted in the stats, then its rows by type (``tr``: a :class:`_TypedRead`, or what the
+    remote reader makes alike; ``seen`` as for :func:`~pychro.frames.api._note`)."""
+    _note(stats, tr.r.config, out, cycle, seq0, seen)
+    stats.unknown_rows += out.unknown
+    for kind, part in zip(tr.kinds, out.parts):
+        if part is None:
+            continue
+        batch = _record_batch(tr, kind, part[0] + seq0, part[1], cycle)
+        stats.rows += batch.num_rows
+        if batch.num_rows:
+            yield TypedBatch(kind.name, batch)
 
 
 def _record_batch(tr: Any, kind: _Type, seqs: npt.NDArray[np.int64], cols: dict[str, Any], cycle: int) -> Any:

@@ -25,7 +25,7 @@ from .._optional import require
 from ..config import VanillaConfig
 from ..errors import NoData
 from ..frames import schema as S
-from ..frames.api import ReadStats, _metadata_names
+from ..frames.api import ReadStats, _metadata_names, _note
 from ..frames.batch import decode_batch
 from ..frames.decode import Plan
 from ..frames.scan import DataMap
@@ -196,7 +196,7 @@ def _iter_remote_types(
     """iter_remote_batches with message types: ``(type name, RecordBatch)`` pairs."""
     from types import SimpleNamespace
 
-    from ..frames.typed import TypedBatch, _decode, _record_batch, columns_by_type, type_plans
+    from ..frames.typed import _decode, columns_by_type, type_plans, typed_batches_of
 
     if unknown not in ("raise", "skip"):
         raise ValueError(f"unknown= must be one of ('raise', 'skip'), got {unknown!r}")
@@ -204,40 +204,35 @@ def _iter_remote_types(
     kinds, values = type_plans(types, columns_by_type(types, columns), meta, None)
     header = Plan(types.header, [types.tag], rest=True)
     stats = stats if stats is not None else ReadStats()
-    reader = RemoteChronicleReader(
-        host, port, where, polling_interval=0.0 if follow else None, timeout=timeout, config=config,
-        **reader_options,
-    )
-    reader.recv_size = 4 << 20
+    reader = _open(host, port, where, follow, timeout, config, reader_options)
     cfg = reader.config
-    tr = SimpleNamespace(r=SimpleNamespace(decode_plan=header, errors=errors, meta=meta, config=cfg, time=None),
+    # what the typed decoder asks of a read (pages are this process's receive buffer: never released)
+    tr = SimpleNamespace(r=SimpleNamespace(decode_plan=header, errors=errors, meta=meta, config=cfg, time=None,
+                                           release=False),
                          types=types, kinds=kinds, unknown=unknown, values=values)
 
     def pairs() -> Iterator[Any]:
         try:
-            for files, seq0, entries, i0 in _regions(reader, batch_rows, cfg, f"<remote {host}:{port}>"):
+            for files, seq0, entries, _ in _regions(reader, batch_rows, cfg, f"<remote {host}:{port}>"):
                 out = _decode(tr, files, seq0, entries)  # type: ignore[arg-type]
-                stats.batches += 1
-                stats.slow_path_strings += out.slow
-                stats.replaced_surrogates += out.replaced
-                stats.skipped_rows += out.skipped
-                stats.unknown_rows += out.unknown
-                if out.first_bad is not None and stats.first_bad_index is None:
-                    stats.first_bad_index = i0 + out.first_bad
-                for kind, part in zip(kinds, out.parts):
-                    if part is None:
-                        continue
-                    batch = _record_batch(tr, kind, part[0] + seq0, part[1], files.cycle)
-                    stats.rows += batch.num_rows
-                    if batch.num_rows:
-                        yield TypedBatch(kind.name, batch)
+                yield from typed_batches_of(tr, out, files.cycle, seq0, stats, None)
                 if out.stop:
-                    stats.truncated = True
                     return
         finally:
             reader.close()
 
     return pairs()
+
+
+def _open(host: str, port: int, where: Where, follow: bool, timeout: float, config: VanillaConfig | None,
+          reader_options: dict[str, Any]) -> RemoteChronicleReader:
+    """The subscription, with big receive buffers (bigger batches)."""
+    reader = RemoteChronicleReader(
+        host, port, where, polling_interval=0.0 if follow else None, timeout=timeout, config=config,
+        **reader_options,
+    )
+    reader.recv_size = 4 << 20
+    return reader
 
 
 def _iter_remote(
@@ -256,11 +251,7 @@ def _iter_remote(
     fields += [arrow.field(name) for name in plan.columns]
     arrow_schema = pa.schema(fields, metadata=arrow.metadata)
     stats = stats if stats is not None else ReadStats()
-    reader = RemoteChronicleReader(
-        host, port, where, polling_interval=0.0 if follow else None, timeout=timeout, config=config,
-        **reader_options,
-    )
-    reader.recv_size = 4 << 20  # big receive buffers: bigger batches
+    reader = _open(host, port, where, follow, timeout, config, reader_options)
     cfg = reader.config
     label = f"<remote {host}:{port}>"
     try:
@@ -268,17 +259,11 @@ def _iter_remote(
             cycle = files.cycle
             # _BufferFiles has what decode_batch uses of CycleFiles (codec, config, cycle, data, key_path)
             out = decode_batch(plan, files, seq0, entries, errors)  # type: ignore[arg-type]
-            stats.batches += 1
-            stats.slow_path_strings += out.slow_rows
-            stats.replaced_surrogates += out.replaced
-            stats.skipped_rows += out.skipped
-            if out.first_bad is not None and stats.first_bad_index is None:
-                stats.first_bad_index = i0 + out.first_bad
+            _note(stats, cfg, out, cycle, seq0, None)
             stats.rows += out.n
             if out.n:
                 yield _record_batch(out, meta, plan, arrow_schema, i0, cycle, seq0, cfg)
             if out.stop:
-                stats.truncated = True
                 return
     finally:
         reader.close()
