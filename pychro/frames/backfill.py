@@ -119,17 +119,7 @@ def write_frame(
     workers = workers_for(threads, n)
     prepared = _prepare(table, schema, cfg, date, timestamp_column, clock, workers)
     make_folder(journal.path)  # only once every row is known to fit: a refused frame leaves nothing
-    out = np.empty(n, dtype=np.int64)
-    if not n:
-        return out
-    bar = _bar(n, progress)
-    try:
-        with BulkAppender(journal, workers=workers) as appender:  # a new appender: fresh data files
-            _append(appender, prepared, out, bar)
-    finally:
-        if bar is not None:
-            bar.close()
-    return out
+    return _append_all(journal, prepared, n, workers, progress)
 
 
 to_journal = write_frame
@@ -176,16 +166,16 @@ def _write_stream(
     progress: bool | None, threads: int | None,
 ) -> npt.NDArray[np.int64]:
     """write_frame of an Arrow stream: write_batches' two passes, keeping each row's full index."""
-    _, parts = _write_stream_parts(batches, path, Schema(schema), date, timestamp_column, config, thread_id_bits,
-                                   clock, progress, threads, keep=True)
-    return parts[0] if parts else np.empty(0, dtype=np.int64)
+    return _write_stream_parts(batches, path, Schema(schema), date, timestamp_column, config, thread_id_bits,
+                               clock, progress, threads, keep=True)[1]
 
 
 def _write_stream_parts(
     batches: Callable[[], Iterable[Any]], path: Any, schema: Schema, date: Any, timestamp_column: str | None,
     config: VanillaConfig | None, thread_id_bits: int | None, clock: Any, progress: bool | None,
     threads: int | None, keep: bool,
-) -> tuple[int, list[npt.NDArray[np.int64]]]:
+) -> tuple[int, npt.NDArray[np.int64]]:
+    """(rows written, their full indices when ``keep``, else an empty array)."""
     _check_threads(threads)
     journal = Journal(path, config, thread_id_bits, must_exist=False)
     journal.check_target()
@@ -198,14 +188,13 @@ def _write_stream_parts(
         except ValueError as exc:
             raise _shifted(exc, total) from None
         total += table.num_rows
-    parts: list[npt.NDArray[np.int64]] = []
+    # every row's index, filled in place (no copy of the whole at the end: 8 bytes a row at the peak, not 16)
+    indices = np.empty(total if keep else 0, dtype=np.int64)
     if not total:
-        return 0, parts
+        return 0, indices
     make_folder(journal.path)
     bar = _bar(total, progress)
     written = 0
-    # every row's index, filled in place (no copy of the whole at the end: 8 bytes a row at the peak, not 16)
-    indices = np.empty(total if keep else 0, dtype=np.int64)
     try:
         with BulkAppender(journal, workers=workers_for(threads, total)) as appender:
             for batch in batches():
@@ -223,7 +212,7 @@ def _write_stream_parts(
             bar.close()
     if written != total:
         raise ValueError(f"the batches changed between the two passes: {total} rows checked, {written} written")
-    return written, [indices] if keep else parts
+    return written, indices
 
 
 def write_frames(
@@ -326,14 +315,7 @@ def write_frames(
     program = raw_program(np.concatenate(bodies), np.concatenate(starts)[order], all_lengths[order])
     merged = _Prepared(program, all_lengths[order], np.concatenate(cycles)[order])
     make_folder(journal.path)
-    out = np.empty(total, dtype=np.int64)
-    bar = _bar(total, progress)
-    try:
-        with BulkAppender(journal, workers=workers_for(threads, total)) as appender:
-            _append(appender, merged, out, bar)
-    finally:
-        if bar is not None:
-            bar.close()
+    out = _append_all(journal, merged, total, workers_for(threads, total), progress)
     full = np.empty(total, dtype=np.int64)
     full[order] = out
     edges = np.cumsum([0, *counts])
@@ -422,6 +404,22 @@ def _prepare(
             "bytes (raise config message_capacity)"
         )
     return _Prepared(program, lengths, _cycles(program, schema, cfg, n, date, timestamp_column, clock))
+
+
+def _append_all(journal: Journal, prepared: _Prepared, n: int, workers: int, progress: bool | None,
+                ) -> npt.NDArray[np.int64]:
+    """All ``n`` rows of one prepared table through a new appender (fresh data files); their full indices."""
+    out = np.empty(n, dtype=np.int64)
+    if not n:
+        return out
+    bar = _bar(n, progress)
+    try:
+        with BulkAppender(journal, workers=workers) as appender:
+            _append(appender, prepared, out, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return out
 
 
 def _append(appender: BulkAppender, prepared: _Prepared, out: npt.NDArray[np.int64], bar: Any) -> None:
