@@ -1124,12 +1124,16 @@ static PyObject *stopbit_path(PyObject *Py_UNUSED(self), PyObject *arg) {
 
 /* _text_path(name or None) -> name: how short non-ASCII text is checked before its plain copy: "ssse3" (where the
  * CPU has it) or "scalar" (java_text for every text with a byte above 0x7F); None the best this CPU has. */
-static PyObject *text_path(PyObject *Py_UNUSED(self), PyObject *arg) {
-    text16_fn best = NULL;
+static text16_fn text16_best(void) {
 #ifdef HAVE_PEXT_PATH
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("ssse3")) best = text16_plain_ssse3;
+    if (__builtin_cpu_supports("ssse3")) return text16_plain_ssse3;
 #endif
+    return NULL;
+}
+
+static PyObject *text_path(PyObject *Py_UNUSED(self), PyObject *arg) {
+    text16_fn best = text16_best();
     if (arg != Py_None && !PyUnicode_Check(arg)) {
         PyErr_SetString(PyExc_TypeError, "_text_path takes a path name or None");
         return NULL;
@@ -1165,10 +1169,7 @@ PyMODINIT_FUNC PyInit__decode(void) {
         stopbit_paths(fns, names);
         stopbit_column_impl = fns[0];
     }
-#ifdef HAVE_PEXT_PATH
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("ssse3")) text16_plain = text16_plain_ssse3;
-#endif
+    text16_plain = text16_best();
     /* the step kinds, codes and statuses, so that Python takes them from here */
     static const struct {
         const char *name;

@@ -36,9 +36,9 @@ def _is_pandas(obj: Any) -> bool:
 def as_source(obj: Any) -> Callable[[], Iterable[Any]] | None:
     """A function giving ``obj``'s record batches afresh on each call (the two passes of a checked write), or
     None when ``obj`` is not an Arrow stream or array export. A stream that can be read only once (a
-    ``RecordBatchReader``) is refused on the second call with a ValueError that says what to do."""
+    ``RecordBatchReader``) is read into memory on the first call."""
     pa = require("pyarrow", purpose="Arrow interchange")
-    if hasattr(obj, "__arrow_c_stream__") and not _is_pyarrow_table(obj) and not _is_pandas(obj):
+    if is_arrow_stream(obj):
         if isinstance(obj, pa.RecordBatchReader):
             return _once(obj)
 
