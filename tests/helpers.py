@@ -55,6 +55,29 @@ def ref_read_stop_bit(data: bytes, pos: int = 0) -> tuple[int, int]:
     return acc, i + 1 - pos
 
 
+def ref_stop_bit_in(body: bytes, pos: int) -> tuple[int, int] | None:
+    """The stop-bit value at ``pos`` of a message body -> (value, bytes used), or None when no group ends within
+    10 bytes and inside the body (what a reader must call a mismatch)."""
+    run = 0
+    while pos + run < len(body) and body[pos + run] & 0x80 and run < 10:
+        run += 1
+    if run >= 10 or pos + run >= len(body):
+        return None
+    return ref_read_stop_bit(body, pos)
+
+
+def write_bodies(path: Path | str, bodies: list[bytes], now_ms: int) -> Path:
+    """A journal of these message bodies, in order, written by the row writer with its clock at ``now_ms``."""
+    from pychro import VanillaChronicleWriter
+
+    with VanillaChronicleWriter(str(path), clock=lambda: now_ms) as chron:
+        a = chron.get_appender()
+        for body in bodies:
+            a.write_bytes(body)
+            a.finish()
+    return Path(path)
+
+
 def _utf16_units(text: str) -> list[int]:
     raw = text.encode("utf-16-le", "surrogatepass")
     return [raw[i] | raw[i + 1] << 8 for i in range(0, len(raw), 2)]

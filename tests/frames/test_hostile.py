@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import ref_read_stop_bit, ref_stop_bit
+from helpers import ref_stop_bit, ref_stop_bit_in
 
 import pychro
 from pychro.errors import CorruptDataError, SchemaMismatchError
@@ -139,12 +139,10 @@ def _ref_row(kinds: list[str], body: bytes) -> list[int] | None:
             out.append(struct.unpack_from("<i", body, pos)[0])
             pos += 4
             continue
-        run = 0
-        while pos + run < len(body) and body[pos + run] & 0x80 and run < 10:
-            run += 1
-        if run >= 10 or pos + run >= len(body):
+        got = ref_stop_bit_in(body, pos)
+        if got is None:
             return None
-        value, used = ref_read_stop_bit(body, pos)
+        value, used = got
         out.append(value)
         pos += used
     return out if pos == len(body) else None

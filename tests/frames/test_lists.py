@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import ref_read_stop_bit, ref_stop_bit, walk_records  # tests/helpers.py: written from the spec
+from helpers import ref_stop_bit, ref_stop_bit_in, walk_records, write_bodies  # tests/helpers.py: from the spec
 
 import pychro
 from pychro import SchemaMismatchError
@@ -172,13 +172,7 @@ def test_wrong_column_types(tmp_path: Path) -> None:
 
 
 def _journal(tmp_path: Path, bodies: list[bytes]) -> Path:
-    path = tmp_path / "hostile"
-    with pychro.VanillaChronicleWriter(str(path), clock=lambda: T0 // 1_000_000) as chron:
-        a = chron.get_appender()
-        for body in bodies:
-            a.write_bytes(body)
-            a.finish()
-    return path
+    return write_bodies(tmp_path / "hostile", bodies, T0 // 1_000_000)
 
 
 def test_hostile_counts(tmp_path: Path) -> None:
@@ -227,12 +221,10 @@ def _ref_list_row(body: bytes) -> tuple[int, list[int], int] | None:
         return None
     a = struct.unpack("<b", body[:1])[0]
     pos = 1
-    run = 0
-    while pos + run < len(body) and body[pos + run] & 0x80 and run < 10:
-        run += 1
-    if run >= 10 or pos + run >= len(body):
+    got = ref_stop_bit_in(body, pos)
+    if got is None:
         return None
-    count, used = ref_read_stop_bit(body, pos)
+    count, used = got
     pos += used
     if count < 0 or pos + 3 * count > len(body):
         return None

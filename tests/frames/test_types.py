@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from helpers import walk_records
+from helpers import walk_records, write_bodies
 
 import pychro
 from pychro import MessageTypes, SchemaMismatchError
@@ -170,14 +170,10 @@ def test_read_frames(java_feed: Any) -> None:
 
 
 def _write(path: Path, bodies: list[bytes]) -> None:
-    with pychro.VanillaChronicleWriter(str(path), clock=lambda: T0 // 1_000_000) as chron:
-        a = chron.get_appender()
-        for body in bodies:
-            a.write_bytes(body)
-            a.finish()
+    write_bodies(path, bodies, T0 // 1_000_000)
 
 
-def _msg(k: int, tag: int, rest: bytes) -> bytes:
+def _msg(k: int, tag: int, rest: bytes = b"") -> bytes:
     return struct.pack("<qb", T0 + k, tag) + rest
 
 

@@ -14,23 +14,11 @@ import pychro
 from pychro import MessageTypes, SchemaMismatchError
 from pychro.frames import ReadStats
 
-from .test_types import FEED
+from .test_types import FEED, _msg, _write
 from .test_types_export import _cli
 
 T0 = 1709596800000000000
 TYPES = MessageTypes("ts:timestamp_ns,type:int8", "type", {1: ("a", "x:int32"), 2: ("b", "y:float64")})
-
-
-def _write(path: Path, bodies: list[bytes]) -> None:
-    with pychro.VanillaChronicleWriter(str(path), clock=lambda: T0 // 1_000_000) as chron:
-        a = chron.get_appender()
-        for body in bodies:
-            a.write_bytes(body)
-            a.finish()
-
-
-def _msg(k: int, tag: int, rest: bytes = b"") -> bytes:
-    return struct.pack("<qb", T0 + k, tag) + rest
 
 
 A0, A3 = _msg(0, 1, struct.pack("<i", 7)), _msg(3, 1, struct.pack("<i", 8))
