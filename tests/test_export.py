@@ -164,7 +164,10 @@ def test_a_failure_after_some_row_groups_leaves_no_file_and_no_thread(
     with pytest.raises(pychro.CorruptDataError, match="on purpose"):
         pychro.to_parquet(ticks, SCHEMA, out, row_group_rows=1000, progress=False)
     assert not out.exists() and not (tmp_path / "t.parquet.partial").exists()
-    assert not [t for t in threading.enumerate() if t.name.startswith("pychro-")]
+    # nothing of the export is left running: its own threads ended, and the shared decoding threads are idle
+    shared = {t for pool in api._POOLS.values() for t in pool._threads}
+    assert not [t for t in threading.enumerate() if t.name.startswith("pychro-") and t not in shared]
+    assert all(pool._work_queue.empty() for pool in api._POOLS.values())
 
 
 def test_numpy_columns_survive(tmp_path: Path) -> None:

@@ -176,6 +176,7 @@ def _decode(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint6
     firsts = [] if head.first_bad is None else [(head.first_bad, -1)]
     decoded: list[tuple[npt.NDArray[np.int64], Any] | None] = []
     slow, replaced = head.slow_rows, head.replaced
+    release = r.release_now(files, entries)
     for t, kind in enumerate(tr.kinds):
         at = np.flatnonzero(ids == t)  # (one pass per type: faster than a sort for the few types a feed has)
         if not at.size:
@@ -183,7 +184,7 @@ def _decode(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint6
             continue
         sel = at if head.rows is None else rows[at]
         out = decode_batch(kind.decode_plan, files, seq0, entries[sel], "skip", seqs=sel + seq0,
-                           release=r.release and (last is None or t == last))
+                           release=release and (last is None or t == last))
         slow, replaced = slow + out.slow_rows, replaced + out.replaced
         if out.first_bad is not None:
             firsts.append((int(sel[out.first_bad]), t))

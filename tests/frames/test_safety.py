@@ -14,9 +14,16 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from pychro import CorruptDataError, Journal, JournalNotFoundError, SchemaMismatchError, VanillaChronicleWriter
+from pychro import (
+    CorruptDataError,
+    Journal,
+    JournalNotFoundError,
+    SchemaMismatchError,
+    VanillaChronicleWriter,
+    write_frame,
+)
 from pychro import _layout as L
-from pychro.frames import ReadStats, Schema, iter_batches, read_frame, read_table
+from pychro.frames import ReadStats, Schema, api, iter_batches, read_frame, read_table
 
 from ._util import assert_same, row_api_read, write_journal
 
@@ -284,6 +291,41 @@ def test_mappings_are_released(tmp_path: Path, journal: Path) -> None:
     shutil.rmtree(journal)
     assert table.column("s").to_pylist()[:2] == ["row-0", "row-1"] and frame["i"].sum() == sum(range(50))
     assert pa.Table.from_batches(batches).equals(table)
+
+
+def _resident_kib(path: Path) -> int:
+    """KiB of this process's mappings of files under ``path`` that are resident (``Rss`` in smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            if "-" in line.split(" ", 1)[0]:  # a mapping's first line
+                inside = str(path) in line
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs /proc")
+@pytest.mark.parametrize("after_mib", [1, 64])
+def test_streaming_read_gives_pages_back_past_its_first_mebibytes(tmp_path: Path, monkeypatch: Any,
+                                                                   after_mib: int) -> None:
+    """A streaming read keeps the journal pages it read resident for its first RELEASE_AFTER bytes only (giving
+    them back costs more than a small read gains); read_table keeps them all until it returns."""
+    monkeypatch.setattr(api, "RELEASE_AFTER", after_mib << 20)
+    path = tmp_path / "big"
+    n = 120_000  # 44-byte messages: 5 MiB of journal
+    write_frame(pa.table({"a": pa.array(range(n), pa.int64()), "b": pa.array([1.5] * n), "c": pa.array(range(n)),
+                          "d": pa.array(range(n)), "e": pa.array(range(n))}), path,
+                "a:int64,b:float64,c:int64,d:int64,e:int64", date="2024-01-02")
+    seen = []
+    for batch in iter_batches(path, "a:int64,b:float64,c:int64,d:int64,e:int64", batch_rows=4096, threads=1):
+        seen.append(batch.num_rows)
+        resident = _resident_kib(path)  # the data file is mapped until the iterator ends
+    assert sum(seen) == n
+    if after_mib == 1:
+        assert resident < 2048  # the first MiB, and what the last batches read
+    else:
+        assert resident > 4096  # all of it
 
 
 def test_abandoned_iterator_releases_its_mappings(journal: Path) -> None:
