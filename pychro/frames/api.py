@@ -46,7 +46,7 @@ DtypeBackend = Literal["pyarrow", "numpy_nullable", "numpy"]
 METADATA_COLUMNS = {"index": "_index", "cycle": "_cycle", "seq": "_seq"}
 T = TypeVar("T")
 DEFAULT_BATCH_ROWS = 65_536  # iter_batches: rows per RecordBatch
-TABLE_BATCH_ROWS = 65_536  # read_table: rows per batch (measured best between 16k and 128k)
+TABLE_BATCH_ROWS = 131_072  # read_table and exports: rows per batch (1 M rows: 0.9-0.95x the time of 64 Ki)
 _ERRORS = ("raise", "skip", "truncate")
 # follow=True: how long a cycle that was left stays watched for messages committed late into it (§6), and how
 # long an empty index slot below filled ones is waited for before it is called damage

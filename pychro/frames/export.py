@@ -174,7 +174,7 @@ def _export(
 ) -> int:
     import copy
 
-    from .api import ReadStats, _batches, _check_rows, _Read, _threads
+    from .api import TABLE_BATCH_ROWS, ReadStats, _batches, _check_rows, _Read, _threads
 
     _check_rows(row_group_rows, "row_group_rows")
     check_compression(fmt, compression)
@@ -209,7 +209,7 @@ def _export(
     def batches(part: list[tuple[int, int, int | None]]) -> Iterator[Any]:
         rp = copy.copy(r)
         rp.cycles = part
-        for batch in _batches(rp, 65_536, _threads(None, rp), False, 0.0, stats):
+        for batch in _batches(rp, TABLE_BATCH_ROWS, _threads(None, rp), False, 0.0, stats):
             if bar is not None:
                 bar.update(batch.num_rows)
             yield batch
