@@ -171,9 +171,12 @@ class MessageTypes:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MessageTypes:
+    def from_dict(cls, data: Any) -> MessageTypes:
         """Inverse of :meth:`to_dict`."""
-        if not isinstance(data, Mapping) or not {"header", "tag", "types"} <= set(data):
+        if not isinstance(data, Mapping):
+            got = json.dumps(data)[:60]
+            raise ValueError(f"message types are an object with 'header', 'tag' and 'types', got {got}")
+        if not {"header", "tag", "types"} <= set(data):
             raise ValueError("message types need 'header', 'tag' and 'types'")
         version = data.get("version", TYPES_VERSION)
         if version != TYPES_VERSION:
@@ -199,6 +202,12 @@ class MessageTypes:
                 with open(source, encoding="utf-8") as fh:
                     source = fh.read()
             except OSError as exc:
+                try:  # JSON text that is not an object ("null", "3"): said as such, not as a missing file
+                    data = json.loads(source) if isinstance(source, str) else None
+                except (ValueError, RecursionError):
+                    data = None
+                if data is not None or source == "null":
+                    return cls.from_dict(data)
                 raise ValueError(f"cannot read message types from {os.fspath(source)!r}: {exc.strerror}") from None
         if not isinstance(source, (str, bytes, bytearray)):
             raise TypeError(f"from_json takes JSON text or a path, got {type(source).__name__}")

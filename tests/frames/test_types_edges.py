@@ -115,8 +115,13 @@ def test_padding_in_the_header_and_the_types(tmp_path: Path) -> None:
 
 
 def test_from_json_text_that_is_not_an_object() -> None:
-    with pytest.raises(ValueError, match="message types need 'header', 'tag' and 'types'"):
+    with pytest.raises(ValueError, match=r"an object with 'header', 'tag' and 'types', got \[1, 2\]"):
         MessageTypes.from_json("[1, 2]")
+    for text in ("null", "3", '"x"'):  # JSON, though not "{...}" or "[...]": not taken for a missing file's name
+        with pytest.raises(ValueError, match=f"an object with 'header', 'tag' and 'types', got {text}"):
+            MessageTypes.from_json(text)
+    with pytest.raises(ValueError, match="need 'header', 'tag' and 'types'"):
+        MessageTypes.from_json('{"header": "ts:int64"}')
     with pytest.raises(ValueError, match="not valid JSON"):
         MessageTypes.from_json("[" * 100_000)
 
