@@ -403,7 +403,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             columns = {}
             for item in args.columns:
                 name, _, col = item.partition(".")
-                if not col:
+                if not name or not col:
                     raise ValueError(f"with --types, --columns names type.column (e.g. trade.px), got {item!r}")
                 columns.setdefault(name, []).append(col)
         fmt = args.format or "parquet"

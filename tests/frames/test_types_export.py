@@ -96,6 +96,9 @@ def test_cli_types(java_feed: Any, tmp_path: Path) -> None:
     assert both.returncode == 2 and "not allowed with" in both.stderr
     missing = _cli("export", str(java_feed.journal), "--types", str(tmp_path / "nope.json"), "--to", "x")
     assert missing.returncode == 1 and "--types file not found" in missing.stderr
+    for item in (".px", "trade.", "px"):  # a column of no type named, or no column
+        bad = _cli("export", str(java_feed.journal), "--types", str(types), "--columns", item, "--to", "x")
+        assert bad.returncode == 2 and f"names type.column (e.g. trade.px), got {item!r}" in bad.stderr, bad.stderr
 
 
 def test_cli_head_exits_1_when_every_message_was_left_out(java_feed: Any, tmp_path: Path) -> None:
