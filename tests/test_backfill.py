@@ -488,3 +488,18 @@ def test_nulls_in_other_fields_are_rejected_with_the_row(tmp_path: Path) -> None
     with pytest.raises(ValueError, match="row 1: column 'q' is null"):
         write_frame(df, tmp_path, "q:int64", date=DAY)
     assert not os.path.exists(tmp_path / "20240102")
+
+
+def test_a_frame_of_no_rows_writes_nothing_whatever_its_dtypes(tmp_path: Path) -> None:
+    """pandas gives the columns of an empty frame float64 or object: with no value to convert, any dtype is
+    fine, and nothing is written (no cycle); a missing column is still an error."""
+    schema = "ts:timestamp_ns,sym:string,n:int32,levels:list<px:float64>"
+    for frame in (pd.DataFrame(columns=["ts", "sym", "n", "levels"]),
+                  pd.DataFrame({"ts": pd.Series([], dtype="datetime64[ns, UTC]"), "sym": [], "n": [], "levels": []})):
+        assert len(write_frame(frame, tmp_path / "j", schema, date="2024-01-02")) == 0
+    assert not (tmp_path / "j").exists() or pychro.Journal(tmp_path / "j").cycles() == []
+    with pytest.raises(ValueError, match="no column 'levels'"):
+        write_frame(pd.DataFrame(columns=["ts", "sym", "n"]), tmp_path / "j", schema, date="2024-01-02")
+    with pytest.raises(ValueError, match="string fields take strings"):  # with rows, the dtype counts again
+        write_frame(pd.DataFrame({"ts": [1], "sym": [1.5], "n": [1], "levels": [[]]}), tmp_path / "k", schema,
+                    date="2024-01-02")

@@ -29,7 +29,7 @@ from ..journal import Journal
 from . import _encode as C
 from .bulk import BulkAppender, workers_for
 from .encode import Program, Step
-from .schema import FIXED, LIST, SKIP, STOPBIT, STRING, UTF, Field, Schema, SchemaLike
+from .schema import FIXED, LIST, SKIP, STOPBIT, STRING, UTF, Field, Schema, SchemaLike, arrow_type
 from .timerange import as_date
 
 __all__ = ["to_journal", "write_batches", "write_frame"]
@@ -492,6 +492,8 @@ def _column(table: Any, field: Any) -> Any:
     if field.name not in table.column_names:
         raise ValueError(f"the data has no column {field.name!r} (schema field {field.name}:{field.type.name})")
     col = table.column(field.name)
+    if not len(col):  # no values to convert: a 0-row frame's dtypes (pandas' defaults, say) do not matter
+        return require("pyarrow").array([], type=arrow_type(field.type))
     return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()  # one chunk: no copy
 
 
