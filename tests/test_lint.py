@@ -20,7 +20,7 @@ def _run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff() -> None:
-    run = _run("ruff", "check", "--output-format=concise", "pychro", "tests", "benchmarks")
+    run = _run("ruff", "check", "--output-format=concise", "pychro", "tests", "benchmarks", "notebooks")
     assert run.returncode == 0, f"ruff check found problems:\n{run.stdout}{run.stderr}"
 
 
