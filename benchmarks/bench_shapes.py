@@ -200,7 +200,7 @@ def memory_check(rows: int, tmp: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--only", help="comma-separated shape names")
     ap.add_argument("--scale", action="store_true", help="also time 10x the rows (read_table, to_parquet)")
     ap.add_argument("--memory", action="store_true", help="also the peak memory of to_parquet on 10 M rows")
