@@ -425,11 +425,20 @@ def _ordered(tasks: Iterator[Task], run: Callable[[CycleFiles, int, int], T], th
     finally:
         for fut in pending:
             fut.cancel()
-        wait(pending)  # tasks already running end before their files can close
+        # tasks already running end before the read does; not in a decoding thread (the collector may close an
+        # abandoned read there, while that thread decodes one of its batches: it would wait for itself). The
+        # maps a task uses stay open while it holds them.
+        if not getattr(_DECODING, "thread", False):
+            wait(pending)
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
+_DECODING = threading.local()  # .thread: True in the decoding threads
+
+
+def _mark_decoding() -> None:
+    _DECODING.thread = True
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
@@ -439,7 +448,8 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     with _POOLS_LOCK:
         pool = _POOLS.get(threads)
         if pool is None:
-            pool = _POOLS[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pychro-decode")
+            pool = _POOLS[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pychro-decode",
+                                                     initializer=_mark_decoding)
         return pool
 
 

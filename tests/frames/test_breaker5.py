@@ -1,0 +1,57 @@
+"""Hostile and careless use of what changed in the read pipeline: shared decoding threads, page release."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+def _run(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter (a hang or a thread stuck for good ends with it, killed at the timeout)."""
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=30)
+        pytest.fail(f"no end within {timeout} s: {out}{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_read_collected_inside_a_decoding_thread_does_not_wait_for_itself(tmp_path: Path) -> None:
+    """An abandoned iterator in a reference cycle is closed by the collector in whichever thread allocates, a
+    decoding thread among them: it must not wait there for the batch that thread is decoding (a thread stuck
+    for good, and the interpreter hangs at exit joining it)."""
+    script = """
+        import gc, sys, threading
+        import pyarrow as pa, pychro
+        from pychro.frames import api, iter_batches
+        gc.disable()  # the collection below runs where the test puts it, not where allocations happen to
+        path = sys.argv[1]
+        pychro.write_frame(pa.table({"a": pa.array(range(10_000), pa.int64())}), path, "a:int64", date="2024-01-02")
+        abandoned = threading.Event()
+        real = api.decode_batch
+
+        def decode_batch(plan, files, seq0, *args, **kw):
+            if seq0 == 1000 and threading.current_thread() is not threading.main_thread():
+                abandoned.wait(10)
+                gc.collect()  # the collector closes the abandoned iterator here, in a decoding thread
+            return real(plan, files, seq0, *args, **kw)
+
+        api.decode_batch = decode_batch
+        it = iter_batches(path, "a:int64", threads=2, batch_rows=500)
+        next(it)
+        cycle = [it]
+        cycle.append(cycle)
+        del it, cycle
+        abandoned.set()
+        table = pa.Table.from_batches(iter_batches(path, "a:int64", threads=2, batch_rows=500))
+        print(table.column("a").to_pylist() == list(range(10_000)))
+    """
+    got = _run(script, str(tmp_path / "j"), timeout=30)
+    assert got.returncode == 0 and got.stdout.strip() == "True", got.stderr
