@@ -291,6 +291,8 @@ def write_frames(
         preps.append(prepared)
     counts = [t.num_rows for t in tables]
     total = sum(counts)
+    # checked even when there is nothing to write: a wrong order_by is an error, not a silent no-op
+    keys = None if order_by is None else [_merge_key(t, order_by, name) for t, name in zip(tables, names)]
     if not total:
         return {name: np.empty(0, dtype=np.int64) for name in names}
     # every type's messages laid out once; then one program of raw bodies in merged order
@@ -307,8 +309,8 @@ def write_frames(
         cycles.append(np.broadcast_to(prep.cycles, (n,)) if n else prep.cycles[:0])
         if ts_name is not None and order_by is None:
             stamps.append(np.asarray(prep.program.steps[prep.program.names.index(ts_name)].values, np.int64))
-    if order_by is not None:
-        stamps = [_merge_key(t, order_by, name) for t, name in zip(tables, names)]
+    if keys is not None:
+        stamps = keys
     all_lengths = np.concatenate(lengths)
     order = (np.argsort(np.concatenate(stamps), kind="stable") if stamps
              else np.arange(total, dtype=np.int64))
@@ -327,6 +329,8 @@ def _merge_key(table: Any, column: str, name: str) -> npt.NDArray[np.int64]:
     if column not in table.column_names:
         raise ValueError(f"frame {name!r} has no column {column!r} to merge by (order_by=)")
     col = table.column(column)
+    if not len(col):  # no values: a 0-row frame's dtype (pandas' object or float64) does not matter
+        return np.empty(0, dtype=np.int64)
     bad = ValueError(f"order_by={column!r}: frame {name!r}'s column must be integers or timestamps that fit int64, "
                      "no nulls")
     if col.null_count or not (pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type)):

@@ -6,8 +6,12 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
+
+import pychro
 
 
 def _run(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -55,3 +59,25 @@ def test_read_collected_inside_a_decoding_thread_does_not_wait_for_itself(tmp_pa
     """
     got = _run(script, str(tmp_path / "j"), timeout=30)
     assert got.returncode == 0 and got.stdout.strip() == "True", got.stderr
+
+
+def _types() -> Any:
+    return pychro.MessageTypes(header="ts:timestamp_ns,type:int8", tag="type",
+                               types={1: ("trade", "sym:string,px:float64"), 2: ("book", "sym:string,n:int32")})
+
+
+def test_order_by_column_of_an_empty_frame_may_have_any_dtype(tmp_path: Path) -> None:
+    """pandas makes the columns of a frame with no rows object or float64: as for the type's own columns, the
+    dtype of an order_by column with no values does not matter."""
+    ts = pd.to_datetime(["2024-03-05 09:00:00.001", "2024-03-05 09:00:00.002"], utc=True)
+    trade = pd.DataFrame({"ts": ts, "sym": ["A", "B"], "px": [1.0, 2.0], "_index": [6, 5]})
+    book = pd.DataFrame(columns=["ts", "sym", "n", "_index"])
+    got = pychro.write_frames({"trade": trade, "book": book}, tmp_path / "j", _types(), order_by="_index")
+    assert len(got["book"]) == 0 and len(got["trade"]) == 2
+    assert pychro.read_tables(tmp_path / "j", _types())["trade"].column("px").to_pylist() == [2.0, 1.0]
+
+
+def test_order_by_naming_no_column_is_an_error_with_no_rows_too(tmp_path: Path) -> None:
+    empty = {"trade": pd.DataFrame(columns=["ts", "sym", "px"])}
+    with pytest.raises(ValueError, match="no column 'nope' to merge by"):
+        pychro.write_frames(empty, tmp_path / "j", _types(), order_by="nope")
