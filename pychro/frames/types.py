@@ -198,17 +198,22 @@ class MessageTypes:
     def from_json(cls, source: str | bytes | os.PathLike[str]) -> MessageTypes:
         """From JSON text, or from the path of a JSON file (``types.json``)."""
         if isinstance(source, os.PathLike) or (isinstance(source, str) and source.lstrip()[:1] not in ("{", "[")):
+            where = f"cannot read message types from {os.fspath(source)!r}"
             try:
                 with open(source, encoding="utf-8") as fh:
                     source = fh.read()
-            except OSError as exc:
-                try:  # JSON text that is not an object ("null", "3"): said as such, not as a missing file
-                    data = json.loads(source) if isinstance(source, str) else None
-                except (ValueError, RecursionError):
-                    data = None
-                if data is not None or source == "null":
-                    return cls.from_dict(data)
-                raise ValueError(f"cannot read message types from {os.fspath(source)!r}: {exc.strerror}") from None
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{where}: the file is not UTF-8 text (byte {exc.start})") from None
+            except (OSError, ValueError) as exc:  # ValueError: a NUL character, which no path holds
+                if isinstance(source, str):  # JSON text that is not an object (" null\n", "3"): said as such
+                    try:
+                        data = json.loads(source)
+                    except (ValueError, RecursionError):
+                        pass
+                    else:
+                        return cls.from_dict(data)
+                why = exc.strerror if isinstance(exc, OSError) else "neither JSON text nor a path"
+                raise ValueError(f"{where}: {why}") from None
         if not isinstance(source, (str, bytes, bytearray)):
             raise TypeError(f"from_json takes JSON text or a path, got {type(source).__name__}")
         try:

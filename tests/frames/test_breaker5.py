@@ -81,3 +81,18 @@ def test_order_by_naming_no_column_is_an_error_with_no_rows_too(tmp_path: Path) 
     empty = {"trade": pd.DataFrame(columns=["ts", "sym", "px"])}
     with pytest.raises(ValueError, match="no column 'nope' to merge by"):
         pychro.write_frames(empty, tmp_path / "j", _types(), order_by="nope")
+
+
+@pytest.mark.parametrize("text", [" null", "null\n", "\n3 ", "  true\n"])
+def test_from_json_of_json_text_around_blanks_that_is_not_an_object(text: str) -> None:
+    """What sys.stdin.read() gives, say: JSON text that is not an object, not a missing file."""
+    with pytest.raises(ValueError, match="message types are an object with 'header', 'tag' and 'types', got"):
+        pychro.MessageTypes.from_json(text)
+
+
+def test_from_json_of_a_file_that_is_not_utf8_or_a_path_with_nul_names_it(tmp_path: Path) -> None:
+    (tmp_path / "types.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ValueError, match=r"cannot read message types from '.*types.json': the file is not UTF-8"):
+        pychro.MessageTypes.from_json(str(tmp_path / "types.json"))
+    with pytest.raises(ValueError, match="cannot read message types from 'a\\\\x00b': neither JSON text nor a path"):
+        pychro.MessageTypes.from_json("a\x00b")
