@@ -698,7 +698,7 @@ def _cli_words(text: str) -> str:
 
     for python, option in _OPTIONS:
         text = re.sub(rf"(?<![\w-]){re.escape(python)}", option.replace("\\", "\\\\"), text)
-    return text
+    return re.sub(r"(--[\w-]+)  ", r"\1 ", text)  # "columns= names ...": one space after the option
 
 
 def _warn(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:

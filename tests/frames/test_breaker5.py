@@ -96,3 +96,11 @@ def test_from_json_of_a_file_that_is_not_utf8_or_a_path_with_nul_names_it(tmp_pa
         pychro.MessageTypes.from_json(str(tmp_path / "types.json"))
     with pytest.raises(ValueError, match="cannot read message types from 'a\\\\x00b': neither JSON text nor a path"):
         pychro.MessageTypes.from_json("a\x00b")
+
+
+def test_cli_export_columns_naming_no_type_reads_as_one_sentence() -> None:
+    from pychro import cli
+
+    assert cli._cli_words("columns= names no message type 'nope'") == "--columns names no message type 'nope'"
+    assert cli._cli_words("out of columns= to read") == "out of --columns to read"
+    assert cli._cli_words("timestamp_column='t' is not") == "--timestamp-column 't' is not"
