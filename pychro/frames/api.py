@@ -400,14 +400,18 @@ def _ordered(tasks: Iterator[Task], run: Callable[[CycleFiles, int, int], T], th
         for files, seq0, n in tasks:
             yield run(files, seq0, n)
         return
-    pool = _pool(threads)
-    pending: collections.deque[Future[T]] = collections.deque()
+    pool, forks = _pool(threads), _FORKS
+    # (future, task, forks when submitted): after a fork, the child has none of the parent's decoding threads
+    # (a child made by fork may go on with a read begun in the parent): what they had not finished runs here
+    pending: collections.deque[tuple[Future[T], Task, int]] = collections.deque()
     try:
         exhausted = False
         # a task that could not be made (a damaged index found while looking ahead) is raised in its place,
         # after the batches before it, as a serial read would
         deferred: PychroError | None = None
         while True:
+            if forks != _FORKS:
+                pool, forks = _pool(threads), _FORKS
             while not exhausted and len(pending) < 2 * threads:
                 try:
                     task = next(tasks, None)
@@ -416,25 +420,27 @@ def _ordered(tasks: Iterator[Task], run: Callable[[CycleFiles, int, int], T], th
                 if task is None:
                     exhausted = True
                     break
-                pending.append(pool.submit(run, *task))
+                pending.append((pool.submit(run, *task), task, forks))
             if not pending:
                 if deferred is not None:
                     raise deferred
                 return
-            yield pending.popleft().result()
+            fut, task, made = pending.popleft()
+            yield run(*task) if made != _FORKS and not fut.done() else fut.result()
     finally:
-        for fut in pending:
+        for fut, _, _ in pending:
             fut.cancel()
         # tasks already running end before the read does; not in a decoding thread (the collector may close an
-        # abandoned read there, while that thread decodes one of its batches: it would wait for itself). The
-        # maps a task uses stay open while it holds them.
+        # abandoned read there, while that thread decodes one of its batches: it would wait for itself), nor
+        # those of the parent's threads. The maps a task uses stay open while it holds them.
         if not getattr(_DECODING, "thread", False):
-            wait(pending)
+            wait([fut for fut, _, made in pending if made == _FORKS])
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 _DECODING = threading.local()  # .thread: True in the decoding threads
+_FORKS = 0  # forks that made this process (counted in the child)
 
 
 def _mark_decoding() -> None:
@@ -454,9 +460,10 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 
 def _forget_pools() -> None:
-    global _POOLS_LOCK
+    global _POOLS_LOCK, _FORKS
     _POOLS.clear()  # the parent's threads do not exist in a forked child
     _POOLS_LOCK = threading.Lock()
+    _FORKS += 1
 
 
 if hasattr(os, "register_at_fork"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -104,3 +105,56 @@ def test_cli_export_columns_naming_no_type_reads_as_one_sentence() -> None:
     assert cli._cli_words("columns= names no message type 'nope'") == "--columns names no message type 'nope'"
     assert cli._cli_words("out of columns= to read") == "out of --columns to read"
     assert cli._cli_words("timestamp_column='t' is not") == "--timestamp-column 't' is not"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize("child", ["close", "continue"])
+def test_read_begun_before_a_fork_ends_or_goes_on_in_the_child(tmp_path: Path, child: str) -> None:
+    """A child made by fork has none of the parent's decoding threads: a batch one of them was decoding at the
+    fork never ends there. Closing the read in the child must not wait for it, going on must decode it."""
+    script = """
+        import os, signal, sys, threading, time
+        import numpy as np, pyarrow as pa, pychro
+        from pychro.frames import api, iter_batches
+        path, child = sys.argv[1], sys.argv[2]
+        pychro.write_frame(pa.table({"a": np.arange(20_000, dtype=np.int64)}), path, "a:int64", date="2024-01-02")
+        started, hold = threading.Event(), threading.Event()
+        real = api.decode_batch
+
+        def decode_batch(plan, files, seq0, *args, **kw):
+            if seq0 == 1000 and threading.current_thread() is not threading.main_thread():
+                started.set()
+                hold.wait(10)  # decoding in a pool thread of the parent when the process forks
+            return real(plan, files, seq0, *args, **kw)
+
+        api.decode_batch = decode_batch
+        it = iter_batches(path, "a:int64", threads=2, batch_rows=1000)
+        next(it)
+        assert started.wait(10)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                hold.set()
+                if child == "close":
+                    it.close()
+                    code = 0
+                else:
+                    got = pa.Table.from_batches(list(it)).column("a").to_pylist()
+                    code = 0 if got == list(range(1000, 20_000)) else 3
+            finally:
+                os._exit(code)
+        hold.set()
+        rows = 1000 + sum(b.num_rows for b in it)
+        deadline = time.monotonic() + 20
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if done[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            print("child hung")
+        else:
+            print(rows, os.waitstatus_to_exitcode(done[1]))
+    """
+    got = _run(script, str(tmp_path / "j"), child, timeout=60)
+    assert got.returncode == 0 and got.stdout.split() == ["20000", "0"], got.stdout + got.stderr
