@@ -31,6 +31,7 @@ from ..config import VanillaConfig
 from ..errors import PychroError, PychroWarning
 from ..journal import Journal
 from . import schema as S
+from .backfill import _check_threads
 from .batch import BatchOut, decode_batch
 from .decode import Plan
 from .scan import CycleFiles, select_cycles
@@ -562,9 +563,9 @@ def _threads(threads: int | None, r: _Read) -> int:
         # the compiled decoder releases the GIL for the whole batch: two threads pay off on every shape
         # (measured 1.5x on fixed-size rows on 2 cores)
         return max(1, min(2, os.cpu_count() or 1))
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    return threads
+    # as for writes: an int (nan made a read of no rows, 2.5 a pool of its own) in a range that bounds the
+    # decoding threads a read leaves started
+    return _check_threads(threads) or 1  # (not None: threads is not)
 
 
 # -- public functions --------------------------------------------------------------------------------------------
@@ -681,7 +682,7 @@ def read_table(
     config, thread_id_bits
         Journal format settings, as for :class:`pychro.Journal`.
     threads : int, optional
-        Decoding threads (default: up to 2).
+        Decoding threads, 1..256 (default: up to 2).
     stats : ReadStats, optional
         Filled with counts of rows, skipped rows, slow-path strings and so on.
     progress : bool, optional

@@ -158,3 +158,16 @@ def test_read_begun_before_a_fork_ends_or_goes_on_in_the_child(tmp_path: Path, c
     """
     got = _run(script, str(tmp_path / "j"), child, timeout=60)
     assert got.returncode == 0 and got.stdout.split() == ["20000", "0"], got.stdout + got.stderr
+
+
+@pytest.mark.parametrize("threads, error, match", [
+    (float("nan"), TypeError, "threads must be an int, got float"),  # read no rows, silently
+    (2.5, TypeError, "threads must be an int, got float"),
+    ("2", TypeError, "threads must be an int, got str"),  # a bare "'<' not supported"
+    (10**6, ValueError, r"threads must be in 1\.\.256, got 1000000"),
+])
+def test_read_threads_is_an_int_in_range(tmp_path: Path, threads: Any, error: type, match: str) -> None:
+    pychro.write_frame(pd.DataFrame({"a": range(10)}), tmp_path / "j", "a:int64", date="2024-01-02")
+    for read in (pychro.read_table, lambda *a, **kw: list(pychro.iter_batches(*a, **kw))):
+        with pytest.raises(error, match=match):
+            read(tmp_path / "j", "a:int64", threads=threads)
