@@ -12,6 +12,7 @@ reached and nothing past it is looked at, so a result never changes when writers
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import threading
 import time
@@ -401,6 +402,18 @@ def _ordered(tasks: Iterator[Task], run: Callable[[CycleFiles, int, int], T], th
         for files, seq0, n in tasks:
             yield run(files, seq0, n)
         return
+    first = next(tasks, None)
+    if first is None:
+        return
+    try:
+        second = next(tasks, None)
+    except PychroError:
+        yield run(*first)
+        raise
+    if second is None:  # one batch: decoded here, not queued behind the batches of other reads in the pool
+        yield run(*first)
+        return
+    tasks = itertools.chain((first, second), tasks)
     pool, forks = _pool(threads), _FORKS
     # (future, task, forks when submitted): after a fork, the child has none of the parent's decoding threads
     # (a child made by fork may go on with a read begun in the parent): what they had not finished runs here
