@@ -208,7 +208,7 @@ def _iter_remote_types(
     cfg = reader.config
     # what the typed decoder asks of a read (pages are this process's receive buffer: never released)
     tr = SimpleNamespace(r=SimpleNamespace(decode_plan=header, errors=errors, meta=meta, config=cfg, time=None,
-                                           release=False, release_now=lambda files, entries: False),
+                                           release_now=lambda files, entries: False),
                          types=types, kinds=kinds, unknown=unknown, values=values)
 
     def pairs() -> Iterator[Any]:
