@@ -449,7 +449,8 @@ class Journal:
                     codec = L.EntryCodec(bits, cfg.data_block_size)
                 except ValueError:
                     continue
-                if all(codec.unpack(e)[:2] in present for e in entries):
+                # (Python ints: numpy scalars made this 10x slower, a millisecond of every read)
+                if all((e >> codec.tid_shift, (e & codec.pos_mask) >> codec.data_bits) in present for e in entries):
                     matches.append(bits)
             if matches:
                 host = L.host_thread_id_bits()
@@ -642,10 +643,19 @@ def _sample_entries(folder: str, names: list[str], index_block_size: int) -> lis
         except (JournalNotFoundError, FormatError):  # gone, or not a regular file: sample elsewhere
             continue
         try:
-            slots = mf.u64_view()
             count = mf.count_filled()
             step = max(1, count // _DETECT_SAMPLE)
-            entries.extend(slots[i] for i in range(0, count, step))
+            # read with pread, not through the map: 64 slots on 64 pages faulted in cost 0.2 ms
+            fd = os.open(mf.path, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                for i in range(0, count, step):
+                    slot = os.pread(fd, L.ENTRY_SIZE, i * L.ENTRY_SIZE)
+                    if len(slot) == L.ENTRY_SIZE:
+                        entries.append(int.from_bytes(slot, "little"))
+            finally:
+                os.close(fd)
+        except OSError:  # gone since mapped: sample elsewhere
+            continue
         finally:
             mf.close()
     return entries

@@ -164,10 +164,15 @@ def test_a_failure_after_some_row_groups_leaves_no_file_and_no_thread(
     with pytest.raises(pychro.CorruptDataError, match="on purpose"):
         pychro.to_parquet(ticks, SCHEMA, out, row_group_rows=1000, progress=False)
     assert not out.exists() and not (tmp_path / "t.parquet.partial").exists()
-    # nothing of the export is left running: its own threads ended, and the shared decoding threads are idle
-    shared = {t for pool in api._POOLS.values() for t in pool._threads}
+    # nothing of the export is left running: its own threads ended, and the shared decoding and unmapping threads
+    # are idle
+    from pychro.frames import scan
+
+    scan.wait_unmapped()
+    pools = [*api._POOLS.values(), *scan._UNMAPPER]
+    shared = {t for pool in pools for t in pool._threads}
     assert not [t for t in threading.enumerate() if t.name.startswith("pychro-") and t not in shared]
-    assert all(pool._work_queue.empty() for pool in api._POOLS.values())
+    assert all(pool._work_queue.empty() for pool in pools)
 
 
 def test_numpy_columns_survive(tmp_path: Path) -> None:

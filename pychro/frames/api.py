@@ -35,7 +35,7 @@ from . import schema as S
 from .backfill import _check_threads
 from .batch import BatchOut, decode_batch
 from .decode import Plan
-from .scan import CycleFiles, select_cycles
+from .scan import CycleFiles, close_later, select_cycles
 from .timerange import TimeFilter, as_date, narrow, parse_when, time_filter
 
 pa = require("pyarrow", purpose="pychro.frames")
@@ -49,6 +49,7 @@ METADATA_COLUMNS = {"index": "_index", "cycle": "_cycle", "seq": "_seq"}
 T = TypeVar("T")
 DEFAULT_BATCH_ROWS = 65_536  # iter_batches: rows per RecordBatch
 TABLE_BATCH_ROWS = 131_072  # read_table and exports: rows per batch (1 M rows: 0.9-0.95x the time of 64 Ki)
+EVEN_MIN_ROWS = 16_384  # read_table splits its rows evenly among its threads in batches of at least this
 _ERRORS = ("raise", "skip", "truncate")
 # follow=True: how long a cycle that was left stays watched for messages committed late into it (§6), and how
 # long an empty index slot below filled ones is waited for before it is called damage
@@ -397,7 +398,28 @@ Task = tuple[CycleFiles, int, int]  # cycle files, first seq, count
 def _ordered(tasks: Iterator[Task], run: Callable[[CycleFiles, int, int], T], threads: int, follow: bool,
              ) -> Iterator[T]:
     """``run`` of every task, in task order; up to ``2 * threads`` tasks run ahead on a thread pool (in the
-    caller's thread when ``threads <= 1`` or following: new rows arrive in small numbers and must not wait)."""
+    caller's thread when ``threads <= 1`` or following: new rows arrive in small numbers and must not wait).
+    Once the tasks are over, the maps of their cycles' files are dropped in the background (not when following:
+    a follower's old cycles go as it leaves them)."""
+    if follow:
+        yield from _run_ordered(tasks, run, threads, follow)
+        return
+    opened: list[Any] = []
+
+    def noted() -> Iterator[Task]:
+        for task in tasks:
+            if not opened or opened[-1] is not task[0]:
+                opened.append(task[0])
+            yield task
+
+    try:
+        yield from _run_ordered(noted(), run, threads, follow)
+    finally:
+        close_later(opened)
+
+
+def _run_ordered(tasks: Iterator[Task], run: Callable[[CycleFiles, int, int], T], threads: int, follow: bool,
+                 ) -> Iterator[T]:
     if threads <= 1 or follow:
         for files, seq0, n in tasks:
             yield run(files, seq0, n)
@@ -539,10 +561,7 @@ def _with_progress(r: _Read, batches: Iterator[Any], progress: bool | None, foll
         yield from batches
         return
     try:
-        total = 0
-        for cycle, first, stop in r.cycles:
-            count = r.journal.count(cycle)
-            total += max(0, (count if stop is None else min(stop, count)) - first)
+        total = _total_rows(r)
     except PychroError:
         # damage: no bar; the read itself reports it, after the rows before it, as without a bar
         yield from batches
@@ -569,6 +588,32 @@ def _check_rows(value: Any, name: str) -> int:
     if not 1 <= value <= MAX_ROWS:
         raise ValueError(f"{name} must be in 1..{MAX_ROWS}, got {value}")
     return int(value)
+
+
+def _total_rows(r: _Read) -> int:
+    """Rows the read's cycles hold within its bounds (before a time filter); raises on index damage."""
+    total = 0
+    for cycle, first, stop in r.cycles:
+        count = r.journal.count(cycle)
+        total += max(0, (count if stop is None else min(stop, count)) - first)
+    return total
+
+
+def _even_rows(r: _Read, threads: int, rows: int) -> int:
+    """Rows per batch near ``rows`` for a read of all its rows at once, so that the batches are alike and their
+    number a multiple of ``threads``: 1 M rows in 131 072-row batches left one of two threads idle for the last
+    two thirds of a batch (5% of the read). A read of one journal file is split exactly; over several, nearly."""
+    if threads <= 1:
+        return rows
+    try:
+        total = _total_rows(r)
+    except PychroError:
+        return rows  # the read reports it
+    if total < threads * EVEN_MIN_ROWS:
+        return rows  # not worth a thread hand-off
+    batches = -(-total // rows)
+    batches = -(-batches // threads) * threads
+    return max(EVEN_MIN_ROWS, -(-total // batches))
 
 
 def _threads(threads: int | None, r: _Read) -> int:
@@ -691,7 +736,8 @@ def read_table(
     metadata : iterable of {"index", "cycle", "seq"}, optional
         Add ``_index``, ``_cycle`` and/or ``_seq`` int64 columns (before the schema's columns).
     batch_rows : int, optional
-        Rows decoded per batch (the table's chunks); default 65536.
+        Rows decoded per batch (the table's chunks); default: about 131 072, in batches of equal size whose number
+        is a multiple of the threads.
     config, thread_id_bits
         Journal format settings, as for :class:`pychro.Journal`.
     threads : int, optional
@@ -733,9 +779,9 @@ def read_table(
     r = _Read(path, schema, date, start, end, columns, errors, index, metadata, config, thread_id_bits,
               timestamp_column)
     r.release = False
-    rows = TABLE_BATCH_ROWS if batch_rows is None else batch_rows
-    batches = list(_with_progress(r, _batches(r, rows, _threads(threads, r), False, 0.0, stats or ReadStats()),
-                                  progress, False))
+    threads = _threads(threads, r)
+    rows = _even_rows(r, threads, TABLE_BATCH_ROWS) if batch_rows is None else batch_rows
+    batches = list(_with_progress(r, _batches(r, rows, threads, False, 0.0, stats or ReadStats()), progress, False))
     return pa.Table.from_batches(batches, schema=r.arrow_schema)
 
 

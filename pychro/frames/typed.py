@@ -29,6 +29,7 @@ from .api import (
     ReadStats,
     _check_rows,
     _check_stats,
+    _even_rows,
     _note,
     _ordered,
     _Read,
@@ -388,10 +389,11 @@ def read_tables(
     tr.r.release = False  # the tables hold it all anyway (see _Read.release)
     # bigger batches than read_table's: each is cut into one decode per type, and each of those costs its
     # Python set-up (measured best at 2x, of 1x to 16x)
-    rows = 2 * TABLE_BATCH_ROWS if batch_rows is None else batch_rows
+    threads = _threads(threads, tr.r)
+    rows = _even_rows(tr.r, threads, 2 * TABLE_BATCH_ROWS) if batch_rows is None else batch_rows
     parts: dict[str, list[Any]] = {k.name: [] for k in tr.kinds}
-    for name, batch in _with_progress(tr.r, _typed_batches(tr, rows, _threads(threads, tr.r), False, 0.0,
-                                                           stats or ReadStats()), progress, False):
+    for name, batch in _with_progress(tr.r, _typed_batches(tr, rows, threads, False, 0.0, stats or ReadStats()),
+                                      progress, False):
         parts[name].append(batch)
     schemas = tr.schemas()
     return {name: pa.Table.from_batches(batches, schema=schemas[name]) for name, batches in parts.items()}

@@ -24,6 +24,7 @@ from pychro import (
 )
 from pychro import _layout as L
 from pychro.frames import ReadStats, Schema, api, iter_batches, read_frame, read_table
+from pychro.frames.scan import wait_unmapped
 
 from ._util import assert_same, row_api_read, write_journal
 
@@ -287,10 +288,25 @@ def test_mappings_are_released(tmp_path: Path, journal: Path) -> None:
     frame = read_frame(journal, SCHEMA)
     batches = list(iter_batches(journal, SCHEMA, batch_rows=7))
     gc.collect()
+    wait_unmapped()  # a finished read's maps are dropped by a thread of their own
     assert _mapped(journal) == []  # results are copies: nothing keeps a data or index file mapped
     shutil.rmtree(journal)
     assert table.column("s").to_pylist()[:2] == ["row-0", "row-1"] and frame["i"].sum() == sum(range(50))
     assert pa.Table.from_batches(batches).equals(table)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_abandoned_or_failed_read_unmaps_its_files_too(tmp_path: Path, journal: Path, threads: int) -> None:
+    it = iter_batches(journal, SCHEMA, batch_rows=5, threads=threads)
+    next(it)
+    assert _mapped(journal)  # (the read has them mapped while it goes on)
+    it.close()
+    with pytest.raises(SchemaMismatchError):
+        read_table(journal, "i:int64", threads=threads)
+    gc.collect()
+    wait_unmapped()
+    assert _mapped(journal) == []
 
 
 def _resident_kib(path: Path) -> int:
