@@ -87,7 +87,7 @@ SHAPES = ["fixed", "ascii", "null30", "bmp20", "emoji1", "nonbmp12", "wide20", "
 
 
 def scale_check(only: list[str] | None, rows: int) -> None:
-    """read_table and to_parquet at ``rows`` and ``10 * rows``: the time ratio (bar: <= 11x); and to_parquet
+    """read_table, write_frame and to_parquet at ``rows`` and ``10 * rows``: the time ratio (bar: <= 11x); and to_parquet
     against pq.write_table at 10x the rows, where there are several row groups to overlap with the decode.
 
     Each shape runs in a process of its own holding only that shape's tables, and the read_table rounds run one
@@ -120,10 +120,14 @@ def scale_child(name: str, rows: int) -> None:
             read = interleaved(partial(pychro.read_table, journal, schema), repeat=3)
             got.append(read + interleaved(partial(pychro.to_parquet, journal, schema, out),
                                           partial(pq.write_table, table, out, compression="snappy"), repeat=3))
-            del table
             _clean(journal)
+            scratch = os.path.join(tmp, f"scale-{name}-write")
+            got[-1] += interleaved(partial(pychro.write_frame, table, scratch, schema, date=DAY), repeat=3,
+                                   after=partial(_clean, scratch))
+            del table
         ms = [[t * 1e3 for t in g] for g in got]
         print(f"{name:9} read_table {got[1][0] / got[0][0]:5.1f}x ({ms[0][0]:.0f} -> {ms[1][0]:.0f} ms)   "
+              f"write_frame {got[1][3] / got[0][3]:5.1f}x ({ms[0][3]:.0f} -> {ms[1][3]:.0f} ms)   "
               f"to_parquet {got[1][1] / got[0][1]:5.1f}x ({ms[0][1]:.0f} -> {ms[1][1]:.0f} ms)   "
               f"to_parquet vs pq.write_table {got[1][1] / got[1][2]:.2f}x")
     finally:

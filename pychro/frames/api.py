@@ -143,6 +143,9 @@ class _Read:
         # read_table keeps them until it returns: its result is as big, and giving them back costs a little
         self.release = True
         self._mapped = 0  # bytes of journal this read has mapped, about (see release_now)
+        # read_table/read_tables (all rows at once, batch_rows not given): cut each cycle's rows into alike batches
+        # for this many threads (see _even_rows); 0: batches of batch_rows as asked
+        self.even = 0
         self.plan = Plan(self.schema, columns, rest=rest)
         if timestamp_column is not None and time is None:  # checked even without a time bound to use it
             if not isinstance(timestamp_column, str):
@@ -272,7 +275,8 @@ def _tasks(
         files.tolerate = r.errors != "raise"
         count = files.count()  # the snapshot: nothing past it is read
         stop = count if hi is None else min(hi, count)
-        yield from ((files, seq0, n) for seq0, n in files.spans(lo, stop, batch_rows))
+        rows = _even_rows(stop - lo, batch_rows, r.even) if r.even else batch_rows
+        yield from ((files, seq0, n) for seq0, n in files.spans(lo, stop, rows))
         last_cycle, last_seq = cycle, stop
         if files.damage is not None:
             # errors="skip"/"truncate" (which is about messages that do not match the schema): the readable
@@ -599,21 +603,15 @@ def _total_rows(r: _Read) -> int:
     return total
 
 
-def _even_rows(r: _Read, threads: int, rows: int) -> int:
-    """Rows per batch near ``rows`` for a read of all its rows at once, so that the batches are alike and their
-    number a multiple of ``threads``: 1 M rows in 131 072-row batches left one of two threads idle for the last
-    two thirds of a batch (5% of the read). A read of one journal file is split exactly; over several, nearly."""
-    if threads <= 1:
+def _even_rows(total: int, rows: int, threads: int) -> int:
+    """Rows per batch near ``rows`` that cut ``total`` rows into alike batches, as many as a multiple of
+    ``threads``: in 131 072-row batches, 1 M rows left one of two threads idle for most of the last batch, and
+    300 k rows decoded as 131 k, 131 k and 38 k (measured 3-7% slower than halves). Fewer rows than
+    ``threads * EVEN_MIN_ROWS`` stay one batch, decoded by the caller."""
+    if threads <= 1 or total < threads * EVEN_MIN_ROWS:
         return rows
-    try:
-        total = _total_rows(r)
-    except PychroError:
-        return rows  # the read reports it
-    if total < threads * EVEN_MIN_ROWS:
-        return rows  # not worth a thread hand-off
-    batches = -(-total // rows)
-    batches = -(-batches // threads) * threads
-    return max(EVEN_MIN_ROWS, -(-total // batches))
+    batches = max(threads, round(total / rows / threads) * threads)
+    return -(-total // batches)
 
 
 def _threads(threads: int | None, r: _Read) -> int:
@@ -780,7 +778,9 @@ def read_table(
               timestamp_column)
     r.release = False
     threads = _threads(threads, r)
-    rows = _even_rows(r, threads, TABLE_BATCH_ROWS) if batch_rows is None else batch_rows
+    if batch_rows is None:
+        r.even = threads
+    rows = TABLE_BATCH_ROWS if batch_rows is None else batch_rows
     batches = list(_with_progress(r, _batches(r, rows, threads, False, 0.0, stats or ReadStats()), progress, False))
     return pa.Table.from_batches(batches, schema=r.arrow_schema)
 

@@ -29,7 +29,6 @@ from .api import (
     ReadStats,
     _check_rows,
     _check_stats,
-    _even_rows,
     _note,
     _ordered,
     _Read,
@@ -390,7 +389,9 @@ def read_tables(
     # bigger batches than read_table's: each is cut into one decode per type, and each of those costs its
     # Python set-up (measured best at 2x, of 1x to 16x)
     threads = _threads(threads, tr.r)
-    rows = _even_rows(tr.r, threads, 2 * TABLE_BATCH_ROWS) if batch_rows is None else batch_rows
+    if batch_rows is None:
+        tr.r.even = threads
+    rows = 2 * TABLE_BATCH_ROWS if batch_rows is None else batch_rows
     parts: dict[str, list[Any]] = {k.name: [] for k in tr.kinds}
     for name, batch in _with_progress(tr.r, _typed_batches(tr, rows, threads, False, 0.0, stats or ReadStats()),
                                       progress, False):

@@ -232,3 +232,34 @@ def test_follow_delivers_a_late_commit_into_the_cycle_it_left(tmp_path: Path) ->
         app.finish()
         consumer.join(20)
     assert not consumer.is_alive()
+
+
+def test_read_table_cuts_its_rows_into_alike_batches_for_its_threads(tmp_path: Path, monkeypatch: Any) -> None:
+    """Without batch_rows, read_table cuts each cycle's rows into batches of one size whose number is a multiple of
+    its threads (the last short batch of a fixed size left a thread idle); batch_rows= is taken as given."""
+    from pychro.frames import api
+
+    monkeypatch.setattr(api, "TABLE_BATCH_ROWS", 128)
+    monkeypatch.setattr(api, "EVEN_MIN_ROWS", 16)
+    write_journal(tmp_path, SCHEMA, rows(0, 1000))
+    want = read_table(tmp_path, SCHEMA, batch_rows=1000, threads=1)
+
+    def chunks(**kw: Any) -> list[int]:
+        table = read_table(tmp_path, SCHEMA, **kw)
+        assert table.equals(want)
+        return [len(c) for c in table.column("i").chunks]
+
+    assert chunks(threads=2) == [125] * 8  # 1000 / 128 = 7.8 batches: 8, of 125 rows
+    assert chunks(threads=3) == [112] * 8 + [104]  # 7.8 batches: 9, a multiple of 3
+    assert chunks(threads=1) == [128] * 7 + [104]  # one thread: nothing to balance
+    assert chunks(threads=2, batch_rows=128) == [128] * 7 + [104]  # as asked
+    first = read_table(tmp_path, SCHEMA, index=True, end=None).column("_index")[0].as_py()
+
+    def cut(end: int, **kw: Any) -> list[int]:
+        table = read_table(tmp_path, SCHEMA, start=first, end=first + end, **kw)
+        assert table.equals(want.slice(0, end))
+        return [len(c) for c in table.column("i").chunks]
+
+    assert cut(30, threads=2) == [30]  # below 2 x EVEN_MIN_ROWS: one batch, by the caller
+    assert cut(40, threads=2) == [20, 20]
+    assert cut(300, threads=2) == [150, 150]  # 2.3 batches: 2
