@@ -87,8 +87,9 @@ SHAPES = ["fixed", "ascii", "null30", "bmp20", "emoji1", "nonbmp12", "wide20", "
 
 
 def scale_check(only: list[str] | None, rows: int) -> None:
-    """read_table, write_frame and to_parquet at ``rows`` and ``10 * rows``: the time ratio (bar: <= 11x); and to_parquet
-    against pq.write_table at 10x the rows, where there are several row groups to overlap with the decode.
+    """read_table, write_frame and to_parquet at ``rows`` and ``10 * rows``: the time ratio (bar: <= 11x); and
+    to_parquet against pq.write_table at 10x the rows, where there are several row groups to overlap with the
+    decode.
 
     Each shape runs in a process of its own holding only that shape's tables, and the read_table rounds run one
     after the other (then to_parquet and pq.write_table interleaved). Why: on the VM this was measured on, memory
