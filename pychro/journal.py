@@ -23,6 +23,8 @@ from .errors import CorruptDataError, FormatError, JournalNotFoundError, PychroE
 __all__ = ["Cycle", "CycleInfo", "Journal", "open_journal"]
 
 _DETECT_SAMPLE = 64  # entries per index file sampled to detect thread-id bits
+_DETECTED: dict[tuple[Any, ...], list[int]] = {}  # thread-id bits that fit, by cycle folder and its files (see below)
+_DETECTED_MAX = 256
 _SHOWN = 5  # names quoted in a "not a journal" error
 # Folder layouts tried when no folder matches the configuration: (how to name it, VanillaConfig arguments)
 _OTHER_LAYOUTS: list[tuple[str, dict[str, Any], str]] = [
@@ -438,7 +440,16 @@ class Journal:
         cfg = config or self.config
         for cycle in reversed(self.cycles(cfg)):
             folder = os.path.join(self.path, *cfg.folder_name(cycle).split("/"))
-            names = _listdir(folder)
+            listing = _listdir_inodes(folder)
+            # The answer depends only on which data files the entries name (entries into one file share all the
+            # bits above the offset), so it holds while the folder holds the same files and index files: kept for
+            # the next read (a read of a few rows spent a third of its time here)
+            key = (os.path.abspath(folder), cfg.data_block_size, cfg.index_block_size, frozenset(listing))
+            matches = _DETECTED.get(key)
+            if matches is not None:
+                host = L.host_thread_id_bits()  # (may differ between calls: chosen each time)
+                return host if host in matches else matches[0]
+            names = [entry[0] for entry in listing]
             present = {t for t in map(L.parse_data_file_name, names) if t is not None}
             entries = _sample_entries(folder, names, cfg.index_block_size)
             if not entries or not present:
@@ -453,6 +464,9 @@ class Journal:
                 if all((e >> codec.tid_shift, (e & codec.pos_mask) >> codec.data_bits) in present for e in entries):
                     matches.append(bits)
             if matches:
+                if len(_DETECTED) >= _DETECTED_MAX:
+                    _DETECTED.clear()
+                _DETECTED[key] = matches
                 host = L.host_thread_id_bits()
                 return host if host in matches else matches[0]
             return None
@@ -597,6 +611,28 @@ def _size(path: str) -> int:
     try:
         return os.stat(path).st_size
     except FileNotFoundError:
+        return -1
+
+
+def _listdir_inodes(path: str) -> list[tuple[str, int, int]]:
+    """(name, inode, mtime in ns or 0) of each entry of a folder: inodes come with the listing (a journal made
+    again in the same place has other inodes), and the index files' mtimes tell a file copied over one in place
+    (same inode); [] when the folder is gone."""
+    try:
+        with os.scandir(path) as it:
+            return [(e.name, e.inode(), _mtime_ns(e) if e.name.startswith("index-") else 0) for e in it]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise JournalNotFoundError("the journal path is a symlink that loops", path=path) from None
+        raise
+
+
+def _mtime_ns(entry: os.DirEntry[str]) -> int:
+    try:
+        return entry.stat().st_mtime_ns
+    except OSError:  # gone since listed
         return -1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import struct
 from collections import defaultdict
 from pathlib import Path
@@ -256,3 +257,29 @@ def test_366_random_access(java_3_6_6) -> None:  # type: ignore[no-untyped-def]
             assert reader.get_index() == expected[k]["index"] + 1
         with pytest.raises(NoData):
             reader.excerpt_at(expected[-1]["index"] + 1)
+
+
+def test_340_detection_is_made_again_for_other_files_in_the_same_place(
+        java_3_4_0: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Detected thread-id bits are kept per cycle folder for the next read, but only while the folder holds the
+    same files: the journal's index copied over in place (same names, same inodes) with entries of 24-bit thread
+    ids is detected again, as 24."""
+    import shutil
+
+    monkeypatch.setenv("PYCHRO_THREAD_ID_BITS", "15")
+    copy = tmp_path / "j"
+    shutil.copytree(java_3_4_0, copy)
+    assert Journal(copy).config.thread_id_bits == 16
+    assert Journal(copy).config.thread_id_bits == 16  # (from what was kept)
+    for index in copy.glob("*/index-*"):
+        raw = bytearray(index.read_bytes())
+        slots = struct.unpack_from(f"<{len(raw) // 8}Q", raw)
+        low = (1 << 48) - 1
+        moved = [((e >> 48) << 40) | (e & low) if e else 0 for e in slots]  # tid from bits 48.. to 40..
+        assert any(moved)
+        mtime = index.stat().st_mtime_ns
+        with open(index, "r+b") as fh:  # in place: the inode stays
+            fh.write(struct.pack(f"<{len(moved)}Q", *moved))
+        os.utime(index, ns=(mtime + 10**9, mtime + 10**9))  # (a clock of coarse granularity would hide the write)
+    journal = Journal(copy)
+    assert journal.config.thread_id_bits == 24 and journal.thread_id_bits_detected
