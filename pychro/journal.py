@@ -460,8 +460,7 @@ class Journal:
                     codec = L.EntryCodec(bits, cfg.data_block_size)
                 except ValueError:
                     continue
-                # (Python ints: numpy scalars made this 10x slower, a millisecond of every read)
-                if all((e >> codec.tid_shift, (e & codec.pos_mask) >> codec.data_bits) in present for e in entries):
+                if all(codec.unpack(e)[:2] in present for e in entries):
                     matches.append(bits)
             if matches:
                 if len(_DETECTED) >= _DETECTED_MAX:

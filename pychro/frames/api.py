@@ -403,17 +403,19 @@ def _ordered(tasks: Iterator[Task], run: Callable[[CycleFiles, int, int], T], th
              ) -> Iterator[T]:
     """``run`` of every task, in task order; up to ``2 * threads`` tasks run ahead on a thread pool (in the
     caller's thread when ``threads <= 1`` or following: new rows arrive in small numbers and must not wait).
-    Once the tasks are over, the maps of their cycles' files are dropped in the background (not when following:
-    a follower's old cycles go as it leaves them)."""
+    Once the tasks are over, the maps of the last cycles' files are dropped in the background (not when
+    following: a follower's old cycles go as it leaves them)."""
     if follow:
         yield from _run_ordered(tasks, run, threads, follow)
         return
-    opened: list[Any] = []
+    opened: list[Any] = []  # the last two cycles' files: those before go as their batches end, as they did (a
+    # read of many cycles keeps few files mapped)
 
     def noted() -> Iterator[Task]:
         for task in tasks:
             if not opened or opened[-1] is not task[0]:
                 opened.append(task[0])
+                del opened[:-2]
             yield task
 
     try:

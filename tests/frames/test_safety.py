@@ -351,7 +351,27 @@ def test_abandoned_iterator_releases_its_mappings(journal: Path) -> None:
     it.close()
     del it
     gc.collect()
+    wait_unmapped()
     assert _mapped(journal) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_read_of_many_cycles_keeps_few_files_mapped(tmp_path: Path, threads: int) -> None:
+    """Files of the cycles a streaming read has left are unmapped as it goes (a journal of any number of files can
+    be read), not kept until the read ends."""
+    path = tmp_path / "days"
+    for day in range(12):
+        write_frame(pa.table({"i": pa.array(range(day * 100, day * 100 + 100), pa.int64())}), path, "i:int64",
+                    date=f"2024-01-{day + 1:02d}")
+    most = 0
+    got = []
+    for batch in iter_batches(path, "i:int64", batch_rows=30, threads=threads):
+        got += batch.column("i").to_pylist()
+        gc.collect()
+        most = max(most, len({line.split()[-1] for line in _mapped(path)}))
+    assert got == list(range(1200))
+    assert most <= 3 * 2  # (an index and a data file of the cycle read and of those still decoding or just left)
 
 
 # -- arguments -----------------------------------------------------------------------------------------------------
