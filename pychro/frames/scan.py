@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -392,8 +393,6 @@ def close_later(files: Iterable[Any]) -> None:
     maps = [m for f in files if isinstance(f, CycleFiles) for m in f.take_maps()]
     if not maps:
         return
-    from concurrent.futures import ThreadPoolExecutor
-
     with _UNMAPPER_LOCK:
         if not _UNMAPPER:
             _UNMAPPER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="pychro-unmap"))

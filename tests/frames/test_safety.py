@@ -407,3 +407,24 @@ def test_metadata_name_clash(tmp_path: Path) -> None:
     assert read_table(tmp_path, "_seq:int32").to_pydict() == {"_seq": [1]}
     with pytest.raises(ValueError, match="clash"):
         read_table(tmp_path, "_seq:int32", metadata=["seq"])
+
+
+def test_a_read_left_open_at_exit_says_nothing(tmp_path: Path, journal: Path) -> None:
+    """A streaming read still open when the interpreter exits is closed quietly (its maps are dropped on the spot:
+    no thread can start then), after reads whose maps the background thread was still dropping."""
+    import subprocess
+    import sys
+
+    script = (
+        "import pychro\n"
+        f"path, schema = {str(journal)!r}, {str(SCHEMA)!r}\n"
+        "def main():\n"
+        "    global it\n"
+        "    for _ in range(3):\n"
+        "        pychro.read_table(path, schema)\n"
+        "    it = pychro.iter_batches(path, schema, batch_rows=5)\n"
+        "    next(it)\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == ""
