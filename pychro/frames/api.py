@@ -32,7 +32,7 @@ from ..config import VanillaConfig
 from ..errors import PychroError, PychroWarning
 from ..journal import Journal
 from . import schema as S
-from .backfill import _check_threads
+from .args import check_rows, check_threads
 from .batch import BatchOut, decode_batch
 from .decode import Plan
 from .scan import CycleFiles, close_later, select_cycles
@@ -532,7 +532,7 @@ def _batches(
     r: _Read, batch_rows: int, threads: int, follow: bool, poll_interval: float, stats: ReadStats
 ) -> Iterator[Any]:
     """Decoded RecordBatches in index order; up to ``2 * threads`` batches decode ahead."""
-    _check_rows(batch_rows, "batch_rows")
+    check_rows(batch_rows, "batch_rows")
     _check_stats(stats)
     plan, errors = r.decode_plan, r.errors
 
@@ -584,18 +584,6 @@ def _with_progress(r: _Read, batches: Iterator[Any], progress: bool | None, foll
         bar.close()
 
 
-MAX_ROWS = 2**31 - 1  # rows per batch or row group: beyond this one batch alone passes Arrow's 32-bit offsets
-
-
-def _check_rows(value: Any, name: str) -> int:
-    """A positive number of rows, or a TypeError/ValueError naming the argument and its range."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not 1 <= value <= MAX_ROWS:
-        raise ValueError(f"{name} must be in 1..{MAX_ROWS}, got {value}")
-    return int(value)
-
-
 def _total_rows(r: _Read) -> int:
     """Rows the read's cycles hold within its bounds (before a time filter); raises on index damage."""
     total = 0
@@ -623,7 +611,7 @@ def _threads(threads: int | None, r: _Read) -> int:
         return max(1, min(2, os.cpu_count() or 1))
     # as for writes: an int (nan made a read of no rows, 2.5 a pool of its own) in a range that bounds the
     # decoding threads a read leaves started
-    return _check_threads(threads) or 1  # (not None: threads is not)
+    return check_threads(threads) or 1  # (not None: threads is not)
 
 
 # -- public functions --------------------------------------------------------------------------------------------
@@ -680,7 +668,7 @@ def iter_batches(
                                   timestamp_column=timestamp_column)
     if unknown != "raise":
         raise ValueError("unknown= is for message types (a pychro.MessageTypes), not a single schema")
-    _check_rows(batch_rows, "batch_rows")
+    check_rows(batch_rows, "batch_rows")
     poll_interval = check_seconds(poll_interval, "poll_interval")  # checked before a stream, not mid-stream
     r = _Read(path, schema, date, start, end, columns, errors, index, metadata, config, thread_id_bits,
               timestamp_column, narrow_rows=not follow)  # following: new rows are masked, no end is set early

@@ -27,6 +27,7 @@ from .._optional import require
 from ..config import VanillaConfig
 from ..journal import Journal
 from . import _encode as C
+from .args import check_threads
 from .bulk import BulkAppender, workers_for
 from .encode import Program, Step
 from .schema import FIXED, LIST, SKIP, STOPBIT, STRING, UTF, Field, Schema, SchemaLike, arrow_type
@@ -100,7 +101,7 @@ def write_frame(
     >>> pychro.write_frame(df, path, "ts:timestamp_ms,px:float64")                              # doctest: +SKIP
     array([21483495768555520])
     """
-    _check_threads(threads)
+    check_threads(threads)
     from .interchange import as_source, is_arrow_stream, stream_schema
 
     if is_arrow_stream(data):  # streamed batch by batch, in two passes (checked, then written): bounded memory
@@ -176,7 +177,7 @@ def _write_stream_parts(
     threads: int | None, keep: bool,
 ) -> tuple[int, npt.NDArray[np.int64]]:
     """(rows written, their full indices when ``keep``, else an empty array)."""
-    _check_threads(threads)
+    check_threads(threads)
     journal = Journal(path, config, thread_id_bits, must_exist=False)
     journal.check_target()
     cfg = journal.config
@@ -270,7 +271,7 @@ def write_frames(
         raise TypeError(f"frames must be a dict {{type name: frame}}, got {type(frames).__name__}")
     for name in frames:
         types.schema(name)  # KeyError naming the types for a name that is not one
-    _check_threads(threads)
+    check_threads(threads)
     journal = Journal(path, config, thread_id_bits, must_exist=False)
     journal.check_target()
     cfg = journal.config
@@ -358,20 +359,6 @@ def _with_tag(table: Any, types: Any, name: str) -> Any:
         return table
     values = [value] * table.num_rows if types.tag_is_text else np.full(table.num_rows, value)
     return table.append_column(pa.field(tag, arrow), pa.array(values, type=arrow))
-
-
-MAX_THREADS = 256
-
-
-def _check_threads(threads: Any) -> int | None:
-    """``threads=`` as given, or a TypeError/ValueError naming the allowed range."""
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, int):
-        raise TypeError(f"threads must be an int, got {type(threads).__name__}")
-    if not 1 <= threads <= MAX_THREADS:
-        raise ValueError(f"threads must be in 1..{MAX_THREADS}, got {threads}")
-    return threads
 
 
 def _shifted(exc: ValueError, first_row: int) -> ValueError:

@@ -88,10 +88,10 @@ def to_parquet(
     if parallel:
         if partition_by is None:
             raise ValueError("parallel=True needs partition_by='date' (one file per cycle)")
-        from .api import _check_rows
+        from .args import check_rows
         from .dask import to_parquet_dask
 
-        _check_rows(row_group_rows, "row_group_rows")
+        check_rows(row_group_rows, "row_group_rows")
         check_compression("parquet", compression)
         check_outside(path, out)
         return to_parquet_dask(path, schema, out, date, start, end, columns=columns, row_group_rows=row_group_rows,
@@ -174,9 +174,10 @@ def _export(
 ) -> int:
     import copy
 
-    from .api import TABLE_BATCH_ROWS, ReadStats, _batches, _check_rows, _Read, _threads
+    from .api import TABLE_BATCH_ROWS, ReadStats, _batches, _Read, _threads
+    from .args import check_rows
 
-    _check_rows(row_group_rows, "row_group_rows")
+    check_rows(row_group_rows, "row_group_rows")
     check_compression(fmt, compression)
     if partition_by not in (None, "date", "cycle"):
         raise ValueError(f"partition_by must be None or 'date', got {partition_by!r}")

@@ -41,10 +41,11 @@ def export_types(
     progress: bool | None, errors: str, unknown: str, timestamp_column: str | None, stats: Any,
 ) -> dict[str, int]:
     """One file (or partitioned folder) per message type; returns the rows written per type."""
-    from .api import ReadStats, _check_rows
+    from .api import ReadStats
+    from .args import check_rows
     from .typed import _TypedRead
 
-    _check_rows(row_group_rows, "row_group_rows")
+    check_rows(row_group_rows, "row_group_rows")
     check_compression(fmt, compression)
     if partition_by not in (None, "date", "cycle"):
         raise ValueError(f"partition_by must be None or 'date', got {partition_by!r}")

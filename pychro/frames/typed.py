@@ -27,7 +27,6 @@ from .api import (
     DtypeBackend,
     Errors,
     ReadStats,
-    _check_rows,
     _check_stats,
     _note,
     _ordered,
@@ -37,6 +36,7 @@ from .api import (
     _to_frame,
     _with_progress,
 )
+from .args import check_rows
 from .batch import decode_batch
 from .decode import Plan
 from .scan import CycleFiles
@@ -260,7 +260,7 @@ def _raise_unknown(tr: Any, files: CycleFiles, seq0: int, row: int, head: Any, r
 def _typed_batches(tr: _TypedRead, batch_rows: int, threads: int, follow: bool, poll_interval: float,
                    stats: ReadStats) -> Iterator[TypedBatch]:
     """``(type name, RecordBatch)`` per type present in each batch, batches in index order."""
-    _check_rows(batch_rows, "batch_rows")
+    check_rows(batch_rows, "batch_rows")
     _check_stats(stats)
     r = tr.r
 
@@ -326,7 +326,7 @@ def iter_typed_batches(
     """:func:`pychro.iter_batches` with message types: ``(type name, RecordBatch)`` pairs, in index order."""
     from ..config import check_seconds
 
-    _check_rows(batch_rows, "batch_rows")
+    check_rows(batch_rows, "batch_rows")
     poll_interval = check_seconds(poll_interval, "poll_interval")
     tr = _TypedRead(path, types, date, start, end, columns, errors, unknown, index, metadata, config,
                     thread_id_bits, timestamp_column, narrow_rows=not follow)
