@@ -620,12 +620,8 @@ def _listdir_inodes(path: str) -> list[tuple[str, int, int]]:
     try:
         with os.scandir(path) as it:
             return [(e.name, e.inode(), _mtime_ns(e) if e.name.startswith("index-") else 0) for e in it]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise JournalNotFoundError("the journal path is a symlink that loops", path=path) from None
-        raise
+        return _unlisted(exc, path)
 
 
 def _mtime_ns(entry: os.DirEntry[str]) -> int:
@@ -638,12 +634,17 @@ def _mtime_ns(entry: os.DirEntry[str]) -> int:
 def _listdir(path: str) -> list[str]:
     try:
         return os.listdir(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise JournalNotFoundError("the journal path is a symlink that loops", path=path) from None
-        raise
+        return _unlisted(exc, path)
+
+
+def _unlisted(exc: OSError, path: str) -> list[Any]:
+    """A folder that could not be listed: none when it is gone; a loop of symlinks as JournalNotFoundError."""
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return []
+    if exc.errno == errno.ELOOP:
+        raise JournalNotFoundError("the journal path is a symlink that loops", path=path) from None
+    raise exc
 
 
 def _cycles_at(path: str, cfg: VanillaConfig) -> list[int]:
