@@ -19,6 +19,8 @@ from . import _layout as L
 __all__ = ["VanillaConfig"]
 
 _UTC = _dt.UTC
+_FOLDER_CYCLES: dict[tuple[Any, ...], int | None] = {}  # (naming settings, folder name) -> cycle
+_FOLDER_CYCLES_MAX = 1 << 17
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _TOKEN = re.compile(r"'([^']*)'|([a-zA-Z])\2*|([^a-zA-Z']+)")
 _LAST_DAY = _dt.date(9999, 12, 31)
@@ -339,6 +341,19 @@ class VanillaConfig:
         Parsing is only used to enumerate folders; the result is checked by formatting it back, which also
         fixes the off-by-one Java 3.6 has with zones whose offset is not a multiple of the cycle length.
         """
+        # every read lists the journal's folders a few times: kept, a 365-day journal cost 15 ms per read to parse
+        key = (self.cycle_format, self.cycle_time_zone, self.cycle_length_ms, self.entries_per_cycle, name)
+        try:
+            return _FOLDER_CYCLES[key]
+        except KeyError:
+            pass
+        cycle = self._parse_folder(name)
+        if len(_FOLDER_CYCLES) >= _FOLDER_CYCLES_MAX:
+            _FOLDER_CYCLES.clear()
+        _FOLDER_CYCLES[key] = cycle
+        return cycle
+
+    def _parse_folder(self, name: str) -> int | None:
         moment = self._derived["fmt"].parse(name.replace("\\", "/"), self._derived["tz"])
         if moment is None:
             return None

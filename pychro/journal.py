@@ -631,6 +631,22 @@ def _mtime_ns(entry: os.DirEntry[str]) -> int:
         return -1
 
 
+def _subfolders(path: str) -> list[tuple[str, bool]]:
+    """(name, is a folder) of each entry (the listing tells, without a stat per entry but for symlinks)."""
+    try:
+        with os.scandir(path) as it:
+            return [(e.name, _is_dir(e)) for e in it]
+    except OSError as exc:
+        return _unlisted(exc, path)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def _listdir(path: str) -> list[str]:
     try:
         return os.listdir(path)
@@ -660,9 +676,9 @@ def _cycles_at(path: str, cfg: VanillaConfig) -> list[int]:
 def _walk_folders(base: str, depth: int, prefix: str = "") -> list[str]:
     """Relative paths of the folders exactly ``depth`` levels below ``base``."""
     out = []
-    for name in _listdir(os.path.join(base, prefix) if prefix else base):
+    for name, is_dir in _subfolders(os.path.join(base, prefix) if prefix else base):
         rel = f"{prefix}/{name}" if prefix else name
-        if not os.path.isdir(os.path.join(base, rel)):
+        if not is_dir:
             continue
         if depth == 1:
             out.append(rel)

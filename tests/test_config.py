@@ -255,3 +255,16 @@ def test_host_thread_id_bits(monkeypatch: pytest.MonkeyPatch) -> None:
     bits = L.host_thread_id_bits()
     with open("/proc/sys/kernel/pid_max") as fh:
         assert bits == max(16, L.pid_max_bits(int(fh.read())))
+
+
+def test_folder_names_parsed_once_are_kept_per_naming_settings() -> None:
+    """cycle_of_folder keeps what it parsed, keyed by every setting that names folders: the same folder name
+    under another zone or cycle length is parsed again, never answered from another configuration's entry."""
+    utc = VanillaConfig(cycle="HOURS")
+    ist = VanillaConfig(cycle="HOURS", cycle_time_zone="Asia/Kolkata")
+    minutes = VanillaConfig(cycle=None, cycle_format="yyyyMMddHH", cycle_length_ms=3_600_000 * 2)
+    name = utc.folder_name(utc.cycle_of_ms(1_704_186_000_000))
+    first = [cfg.cycle_of_folder(name) for cfg in (utc, ist, minutes)]
+    assert first == [cfg._parse_folder(name) for cfg in (utc, ist, minutes)]
+    assert [cfg.cycle_of_folder(name) for cfg in (ist, utc, minutes)] == [first[1], first[0], first[2]]
+    assert first[0] != first[1]  # (the zones name this hour differently)
