@@ -49,7 +49,7 @@ METADATA_COLUMNS = {"index": "_index", "cycle": "_cycle", "seq": "_seq"}
 T = TypeVar("T")
 DEFAULT_BATCH_ROWS = 65_536  # iter_batches: rows per RecordBatch
 TABLE_BATCH_ROWS = 131_072  # read_table and exports: rows per batch (1 M rows: 0.9-0.95x the time of 64 Ki)
-EVEN_MIN_ROWS = 16_384  # read_table splits its rows evenly among its threads in batches of at least this
+EVEN_MIN_ROWS = 16_384  # smaller batches are decoded by the caller; read_table's even batches are not smaller
 _ERRORS = ("raise", "skip", "truncate")
 # follow=True: how long a cycle that was left stays watched for messages committed late into it (§6), and how
 # long an empty index slot below filled ones is waited for before it is called damage
@@ -444,8 +444,10 @@ def _run_ordered(tasks: Iterator[Task], run: Callable[[CycleFiles, int, int], T]
     tasks = itertools.chain((first, second), tasks)
     pool, forks = _pool(threads), _FORKS
     # (future, task, forks when submitted): after a fork, the child has none of the parent's decoding threads
-    # (a child made by fork may go on with a read begun in the parent): what they had not finished runs here
-    pending: collections.deque[tuple[Future[T], Task, int]] = collections.deque()
+    # (a child made by fork may go on with a read begun in the parent): what they had not finished runs here.
+    # A task of fewer than EVEN_MIN_ROWS rows has no future: it runs here in its turn (handed to a thread, such
+    # a batch cost more than it took to decode: 365 daily cycles of 100 rows read in 2.6x the time)
+    pending: collections.deque[tuple[Future[T] | None, Task, int]] = collections.deque()
     try:
         exhausted = False
         # a task that could not be made (a damaged index found while looking ahead) is raised in its place,
@@ -462,21 +464,22 @@ def _run_ordered(tasks: Iterator[Task], run: Callable[[CycleFiles, int, int], T]
                 if task is None:
                     exhausted = True
                     break
-                pending.append((pool.submit(run, *task), task, forks))
+                pending.append((pool.submit(run, *task) if task[2] >= EVEN_MIN_ROWS else None, task, forks))
             if not pending:
                 if deferred is not None:
                     raise deferred
                 return
             fut, task, made = pending.popleft()
-            yield run(*task) if made != _FORKS and not fut.done() else fut.result()
+            yield run(*task) if fut is None or (made != _FORKS and not fut.done()) else fut.result()
     finally:
         for fut, _, _ in pending:
-            fut.cancel()
+            if fut is not None:
+                fut.cancel()
         # tasks already running end before the read does; not in a decoding thread (the collector may close an
         # abandoned read there, while that thread decodes one of its batches: it would wait for itself), nor
         # those of the parent's threads. The maps a task uses stay open while it holds them.
         if not getattr(_DECODING, "thread", False):
-            wait([fut for fut, _, made in pending if made == _FORKS])
+            wait([fut for fut, _, made in pending if fut is not None and made == _FORKS])
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}

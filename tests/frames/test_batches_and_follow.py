@@ -263,3 +263,28 @@ def test_read_table_cuts_its_rows_into_alike_batches_for_its_threads(tmp_path: P
     assert cut(30, threads=2) == [30]  # below 2 x EVEN_MIN_ROWS: one batch, by the caller
     assert cut(40, threads=2) == [20, 20]
     assert cut(300, threads=2) == [150, 150]  # 2.3 batches: 2
+
+
+def test_small_batches_are_decoded_by_the_caller(tmp_path: Path, monkeypatch: Any) -> None:
+    """A batch of fewer than EVEN_MIN_ROWS rows costs more handed to a decoding thread than it takes to decode: it
+    is decoded in the caller's thread, in its turn; bigger ones go to the threads."""
+    from pychro.frames import api
+
+    monkeypatch.setattr(api, "EVEN_MIN_ROWS", 200)
+    write_journal(tmp_path, SCHEMA, rows(0, 1000))
+    seen: list[tuple[int, bool]] = []
+    real = api.decode_batch
+
+    def decode_batch(plan: Any, files: Any, seq0: int, entries: Any, *args: Any, **kw: Any) -> Any:
+        seen.append((int(entries.size), threading.current_thread() is threading.main_thread()))
+        return real(plan, files, seq0, entries, *args, **kw)
+
+    monkeypatch.setattr(api, "decode_batch", decode_batch)
+    want = read_table(tmp_path, SCHEMA, threads=1)
+    seen.clear()
+    got = pa.Table.from_batches(list(iter_batches(tmp_path, SCHEMA, batch_rows=150, threads=2)))
+    assert got.equals(want) and seen and all(here for _, here in seen)
+    seen.clear()
+    got = pa.Table.from_batches(list(iter_batches(tmp_path, SCHEMA, batch_rows=250, threads=2)))
+    assert got.equals(want)
+    assert not any(here for _, here in seen)  # (4 of 250 rows: in the threads)

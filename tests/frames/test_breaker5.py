@@ -43,13 +43,17 @@ def test_read_collected_inside_a_decoding_thread_does_not_wait_for_itself(tmp_pa
         abandoned = threading.Event()
         real = api.decode_batch
 
+        collected = []
+
         def decode_batch(plan, files, seq0, *args, **kw):
             if seq0 == 1000 and threading.current_thread() is not threading.main_thread():
                 abandoned.wait(10)
                 gc.collect()  # the collector closes the abandoned iterator here, in a decoding thread
+                collected.append(seq0)
             return real(plan, files, seq0, *args, **kw)
 
         api.decode_batch = decode_batch
+        api.EVEN_MIN_ROWS = 1  # batches this small go to the decoding threads too
         it = iter_batches(path, "a:int64", threads=2, batch_rows=500)
         next(it)
         cycle = [it]
@@ -57,7 +61,7 @@ def test_read_collected_inside_a_decoding_thread_does_not_wait_for_itself(tmp_pa
         del it, cycle
         abandoned.set()
         table = pa.Table.from_batches(iter_batches(path, "a:int64", threads=2, batch_rows=500))
-        print(table.column("a").to_pylist() == list(range(10_000)))
+        print(table.column("a").to_pylist() == list(range(10_000)) and bool(collected))
     """
     got = _run(script, str(tmp_path / "j"), timeout=30)
     assert got.returncode == 0 and got.stdout.strip() == "True", got.stderr
@@ -129,6 +133,7 @@ def test_read_begun_before_a_fork_ends_or_goes_on_in_the_child(tmp_path: Path, c
             return real(plan, files, seq0, *args, **kw)
 
         api.decode_batch = decode_batch
+        api.EVEN_MIN_ROWS = 1  # batches this small go to the decoding threads too
         it = iter_batches(path, "a:int64", threads=2, batch_rows=1000)
         next(it)
         assert started.wait(10)
