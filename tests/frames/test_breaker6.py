@@ -1,0 +1,69 @@
+"""Hostile and careless use of the background unmapper, read_table's even batches and the sampling of index slots."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+def _run(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter (a hang ends with it, killed at the timeout)."""
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=30)
+        pytest.fail(f"no end within {timeout} s: {out}{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+# -- the background unmapper ---------------------------------------------------------------------------------------
+def test_a_read_the_collector_closes_while_a_finished_read_hands_over_its_maps(tmp_path: Path) -> None:
+    """The collector runs at any allocation, also while a finished read hands its maps to the unmapper; an abandoned
+    read in a reference cycle that it closes there hands over its maps too. It must not wait for a lock its own
+    thread holds (the unmapper's lock, or the executor's in submit): the program hung for good."""
+    script = """
+        import faulthandler, gc, sys
+        import pyarrow as pa, pychro
+        from pychro.frames import api, iter_batches, read_table
+        faulthandler.dump_traceback_later(20, exit=True)
+        gc.disable()  # collections happen only where the test puts them
+        path = sys.argv[1]
+        pychro.write_frame(pa.table({"a": pa.array(range(1000), pa.int64())}), path, "a:int64", date="2024-01-02")
+        real = api.close_later
+
+        def trial(k):
+            it = iter_batches(path, "a:int64", batch_rows=100, threads=1)
+            next(it)
+            loop = [it]
+            loop.append(loop)
+            del it, loop  # an abandoned read in a reference cycle, not yet collected
+
+            def close_later(files):
+                gc.set_threshold(gc.get_count()[0] + k)  # a collection at the k-th allocation from here on
+                gc.enable()
+                try:
+                    real(files)
+                finally:
+                    gc.disable()
+
+            api.close_later = close_later
+            try:
+                got = read_table(path, "a:int64", threads=1)
+            finally:
+                api.close_later = real
+            gc.collect()
+            assert got.column("a").to_pylist() == list(range(1000))
+
+        for k in range(1, 60):
+            trial(k)
+        print("ok")
+    """
+    got = _run(script, str(tmp_path / "j"), timeout=60)
+    assert got.returncode == 0 and got.stdout.strip() == "ok", got.stderr[-3000:]
