@@ -169,10 +169,10 @@ def test_a_failure_after_some_row_groups_leaves_no_file_and_no_thread(
     from pychro.frames import scan
 
     scan.wait_unmapped()
-    pools = [*api._POOLS.values(), *scan._UNMAPPER]
-    shared = {t for pool in pools for t in pool._threads}
+    pools = [*api._POOLS.values()]
+    shared = {t for pool in pools for t in pool._threads} | set(scan._UNMAPPER)
     assert not [t for t in threading.enumerate() if t.name.startswith("pychro-") and t not in shared]
-    assert all(pool._work_queue.empty() for pool in pools)
+    assert all(pool._work_queue.empty() for pool in pools) and scan._QUEUE.empty()
 
 
 def test_numpy_columns_survive(tmp_path: Path) -> None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -381,8 +381,12 @@ class CycleFiles:
         return maps
 
 
-_UNMAPPER: list[Any] = []  # the thread that unmaps the files of finished reads (started on first use)
-_UNMAPPER_LOCK = threading.Lock()
+# The thread that unmaps the files of finished reads (started on first use), fed through a SimpleQueue: its put()
+# may be called again in the same thread while it runs (the collector closes an abandoned read at any allocation,
+# also inside a hand-over), where a ThreadPoolExecutor's submit, or any lock held around one, waits for itself.
+_UNMAPPER: list[threading.Thread] = []
+_QUEUE: queue.SimpleQueue[Any] = queue.SimpleQueue()
+_STARTING = threading.Lock()
 
 
 def close_later(files: Iterable[Any]) -> None:
@@ -393,29 +397,51 @@ def close_later(files: Iterable[Any]) -> None:
     maps = [m for f in files if isinstance(f, CycleFiles) for m in f.take_maps()]
     if not maps:
         return
-    with _UNMAPPER_LOCK:
-        if not _UNMAPPER:
-            _UNMAPPER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="pychro-unmap"))
-        pool = _UNMAPPER[0]
-    try:
-        pool.submit(maps.clear)
-    except RuntimeError:  # the interpreter is shutting down: no new threads
-        maps.clear()
+    _QUEUE.put(maps)
+    _start_unmapper()
 
 
 def wait_unmapped() -> None:
     """Return once the maps handed to :func:`close_later` so far are dropped (tests; before deleting files on
     systems that refuse to delete a mapped file)."""
-    with _UNMAPPER_LOCK:
-        pool = _UNMAPPER[0] if _UNMAPPER else None
-    if pool is not None:
-        pool.submit(lambda: None).result()
+    done = threading.Event()
+    _QUEUE.put(done)
+    _start_unmapper()
+    done.wait()
+
+
+def _start_unmapper() -> None:
+    if _UNMAPPER:
+        return
+    if not _STARTING.acquire(blocking=False):
+        return  # being started, by another thread or by this one in the call the collector interrupted
+    try:
+        if not _UNMAPPER:
+            thread = threading.Thread(target=_unmap, name="pychro-unmap", daemon=True)
+            thread.start()
+            _UNMAPPER.append(thread)
+    except RuntimeError:  # the interpreter is shutting down: no new threads; drop the maps here
+        _unmap(block=False)
+    finally:
+        _STARTING.release()
+
+
+def _unmap(block: bool = True) -> None:
+    """Drop what the queue holds (maps; an Event is set once what came before it is dropped)."""
+    while True:
+        try:
+            item = _QUEUE.get(block)
+        except queue.Empty:
+            return
+        if isinstance(item, threading.Event):
+            item.set()
+        item = None  # (dropped before waiting for the next)
 
 
 def _forget_unmapper() -> None:
-    global _UNMAPPER_LOCK
+    global _QUEUE, _STARTING
     _UNMAPPER.clear()  # the parent's thread does not exist in a forked child
-    _UNMAPPER_LOCK = threading.Lock()
+    _QUEUE, _STARTING = queue.SimpleQueue(), threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
