@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
+
+import pychro
+from pychro import PychroError
+from pychro.frames import read_table
 
 
 def _run(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -67,3 +73,31 @@ def test_a_read_the_collector_closes_while_a_finished_read_hands_over_its_maps(t
     """
     got = _run(script, str(tmp_path / "j"), timeout=60)
     assert got.returncode == 0 and got.stdout.strip() == "ok", got.stderr[-3000:]
+
+
+# -- sampling index slots for the thread-id bits -------------------------------------------------------------------
+def _unix_socket(path: str) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(path)
+
+
+@pytest.mark.parametrize("kind", ["symlink loop", "unix socket"])
+def test_an_index_file_that_cannot_be_opened_is_a_pychro_error(tmp_path: Path, kind: str) -> None:
+    """Opening a journal samples its newest cycle's index files: one that is a symlink loop (ELOOP) or a socket
+    (ENXIO) raised a bare OSError from Journal() and from every read. The sampling looks elsewhere; a read of that
+    cycle says what the file is."""
+    path = tmp_path / "j"
+    for day in (2, 3):
+        pychro.write_frame(pa.table({"a": pa.array(range(100), pa.int64())}), path, "a:int64", date=f"2024-01-0{day}")
+    journal = pychro.Journal(path)
+    index0 = Path(journal.index_path(journal.cycles()[-1], 0))
+    index0.unlink()
+    if kind == "symlink loop":
+        index0.symlink_to(index0)
+    else:
+        _unix_socket(str(index0))
+    assert pychro.Journal(path).detect_thread_id_bits() == 16  # from the other cycle
+    assert read_table(path, "a:int64", date="2024-01-02").num_rows == 100
+    with pytest.raises(PychroError, match="symlink that loops|not a regular file") as caught:
+        read_table(path, "a:int64")
+    assert str(index0) in str(caught.value)
