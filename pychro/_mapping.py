@@ -72,6 +72,12 @@ class MappedFile:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             raise JournalNotFoundError("file not found", path=path) from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise FormatError("not a regular file: a symlink that loops", path=path) from None
+            if exc.errno in (errno.ENXIO, errno.ENODEV):  # a socket, a device without a driver
+                raise FormatError("not a regular file", path=path) from None
+            raise
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):  # mmap of a folder fails with a bare ENODEV

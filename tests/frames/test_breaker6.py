@@ -98,6 +98,6 @@ def test_an_index_file_that_cannot_be_opened_is_a_pychro_error(tmp_path: Path, k
         _unix_socket(str(index0))
     assert pychro.Journal(path).detect_thread_id_bits() == 16  # from the other cycle
     assert read_table(path, "a:int64", date="2024-01-02").num_rows == 100
-    with pytest.raises(PychroError, match="symlink that loops|not a regular file") as caught:
+    with pytest.raises(PychroError, match="not a regular file") as caught:
         read_table(path, "a:int64")
     assert str(index0) in str(caught.value)
