@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import gc
+import os
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
 import pychro
 from pychro import PychroError
-from pychro.frames import read_table
+from pychro.frames import api, iter_batches, read_table
 
 
 def _run(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -101,3 +107,66 @@ def test_an_index_file_that_cannot_be_opened_is_a_pychro_error(tmp_path: Path, k
     with pytest.raises(PychroError, match="not a regular file") as caught:
         read_table(path, "a:int64")
     assert str(index0) in str(caught.value)
+
+
+# -- follow=True and the maps of cycles it has left ----------------------------------------------------------------
+class _Clock:
+    def __init__(self, when: dt.datetime) -> None:
+        self.ms = int(when.timestamp() * 1000)
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+def _maps_of(folder: str) -> list[str]:
+    with open("/proc/self/maps") as fh:
+        return [line.split()[-1] for line in fh if folder in line]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc")
+@pytest.mark.parametrize("writer", ["quiet", "busy"])
+def test_a_follower_drops_the_maps_of_a_cycle_it_left(tmp_path: Path, monkeypatch: Any, writer: str) -> None:
+    """A follower watches a cycle it left for late commits for LATE_COMMIT_GRACE_S, then drops its maps. It kept
+    them as long as it followed: the files of the cycle it began in (mapped by the read of what was already there),
+    and, while the writer kept committing into the newer cycle (each look found new rows), the cycle it left."""
+    monkeypatch.setattr(api, "LATE_COMMIT_GRACE_S", 0.1)
+    cfg = pychro.VanillaConfig(cycle="HOURS")
+    clock = _Clock(dt.datetime(2024, 5, 1, 9, 30, tzinfo=dt.timezone.utc))
+    with pychro.VanillaChronicleWriter(tmp_path, config=cfg, clock=clock) as w:
+        app = w.get_appender()
+        for k in range(3):
+            app.write_long(k)
+            app.finish()
+    (old,) = os.listdir(tmp_path)
+    it = iter_batches(tmp_path, "i:int64", follow=True, poll_interval=0.005, config=cfg)
+    got = next(it).column("i").to_pylist()
+    clock.ms += 3_600_000
+    consumer = None
+    try:
+        with pychro.VanillaChronicleWriter(tmp_path, config=cfg, clock=clock) as w:
+            app = w.get_appender()
+            app.write_long(3)
+            app.finish()
+            got += next(it).column("i").to_pylist()  # the follower has moved on to the newer cycle
+            deadline = time.monotonic() + 0.5
+            k = 4
+            if writer == "busy":  # a row committed before each look: the newer cycle never goes quiet
+                while time.monotonic() < deadline:
+                    app.write_long(k)
+                    app.finish()
+                    k += 1
+                    got += next(it).column("i").to_pylist()
+            else:  # the follower waits for rows (in a thread) past the grace
+                consumer = threading.Thread(target=lambda: got.extend(next(it).column("i").to_pylist()))
+                consumer.start()
+                time.sleep(0.5)
+            gc.collect()
+            left_mapped = _maps_of(str(tmp_path / old))
+            app.write_long(k)
+            app.finish()
+            if consumer is not None:
+                consumer.join(10)
+    finally:
+        it.close()
+    assert got == list(range(len(got))) and len(got) >= 5
+    assert left_mapped == []
