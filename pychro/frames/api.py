@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
@@ -270,6 +270,7 @@ def _tasks(
     """(cycle files, first seq, count) of the batches in index order; in follow mode, forever."""
     last_cycle: int | None = None
     last_seq = 0
+    files: CycleFiles | None = None
     for cycle, lo, hi in r.cycles:
         files = CycleFiles(r.journal, cycle)
         files.tolerate = r.errors != "raise"
@@ -289,6 +290,7 @@ def _tasks(
         # no files.close(): batches still decoding in the pool use these maps; they go with the last batch
     if not follow:
         return
+    files = None  # (dropped: the follower maps the cycle anew, and would keep these maps as long as it follows)
     yield from _follow(r, batch_rows, poll_interval, stats, last_cycle, last_seq)
 
 
@@ -317,7 +319,25 @@ def _follow(
 
     files = _live_files(r, cycle) if cycle is not None else None
     left: list[list[Any]] = []  # [files, next seq, monotonic deadline] of cycles left recently
+
+    def watch_left() -> Generator[Task, None, bool]:
+        """Tasks of messages committed late into the cycles left recently (True when there were some); those
+        left longer ago than the grace are closed."""
+        late = False
+        for watch in left:
+            stop = fresh(watch[0], watch[1])
+            if stop > watch[1]:
+                yield from ((watch[0], seq0, n) for seq0, n in watch[0].spans(watch[1], stop, batch_rows))
+                watch[1] = stop
+                late = True
+        now = time.monotonic()
+        for watch in [w for w in left if now >= w[2]]:
+            left.remove(watch)
+            watch[0].close()
+        return late
+
     quiet_since = time.monotonic()  # when a message last arrived
+    left_due = quiet_since  # when the left cycles are looked at next while new rows keep coming
     while True:
         if files is not None:
             stop = fresh(files, seq)
@@ -325,24 +345,19 @@ def _follow(
                 yield from ((files, seq0, n) for seq0, n in files.spans(seq, stop, batch_rows))
                 seq = stop
                 quiet_since = time.monotonic()
+                if left and quiet_since >= left_due:
+                    # a busy cycle is never quiet: its left cycles are looked at once per poll interval all the
+                    # same (late commits were held back, and their maps kept, as long as rows kept coming)
+                    left_due = quiet_since + poll_interval
+                    yield from watch_left()
                 continue
             limit = limit_of(files)
             if limit is not None and seq >= limit:
                 return  # the end bound inside this cycle was reached
-        late = False
-        for watch in left:  # late commits into cycles left recently
-            stop = fresh(watch[0], watch[1])
-            if stop > watch[1]:
-                yield from ((watch[0], seq0, n) for seq0, n in watch[0].spans(watch[1], stop, batch_rows))
-                watch[1] = stop
-                late = True
-        if late:
+        if (yield from watch_left()):  # late commits into cycles left recently
             quiet_since = time.monotonic()
             continue
         now = time.monotonic()
-        for watch in [w for w in left if now >= w[2]]:
-            left.remove(watch)
-            watch[0].close()
         newer, _ = select_cycles(r.journal, date, start, end)
         newer = [c for c in newer if cycle is None or c[0] > cycle]
         if newer:

@@ -131,7 +131,7 @@ def test_a_follower_drops_the_maps_of_a_cycle_it_left(tmp_path: Path, monkeypatc
     and, while the writer kept committing into the newer cycle (each look found new rows), the cycle it left."""
     monkeypatch.setattr(api, "LATE_COMMIT_GRACE_S", 0.1)
     cfg = pychro.VanillaConfig(cycle="HOURS")
-    clock = _Clock(dt.datetime(2024, 5, 1, 9, 30, tzinfo=dt.timezone.utc))
+    clock = _Clock(dt.datetime(2024, 5, 1, 9, 30, tzinfo=dt.UTC))
     with pychro.VanillaChronicleWriter(tmp_path, config=cfg, clock=clock) as w:
         app = w.get_appender()
         for k in range(3):
