@@ -170,3 +170,33 @@ def test_a_follower_drops_the_maps_of_a_cycle_it_left(tmp_path: Path, monkeypatc
         it.close()
     assert got == list(range(len(got))) and len(got) >= 5
     assert left_mapped == []
+
+
+# -- reads at interpreter shutdown ---------------------------------------------------------------------------------
+def test_reads_in_an_atexit_handler_and_in_a_daemon_thread_at_exit(tmp_path: Path) -> None:
+    """After the main thread has ended, the interpreter stops its thread pools: a read handing batches to the shared
+    decoding threads then failed with a bare RuntimeError ('cannot schedule new futures after shutdown'), in an
+    atexit handler and in a daemon thread still reading. They decode in the calling thread instead."""
+    script = """
+        import atexit, sys, threading
+        import pyarrow as pa, pychro
+        path = sys.argv[1]
+        n = 100_000
+        pychro.write_frame(pa.table({"a": pa.array(range(n), pa.int64())}), path, "a:int64", date="2024-01-02")
+
+        def at_exit():
+            t = pychro.read_table(path, "a:int64", threads=4)
+            got = sum(b.num_rows for b in pychro.iter_batches(path, "a:int64", threads=2, batch_rows=20_000))
+            print(t.column("a").to_pylist() == list(range(n)), got, flush=True)
+
+        def reading():
+            while True:
+                assert pychro.read_table(path, "a:int64", threads=2).num_rows == n
+
+        atexit.register(at_exit)
+        threading.Thread(target=reading, daemon=True).start()
+        it = pychro.iter_batches(path, "a:int64", threads=2, batch_rows=20_000)
+        next(it)  # left open at exit
+    """
+    got = _run(script, str(tmp_path / "j"), timeout=60)
+    assert got.returncode == 0 and got.stdout.split() == ["True", "100000"] and got.stderr == "", got.stderr[-3000:]
