@@ -479,7 +479,7 @@ def _run_ordered(tasks: Iterator[Task], run: Callable[[CycleFiles, int, int], T]
                 if task is None:
                     exhausted = True
                     break
-                pending.append((pool.submit(run, *task) if task[2] >= EVEN_MIN_ROWS else None, task, forks))
+                pending.append((_submit(pool, run, task) if task[2] >= EVEN_MIN_ROWS else None, task, forks))
             if not pending:
                 if deferred is not None:
                     raise deferred
@@ -495,6 +495,15 @@ def _run_ordered(tasks: Iterator[Task], run: Callable[[CycleFiles, int, int], T]
         # those of the parent's threads. The maps a task uses stay open while it holds them.
         if not getattr(_DECODING, "thread", False):
             wait([fut for fut, _, made in pending if fut is not None and made == _FORKS])
+
+
+def _submit(pool: ThreadPoolExecutor, run: Callable[[CycleFiles, int, int], T], task: Task) -> Future[T] | None:
+    """The task handed to a decoding thread; None (run it in the caller) once the interpreter is shutting down: its
+    pools take no more work after the main thread has ended (atexit handlers, daemon threads still reading)."""
+    try:
+        return pool.submit(run, *task)
+    except RuntimeError:
+        return None
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
