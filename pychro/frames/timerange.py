@@ -210,7 +210,7 @@ def narrow(
         pending: collections.deque[tuple[int, Future[Any]]] = collections.deque()
         try:
             for seq0, entries in tasks:
-                pending.append((seq0, pool.submit(decode_batch, plan, files, seq0, entries, "skip")))
+                pending.append((seq0, _submit(pool, decode_batch, plan, files, seq0, entries, "skip")))
                 if len(pending) >= 2 * threads:
                     done_seq0, fut = pending.popleft()
                     state.update(tf, done_seq0, fut.result())
@@ -259,3 +259,19 @@ class _State:
             if self.first is None:
                 self.first = seq0 + int(rows[hits[0]])
             self.last = seq0 + int(rows[hits[1]])
+
+
+def _submit(pool: Any, fn: Any, *args: Any) -> Any:
+    """``pool.submit(fn, *args)``, or ``fn`` run here once the interpreter is shutting down (its pools take no more
+    work after the main thread has ended: a read in an atexit handler or a daemon thread), as a done future."""
+    from concurrent.futures import Future
+
+    try:
+        return pool.submit(fn, *args)
+    except RuntimeError:
+        fut: Future[Any] = Future()
+        try:
+            fut.set_result(fn(*args))
+        except Exception as exc:  # raised in its turn, as from a thread
+            fut.set_exception(exc)
+        return fut

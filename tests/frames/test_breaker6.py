@@ -182,21 +182,29 @@ def test_reads_in_an_atexit_handler_and_in_a_daemon_thread_at_exit(tmp_path: Pat
         import pyarrow as pa, pychro
         path = sys.argv[1]
         n = 100_000
-        pychro.write_frame(pa.table({"a": pa.array(range(n), pa.int64())}), path, "a:int64", date="2024-01-02")
+        ts = pa.array([1704153600_000 + 100 * i for i in range(n)], pa.timestamp("ms", tz="UTC"))  # from 2024-01-02
+        schema = "ts:timestamp_ms,a:int64,s:string"  # (strings: the time bounds are searched by threads)
+        pychro.write_frame(pa.table({"ts": ts, "a": pa.array(range(n), pa.int64()), "s": ["x"] * n}), path, schema,
+                           date="2024-01-02")
 
         def at_exit():
-            t = pychro.read_table(path, "a:int64", threads=4)
-            got = sum(b.num_rows for b in pychro.iter_batches(path, "a:int64", threads=2, batch_rows=20_000))
-            print(t.column("a").to_pylist() == list(range(n)), got, flush=True)
+            t = pychro.read_table(path, schema, threads=4)
+            got = sum(b.num_rows for b in pychro.iter_batches(path, schema, threads=2,
+                                                              batch_rows=20_000))
+            # a cycle the time range covers in part: its bounds are searched by decoding threads of their own
+            hour = pychro.read_table(path, schema, start="2024-01-02T01:00",
+                                     end="2024-01-02T02:00", threads=2)
+            print(t.column("a").to_pylist() == list(range(n)), got, hour.column("a").to_pylist() == list(range(
+                36_000, 72_000)), flush=True)
 
         def reading():
             while True:
-                assert pychro.read_table(path, "a:int64", threads=2).num_rows == n
+                assert pychro.read_table(path, schema, threads=2).num_rows == n
 
         atexit.register(at_exit)
         threading.Thread(target=reading, daemon=True).start()
-        it = pychro.iter_batches(path, "a:int64", threads=2, batch_rows=20_000)
+        it = pychro.iter_batches(path, schema, threads=2, batch_rows=20_000)
         next(it)  # left open at exit
     """
     got = _run(script, str(tmp_path / "j"), timeout=60)
-    assert got.returncode == 0 and got.stdout.split() == ["True", "100000"] and got.stderr == "", got.stderr[-3000:]
+    assert got.returncode == 0 and got.stdout.split() == ["True", "100000", "True"] and got.stderr == "", got.stderr[-3000:]
