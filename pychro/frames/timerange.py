@@ -272,6 +272,6 @@ def _submit(pool: Any, fn: Any, *args: Any) -> Any:
         fut: Future[Any] = Future()
         try:
             fut.set_result(fn(*args))
-        except Exception as exc:  # raised in its turn, as from a thread
+        except Exception as exc:  # noqa: BLE001 - raised in its turn, as from a thread
             fut.set_exception(exc)
         return fut
