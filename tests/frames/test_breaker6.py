@@ -148,20 +148,23 @@ def test_a_follower_drops_the_maps_of_a_cycle_it_left(tmp_path: Path, monkeypatc
             app.write_long(3)
             app.finish()
             got += next(it).column("i").to_pylist()  # the follower has moved on to the newer cycle
-            deadline = time.monotonic() + 0.5
+            deadline = time.monotonic() + 5  # (the grace is 0.1 s)
             k = 4
-            if writer == "busy":  # a row committed before each look: the newer cycle never goes quiet
-                while time.monotonic() < deadline:
+            if writer == "quiet":  # the follower waits for rows (in a thread) past the grace
+                consumer = threading.Thread(target=lambda: got.extend(next(it).column("i").to_pylist()))
+                consumer.start()
+            while True:
+                if writer == "busy":  # a row committed before each look: the newer cycle never goes quiet
                     app.write_long(k)
                     app.finish()
                     k += 1
                     got += next(it).column("i").to_pylist()
-            else:  # the follower waits for rows (in a thread) past the grace
-                consumer = threading.Thread(target=lambda: got.extend(next(it).column("i").to_pylist()))
-                consumer.start()
-                time.sleep(0.5)
-            gc.collect()
-            left_mapped = _maps_of(str(tmp_path / old))
+                else:
+                    time.sleep(0.01)
+                gc.collect()
+                left_mapped = _maps_of(str(tmp_path / old))
+                if not left_mapped or time.monotonic() > deadline:
+                    break
             app.write_long(k)
             app.finish()
             if consumer is not None:
