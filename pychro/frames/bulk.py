@@ -27,6 +27,7 @@ from .. import _layout as L
 from .. import _mapping
 from .._commit import Committer
 from ..journal import Journal
+from ._workers import submit
 from .encode import Program
 
 __all__ = ["RUN_BYTES", "RUN_ROWS", "BulkAppender", "workers_for"]
@@ -156,7 +157,7 @@ class BulkAppender:
                     place_run(run)
                     commit(run)
                     continue
-                pending.append((run, pool.submit(place_run, run)))
+                pending.append((run, submit(pool, place_run, run)))
                 while len(pending) > workers or (pending and pending[0][1].done()):
                     done_run, fut = pending.popleft()
                     fut.result()  # a failed layout or write stops here, before its rows are committed

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _encode as C
+from ._workers import submit
 
 __all__ = ["Program", "Step", "raw_program"]
 
@@ -63,7 +64,7 @@ class Program:
             results = [run(0)]
         else:
             with ThreadPoolExecutor(parts, thread_name_prefix="pychro-encode") as pool:
-                results = list(pool.map(run, range(parts)))
+                results = [f.result() for f in [submit(pool, run, j) for j in range(parts)]]
         bad = [r for r in results if r[0] >= 0]
         if bad:
             raise self._error(*min(bad))

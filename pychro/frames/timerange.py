@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import schema as S
+from ._workers import submit
 
 __all__ = ["TimeFilter", "as_date", "check_order", "is_time_bound", "narrow", "time_filter"]
 
@@ -210,7 +211,7 @@ def narrow(
         pending: collections.deque[tuple[int, Future[Any]]] = collections.deque()
         try:
             for seq0, entries in tasks:
-                pending.append((seq0, _submit(pool, decode_batch, plan, files, seq0, entries, "skip")))
+                pending.append((seq0, submit(pool, decode_batch, plan, files, seq0, entries, "skip")))
                 if len(pending) >= 2 * threads:
                     done_seq0, fut = pending.popleft()
                     state.update(tf, done_seq0, fut.result())
@@ -260,18 +261,3 @@ class _State:
                 self.first = seq0 + int(rows[hits[0]])
             self.last = seq0 + int(rows[hits[1]])
 
-
-def _submit(pool: Any, fn: Any, *args: Any) -> Any:
-    """``pool.submit(fn, *args)``, or ``fn`` run here once the interpreter is shutting down (its pools take no more
-    work after the main thread has ended: a read in an atexit handler or a daemon thread), as a done future."""
-    from concurrent.futures import Future
-
-    try:
-        return pool.submit(fn, *args)
-    except RuntimeError:
-        fut: Future[Any] = Future()
-        try:
-            fut.set_result(fn(*args))
-        except Exception as exc:  # noqa: BLE001 - raised in its turn, as from a thread
-            fut.set_exception(exc)
-        return fut

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import math
 import struct
+import subprocess
+import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from pychro import VanillaChronicleReader, VanillaChronicleWriter, VanillaConfig
 from pychro.frames.schema import Schema
@@ -111,3 +115,16 @@ def assert_same(table: pa.Table, expected: list[dict[str, Any]], schema: Schema 
     for i, (g, w) in enumerate(zip(got, expected)):
         for name, value in g.items():
             assert same_value(types[name], value, w[name]), (i, name, value, w[name])
+
+
+def run_script(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter (a hang or a thread stuck for good ends with it, killed at the timeout)."""
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=30)
+        pytest.fail(f"no end within {timeout} s: {out}{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

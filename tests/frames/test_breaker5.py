@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import textwrap
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,18 +12,7 @@ import pytest
 
 import pychro
 
-
-def _run(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """``script`` in a fresh interpreter (a hang or a thread stuck for good ends with it, killed at the timeout)."""
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate(timeout=30)
-        pytest.fail(f"no end within {timeout} s: {out}{err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+from ._util import run_script as _run
 
 
 def test_read_collected_inside_a_decoding_thread_does_not_wait_for_itself(tmp_path: Path) -> None:

@@ -6,9 +6,6 @@ import datetime as dt
 import gc
 import os
 import socket
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -21,18 +18,7 @@ import pychro
 from pychro import PychroError
 from pychro.frames import api, iter_batches, read_table
 
-
-def _run(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """``script`` in a fresh interpreter (a hang ends with it, killed at the timeout)."""
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate(timeout=30)
-        pytest.fail(f"no end within {timeout} s: {out}{err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+from ._util import run_script as _run
 
 
 # -- the background unmapper ---------------------------------------------------------------------------------------
@@ -212,3 +198,25 @@ def test_reads_in_an_atexit_handler_and_in_a_daemon_thread_at_exit(tmp_path: Pat
     got = _run(script, str(tmp_path / "j"), timeout=60)
     assert got.returncode == 0 and got.stderr == "", got.stderr[-3000:]
     assert got.stdout.split() == ["True", "100000", "True"]
+
+
+def test_writes_in_an_atexit_handler(tmp_path: Path) -> None:
+    """write_frame with threads in an atexit handler failed with a bare RuntimeError ('cannot schedule new futures
+    after interpreter shutdown'): its lengths and its runs are laid out in the calling thread instead."""
+    script = """
+        import atexit, sys
+        import pyarrow as pa, pychro
+        path = sys.argv[1]
+        n = 300_000  # (several runs, and lengths in two parts)
+        table = pa.table({"a": pa.array(range(n), pa.int64()), "s": ["x"] * n})
+
+        def at_exit():
+            out = pychro.write_frame(table, path, "a:int64,s:string", date="2024-01-02", threads=2)
+            t = pychro.read_table(path, "a:int64,s:string")
+            print(len(out), t.column("a").to_pylist() == list(range(n)), flush=True)
+
+        atexit.register(at_exit)
+    """
+    got = _run(script, str(tmp_path / "j"), timeout=60)
+    assert got.returncode == 0 and got.stderr == "", got.stderr[-3000:]
+    assert got.stdout.split() == ["300000", "True"]
