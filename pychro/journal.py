@@ -12,8 +12,9 @@ import datetime as _dt
 import errno
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from . import _layout as L
 from ._mapping import MappedFile
@@ -22,6 +23,7 @@ from .errors import CorruptDataError, FormatError, JournalNotFoundError, PychroE
 
 __all__ = ["Cycle", "CycleInfo", "Journal", "open_journal"]
 
+T = TypeVar("T")
 _DETECT_SAMPLE = 64  # entries per index file sampled to detect thread-id bits
 _DETECTED: dict[tuple[Any, ...], list[int]] = {}  # thread-id bits that fit, by cycle folder and its files (see below)
 _DETECTED_MAX = 256
@@ -446,29 +448,27 @@ class Journal:
             # the next read (a read of a few rows spent a third of its time here)
             key = (os.path.abspath(folder), cfg.data_block_size, cfg.index_block_size, frozenset(listing))
             matches = _DETECTED.get(key)
-            if matches is not None:
-                host = L.host_thread_id_bits()  # (may differ between calls: chosen each time)
-                return host if host in matches else matches[0]
-            names = [entry[0] for entry in listing]
-            present = {t for t in map(L.parse_data_file_name, names) if t is not None}
-            entries = _sample_entries(folder, names, cfg.index_block_size)
-            if not entries or not present:
-                continue
-            matches = []
-            for bits in range(1, 33):
-                try:
-                    codec = L.EntryCodec(bits, cfg.data_block_size)
-                except ValueError:
+            if matches is None:
+                names = [entry[0] for entry in listing]
+                present = {t for t in map(L.parse_data_file_name, names) if t is not None}
+                entries = _sample_entries(folder, names, cfg.index_block_size)
+                if not entries or not present:
                     continue
-                if all(codec.unpack(e)[:2] in present for e in entries):
-                    matches.append(bits)
-            if matches:
+                matches = []
+                for bits in range(1, 33):
+                    try:
+                        codec = L.EntryCodec(bits, cfg.data_block_size)
+                    except ValueError:
+                        continue
+                    if all(codec.unpack(e)[:2] in present for e in entries):
+                        matches.append(bits)
+                if not matches:
+                    return None
                 if len(_DETECTED) >= _DETECTED_MAX:
                     _DETECTED.clear()
                 _DETECTED[key] = matches
-                host = L.host_thread_id_bits()
-                return host if host in matches else matches[0]
-            return None
+            host = L.host_thread_id_bits()  # (may differ between calls: chosen each time, kept matches or not)
+            return host if host in matches else matches[0]
         return None
 
     def missing_data_hint(self) -> str:
@@ -617,11 +617,7 @@ def _listdir_inodes(path: str) -> list[tuple[str, int, int]]:
     """(name, inode, mtime in ns or 0) of each entry of a folder: inodes come with the listing (a journal made
     again in the same place has other inodes), and the index files' mtimes tell a file copied over one in place
     (same inode); [] when the folder is gone."""
-    try:
-        with os.scandir(path) as it:
-            return [(e.name, e.inode(), _mtime_ns(e) if e.name.startswith("index-") else 0) for e in it]
-    except OSError as exc:
-        return _unlisted(exc, path)
+    return _scan(path, lambda e: (e.name, e.inode(), _mtime_ns(e) if e.name.startswith("index-") else 0))
 
 
 def _mtime_ns(entry: os.DirEntry[str]) -> int:
@@ -633,9 +629,14 @@ def _mtime_ns(entry: os.DirEntry[str]) -> int:
 
 def _subfolders(path: str) -> list[tuple[str, bool]]:
     """(name, is a folder) of each entry (the listing tells, without a stat per entry but for symlinks)."""
+    return _scan(path, lambda e: (e.name, _is_dir(e)))
+
+
+def _scan(path: str, describe: Callable[[os.DirEntry[str]], T]) -> list[T]:
+    """``describe`` of each entry of a folder; [] when it is gone (see :func:`_unlisted`)."""
     try:
         with os.scandir(path) as it:
-            return [(e.name, _is_dir(e)) for e in it]
+            return [describe(e) for e in it]
     except OSError as exc:
         return _unlisted(exc, path)
 

@@ -260,4 +260,3 @@ class _State:
             if self.first is None:
                 self.first = seq0 + int(rows[hits[0]])
             self.last = seq0 + int(rows[hits[1]])
-
