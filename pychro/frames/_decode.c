@@ -33,7 +33,11 @@
  * C_NEED_MORE (the data buffer of column `detail` is full at `row`: grow it, call again from `row`); C_TOO_BIG
  * (column `detail` would pass 2^31 - 1 bytes of text, the limit of int32 offsets).
  *
- * The GIL is released around the loop. Nothing is allocated but the op array (freed before returning). Errors
+ * A journal of several message types is decoded in one pass by decode_typed() (see the section "message types"):
+ * each message's tag is read from its common header and the message decoded with its type's program, by the same
+ * tile code, into that type's next output row.
+ *
+ * The GIL is released around the loop. Nothing is allocated but the op arrays (freed before returning). Errors
  * raised: TypeError/ValueError for arguments that break these rules, MemoryError.
  */
 #define PY_SSIZE_T_CLEAN
@@ -308,7 +312,7 @@ static inline uint64_t compress7(uint64_t x) {
  * value (~accumulated). Returns the bytes used, or 0 when no group ends within avail and 10 bytes. Bits past the
  * 64th are dropped, as Java's long shifts drop them. readable (>= avail) is how many bytes from p may be loaded:
  * with 8 of them, the value is decoded from one word (two for 9 or 10 bytes) without a branch per byte. */
-static inline int stop_bit(const uint8_t *p, Py_ssize_t avail, Py_ssize_t readable, int64_t *value, int short_first) {
+static inline __attribute__((always_inline)) int stop_bit(const uint8_t *p, Py_ssize_t avail, Py_ssize_t readable, int64_t *value, int short_first) {
     if (short_first && avail > 0 && p[0] < 0x80) {
         *value = p[0];
         return 1;
@@ -492,7 +496,7 @@ static inline uint8_t *put3(uint8_t *d, uint32_t u) {
  * surrogate pair in CESU-8 (ED A0..AF xx ED B0..BF xx) the 4-byte sequence of its code point, a lone surrogate
  * U+FFFD (*replaced += 1); *cesu is set when any of these occurs. Returns the bytes written, or -1 for bytes that
  * are neither UTF-8 nor Java's CESU-8. */
-static Py_ssize_t java_text(const uint8_t *s, Py_ssize_t len, uint8_t *d, int *cesu, int64_t *replaced) {
+static inline __attribute__((always_inline)) Py_ssize_t java_text(const uint8_t *s, Py_ssize_t len, uint8_t *d, int *cesu, int64_t *replaced) {
     Py_ssize_t i = 0, o = 0;
     while (i < len) {
         while (i + 8 <= len) { /* ASCII, a word at a time */
@@ -612,26 +616,94 @@ __attribute__((target("ssse3"))) static int text16_plain_ssse3(uint64_t a, uint6
 }
 #endif
 
-/* bytes (a multiple of 64) from src (64-byte aligned) to dst (64-byte aligned) with non-temporal stores: no read
- * of the destination lines first. An sfence before the GIL is taken back orders them (see decode). */
-static inline void stream_lines(uint8_t *dst, const uint8_t *src, size_t bytes) {
-#if HAVE_STREAM
-    for (size_t k = 0; k < bytes; k += 16)
-        _mm_stream_si128((__m128i *)(dst + k), _mm_load_si128((const __m128i *)(src + k)));
-#else
-    memcpy(dst, src, bytes);
-#endif
-}
 
 /* -- the loop ------------------------------------------------------------------------------------------------ */
+/* The data files of a batch (keys[j] names views[j]). */
 typedef struct {
     const int64_t *keys;
-    const Py_buffer *files;
+    const Py_buffer *views;
     Py_ssize_t count;
 } Files;
 
+/* Entry e's file and the header before its body: 0 (then *off, *length are the body's), or an H_* reason. *key,
+ * *file, *base and *size are the file of the previous entry (*base NULL before the first): kept by the caller as
+ * locals, so that they stay in registers; *file is f->count for a key Python did not pass, read as an empty
+ * file. */
+static inline int locate(const Files *f, uint64_t e, int data_bits, uint64_t mask, int64_t *key, Py_ssize_t *file,
+                         const uint8_t **base, Py_ssize_t *size, uint64_t *off, int32_t *length) {
+    int64_t k = (int64_t)(e >> data_bits);
+    if (k != *key || !*base) {
+        Py_ssize_t j = 0;
+        while (j < f->count && f->keys[j] != k) j++;
+        if (j == f->count) {
+            *base = (const uint8_t *)"";
+            *size = 0;
+        } else {
+            *base = f->views[j].buf;
+            *size = f->views[j].len;
+        }
+        *key = k;
+        *file = j;
+    }
+    uint64_t o = e & mask;
+    int32_t hdr = 0, len = 0;
+    int why = 0;
+    if (o < HEADER_SIZE || o > (uint64_t)*size) {
+        why = H_OUTSIDE;
+    } else {
+        memcpy(&hdr, *base + o - HEADER_SIZE, 4);
+        len = ~hdr;
+        if (hdr == 0)
+            why = H_ZERO;
+        else if (len < 0 || len >= MAX_BODY_LENGTH)
+            why = H_HUGE;
+        else if ((uint64_t)len > (uint64_t)*size - o)
+            why = H_PAST;
+    }
+    *off = o;
+    *length = len;
+    return why;
+}
+
+/* release: the lowest and highest byte of the messages read in each file */
+static inline void note_span(uint64_t *span, Py_ssize_t file, Py_ssize_t count, uint64_t off, int32_t length) {
+    if (file >= count) return;
+    uint64_t *sp = span + 2 * file;
+    if (!sp[1] || off - HEADER_SIZE < sp[0]) sp[0] = off - HEADER_SIZE;
+    if (off + (uint64_t)length > sp[1]) sp[1] = off + (uint64_t)length;
+}
+
+/* The files are read-only shared mappings of journal files (never memory of this process: there the call would
+ * zero it). The pages wholly inside what was read leave the process's resident set; they stay in the page cache,
+ * and a later read maps them again. Pages at either end may hold messages of other batches: they are kept. */
+static void release_spans(const Py_buffer *views, Py_ssize_t count, const uint64_t *span) {
+#if defined(__linux__) && defined(MADV_DONTNEED)
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (Py_ssize_t j = 0; j < count; j++) {
+        uintptr_t start = (uintptr_t)views[j].buf + span[2 * j];
+        uintptr_t end = (uintptr_t)views[j].buf + span[2 * j + 1];
+        start = (start + page - 1) & ~(page - 1);
+        end &= ~(page - 1);
+        if (span[2 * j + 1] && end > start && end - start >= 16 * page) madvise((void *)start, end - start, MADV_DONTNEED);
+    }
+#else
+    (void)views;
+    (void)count;
+    (void)span;
+#endif
+}
+
+/* What one row's fields gave besides its status. */
+typedef struct {
+    int code;             /* C_DONE, or C_NEED_MORE / C_TOO_BIG for column col (the row is undone) */
+    Py_ssize_t col;
+    int slow;             /* text columns that took the CESU-8 path */
+    int64_t replaced;     /* lone surrogates replaced */
+    Py_ssize_t text_step; /* ST_TEXT: the step whose bytes are not Java text */
+} RowOut;
+
 /* One row's text field into its column. Returns 0, or -1 for bad text (*text_bad), or C_NEED_MORE/C_TOO_BIG. */
-static inline int put_text(Op *op, const uint8_t *src, Py_ssize_t len, const uint8_t *readable_end, int *slow,
+static inline __attribute__((always_inline)) int put_text(Op *op, const uint8_t *src, Py_ssize_t len, const uint8_t *readable_end, int *slow,
                            int64_t *replaced) {
     Py_ssize_t room = op->cap - op->cursor;
     if ((int64_t)op->cursor + len > MAX_OFFSET) return C_TOO_BIG;
@@ -654,6 +726,318 @@ static inline int put_text(Op *op, const uint8_t *src, Py_ssize_t len, const uin
     op->cursor += (int32_t)got;
     *slow += cesu;
     return 0;
+}
+
+/* Steps k0.. of one row (its body p..end, readable up to file_end) into output row i; bad: the row's status so
+ * far. Returns its status (ST_*); o->code says whether a text buffer was full (the row then undone). */
+static inline __attribute__((always_inline)) int decode_fields(Op *ops, Py_ssize_t k0, Py_ssize_t n_ops, const uint8_t *p, const uint8_t *end,
+                                const uint8_t *file_end, Py_ssize_t i, int bad, RowOut *o) {
+    for (Py_ssize_t k = k0; k < n_ops && bad != ST_MISMATCH; k++) {
+        Op *op = &ops[k];
+        if (op->run && end - p < op->run) {
+            bad = ST_MISMATCH;
+            break;
+        }
+        if (op->group && i < op->safe_rows && file_end - p >= op->span + 8) {
+            const uint8_t *q = p;
+            for (Py_ssize_t g = 0; g < op->group; g++) {
+                const Op *f = op + g;
+                if (f->values) store8(f->values + i * f->size, load8(q));
+                q += f->size;
+            }
+            p = q;
+            k += op->group - 1;
+            continue;
+        }
+        switch (op->kind) {
+        case D_FIXED: {
+            uint8_t *d = op->values + i * op->size;
+            switch (op->size) { /* constant sizes: one load and one store */
+            case 8: memcpy(d, p, 8); break;
+            case 4: memcpy(d, p, 4); break;
+            case 2: memcpy(d, p, 2); break;
+            case 1: *d = *p; break;
+            default: memcpy(d, p, (size_t)op->size);
+            }
+            p += op->size;
+            break;
+        }
+        case D_BOOL:
+            set_bit(op->values, i, *p != 0);
+            p += 1;
+            break;
+        case D_SKIP:
+            p += op->size;
+            break;
+        case D_REST:
+            p = end;
+            break;
+        case D_LIST: {
+            int64_t count;
+            int used = stop_bit(p, end - p, file_end - p, &count, 1);
+            if (!used || count < 0 || count > (end - p - used) / op->size) { /* the entries pass the body */
+                bad = ST_MISMATCH;
+                break;
+            }
+            p += used;
+            Py_ssize_t bytes = (Py_ssize_t)count * op->size;
+            if (op->offsets) {
+                if ((int64_t)op->cursor + count > MAX_OFFSET) {
+                    o->code = C_TOO_BIG;
+                } else if (op->cap - op->cursor < count) {
+                    o->code = C_NEED_MORE;
+                } else {
+                    memcpy(op->data + (Py_ssize_t)op->cursor * op->size, p, (size_t)bytes);
+                    op->cursor += (int32_t)count;
+                    op->offsets[i + 1] = op->cursor;
+                }
+            }
+            p += bytes;
+            break;
+        }
+        case D_STOPBIT: {
+            int64_t v;
+            int used = stop_bit(p, end - p, file_end - p, &v, 0);
+            if (!used) {
+                bad = ST_MISMATCH;
+                break;
+            }
+            if (op->values) memcpy(op->values + i * 8, &v, 8);
+            p += used;
+            break;
+        }
+        case D_CHAR: {
+            uint32_t u = (uint32_t)p[0] | ((uint32_t)p[1] << 8);
+            p += 2;
+            if ((int64_t)op->cursor + 3 > MAX_OFFSET) {
+                o->code = C_TOO_BIG;
+            } else if (op->cap - op->cursor < 3) {
+                o->code = C_NEED_MORE;
+            } else {
+                uint8_t *d = op->data + op->cursor;
+                if (u < 0x80) {
+                    d[0] = (uint8_t)u;
+                    op->cursor += 1;
+                } else if (u < 0x800) {
+                    d[0] = (uint8_t)(0xC0 | (u >> 6));
+                    d[1] = (uint8_t)(0x80 | (u & 0x3F));
+                    op->cursor += 2;
+                } else {
+                    if (u >= 0xD800 && u <= 0xDFFF) { /* a lone surrogate cannot be UTF-8 */
+                        u = 0xFFFD;
+                        o->replaced++;
+                    }
+                    put3(d, u);
+                    op->cursor += 3;
+                }
+                op->offsets[i + 1] = op->cursor;
+            }
+            break;
+        }
+        default: { /* D_STRING, D_UTF */
+            int64_t len;
+            if (op->kind == D_STRING) {
+                int used = stop_bit(p, end - p, file_end - p, &len, 1);
+                if (!used || len < -1) {
+                    bad = ST_MISMATCH;
+                    break;
+                }
+                p += used;
+            } else {
+                if (end - p < 2) {
+                    bad = ST_MISMATCH;
+                    break;
+                }
+                len = p[0] | (p[1] << 8);
+                p += 2;
+            }
+            if (len > end - p) {
+                bad = ST_MISMATCH;
+                break;
+            }
+            if (!op->data) { /* not a column: passed over */
+                p += len < 0 ? 0 : len;
+                break;
+            }
+            if (len < 0) { /* Java null */
+                set_bit(op->valid, i, 0);
+                op->nulls++;
+                op->null_row = i;
+                op->offsets[i + 1] = op->cursor;
+                break;
+            }
+            int r = put_text(op, p, (Py_ssize_t)len, file_end, &o->slow, &o->replaced);
+            if (r == C_NEED_MORE || r == C_TOO_BIG) {
+                o->code = r;
+            } else {
+                if (r < 0 && bad == ST_OK) {
+                    bad = ST_TEXT;
+                    o->text_step = k;
+                }
+                if (op->valid) set_bit(op->valid, i, 1);
+                op->offsets[i + 1] = op->cursor;
+            }
+            p += len;
+            break;
+        }
+        }
+        if (o->code != C_DONE) { /* a text buffer is full: undo this row, ask for more */
+            o->col = op->col;
+            for (Py_ssize_t j = 0; j < n_ops; j++) {
+                if (ops[j].offsets) ops[j].cursor = ops[j].offsets[i];
+                if (ops[j].null_row == i) ops[j].nulls--;
+            }
+            return bad;
+        }
+    }
+    if (bad == ST_OK && p != end) bad = ST_MISMATCH;
+    return bad;
+}
+
+/* Output row i is done with status bad: counted, or (a bad row) its strings made empty and valid, so that a filter
+ * can drop it. */
+static inline void settle_row(Op *ops, Py_ssize_t n_ops, Py_ssize_t i, int bad, const RowOut *o, int64_t *cnt,
+                              uint8_t *st) {
+    st[i] = (uint8_t)bad;
+    if (bad == ST_OK) {
+        if (o->slow | o->replaced) {
+            cnt[N_SLOW] += o->slow;
+            cnt[N_REPLACED] += o->replaced;
+        }
+        return;
+    }
+    for (Py_ssize_t k = 0; k < n_ops; k++) {
+        Op *op = &ops[k];
+        if (!op->offsets) continue;
+        op->cursor = op->offsets[i];
+        op->offsets[i + 1] = op->cursor;
+        if (op->null_row == i) op->nulls--;
+        if (op->valid) set_bit(op->valid, i, 1);
+    }
+    if (cnt[N_FIRST_BAD] < 0) {
+        cnt[N_FIRST_BAD] = i;
+        cnt[N_TEXT_STEP] = bad == ST_TEXT ? o->text_step : -1;
+    }
+    cnt[N_BAD]++;
+}
+
+/* (B) and (C) of one tile (see decode()): its m bodies (tile_p, tile_end, readable up to tile_file_end; tile_ok: the
+ * body holds the run its program starts with) into output rows i0..i0+m-1. *decoding becomes 0 after a bad row when
+ * stop (the rows after it are not decoded; their text offsets stay whole). Returns C_DONE, or C_NEED_MORE /
+ * C_TOO_BIG with *row (the output row, undone) and *detail (the column). */
+static inline __attribute__((always_inline)) int decode_tile(Op *ops, Py_ssize_t n_ops, Py_ssize_t n_prefix, Py_ssize_t i0, Py_ssize_t m,
+                       const uint8_t **tile_p, const uint8_t *const *tile_end, const uint8_t *const *tile_file_end,
+                       uint8_t *tile_ok, int stop, int *decoding, int64_t *cnt, uint8_t *st, Py_ssize_t *row,
+                       Py_ssize_t *detail) {
+    Py_ssize_t tail = 0; /* bytes from tile_p[r] to the end of the prefix (after its last stop-bit) */
+    /* a prefix then a rest step (a common header): (B) decodes it all, and any body at least that long is right */
+    int rest = n_ops > 0 && ops[n_ops - 1].kind == D_REST && n_prefix == n_ops - 1;
+    int all_prefix = n_prefix == n_ops || rest;
+    if (n_prefix && *decoding) { /* (B); the bodies are inside their files */
+        Py_ssize_t at = 0; /* bytes from tile_p[r] to the step, the same in every row (since the last stop-bit) */
+        /* A whole tile of a column of 8-byte values fills 8 cache lines (where the column is aligned): stored past
+         * the cache, so that its lines are not first read from memory (on wide rows, a third of the memory
+         * traffic: 0.7x the time measured). Measured no gain, or a loss, with 4-byte and stop-bit columns: they
+         * are not streamed. One non-temporal store per value: gathered in a buffer on the stack and streamed
+         * from there, the read took up to 1.3x the time, depending on where the buffer fell (as code around it
+         * changed). */
+        int stream = HAVE_STREAM && m == TILE;
+        for (Py_ssize_t k = 0; k < n_prefix; k++) {
+            const Op *op = &ops[k];
+            uint8_t *v = op->values;
+            Py_ssize_t sz = op->size;
+            if (op->run && k) /* a run of fixed-size steps: it must lie inside the body ((A) checked step 0) */
+                for (Py_ssize_t r = 0; r < m; r++)
+                    tile_ok[r] &= tile_end[r] - tile_p[r] - at >= op->run;
+            if (op->kind == D_BOOL) { /* the tile's bits gathered in a word (TILE <= 64) */
+                uint64_t on = 0, ok = 0;
+                for (Py_ssize_t r = 0; r < m; r++)
+                    if (tile_ok[r]) {
+                        ok |= 1ull << r;
+                        on |= (uint64_t)(tile_p[r][at] != 0) << r;
+                    }
+                put_bits(v, i0, on, ok, m);
+            } else if (op->kind == D_FIXED) {
+                uint8_t *d = v + i0 * sz;
+                switch (sz) { /* constant sizes: one load and one store */
+                case 8:
+                    if (stream && !((uintptr_t)d & 63)) {
+#if HAVE_STREAM
+                        for (Py_ssize_t r = 0; r < TILE; r++) {
+                            long long x = 0;
+                            if (tile_ok[r]) memcpy(&x, tile_p[r] + at, 8);
+                            _mm_stream_si64((long long *)(d + 8 * r), x);
+                        }
+                        break;
+#endif
+                    }
+                    for (Py_ssize_t r = 0; r < m; r++)
+                        if (tile_ok[r]) memcpy(d + 8 * r, tile_p[r] + at, 8);
+                    break;
+                case 4:
+                    for (Py_ssize_t r = 0; r < m; r++)
+                        if (tile_ok[r]) memcpy(d + 4 * r, tile_p[r] + at, 4);
+                    break;
+                case 2:
+                    for (Py_ssize_t r = 0; r < m; r++)
+                        if (tile_ok[r]) memcpy(d + 2 * r, tile_p[r] + at, 2);
+                    break;
+                case 1:
+                    for (Py_ssize_t r = 0; r < m; r++)
+                        if (tile_ok[r]) d[r] = tile_p[r][at];
+                    break;
+                default:
+                    for (Py_ssize_t r = 0; r < m; r++)
+                        if (tile_ok[r]) memcpy(d + sz * r, tile_p[r] + at, (size_t)sz);
+                }
+            } else if (op->kind == D_STOPBIT) {
+                stopbit_column_impl(v ? v + 8 * i0 : NULL, m, at, tile_p, tile_end, tile_file_end, tile_ok);
+                at = 0;
+                continue;
+            }
+            at += sz;
+        }
+        tail = at;
+    }
+    if (all_prefix && *decoding) { /* (C) when (B) decoded every field (no text): each body must end there */
+        Py_ssize_t r = 0;
+        for (; r < m; r++) {
+            int bad = !tile_ok[r] || (!rest && tile_p[r] + tail != tile_end[r]);
+            st[i0 + r] = (uint8_t)(bad ? ST_MISMATCH : ST_OK);
+            if (bad) {
+                if (cnt[N_FIRST_BAD] < 0) {
+                    cnt[N_FIRST_BAD] = i0 + r;
+                    cnt[N_TEXT_STEP] = -1;
+                }
+                cnt[N_BAD]++;
+                if (stop) { /* rows after it: header checks only, as below */
+                    *decoding = 0;
+                    break;
+                }
+            }
+        }
+        return C_DONE;
+    }
+    for (Py_ssize_t r = 0; r < m; r++) { /* (C) */
+        Py_ssize_t i = i0 + r;
+        if (!*decoding) { /* header checks only; the text offsets stay whole for a call resuming here */
+            for (Py_ssize_t k = 0; k < n_ops; k++)
+                if (ops[k].offsets) ops[k].offsets[i + 1] = ops[k].cursor;
+            continue;
+        }
+        RowOut o = {C_DONE, 0, 0, 0, -1};
+        const uint8_t *p = tile_ok[r] ? tile_p[r] + tail : tile_p[r];
+        int bad = decode_fields(ops, n_prefix, n_ops, p, tile_end[r], tile_file_end[r], i,
+                                tile_ok[r] ? ST_OK : ST_MISMATCH, &o); /* (B) decoded the prefix */
+        if (o.code != C_DONE) {
+            *row = i;
+            *detail = o.col;
+            return o.code;
+        }
+        settle_row(ops, n_ops, i, bad, &o, cnt, st);
+        if (bad != ST_OK && stop) *decoding = 0;
+    }
+    return C_DONE;
 }
 
 static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
@@ -724,14 +1108,11 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
      * in tile_p; (C) the rest of each row, row by row. A row whose prefix does not fit its body is bad. */
     const uint8_t *tile_p[TILE], *tile_end[TILE], *tile_file_end[TILE];
     uint8_t tile_ok[TILE];
-    uint8_t tmp[8 * TILE] __attribute__((aligned(64))); /* one column of a tile, before it is streamed out */
     Py_ssize_t run0 = n_prefix ? ops[0].run : 0; /* bytes of the run that starts the body, checked in (A) */
-    Py_ssize_t tail = 0; /* bytes from tile_p[r] to the end of the prefix (after its last stop-bit) */
-    /* a prefix then a rest step (a common header): (B) decodes it all, and any body at least that long is right */
-    int rest = n_ops > 0 && ops[n_ops - 1].kind == D_REST && n_prefix == n_ops - 1;
-    int all_prefix = n_prefix == n_ops || rest;
     for (Py_ssize_t i0 = lo; i0 < hi && code == C_DONE; i0 += TILE) {
         Py_ssize_t m = hi - i0 < TILE ? hi - i0 : TILE, header_row = -1, why = 0;
+        /* (A): the checks of locate(), written out: through it, a read of 20 float64 columns took 1.14x the time
+         * (measured; the code of (B) laid out differently) */
         for (Py_ssize_t r = 0; r < m; r++) { /* (A) */
             Py_ssize_t i = i0 + r;
             uint64_t e = ent[i];
@@ -768,297 +1149,17 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
                 m = r;
                 break;
             }
-            if (release && cur_file < n_files) {
-                uint64_t *sp = span + 2 * cur_file;
-                if (!sp[1] || off - HEADER_SIZE < sp[0]) sp[0] = off - HEADER_SIZE;
-                if (off + (uint64_t)length > sp[1]) sp[1] = off + (uint64_t)length;
-            }
+            if (release) note_span(span, cur_file, n_files, off, length);
             tile_p[r] = base + off;
             tile_end[r] = base + off + length;
             tile_file_end[r] = base + size;
             tile_ok[r] = length >= run0;
         }
-        if (n_prefix && decoding) { /* (B); the bodies are inside their files */
-            Py_ssize_t at = 0; /* bytes from tile_p[r] to the step, the same in every row (since the last stop-bit) */
-            /* A whole tile of a column of 8-byte values fills 8 cache lines (where the column is aligned): gathered
-             * in tmp, then stored past the cache, so that its lines are not first read from memory (on wide rows,
-             * a third of the memory traffic: 0.7x the time measured). Measured no gain, or a loss, with 4-byte
-             * and stop-bit columns: they are not streamed. */
-            int stream = HAVE_STREAM && m == TILE;
-            for (Py_ssize_t k = 0; k < n_prefix; k++) {
-                const Op *op = &ops[k];
-                uint8_t *v = op->values;
-                Py_ssize_t sz = op->size;
-                if (op->run && k) /* a run of fixed-size steps: it must lie inside the body ((A) checked step 0) */
-                    for (Py_ssize_t r = 0; r < m; r++)
-                        tile_ok[r] &= tile_end[r] - tile_p[r] - at >= op->run;
-                if (op->kind == D_BOOL) { /* the tile's bits gathered in a word (TILE <= 64) */
-                    uint64_t on = 0, ok = 0;
-                    for (Py_ssize_t r = 0; r < m; r++)
-                        if (tile_ok[r]) {
-                            ok |= 1ull << r;
-                            on |= (uint64_t)(tile_p[r][at] != 0) << r;
-                        }
-                    put_bits(v, i0, on, ok, m);
-                } else if (op->kind == D_FIXED) {
-                    uint8_t *d = v + i0 * sz;
-                    switch (sz) { /* constant sizes: one load and one store */
-                    case 8:
-                        if (stream && !((uintptr_t)d & 63)) {
-                            for (Py_ssize_t r = 0; r < TILE; r++) {
-                                uint64_t x = 0;
-                                if (tile_ok[r]) memcpy(&x, tile_p[r] + at, 8);
-                                memcpy(tmp + 8 * r, &x, 8);
-                            }
-                            stream_lines(d, tmp, 8 * TILE);
-                            break;
-                        }
-                        for (Py_ssize_t r = 0; r < m; r++)
-                            if (tile_ok[r]) memcpy(d + 8 * r, tile_p[r] + at, 8);
-                        break;
-                    case 4:
-                        for (Py_ssize_t r = 0; r < m; r++)
-                            if (tile_ok[r]) memcpy(d + 4 * r, tile_p[r] + at, 4);
-                        break;
-                    case 2:
-                        for (Py_ssize_t r = 0; r < m; r++)
-                            if (tile_ok[r]) memcpy(d + 2 * r, tile_p[r] + at, 2);
-                        break;
-                    case 1:
-                        for (Py_ssize_t r = 0; r < m; r++)
-                            if (tile_ok[r]) d[r] = tile_p[r][at];
-                        break;
-                    default:
-                        for (Py_ssize_t r = 0; r < m; r++)
-                            if (tile_ok[r]) memcpy(d + sz * r, tile_p[r] + at, (size_t)sz);
-                    }
-                } else if (op->kind == D_STOPBIT) {
-                    stopbit_column_impl(v ? v + 8 * i0 : NULL, m, at, tile_p, tile_end, tile_file_end, tile_ok);
-                    at = 0;
-                    continue;
-                }
-                at += sz;
-            }
-            tail = at;
-        }
-        if (all_prefix && decoding) { /* (C) when (B) decoded every field (no text): each body must end there */
-            Py_ssize_t r = 0;
-            for (; r < m; r++) {
-                int bad = !tile_ok[r] || (!rest && tile_p[r] + tail != tile_end[r]);
-                st[i0 + r] = (uint8_t)(bad ? ST_MISMATCH : ST_OK);
-                if (bad) {
-                    if (cnt[N_FIRST_BAD] < 0) {
-                        cnt[N_FIRST_BAD] = i0 + r;
-                        cnt[N_TEXT_STEP] = -1;
-                    }
-                    cnt[N_BAD]++;
-                    if (stop) { /* rows after it: header checks only, as below */
-                        decoding = 0;
-                        break;
-                    }
-                }
-            }
-            if (code == C_DONE && header_row >= 0)
-                code = C_HEADER, row = header_row, detail = why;
-            continue;
-        }
-        for (Py_ssize_t r = 0; r < m; r++) { /* (C) */
-        Py_ssize_t i = i0 + r;
-        if (!decoding) { /* header checks only; the text offsets stay whole for a call resuming here */
-            for (Py_ssize_t k = 0; k < n_ops; k++)
-                if (ops[k].offsets) ops[k].offsets[i + 1] = ops[k].cursor;
-            continue;
-        }
-        const uint8_t *p = tile_ok[r] ? tile_p[r] + tail : tile_p[r], *end = tile_end[r], *file_end = tile_file_end[r];
-        Py_ssize_t k0 = n_prefix; /* (B) decoded the prefix: p is after it */
-        int bad = tile_ok[r] ? ST_OK : ST_MISMATCH, slow = 0;
-        int64_t replaced = 0;
-        Py_ssize_t text_step = -1;
-        for (Py_ssize_t k = k0; k < n_ops && bad != ST_MISMATCH; k++) {
-            Op *op = &ops[k];
-            if (op->run && end - p < op->run) {
-                bad = ST_MISMATCH;
-                break;
-            }
-            if (op->group && i < op->safe_rows && file_end - p >= op->span + 8) {
-                const uint8_t *q = p;
-                for (Py_ssize_t g = 0; g < op->group; g++) {
-                    const Op *f = op + g;
-                    if (f->values) store8(f->values + i * f->size, load8(q));
-                    q += f->size;
-                }
-                p = q;
-                k += op->group - 1;
-                continue;
-            }
-            switch (op->kind) {
-            case D_FIXED: {
-                uint8_t *d = op->values + i * op->size;
-                switch (op->size) { /* constant sizes: one load and one store */
-                case 8: memcpy(d, p, 8); break;
-                case 4: memcpy(d, p, 4); break;
-                case 2: memcpy(d, p, 2); break;
-                case 1: *d = *p; break;
-                default: memcpy(d, p, (size_t)op->size);
-                }
-                p += op->size;
-                break;
-            }
-            case D_BOOL:
-                set_bit(op->values, i, *p != 0);
-                p += 1;
-                break;
-            case D_SKIP:
-                p += op->size;
-                break;
-            case D_REST:
-                p = end;
-                break;
-            case D_LIST: {
-                int64_t count;
-                int used = stop_bit(p, end - p, file_end - p, &count, 1);
-                if (!used || count < 0 || count > (end - p - used) / op->size) { /* the entries pass the body */
-                    bad = ST_MISMATCH;
-                    break;
-                }
-                p += used;
-                Py_ssize_t bytes = (Py_ssize_t)count * op->size;
-                if (op->offsets) {
-                    if ((int64_t)op->cursor + count > MAX_OFFSET) {
-                        code = C_TOO_BIG;
-                    } else if (op->cap - op->cursor < count) {
-                        code = C_NEED_MORE;
-                    } else {
-                        memcpy(op->data + (Py_ssize_t)op->cursor * op->size, p, (size_t)bytes);
-                        op->cursor += (int32_t)count;
-                        op->offsets[i + 1] = op->cursor;
-                    }
-                }
-                p += bytes;
-                break;
-            }
-            case D_STOPBIT: {
-                int64_t v;
-                int used = stop_bit(p, end - p, file_end - p, &v, 0);
-                if (!used) {
-                    bad = ST_MISMATCH;
-                    break;
-                }
-                if (op->values) memcpy(op->values + i * 8, &v, 8);
-                p += used;
-                break;
-            }
-            case D_CHAR: {
-                uint32_t u = (uint32_t)p[0] | ((uint32_t)p[1] << 8);
-                p += 2;
-                if ((int64_t)op->cursor + 3 > MAX_OFFSET) {
-                    code = C_TOO_BIG;
-                } else if (op->cap - op->cursor < 3) {
-                    code = C_NEED_MORE;
-                } else {
-                    uint8_t *d = op->data + op->cursor;
-                    if (u < 0x80) {
-                        d[0] = (uint8_t)u;
-                        op->cursor += 1;
-                    } else if (u < 0x800) {
-                        d[0] = (uint8_t)(0xC0 | (u >> 6));
-                        d[1] = (uint8_t)(0x80 | (u & 0x3F));
-                        op->cursor += 2;
-                    } else {
-                        if (u >= 0xD800 && u <= 0xDFFF) { /* a lone surrogate cannot be UTF-8 */
-                            u = 0xFFFD;
-                            replaced++;
-                        }
-                        put3(d, u);
-                        op->cursor += 3;
-                    }
-                    op->offsets[i + 1] = op->cursor;
-                }
-                break;
-            }
-            default: { /* D_STRING, D_UTF */
-                int64_t len;
-                if (op->kind == D_STRING) {
-                    int used = stop_bit(p, end - p, file_end - p, &len, 1);
-                    if (!used || len < -1) {
-                        bad = ST_MISMATCH;
-                        break;
-                    }
-                    p += used;
-                } else {
-                    if (end - p < 2) {
-                        bad = ST_MISMATCH;
-                        break;
-                    }
-                    len = p[0] | (p[1] << 8);
-                    p += 2;
-                }
-                if (len > end - p) {
-                    bad = ST_MISMATCH;
-                    break;
-                }
-                if (!op->data) { /* not a column: passed over */
-                    p += len < 0 ? 0 : len;
-                    break;
-                }
-                if (len < 0) { /* Java null */
-                    set_bit(op->valid, i, 0);
-                    op->nulls++;
-                    op->null_row = i;
-                    op->offsets[i + 1] = op->cursor;
-                    break;
-                }
-                int r = put_text(op, p, (Py_ssize_t)len, file_end, &slow, &replaced);
-                if (r == C_NEED_MORE || r == C_TOO_BIG) {
-                    code = r;
-                } else {
-                    if (r < 0 && bad == ST_OK) {
-                        bad = ST_TEXT;
-                        text_step = k;
-                    }
-                    if (op->valid) set_bit(op->valid, i, 1);
-                    op->offsets[i + 1] = op->cursor;
-                }
-                p += len;
-                break;
-            }
-            }
-            if (code != C_DONE) { /* a text buffer is full: undo this row, ask for more */
-                row = i;
-                detail = op->col;
-                break;
-            }
-        }
-        if (code != C_DONE) {
-            for (Py_ssize_t k = 0; k < n_ops; k++) {
-                if (ops[k].offsets) ops[k].cursor = ops[k].offsets[i];
-                if (ops[k].null_row == i) ops[k].nulls--;
-            }
+        int c = decode_tile(ops, n_ops, n_prefix, i0, m, tile_p, tile_end, tile_file_end, tile_ok, stop, &decoding,
+                            cnt, st, &row, &detail);
+        if (c != C_DONE) {
+            code = c;
             break;
-        }
-        if (bad == ST_OK && p != end) bad = ST_MISMATCH;
-        st[i] = (uint8_t)bad;
-        if (bad == ST_OK) {
-            if (slow | replaced) {
-                cnt[N_SLOW] += slow;
-                cnt[N_REPLACED] += replaced;
-            }
-        } else { /* its strings empty and valid, so that a filter can drop it */
-            for (Py_ssize_t k = 0; k < n_ops; k++) {
-                Op *op = &ops[k];
-                if (!op->offsets) continue;
-                op->cursor = op->offsets[i];
-                op->offsets[i + 1] = op->cursor;
-                if (op->null_row == i) op->nulls--;
-                if (op->valid) set_bit(op->valid, i, 1);
-            }
-            if (cnt[N_FIRST_BAD] < 0) {
-                cnt[N_FIRST_BAD] = i;
-                cnt[N_TEXT_STEP] = bad == ST_TEXT ? text_step : -1;
-            }
-            cnt[N_BAD]++;
-            if (stop) decoding = 0;
-        }
         }
         if (code == C_DONE && header_row >= 0)
             code = C_HEADER, row = header_row, detail = why;
@@ -1066,21 +1167,7 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args) {
 #if HAVE_STREAM
     _mm_sfence(); /* the streamed stores are visible before the buffers are handed back */
 #endif
-#if defined(__linux__) && defined(MADV_DONTNEED)
-    /* release: the files are read-only shared mappings of journal files (never memory of this process: there the
-     * call would zero it). The pages wholly inside what this call read leave the process's resident set; they
-     * stay in the page cache, and a later read maps them again. Pages at either end may hold messages of
-     * other batches: they are kept. */
-    if (release)
-        for (Py_ssize_t j = 0; j < n_files; j++) {
-            uintptr_t start = (uintptr_t)fviews.views[j].buf + span[2 * j];
-            uintptr_t end = (uintptr_t)fviews.views[j].buf + span[2 * j + 1];
-            uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-            start = (start + page - 1) & ~(page - 1);
-            end &= ~(page - 1);
-            if (span[2 * j + 1] && end > start && end - start >= 16 * page) madvise((void *)start, end - start, MADV_DONTNEED);
-        }
-#endif
+    if (release) release_spans(fviews.views, n_files, span);
     Py_END_ALLOW_THREADS
     for (Py_ssize_t k = 0; k < n_ops; k++)
         if (ops[k].valid) cnt[N_NULLS + ops[k].col] += ops[k].nulls;
@@ -1094,6 +1181,539 @@ done:
     PyBuffer_Release(&keys);
     PyBuffer_Release(&status);
     PyBuffer_Release(&counts);
+    return result;
+}
+
+/* decode_tile for decode_typed: out of line there (inlined, its loop measured 1.1x slower) */
+static __attribute__((noinline)) int decode_subtile(Op *ops, Py_ssize_t n_ops, Py_ssize_t n_prefix, Py_ssize_t i0,
+                                                    Py_ssize_t m, const uint8_t **tile_p, const uint8_t *const *tile_end,
+                                                    const uint8_t *const *tile_file_end, uint8_t *tile_ok, int stop,
+                                                    int *decoding, int64_t *cnt, uint8_t *st, Py_ssize_t *row,
+                                                    Py_ssize_t *detail) {
+    return decode_tile(ops, n_ops, n_prefix, i0, m, tile_p, tile_end, tile_file_end, tile_ok, stop, decoding, cnt, st,
+                       row, detail);
+}
+
+/* -- message types ------------------------------------------------------------------------------------------- */
+/* decode_typed: a journal of several message types, one pass. A message starts with a common header holding the
+ * tag field; the tag's value picks the message type, whose program (the header and its own fields) decodes the
+ * whole body into that type's columns, at that type's next output row. See decode_typed() below. */
+enum info { I_UNKNOWN, I_FIRST_UNKNOWN, I_HEAD_BAD, I_FIRST_BAD, I_BAD_TYPE, I_COUNT };
+#define UNKNOWN_TYPE (-1) /* a tag that names no type */
+#define NO_HEADER (-2)    /* a body that does not hold the common header */
+#define CHUNK 256         /* rows whose headers are read before their messages are decoded by type */
+
+typedef struct {
+    int kind;
+    Py_ssize_t size;
+} Step;
+
+typedef struct { /* one tag value: an integer as its bytes on the wire read (little-endian, zero-extended), or text */
+    uint64_t value;
+    const char *text;
+    Py_ssize_t len;
+} Tag;
+
+typedef struct {
+    const Step *steps; /* the common header, with the tag at step `at` */
+    Py_ssize_t count, at;
+    const Tag *tags;
+    Py_ssize_t n_tags;
+    int text;           /* a text tag (else an integer) */
+    Py_ssize_t fixed;   /* a header of fixed-size fields (and a fixed-size tag): its bytes, else -1 */
+    Py_ssize_t tag_at;  /* then: the tag's offset in the body */
+    int16_t small[256]; /* integer tags below 256 -> type (-1: none) */
+    int big;            /* some integer tag is 256 or more: those are looked up one by one */
+} Header;
+
+/* The type of the message whose body is p..end (readable up to file_end), or UNKNOWN_TYPE or NO_HEADER. */
+static inline uint64_t load_tag(const uint8_t *p, Py_ssize_t size) {
+    uint64_t v = 0;
+    switch (size) { /* constant sizes: one load (a call of memcpy otherwise, a third of a message's time) */
+    case 1: return p[0];
+    case 2: memcpy(&v, p, 2); return v;
+    case 4: memcpy(&v, p, 4); return v;
+    case 8: memcpy(&v, p, 8); return v;
+    default: memcpy(&v, p, (size_t)size); return v;
+    }
+}
+
+static inline Py_ssize_t tag_type(const Header *h, uint64_t value) {
+    if (value < 256) return h->small[value];
+    if (h->big)
+        for (Py_ssize_t t = 0; t < h->n_tags; t++)
+            if (h->tags[t].value == value) return t;
+    return UNKNOWN_TYPE;
+}
+
+static inline Py_ssize_t type_of(const Header *h, const uint8_t *p, const uint8_t *end, const uint8_t *file_end) {
+    if (h->fixed >= 0) { /* the common case: the tag at a fixed offset */
+        if (end - p < h->fixed) return NO_HEADER;
+        return tag_type(h, load_tag(p + h->tag_at, h->steps[h->at].size));
+    }
+    uint64_t value = 0;
+    const uint8_t *text = NULL;
+    int64_t text_len = -1;
+    for (Py_ssize_t k = 0; k < h->count; k++) {
+        const Step *s = &h->steps[k];
+        int64_t v = 0;
+        switch (s->kind) {
+        case D_REST:
+            p = end;
+            continue;
+        case D_STOPBIT: {
+            int used = stop_bit(p, end - p, file_end - p, &v, 1);
+            if (!used) return NO_HEADER;
+            p += used;
+            memcpy(&value, &v, 8);
+            continue;
+        }
+        case D_LIST: {
+            int used = stop_bit(p, end - p, file_end - p, &v, 1);
+            if (!used || v < 0 || v > (end - p - used) / s->size) return NO_HEADER;
+            p += used + v * s->size;
+            continue;
+        }
+        case D_STRING:
+        case D_UTF:
+            if (s->kind == D_STRING) {
+                int used = stop_bit(p, end - p, file_end - p, &v, 1);
+                if (!used || v < -1) return NO_HEADER;
+                p += used;
+            } else {
+                if (end - p < 2) return NO_HEADER;
+                v = p[0] | (p[1] << 8);
+                p += 2;
+            }
+            if (v > end - p) return NO_HEADER;
+            if (k == h->at) text = p, text_len = v;
+            p += v < 0 ? 0 : v;
+            continue;
+        default: /* fixed size */
+            if (end - p < s->size) return NO_HEADER;
+            if (k == h->at) value = load_tag(p, s->size); /* integer tags: at most 8 bytes */
+            p += s->size;
+        }
+    }
+    if (h->text) {
+        if (text_len < 0) return UNKNOWN_TYPE; /* a null */
+        for (Py_ssize_t t = 0; t < h->n_tags; t++)
+            if (h->tags[t].len == text_len && !memcmp(h->tags[t].text, text, (size_t)text_len)) return t;
+        return UNKNOWN_TYPE;
+    }
+    return tag_type(h, value);
+}
+
+/* The common header's program (steps of (kind, size, column); the tag's column is 0, the others -1) and the tags
+ * (ints, or bytes as Java writes the text), read into h. */
+static int read_header(PyObject *program, PyObject *tags, Header *h, Step **steps, Tag **tag_out) {
+    *steps = NULL;
+    *tag_out = NULL;
+    if (!PyTuple_Check(program) || !PyTuple_Check(tags)) {
+        PyErr_SetString(PyExc_TypeError, "header and tags must be tuples");
+        return -1;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(program), n_tags = PyTuple_GET_SIZE(tags);
+    Step *s = PyMem_Calloc(count ? count : 1, sizeof(Step));
+    Tag *t = PyMem_Calloc(n_tags ? n_tags : 1, sizeof(Tag));
+    *steps = s;
+    *tag_out = t;
+    if (!s || !t) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    h->at = -1;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Py_ssize_t col;
+        PyObject *step = PyTuple_GET_ITEM(program, k);
+        if (!PyTuple_Check(step) || !PyArg_ParseTuple(step, "inn", &s[k].kind, &s[k].size, &col)) {
+            PyErr_Clear();
+            return bad_arg("header step %zd must be (kind, size, column)", k);
+        }
+        int kd = s[k].kind;
+        if (kd < 0 || kd >= D_COUNT || (kd == D_REST && k != count - 1)) return bad_arg("header step %zd: bad kind", k);
+        if (kd == D_BOOL) s[k].size = 1;
+        if (kd == D_CHAR) s[k].size = 2;
+        if ((kd == D_FIXED || kd == D_SKIP || kd == D_LIST) && (s[k].size < 1 || s[k].size >= MAX_BODY_LENGTH))
+            return bad_arg("header step %zd: size out of range", k);
+        if (col == 0) {
+            if (h->at >= 0) return bad_arg("header step %zd: a second tag", k);
+            if (!(kd == D_STOPBIT || kd == D_STRING || kd == D_UTF || (kd == D_FIXED && s[k].size <= 8)))
+                return bad_arg("header step %zd: a tag is an integer or text field", k);
+            h->at = k;
+        }
+    }
+    if (h->at < 0) return bad_arg("the header has no tag (column 0) among its %zd steps", count);
+    int text = s[h->at].kind == D_STRING || s[h->at].kind == D_UTF;
+    for (Py_ssize_t j = 0; j < 256; j++) h->small[j] = UNKNOWN_TYPE;
+    h->big = 0;
+    h->text = text;
+    h->fixed = text ? -1 : 0;
+    h->tag_at = 0;
+    for (Py_ssize_t k = 0; k < count && h->fixed >= 0; k++) {
+        int kd = s[k].kind;
+        if (k == h->at) h->tag_at = h->fixed;
+        if (kd == D_FIXED || kd == D_SKIP || kd == D_BOOL || kd == D_CHAR)
+            h->fixed += s[k].size;
+        else if (kd != D_REST)
+            h->fixed = -1;
+    }
+    for (Py_ssize_t j = 0; j < n_tags; j++) {
+        PyObject *o = PyTuple_GET_ITEM(tags, j);
+        if (text) {
+            if (!PyBytes_Check(o)) {
+                PyErr_SetString(PyExc_TypeError, "text tags must be bytes");
+                return -1;
+            }
+            t[j].text = PyBytes_AS_STRING(o); /* the tuple holds it for the call */
+            t[j].len = PyBytes_GET_SIZE(o);
+            continue;
+        }
+        if (!PyLong_Check(o)) {
+            PyErr_SetString(PyExc_TypeError, "integer tags must be ints");
+            return -1;
+        }
+        t[j].value = PyLong_AsUnsignedLongLongMask(o);
+        if (t[j].value == (uint64_t)-1 && PyErr_Occurred()) return -1;
+        if (t[j].value < 256) {
+            if (h->small[t[j].value] == UNKNOWN_TYPE) h->small[t[j].value] = (int16_t)j;
+        } else {
+            h->big = 1;
+        }
+    }
+    if (n_tags > INT16_MAX) return bad_arg("too many tags (%zd)", n_tags);
+    h->steps = s;
+    h->count = count;
+    h->tags = t;
+    h->n_tags = n_tags;
+    return 0;
+}
+
+typedef struct { /* one message type's program and output */
+    Op *ops;
+    Py_ssize_t n_ops, n_cols, n_prefix, run0; /* as in decode() */
+    uint8_t *status; /* per output row: ST_* */
+    int32_t *rows;   /* per output row: its row of the batch */
+    int64_t *counts; /* as decode()'s counts, of this type's output rows */
+    /* what a chunk decoded by type changed, to be undone (see decode_typed) */
+    int64_t used0, counts0[N_NULLS], *nulls0;
+    int16_t seen;    /* its place in the chunk's list of types, plus 1 (0: not in it) */
+} Kind;
+
+/* One message (batch row i, body p..end readable up to file_end) of type kd into its next output row (*used).
+ * Returns its status, or -1 with o->code set when a text buffer is full (nothing written). */
+static inline int typed_row(Kind *kd, int64_t *used, Py_ssize_t i, const uint8_t *p, const uint8_t *end,
+                            const uint8_t *file_end, RowOut *o) {
+    Py_ssize_t out = *used;
+    int bad = decode_fields(kd->ops, 0, kd->n_ops, p, end, file_end, out, ST_OK, o);
+    if (o->code != C_DONE) return -1;
+    settle_row(kd->ops, kd->n_ops, out, bad, o, kd->counts, kd->status);
+    kd->rows[out] = (int32_t)i;
+    *used = out + 1;
+    return bad;
+}
+
+static void save_kind(Kind *kd, const int64_t *used) {
+    kd->used0 = *used;
+    memcpy(kd->counts0, kd->counts, sizeof kd->counts0);
+    for (Py_ssize_t k = 0; k < kd->n_ops; k++) kd->nulls0[k] = kd->ops[k].nulls;
+}
+
+static void restore_kind(Kind *kd, int64_t *used) {
+    *used = kd->used0;
+    memcpy(kd->counts, kd->counts0, sizeof kd->counts0);
+    for (Py_ssize_t k = 0; k < kd->n_ops; k++) {
+        Op *op = &kd->ops[k];
+        op->nulls = kd->nulls0[k];
+        op->null_row = -1;
+        if (op->offsets) op->cursor = op->offsets[kd->used0];
+    }
+}
+
+/*
+ * decode_typed(header, tags, programs, entries, offset_mask, data_bits, keys, files, lo, hi, stop, stop_unknown,
+ *              outs, statuses, rows, used, counts, info, release=False) -> (code, row, detail, type)
+ *
+ * header: the common header's program (the tag's column 0, the others -1); tags: each type's tag value (an int
+ * as the tag's wire bytes read little-endian, or bytes of Java text); programs, outs, statuses (uint8), rows
+ * (int32), counts (int64): per type, as decode()'s program, outs, status and counts, over that type's output
+ * rows (each of at least hi rows); used (int64, per type): output rows written so far (a call resumes there).
+ * Each batch row lo..hi-1: the header checked as by decode(), its type found, then decoded with its type's
+ * program into that type's output row used[t]++ (rows[t][used] = the batch row). info (int64): [messages whose
+ * tag names no type, the first of them, bodies without the common header, the first bad row (header or type),
+ * its type (-1: the header)]. stop: rows after the first bad one are only header-checked; stop_unknown: so are
+ * those after the first unknown tag. Codes as decode()'s; for C_NEED_MORE and C_TOO_BIG, type names the type
+ * whose column `detail` is full.
+ */
+static PyObject *decode_typed(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *header_p, *tags_t, *programs, *files_t, *outs, *statuses, *rows_t, *counts_t;
+    Py_buffer entries, keys, used_b, info_b;
+    unsigned long long mask_arg;
+    int data_bits, stop, stop_unknown, release = 0;
+    Py_ssize_t lo, hi;
+    if (!PyArg_ParseTuple(args, "OOOy*Kiy*OnnppOOOw*Ow*|p", &header_p, &tags_t, &programs, &entries, &mask_arg,
+                          &data_bits, &keys, &files_t, &lo, &hi, &stop, &stop_unknown, &outs, &statuses, &rows_t,
+                          &used_b, &counts_t, &info_b, &release))
+        return NULL;
+    PyObject *result = NULL;
+    Header h;
+    Step *steps = NULL;
+    Tag *tags = NULL;
+    Kind *kinds = NULL;
+    int64_t *nulls0 = NULL; /* Kind.nulls0 of every type */
+    uint64_t *span = NULL;
+    Views views = {NULL, 0}, fviews = {NULL, 0}, kviews = {NULL, 0};
+    Py_ssize_t n = entries.len / 8, n_files = 0, n_kinds = 0, n_steps = 0;
+    if (read_header(header_p, tags_t, &h, &steps, &tags) < 0) goto done;
+    if (!PyTuple_Check(files_t) || !PyTuple_Check(programs) || !PyTuple_Check(outs) || !PyTuple_Check(statuses) ||
+        !PyTuple_Check(rows_t) || !PyTuple_Check(counts_t)) {
+        PyErr_SetString(PyExc_TypeError, "files, programs, outs, statuses, rows and counts must be tuples");
+        goto done;
+    }
+    n_files = PyTuple_GET_SIZE(files_t);
+    n_kinds = PyTuple_GET_SIZE(programs);
+    if (n_kinds != h.n_tags || PyTuple_GET_SIZE(outs) != n_kinds || PyTuple_GET_SIZE(statuses) != n_kinds ||
+        PyTuple_GET_SIZE(rows_t) != n_kinds || PyTuple_GET_SIZE(counts_t) != n_kinds || used_b.len / 8 < n_kinds ||
+        info_b.len / 8 < I_COUNT || data_bits < 0 || data_bits > 63 || keys.len / 8 != n_files || lo < 0 ||
+        hi < lo || hi > n || hi > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "decode_typed: inconsistent arguments");
+        goto done;
+    }
+    for (Py_ssize_t t = 0; t < n_kinds; t++) {
+        PyObject *p = PyTuple_GET_ITEM(programs, t);
+        if (!PyTuple_Check(p) || !PyTuple_Check(PyTuple_GET_ITEM(outs, t))) {
+            PyErr_SetString(PyExc_TypeError, "programs and outs hold tuples");
+            goto done;
+        }
+        n_steps += PyTuple_GET_SIZE(p);
+    }
+    kinds = PyMem_Calloc(n_kinds ? n_kinds : 1, sizeof(Kind));
+    nulls0 = PyMem_Calloc(n_steps + 1, sizeof(int64_t));
+    views.views = PyMem_Calloc(3 * n_steps + 1, sizeof(Py_buffer));
+    kviews.views = PyMem_Calloc(3 * n_kinds + 1, sizeof(Py_buffer));
+    fviews.views = PyMem_Calloc(n_files ? n_files : 1, sizeof(Py_buffer));
+    span = PyMem_Calloc(2 * (n_files ? n_files : 1), sizeof(uint64_t));
+    if (!kinds || !nulls0 || !views.views || !kviews.views || !fviews.views || !span) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t j = 0; j < n_files; j++)
+        if (!take_view(&fviews, PyTuple_GET_ITEM(files_t, j), 0, "file", j)) goto done;
+    int64_t *used = (int64_t *)used_b.buf, *info = (int64_t *)info_b.buf;
+    Py_ssize_t at_null = 0;
+    for (Py_ssize_t t = 0; t < n_kinds; t++) {
+        Kind *kd = &kinds[t];
+        PyObject *o = PyTuple_GET_ITEM(outs, t);
+        kd->n_cols = PyTuple_GET_SIZE(o);
+        kd->n_ops = read_program(PyTuple_GET_ITEM(programs, t), o, hi, &views, &kd->ops, &kd->n_prefix);
+        if (kd->n_ops < 0) goto done;
+        kd->run0 = kd->n_prefix ? kd->ops[0].run : 0;
+        kd->nulls0 = nulls0 + at_null;
+        at_null += kd->n_ops;
+        Py_buffer *st = take_view(&kviews, PyTuple_GET_ITEM(statuses, t), 1, "statuses", t);
+        Py_buffer *rw = st ? take_view(&kviews, PyTuple_GET_ITEM(rows_t, t), 1, "rows", t) : NULL;
+        Py_buffer *ct = rw ? take_view(&kviews, PyTuple_GET_ITEM(counts_t, t), 1, "counts", t) : NULL;
+        if (!ct) goto done;
+        if (st->len < hi || rw->len / 4 < hi || ct->len / 8 < N_NULLS + kd->n_cols || used[t] < 0 || used[t] > lo) {
+            bad_arg("type %zd: status, rows or counts too short, or used out of range", t);
+            goto done;
+        }
+        kd->status = st->buf;
+        kd->rows = rw->buf;
+        kd->counts = ct->buf;
+        for (Py_ssize_t k = 0; k < kd->n_ops; k++) {
+            Op *op = &kd->ops[k];
+            if (op->offsets) {
+                int32_t c = op->offsets[used[t]];
+                if (c < 0 || c > op->cap) {
+                    bad_arg("type %zd: offsets[used] lies outside the data", t);
+                    goto done;
+                }
+                op->cursor = c;
+            }
+            op->null_row = -1;
+        }
+    }
+    int code = C_DONE;
+    Py_ssize_t row = hi, detail = 0, type = -1;
+    Py_BEGIN_ALLOW_THREADS
+    const uint64_t *ent = (const uint64_t *)entries.buf, mask = (uint64_t)mask_arg;
+    const Files f = {(const int64_t *)keys.buf, fviews.views, n_files};
+    int64_t cur_key = -1;
+    Py_ssize_t cur_file = n_files, size = 0;
+    const uint8_t *base = NULL;
+    int decoding = !(stop && info[I_FIRST_BAD] >= 0) && !(stop_unknown && info[I_FIRST_UNKNOWN] >= 0);
+    /* Rows go in chunks: (1) the headers and tags, row by row (the tags' loads overlap; no message's decoding then
+     * waits on its tag); (2) each type's messages of the chunk, a tile at a time, as decode() does (its tiles'
+     * prefix column by column). What depends on the order sends the chunk to (3), its changes undone: a stop (a
+     * bad message, or an unknown tag with stop_unknown) and a full text buffer (a call resumes at the row where
+     * it stopped); (3) the chunk's messages in index order, each as a row. */
+    const uint8_t *c_p[CHUNK], *c_end[CHUNK], *c_file_end[CHUNK];
+    int32_t c_t[CHUNK];
+    int16_t c_kinds[CHUNK];
+    uint16_t start[CHUNK + 1], order[CHUNK + 1]; /* (order: one more for the branch-free pass's last store) */
+    const uint8_t *tp[TILE], *te[TILE], *tfe[TILE];
+    uint8_t tok[TILE];
+    for (Py_ssize_t i0 = lo; i0 < hi && code == C_DONE; i0 += CHUNK) {
+        Py_ssize_t m = hi - i0 < CHUNK ? hi - i0 : CHUNK, header_row = -1;
+        int why = 0;
+        for (Py_ssize_t r = 0; r < m; r++) { /* (1) */
+            uint64_t off;
+            int32_t length;
+            why = locate(&f, ent[i0 + r], data_bits, mask, &cur_key, &cur_file, &base, &size, &off, &length);
+            if (why) { /* the rows before it are decoded first */
+                header_row = i0 + r;
+                m = r;
+                break;
+            }
+            if (release) note_span(span, cur_file, n_files, off, length);
+            c_p[r] = base + off;
+            c_end[r] = base + off + length;
+            c_file_end[r] = base + size;
+            c_t[r] = decoding ? (int32_t)type_of(&h, c_p[r], c_end[r], c_file_end[r]) : UNKNOWN_TYPE;
+        }
+        int32_t any_neg = 0; /* negative: some tag names no type, or some body lacks the header */
+        for (Py_ssize_t r = 0; r < m; r++) any_neg |= c_t[r];
+        int ordered = !decoding;
+        for (Py_ssize_t r = 0; r < m && !ordered && any_neg < 0; r++)
+            ordered = (c_t[r] == UNKNOWN_TYPE && stop_unknown) || (c_t[r] == NO_HEADER && stop);
+        if (!ordered) { /* (2) */
+            Py_ssize_t n_seen = 0;
+            int64_t info0[I_COUNT];
+            memcpy(info0, info, sizeof info0);
+            for (Py_ssize_t r = 0; r < m; r++) { /* the chunk's rows by type: order[start[q]..start[q + 1]) */
+                int32_t t = c_t[r];
+                if (t < 0) continue;
+                if (!kinds[t].seen) {
+                    kinds[t].seen = (int16_t)(++n_seen); /* its place in c_kinds, plus 1 */
+                    save_kind(&kinds[t], &used[t]);
+                    c_kinds[n_seen - 1] = (int16_t)t;
+                }
+            }
+            start[0] = 0;
+            if (n_seen <= 8) { /* a pass per type, without a branch or a chain through memory per row */
+                for (Py_ssize_t q = 0; q < n_seen; q++) {
+                    int32_t t = c_kinds[q];
+                    Py_ssize_t x = start[q];
+                    for (Py_ssize_t r = 0; r < m; r++) {
+                        order[x] = (uint16_t)r;
+                        x += c_t[r] == t;
+                    }
+                    start[q + 1] = (uint16_t)x;
+                }
+            } else {
+                uint16_t at[CHUNK];
+                memset(start + 1, 0, sizeof start[0] * (size_t)n_seen);
+                for (Py_ssize_t r = 0; r < m; r++)
+                    if (c_t[r] >= 0) start[kinds[c_t[r]].seen]++;
+                for (Py_ssize_t q = 1; q <= n_seen; q++) start[q] = (uint16_t)(start[q] + start[q - 1]);
+                for (Py_ssize_t q = 0; q < n_seen; q++) at[q] = start[q];
+                for (Py_ssize_t r = 0; r < m; r++)
+                    if (c_t[r] >= 0) order[at[kinds[c_t[r]].seen - 1]++] = (uint16_t)r;
+            }
+            for (Py_ssize_t q = 0; q < n_seen && !ordered; q++) {
+                Py_ssize_t t = c_kinds[q];
+                Kind *kd = &kinds[t];
+                for (Py_ssize_t x = start[q]; x < start[q + 1]; x += TILE) {
+                    Py_ssize_t k = start[q + 1] - x < TILE ? start[q + 1] - x : TILE, out0 = used[t], at_row, col;
+                    for (Py_ssize_t j = 0; j < k; j++) {
+                        Py_ssize_t r = order[x + j];
+                        tp[j] = c_p[r];
+                        te[j] = c_end[r];
+                        tfe[j] = c_file_end[r];
+                        tok[j] = c_end[r] - c_p[r] >= kd->run0;
+                    }
+                    int64_t bad0 = kd->counts[N_BAD];
+                    int dec = 1;
+                    if (decode_subtile(kd->ops, kd->n_ops, kd->n_prefix, out0, k, tp, te, tfe, tok, 0, &dec, kd->counts,
+                                       kd->status, &at_row, &col) != C_DONE) {
+                        ordered = 1;
+                        break;
+                    }
+                    for (Py_ssize_t j = 0; j < k; j++) kd->rows[out0 + j] = (int32_t)(i0 + order[x + j]);
+                    used[t] = out0 + k;
+                    if (kd->counts[N_BAD] != bad0) {
+                        if (stop) {
+                            ordered = 1;
+                            break;
+                        }
+                        Py_ssize_t j = 0;
+                        while (kd->status[out0 + j] == ST_OK) j++;
+                        Py_ssize_t i = i0 + order[x + j];
+                        if (info[I_FIRST_BAD] < 0 || i < info[I_FIRST_BAD]) info[I_FIRST_BAD] = i, info[I_BAD_TYPE] = t;
+                    }
+                }
+            }
+            for (Py_ssize_t q = 0; q < n_seen; q++) {
+                Kind *kd = &kinds[c_kinds[q]];
+                kd->seen = 0;
+                if (ordered) restore_kind(kd, &used[c_kinds[q]]);
+            }
+            if (ordered) {
+                memcpy(info, info0, sizeof info0);
+            } else if (any_neg < 0) {
+                for (Py_ssize_t r = 0; r < m; r++) { /* unknown tags and bodies without the header, in order */
+                    Py_ssize_t i = i0 + r;
+                    if (c_t[r] == UNKNOWN_TYPE) {
+                        if (!info[I_UNKNOWN]++) info[I_FIRST_UNKNOWN] = i;
+                    } else if (c_t[r] == NO_HEADER) {
+                        info[I_HEAD_BAD]++;
+                        if (info[I_FIRST_BAD] < 0 || i < info[I_FIRST_BAD]) info[I_FIRST_BAD] = i, info[I_BAD_TYPE] = -1;
+                    }
+                }
+            }
+        }
+        /* (3); after a stop, header checks only */
+        for (Py_ssize_t r = 0; ordered && r < m && decoding; r++) {
+            Py_ssize_t i = i0 + r, t = c_t[r];
+            if (t < 0) {
+                if (t == UNKNOWN_TYPE) {
+                    if (!info[I_UNKNOWN]++) info[I_FIRST_UNKNOWN] = i;
+                    if (stop_unknown) decoding = 0;
+                } else {
+                    info[I_HEAD_BAD]++;
+                    if (info[I_FIRST_BAD] < 0) info[I_FIRST_BAD] = i, info[I_BAD_TYPE] = -1;
+                    if (stop) decoding = 0;
+                }
+                continue;
+            }
+            RowOut o = {C_DONE, 0, 0, 0, -1};
+            int bad = typed_row(&kinds[t], &used[t], i, c_p[r], c_end[r], c_file_end[r], &o);
+            if (bad < 0) {
+                code = o.code, row = i, detail = o.col, type = t;
+                break;
+            }
+            if (bad != ST_OK) {
+                if (info[I_FIRST_BAD] < 0) info[I_FIRST_BAD] = i, info[I_BAD_TYPE] = t;
+                if (stop) decoding = 0;
+            }
+        }
+        if (code == C_DONE && header_row >= 0) code = C_HEADER, row = header_row, detail = why;
+    }
+#if HAVE_STREAM
+    _mm_sfence(); /* decode_tile's streamed stores are visible before the buffers are handed back */
+#endif
+    if (release) release_spans(fviews.views, n_files, span);
+    Py_END_ALLOW_THREADS
+    for (Py_ssize_t t = 0; t < n_kinds; t++)
+        for (Py_ssize_t k = 0; k < kinds[t].n_ops; k++)
+            if (kinds[t].ops[k].valid) kinds[t].counts[N_NULLS + kinds[t].ops[k].col] += kinds[t].ops[k].nulls;
+    result = Py_BuildValue("(innn)", code, row, detail, type);
+done:
+    if (kinds)
+        for (Py_ssize_t t = 0; t < n_kinds; t++) PyMem_Free(kinds[t].ops);
+    PyMem_Free(kinds);
+    PyMem_Free(nulls0);
+    PyMem_Free(steps);
+    PyMem_Free(tags);
+    PyMem_Free(span);
+    release_views(&views);
+    release_views(&kviews);
+    release_views(&fviews);
+    PyBuffer_Release(&entries);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&used_b);
+    PyBuffer_Release(&info_b);
     return result;
 }
 
@@ -1161,6 +1781,9 @@ static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS,
      "decode(program, entries, offset_mask, data_bits, keys, files, lo, hi, stop, outs, status, counts) "
      "-> (code, row, detail)"},
+    {"decode_typed", decode_typed, METH_VARARGS,
+     "decode_typed(header, tags, programs, entries, offset_mask, data_bits, keys, files, lo, hi, stop, "
+     "stop_unknown, outs, statuses, rows, used, counts, info, release=False) -> (code, row, detail, type)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1187,7 +1810,9 @@ PyMODINIT_FUNC PyInit__decode(void) {
         {"C_NEED_MORE", C_NEED_MORE}, {"C_TOO_BIG", C_TOO_BIG}, {"ST_OK", ST_OK}, {"ST_MISMATCH", ST_MISMATCH},
         {"ST_TEXT", ST_TEXT}, {"H_OUTSIDE", H_OUTSIDE}, {"H_ZERO", H_ZERO}, {"H_HUGE", H_HUGE}, {"H_PAST", H_PAST},
         {"N_SLOW", N_SLOW}, {"N_REPLACED", N_REPLACED}, {"N_BAD", N_BAD}, {"N_FIRST_BAD", N_FIRST_BAD},
-        {"N_TEXT_STEP", N_TEXT_STEP}, {"N_NULLS", N_NULLS},
+        {"N_TEXT_STEP", N_TEXT_STEP}, {"N_NULLS", N_NULLS}, {"I_UNKNOWN", I_UNKNOWN},
+        {"I_FIRST_UNKNOWN", I_FIRST_UNKNOWN}, {"I_HEAD_BAD", I_HEAD_BAD}, {"I_FIRST_BAD", I_FIRST_BAD},
+        {"I_BAD_TYPE", I_BAD_TYPE}, {"I_COUNT", I_COUNT},
     };
     for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++) {
         if (PyModule_AddIntConstant(m, constants[i].name, constants[i].value) < 0) {

@@ -23,10 +23,10 @@ import pyarrow as pa
 from .. import _layout as L
 from ..errors import CorruptDataError, SchemaMismatchError
 from . import _decode as C
-from .decode import Plan, Run, explain_mismatch
+from .decode import Plan, Run, TypedRun, explain_mismatch
 from .scan import CycleFiles
 
-__all__ = ["BatchOut", "decode_batch"]
+__all__ = ["BatchOut", "decode_batch", "run_batch"]
 
 _HDR = L.HEADER_SIZE
 
@@ -47,44 +47,20 @@ class BatchOut(NamedTuple):
 def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64], errors: str,
                  seqs: npt.NDArray[np.int64] | None = None, release: bool = True) -> BatchOut:
     """Decode the messages of ``entries`` (index order, seqs ``seq0..``, or ``seqs`` when they are not
-    consecutive: one message type's rows of a batch) of one cycle. ``release=False`` keeps the pages read
-    resident (they are read again next: message types decode a batch in several passes)."""
+    consecutive) of one cycle. ``release=False`` keeps the pages read resident."""
     if seqs is not None:
         seq0 = 0  # errors name seqs[row]
-    codec = files.codec
     n = int(entries.size)
     run = Run(plan, n)
     # pages of journal files read here leave the resident set (a scan of a big journal stays small); never for
     # the remote reader's receive buffer, which is this process's memory
-    release = release and isinstance(files, CycleFiles)
-    bits, mask = codec.data_bits, codec.offset_mask
-    key0 = int(entries[0]) >> bits if n else 0
-    known: dict[int, Any] = {key0: files.data(key0).u1} if n else {}  # data file key -> buffer, as rows name them
-    refreshed: set[int] = set()
-    lo = 0
-    while True:
-        keys = np.fromiter(known, np.int64, len(known))
-        code, row, detail = run.decode(entries, mask, bits, keys, tuple(known.values()), lo, errors != "skip",
-                                       release)
-        if code == C.C_DONE:
-            break
-        if code == C.C_TOO_BIG:
-            raise ValueError(f"the text of column {plan.columns[detail]!r} in one batch passes 2 GiB (Arrow's string "
-                             "offsets); read with a smaller batch_rows")
-        key = int(entries[row]) >> bits
-        if key not in known:  # the first row of another data file: map it (an open error is this row's damage)
-            known[key] = files.data(key).u1
-        elif key not in refreshed and files.data(key).size < files.config.data_block_size:
-            refreshed.add(key)  # a short file may have grown since it was mapped
-            known[key] = files.data(key, refresh=True).u1
-        else:
-            _raise_corrupt(files, key, int(entries[row]) & mask, detail, _seq(seqs, seq0, row))
-        lo = row
+    run_batch(run, files, seq0, entries, errors != "skip", release, seqs)
     slow, replaced = int(run.counts[C.N_SLOW]), int(run.counts[C.N_REPLACED])
     if not run.bad:
         return BatchOut(run.arrays(n), None, n, 0, None, False, slow, replaced)
     first_bad = int(run.counts[C.N_FIRST_BAD])
     if errors == "raise":
+        bits, mask = files.codec.data_bits, files.codec.offset_mask
         key = int(entries[first_bad]) >> bits
         _raise_mismatch(plan, files, key, int(entries[first_bad]) & mask, run, first_bad, _seq(seqs, seq0, first_bad))
     if errors == "truncate":
@@ -95,6 +71,38 @@ def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[
     cols = {name: arr.filter(keep) for name, arr in run.arrays(n).items()}
     rows = np.flatnonzero(good).astype(np.int64)
     return BatchOut(cols, rows, int(rows.size), run.bad, first_bad, False, slow, replaced)
+
+
+def run_batch(run: Run | TypedRun, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64], stop: bool,
+              release: bool, seqs: npt.NDArray[np.int64] | None = None) -> None:
+    """Run the compiled decoder over every row of ``entries``, mapping data files as the rows name them: an
+    open error, or a header that cannot be right, raises for its row (the first in index order). ``seqs``: as
+    for :func:`decode_batch` (with ``seq0`` 0)."""
+    codec = files.codec
+    release = release and isinstance(files, CycleFiles)
+    bits, mask = codec.data_bits, codec.offset_mask
+    n = int(entries.size)
+    key0 = int(entries[0]) >> bits if n else 0
+    known: dict[int, Any] = {key0: files.data(key0).u1} if n else {}  # data file key -> buffer, as rows name them
+    refreshed: set[int] = set()
+    lo = 0
+    while True:
+        keys = np.fromiter(known, np.int64, len(known))
+        code, row, detail = run.decode(entries, mask, bits, keys, tuple(known.values()), lo, stop, release)
+        if code == C.C_DONE:
+            return
+        if code == C.C_TOO_BIG:
+            raise ValueError(f"the text of column {run.column(detail)!r} in one batch passes 2 GiB (Arrow's string "
+                             "offsets); read with a smaller batch_rows")
+        key = int(entries[row]) >> bits
+        if key not in known:  # the first row of another data file: map it (an open error is this row's damage)
+            known[key] = files.data(key).u1
+        elif key not in refreshed and files.data(key).size < files.config.data_block_size:
+            refreshed.add(key)  # a short file may have grown since it was mapped
+            known[key] = files.data(key, refresh=True).u1
+        else:
+            _raise_corrupt(files, key, int(entries[row]) & mask, detail, _seq(seqs, seq0, row))
+        lo = row
 
 
 def _seq(seqs: npt.NDArray[np.int64] | None, seq0: int, row: int) -> int:

@@ -23,7 +23,7 @@ from . import _decode as C
 from . import schema as S
 from .scan import empty
 
-__all__ = ["Plan", "Run", "explain_mismatch"]
+__all__ = ["Plan", "Run", "TypedRun", "explain_mismatch"]
 
 _TEXT = (C.D_STRING, C.D_UTF, C.D_CHAR)
 _INITIAL_TEXT_BYTES = 24  # a text column's first guess of UTF-8 bytes per row (then learnt batch by batch)
@@ -92,6 +92,7 @@ class Plan:
         # learnt UTF-8 bytes per row of each text column: the next batch's first data buffer size (a race
         # between threads only changes a guess)
         self.text_bytes = [float(_INITIAL_TEXT_BYTES)] * len(wanted)
+        self.share = 1.0  # learnt share of a batch's rows that are this plan's (one message type of several)
 
 
 class Run:
@@ -101,9 +102,11 @@ class Run:
     results.
     """
 
-    def __init__(self, plan: Plan, n: int) -> None:
+    def __init__(self, plan: Plan, n: int, text_rows: float | None = None) -> None:
         self.plan = plan
         self.n = n
+        self.done = n  # rows the decoder went through (its counts of nulls cover them)
+        text_rows = n if text_rows is None else text_rows  # rows the text buffers are first sized for
         self.outs: list[tuple[Any, Any, Any]] = []
         for j, kind in enumerate(plan.kinds):
             if kind in (C.D_FIXED, C.D_STOPBIT):
@@ -114,7 +117,7 @@ class Run:
             else:
                 offsets = pa.allocate_buffer(4 * (n + 1))
                 np.frombuffer(offsets, np.int32, count=1)[0] = 0
-                cap = int(n * plan.text_bytes[j] * 1.25) + 256
+                cap = int(text_rows * plan.text_bytes[j] * 1.25) + 256
                 data = pa.allocate_buffer(cap, resizable=True)
                 valid = pa.py_buffer(np.zeros((n + 7) // 8, np.uint8)) if kind == C.D_STRING else None
                 self.outs.append((offsets, data, valid))
@@ -133,11 +136,18 @@ class Run:
                                          tuple(self.outs), self.status, self.counts, release)
             if code != C.C_NEED_MORE:
                 return code, row, detail
-            data = self.outs[detail][1]
-            unit = self.plan.types[detail].entry_size if self.plan.kinds[detail] == C.D_LIST else 1
-            # keeps the bytes of the rows done; offsets (of bytes, or of list entries) stay below 2**31
-            data.resize(min(2 * data.size + 4096 * unit, ((1 << 31) - 1) * unit))
+            self.grow(detail)
             lo = row
+
+    def grow(self, col: int) -> None:
+        """Twice the room in the data buffer of text or list column ``col`` (it keeps the bytes of the rows done;
+        offsets, of bytes or of list entries, stay below 2**31)."""
+        data = self.outs[col][1]
+        unit = self.plan.types[col].entry_size if self.plan.kinds[col] == C.D_LIST else 1
+        data.resize(min(2 * data.size + 4096 * unit, ((1 << 31) - 1) * unit))
+
+    def column(self, col: int) -> str:
+        return self.plan.columns[col]
 
     @property
     def bad(self) -> int:
@@ -162,12 +172,56 @@ class Run:
                     plan.text_bytes[j] = max(1.0, used / m)
                 if used < data.size - data.size // 8:  # give back most of a guess that was too big
                     data.resize(used, shrink_to_fit=True)
-                nulls = int(self.counts[C.N_NULLS + j]) if m == self.n else -1
+                nulls = int(self.counts[C.N_NULLS + j]) if m == self.done else -1
                 validity = valid if nulls != 0 else None
                 out[name] = pa.Array.from_buffers(arrow, m, [validity, first, data], max(nulls, -1))
             else:
                 out[name] = pa.Array.from_buffers(arrow, m, [None, first])
         return out
+
+
+
+class TypedRun:
+    """One batch of a journal of message types: a :class:`Run` per type (each with room for every row of the
+    batch; text buffers sized by the type's learnt share of rows) and ``_decode.decode_typed``, which reads each
+    message's tag in its header and decodes it into its type's next output row, in one pass.
+
+    ``rows[t][:used[t]]`` are the batch rows of type ``t``'s output rows; ``info`` is the C's ``I_*`` counts
+    (unknown tags, bodies without the header, the first bad row and its type).
+    """
+
+    def __init__(self, header: Plan, tags: tuple[Any, ...], plans: Sequence[Plan], n: int,
+                 stop_unknown: bool) -> None:
+        self.header, self.tags, self.n, self.stop_unknown = header, tags, n, stop_unknown
+        self.runs = [Run(p, n, min(n, n * p.share * 1.25 + 64)) for p in plans]
+        self.programs = tuple(p.program for p in plans)
+        self.rows = tuple(empty(n, np.int32) for _ in plans)
+        self.used = np.zeros(len(plans), np.int64)
+        self.info = np.zeros(C.I_COUNT, np.int64)
+        self.info[[C.I_FIRST_UNKNOWN, C.I_FIRST_BAD, C.I_BAD_TYPE]] = -1
+        self.full = 0  # the type whose column the last code names
+
+    def decode(self, entries: npt.NDArray[np.uint64], mask: int, bits: int, keys: npt.NDArray[np.int64],
+               files: tuple[Any, ...], lo: int, stop: bool, release: bool = False) -> tuple[int, int, int]:
+        """As :meth:`Run.decode`; a full text buffer of any type is grown and the call resumed."""
+        runs = self.runs
+        while True:
+            code, row, detail, self.full = C.decode_typed(
+                self.header.program, self.tags, self.programs, entries, mask, bits, keys, files, lo, self.n, stop,
+                self.stop_unknown, tuple(tuple(r.outs) for r in runs), tuple(r.status for r in runs), self.rows,
+                self.used, tuple(r.counts for r in runs), self.info, release)
+            if code != C.C_NEED_MORE:
+                break
+            runs[self.full].grow(detail)
+            lo = row
+        for t, r in enumerate(runs):
+            r.done = int(self.used[t])
+            if self.n:
+                r.plan.share = r.done / self.n
+        return code, row, detail
+
+    def column(self, col: int) -> str:
+        return self.runs[self.full].column(col)
 
 
 def _list_array(ft: S.FieldType, arrow: Any, m: int, offsets: Any, data: Any) -> Any:

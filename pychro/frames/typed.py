@@ -1,11 +1,11 @@
 """A journal of several message types, read in one pass (see :class:`~pychro.frames.types.MessageTypes`).
 
-Each batch of index entries is decoded twice over, both times by the compiled decoder: first the common header
-alone (a plan ending in a step that passes over the rest of the body), which gives every message's tag; the
-rows are then grouped by tag with one Arrow ``index_in`` and numpy, and each type's rows are decoded with that
-type's own plan. No row is handled in Python. Errors follow the single-schema rules across all types together,
-in index order: with ``errors="raise"`` the first bad message of the batch, of whatever type, is raised; with
-``"truncate"`` every type stops before it; with ``"skip"`` bad rows are dropped and counted.
+Each batch of index entries is decoded once, by the compiled decoder (``_decode.decode_typed``, driven by
+:class:`~pychro.frames.decode.TypedRun`): each message's tag is read from its common header and the message is
+decoded with its type's plan into that type's columns. No row is handled in Python. Errors follow the
+single-schema rules across all types together, in index order: with ``errors="raise"`` the first bad message of
+the batch, of whatever type, is raised; with ``"truncate"`` every type stops before it; with ``"skip"`` bad rows
+are dropped and counted.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from .. import _fields as F
 from .._optional import require
 from ..config import VanillaConfig
 from ..errors import PychroError, SchemaMismatchError
+from . import _decode as C
 from . import schema as S
 from .api import (
     DEFAULT_BATCH_ROWS,
@@ -37,8 +39,8 @@ from .api import (
     _with_progress,
 )
 from .args import check_rows
-from .batch import decode_batch
-from .decode import Plan
+from .batch import decode_batch, run_batch
+from .decode import Plan, TypedRun
 from .scan import CycleFiles
 from .types import MessageTypes
 
@@ -85,15 +87,16 @@ class _TypedRead:
         self.r = _Read(path, types.header, date, start, end, [types.tag], errors, index, metadata, config,
                        thread_id_bits, timestamp_column, narrow_rows=narrow_rows, rest=True, time=time)
         r = self.r
-        self.kinds, self.values = type_plans(types, wanted, r.meta, r.time.column if r.time is not None else None)
+        self.kinds, self.tags = type_plans(types, wanted, r.meta, r.time.column if r.time is not None else None)
 
     def schemas(self) -> dict[str, Any]:
         return {k.name: k.arrow_schema for k in self.kinds}
 
 
 def type_plans(types: MessageTypes, wanted: dict[str, list[str]], meta: list[str], tcol: str | None,
-               ) -> tuple[list[_Type], Any]:
-    """Each type's plans and output schema, and the tag values (as an Arrow array, in the types' order)."""
+               ) -> tuple[list[_Type], tuple[Any, ...]]:
+    """Each type's plans and output schema, and the tag values as the decoder compares them (see
+    :func:`wire_tags`), in the types' order."""
     kinds = []
     for name in types.names:
         full = types.schema(name)
@@ -109,23 +112,22 @@ def type_plans(types: MessageTypes, wanted: dict[str, list[str]], meta: list[str
         fields = [pa.field(m, pa.int64(), nullable=False) for m in meta]
         fields += [arrow.field(c) for c in plan.columns]
         kinds.append(_Type(name, plan, decode_plan, pa.schema(fields, metadata=arrow.metadata)))
-    return kinds, pa.array(types.values, type=S.arrow_type(types.header[types.tag].type))
+    return kinds, wire_tags(types)
 
 
-def type_ids(tags: Any, values: Any) -> npt.NDArray[np.int16]:
-    """Each row's type number (its tag's position among ``values``), -1 for a tag that names no type."""
-    if pa.types.is_integer(tags.type) and not tags.null_count:
-        got = np.asarray(tags.to_numpy(zero_copy_only=False))
-        known = np.asarray(values.to_numpy(zero_copy_only=False))
-        if got.dtype.itemsize == 1:  # a table of all 256 byte values
-            table = np.full(256, -1, np.int16)
-            table[known.view(np.uint8)] = np.arange(known.size, dtype=np.int16)
-            return np.take(table, got.view(np.uint8))  # (take: a third of fancy indexing's time)
-        order = np.argsort(known)
-        pos = np.minimum(np.searchsorted(known[order], got), known.size - 1)
-        return np.where(known[order][pos] == got, order[pos], -1).astype(np.int16)
-    ids = pa.compute.fill_null(pa.compute.index_in(tags, value_set=values), -1)
-    return np.asarray(ids.to_numpy(zero_copy_only=False), dtype=np.int16)
+def wire_tags(types: MessageTypes) -> tuple[Any, ...]:
+    """The tag values as the decoder finds them in a message: text as Java writes it (bytes), a stop-bit integer
+    as it is, a fixed-size one as its little-endian bytes read unsigned (int8 -1 -> 255).
+
+    >>> wire_tags(MessageTypes("type:int8", "type", {-1: ("a", ""), 2: ("b", "")}))
+    (255, 2)
+    """
+    t = types.header[types.tag].type
+    if t.kind in (S.STRING, S.UTF):
+        return tuple(F.encode_text(v) for v in types.values)
+    if t.kind == S.STOPBIT:
+        return tuple(int(v) for v in types.values)
+    return tuple(int(v) & ((1 << (8 * t.size)) - 1) for v in types.values)
 
 
 def columns_by_type(types: MessageTypes, columns: Any) -> dict[str, list[str]]:
@@ -166,70 +168,40 @@ def _decode(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint6
     """One batch of every type (``tr``: a :class:`_TypedRead`, or what the remote reader makes alike)."""
     r = tr.r
     n = int(entries.size)
-    # 1. the header of every row (headers are checked here: damage raises, first in index order)
-    head = decode_batch(r.decode_plan, files, seq0, entries, "skip", release=False)
-    rows = np.arange(n, dtype=np.int64) if head.rows is None else head.rows
-    ids = type_ids(head.columns[tr.types.tag], tr.values)
-    last = _release_pass(ids, len(tr.kinds))
-    # 2. each type's rows (index order) decoded with its own plan (bad rows noted, not raised yet: the first in
-    # index order across all types is the one to raise or stop at)
-    firsts = [] if head.first_bad is None else [(head.first_bad, -1)]
-    decoded: list[tuple[npt.NDArray[np.int64], Any] | None] = []
-    slow, replaced = head.slow_rows, head.replaced
-    release = r.release_now(files, entries)
-    for t, kind in enumerate(tr.kinds):
-        at = np.flatnonzero(ids == t)  # (one pass per type: faster than a sort for the few types a feed has)
-        if not at.size:
-            decoded.append(None)
-            continue
-        sel = at if head.rows is None else rows[at]
-        out = decode_batch(kind.decode_plan, files, seq0, entries[sel], "skip", seqs=sel + seq0,
-                           release=release and (last is None or t == last))
-        slow, replaced = slow + out.slow_rows, replaced + out.replaced
-        if out.first_bad is not None:
-            firsts.append((int(sel[out.first_bad]), t))
-        decoded.append((sel if out.rows is None else sel[out.rows], out.columns))
-    unknown_rows = rows[ids < 0]
-    first_bad = min(firsts)[0] if firsts else None
-    if unknown_rows.size and tr.unknown == "raise" and (
-            first_bad is None or r.errors == "skip" or int(unknown_rows[0]) < first_bad):
-        # the first problem in index order (a skipped mismatch is none; a truncating one ends the read)
-        _raise_unknown(tr, files, seq0, int(unknown_rows[0]), head, rows)
+    run = TypedRun(r.decode_plan, tr.tags, [k.decode_plan for k in tr.kinds], n, tr.unknown == "raise")
+    # damage raises here, the first in index order; mismatches are noted, not raised yet: the first problem in
+    # index order across all types (and unknown tags) is the one to raise or stop at
+    run_batch(run, files, seq0, entries, r.errors != "skip", r.release_now(files, entries))
+    info = run.info
+    first_bad = int(info[C.I_FIRST_BAD]) if info[C.I_FIRST_BAD] >= 0 else None
+    unknown = int(info[C.I_UNKNOWN])
+    if unknown and tr.unknown == "raise" and (
+            first_bad is None or r.errors == "skip" or int(info[C.I_FIRST_UNKNOWN]) < first_bad):
+        _raise_unknown(tr, files, seq0, entries, int(info[C.I_FIRST_UNKNOWN]))
     if r.errors == "raise" and first_bad is not None:
-        _reraise(tr, files, seq0, entries, min(firsts))
+        _reraise(tr, files, seq0, entries, (first_bad, int(info[C.I_BAD_TYPE])))
+    # with errors="truncate" the decoder stopped at the first bad row: only that row is to drop
     stop = r.errors == "truncate" and first_bad is not None
-    end = first_bad if stop and first_bad is not None else n
     parts: list[tuple[npt.NDArray[np.int64], dict[str, Any]] | None] = []
-    for got in decoded:
-        if got is None:
+    slow = replaced = bad = 0
+    for t, out in enumerate(run.runs):
+        m = out.done
+        slow, replaced, bad = slow + int(out.counts[C.N_SLOW]), replaced + int(out.counts[C.N_REPLACED]), bad + out.bad
+        if not m:
             parts.append(None)
             continue
-        kept, cols = got
-        if stop:
-            keep = int(np.searchsorted(kept, end))
-            kept, cols = kept[:keep], {k: v.slice(0, keep) for k, v in cols.items()}
-        parts.append((kept, cols))
-    skipped = _skipped(n, rows, ids, decoded) if r.errors == "skip" else 0
-    return _Decoded(parts, skipped, int(np.count_nonzero(unknown_rows < end)), first_bad, stop, slow, replaced)
-
-
-def _release_pass(ids: npt.NDArray[Any], kinds: int) -> int | None:
-    """The type whose pass may release the batch's pages alone: the last pass, when its rows span the batch
-    (but for a few rows at either end, whose pages the decoder keeps anyway); None: every pass releases what it
-    read (types written in runs), so that a long read stays small in memory.
-
-    Each pass over the batch reads the pages again: released early, they would be mapped again from the page
-    cache by every later pass."""
-    near = 64  # rows (only the ends are looked at: no pass over the batch for this)
-    last = kinds - 1
-    return last if np.any(ids[:near] == last) and np.any(ids[-near:] == last) else None
-
-
-def _skipped(n: int, rows: npt.NDArray[np.int64], ids: npt.NDArray[Any], decoded: list[Any]) -> int:
-    """Rows dropped as mismatches: those whose header did not decode, and those of a type that did not."""
-    known = int(np.count_nonzero(ids >= 0))
-    kept = sum(0 if d is None else int(d[0].size) for d in decoded)
-    return (n - int(rows.size)) + (known - kept)
+        rows = run.rows[t][:m].astype(np.int64)
+        if not out.bad:
+            parts.append((rows, out.arrays(m)))
+        elif stop:
+            keep = int(np.searchsorted(rows, first_bad))  # type: ignore[arg-type]
+            parts.append((rows[:keep], out.arrays(keep)))
+        else:  # errors="skip"
+            good = out.status[:m] == C.ST_OK
+            keep = pa.array(good)
+            parts.append((rows[good], {k: v.filter(keep) for k, v in out.arrays(m).items()}))
+    skipped = int(info[C.I_HEAD_BAD]) + bad if r.errors == "skip" else 0
+    return _Decoded(parts, skipped, unknown, first_bad, stop, slow, replaced)
 
 
 def _reraise(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64], first: tuple[int, int],
@@ -243,11 +215,13 @@ def _reraise(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint
     raise AssertionError("a mismatching row decoded cleanly")  # pragma: no cover
 
 
-def _raise_unknown(tr: Any, files: CycleFiles, seq0: int, row: int, head: Any, rows: Any) -> None:
+def _raise_unknown(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64], row: int) -> None:
     tag = tr.types.tag
-    at = int(np.searchsorted(rows, row))
-    value = head.columns[tag][at].as_py()
     seq = seq0 + row
+    # the header of that one message, read again for its tag (a tag that is not Java text raises as such here)
+    head = decode_batch(tr.r.decode_plan, files, seq0, entries[row : row + 1], "raise",
+                        seqs=np.array([seq], np.int64), release=False)
+    value = head.columns[tag][0].as_py()
     listed = ", ".join(f"{v!r} {n}" for v, n in zip(tr.types.values, tr.types.names))
     raise SchemaMismatchError(
         f"message has {tag}={value!r}, which names no message type (types: {listed}); use unknown='skip' to "

@@ -201,7 +201,7 @@ def _iter_remote_types(
     if unknown not in ("raise", "skip"):
         raise ValueError(f"unknown= must be one of ('raise', 'skip'), got {unknown!r}")
     meta = _metadata_names(index, metadata)
-    kinds, values = type_plans(types, columns_by_type(types, columns), meta, None)
+    kinds, tags = type_plans(types, columns_by_type(types, columns), meta, None)
     header = Plan(types.header, [types.tag], rest=True)
     stats = stats if stats is not None else ReadStats()
     reader = _open(host, port, where, follow, timeout, config, reader_options)
@@ -209,7 +209,7 @@ def _iter_remote_types(
     # what the typed decoder asks of a read (pages are this process's receive buffer: never released)
     tr = SimpleNamespace(r=SimpleNamespace(decode_plan=header, errors=errors, meta=meta, config=cfg, time=None,
                                            release_now=lambda files, entries: False),
-                         types=types, kinds=kinds, unknown=unknown, values=values)
+                         types=types, kinds=kinds, unknown=unknown, tags=tags)
 
     def pairs() -> Iterator[Any]:
         try:

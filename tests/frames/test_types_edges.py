@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 import pychro
@@ -126,16 +128,36 @@ def test_from_json_text_that_is_not_an_object() -> None:
         MessageTypes.from_json("[" * 100_000)
 
 
-def test_which_pass_releases_the_pages_read() -> None:
-    """Only the last type's pass releases a batch's pages when its rows span the batch (the passes before it
-    read the same pages); types written in runs (or a last type absent) release in every pass, as before."""
-    from pychro.frames.typed import _release_pass
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs /proc")
+@pytest.mark.parametrize("after_mib", [1, 64])
+def test_a_streaming_read_of_types_gives_pages_back(tmp_path: Path, monkeypatch: Any, after_mib: int) -> None:
+    """Message types are decoded in one pass, which gives back the pages it read past the read's first
+    RELEASE_AFTER bytes, as a read of one schema does."""
+    from pychro.frames import api
 
-    rng = np.random.default_rng(3)
-    mixed = rng.choice(4, size=10_000).astype(np.int16)
-    mixed[0] = mixed[-1] = 3
-    assert _release_pass(mixed, 4) == 3
-    runs = np.repeat(np.arange(4, dtype=np.int16), 2_500)
-    assert _release_pass(runs, 4) is None
-    assert _release_pass(np.zeros(0, np.int16), 4) is None
-    assert _release_pass(np.where(mixed == 3, 2, mixed), 4) is None
+    from .test_safety import _resident_kib
+
+    monkeypatch.setattr(api, "RELEASE_AFTER", after_mib << 20)
+    n = 100_000  # about 5 MiB of journal
+    types = MessageTypes("ts:timestamp_ns,type:int8,p:int64,q:int64,r:int64", "type",
+                         {1: ("a", "x:int32"), 2: ("b", "y:float64")})
+    kind = np.arange(n) % 3 == 0
+    ts = T0 + np.arange(n)
+
+    def frame(sel: Any, name: str, values: Any) -> Any:
+        m = int(np.count_nonzero(sel))
+        return pa.table({"ts": pa.array(ts[sel], pa.timestamp("ns", tz="UTC")), "p": np.zeros(m, np.int64),
+                         "q": np.zeros(m, np.int64), "r": np.zeros(m, np.int64), name: values})
+
+    path = tmp_path / "j"
+    pychro.write_frames({"a": frame(kind, "x", np.arange(n, dtype=np.int32)[kind]),
+                         "b": frame(~kind, "y", np.arange(n)[~kind] / 2)}, path, types, date="2024-01-02")
+    seen = 0
+    for _, batch in pychro.iter_batches(path, types, batch_rows=4096, threads=1):
+        seen += batch.num_rows
+        resident = _resident_kib(path)  # the data file is mapped until the iterator ends
+    assert seen == n
+    if after_mib == 1:
+        assert resident < 2048  # the first MiB, and what the last batches read
+    else:
+        assert resident > 4096  # all of it
