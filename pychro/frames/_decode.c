@@ -629,7 +629,7 @@ typedef struct {
  * *file, *base and *size are the file of the previous entry (*base NULL before the first): kept by the caller as
  * locals, so that they stay in registers; *file is f->count for a key Python did not pass, read as an empty
  * file. */
-static inline int locate(const Files *f, uint64_t e, int data_bits, uint64_t mask, int64_t *key, Py_ssize_t *file,
+static inline __attribute__((always_inline)) int locate(const Files *f, uint64_t e, int data_bits, uint64_t mask, int64_t *key, Py_ssize_t *file,
                          const uint8_t **base, Py_ssize_t *size, uint64_t *off, int32_t *length) {
     int64_t k = (int64_t)(e >> data_bits);
     if (k != *key || !*base) {
@@ -666,7 +666,7 @@ static inline int locate(const Files *f, uint64_t e, int data_bits, uint64_t mas
 }
 
 /* release: the lowest and highest byte of the messages read in each file */
-static inline void note_span(uint64_t *span, Py_ssize_t file, Py_ssize_t count, uint64_t off, int32_t length) {
+static inline __attribute__((always_inline)) void note_span(uint64_t *span, Py_ssize_t file, Py_ssize_t count, uint64_t off, int32_t length) {
     if (file >= count) return;
     uint64_t *sp = span + 2 * file;
     if (!sp[1] || off - HEADER_SIZE < sp[0]) sp[0] = off - HEADER_SIZE;
@@ -1202,6 +1202,7 @@ enum info { I_UNKNOWN, I_FIRST_UNKNOWN, I_HEAD_BAD, I_FIRST_BAD, I_BAD_TYPE, I_C
 #define UNKNOWN_TYPE (-1) /* a tag that names no type */
 #define NO_HEADER (-2)    /* a body that does not hold the common header */
 #define CHUNK 256         /* rows whose headers are read before their messages are decoded by type */
+#define SLOTS 8           /* types a chunk decoded by type may hold */
 
 typedef struct {
     int kind;
@@ -1226,8 +1227,8 @@ typedef struct {
     int big;            /* some integer tag is 256 or more: those are looked up one by one */
 } Header;
 
-/* The type of the message whose body is p..end (readable up to file_end), or UNKNOWN_TYPE or NO_HEADER. */
-static inline uint64_t load_tag(const uint8_t *p, Py_ssize_t size) {
+/* An integer tag's wire bytes (size 1..8), little-endian, zero-extended. */
+static inline __attribute__((always_inline)) uint64_t load_tag(const uint8_t *p, Py_ssize_t size) {
     uint64_t v = 0;
     switch (size) { /* constant sizes: one load (a call of memcpy otherwise, a third of a message's time) */
     case 1: return p[0];
@@ -1238,19 +1239,20 @@ static inline uint64_t load_tag(const uint8_t *p, Py_ssize_t size) {
     }
 }
 
-static inline Py_ssize_t tag_type(const Header *h, uint64_t value) {
-    if (value < 256) return h->small[value];
-    if (h->big)
-        for (Py_ssize_t t = 0; t < h->n_tags; t++)
-            if (h->tags[t].value == value) return t;
+static __attribute__((noinline)) Py_ssize_t big_tag_type(const Header *h, uint64_t value) {
+    for (Py_ssize_t t = 0; t < h->n_tags; t++)
+        if (h->tags[t].value == value) return t;
     return UNKNOWN_TYPE;
 }
 
-static inline Py_ssize_t type_of(const Header *h, const uint8_t *p, const uint8_t *end, const uint8_t *file_end) {
-    if (h->fixed >= 0) { /* the common case: the tag at a fixed offset */
-        if (end - p < h->fixed) return NO_HEADER;
-        return tag_type(h, load_tag(p + h->tag_at, h->steps[h->at].size));
-    }
+static inline __attribute__((always_inline)) Py_ssize_t tag_type(const Header *h, uint64_t value) {
+    if (value < 256) return h->small[value];
+    return h->big ? big_tag_type(h, value) : UNKNOWN_TYPE;
+}
+
+/* type_of() of a header that is not all fixed-size fields, or of a text tag: its fields walked */
+static __attribute__((noinline)) Py_ssize_t walk_type(const Header *h, const uint8_t *p, const uint8_t *end,
+                                                      const uint8_t *file_end) {
     uint64_t value = 0;
     const uint8_t *text = NULL;
     int64_t text_len = -1;
@@ -1302,6 +1304,14 @@ static inline Py_ssize_t type_of(const Header *h, const uint8_t *p, const uint8_
         return UNKNOWN_TYPE;
     }
     return tag_type(h, value);
+}
+
+/* The type of the message whose body is p..end (readable up to file_end), or UNKNOWN_TYPE or NO_HEADER. */
+static inline __attribute__((always_inline)) Py_ssize_t type_of(const Header *h, const uint8_t *p, const uint8_t *end,
+                                                              const uint8_t *file_end) {
+    if (h->fixed < 0) return walk_type(h, p, end, file_end);
+    if (end - p < h->fixed) return NO_HEADER; /* the common case: the tag at a fixed offset */
+    return tag_type(h, load_tag(p + h->tag_at, h->steps[h->at].size));
 }
 
 /* The common header's program (steps of (kind, size, column); the tag's column is 0, the others -1) and the tags
@@ -1397,7 +1407,7 @@ typedef struct { /* one message type's program and output */
     int64_t *counts; /* as decode()'s counts, of this type's output rows */
     /* what a chunk decoded by type changed, to be undone (see decode_typed) */
     int64_t used0, counts0[N_NULLS], *nulls0;
-    int16_t seen;    /* its place in the chunk's list of types, plus 1 (0: not in it) */
+    int16_t seen;    /* its slot in the chunk, plus 1 (0: not in it) */
 } Kind;
 
 /* One message (batch row i, body p..end readable up to file_end) of type kd into its next output row (*used).
@@ -1543,129 +1553,109 @@ static PyObject *decode_typed(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_ssize_t cur_file = n_files, size = 0;
     const uint8_t *base = NULL;
     int decoding = !(stop && info[I_FIRST_BAD] >= 0) && !(stop_unknown && info[I_FIRST_UNKNOWN] >= 0);
-    /* Rows go in chunks: (1) the headers and tags, row by row (the tags' loads overlap; no message's decoding then
-     * waits on its tag); (2) each type's messages of the chunk, a tile at a time, as decode() does (its tiles'
+    /* Rows go in chunks: (1) each message's header is checked and its tag read, row by row (the tags' loads
+     * overlap; no message's decoding then waits on its tag), and the message is put in its type's list for the
+     * chunk; (2) each type's messages of the chunk are decoded a tile at a time, as decode() does (the tile's
      * prefix column by column). What depends on the order sends the chunk to (3), its changes undone: a stop (a
-     * bad message, or an unknown tag with stop_unknown) and a full text buffer (a call resumes at the row where
-     * it stopped); (3) the chunk's messages in index order, each as a row. */
-    const uint8_t *c_p[CHUNK], *c_end[CHUNK], *c_file_end[CHUNK];
-    int32_t c_t[CHUNK];
-    int16_t c_kinds[CHUNK];
-    uint16_t start[CHUNK + 1], order[CHUNK + 1]; /* (order: one more for the branch-free pass's last store) */
-    const uint8_t *tp[TILE], *te[TILE], *tfe[TILE];
-    uint8_t tok[TILE];
+     * bad message, or an unknown tag with stop_unknown), a full text buffer (a call resumes at the row where it
+     * stopped) and more than SLOTS types in the chunk; (3) the chunk's messages in index order, one by one. */
+    const uint8_t *sp[SLOTS][CHUNK], *se[SLOTS][CHUNK], *sfe[SLOTS][CHUNK]; /* each type's bodies, in order */
+    uint8_t sok[SLOTS][CHUNK];   /* the body holds the run its type's program starts with */
+    uint16_t srow[SLOTS][CHUNK]; /* its row of the chunk */
+    Py_ssize_t n_in[SLOTS];
+    int16_t slot_kind[SLOTS];
     for (Py_ssize_t i0 = lo; i0 < hi && code == C_DONE; i0 += CHUNK) {
-        Py_ssize_t m = hi - i0 < CHUNK ? hi - i0 : CHUNK, header_row = -1;
-        int why = 0;
-        for (Py_ssize_t r = 0; r < m; r++) { /* (1) */
+        Py_ssize_t m = hi - i0 < CHUNK ? hi - i0 : CHUNK, header_row = -1, n_seen = 0;
+        int why = 0, ordered = !decoding;
+        int64_t info0[I_COUNT];
+        memcpy(info0, info, sizeof info0);
+        for (Py_ssize_t r = 0; r < m && !ordered; r++) { /* (1) */
+            Py_ssize_t i = i0 + r;
             uint64_t off;
             int32_t length;
-            why = locate(&f, ent[i0 + r], data_bits, mask, &cur_key, &cur_file, &base, &size, &off, &length);
+            why = locate(&f, ent[i], data_bits, mask, &cur_key, &cur_file, &base, &size, &off, &length);
             if (why) { /* the rows before it are decoded first */
-                header_row = i0 + r;
+                header_row = i;
                 m = r;
                 break;
             }
             if (release) note_span(span, cur_file, n_files, off, length);
-            c_p[r] = base + off;
-            c_end[r] = base + off + length;
-            c_file_end[r] = base + size;
-            c_t[r] = decoding ? (int32_t)type_of(&h, c_p[r], c_end[r], c_file_end[r]) : UNKNOWN_TYPE;
+            const uint8_t *p = base + off;
+            Py_ssize_t t = type_of(&h, p, p + length, base + size);
+            if (t < 0) {
+                if (t == UNKNOWN_TYPE) {
+                    ordered = stop_unknown;
+                    if (!info[I_UNKNOWN]++) info[I_FIRST_UNKNOWN] = i;
+                } else {
+                    ordered = stop;
+                    info[I_HEAD_BAD]++;
+                    if (info[I_FIRST_BAD] < 0 || i < info[I_FIRST_BAD]) info[I_FIRST_BAD] = i, info[I_BAD_TYPE] = -1;
+                }
+                continue;
+            }
+            Kind *kd = &kinds[t];
+            if (!kd->seen) {
+                if (n_seen == SLOTS) {
+                    ordered = 1;
+                    break;
+                }
+                save_kind(kd, &used[t]);
+                slot_kind[n_seen] = (int16_t)t;
+                n_in[n_seen] = 0;
+                kd->seen = (int16_t)(++n_seen); /* its slot, plus 1 */
+            }
+            Py_ssize_t q = kd->seen - 1, k = n_in[q]++;
+            sp[q][k] = p;
+            se[q][k] = p + length;
+            sfe[q][k] = base + size;
+            sok[q][k] = length >= kd->run0;
+            srow[q][k] = (uint16_t)r;
         }
-        int32_t any_neg = 0; /* negative: some tag names no type, or some body lacks the header */
-        for (Py_ssize_t r = 0; r < m; r++) any_neg |= c_t[r];
-        int ordered = !decoding;
-        for (Py_ssize_t r = 0; r < m && !ordered && any_neg < 0; r++)
-            ordered = (c_t[r] == UNKNOWN_TYPE && stop_unknown) || (c_t[r] == NO_HEADER && stop);
-        if (!ordered) { /* (2) */
-            Py_ssize_t n_seen = 0;
-            int64_t info0[I_COUNT];
-            memcpy(info0, info, sizeof info0);
-            for (Py_ssize_t r = 0; r < m; r++) { /* the chunk's rows by type: order[start[q]..start[q + 1]) */
-                int32_t t = c_t[r];
-                if (t < 0) continue;
-                if (!kinds[t].seen) {
-                    kinds[t].seen = (int16_t)(++n_seen); /* its place in c_kinds, plus 1 */
-                    save_kind(&kinds[t], &used[t]);
-                    c_kinds[n_seen - 1] = (int16_t)t;
+        for (Py_ssize_t q = 0; q < n_seen && !ordered; q++) { /* (2) */
+            Py_ssize_t t = slot_kind[q];
+            Kind *kd = &kinds[t];
+            for (Py_ssize_t x = 0; x < n_in[q]; x += TILE) {
+                Py_ssize_t k = n_in[q] - x < TILE ? n_in[q] - x : TILE, out0 = used[t], at_row, col;
+                int64_t bad0 = kd->counts[N_BAD];
+                int dec = 1;
+                if (decode_subtile(kd->ops, kd->n_ops, kd->n_prefix, out0, k, &sp[q][x], &se[q][x], &sfe[q][x],
+                                   &sok[q][x], 0, &dec, kd->counts, kd->status, &at_row, &col) != C_DONE) {
+                    ordered = 1;
+                    break;
                 }
-            }
-            start[0] = 0;
-            if (n_seen <= 8) { /* a pass per type, without a branch or a chain through memory per row */
-                for (Py_ssize_t q = 0; q < n_seen; q++) {
-                    int32_t t = c_kinds[q];
-                    Py_ssize_t x = start[q];
-                    for (Py_ssize_t r = 0; r < m; r++) {
-                        order[x] = (uint16_t)r;
-                        x += c_t[r] == t;
-                    }
-                    start[q + 1] = (uint16_t)x;
-                }
-            } else {
-                uint16_t at[CHUNK];
-                memset(start + 1, 0, sizeof start[0] * (size_t)n_seen);
-                for (Py_ssize_t r = 0; r < m; r++)
-                    if (c_t[r] >= 0) start[kinds[c_t[r]].seen]++;
-                for (Py_ssize_t q = 1; q <= n_seen; q++) start[q] = (uint16_t)(start[q] + start[q - 1]);
-                for (Py_ssize_t q = 0; q < n_seen; q++) at[q] = start[q];
-                for (Py_ssize_t r = 0; r < m; r++)
-                    if (c_t[r] >= 0) order[at[kinds[c_t[r]].seen - 1]++] = (uint16_t)r;
-            }
-            for (Py_ssize_t q = 0; q < n_seen && !ordered; q++) {
-                Py_ssize_t t = c_kinds[q];
-                Kind *kd = &kinds[t];
-                for (Py_ssize_t x = start[q]; x < start[q + 1]; x += TILE) {
-                    Py_ssize_t k = start[q + 1] - x < TILE ? start[q + 1] - x : TILE, out0 = used[t], at_row, col;
-                    for (Py_ssize_t j = 0; j < k; j++) {
-                        Py_ssize_t r = order[x + j];
-                        tp[j] = c_p[r];
-                        te[j] = c_end[r];
-                        tfe[j] = c_file_end[r];
-                        tok[j] = c_end[r] - c_p[r] >= kd->run0;
-                    }
-                    int64_t bad0 = kd->counts[N_BAD];
-                    int dec = 1;
-                    if (decode_subtile(kd->ops, kd->n_ops, kd->n_prefix, out0, k, tp, te, tfe, tok, 0, &dec, kd->counts,
-                                       kd->status, &at_row, &col) != C_DONE) {
+                for (Py_ssize_t j = 0; j < k; j++) kd->rows[out0 + j] = (int32_t)(i0 + srow[q][x + j]);
+                used[t] = out0 + k;
+                if (kd->counts[N_BAD] != bad0) {
+                    if (stop) {
                         ordered = 1;
                         break;
                     }
-                    for (Py_ssize_t j = 0; j < k; j++) kd->rows[out0 + j] = (int32_t)(i0 + order[x + j]);
-                    used[t] = out0 + k;
-                    if (kd->counts[N_BAD] != bad0) {
-                        if (stop) {
-                            ordered = 1;
-                            break;
-                        }
-                        Py_ssize_t j = 0;
-                        while (kd->status[out0 + j] == ST_OK) j++;
-                        Py_ssize_t i = i0 + order[x + j];
-                        if (info[I_FIRST_BAD] < 0 || i < info[I_FIRST_BAD]) info[I_FIRST_BAD] = i, info[I_BAD_TYPE] = t;
-                    }
-                }
-            }
-            for (Py_ssize_t q = 0; q < n_seen; q++) {
-                Kind *kd = &kinds[c_kinds[q]];
-                kd->seen = 0;
-                if (ordered) restore_kind(kd, &used[c_kinds[q]]);
-            }
-            if (ordered) {
-                memcpy(info, info0, sizeof info0);
-            } else if (any_neg < 0) {
-                for (Py_ssize_t r = 0; r < m; r++) { /* unknown tags and bodies without the header, in order */
-                    Py_ssize_t i = i0 + r;
-                    if (c_t[r] == UNKNOWN_TYPE) {
-                        if (!info[I_UNKNOWN]++) info[I_FIRST_UNKNOWN] = i;
-                    } else if (c_t[r] == NO_HEADER) {
-                        info[I_HEAD_BAD]++;
-                        if (info[I_FIRST_BAD] < 0 || i < info[I_FIRST_BAD]) info[I_FIRST_BAD] = i, info[I_BAD_TYPE] = -1;
-                    }
+                    Py_ssize_t j = 0;
+                    while (kd->status[out0 + j] == ST_OK) j++;
+                    Py_ssize_t i = i0 + srow[q][x + j];
+                    if (info[I_FIRST_BAD] < 0 || i < info[I_FIRST_BAD]) info[I_FIRST_BAD] = i, info[I_BAD_TYPE] = t;
                 }
             }
         }
-        /* (3); after a stop, header checks only */
-        for (Py_ssize_t r = 0; ordered && r < m && decoding; r++) {
-            Py_ssize_t i = i0 + r, t = c_t[r];
+        for (Py_ssize_t q = 0; q < n_seen; q++) {
+            Kind *kd = &kinds[slot_kind[q]];
+            kd->seen = 0;
+            if (ordered) restore_kind(kd, &used[slot_kind[q]]);
+        }
+        if (ordered) memcpy(info, info0, sizeof info0);
+        for (Py_ssize_t r = 0; ordered && r < m; r++) { /* (3); after a stop, header checks only */
+            Py_ssize_t i = i0 + r;
+            uint64_t off;
+            int32_t length;
+            int bad_header = locate(&f, ent[i], data_bits, mask, &cur_key, &cur_file, &base, &size, &off, &length);
+            if (bad_header) {
+                code = C_HEADER, row = i, detail = bad_header;
+                break;
+            }
+            if (release) note_span(span, cur_file, n_files, off, length);
+            if (!decoding) continue;
+            const uint8_t *p = base + off;
+            Py_ssize_t t = type_of(&h, p, p + length, base + size);
             if (t < 0) {
                 if (t == UNKNOWN_TYPE) {
                     if (!info[I_UNKNOWN]++) info[I_FIRST_UNKNOWN] = i;
@@ -1678,7 +1668,7 @@ static PyObject *decode_typed(PyObject *Py_UNUSED(self), PyObject *args) {
                 continue;
             }
             RowOut o = {C_DONE, 0, 0, 0, -1};
-            int bad = typed_row(&kinds[t], &used[t], i, c_p[r], c_end[r], c_file_end[r], &o);
+            int bad = typed_row(&kinds[t], &used[t], i, p, p + length, base + size, &o);
             if (bad < 0) {
                 code = o.code, row = i, detail = o.col, type = t;
                 break;

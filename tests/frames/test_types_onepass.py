@@ -266,3 +266,30 @@ def test_damaged_bytes_give_a_clean_result_or_a_clean_error(tmp_path: Path) -> N
         if e_skip is not None and e_cut is None:
             assert t_stats.truncated, f"round {k}: {e_skip!r}"
         shutil.rmtree(root)
+
+
+@pytest.mark.parametrize("kinds", [8, 9, 40])
+def test_more_types_in_a_chunk_than_it_sorts(tmp_path: Path, kinds: int) -> None:
+    """Up to 8 types in a chunk of messages are decoded type by type; more send the chunk through in index order:
+    the same rows either way, and the same first bad message."""
+    types = MessageTypes("ts:int64,type:int16", "type", {k: (f"t{k}", "x:int32,s:string") for k in range(kinds)})
+    bodies, want = [], {f"t{k}": [] for k in range(kinds)}
+    for i in range(1000):
+        k = (i * 7) % kinds
+        text = "x" * (i % 40)
+        body = struct.pack("<qhi", T0 + i, k, i) + encode_stop_bit(len(text)) + text.encode()
+        if i in (300, 301, 777):
+            body += b"\0"  # does not match its type
+        else:
+            want[f"t{k}"].append({"ts": T0 + i, "x": i, "s": text})
+        bodies.append(body)
+    path = write_bodies(tmp_path / "j", bodies, T0 // 1_000_000)
+    journal = pychro.Journal(path)
+    (cycle,) = [info.cycle for info in journal.cycle_infos()]
+    stats = ReadStats()
+    got = pychro.read_tables(path, types, errors="skip", stats=stats)
+    assert {name: t.to_pylist() for name, t in got.items()} == want
+    assert stats.skipped_rows == 3 and stats.first_bad_index == journal.config.index_of(cycle, 300)
+    with pytest.raises(SchemaMismatchError) as info:
+        pychro.read_tables(path, types, threads=2)
+    assert info.value.seq == 300  # type: ignore[attr-defined]
