@@ -1338,7 +1338,8 @@ static int read_header(PyObject *program, PyObject *tags, Header *h, Step **step
         PyObject *step = PyTuple_GET_ITEM(program, k);
         if (!PyTuple_Check(step) || !PyArg_ParseTuple(step, "inn", &s[k].kind, &s[k].size, &col)) {
             PyErr_Clear();
-            return bad_arg("header step %zd must be (kind, size, column)", k);
+            PyErr_Format(PyExc_TypeError, "header step %zd must be (kind, size, column)", k);
+            return -1;
         }
         int kd = s[k].kind;
         if (kd < 0 || kd >= D_COUNT || (kd == D_REST && k != count - 1)) return bad_arg("header step %zd: bad kind", k);

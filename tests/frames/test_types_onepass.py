@@ -293,3 +293,44 @@ def test_more_types_in_a_chunk_than_it_sorts(tmp_path: Path, kinds: int) -> None
     with pytest.raises(SchemaMismatchError) as info:
         pychro.read_tables(path, types, threads=2)
     assert info.value.seq == 300  # type: ignore[attr-defined]
+
+
+def test_decode_typed_checks_its_arguments() -> None:
+    """Called wrongly (these are pychro's own calls, but every buffer is checked): an error, never a crash."""
+    from pychro.frames import _decode as C
+    from pychro.frames.decode import Plan, TypedRun
+    from pychro.frames.typed import wire_tags
+
+    header = Plan(TYPES.header, ["type"], rest=True)
+    plans = [Plan(TYPES.schema(n), TYPES.columns(n)) for n in TYPES.names]
+    n = 4
+    run = TypedRun(header, wire_tags(TYPES), plans, n, True)
+    buf = np.zeros(64, np.uint8)
+    entries = np.full(n, 8, np.uint64)
+    outs = tuple(tuple(r.outs) for r in run.runs)
+    statuses = tuple(r.status for r in run.runs)
+    counts = tuple(r.counts for r in run.runs)
+
+    def call(**change: Any) -> Any:
+        args = dict(header=header.program, tags=run.tags, programs=run.programs, entries=entries, mask=(1 << 40) - 1,
+                    bits=40, keys=np.zeros(1, np.int64), files=(buf,), lo=0, hi=n, stop=True, stop_unknown=True,
+                    outs=outs, statuses=statuses, rows=run.rows, used=run.used, counts=counts, info=run.info)
+        args.update(change)
+        return C.decode_typed(*args.values())
+
+    assert call()[0] == C.C_HEADER  # (a zero header: the only thing wrong)
+    bad = [
+        (ValueError, {"hi": n + 1}), (ValueError, {"lo": 3, "hi": 2}), (ValueError, {"tags": run.tags[:3]}),
+        (ValueError, {"outs": outs[:3]}), (ValueError, {"statuses": (np.zeros(1, np.uint8),) * 4}),
+        (ValueError, {"rows": (np.zeros(1, np.int32),) * 4}), (ValueError, {"counts": (np.zeros(1, np.int64),) * 4}),
+        (ValueError, {"used": np.array([5, 0, 0, 0], np.int64)}), (ValueError, {"used": np.array([-1, 0, 0, 0])}),
+        (ValueError, {"info": np.zeros(2, np.int64)}), (ValueError, {"header": ((C.D_FIXED, 8, -1), (C.D_REST, 0, -1))}),
+        (ValueError, {"header": ((C.D_FIXED, 1, 0), (C.D_FIXED, 1, 0))}), (ValueError, {"header": ((C.D_FIXED, 9, 0),)}),
+        (ValueError, {"header": ((C.D_REST, 0, -1), (C.D_FIXED, 1, 0))}), (TypeError, {"header": ((1,),)}),
+        (TypeError, {"tags": ("a", "b", "c", "d")}), (TypeError, {"tags": (b"a", b"b", b"c", b"d")}),
+        (TypeError, {"header": ((C.D_STRING, 0, 0),), "tags": (1, 2, 3, 4)}), (TypeError, {"files": [buf]}),
+        (TypeError, {"statuses": (b"\0" * 8,) * 4}),
+    ]
+    for error, change in bad:
+        with pytest.raises(error):
+            call(**change)
