@@ -324,8 +324,10 @@ def test_decode_typed_checks_its_arguments() -> None:
         (ValueError, {"outs": outs[:3]}), (ValueError, {"statuses": (np.zeros(1, np.uint8),) * 4}),
         (ValueError, {"rows": (np.zeros(1, np.int32),) * 4}), (ValueError, {"counts": (np.zeros(1, np.int64),) * 4}),
         (ValueError, {"used": np.array([5, 0, 0, 0], np.int64)}), (ValueError, {"used": np.array([-1, 0, 0, 0])}),
-        (ValueError, {"info": np.zeros(2, np.int64)}), (ValueError, {"header": ((C.D_FIXED, 8, -1), (C.D_REST, 0, -1))}),
-        (ValueError, {"header": ((C.D_FIXED, 1, 0), (C.D_FIXED, 1, 0))}), (ValueError, {"header": ((C.D_FIXED, 9, 0),)}),
+        (ValueError, {"info": np.zeros(2, np.int64)}),
+        (ValueError, {"header": ((C.D_FIXED, 8, -1), (C.D_REST, 0, -1))}),  # no tag
+        (ValueError, {"header": ((C.D_FIXED, 1, 0), (C.D_FIXED, 1, 0))}),  # two
+        (ValueError, {"header": ((C.D_FIXED, 9, 0),)}),  # an integer tag of 9 bytes
         (ValueError, {"header": ((C.D_REST, 0, -1), (C.D_FIXED, 1, 0))}), (TypeError, {"header": ((1,),)}),
         (TypeError, {"tags": ("a", "b", "c", "d")}), (TypeError, {"tags": (b"a", b"b", b"c", b"d")}),
         (TypeError, {"header": ((C.D_STRING, 0, 0),), "tags": (1, 2, 3, 4)}), (TypeError, {"files": [buf]}),
