@@ -1267,7 +1267,7 @@ static __attribute__((noinline)) Py_ssize_t walk_type(const Header *h, const uin
             int used = stop_bit(p, end - p, file_end - p, &v, 1);
             if (!used) return NO_HEADER;
             p += used;
-            memcpy(&value, &v, 8);
+            if (k == h->at) memcpy(&value, &v, 8);
             continue;
         }
         case D_LIST: {

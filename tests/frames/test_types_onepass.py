@@ -336,3 +336,29 @@ def test_decode_typed_checks_its_arguments() -> None:
     for error, change in bad:
         with pytest.raises(error):
             call(**change)
+
+
+@pytest.mark.parametrize("header", ["type:int8,n:stopbit", "name:string,type:int8,n:stopbit,m:stopbit",
+                                    "n:stopbit,type:stopbit,m:stopbit"])
+def test_header_fields_after_the_tag_leave_it_alone(tmp_path: Path, header: str) -> None:
+    """Found by helper-25: a stop-bit header field after the tag was taken for the tag."""
+    types = MessageTypes(header, "type", {1: ("a", "x:int32"), 2: ("b", "y:int32")})
+    fields = [f.split(":") for f in header.split(",")]
+    bodies, want = [], {"a": [], "b": []}
+    for k in range(300):
+        tag = 1 + (k * 5 + k // 7) % 2
+        row: dict[str, Any] = {}
+        body = b""
+        for name, kind in fields:
+            value: Any = tag if name == "type" else (k * 3) % 11 if kind == "stopbit" else f"v{k % 4}"
+            body += (struct.pack("<b", value) if kind == "int8" else encode_stop_bit(value) if kind == "stopbit"
+                     else encode_stop_bit(len(value)) + value.encode())
+            if name != "type":
+                row[name] = value
+        body += struct.pack("<i", k)
+        row["x" if tag == 1 else "y"] = k
+        want["a" if tag == 1 else "b"].append(row)
+        bodies.append(body)
+    path = write_bodies(tmp_path / "j", bodies, T0 // 1_000_000)
+    got = pychro.read_tables(path, types)
+    assert {name: t.to_pylist() for name, t in got.items()} == want
