@@ -1403,6 +1403,7 @@ static int read_header(PyObject *program, PyObject *tags, Header *h, Step **step
 typedef struct { /* one message type's program and output */
     Op *ops;
     Py_ssize_t n_ops, n_cols, n_prefix, run0; /* as in decode() */
+    Py_ssize_t room; /* output rows its buffers hold */
     uint8_t *status; /* per output row: ST_* */
     int32_t *rows;   /* per output row: its row of the batch */
     int64_t *counts; /* as decode()'s counts, of this type's output rows */
@@ -1448,13 +1449,14 @@ static void restore_kind(Kind *kd, int64_t *used) {
  * header: the common header's program (the tag's column 0, the others -1); tags: each type's tag value (an int
  * as the tag's wire bytes read little-endian, or bytes of Java text); programs, outs, statuses (uint8), rows
  * (int32), counts (int64): per type, as decode()'s program, outs, status and counts, over that type's output
- * rows (each of at least hi rows); used (int64, per type): output rows written so far (a call resumes there).
+ * rows (statuses[t] has one byte per output row the type has room for; the others hold as many rows); used
+ * (int64, per type): output rows written so far (a call resumes there).
  * Each batch row lo..hi-1: the header checked as by decode(), its type found, then decoded with its type's
  * program into that type's output row used[t]++ (rows[t][used] = the batch row). info (int64): [messages whose
  * tag names no type, the first of them, bodies without the common header, the first bad row (header or type),
  * its type (-1: the header)]. stop: rows after the first bad one are only header-checked; stop_unknown: so are
  * those after the first unknown tag. Codes as decode()'s; for C_NEED_MORE and C_TOO_BIG, type names the type
- * whose column `detail` is full.
+ * whose column `detail` is full (detail -1: its rows are).
  */
 static PyObject *decode_typed(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *header_p, *tags_t, *programs, *files_t, *outs, *statuses, *rows_t, *counts_t;
@@ -1516,17 +1518,20 @@ static PyObject *decode_typed(PyObject *Py_UNUSED(self), PyObject *args) {
         Kind *kd = &kinds[t];
         PyObject *o = PyTuple_GET_ITEM(outs, t);
         kd->n_cols = PyTuple_GET_SIZE(o);
-        kd->n_ops = read_program(PyTuple_GET_ITEM(programs, t), o, hi, &views, &kd->ops, &kd->n_prefix);
+        Py_buffer *st = take_view(&kviews, PyTuple_GET_ITEM(statuses, t), 1, "statuses", t);
+        if (!st) goto done;
+        kd->room = st->len;
+        kd->n_ops = read_program(PyTuple_GET_ITEM(programs, t), o, kd->room, &views, &kd->ops, &kd->n_prefix);
         if (kd->n_ops < 0) goto done;
         kd->run0 = kd->n_prefix ? kd->ops[0].run : 0;
         kd->nulls0 = nulls0 + at_null;
         at_null += kd->n_ops;
-        Py_buffer *st = take_view(&kviews, PyTuple_GET_ITEM(statuses, t), 1, "statuses", t);
-        Py_buffer *rw = st ? take_view(&kviews, PyTuple_GET_ITEM(rows_t, t), 1, "rows", t) : NULL;
+        Py_buffer *rw = take_view(&kviews, PyTuple_GET_ITEM(rows_t, t), 1, "rows", t);
         Py_buffer *ct = rw ? take_view(&kviews, PyTuple_GET_ITEM(counts_t, t), 1, "counts", t) : NULL;
         if (!ct) goto done;
-        if (st->len < hi || rw->len / 4 < hi || ct->len / 8 < N_NULLS + kd->n_cols || used[t] < 0 || used[t] > lo) {
-            bad_arg("type %zd: status, rows or counts too short, or used out of range", t);
+        if (rw->len / 4 < kd->room || ct->len / 8 < N_NULLS + kd->n_cols || used[t] < 0 || used[t] > lo ||
+            used[t] > kd->room) {
+            bad_arg("type %zd: rows or counts too short, or used out of range", t);
             goto done;
         }
         kd->status = st->buf;
@@ -1617,6 +1622,10 @@ static PyObject *decode_typed(PyObject *Py_UNUSED(self), PyObject *args) {
             Kind *kd = &kinds[t];
             for (Py_ssize_t x = 0; x < n_in[q]; x += TILE) {
                 Py_ssize_t k = n_in[q] - x < TILE ? n_in[q] - x : TILE, out0 = used[t], at_row, col;
+                if (out0 + k > kd->room) { /* its rows are full: (3) asks for more room */
+                    ordered = 1;
+                    break;
+                }
                 int64_t bad0 = kd->counts[N_BAD];
                 int dec = 1;
                 if (decode_subtile(kd->ops, kd->n_ops, kd->n_prefix, out0, k, &sp[q][x], &se[q][x], &sfe[q][x],
@@ -1667,6 +1676,10 @@ static PyObject *decode_typed(PyObject *Py_UNUSED(self), PyObject *args) {
                     if (stop) decoding = 0;
                 }
                 continue;
+            }
+            if (used[t] >= kinds[t].room) {
+                code = C_NEED_MORE, row = i, detail = -1, type = t;
+                break;
             }
             RowOut o = {C_DONE, 0, 0, 0, -1};
             int bad = typed_row(&kinds[t], &used[t], i, p, p + length, base + size, &o);

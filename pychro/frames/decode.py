@@ -92,7 +92,8 @@ class Plan:
         # learnt UTF-8 bytes per row of each text column: the next batch's first data buffer size (a race
         # between threads only changes a guess)
         self.text_bytes = [float(_INITIAL_TEXT_BYTES)] * len(wanted)
-        self.share = 1.0  # learnt share of a batch's rows that are this plan's (one message type of several)
+        # learnt share of a batch's rows that are this plan's (one message type of several; None: not yet)
+        self.share: float | None = None
 
 
 class Run:
@@ -146,6 +147,25 @@ class Run:
         unit = self.plan.types[col].entry_size if self.plan.kinds[col] == C.D_LIST else 1
         data.resize(min(2 * data.size + 4096 * unit, ((1 << 31) - 1) * unit))
 
+    def grow_rows(self, used: int, n: int) -> None:
+        """Room for ``n`` rows, the first ``used`` kept (message types: a type with more messages in a batch than
+        its share foresaw)."""
+        plan = self.plan
+        for j, kind in enumerate(plan.kinds):
+            first, data, valid = self.outs[j]
+            if kind in (C.D_FIXED, C.D_STOPBIT):
+                size = plan.sizes[j] or 8
+                first = _moved(first, n * size + 8, used * size)
+            elif kind == C.D_BOOL:
+                first = _moved(first, (n + 7) // 8, (used + 7) // 8)
+            else:
+                first = _moved(first, 4 * (n + 1), 4 * (used + 1))
+                valid = None if valid is None else _moved(valid, (n + 7) // 8, (used + 7) // 8)
+            self.outs[j] = (first, data, valid)
+        status = empty(n, np.uint8)
+        status[:used] = self.status[:used]
+        self.status, self.n = status, n
+
     def column(self, col: int) -> str:
         return self.plan.columns[col]
 
@@ -181,10 +201,17 @@ class Run:
 
 
 
+def _moved(buf: Any, size: int, keep: int) -> Any:
+    """A zeroed buffer of ``size`` bytes holding the first ``keep`` bytes of ``buf``."""
+    out = np.zeros(size, np.uint8)
+    out[:keep] = np.frombuffer(buf, np.uint8, count=keep)
+    return pa.py_buffer(out)
+
+
 class TypedRun:
-    """One batch of a journal of message types: a :class:`Run` per type (each with room for every row of the
-    batch; text buffers sized by the type's learnt share of rows) and ``_decode.decode_typed``, which reads each
-    message's tag in its header and decodes it into its type's next output row, in one pass.
+    """One batch of a journal of message types: a :class:`Run` per type (with room for the type's learnt share of
+    the batch's rows, grown when the C asks) and ``_decode.decode_typed``, which reads each message's tag in its
+    header and decodes it into its type's next output row, in one pass.
 
     ``rows[t][:used[t]]`` are the batch rows of type ``t``'s output rows; ``info`` is the C's ``I_*`` counts
     (unknown tags, bodies without the header, the first bad row and its type).
@@ -193,9 +220,11 @@ class TypedRun:
     def __init__(self, header: Plan, tags: tuple[Any, ...], plans: Sequence[Plan], n: int,
                  stop_unknown: bool) -> None:
         self.header, self.tags, self.n, self.stop_unknown = header, tags, n, stop_unknown
-        self.runs = [Run(p, n, min(n, n * p.share * 1.25 + 64)) for p in plans]
+        # each type's room: its share of the previous batch's rows and a quarter more (a type absent then: 64 rows)
+        rooms = [min(n, int(n * (1 / len(plans) if p.share is None else p.share) * 1.25) + 64) for p in plans]
+        self.runs = [Run(p, room) for p, room in zip(plans, rooms)]
         self.programs = tuple(p.program for p in plans)
-        self.rows = tuple(empty(n, np.int32) for _ in plans)
+        self.rows = [empty(room, np.int32) for room in rooms]
         self.used = np.zeros(len(plans), np.int64)
         self.info = np.zeros(C.I_COUNT, np.int64)
         self.info[[C.I_FIRST_UNKNOWN, C.I_FIRST_BAD, C.I_BAD_TYPE]] = -1
@@ -208,11 +237,19 @@ class TypedRun:
         while True:
             code, row, detail, self.full = C.decode_typed(
                 self.header.program, self.tags, self.programs, entries, mask, bits, keys, files, lo, self.n, stop,
-                self.stop_unknown, tuple(tuple(r.outs) for r in runs), tuple(r.status for r in runs), self.rows,
-                self.used, tuple(r.counts for r in runs), self.info, release)
+                self.stop_unknown, tuple(tuple(r.outs) for r in runs), tuple(r.status for r in runs),
+                tuple(self.rows), self.used, tuple(r.counts for r in runs), self.info, release)
             if code != C.C_NEED_MORE:
                 break
-            runs[self.full].grow(detail)
+            t = self.full
+            if detail >= 0:
+                runs[t].grow(detail)
+            else:  # the type's rows are full
+                used, room = int(self.used[t]), min(self.n, 2 * runs[t].n + 64)
+                runs[t].grow_rows(used, room)
+                rows = empty(room, np.int32)
+                rows[:used] = self.rows[t][:used]
+                self.rows[t] = rows
             lo = row
         for t, r in enumerate(runs):
             r.done = int(self.used[t])

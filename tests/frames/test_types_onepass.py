@@ -95,7 +95,7 @@ def _expect(what: list[tuple[str, Any]], errors: str, unknown: str) -> tuple[Any
                 break
             skipped += 1
         else:
-            rows[kind].append(row)
+            rows[kind].append({"_seq": seq, **row})
     return None, rows, skipped, unknowns
 
 
@@ -128,9 +128,11 @@ def test_one_pass_equals_what_was_written(tmp_path: Path, seed: int, bad: float)
                     assert info.value.seq == error[0], label  # type: ignore[attr-defined]
                     continue
                 stats = ReadStats()
-                got = pychro.read_tables(path, TYPES, stats=stats, **kw)
+                got = pychro.read_tables(path, TYPES, stats=stats, index=True, **kw)
                 for name in TYPES.names:
-                    assert got[name].to_pylist() == rows[name], f"{label}: type {name}"
+                    want = [{"_index": journal.config.index_of(cycle, r["_seq"]),
+                             **{k: v for k, v in r.items() if k != "_seq"}} for r in rows[name]]
+                    assert got[name].to_pylist() == want, f"{label}: type {name}"
                 assert stats.skipped_rows == skipped, label
                 assert stats.unknown_rows == unknowns, label
                 assert stats.rows == sum(len(r) for r in rows.values()), label
@@ -314,16 +316,17 @@ def test_decode_typed_checks_its_arguments() -> None:
     def call(**change: Any) -> Any:
         args = dict(header=header.program, tags=run.tags, programs=run.programs, entries=entries, mask=(1 << 40) - 1,
                     bits=40, keys=np.zeros(1, np.int64), files=(buf,), lo=0, hi=n, stop=True, stop_unknown=True,
-                    outs=outs, statuses=statuses, rows=run.rows, used=run.used, counts=counts, info=run.info)
+                    outs=outs, statuses=statuses, rows=tuple(run.rows), used=run.used, counts=counts, info=run.info)
         args.update(change)
         return C.decode_typed(*args.values())
 
     assert call()[0] == C.C_HEADER  # (a zero header: the only thing wrong)
     bad = [
         (ValueError, {"hi": n + 1}), (ValueError, {"lo": 3, "hi": 2}), (ValueError, {"tags": run.tags[:3]}),
-        (ValueError, {"outs": outs[:3]}), (ValueError, {"statuses": (np.zeros(1, np.uint8),) * 4}),
+        (ValueError, {"outs": outs[:3]}), (ValueError, {"statuses": (np.zeros(10**6, np.uint8),) * 4}),
         (ValueError, {"rows": (np.zeros(1, np.int32),) * 4}), (ValueError, {"counts": (np.zeros(1, np.int64),) * 4}),
         (ValueError, {"used": np.array([5, 0, 0, 0], np.int64)}), (ValueError, {"used": np.array([-1, 0, 0, 0])}),
+        (ValueError, {"lo": 1, "used": np.array([1, 0, 0, 0]), "statuses": (np.zeros(0, np.uint8),) * 4}),
         (ValueError, {"info": np.zeros(2, np.int64)}),
         (ValueError, {"header": ((C.D_FIXED, 8, -1), (C.D_REST, 0, -1))}),  # no tag
         (ValueError, {"header": ((C.D_FIXED, 1, 0), (C.D_FIXED, 1, 0))}),  # two
