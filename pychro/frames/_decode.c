@@ -1211,9 +1211,13 @@ typedef struct {
 
 typedef struct { /* one tag value: an integer as its bytes on the wire read (little-endian, zero-extended), or text */
     uint64_t value;
-    const char *text;
+    const char *text; /* as Java writes it */
     Py_ssize_t len;
+    const char *utf8; /* as UTF-8 */
+    Py_ssize_t utf8_len;
 } Tag;
+
+#define OTHER_TAG_BYTES 1024 /* text tags that match none as Java writes them: decoded and compared up to this long */
 
 typedef struct {
     const Step *steps; /* the common header, with the tag at step `at` */
@@ -1301,6 +1305,16 @@ static __attribute__((noinline)) Py_ssize_t walk_type(const Header *h, const uin
         if (text_len < 0) return UNKNOWN_TYPE; /* a null */
         for (Py_ssize_t t = 0; t < h->n_tags; t++)
             if (h->tags[t].len == text_len && !memcmp(h->tags[t].text, text, (size_t)text_len)) return t;
+        /* not spelled as Java writes any tag (C0 80, 4-byte UTF-8, a lone surrogate...): its text, as a read of
+         * the header field gives it, is compared; bytes that are not Java text make the header bad */
+        uint8_t d[OTHER_TAG_BYTES];
+        int cesu = 0;
+        int64_t replaced = 0;
+        if (text_len > OTHER_TAG_BYTES) return UNKNOWN_TYPE;
+        Py_ssize_t got = java_text(text, (Py_ssize_t)text_len, d, &cesu, &replaced);
+        if (got < 0) return NO_HEADER;
+        for (Py_ssize_t t = 0; t < h->n_tags; t++)
+            if (h->tags[t].utf8_len == got && !memcmp(h->tags[t].utf8, d, (size_t)got)) return t;
         return UNKNOWN_TYPE;
     }
     return tag_type(h, value);
@@ -1372,12 +1386,16 @@ static int read_header(PyObject *program, PyObject *tags, Header *h, Step **step
     for (Py_ssize_t j = 0; j < n_tags; j++) {
         PyObject *o = PyTuple_GET_ITEM(tags, j);
         if (text) {
-            if (!PyBytes_Check(o)) {
-                PyErr_SetString(PyExc_TypeError, "text tags must be bytes");
+            PyObject *java = PyTuple_Check(o) && PyTuple_GET_SIZE(o) == 2 ? PyTuple_GET_ITEM(o, 0) : NULL;
+            PyObject *utf8 = java ? PyTuple_GET_ITEM(o, 1) : NULL;
+            if (!java || !PyBytes_Check(java) || !PyBytes_Check(utf8)) {
+                PyErr_SetString(PyExc_TypeError, "text tags must be (Java bytes, UTF-8 bytes) pairs");
                 return -1;
             }
-            t[j].text = PyBytes_AS_STRING(o); /* the tuple holds it for the call */
-            t[j].len = PyBytes_GET_SIZE(o);
+            t[j].text = PyBytes_AS_STRING(java); /* the tuple holds them for the call */
+            t[j].len = PyBytes_GET_SIZE(java);
+            t[j].utf8 = PyBytes_AS_STRING(utf8);
+            t[j].utf8_len = PyBytes_GET_SIZE(utf8);
             continue;
         }
         if (!PyLong_Check(o)) {

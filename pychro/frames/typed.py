@@ -116,15 +116,15 @@ def type_plans(types: MessageTypes, wanted: dict[str, list[str]], meta: list[str
 
 
 def wire_tags(types: MessageTypes) -> tuple[Any, ...]:
-    """The tag values as the decoder finds them in a message: text as Java writes it (bytes), a stop-bit integer
-    as it is, a fixed-size one as its little-endian bytes read unsigned (int8 -1 -> 255).
+    """The tag values as the decoder finds them in a message: text as Java writes it and as UTF-8 (a pair of
+    bytes), a stop-bit integer as it is, a fixed-size one as its little-endian bytes read unsigned (int8 -1 -> 255).
 
     >>> wire_tags(MessageTypes("type:int8", "type", {-1: ("a", ""), 2: ("b", "")}))
     (255, 2)
     """
     t = types.header[types.tag].type
     if t.kind in (S.STRING, S.UTF):
-        return tuple(F.encode_text(v) for v in types.values)
+        return tuple((F.encode_text(v), v.encode("utf-8", "surrogatepass")) for v in types.values)
     if t.kind == S.STOPBIT:
         return tuple(int(v) for v in types.values)
     return tuple(int(v) & ((1 << (8 * t.size)) - 1) for v in types.values)
@@ -222,7 +222,9 @@ def _raise_unknown(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[n
     head = decode_batch(tr.r.decode_plan, files, seq0, entries[row : row + 1], "raise",
                         seqs=np.array([seq], np.int64), release=False)
     value = head.columns[tag][0].as_py()
-    listed = ", ".join(f"{v!r} {n}" for v, n in zip(tr.types.values, tr.types.names))
+    listed = ", ".join(f"{v!r} {n}" for v, n in list(zip(tr.types.values, tr.types.names))[:20])
+    if len(tr.types.names) > 20:
+        listed += f", ... ({len(tr.types.names)} types)"
     raise SchemaMismatchError(
         f"message has {tag}={value!r}, which names no message type (types: {listed}); use unknown='skip' to "
         "read past such messages",

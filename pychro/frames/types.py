@@ -18,9 +18,10 @@ import numpy as np
 
 from .schema import STRING, UTF, Field, Schema, SchemaLike
 
-__all__ = ["TYPES_VERSION", "MessageTypes"]
+__all__ = ["MAX_TYPES", "TYPES_VERSION", "MessageTypes"]
 
 TYPES_VERSION = 1
+MAX_TYPES = 32767
 _INT_RANGE = {
     "int8": (-(1 << 7), (1 << 7) - 1), "int16": (-(1 << 15), (1 << 15) - 1), "int32": (-(1 << 31), (1 << 31) - 1),
     "int64": (-(1 << 63), (1 << 63) - 1), "uint8": (0, (1 << 8) - 1), "uint16": (0, (1 << 16) - 1),
@@ -86,6 +87,8 @@ class MessageTypes:
                              "stopbit) or a text field (string, utf)")
         if not isinstance(types, Mapping) or not types:
             raise ValueError("types must be a non-empty dict {tag value: (type name, fields)}")
+        if len(types) > MAX_TYPES:
+            raise ValueError(f"{len(types)} message types: at most {MAX_TYPES} (the decoder numbers them in 16 bits)")
         self._by_value: dict[Any, tuple[str, Schema]] = {}
         self._by_name: dict[str, tuple[Any, Schema]] = {}
         for value, spec in types.items():

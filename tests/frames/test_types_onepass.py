@@ -365,3 +365,50 @@ def test_header_fields_after_the_tag_leave_it_alone(tmp_path: Path, header: str)
     path = write_bodies(tmp_path / "j", bodies, T0 // 1_000_000)
     got = pychro.read_tables(path, types)
     assert {name: t.to_pylist() for name, t in got.items()} == want
+
+
+@pytest.mark.parametrize("listed,raw", [
+    ("A\u0000B", b"A\xc0\x80B"),  # U+0000 as Java writes it
+    ("A\u0000B", b"A\x00B"),  # as plain UTF-8
+    ("DAX\U0001F680", "DAX\U0001F680".encode()),  # 4-byte UTF-8, where Java writes a surrogate pair
+    ("\ufffd", b"\xed\xa0\x80"),  # a lone surrogate reads as U+FFFD
+])
+def test_a_text_tag_matches_its_text_however_spelled(tmp_path: Path, listed: str, raw: bytes) -> None:
+    """Found by helper-25: text tags were compared as the bytes Java writes only; a tag is its text, as a read of
+    the header field gives it."""
+    types = MessageTypes("kind:string", "kind", {listed: ("a", "x:int32"), "other": ("b", "y:int8")})
+    java = encode_text(listed)
+    bodies = [encode_stop_bit(len(java)) + java + struct.pack("<i", 1),
+              encode_stop_bit(len(raw)) + raw + struct.pack("<i", 2)]
+    path = write_bodies(tmp_path / "j", bodies, T0 // 1_000_000)
+    got = pychro.read_tables(path, types)
+    assert got["a"].column("x").to_pylist() == [1, 2]
+
+
+def test_a_text_tag_that_is_not_java_text_is_a_bad_message(tmp_path: Path) -> None:
+    types = MessageTypes("kind:string", "kind", {"a": ("a", "x:int32")})
+    bodies = [encode_stop_bit(1) + b"a" + struct.pack("<i", 1), encode_stop_bit(1) + b"\xff" + struct.pack("<i", 2),
+              encode_stop_bit(1) + b"a" + struct.pack("<i", 3)]
+    path = write_bodies(tmp_path / "j", bodies, T0 // 1_000_000)
+    with pytest.raises(SchemaMismatchError, match="field 'kind' holds bytes that are not Java text") as info:
+        pychro.read_tables(path, types, unknown="skip")
+    assert info.value.seq == 1  # type: ignore[attr-defined]
+    stats = ReadStats()
+    got = pychro.read_tables(path, types, errors="skip", stats=stats)
+    assert got["a"].column("x").to_pylist() == [1, 3] and stats.skipped_rows == 1 and stats.unknown_rows == 0
+
+
+def test_the_number_of_types_is_bounded_and_an_unknown_tag_error_stays_short(tmp_path: Path) -> None:
+    """Found by helper-25: 32768 types failed only when read, with a bare ValueError from the decoder; the error
+    for an unknown tag listed every type (half a megabyte for 40 000)."""
+    from pychro.frames.types import MAX_TYPES
+
+    with pytest.raises(ValueError, match="at most 32767"):
+        MessageTypes("type:int32", "type", {v: (f"t{v}", "") for v in range(MAX_TYPES + 1)})
+    types = MessageTypes("type:int32", "type", {v: (f"t{v}", "x:int8") for v in range(MAX_TYPES)})
+    path = write_bodies(tmp_path / "j", [struct.pack("<ib", v, 1) for v in (0, MAX_TYPES - 1, -5)], T0 // 1_000_000)
+    with pytest.raises(SchemaMismatchError, match=r"type=-5, .*, \.\.\. \(32767 types\)") as info:
+        pychro.read_tables(path, types)
+    assert len(str(info.value)) < 1000
+    got = pychro.read_tables(path, types, unknown="skip")
+    assert got["t0"].num_rows == 1 and got[f"t{MAX_TYPES - 1}"].num_rows == 1
