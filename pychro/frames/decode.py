@@ -5,7 +5,8 @@ of ``_decode.c``: one ``(kind, size, column)`` step per field; a fixed-size fiel
 ``skip<N>`` padding, become skips. :class:`Run` allocates the output buffers of one batch in Arrow's memory
 pool (numbers, bit-packed booleans, string offsets, UTF-8 data and validity bitmaps), calls the C loop (which
 resumes where it stopped when a string data buffer needs to grow) and wraps the buffers as Arrow arrays
-without a copy. The error policy and messages are :mod:`pychro.frames.batch`'s.
+without a copy. :class:`TypedRun` does the same for a journal of several message types, one :class:`Run` per
+type. The error policy and messages are :mod:`pychro.frames.batch`'s.
 """
 
 from __future__ import annotations
