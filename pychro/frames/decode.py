@@ -221,8 +221,9 @@ class TypedRun:
     def __init__(self, header: Plan, tags: tuple[Any, ...], plans: Sequence[Plan], n: int,
                  stop_unknown: bool) -> None:
         self.header, self.tags, self.n, self.stop_unknown = header, tags, n, stop_unknown
-        # each type's room: its share of the previous batch's rows and a quarter more (a type absent then: 64 rows)
-        rooms = [min(n, int(n * (1 / len(plans) if p.share is None else p.share) * 1.25) + 64) for p in plans]
+        # each type's room: its share of the previous batch's rows and a tenth more (a type absent then: 64 rows);
+        # the tables keep this room, and a type that needs more is grown (a copy of its rows so far)
+        rooms = [min(n, int(n * (1 / len(plans) if p.share is None else p.share) * 1.1) + 64) for p in plans]
         self.runs = [Run(p, room) for p, room in zip(plans, rooms)]
         self.programs = tuple(p.program for p in plans)
         self.rows = [empty(room, np.int32) for room in rooms]
