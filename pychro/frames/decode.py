@@ -104,11 +104,10 @@ class Run:
     results.
     """
 
-    def __init__(self, plan: Plan, n: int, text_rows: float | None = None) -> None:
+    def __init__(self, plan: Plan, n: int) -> None:
         self.plan = plan
         self.n = n
         self.done = n  # rows the decoder went through (its counts of nulls cover them)
-        text_rows = n if text_rows is None else text_rows  # rows the text buffers are first sized for
         self.outs: list[tuple[Any, Any, Any]] = []
         for j, kind in enumerate(plan.kinds):
             if kind in (C.D_FIXED, C.D_STOPBIT):
@@ -119,7 +118,7 @@ class Run:
             else:
                 offsets = pa.allocate_buffer(4 * (n + 1))
                 np.frombuffer(offsets, np.int32, count=1)[0] = 0
-                cap = int(text_rows * plan.text_bytes[j] * 1.25) + 256
+                cap = int(n * plan.text_bytes[j] * 1.25) + 256
                 data = pa.allocate_buffer(cap, resizable=True)
                 valid = pa.py_buffer(np.zeros((n + 7) // 8, np.uint8)) if kind == C.D_STRING else None
                 self.outs.append((offsets, data, valid))
@@ -163,9 +162,7 @@ class Run:
                 first = _moved(first, 4 * (n + 1), 4 * (used + 1))
                 valid = None if valid is None else _moved(valid, (n + 7) // 8, (used + 7) // 8)
             self.outs[j] = (first, data, valid)
-        status = empty(n, np.uint8)
-        status[:used] = self.status[:used]
-        self.status, self.n = status, n
+        self.status, self.n = _longer(self.status, n, used), n
 
     def column(self, col: int) -> str:
         return self.plan.columns[col]
@@ -201,6 +198,12 @@ class Run:
         return out
 
 
+def _longer(a: npt.NDArray[Any], n: int, keep: int) -> npt.NDArray[Any]:
+    """An array of ``n`` items of ``a``'s type holding the first ``keep`` items of ``a``."""
+    out = empty(n, a.dtype)
+    out[:keep] = a[:keep]
+    return out
+
 
 def _moved(buf: Any, size: int, keep: int) -> Any:
     """A zeroed buffer of ``size`` bytes holding the first ``keep`` bytes of ``buf``."""
@@ -234,7 +237,7 @@ class TypedRun:
 
     def decode(self, entries: npt.NDArray[np.uint64], mask: int, bits: int, keys: npt.NDArray[np.int64],
                files: tuple[Any, ...], lo: int, stop: bool, release: bool = False) -> tuple[int, int, int]:
-        """As :meth:`Run.decode`; a full text buffer of any type is grown and the call resumed."""
+        """As :meth:`Run.decode`; a full text buffer, or a type's full rows, are grown and the call resumed."""
         runs = self.runs
         while True:
             code, row, detail, self.full = C.decode_typed(
@@ -249,9 +252,7 @@ class TypedRun:
             else:  # the type's rows are full
                 used, room = int(self.used[t]), min(self.n, 2 * runs[t].n + 64)
                 runs[t].grow_rows(used, room)
-                rows = empty(room, np.int32)
-                rows[:used] = self.rows[t][:used]
-                self.rows[t] = rows
+                self.rows[t] = _longer(self.rows[t], room, used)
             lo = row
         for t, r in enumerate(runs):
             r.done = int(self.used[t])
