@@ -25,6 +25,7 @@ is at least the Parquet write plus that decode; only smaller row groups would le
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import shutil
@@ -45,6 +46,21 @@ def _clean(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _settle(*paths: str) -> None:
+    """After a timed call: what it wrote removed and the disk written out, so that the next call starts as this one
+    did (no older file beside its output, no writes in flight). Overwriting a file lets the writer take the old
+    file's pages in the page cache; writing beside one needs fresh pages, which on the VM measured cost up to 3 ms
+    per MB the first time (host-side, shown as kernel time in the copy); and the writeback of one export slowed the
+    next one's writes. With the old file left beside it, a 10 M-row wide export took 1.4-2x pq.write_table."""
+    for path in paths:
+        if os.path.isdir(path):
+            _clean(path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+    os.sync()
+
+
 def one_shape(name: str, table: object, schema: str, rows: int, repeat: int, tmp: str) -> dict[str, float]:
     """Times (seconds, best of ``repeat``) of every operation on one shape."""
     journal = os.path.join(tmp, f"{name}-journal")
@@ -63,7 +79,7 @@ def one_shape(name: str, table: object, schema: str, rows: int, repeat: int, tmp
         partial(pychro.write_frame, table, scratch, schema, date=DAY, threads=1),
         partial(pq.write_table, table, out, compression="snappy"),
         partial(pychro.to_parquet, journal, schema, out),
-        repeat=repeat, after=lambda: _clean(scratch),
+        repeat=repeat, after=partial(_settle, scratch, out),
     )
     _clean(journal)
     return dict(zip(names, times))
@@ -120,11 +136,12 @@ def scale_child(name: str, rows: int) -> None:
             # read_table rounds on their own, one after the other: see the docstring
             read = interleaved(partial(pychro.read_table, journal, schema), repeat=3)
             got.append(read + interleaved(partial(pychro.to_parquet, journal, schema, out),
-                                          partial(pq.write_table, table, out, compression="snappy"), repeat=3))
+                                          partial(pq.write_table, table, out, compression="snappy"), repeat=3,
+                                          after=partial(_settle, out)))
             _clean(journal)
             scratch = os.path.join(tmp, f"scale-{name}-write")
             got[-1] += interleaved(partial(pychro.write_frame, table, scratch, schema, date=DAY), repeat=3,
-                                   after=partial(_clean, scratch))
+                                   after=partial(_settle, scratch))
             del table
         ms = [[t * 1e3 for t in g] for g in got]
         print(f"{name:9} read_table {got[1][0] / got[0][0]:5.1f}x ({ms[0][0]:.0f} -> {ms[1][0]:.0f} ms)   "
