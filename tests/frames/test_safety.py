@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -428,3 +429,34 @@ def test_a_read_left_open_at_exit_says_nothing(tmp_path: Path, journal: Path) ->
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr == ""
+
+
+def _decoding_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("pychro-decode")]
+
+
+def test_reads_with_many_thread_counts_leave_few_idle_threads(tmp_path: Path) -> None:
+    """Each thread count had a pool of its own for good: reads with threads=1..64 in turn left 234 idle threads.
+    Now the pools of the last api.KEPT_POOLS counts stay; an older pool's threads end."""
+    n = 300_000
+    write_frame({"a": np.arange(n, dtype=np.int64)}, tmp_path / "j", "a:int64")
+    expected = read_table(tmp_path / "j", "a:int64", threads=1)
+    try:
+        for threads in range(2, 65):
+            assert read_table(tmp_path / "j", "a:int64", threads=threads).equals(expected)
+        kept = [*api._POOLS]
+        assert len(kept) == api.KEPT_POOLS and kept[-1] == 64
+        deadline = time.monotonic() + 10
+        while len(_decoding_threads()) > sum(kept) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the threads of shut pools end once their last batches are done
+        assert len(_decoding_threads()) <= sum(kept)
+        # a pool shut while a read still uses it: that read decodes its further batches in its own thread
+        batches = iter_batches(tmp_path / "j", "a:int64", batch_rows=1000, threads=3)
+        first = next(batches)
+        for threads in range(4, 4 + api.KEPT_POOLS):
+            read_table(tmp_path / "j", "a:int64", threads=threads)
+        assert 3 not in api._POOLS
+        assert pa.Table.from_batches([first, *batches]).equals(expected)
+    finally:  # these big pools go: the tests after start theirs
+        for threads in [*api._POOLS]:
+            api._POOLS.pop(threads).shutdown(wait=True)
