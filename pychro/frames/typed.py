@@ -155,7 +155,7 @@ def columns_by_type(types: MessageTypes, columns: Any) -> dict[str, list[str]]:
 class _Decoded(NamedTuple):
     """One batch, by type: (rows of the batch, columns) per type, in index order within each."""
 
-    parts: list[tuple[npt.NDArray[np.int64], dict[str, Any]] | None]
+    parts: list[tuple[npt.NDArray[np.int32], dict[str, Any]] | None]
     skipped: int
     unknown: int
     first_bad: int | None  # batch row
@@ -182,7 +182,7 @@ def _decode(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint6
         _reraise(tr, files, seq0, entries, (first_bad, int(info[C.I_BAD_TYPE])))
     # with errors="truncate" the decoder stopped at the first bad row: only that row is to drop
     stop = r.errors == "truncate" and first_bad is not None
-    parts: list[tuple[npt.NDArray[np.int64], dict[str, Any]] | None] = []
+    parts: list[tuple[npt.NDArray[np.int32], dict[str, Any]] | None] = []
     slow = replaced = bad = 0
     for t, out in enumerate(run.runs):
         m = out.done
@@ -190,7 +190,7 @@ def _decode(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint6
         if not m:
             parts.append(None)
             continue
-        rows = run.rows[t][:m].astype(np.int64)
+        rows = run.rows[t][:m]  # (int32: batch rows; made seqs only for metadata columns)
         if not out.bad:
             parts.append((rows, out.arrays(m)))
         elif stop:
@@ -264,15 +264,17 @@ def typed_batches_of(tr: Any, out: _Decoded, cycle: int, seq0: int, stats: ReadS
     for kind, part in zip(tr.kinds, out.parts):
         if part is None:
             continue
-        batch = _record_batch(tr, kind, part[0] + seq0, part[1], cycle)
+        batch = _record_batch(tr, kind, part[0], seq0, part[1], cycle)
         stats.rows += batch.num_rows
         if batch.num_rows:
             yield TypedBatch(kind.name, batch)
 
 
-def _record_batch(tr: Any, kind: _Type, seqs: npt.NDArray[np.int64], cols: dict[str, Any], cycle: int) -> Any:
+def _record_batch(tr: Any, kind: _Type, rows: npt.NDArray[np.int32], seq0: int, cols: dict[str, Any], cycle: int,
+                  ) -> Any:
     r = tr.r
     arrays = []
+    seqs = rows.astype(np.int64) + seq0 if r.meta else rows  # (the rows' seqs: only metadata columns need them)
     for m in r.meta:
         if m == "_index":
             values = seqs + (cycle << r.config.seq_bits)
