@@ -133,6 +133,7 @@ def test_one_pass_equals_what_was_written(tmp_path: Path, seed: int, bad: float)
                     want = [{"_index": journal.config.index_of(cycle, r["_seq"]),
                              **{k: v for k, v in r.items() if k != "_seq"}} for r in rows[name]]
                     assert got[name].to_pylist() == want, f"{label}: type {name}"
+                    got[name].validate(full=True)  # (a null count that disagrees with the validity bitmap fails)
                 assert stats.skipped_rows == skipped, label
                 assert stats.unknown_rows == unknowns, label
                 assert stats.rows == sum(len(r) for r in rows.values()), label
