@@ -479,7 +479,10 @@ def _run_ordered(tasks: Iterator[Task], run: Callable[[CycleFiles, int, int], T]
                 if task is None:
                     exhausted = True
                     break
-                pending.append((_submit(pool, run, task) if task[2] >= EVEN_MIN_ROWS else None, task, forks))
+                fut = None
+                if task[2] >= EVEN_MIN_ROWS:
+                    fut, pool = _submit(pool, threads, run, task)
+                pending.append((fut, task, forks))
             if not pending:
                 if deferred is not None:
                     raise deferred
@@ -497,13 +500,23 @@ def _run_ordered(tasks: Iterator[Task], run: Callable[[CycleFiles, int, int], T]
             wait([fut for fut, _, made in pending if fut is not None and made == _FORKS])
 
 
-def _submit(pool: ThreadPoolExecutor, run: Callable[[CycleFiles, int, int], T], task: Task) -> Future[T] | None:
-    """The task handed to a decoding thread; None (run it in the caller) once the interpreter is shutting down: its
-    pools take no more work after the main thread has ended (atexit handlers, daemon threads still reading)."""
+def _submit(pool: ThreadPoolExecutor, threads: int, run: Callable[[CycleFiles, int, int], T], task: Task,
+            ) -> tuple[Future[T] | None, ThreadPoolExecutor]:
+    """The task handed to a decoding thread, and the pool it went to: the read's pool, or, once that pool was shut
+    (another thread count's read pushed it out, see :func:`_pool`), this thread count's pool made again. None (run
+    it in the caller) once the interpreter is shutting down: its pools take no more work after the main thread has
+    ended (atexit handlers, daemon threads still reading)."""
     try:
-        return pool.submit(run, *task)
+        return pool.submit(run, *task), pool
     except RuntimeError:
-        return None
+        pass
+    fresh = _pool(threads)
+    if fresh is not pool:
+        try:
+            return fresh.submit(run, *task), fresh
+        except RuntimeError:
+            pass
+    return None, pool
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}  # by thread count, least recently used first
@@ -521,8 +534,8 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     """The decoding threads for reads of ``threads`` threads, started once and shared by every read (starting
     and joining two threads per read cost 0.3 ms, 3% of a 1 M-row read); idle between reads. A child process
     made by fork starts its own. The pools of the last :data:`KEPT_POOLS` thread counts used are kept; an older
-    one is shut down (its threads end once its queued batches are done; a read still using it decodes its further
-    batches in its own thread): reads with ``threads=1..64`` in turn had left 234 idle threads behind."""
+    one is shut down (its threads end once its queued batches are done; a read still using it takes its thread
+    count's pool again, see :func:`_submit`): reads with ``threads=1..64`` in turn had left 234 idle threads."""
     with _POOLS_LOCK:
         pool = _POOLS.pop(threads, None)
         if pool is None:

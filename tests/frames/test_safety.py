@@ -450,13 +450,17 @@ def test_reads_with_many_thread_counts_leave_few_idle_threads(tmp_path: Path) ->
         while len(_decoding_threads()) > sum(kept) and time.monotonic() < deadline:
             time.sleep(0.01)  # the threads of shut pools end once their last batches are done
         assert len(_decoding_threads()) <= sum(kept)
-        # a pool shut while a read still uses it: that read decodes its further batches in its own thread
-        batches = iter_batches(tmp_path / "j", "a:int64", batch_rows=1000, threads=3)
+        # a pool shut while a read still uses it: that read takes a pool of its thread count again (its batches
+        # are still decoded by threads of a pool, not in the caller's thread)
+        batches = iter_batches(tmp_path / "j", "a:int64", batch_rows=api.EVEN_MIN_ROWS, threads=3)
         first = next(batches)
+        shut = api._POOLS[3]
+        assert shut._threads  # (batches of EVEN_MIN_ROWS rows or more go to the pool)
         for threads in range(4, 4 + api.KEPT_POOLS):
             read_table(tmp_path / "j", "a:int64", threads=threads)
-        assert 3 not in api._POOLS
+        assert 3 not in api._POOLS and shut._shutdown
         assert pa.Table.from_batches([first, *batches]).equals(expected)
+        assert api._POOLS[3] is not shut and api._POOLS[3]._threads
     finally:  # these big pools go: the tests after start theirs
         for threads in [*api._POOLS]:
             api._POOLS.pop(threads).shutdown(wait=True)
