@@ -1732,10 +1732,11 @@ static PyObject *decode_typed(PyObject *Py_UNUSED(self), PyObject *args) {
 #endif
     if (release) release_spans(fviews.views, n_files, span);
     Py_END_ALLOW_THREADS
-    for (Py_ssize_t t = 0; t < n_kinds; t++)
-        for (Py_ssize_t k = 0; k < kinds[t].n_ops; k++)
-            if (kinds[t].ops[k].valid) /* its rows done by this call */
-                kinds[t].counts[N_NULLS + kinds[t].ops[k].col] += zero_bits(kinds[t].ops[k].valid, kinds[t].start, used[t]);
+    for (Py_ssize_t t = 0; t < n_kinds; t++) /* each type's rows done by this call */
+        for (Py_ssize_t k = 0; k < kinds[t].n_ops; k++) {
+            const Op *op = &kinds[t].ops[k];
+            if (op->valid) kinds[t].counts[N_NULLS + op->col] += zero_bits(op->valid, kinds[t].start, used[t]);
+        }
     result = Py_BuildValue("(innn)", code, row, detail, type);
 done:
     if (kinds)
