@@ -3,7 +3,7 @@ feed) with each, rounds alternating, so that a slow spell of the machine hits bo
 
     python setup.py build_ext --inplace && cp pychro/frames/_decode*.so /tmp/old.so     # before the edit
     python setup.py build_ext --inplace && cp pychro/frames/_decode*.so /tmp/new.so     # after it
-    python benchmarks/ab_decode.py /tmp/old.so /tmp/new.so [--shapes null30,stopbit4] [--rounds 3] [--types]
+    python benchmarks/ab_decode.py /tmp/old.so /tmp/new.so [--shapes null30,stopbit4] [--rounds 9] [--types]
 
 Build both with setup.py's flags: the decoder's speed depends on GCC's inlining and layout, and builds made with
 other flags mislead. Prints the best time of each build per shape and thread setting, and new/old. Each table read
@@ -18,14 +18,13 @@ import importlib.util
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from functools import partial
 from types import ModuleType
 from typing import Any
 
 from bench_shapes import SHAPES
-from bench_write import DAY, shape_tables
+from bench_write import DAY, interleaved, shape_tables
 
 import pychro
 from pychro.frames import batch, decode, typed
@@ -46,18 +45,15 @@ def use(module: ModuleType) -> None:
 
 
 def best(builds: list[ModuleType], read: Callable[[], Any], rounds: int) -> list[float]:
-    times = [float("inf")] * len(builds)
+    """Best time of ``read`` with each build (bench_write.interleaved: a warm-up round, then the builds taking
+    turns); the tables each build read last are checked equal."""
     results: list[Any] = [None] * len(builds)
-    for build in builds:  # a warm-up read each, untimed
-        use(build)
-        read()
-    for _ in range(rounds):
-        for k, build in enumerate(builds):
-            use(build)
-            for _ in range(3):
-                t0 = time.perf_counter()
-                results[k] = read()
-                times[k] = min(times[k], time.perf_counter() - t0)
+
+    def with_build(k: int) -> None:
+        use(builds[k])
+        results[k] = read()
+
+    times = interleaved(*(partial(with_build, k) for k in range(len(builds))), repeat=rounds)
     assert all(r == results[0] for r in results[1:]), "the builds read different tables"
     return times
 
@@ -68,13 +64,13 @@ def main() -> None:
     ap.add_argument("new")
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shape names of bench_write")
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--types", action="store_true", help="also read_tables of bench_types' 4-type feed")
     args = ap.parse_args()
     builds = [load(args.old), load(args.new)]
     tmp = tempfile.mkdtemp(prefix="pychro-ab-")
     try:
-        print(f"{args.rows:,} rows, best of {args.rounds} rounds x 3; new/old < 1: the new build is faster")
+        print(f"{args.rows:,} rows, best of {args.rounds} rounds; new/old < 1: the new build is faster")
         for name in args.shapes.split(","):
             table, schema = shape_tables(args.rows, only=name)[name]
             path = os.path.join(tmp, name)
