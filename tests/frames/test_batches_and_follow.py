@@ -239,7 +239,7 @@ def test_read_table_cuts_its_rows_into_alike_batches_for_its_threads(tmp_path: P
     its threads (the last short batch of a fixed size left a thread idle); batch_rows= is taken as given."""
     from pychro.frames import api
 
-    monkeypatch.setattr(api, "TABLE_BATCH_ROWS", 128)
+    monkeypatch.setattr(api, "READ_TABLE_BATCH_ROWS", 128)
     monkeypatch.setattr(api, "EVEN_MIN_ROWS", 16)
     write_journal(tmp_path, SCHEMA, rows(0, 1000))
     want = read_table(tmp_path, SCHEMA, batch_rows=1000, threads=1)
@@ -263,6 +263,8 @@ def test_read_table_cuts_its_rows_into_alike_batches_for_its_threads(tmp_path: P
     assert cut(30, threads=2) == [30]  # below 2 x EVEN_MIN_ROWS: one batch, by the caller
     assert cut(40, threads=2) == [20, 20]
     assert cut(300, threads=2) == [150, 150]  # 2.3 batches: 2
+    # more threads than batches of EVEN_MIN_ROWS: as many such batches as fit (not one batch for the caller alone)
+    assert cut(300, threads=64) == [17] * 17 + [11]
 
 
 def test_small_batches_are_decoded_by_the_caller(tmp_path: Path, monkeypatch: Any) -> None:
