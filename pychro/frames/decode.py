@@ -93,6 +93,7 @@ class Plan:
         # learnt UTF-8 bytes per row of each text column: the next batch's first data buffer size (a race
         # between threads only changes a guess)
         self.text_bytes = [float(_INITIAL_TEXT_BYTES)] * len(wanted)
+        self.text_guessed = any(k in (*_TEXT, C.D_LIST) for k in self.kinds)  # no batch has taught text_bytes yet
         # learnt share of a batch's rows that are this plan's (one message type of several; None: not yet)
         self.share: float | None = None
 
@@ -171,9 +172,24 @@ class Run:
     def bad(self) -> int:
         return int(self.counts[C.N_BAD])
 
+    def used(self, j: int, m: int) -> int:
+        """Bytes of text (or of list entries) in rows ``0..m-1`` of text or list column ``j``."""
+        unit = self.plan.types[j].entry_size if self.plan.kinds[j] == C.D_LIST else 1
+        return int(np.frombuffer(self.outs[j][0], np.int32, count=1, offset=4 * m)[0]) * unit
+
+    def learn(self, m: int) -> None:
+        """Rows ``0..m-1``'s bytes per row of each text and list column, kept in the plan: the next batch's guess."""
+        plan = self.plan
+        if m:
+            for j, kind in enumerate(plan.kinds):
+                if kind in _TEXT or kind == C.D_LIST:
+                    plan.text_bytes[j] = max(1.0, self.used(j, m) / m)
+            plan.text_guessed = False
+
     def arrays(self, m: int) -> dict[str, Any]:
         """The columns of rows ``0..m-1`` as Arrow arrays over the output buffers (no copy)."""
         plan = self.plan
+        self.learn(m)
         out: dict[str, Any] = {}
         for j, name in enumerate(plan.columns):
             kind = plan.kinds[j]
@@ -181,13 +197,8 @@ class Run:
             arrow = plan.arrow_types[name]
             if kind == C.D_LIST:
                 out[name] = _list_array(plan.types[j], arrow, m, first, data)
-                used = int(np.frombuffer(first, np.int32, count=1, offset=4 * m)[0]) * plan.types[j].entry_size
-                if m:
-                    plan.text_bytes[j] = max(1.0, used / m)
             elif kind in _TEXT:
-                used = int(np.frombuffer(first, np.int32, count=1, offset=4 * m)[0])
-                if m:
-                    plan.text_bytes[j] = max(1.0, used / m)
+                used = self.used(j, m)
                 if used < data.size - data.size // 8:  # give back most of a guess that was too big
                     data.resize(used, shrink_to_fit=True)
                 nulls = int(self.counts[C.N_NULLS + j]) if m == self.done else -1

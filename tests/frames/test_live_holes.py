@@ -6,10 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from pychro import CorruptDataError, Journal, VanillaChronicleWriter
-from pychro.frames import scan
+from pychro import CorruptDataError, Journal, VanillaChronicleWriter, write_frame
+from pychro.frames import _decode as C
+from pychro.frames import batch, scan
 
 DAY = dt.datetime(2024, 5, 1, 9, tzinfo=dt.UTC)
 
@@ -66,3 +68,20 @@ def test_a_slot_that_stays_empty_is_damage(tmp_path: Path, monkeypatch: pytest.M
             seen.extend(range(seq0, seq0 + len(batch)))
     assert seen == list(range(20))  # the messages before the hole come first
     assert err.value.context["seq"] == 20
+
+
+@pytest.mark.parametrize("offset", [0, 2, 1 << 40])
+def test_an_entry_changed_after_the_decoder_read_it_is_a_corrupt_data_error(tmp_path: Path, offset: int) -> None:
+    """Filled index slots are a view of the index file: another process may change one between the decoder's read
+    and the error path's. The error path read the header before the body at the new offset: at an offset below
+    the header size, or past the file, that was a bare IndexError (~7% of reads against a process flipping a slot
+    between two bad entries, found by a helper). Now a CorruptDataError, whichever reason the decoder gave."""
+    write_frame({"k": np.arange(10, dtype=np.int64)}, tmp_path / "j", "k:int64", date=dt.date(2024, 1, 2))
+    journal = Journal(tmp_path / "j")
+    (cycle,) = journal.cycles()
+    files = scan.CycleFiles(journal, cycle)
+    entries, _ = files.load(0, 10)
+    key = int(entries[0]) >> files.codec.data_bits
+    for why in (C.H_ZERO, C.H_HUGE, C.H_PAST, C.H_OUTSIDE):
+        with pytest.raises(CorruptDataError, match="outside the data file"):
+            batch._raise_corrupt(files, key, offset, why, 0)
