@@ -27,7 +27,7 @@ from typing import Any
 
 from . import _atomic
 from . import _layout as L
-from .errors import FormatError, JournalNotFoundError, ReadOnlyJournalError
+from .errors import CorruptDataError, FormatError, JournalNotFoundError, ReadOnlyJournalError
 
 Buffer = Any  # collections.abc.Buffer is 3.12+
 
@@ -82,10 +82,15 @@ class MappedFile:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):  # mmap of a folder fails with a bare ENODEV
                 raise FormatError("not a regular file", path=path)
-            size = st.st_size
-            if limit is not None:
-                size = min(size, limit)
-            mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else None
+            for _ in range(3):
+                size = st.st_size if limit is None else min(st.st_size, limit)
+                try:
+                    mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else None
+                    break
+                except ValueError:  # the file shrank after fstat (another process truncating it): look again
+                    st = os.fstat(fd)
+            else:
+                raise CorruptDataError("the file kept shrinking while it was being mapped", path=path)
         finally:
             os.close(fd)
         return cls(path, mm, size, False)

@@ -488,3 +488,39 @@ def test_reserving_keeps_no_descriptor_of_a_rolled_file(tmp_path: Path) -> None:
             appender.finish()
         assert len(os.listdir("/proc/self/fd")) - before <= 6
     assert len(os.listdir("/proc/self/fd")) <= before + 1
+
+
+def test_a_file_that_shrinks_while_it_is_mapped_for_reading_is_a_pychro_error(tmp_path: Path, monkeypatch: Any) -> None:
+    """Between fstat and mmap another process may truncate the file: mmap then raised a bare ValueError ("mmap
+    length is greater than file size", found by a helper). The size is looked at again; a file that keeps
+    shrinking is a CorruptDataError."""
+    import os as _os
+
+    from pychro import _mapping
+    from pychro.errors import CorruptDataError
+
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 4096)
+    real = _os.fstat
+    calls = []
+
+    def stale(fd: int) -> Any:  # the size before a truncation, once
+        st = real(fd)
+        calls.append(fd)
+        if len(calls) > 1:
+            return st
+        return _os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, 8192,
+                                int(st.st_atime), int(st.st_mtime), int(st.st_ctime)))
+
+    monkeypatch.setattr(_mapping.os, "fstat", stale)
+    mf = _mapping.MappedFile.open_read(str(path))
+    assert mf.size == 4096 and len(calls) == 2
+
+    def always(fd: int) -> Any:
+        st = real(fd)
+        return _os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, 8192,
+                                int(st.st_atime), int(st.st_mtime), int(st.st_ctime)))
+
+    monkeypatch.setattr(_mapping.os, "fstat", always)
+    with pytest.raises(CorruptDataError, match="kept shrinking"):
+        _mapping.MappedFile.open_read(str(path))
