@@ -84,9 +84,11 @@ def decode_stop_bit(buf: bytes | memoryview | bytearray, pos: int, end: int) -> 
             if b == 0 and shift:
                 # a 0x00 terminator after continued groups: the value is negative, ~accumulated
                 value = ~value
+            elif shift == 63:  # a 10th byte ends only a negative value (Java's readStopBit throws)
+                raise ValueError("stop-bit value of 10 bytes that is not negative (Java reads at most 9 stop bits "
+                                 "of a positive value)")
             else:
                 value |= b << shift
-            # Java shifts a long: bits past the 64th are lost (a 10th byte of 2 or 3 is Long.MIN's top bit)
             value &= (1 << 64) - 1
             if value >= 1 << 63:
                 value -= 1 << 64

@@ -57,11 +57,12 @@ def ref_read_stop_bit(data: bytes, pos: int = 0) -> tuple[int, int]:
 
 def ref_stop_bit_in(body: bytes, pos: int) -> tuple[int, int] | None:
     """The stop-bit value at ``pos`` of a message body -> (value, bytes used), or None when no group ends within
-    10 bytes and inside the body (what a reader must call a mismatch)."""
+    10 bytes and inside the body, or a 10th byte ends a positive value (Java's readStopBit throws on it: "Cannot
+    read more than 9 stop bits of positive value"): what a reader must call a mismatch."""
     run = 0
     while pos + run < len(body) and body[pos + run] & 0x80 and run < 10:
         run += 1
-    if run >= 10 or pos + run >= len(body):
+    if run >= 10 or pos + run >= len(body) or (run == 9 and body[pos + run]):
         return None
     return ref_read_stop_bit(body, pos)
 

@@ -319,8 +319,9 @@ static inline uint64_t compress7(uint64_t x) {
 }
 
 /* Java readStopBit of p[0..avail): 7-bit groups, low first; a 0x00 byte after continued groups ends a negative
- * value (~accumulated). Returns the bytes used, or 0 when no group ends within avail and 10 bytes. Bits past the
- * 64th are dropped, as Java's long shifts drop them. readable (>= avail) is how many bytes from p may be loaded:
+ * value (~accumulated). Returns the bytes used, or 0 when no group ends within avail and 10 bytes, or the 10th byte
+ * ends a positive value (Java's readStopBit throws "Cannot read more than 9 stop bits of positive value"; a 10th
+ * byte of 0 holds no bits). readable (>= avail) is how many bytes from p may be loaded:
  * with 8 of them, the value is decoded from one word (two for 9 or 10 bytes) without a branch per byte. */
 static inline __attribute__((always_inline)) int stop_bit(const uint8_t *p, Py_ssize_t avail, Py_ssize_t readable, int64_t *value, int short_first) {
     if (short_first && avail > 0 && p[0] < 0x80) {
@@ -341,8 +342,8 @@ static inline __attribute__((always_inline)) int stop_bit(const uint8_t *p, Py_s
             if (!stops2) return 0; /* no group ends within 10 bytes */
             n = 8 + __builtin_ctzll(stops2) / 8 + 1;
             x = compress7(w & 0x7F7F7F7F7F7F7F7Full) | ((w2 & 0x7F) << 56);
-            if (n == 10) x |= ((w2 >> 8) & 0x7F) << 63; /* only its lowest bit fits */
             last = (w2 >> (8 * (n - 9))) & 0xFF;
+            if (n == 10 && last) return 0; /* a 10th byte only ends a negative value (Java throws on it) */
         } else {
             goto bytewise;
         }
@@ -358,6 +359,7 @@ bytewise:;
     for (Py_ssize_t k = 0; k < lim; k++) {
         uint64_t b = p[k];
         if (b < 0x80) {
+            if (k == 9 && b) return 0; /* a 10th byte only ends a negative value (Java throws on it) */
             acc = (k && b == 0) ? ~acc : acc | (b << (7 * k));
             memcpy(value, &acc, 8);
             return (int)k + 1;
@@ -465,12 +467,16 @@ __attribute__((target("avx512f,avx512cd"))) static void stopbit_column_avx512(
          * then bytes 8 and 9 from a second word, gathered for those lanes only */
         __mmask8 longer = load & ~fast & _mm512_cmpge_epi64_mask(_mm512_sub_epi64(file_end, p),
                                                                    _mm512_set1_epi64(16));
-        __m512i w2 = zero, n2 = zero;
+        __m512i w2 = zero, n2 = zero, last2 = zero;
         if (longer) {
             w2 = _mm512_mask_i64gather_epi64(zero, longer, _mm512_add_epi64(p, eight), (const void *)0, 1);
             __m512i stops2 = _mm512_andnot_si512(w2, _mm512_set1_epi64(0x8080));
             longer &= _mm512_test_epi64_mask(stops2, stops2); /* else no group ends within 10 bytes */
             n2 = first_stop(stops2);
+            last2 = _mm512_and_si512(_mm512_srlv_epi64(w2, _mm512_slli_epi64(_mm512_sub_epi64(n2, one), 3)),
+                                     _mm512_set1_epi64(0xFF));
+            /* a 10th byte ends only a negative value (0x00: no bits): else the scalar way says no value */
+            longer &= ~(_mm512_cmpgt_epi64_mask(n2, one) & _mm512_test_epi64_mask(last2, last2));
             n = _mm512_mask_mov_epi64(n, longer, eight);
         }
         __m512i bits = _mm512_slli_epi64(n, 3);
@@ -483,13 +489,10 @@ __attribute__((target("avx512f,avx512cd"))) static void stopbit_column_avx512(
         x = _mm512_or_si512(_mm512_and_si512(x, _mm512_set1_epi64(0x000000000FFFFFFFll)),
                             _mm512_srli_epi64(_mm512_and_si512(x, _mm512_set1_epi64(0x0FFFFFFF00000000ll)), 4));
         __m512i last = _mm512_and_si512(_mm512_srlv_epi64(w, _mm512_sub_epi64(bits, eight)), _mm512_set1_epi64(0xFF));
-        if (longer) { /* byte 8's group at bit 56; of byte 9's, only the lowest bit fits (bit 63) */
-            __m512i tail = _mm512_or_si512(
-                _mm512_slli_epi64(_mm512_and_si512(w2, _mm512_set1_epi64(0x7F)), 56),
-                _mm512_maskz_slli_epi64(_mm512_cmpgt_epi64_mask(n2, one), _mm512_srli_epi64(w2, 8), 63));
+        if (longer) { /* byte 8's group at bit 56 (a 10th byte is 0x00 here) */
+            __m512i tail = _mm512_slli_epi64(_mm512_and_si512(w2, _mm512_set1_epi64(0x7F)), 56);
             x = _mm512_mask_or_epi64(x, longer, x, tail);
-            last = _mm512_mask_and_epi64(last, longer, _mm512_srlv_epi64(w2, _mm512_slli_epi64(
-                                             _mm512_sub_epi64(n2, one), 3)), _mm512_set1_epi64(0xFF));
+            last = _mm512_mask_mov_epi64(last, longer, last2);
             n = _mm512_mask_add_epi64(n, longer, n2, eight);
             fast |= longer;
         }

@@ -356,11 +356,14 @@ def explain_mismatch(plan: Plan, u1: npt.NDArray[np.uint8], pos: int, length: in
 
 
 def _stop_bit(byte: Any, at: int) -> tuple[int, int]:
-    """(value, bytes used) of the stop-bit value at ``at``; used 0 when no group ends within 10 bytes."""
+    """(value, bytes used) of the stop-bit value at ``at``; used 0 when no group ends within 10 bytes, or a 10th
+    byte ends a positive value (Java's readStopBit throws)."""
     acc = 0
     for k in range(F.MAX_STOP_BIT_BYTES):
         b = byte(at + k)
         if b < F.STOP_BIT:
+            if k == 9 and b:
+                return 0, 0
             acc = ~acc & ((1 << 64) - 1) if (k and b == 0) else acc | (b << (7 * k))
             acc &= (1 << 64) - 1
             return acc - (1 << 64) if acc >= 1 << 63 else acc, k + 1

@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import ref_stop_bit, ref_stop_bit_in
+from helpers import ref_stop_bit, ref_stop_bit_in, write_bodies
 
 import pychro
-from pychro.errors import CorruptDataError, SchemaMismatchError
+from pychro import VanillaChronicleReader, read_table
+from pychro.frames import ReadStats
+from pychro.errors import CorruptDataError, FormatError, SchemaMismatchError
 from pychro.frames import _decode as C
 from pychro.frames import schema as S
 from pychro.frames.decode import Plan, Run
@@ -218,3 +220,35 @@ def test_bad_rows_in_a_tile_without_text(schema: str, stop: bool) -> None:
         bad = np.flatnonzero(run.status[:150] != C.ST_OK).tolist()
         assert bad == [70, 80, 130]
         assert run.arrays(150)["a"].to_pylist()[:70] == list(range(70))
+
+
+@pytest.mark.parametrize("path", ["avx512", "bmi2", "portable"])
+def test_a_ten_byte_stop_bit_value_that_is_not_negative_is_a_mismatch(tmp_path: Path, path: str) -> None:
+    """Java's readStopBit reads at most 9 bytes of a positive value ("Cannot read more than 9 stop bits of positive
+    value"); a 10th byte other than the 0x00 of a negative value was read, keeping its lowest bit (a helper found
+    it). Now the row does not match, on every decoder path and in the row API; -2**63 (ff x9 00) still reads."""
+    try:
+        C._stopbit_path(path)
+    except ValueError:
+        pytest.skip(f"no {path} on this CPU")
+    try:
+        ten = b"\xff" * 9 + b"\x01"  # positive, 10 bytes
+        bodies = [struct.pack("<q", k) + (ten if k == 20 else ref_stop_bit(-(1 << 63) + k)) for k in range(40)]
+        write_bodies(tmp_path / "j", bodies, 1_704_186_000_000)
+        stats = ReadStats()
+        table = read_table(tmp_path / "j", "k:int64,v:stopbit", errors="skip", stats=stats)
+        assert stats.skipped_rows == 1 and table.column("k").to_pylist() == [k for k in range(40) if k != 20]
+        assert table.column("v").to_pylist() == [-(1 << 63) + k for k in range(40) if k != 20]
+        with pytest.raises(SchemaMismatchError, match="holds no valid stopbit value"):
+            read_table(tmp_path / "j", "k:int64,v:stopbit")
+    finally:
+        C._stopbit_path(None)
+    with VanillaChronicleReader(str(tmp_path / "j")) as chron:
+        for k in range(40):
+            r = chron.next_reader()
+            assert r.read_long() == k
+            if k == 20:
+                with pytest.raises(FormatError, match="at most 9 stop bits"):
+                    r.read_stop_bit()
+            else:
+                assert r.read_stop_bit() == -(1 << 63) + k
