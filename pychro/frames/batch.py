@@ -14,7 +14,7 @@ per-row status becomes what the reader promises:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -136,7 +136,7 @@ def _header(dm: Any, offset: int) -> int | None:
     return int(dm.u1[offset - _HDR : offset].view("<i4")[0])
 
 
-def _raise_corrupt(files: CycleFiles, key: int, offset: int, why: int, seq: int) -> None:
+def _raise_corrupt(files: CycleFiles, key: int, offset: int, why: int, seq: int) -> NoReturn:
     dm = files.data(key)
     header = None if why == C.H_OUTSIDE else _header(dm, offset)
     if header is None:

@@ -19,8 +19,8 @@ from helpers import ref_stop_bit, ref_stop_bit_in, write_bodies
 
 import pychro
 from pychro import VanillaChronicleReader, read_table
-from pychro.frames import ReadStats
 from pychro.errors import CorruptDataError, FormatError, SchemaMismatchError
+from pychro.frames import ReadStats
 from pychro.frames import _decode as C
 from pychro.frames import schema as S
 from pychro.frames.decode import Plan, Run
