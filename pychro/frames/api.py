@@ -33,7 +33,7 @@ from ..errors import PychroError, PychroWarning
 from ..journal import Journal
 from . import schema as S
 from .args import check_rows, check_threads
-from .batch import BatchOut, TextTooBig, decode_batch
+from .batch import BatchOut, decode_batch, in_halves
 from .decode import Plan
 from .scan import CycleFiles, close_later, select_cycles
 from .timerange import TimeFilter, as_date, narrow, parse_when, time_filter
@@ -586,22 +586,14 @@ def _batches(
     _check_stats(stats)
     plan, errors = r.decode_plan, r.errors
 
-    def decoded(files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64]) -> list[tuple[BatchOut, int]]:
-        # (batch, first seq): one, or halves in turn where a column's text passes 2 GiB (Arrow's offsets), as
-        # it can in big batches of long texts: the batch size is ours, not the user's mistake
-        try:
-            return [(decode_batch(plan, files, seq0, entries, errors, release=r.release_now(files, entries)), seq0)]
-        except TextTooBig:
-            if entries.size < 2:
-                raise
-        half = entries.size // 2
-        first = decoded(files, seq0, entries[:half])
-        return first if first[-1][0].stop else first + decoded(files, seq0 + half, entries[half:])
-
     def run(files: CycleFiles, seq0: int, n: int) -> tuple[list[tuple[BatchOut, int]], int, PychroError | None]:
         # the index scan of the batch runs here too, beside the decode of other batches
         entries, damage = files.load(seq0, n)
-        return (decoded(files, seq0, entries) if entries.size else []), files.cycle, damage
+
+        def decode(seq: int, part: npt.NDArray[np.uint64]) -> BatchOut:
+            return decode_batch(plan, files, seq, part, errors, release=r.release_now(files, part))
+
+        return (in_halves(decode, seq0, entries) if entries.size else []), files.cycle, damage
 
     seen: set[int] = set()
     for outs, cycle, damage in _ordered(_tasks(r, batch_rows, follow, poll_interval, stats), run, threads, follow):

@@ -14,7 +14,8 @@ per-row status becomes what the reader promises:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, NoReturn
+from collections.abc import Callable
+from typing import Any, NamedTuple, NoReturn, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +27,7 @@ from . import _decode as C
 from .decode import Plan, Run, TypedRun, explain_mismatch
 from .scan import CycleFiles
 
-__all__ = ["BatchOut", "TextTooBig", "decode_batch", "run_batch"]
+__all__ = ["BatchOut", "TextTooBig", "decode_batch", "in_halves", "run_batch"]
 
 _HDR = L.HEADER_SIZE
 SAMPLE_ROWS = 2_048  # rows a plan's first batch decodes first to size its text buffers (batches of 8x that or more)
@@ -49,10 +50,34 @@ class TextTooBig(ValueError):
     """The text (or list entries) of one column in one batch pass Arrow's 32-bit offsets."""
 
 
+class _Stops(Protocol):
+    @property
+    def stop(self) -> bool: ...
+
+
+Out = TypeVar("Out", bound=_Stops)
+
+
+def in_halves(decode: Callable[[int, npt.NDArray[np.uint64]], Out], seq0: int, entries: npt.NDArray[np.uint64],
+              ) -> list[tuple[Out, int]]:
+    """``[(decode(seq0, entries), seq0)]``; where a column's text passes 2 GiB (Arrow's offsets, as it can in big
+    batches of long texts: the batch size is pychro's, not the user's mistake), the halves', in turn (the second
+    not after a stop: ``.stop`` of a result)."""
+    try:
+        return [(decode(seq0, entries), seq0)]
+    except TextTooBig:
+        if entries.size < 2:
+            raise
+    half = entries.size // 2
+    first = in_halves(decode, seq0, entries[:half])
+    return first if first[-1][0].stop else first + in_halves(decode, seq0 + half, entries[half:])
+
+
 def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64], errors: str,
-                 seqs: npt.NDArray[np.int64] | None = None, release: bool = True) -> BatchOut:
+                 seqs: npt.NDArray[np.int64] | None = None, release: bool = True, stable: bool = False) -> BatchOut:
     """Decode the messages of ``entries`` (index order, seqs ``seq0..``, or ``seqs`` when they are not
-    consecutive) of one cycle. ``release=False`` keeps the pages read resident."""
+    consecutive) of one cycle. ``release=False`` keeps the pages read resident. ``stable``: ``entries`` is this
+    read's own copy (else it may be a view of an index file, which another process could write)."""
     if seqs is not None:
         seq0 = 0  # errors name seqs[row]
     n = int(entries.size)
@@ -66,6 +91,8 @@ def decode_batch(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[
     if not run.bad:
         return BatchOut(run.arrays(n), None, n, 0, None, False, slow, replaced)
     first_bad = int(run.counts[C.N_FIRST_BAD])
+    if errors == "raise" and not stable:  # the error names what a copy of the entries holds, decoded again
+        return decode_batch(plan, files, seq0, np.array(entries), errors, seqs, release, stable=True)
     if errors == "raise":
         bits, mask = files.codec.data_bits, files.codec.offset_mask
         entry = int(entries[first_bad])
@@ -88,7 +115,7 @@ def _learn_text(plan: Plan, files: CycleFiles, seq0: int, entries: npt.NDArray[n
     sample = Run(plan, SAMPLE_ROWS)
     run_batch(sample, files, seq0, entries[:SAMPLE_ROWS], errors != "skip", False,
               None if seqs is None else seqs[:SAMPLE_ROWS])
-    sample.learn(SAMPLE_ROWS)
+    sample.learn(SAMPLE_ROWS, lower=True)
 
 
 def run_batch(run: Run | TypedRun, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64], stop: bool,

@@ -27,6 +27,7 @@ from .scan import empty
 __all__ = ["Plan", "Run", "TypedRun", "explain_mismatch"]
 
 _TEXT = (C.D_STRING, C.D_UTF, C.D_CHAR)
+_MAX_OFFSET = (1 << 31) - 1  # Arrow's 32-bit offsets: bytes of one text column's batch, or list entries
 _INITIAL_TEXT_BYTES = 24  # a text column's first guess of UTF-8 bytes per row (then learnt batch by batch)
 
 
@@ -119,7 +120,9 @@ class Run:
             else:
                 offsets = pa.allocate_buffer(4 * (n + 1))
                 np.frombuffer(offsets, np.int32, count=1)[0] = 0
-                cap = int(n * plan.text_bytes[j] * 1.25) + 256
+                # (never past what a batch's column can hold: 2**31 - 1 bytes, or list entries)
+                unit = plan.types[j].entry_size if kind == C.D_LIST else 1
+                cap = min(int(n * plan.text_bytes[j] * 1.25) + 256, _MAX_OFFSET * unit)
                 data = pa.allocate_buffer(cap, resizable=True)
                 valid = pa.py_buffer(np.zeros((n + 7) // 8, np.uint8)) if kind == C.D_STRING else None
                 self.outs.append((offsets, data, valid))
@@ -177,13 +180,16 @@ class Run:
         unit = self.plan.types[j].entry_size if self.plan.kinds[j] == C.D_LIST else 1
         return int(np.frombuffer(self.outs[j][0], np.int32, count=1, offset=4 * m)[0]) * unit
 
-    def learn(self, m: int) -> None:
-        """Rows ``0..m-1``'s bytes per row of each text and list column, kept in the plan: the next batch's guess."""
+    def learn(self, m: int, lower: bool = False) -> None:
+        """Rows ``0..m-1``'s bytes per row of each text and list column, kept in the plan: the next batch's guess.
+        ``lower``: only where below the guess (a sample of a batch's first rows, whose text may be much longer
+        than the rest's: it must not make the batch reserve more)."""
         plan = self.plan
         if m:
             for j, kind in enumerate(plan.kinds):
                 if kind in _TEXT or kind == C.D_LIST:
-                    plan.text_bytes[j] = max(1.0, self.used(j, m) / m)
+                    rate = max(1.0, self.used(j, m) / m)
+                    plan.text_bytes[j] = min(rate, plan.text_bytes[j]) if lower else rate
             plan.text_guessed = False
 
     def arrays(self, m: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -39,7 +40,7 @@ from .api import (
     _with_progress,
 )
 from .args import check_rows
-from .batch import decode_batch, run_batch
+from .batch import decode_batch, in_halves, run_batch
 from .decode import Plan, TypedRun
 from .scan import CycleFiles
 from .types import MessageTypes
@@ -164,8 +165,11 @@ class _Decoded(NamedTuple):
     replaced: int
 
 
-def _decode(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64]) -> _Decoded:
-    """One batch of every type (``tr``: a :class:`_TypedRead`, or what the remote reader makes alike)."""
+def _decode(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint64], stable: bool = False,
+            ) -> _Decoded:
+    """One batch of every type (``tr``: a :class:`_TypedRead`, or what the remote reader makes alike). ``stable``:
+    ``entries`` is this read's own copy (else it may be a view of an index file, which another process could
+    write: before an error names a message, the batch is decoded again from a copy)."""
     r = tr.r
     n = int(entries.size)
     run = TypedRun(r.decode_plan, tr.tags, [k.decode_plan for k in tr.kinds], n, tr.unknown == "raise")
@@ -175,8 +179,11 @@ def _decode(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint6
     info = run.info
     first_bad = int(info[C.I_FIRST_BAD]) if info[C.I_FIRST_BAD] >= 0 else None
     unknown = int(info[C.I_UNKNOWN])
-    if unknown and tr.unknown == "raise" and (
-            first_bad is None or r.errors == "skip" or int(info[C.I_FIRST_UNKNOWN]) < first_bad):
+    raises = unknown and tr.unknown == "raise" and (
+        first_bad is None or r.errors == "skip" or int(info[C.I_FIRST_UNKNOWN]) < first_bad)
+    if (raises or (r.errors == "raise" and first_bad is not None)) and not stable:
+        return _decode(tr, files, seq0, np.array(entries), stable=True)
+    if raises:
         _raise_unknown(tr, files, seq0, entries, int(info[C.I_FIRST_UNKNOWN]))
     if r.errors == "raise" and first_bad is not None:
         _reraise(tr, files, seq0, entries, (first_bad, int(info[C.I_BAD_TYPE])))
@@ -211,7 +218,7 @@ def _reraise(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[np.uint
     row, t = first
     plan = tr.r.decode_plan if t < 0 else tr.kinds[t].decode_plan
     one = entries[row : row + 1]
-    decode_batch(plan, files, seq0, one, "raise", seqs=np.array([seq0 + row], np.int64))
+    decode_batch(plan, files, seq0, one, "raise", seqs=np.array([seq0 + row], np.int64), stable=True)
     raise AssertionError("a mismatching row decoded cleanly")  # pragma: no cover
 
 
@@ -219,7 +226,7 @@ def _raise_unknown(tr: Any, files: CycleFiles, seq0: int, entries: npt.NDArray[n
     tag = tr.types.tag
     seq = seq0 + row
     # the header of that one message, read again for its tag (a tag that is not Java text raises as such here)
-    head = decode_batch(tr.r.decode_plan, files, seq0, entries[row : row + 1], "raise",
+    head = decode_batch(tr.r.decode_plan, files, seq0, entries[row : row + 1], "raise", stable=True,
                         seqs=np.array([seq], np.int64), release=False)
     value = head.columns[tag][0].as_py()
     listed = ", ".join(f"{v!r} {n}" for v, n in list(zip(tr.types.values, tr.types.names))[:20])
@@ -240,14 +247,14 @@ def _typed_batches(tr: _TypedRead, batch_rows: int, threads: int, follow: bool, 
     _check_stats(stats)
     r = tr.r
 
-    def run(files: CycleFiles, seq0: int, n: int) -> tuple[_Decoded | None, int, int, PychroError | None]:
+    def run(files: CycleFiles, seq0: int, n: int) -> tuple[list[tuple[_Decoded, int]], int, PychroError | None]:
         entries, damage = files.load(seq0, n)
-        return (_decode(tr, files, seq0, entries) if entries.size else None), files.cycle, seq0, damage
+        decode = partial(_decode, tr, files)  # (text past 2 GiB in a batch: its halves, see in_halves)
+        return (in_halves(decode, seq0, entries) if entries.size else []), files.cycle, damage
 
     seen: set[int] = set()
-    for out, cycle, seq0, damage in _ordered(_tasks(r, batch_rows, follow, poll_interval, stats), run, threads,
-                                             follow):
-        if out is not None:
+    for outs, cycle, damage in _ordered(_tasks(r, batch_rows, follow, poll_interval, stats), run, threads, follow):
+        for out, seq0 in outs:
             yield from typed_batches_of(tr, out, cycle, seq0, stats, seen)
             if out.stop:
                 return

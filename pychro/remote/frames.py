@@ -214,7 +214,7 @@ def _iter_remote_types(
     def pairs() -> Iterator[Any]:
         try:
             for files, seq0, entries, _ in _regions(reader, batch_rows, cfg, f"<remote {host}:{port}>"):
-                out = _decode(tr, files, seq0, entries)  # type: ignore[arg-type]
+                out = _decode(tr, files, seq0, entries, stable=True)  # type: ignore[arg-type]
                 yield from typed_batches_of(tr, out, files.cycle, seq0, stats, None)
                 if out.stop:
                     return
@@ -258,7 +258,7 @@ def _iter_remote(
         for files, seq0, entries, i0 in _regions(reader, batch_rows, cfg, label):
             cycle = files.cycle
             # _BufferFiles has what decode_batch uses of CycleFiles (codec, config, cycle, data, key_path)
-            out = decode_batch(plan, files, seq0, entries, errors)  # type: ignore[arg-type]
+            out = decode_batch(plan, files, seq0, entries, errors, stable=True)  # type: ignore[arg-type]
             _note(stats, cfg, out, cycle, seq0, None)
             stats.rows += out.n
             if out.n:

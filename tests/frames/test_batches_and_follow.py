@@ -315,3 +315,53 @@ def test_a_batch_whose_text_passes_arrows_offsets_is_read_in_halves(tmp_path: Pa
     assert table.drop(["_index"]).equals(want) and stats.rows == 300
     assert table.column("_index").to_pylist() == read_table(tmp_path, SCHEMA, index=True).column("_index").to_pylist()
     assert max(len(c) for c in table.column("i").chunks) <= 40
+
+
+def test_message_types_whose_text_passes_arrows_offsets_are_read_in_halves(tmp_path: Path, monkeypatch: Any) -> None:
+    """As for read_table: read_tables' batches are pychro's choice, so text past 2 GiB in one is decoded in halves
+    (it failed with TextTooBig; found by a helper with 131 072 rows of 17 KB). The limit is stood in for here."""
+    from pychro import MessageTypes, read_tables, write_frames
+    from pychro.frames import batch, typed
+
+    types = MessageTypes(header="t:int8", tag="t", types={1: ("a", "k:int64,s:string"), 2: ("b", "x:float64")})
+    k = np.arange(300, dtype=np.int64)
+    write_frames({"a": {"k": k, "s": [f"s{v}" for v in k]}, "b": {"x": np.arange(100, dtype=np.float64)}},
+                 tmp_path / "j", types)
+    want = read_tables(tmp_path / "j", types, threads=1)
+    real = typed._decode
+
+    def small(tr: Any, files: Any, seq0: int, entries: Any, *args: Any, **kw: Any) -> Any:
+        if entries.size > 40:
+            raise batch.TextTooBig("the text of column 's' in one batch passes 2 GiB")
+        return real(tr, files, seq0, entries, *args, **kw)
+
+    monkeypatch.setattr(typed, "_decode", small)
+    stats = ReadStats()
+    got = read_tables(tmp_path / "j", types, threads=2, batch_rows=400, stats=stats)
+    assert got["a"].equals(want["a"]) and got["b"].equals(want["b"]) and stats.rows == 400
+    assert max(len(c) for c in got["a"].column("k").chunks) <= 40
+
+
+def test_text_buffers_start_no_bigger_than_the_first_guess_or_2_gib(tmp_path: Path, monkeypatch: Any) -> None:
+    """A read's first batch sizes its text buffers from its first 2 048 rows, but only ever smaller than the first
+    guess (long text there and short text after made one read reserve 65 GB: found by a helper); and no guess
+    reserves more than a column can hold (2**31 - 1 bytes)."""
+    from pychro.frames import decode
+
+    n = 20_000
+    s = ["x" * 3000 if i < 2048 else "y" for i in range(n)]
+    write_journal(tmp_path, "i:int32,s:string", [[i, s[i]] for i in range(n)])
+    sizes: list[int] = []
+    real = decode.Run.__init__
+
+    def note(self: Any, plan: Any, rows: int) -> None:
+        real(self, plan, rows)
+        sizes.append(self.outs[1][1].size)
+
+    monkeypatch.setattr(decode.Run, "__init__", note)
+    table = read_table(tmp_path, "i:int32,s:string", threads=1)
+    assert table.column("s").to_pylist() == s
+    assert max(sizes) <= int(n * 24 * 1.25) + 256
+    plan = decode.Plan(Schema("i:int32,s:string"))
+    plan.text_bytes[1] = 1e9
+    assert decode.Run(plan, 100_000).outs[1][1].size == (1 << 31) - 1

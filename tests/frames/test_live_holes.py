@@ -4,14 +4,20 @@ called damage (a writer can fill slots k and k+1 between two loads of the reader
 from __future__ import annotations
 
 import datetime as dt
+import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from pychro import CorruptDataError, Journal, VanillaChronicleWriter, write_frame
+from helpers import write_bodies
+
+import pychro
+from pychro import CorruptDataError, Journal, MessageTypes, VanillaChronicleWriter, write_frame
 from pychro.frames import _decode as C
 from pychro.frames import batch, scan
+from pychro.frames import typed as typed_mod
 
 DAY = dt.datetime(2024, 5, 1, 9, tzinfo=dt.UTC)
 
@@ -85,3 +91,39 @@ def test_an_entry_changed_after_the_decoder_read_it_is_a_corrupt_data_error(tmp_
     for why in (C.H_ZERO, C.H_HUGE, C.H_PAST, C.H_OUTSIDE):
         with pytest.raises(CorruptDataError, match="outside the data file"):
             batch._raise_corrupt(files, key, offset, why, 0)
+
+
+def _bodies_with_a_bad_row(typed: bool) -> list[bytes]:
+    """40 messages k:int64,s:string (after a type byte 1 when typed); message 5 one byte too long."""
+    head = b"\x01" if typed else b""
+    return [head + struct.pack("<q", k) + bytes([1]) + b"x" + (b"\x07" if k == 5 else b"") for k in range(40)]
+
+
+@pytest.mark.parametrize("typed", [False, True])
+def test_an_error_names_what_a_copy_of_the_entries_holds(tmp_path: Path, monkeypatch: Any, typed: bool) -> None:
+    """Before an error names a message, the batch is decoded again from a copy of its entries (they may be a view
+    of the index file): the error path read a slot again that another process had changed since, and the typed
+    read then failed an internal assertion ("a mismatching row decoded cleanly", ~6% of reads against a slot
+    flipper, found by a helper). Here the flip is made by hand after the first decode: slot 5 now names message 4."""
+    write_bodies(tmp_path / "j", _bodies_with_a_bad_row(typed), 1_704_186_000_000)
+    types = MessageTypes(header="t:int8", tag="t", types={1: ("a", "k:int64,s:string")})
+    flipped: list[int] = []
+    real = batch.run_batch
+
+    def flip(run: Any, files: Any, seq0: int, entries: Any, *args: Any, **kw: Any) -> None:
+        real(run, files, seq0, entries, *args, **kw)
+        if not flipped and entries.size == 40:
+            flipped.append(1)
+            entries.flags.writeable = True  # (a copy from the test's load below: the index file is untouched)
+            entries[5] = entries[4]
+
+    monkeypatch.setattr(batch, "run_batch", flip)
+    monkeypatch.setattr(typed_mod, "run_batch", flip)
+    real_load = scan.CycleFiles.load
+    monkeypatch.setattr(scan.CycleFiles, "load", lambda self, seq, n: (np.array(real_load(self, seq, n)[0]), None))
+    if typed:
+        got = pychro.read_tables(tmp_path / "j", types, threads=1)["a"]
+    else:
+        got = pychro.read_table(tmp_path / "j", "k:int64,s:string", threads=1)
+    assert flipped
+    assert got.column("k").to_pylist() == [4 if k == 5 else k for k in range(40)]
