@@ -127,3 +127,14 @@ def test_an_error_names_what_a_copy_of_the_entries_holds(tmp_path: Path, monkeyp
         got = pychro.read_table(tmp_path / "j", "k:int64,s:string", threads=1)
     assert flipped
     assert got.column("k").to_pylist() == [4 if k == 5 else k for k in range(40)]
+
+
+def test_a_message_whose_bytes_change_while_it_is_read_is_a_corrupt_data_error(tmp_path: Path,
+                                                                                monkeypatch: Any) -> None:
+    """A typed read names a mismatch by decoding its message once more; if that now decodes cleanly (another process
+    rewrote the body in between), that was a bare AssertionError. The second decode is stood in for here."""
+    write_bodies(tmp_path / "j", _bodies_with_a_bad_row(True), 1_704_186_000_000)
+    types = MessageTypes(header="t:int8", tag="t", types={1: ("a", "k:int64,s:string")})
+    monkeypatch.setattr(typed_mod, "decode_batch", lambda *args, **kw: None)
+    with pytest.raises(CorruptDataError, match="changed while it was read"):
+        pychro.read_tables(tmp_path / "j", types)
