@@ -292,6 +292,19 @@ def test_small_batches_are_decoded_by_the_caller(tmp_path: Path, monkeypatch: An
     assert not any(here for _, here in seen)  # (4 of 250 rows: in the threads)
 
 
+def _too_big_past_40_rows(decode: Any) -> Any:
+    """``decode`` (its 4th argument the batch's entries), raising TextTooBig for batches of more than 40 rows: Arrow's
+    2 GiB of text in one column, stood in for."""
+    from pychro.frames import batch
+
+    def small(*args: Any, **kw: Any) -> Any:
+        if args[3].size > 40:
+            raise batch.TextTooBig("the text of column 's' in one batch passes 2 GiB")
+        return decode(*args, **kw)
+
+    return small
+
+
 @pytest.mark.parametrize("errors", ["raise", "truncate"])
 def test_a_batch_whose_text_passes_arrows_offsets_is_read_in_halves(tmp_path: Path, monkeypatch: Any,
                                                                     errors: str) -> None:
@@ -302,14 +315,7 @@ def test_a_batch_whose_text_passes_arrows_offsets_is_read_in_halves(tmp_path: Pa
 
     write_journal(tmp_path, SCHEMA, rows(0, 300))
     want = read_table(tmp_path, SCHEMA, threads=1)
-    real = batch.decode_batch
-
-    def small(plan: Any, files: Any, seq0: int, entries: Any, *args: Any, **kw: Any) -> Any:
-        if entries.size > 40:
-            raise batch.TextTooBig("the text of column 's' in one batch passes 2 GiB")
-        return real(plan, files, seq0, entries, *args, **kw)
-
-    monkeypatch.setattr(api, "decode_batch", small)
+    monkeypatch.setattr(api, "decode_batch", _too_big_past_40_rows(batch.decode_batch))
     stats = ReadStats()
     table = read_table(tmp_path, SCHEMA, threads=2, batch_rows=300, errors=errors, stats=stats, index=True)
     assert table.drop(["_index"]).equals(want) and stats.rows == 300
@@ -321,21 +327,14 @@ def test_message_types_whose_text_passes_arrows_offsets_are_read_in_halves(tmp_p
     """As for read_table: read_tables' batches are pychro's choice, so text past 2 GiB in one is decoded in halves
     (it failed with TextTooBig; found by a helper with 131 072 rows of 17 KB). The limit is stood in for here."""
     from pychro import MessageTypes, read_tables, write_frames
-    from pychro.frames import batch, typed
+    from pychro.frames import typed
 
     types = MessageTypes(header="t:int8", tag="t", types={1: ("a", "k:int64,s:string"), 2: ("b", "x:float64")})
     k = np.arange(300, dtype=np.int64)
     write_frames({"a": {"k": k, "s": [f"s{v}" for v in k]}, "b": {"x": np.arange(100, dtype=np.float64)}},
                  tmp_path / "j", types)
     want = read_tables(tmp_path / "j", types, threads=1)
-    real = typed._decode
-
-    def small(tr: Any, files: Any, seq0: int, entries: Any, *args: Any, **kw: Any) -> Any:
-        if entries.size > 40:
-            raise batch.TextTooBig("the text of column 's' in one batch passes 2 GiB")
-        return real(tr, files, seq0, entries, *args, **kw)
-
-    monkeypatch.setattr(typed, "_decode", small)
+    monkeypatch.setattr(typed, "_decode", _too_big_past_40_rows(typed._decode))
     stats = ReadStats()
     got = read_tables(tmp_path / "j", types, threads=2, batch_rows=400, stats=stats)
     assert got["a"].equals(want["a"]) and got["b"].equals(want["b"]) and stats.rows == 400
