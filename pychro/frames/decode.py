@@ -98,6 +98,10 @@ class Plan:
         # learnt share of a batch's rows that are this plan's (one message type of several; None: not yet)
         self.share: float | None = None
 
+    def unit(self, j: int) -> int:
+        """Bytes per offset of text or list column ``j``: a list's offsets count entries, a text's bytes."""
+        return self.types[j].entry_size if self.kinds[j] == C.D_LIST else 1
+
 
 class Run:
     """The output buffers of one batch of ``n`` rows and the C loop over them.
@@ -121,8 +125,7 @@ class Run:
                 offsets = pa.allocate_buffer(4 * (n + 1))
                 np.frombuffer(offsets, np.int32, count=1)[0] = 0
                 # (never past what a batch's column can hold: 2**31 - 1 bytes, or list entries)
-                unit = plan.types[j].entry_size if kind == C.D_LIST else 1
-                cap = min(int(n * plan.text_bytes[j] * 1.25) + 256, _MAX_OFFSET * unit)
+                cap = min(int(n * plan.text_bytes[j] * 1.25) + 256, _MAX_OFFSET * plan.unit(j))
                 data = pa.allocate_buffer(cap, resizable=True)
                 valid = pa.py_buffer(np.zeros((n + 7) // 8, np.uint8)) if kind == C.D_STRING else None
                 self.outs.append((offsets, data, valid))
@@ -147,9 +150,8 @@ class Run:
     def grow(self, col: int) -> None:
         """Twice the room in the data buffer of text or list column ``col`` (it keeps the bytes of the rows done;
         offsets, of bytes or of list entries, stay below 2**31)."""
-        data = self.outs[col][1]
-        unit = self.plan.types[col].entry_size if self.plan.kinds[col] == C.D_LIST else 1
-        data.resize(min(2 * data.size + 4096 * unit, ((1 << 31) - 1) * unit))
+        data, unit = self.outs[col][1], self.plan.unit(col)
+        data.resize(min(2 * data.size + 4096 * unit, _MAX_OFFSET * unit))
 
     def grow_rows(self, used: int, n: int) -> None:
         """Room for ``n`` rows, the first ``used`` kept (message types: a type with more messages in a batch than
@@ -177,8 +179,7 @@ class Run:
 
     def used(self, j: int, m: int) -> int:
         """Bytes of text (or of list entries) in rows ``0..m-1`` of text or list column ``j``."""
-        unit = self.plan.types[j].entry_size if self.plan.kinds[j] == C.D_LIST else 1
-        return int(np.frombuffer(self.outs[j][0], np.int32, count=1, offset=4 * m)[0]) * unit
+        return int(np.frombuffer(self.outs[j][0], np.int32, count=1, offset=4 * m)[0]) * self.plan.unit(j)
 
     def learn(self, m: int, lower: bool = False) -> None:
         """Rows ``0..m-1``'s bytes per row of each text and list column, kept in the plan: the next batch's guess.
