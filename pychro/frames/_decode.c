@@ -430,9 +430,9 @@ __attribute__((target("avx512f,avx512cd"))) static inline __m512i first_stop(__m
 
 /* AVX-512 (F and CD): 8 rows of a tile at a time, the same steps as stopbit_column in each 64-bit lane; a lane
  * loads only where its row is ok with 8 bytes to load, as the scalar code checks, by a masked gather (on 4 stop-bit
- * fields: 0.96-0.98x the time of 8 scalar loads put together on an Intel Xeon; 1.05x on AMD Zen 4). Values of 9 or 10 bytes (every
- * negative value of 50 bits or more) take a second, gathered word where 16 bytes may be loaded (a scalar way for
- * them cost a 2-thread read of ts + 4 stop-bit fields, the widest 50 bits, 11%). Lanes that cannot load 8 bytes
+ * fields: 0.96-0.98x the time of 8 scalar loads put together on an Intel Xeon; 1.05x on AMD Zen 4). Values of 9 or
+ * 10 bytes (every negative value of 50 bits or more) take a second, gathered word where 16 bytes may be loaded (a
+ * scalar way for them cost a 2-thread read of ts + 4 stop-bit fields, the widest 50 bits, 11%). Lanes that cannot load 8 bytes
  * (16 for a long value), or whose value does not end within 10 bytes, go the scalar way (stop_bit). */
 __attribute__((target("avx512f,avx512cd"))) static void stopbit_column_avx512(
     uint8_t *v, Py_ssize_t m, Py_ssize_t at, const uint8_t **tile_p, const uint8_t *const *tile_end,
