@@ -126,6 +126,34 @@ def test_rows_the_c_refuses_are_named(texts: list[str | None], kind: int, messag
         text_program(texts, kind).lengths()
 
 
+@pytest.mark.parametrize("char_bad,utf_null,first", [(9000, 5000, 5000), (4097, 4095, 4095), (4096, 4096, 4096),
+                                                     (12_287, 12_288, 12_287)])
+def test_the_first_bad_row_of_any_field_is_named_across_tiles(char_bad: int, utf_null: int, first: int) -> None:
+    """lengths() goes field by field over tiles of 4 096 rows: the earliest bad row is still the one named, whatever
+    field and tile it is in (and a later field's earlier row wins over an earlier field's later row)."""
+    n = 13_000
+    chars = ["x"] * n
+    chars[char_bad] = "ab"
+    utf: list[str | None] = ["u"] * n
+    utf[utf_null] = None
+    steps = [text_program(chars, C.K_CHAR).steps[0], text_program(utf, C.K_UTF).steps[0]]
+    column = "c" if first == char_bad else "u"
+    with pytest.raises(ValueError, match=f"^row {first}: column '{column}'"):
+        Program(steps, n, ["c", "u"], [pa.array(chars), pa.array(utf)]).lengths(workers=1)
+
+
+def test_lengths_add_every_field_in_every_tile() -> None:
+    n = 10_000  # tiles of 4 096 rows: two whole ones and a part
+    rng = np.random.default_rng(5)
+    texts = [None if v < 8 else "é" * int(v) for v in rng.integers(0, 200, n)]
+    stop = rng.integers(-(1 << 62), 1 << 62, n) >> rng.integers(0, 62, n)
+    steps = [text_program(texts).steps[0], Step(C.K_STOPBIT, 8, stop), Step(C.K_FIXED, 4, np.zeros(n, np.int32))]
+    want = [(2 if t is None else len(F.encode_stop_bit(2 * len(t))) + 2 * len(t)) + len(F.encode_stop_bit(int(v))) + 4
+            for t, v in zip(texts, stop)]
+    for workers in (1, 3):
+        assert Program(steps, n, ["s", "v", "i"], [None] * 3).lengths(workers).tolist() == want
+
+
 def test_invalid_utf8_and_offsets_are_row_errors_not_reads_outside_the_data() -> None:
     for bad in (b"ok\xf0\x9f\x98", b"\xf5\x80\x80\x80", b"\xf0\x80\x80\x80", b"a\xf0abc"):
         data = b"fine" + bad

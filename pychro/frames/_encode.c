@@ -448,6 +448,8 @@ static void step_lengths(const Step *s, Py_ssize_t k, Py_ssize_t lo, Py_ssize_t 
     }
 }
 
+enum { LENGTHS_TILE = 4096 }; /* rows: 32 KiB of out */
+
 static PyObject *lengths(PyObject *self, PyObject *args) {
     PyObject *program;
     Py_ssize_t n, lo, hi;
@@ -468,8 +470,14 @@ static PyObject *lengths(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     int64_t *o = (int64_t *)out.buf;
     memset(o, 0, (size_t)(hi - lo) * 8);
-    if (hi > lo)
-        for (Py_ssize_t k = 0; k < p.count; k++) step_lengths(&p.steps[k], k, lo, hi, o, (int64_t *)found.buf + k, &bad);
+    /* Field by field over a tile of rows, so that out's tile stays in L1 while every step adds to it (step by
+     * step over all rows streamed out from memory once per field: 10 M rows took 13x the time of 1 M). A
+     * tile's bad row comes before every row of the next tile: stop at the first tile holding one. */
+    for (Py_ssize_t t = lo; t < hi && bad.row < 0; t += LENGTHS_TILE) {
+        Py_ssize_t t_hi = hi - t > LENGTHS_TILE ? t + LENGTHS_TILE : hi;
+        for (Py_ssize_t k = 0; k < p.count; k++)
+            step_lengths(&p.steps[k], k, t, t_hi, o + (t - lo), (int64_t *)found.buf + k, &bad);
+    }
     Py_END_ALLOW_THREADS
     result = Py_BuildValue("nni", bad.row, bad.step, bad.status);
 done:
