@@ -18,6 +18,7 @@ from typing import Any
 from .._optional import require
 from ..config import VanillaConfig
 from ..journal import Journal
+from .decode import recycle
 from .schema import LIST, META_SCHEMA, Schema, SchemaLike
 
 __all__ = ["export", "import_file", "load_file", "partition_name", "to_csv", "to_ipc", "to_parquet"]
@@ -193,6 +194,7 @@ def _export(
                              "Arrow IPC (to_parquet, to_ipc), or leave it out with columns=")
     # one resolution of the arguments (datetime bounds narrowed to rows), shared by every partition
     r = _Read(path, schema, date, start, end, columns, errors, False, None, config, thread_id_bits, timestamp_column)
+    recycle([r.plan, r.decode_plan])  # batches are dropped once written: their buffers are used again
     journal = r.journal
     check_outside(journal.path, out)
     cfg = journal.config

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .._optional import require
+from .decode import recycle
 from .export import _with_range, _write, check_compression, check_outside, partition_name
 from .schema import LIST
 from .types import MessageTypes
@@ -27,6 +28,7 @@ __all__ = ["META_TYPES", "META_TYPE_NAME", "export_types", "import_folder", "is_
 META_TYPES = b"pychro.types"
 META_TYPE_NAME = b"pychro.type"
 _DONE = object()
+BATCH_ROWS = 65_536  # messages per decoded batch (of all types together)
 _QUEUE_BATCHES = 4  # batches waiting per type's writer: memory stays bounded by a few batches per type
 _POLL_S = 0.05  # how often a waiting writer looks whether it should stop
 
@@ -72,6 +74,8 @@ def export_types(
     ext = {"parquet": "parquet", "ipc": "arrow", "csv": "csv"}[fmt]
     source = {"journal": os.path.abspath(journal.path), "config": {k: v for k, v in vars(cfg).items()
                                                                     if not k.startswith("_")}}
+    # batches are dropped once written: their buffers are used again
+    recycle([tr.r.plan, tr.r.decode_plan, *(p for k in tr.kinds for p in (k.plan, k.decode_plan))])
     created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
     try:
@@ -99,7 +103,7 @@ def _export_all(fmt: str, tr: Any, types: MessageTypes, out: Any, partition_by: 
                 targets[k.name] = os.path.join(os.fspath(out), k.name, partition_name(cfg, ranges[0][0]),
                                                f"part-0.{ext}")
         part = _copy_with(tr, ranges)
-        pairs = _typed_batches(part, 65_536, _threads_for(part), False, 0.0, stats)
+        pairs = _typed_batches(part, BATCH_ROWS, _threads_for(part), False, 0.0, stats)
         got = _fan_out(fmt, pairs, tr, types, targets, row_group_rows, compression,
                        _with_range(source, ranges, journal))
         for name, n in got.items():
