@@ -147,11 +147,13 @@ def test_lengths_add_every_field_in_every_tile() -> None:
     rng = np.random.default_rng(5)
     texts = [None if v < 8 else "é" * int(v) for v in rng.integers(0, 200, n)]
     stop = rng.integers(-(1 << 62), 1 << 62, n) >> rng.integers(0, 62, n)
-    steps = [text_program(texts).steps[0], Step(C.K_STOPBIT, 8, stop), Step(C.K_FIXED, 4, np.zeros(n, np.int32))]
-    want = [(2 if t is None else len(F.encode_stop_bit(2 * len(t))) + 2 * len(t)) + len(F.encode_stop_bit(int(v))) + 4
-            for t, v in zip(texts, stop)]
+    bits = np.packbits(rng.random(n) < 0.5, bitorder="little")
+    steps = [text_program(texts).steps[0], Step(C.K_STOPBIT, 8, stop), Step(C.K_FIXED, 4, np.zeros(n, np.int32)),
+             Step(C.K_BOOL_BITS, 0, bits), Step(C.K_ZERO, 3), Step(C.K_STOPBIT, 8, stop[::-1].copy())]
+    want = [(2 if t is None else len(F.encode_stop_bit(2 * len(t))) + 2 * len(t)) + len(F.encode_stop_bit(int(v)))
+            + 4 + 1 + 3 + len(F.encode_stop_bit(int(w))) for t, v, w in zip(texts, stop, stop[::-1])]
     for workers in (1, 3):
-        assert Program(steps, n, ["s", "v", "i"], [None] * 3).lengths(workers).tolist() == want
+        assert Program(steps, n, list("svibzw"), [None] * 6).lengths(workers).tolist() == want
 
 
 def test_invalid_utf8_and_offsets_are_row_errors_not_reads_outside_the_data() -> None:
