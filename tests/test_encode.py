@@ -156,8 +156,37 @@ def test_lengths_add_every_field_in_every_tile() -> None:
         assert Program(steps, n, list("svibzw"), [None] * 6).lengths(workers).tolist() == want
 
 
+@given(st.lists(st.binary(max_size=12) | st.sampled_from([b"\xc3", b"\xed\xa0\x80", b"\xc0\x80", b"\xe0\x9f\xbf",
+                                                          b"\xf4\x90\x80\x80", b"\x80\x90\x80\x80", "é😀".encode()]),
+                min_size=1, max_size=6))
+def test_text_is_refused_exactly_where_it_is_not_utf8(texts: list[bytes]) -> None:
+    """A string column viewed from binary keeps any bytes: the lengths pass refuses the row Python's strict UTF-8
+    decoder refuses (found by a helper: `C3`, `ED A0 80`, `C0 80` ... were written, and read back as U+FFFD or
+    refused by our reader), and otherwise counts each 4-byte sequence as Java's two surrogates."""
+    arr = pa.array(texts, pa.binary()).view(pa.string())
+
+    def valid(b: bytes) -> bool:
+        try:
+            b.decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            return False
+    bad = [r for r, b in enumerate(texts) if not valid(b)]
+    _, offsets, data = arr.buffers()
+    step = Step(C.K_STRING, 4, data if data is not None else b"", np.frombuffer(offsets, np.int32)[: len(arr) + 1])
+    program = Program([step], len(arr), ["s"], [arr])
+    if bad:
+        with pytest.raises(ValueError, match=f"row {bad[0]}: column 's' text is not valid UTF-8"):
+            program.lengths()
+    else:
+        units = [len(b.decode().encode("utf-16-le")) // 2 for b in texts]
+        java = [len(b) + 2 * (u - len(b.decode())) for b, u in zip(texts, units)]
+        assert program.lengths().tolist() == [len(F.encode_stop_bit(j)) + j for j in java]
+
+
 def test_invalid_utf8_and_offsets_are_row_errors_not_reads_outside_the_data() -> None:
-    for bad in (b"ok\xf0\x9f\x98", b"\xf5\x80\x80\x80", b"\xf0\x80\x80\x80", b"a\xf0abc"):
+    for bad in (b"ok\xf0\x9f\x98", b"\xf5\x80\x80\x80", b"\xf0\x80\x80\x80", b"a\xf0abc", b"\xc3", b"a\x80b",
+                b"\xe2\x82", b"\xed\xa0\x80", b"\xc0\x80", b"\x80\x90\x80\x80"):
         data = b"fine" + bad
         step = Step(C.K_STRING, 4, data, np.array([0, 4, len(data)], dtype=np.int32))
         with pytest.raises(ValueError, match="row 1: column 's' text is not valid UTF-8"):

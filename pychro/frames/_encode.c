@@ -271,11 +271,24 @@ static inline int has_leads4(const uint8_t *p, Py_ssize_t len, Py_ssize_t readab
     return 0;
 }
 
-/* Bytes >= 0xF0 in a whole range (a loop the compiler vectorises). */
-static Py_ssize_t count_leads4(const uint8_t *p, Py_ssize_t len) {
-    Py_ssize_t c = 0;
-    for (Py_ssize_t i = 0; i < len; i++) c += p[i] >= 0xF0;
-    return c;
+/* Whether a whole range holds a byte >= 0x80 (a loop the compiler vectorises). */
+static int any_non_ascii(const uint8_t *p, Py_ssize_t len) {
+    uint8_t any = 0;
+    for (Py_ssize_t i = 0; i < len; i++) any |= p[i];
+    return any >= 0x80;
+}
+
+/* Whether p[0..len) holds a byte >= 0x80; `readable` bytes from p may be read (>= len). */
+static inline int has_non_ascii(const uint8_t *p, Py_ssize_t len, Py_ssize_t readable) {
+    Py_ssize_t i = 0;
+    for (; i + 8 <= len; i += 8)
+        if (load8(p + i) & 0x8080808080808080ull) return 1;
+    if (i == len) return 0;
+    if (readable - i >= 8) /* the tail in one word, bytes past the text masked off */
+        return (load8(p + i) & (~0ull >> (8 * (8 - (len - i)))) & 0x8080808080808080ull) != 0;
+    for (; i < len; i++)
+        if (p[i] >= 0x80) return 1;
+    return 0;
 }
 
 static inline int is_cont(uint8_t b) { return (b & 0xC0) == 0x80; }
@@ -296,6 +309,33 @@ static Py_ssize_t check_leads4(const uint8_t *p, Py_ssize_t len) {
         if (supplementary_at(p + i, len - i) < 0) return -1;
         c++;
         i += 3;
+    }
+    return c;
+}
+
+/* p[0..len) checked as UTF-8 (RFC 3629: no overlong form, no surrogate, nothing past U+10FFFF, no sequence cut
+ * short): the number of its 4-byte sequences (each written as two 3-byte surrogates), or -1. Arrow promises valid
+ * UTF-8 in a string column, but a binary column viewed or cast as one keeps whatever bytes it had, and Java would
+ * read them as other text (our reader refuses them). */
+static Py_ssize_t check_utf8(const uint8_t *p, Py_ssize_t len) {
+    Py_ssize_t c = 0, i = 0;
+    while (i < len) {
+        uint8_t b = p[i];
+        if (b < 0x80) {
+            i++;
+        } else if (b >= 0xC2 && b <= 0xDF) {
+            if (len - i < 2 || !is_cont(p[i + 1])) return -1;
+            i += 2;
+        } else if (b >= 0xE0 && b <= 0xEF) {
+            if (len - i < 3 || !is_cont(p[i + 1]) || !is_cont(p[i + 2])) return -1;
+            if ((b == 0xE0 && p[i + 1] < 0xA0) || (b == 0xED && p[i + 1] >= 0xA0)) return -1; /* overlong; surrogate */
+            i += 3;
+        } else if (b >= 0xF0 && supplementary_at(p + i, len - i) >= 0) { /* F0..F4: U+10000..U+10FFFF, whole */
+            c++;
+            i += 4;
+        } else {
+            return -1;
+        }
     }
     return c;
 }
@@ -360,8 +400,8 @@ static void text_lengths(const Step *s, Py_ssize_t k, Py_ssize_t lo, Py_ssize_t 
         note(bad, lo, k, S_OFFSETS);
         return;
     }
-    /* one scan of the whole range: most columns hold no 4-byte sequence and need no per-row look */
-    int scan = count_leads4(data + first, last - first) > 0, utf = s->kind == K_UTF;
+    /* one scan of the whole range: most tiles of most columns are ASCII and need no per-row look */
+    int scan = any_non_ascii(data + first, last - first), utf = s->kind == K_UTF;
     /* the step's fields in locals: the stores into out must not make the loop reload them */
     const uint8_t *valid = s->validity.obj ? (const uint8_t *)s->validity.buf : NULL;
     const int32_t *o32 = s->size == 4 ? (const int32_t *)s->offsets.buf : NULL;
@@ -380,13 +420,13 @@ static void text_lengths(const Step *s, Py_ssize_t k, Py_ssize_t lo, Py_ssize_t 
             return;
         }
         Py_ssize_t len = (Py_ssize_t)(end - start);
-        if (scan && has_leads4(data + start, len, data_len - (Py_ssize_t)start)) {
-            Py_ssize_t extra = check_leads4(data + start, len);
+        if (scan && has_non_ascii(data + start, len, data_len - (Py_ssize_t)start)) {
+            Py_ssize_t extra = check_utf8(data + start, len);
             if (extra < 0) {
                 note(bad, r, k, S_UTF8);
                 return;
             }
-            rows_found++;
+            rows_found += extra > 0;
             len += 2 * extra;
         }
         if (utf) {
