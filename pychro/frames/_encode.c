@@ -258,16 +258,20 @@ static inline uint64_t leads4_in(uint64_t w) {
     return w & (w << 1) & (w << 2) & (w << 3) & 0x8080808080808080ull;
 }
 
-/* Whether p[0..len) holds a byte >= 0xF0; `readable` bytes from p may be read (>= len). */
-static inline int has_leads4(const uint8_t *p, Py_ssize_t len, Py_ssize_t readable) {
+/* Bytes >= 0x80 (not ASCII) in 8 bytes: their top bit set in the result. */
+static inline uint64_t non_ascii_in(uint64_t w) { return w & 0x8080808080808080ull; }
+
+/* Whether p[0..len) holds a byte that `in` (leads4_in or non_ascii_in) marks; `readable` bytes from p may be read
+ * (>= len). Inlined with `in` known: one word test per 8 bytes. */
+static inline int has_any(const uint8_t *p, Py_ssize_t len, Py_ssize_t readable, uint64_t (*in)(uint64_t)) {
     Py_ssize_t i = 0;
     for (; i + 8 <= len; i += 8)
-        if (leads4_in(load8(p + i))) return 1;
+        if (in(load8(p + i))) return 1;
     if (i == len) return 0;
     if (readable - i >= 8) /* the tail in one word, bytes past the text masked off */
-        return leads4_in(load8(p + i) & (~0ull >> (8 * (8 - (len - i))))) != 0;
-    for (; i < len; i++)
-        if (p[i] >= 0xF0) return 1;
+        return in(load8(p + i) & (~0ull >> (8 * (8 - (len - i))))) != 0;
+    for (; i < len; i++) /* a byte alone in a word: its own top bit is marked as in a whole word */
+        if (in(p[i])) return 1;
     return 0;
 }
 
@@ -276,19 +280,6 @@ static int any_non_ascii(const uint8_t *p, Py_ssize_t len) {
     uint8_t any = 0;
     for (Py_ssize_t i = 0; i < len; i++) any |= p[i];
     return any >= 0x80;
-}
-
-/* Whether p[0..len) holds a byte >= 0x80; `readable` bytes from p may be read (>= len). */
-static inline int has_non_ascii(const uint8_t *p, Py_ssize_t len, Py_ssize_t readable) {
-    Py_ssize_t i = 0;
-    for (; i + 8 <= len; i += 8)
-        if (load8(p + i) & 0x8080808080808080ull) return 1;
-    if (i == len) return 0;
-    if (readable - i >= 8) /* the tail in one word, bytes past the text masked off */
-        return (load8(p + i) & (~0ull >> (8 * (8 - (len - i)))) & 0x8080808080808080ull) != 0;
-    for (; i < len; i++)
-        if (p[i] >= 0x80) return 1;
-    return 0;
 }
 
 static inline int is_cont(uint8_t b) { return (b & 0xC0) == 0x80; }
@@ -420,7 +411,7 @@ static void text_lengths(const Step *s, Py_ssize_t k, Py_ssize_t lo, Py_ssize_t 
             return;
         }
         Py_ssize_t len = (Py_ssize_t)(end - start);
-        if (scan && has_non_ascii(data + start, len, data_len - (Py_ssize_t)start)) {
+        if (scan && has_any(data + start, len, data_len - (Py_ssize_t)start, non_ascii_in)) {
             Py_ssize_t extra = check_utf8(data + start, len);
             if (extra < 0) {
                 note(bad, r, k, S_UTF8);
@@ -674,7 +665,7 @@ static inline uint8_t *put_field(const Step *restrict s, Py_ssize_t r, uint8_t *
         if (text_bounds(s, r, &a, &b)) return NULL;
         const uint8_t *src = v + a;
         Py_ssize_t len = b - a, readable = s->values.len - a, extra = 0;
-        if (s->supplementary && has_leads4(src, len, readable)) extra = check_leads4(src, len);
+        if (s->supplementary && has_any(src, len, readable, leads4_in)) extra = check_leads4(src, len);
         if (extra < 0) return NULL;
         Py_ssize_t text = len + 2 * extra, prefix = s->kind == K_UTF ? 2 : stop_bit_size(text);
         if (stop - d < prefix + text || (s->kind == K_UTF && text > 0xFFFF)) return NULL;
