@@ -213,7 +213,7 @@ def test_replicate_from_a_source_sending_an_index_no_journal_holds(tmp_path: Pat
 
 def test_timestamp_ns_into_ms_names_column_and_row(tmp_path: Path) -> None:
     ts = pd.to_datetime([1_704_067_200_000_000_000, 1_704_067_200_000_000_001], utc=True)
-    with pytest.raises(ValueError, match=r"column 'ts' row 1: .*finer precision than .*timestamp_ms") as info:
+    with pytest.raises(ValueError, match=r"row 1: column 'ts': .*finer precision than .*timestamp_ms") as info:
         pychro.write_frame(pd.DataFrame({"ts": ts, "x": [1, 2]}), tmp_path / "j", SCHEMA)
     assert not isinstance(info.value, pa.ArrowInvalid)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as _dt
 import numbers
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import pairwise
@@ -29,7 +28,7 @@ from ..journal import Journal
 from . import _encode as C
 from .args import check_threads
 from .bulk import BulkAppender, workers_for
-from .encode import Program, Step
+from .encode import Program, RowError, Step
 from .schema import FIXED, LIST, SKIP, STOPBIT, STRING, UTF, Field, Schema, SchemaLike, arrow_type
 from .timerange import as_date
 
@@ -362,9 +361,8 @@ def _with_tag(table: Any, types: Any, name: str) -> Any:
 
 
 def _shifted(exc: ValueError, first_row: int) -> ValueError:
-    """The same error with its ``row N`` counted from the start of the stream instead of its batch."""
-    m = re.match(r"row (\d+): ", str(exc))
-    return ValueError(f"row {int(m[1]) + first_row}: {str(exc)[m.end():]}") if m else exc
+    """The same error with its row counted from the start of the stream instead of its batch."""
+    return RowError(exc.row + first_row, exc.why) if isinstance(exc, RowError) else exc
 
 
 # -- preparing and appending -----------------------------------------------------------------------------
@@ -377,7 +375,27 @@ class _Prepared(NamedTuple):
 def _prepare(
     table: Any, schema: Schema, cfg: VanillaConfig, date: Any, timestamp_column: str | None, clock: Any, workers: int
 ) -> _Prepared:
-    """Every row checked, its message length and its cycle; nothing written."""
+    """Every row checked, its message length and its cycle; nothing written. A bad row raises
+    :class:`RowError` naming the first bad row of the table, whichever check finds it."""
+    try:
+        return _prepare_rows(table, schema, cfg, date, timestamp_column, clock, workers)
+    except RowError as exc:
+        first = exc
+    # The checks run field by field, then over whole rows (in C), then on the cycles: the first of them to
+    # fail may have found a later row than another would have. Rows before it are checked again, alone.
+    while first.row > 0:
+        try:
+            _prepare_rows(table.slice(0, first.row), schema, cfg, date, timestamp_column, clock, 1)
+        except RowError as earlier:
+            first = earlier
+            continue
+        break
+    raise first from None
+
+
+def _prepare_rows(
+    table: Any, schema: Schema, cfg: VanillaConfig, date: Any, timestamp_column: str | None, clock: Any, workers: int
+) -> _Prepared:
     n = table.num_rows
     steps, names, columns = [], [], []
     for f in schema.fields:
@@ -390,8 +408,8 @@ def _prepare(
     lengths = program.lengths(workers)
     if n and int(lengths.max()) > cfg.message_capacity:
         r = int(np.argmax(lengths > cfg.message_capacity))
-        raise ValueError(
-            f"row {r}: message of {int(lengths[r])} bytes exceeds the message capacity of {cfg.message_capacity} "
+        raise RowError(
+            r, f"message of {int(lengths[r])} bytes exceeds the message capacity of {cfg.message_capacity} "
             "bytes (raise config message_capacity)"
         )
     return _Prepared(program, lengths, _cycles(program, schema, cfg, n, date, timestamp_column, clock))
@@ -493,7 +511,7 @@ def _first_null(col: Any, field: Any) -> None:
         import pyarrow.compute as pc
 
         r = int(pc.index(col.is_null(), True).as_py())
-        raise ValueError(f"row {r}: column {field.name!r} is null; {field.type.name} fields cannot hold nulls")
+        raise RowError(r, f"column {field.name!r} is null; {field.type.name} fields cannot hold nulls")
 
 
 def _encode(field: Any, col: Any, n: int) -> Step:
@@ -548,7 +566,7 @@ def _encode_list(field: Any, col: Any) -> list[Step]:
         raise ValueError(f"column {field.name!r}: {ft.name} fields take lists, not {t}")
     if col.null_count:
         r = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-        raise ValueError(f"row {r}: column {field.name!r} is null; a repeated group has no null (write an empty list)")
+        raise RowError(r, f"column {field.name!r} is null; a repeated group has no null (write an empty list)")
     bounds = col.offsets.to_numpy().astype(np.int64)
     counts = np.diff(bounds)
     entries = col.flatten()  # the entries of these rows only (slices respected)
@@ -556,8 +574,7 @@ def _encode_list(field: Any, col: Any) -> list[Step]:
         first = int(np.flatnonzero(entries.is_null().to_numpy(zero_copy_only=False))[0])
         r = int(np.searchsorted(bounds[1:] - bounds[0], first, "right"))
         if pa.types.is_struct(entries.type) or not ft.items[0].type.name.startswith("float"):
-            raise ValueError(f"row {r}: column {field.name!r} has a null entry; a repeated group's entries cannot "
-                             "be null")
+            raise RowError(r, f"column {field.name!r} has a null entry; a repeated group's entries cannot be null")
     size = ft.entry_size
     raw = np.zeros((len(entries), size), np.uint8)
     cols = [f for f in ft.items if f.is_column]
@@ -579,8 +596,12 @@ def _encode_list(field: Any, col: Any) -> list[Step]:
             if child.null_count and not f.type.name.startswith("float"):
                 r = int(np.searchsorted(bounds[1:] - bounds[0],
                                         np.flatnonzero(child.is_null().to_numpy(zero_copy_only=False))[0], "right"))
-                raise ValueError(f"row {r}: column {label!r} has a null entry; {f.type.name} entries cannot be null")
-            step = _encode(Field(label, f.type), child, len(child))
+                raise RowError(r, f"column {label!r} has a null entry; {f.type.name} entries cannot be null")
+            try:
+                step = _encode(Field(label, f.type), child, len(child))
+            except RowError as exc:  # its row is an entry (of all rows' entries): name the row and the entry
+                r = int(np.searchsorted(bounds[1:] - bounds[0], exc.row, "right"))
+                raise RowError(r, f"{exc.why} (entry {exc.row - int(bounds[r] - bounds[0])} of the row)") from None
             raw[:, at : at + f.type.size] = _step_bytes(step, len(child))
         at += f.type.size
     pairs = np.empty((len(counts), 2), np.int64)
@@ -605,7 +626,7 @@ def _step_bytes(step: Step, n: int) -> npt.NDArray[np.uint8]:
 
 
 def _lossy_timestamps(field: Any, col: Any, unit: str) -> NoReturn:
-    """Raise a ValueError naming the column and the first row a cast to ``unit`` would change."""
+    """Raise a ValueError naming the column (a RowError: and the first row) a cast to ``unit`` would change."""
     src = col.type.unit if hasattr(col.type, "unit") else "ms"
     scale = {"s": 1, "ms": 1000, "us": 1_000_000, "ns": 1_000_000_000}
     raw = col.cast(require("pyarrow").int64()).to_numpy(zero_copy_only=False)
@@ -613,8 +634,8 @@ def _lossy_timestamps(field: Any, col: Any, unit: str) -> NoReturn:
         lost = np.flatnonzero(raw % (scale[src] // scale[unit]) != 0)
         if len(lost):
             r = int(lost[0])
-            raise ValueError(
-                f"column {field.name!r} row {r}: {raw[r]} {src} since 1970 has finer precision than the "
+            raise RowError(
+                r, f"column {field.name!r}: {raw[r]} {src} since 1970 has finer precision than the "
                 f"field's timestamp_{unit} keeps; round the column first (e.g. series.dt.floor({unit!r})) "
                 f"or use a timestamp_{src} field"
             )
@@ -645,7 +666,7 @@ def _floats(col: Any, dtype: str, name: str) -> Step:
         big = np.isinf(values) & np.isfinite(src)  # finite, but beyond float32: the row writer refuses it too
         if big.any():
             r = int(np.argmax(big))
-            raise ValueError(f"row {r}: column {name!r} value {float(src[r])!r} does not fit in a Java float "
+            raise RowError(r, f"column {name!r} value {float(src[r])!r} does not fit in a Java float "
                              f"(float32, |x| <= {float(np.finfo(np.float32).max):.7g})")
     return _fixed(values, dtype)
 
@@ -661,7 +682,7 @@ def _integers(field: Any, col: Any, dtype: str) -> npt.NDArray[Any]:
         bad = ~np.isfinite(values) | (values != np.floor(values))
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"row {r}: column {field.name!r} value {values[r].item()!r} is not an integer")
+            raise RowError(r, f"column {field.name!r} value {values[r].item()!r} is not an integer")
     target = np.dtype(dtype)
     if values.dtype.kind in "iub" and _fits(values.dtype, field.type.name):
         return values.astype(target, copy=False)  # every value of the source type fits: nothing to check
@@ -674,7 +695,7 @@ def _integers(field: Any, col: Any, dtype: str) -> npt.NDArray[Any]:
         over = (v < lo) | (v > hi)
     if over.any():
         r = int(np.flatnonzero(over)[0])
-        raise ValueError(f"row {r}: column {field.name!r} value {values[r].item()!r} does not fit in {field.type.name}")
+        raise RowError(r, f"column {field.name!r} value {values[r].item()!r} does not fit in {field.type.name}")
     return values.astype(target, copy=False)
 
 
@@ -776,7 +797,10 @@ def _cycles(
     if n and (int(cycles.min()) < 0 or int(cycles.max()) > cfg.max_cycle):
         # before 1970 a full index would be negative: no reader (Java's or ours) takes one
         r = int(np.argmax((cycles < 0) | (cycles > cfg.max_cycle)))
-        cfg.check_cycle(int(cycles[r]), f"row {r}: {f.name} = {int(values[r])} ({unit} since 1970)")
+        try:
+            cfg.check_cycle(int(cycles[r]), f"{f.name} = {int(values[r])} ({unit} since 1970)")
+        except ValueError as exc:
+            raise RowError(r, str(exc)) from None
     return cycles
 
 

@@ -19,7 +19,18 @@ import numpy.typing as npt
 from . import _encode as C
 from ._workers import submit
 
-__all__ = ["Program", "Step", "raw_program"]
+__all__ = ["Program", "RowError", "Step", "raw_program"]
+
+
+class RowError(ValueError):
+    """Row ``row`` of a table cannot be written: ``str()`` is ``"row N: why"``. A ValueError, as before; the
+    row is an attribute so that callers need not parse the message (write_batches counts it from the stream's
+    start; write_frame looks for an earlier bad row that a check run later would have found)."""
+
+    def __init__(self, row: int, why: str) -> None:
+        super().__init__(f"row {row}: {why}")
+        self.row = row
+        self.why = why
 
 
 class Step(NamedTuple):
@@ -46,7 +57,7 @@ class Program:
         self.supplementary_rows = 0  # rows whose text was re-encoded with surrogates (after lengths())
 
     def lengths(self, workers: int = 1) -> npt.NDArray[np.int64]:
-        """Body bytes of every row; raises ValueError naming the first row the C refuses.
+        """Body bytes of every row; raises :class:`RowError` naming the first row the C refuses.
 
         Also marks the text steps that hold non-BMP characters, which :meth:`place` then re-encodes.
         """
@@ -81,18 +92,18 @@ class Program:
         lengths = np.ascontiguousarray(lengths, dtype=np.int64)
         return C.place(self.steps, self.n, rows, lengths, buf)
 
-    def _error(self, row: int, step: int, status: int) -> ValueError:
+    def _error(self, row: int, step: int, status: int) -> RowError:
         name = self.names[step]
         if status == C.S_CHAR:
             value = self.columns[step][row].as_py()
-            return ValueError(f"row {row}: column {name!r} value {value!r} is not one BMP character (a Java char)")
+            return RowError(row, f"column {name!r} value {value!r} is not one BMP character (a Java char)")
         if status == C.S_UTF_LONG:
-            return ValueError(f"row {row}: column {name!r} text exceeds writeUTF's 65535 bytes")
+            return RowError(row, f"column {name!r} text exceeds writeUTF's 65535 bytes")
         if status == C.S_UTF8:
-            return ValueError(f"row {row}: column {name!r} text is not valid UTF-8")
+            return RowError(row, f"column {name!r} text is not valid UTF-8")
         if status == C.S_NULL:
-            return ValueError(f"row {row}: column {name!r} is null; this field type cannot hold nulls")
-        return ValueError(f"row {row}: column {name!r} has Arrow offsets outside its data")
+            return RowError(row, f"column {name!r} is null; this field type cannot hold nulls")
+        return RowError(row, f"column {name!r} has Arrow offsets outside its data")
 
 
 def raw_program(data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64]) -> Program:
