@@ -78,7 +78,7 @@ def test_csv_of_ns_timestamps_into_a_coarser_schema(tmp_path: Path, unit: str) -
     fine = whole + pd.to_timedelta([0, 0, 1], unit="ns")
     pychro.write_frame(pd.DataFrame({"ts": fine, "x": [1, 2, 3]}), tmp_path / "j2", ns)
     export(tmp_path / "j2", ns, tmp_path / "fine.csv")
-    with pytest.raises(ValueError, match=rf"column 'ts' row 2: .*timestamp_{unit}"):
+    with pytest.raises(ValueError, match=rf"row 2: column 'ts': .*timestamp_{unit}"):
         import_file(tmp_path / "fine.csv", tmp_path / "back2", coarse)
 
 

@@ -119,7 +119,7 @@ def test_csv_data_errors_exit_1_with_pychros_message(tmp_path: Path, capsys: pyt
     (tmp_path / "a.csv").write_text("ts,v\n2024-03-05T09:00:00,1\nnoon,2\n")
     assert main(["import", str(tmp_path / "a.csv"), str(tmp_path / "j"), "--schema", S]) == 1
     err = capsys.readouterr().err
-    assert "column 'ts' row 1: 'noon' is not an ISO date/time" in err and "assume_timezone" not in err
+    assert "row 1: column 'ts': 'noon' is not an ISO date/time" in err and "assume_timezone" not in err
     (tmp_path / "b.csv").write_text("ts,v\n2024-03-05 09:00:00.0001Z,1\n")
     assert main(["import", str(tmp_path / "b.csv"), str(tmp_path / "j"), "--schema", S]) == 1
     assert "finer precision than the field's timestamp_ms" in capsys.readouterr().err
@@ -136,3 +136,35 @@ def test_csv_data_errors_exit_1_with_pychros_message(tmp_path: Path, capsys: pyt
     # a usage error stays exit 2
     assert main(["import", str(tmp_path / "a.csv"), str(tmp_path / "j")]) == 2
     assert "needs --schema" in capsys.readouterr().err
+
+
+def test_csv_import_names_the_first_bad_row_of_any_check(tmp_path: Path) -> None:
+    """Timestamp text is parsed column by column and kind by kind (counts, then ISO), and pyarrow converts the
+    other columns before any row check: each named its own first bad row (a helper found later rows named)."""
+    from pychro.frames.encode import RowError
+
+    def first_error(lines: list[str], schema: str, header: str = "ts,q") -> RowError:
+        (tmp_path / "in.csv").write_text(header + "\n" + "\n".join(lines) + "\n")
+        with pytest.raises(RowError) as info:
+            pychro.frames.export.import_file(tmp_path / "in.csv", tmp_path / "j", schema)
+        assert not (tmp_path / "j").exists()
+        return info.value
+
+    good = "2024-03-05T09:00:00Z"
+    rows = [f"{good},1"] * 12
+    rows[2], rows[10] = f"{good},", "not a time,1"  # a null int32 before a bad time
+    assert first_error(rows, "ts:timestamp_ms,q:int32").row == 2
+    rows = [f"{good},1"] * 12
+    rows[5], rows[9] = "2024-03-05T09:00:00X,1", "99999999999999999999,1"  # ISO text, then an integer count
+    assert first_error(rows, "ts:timestamp_ms,q:int32").row == 5
+    rows = [f"{good},1"] * 12
+    rows[1], rows[7] = "1960-01-01T00:00:00Z,1", "2024-03-05T09:00:00.0001Z,1"  # before 1970, then too fine
+    assert "is cycle -" in str(first_error(rows, "ts:timestamp_ms,q:int32"))
+    rows = [f"{good},{good}"] * 12
+    rows[3], rows[8] = f"{good},bad", f"bad,{good}"  # the second timestamp column's row comes first
+    err = first_error(rows, "ts:timestamp_ms,t2:timestamp_ms", "ts,t2")
+    assert (err.row, str(err)[:22]) == (3, "row 3: column 't2': 'b")
+    rows = [f"{good},1"] * 12
+    rows[4] = f"{good},300"  # pyarrow's conversion error names the value only
+    err = first_error(rows, "ts:timestamp_ms,q:int8")
+    assert err.row == 4 and "column 'q': '300' is not valid for its int8 field" in str(err)

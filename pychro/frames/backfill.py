@@ -43,6 +43,7 @@ _INT_RANGE = {
     "uint8": (0, (1 << 8) - 1),
     "uint16": (0, (1 << 16) - 1),
     "uint32": (0, (1 << 32) - 1),
+    "char": (0, (1 << 16) - 1),  # a UTF-16 code unit, as an integer
 }
 
 
@@ -248,8 +249,10 @@ def write_frames(
         A column of every frame to merge by instead of the timestamp (``_index`` of a message-types export:
         the journal's own order), stably as above.
 
-    Other parameters are those of :func:`write_frame`. Every row is checked before anything is written; the
-    messages are byte for byte those the row writer writes for the same values in the same order.
+    Other parameters are those of :func:`write_frame`. Every row is checked before anything is written (the
+    frames one after the other, in the order given: a bad row raises a ``ValueError`` naming its frame and its
+    row in that frame, with ``.frame`` and ``.row``); the messages are byte for byte those the row writer writes
+    for the same values in the same order.
 
     Returns
     -------
@@ -284,6 +287,8 @@ def write_frames(
         table = _with_tag(_to_table(data), types, name)
         try:
             prepared = _prepare(table, types.schema(name), cfg, date, ts_name, clock, 1)
+        except RowError as exc:  # the frames are checked one after the other, in the order given
+            raise RowError(exc.row, exc.why, frame=name) from None
         except ValueError as exc:
             raise ValueError(f"frame {name!r}: {exc}") from None
         names.append(name)
@@ -381,11 +386,12 @@ def _prepare(
         return _prepare_rows(table, schema, cfg, date, timestamp_column, clock, workers)
     except RowError as exc:
         first = exc
-    # The checks run field by field, then over whole rows (in C), then on the cycles: the first of them to
-    # fail may have found a later row than another would have. Rows before it are checked again, alone.
+    # The checks run by kind: each field's own (nulls, then ranges ...), then over whole rows (in C), then on
+    # the cycles; each names its first bad row, which may come after another check's. Rows before it are
+    # checked again, alone: a few rounds at most (not one per field: every field is checked in each round).
     while first.row > 0:
         try:
-            _prepare_rows(table.slice(0, first.row), schema, cfg, date, timestamp_column, clock, 1)
+            _prepare_rows(table.slice(0, first.row), schema, cfg, date, timestamp_column, clock, workers)
         except RowError as earlier:
             first = earlier
             continue
@@ -398,12 +404,19 @@ def _prepare_rows(
 ) -> _Prepared:
     n = table.num_rows
     steps, names, columns = [], [], []
+    first: RowError | None = None  # the first bad row the fields' own checks found
     for f in schema.fields:
         col = _column(table, f)
-        made = _encode_list(f, col) if f.kind == LIST else [_encode(f, col, n)]
+        try:
+            made = _encode_list(f, col) if f.kind == LIST else [_encode(f, col, n)]
+        except RowError as exc:
+            first = exc if first is None or exc.row < first.row else first
+            continue
         steps += made
         names += [f.name] * len(made)
         columns += [col] * len(made)
+    if first is not None:
+        raise first
     program = Program(steps, n, names, columns)
     lengths = program.lengths(workers)
     if n and int(lengths.max()) > cfg.message_capacity:
@@ -465,6 +478,9 @@ def _to_table(data: Any) -> Any:
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
     is_pandas = type(data).__module__.startswith("pandas")
+    if is_pandas and hasattr(data, "columns") and data.columns.has_duplicates:
+        twice = sorted({str(c) for c in data.columns[data.columns.duplicated()]})
+        raise ValueError(f"the DataFrame has more than one column named {', '.join(map(repr, twice))}")
     if isinstance(data, dict) or is_pandas:
         try:
             return pa.Table.from_pandas(data, preserve_index=False) if is_pandas else pa.table(data)
@@ -503,7 +519,25 @@ def _column(table: Any, field: Any) -> Any:
     col = table.column(field.name)
     if not len(col):  # no values to convert: a 0-row frame's dtypes (pandas' defaults, say) do not matter
         return require("pyarrow").array([], type=arrow_type(field.type))
-    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()  # one chunk: no copy
+    col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()  # one chunk: no copy
+    if _holds_null_type(col.type):  # pandas' all-None column or lists all empty: Arrow could not tell the type
+        pa = require("pyarrow")
+        try:
+            col = col.cast(arrow_type(field.type))  # (nulls stay nulls: the field's own checks take them)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass  # the field's checks name what is wrong with it
+    return col
+
+
+def _holds_null_type(t: Any) -> bool:
+    pa = require("pyarrow")
+    if pa.types.is_null(t):
+        return True
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _holds_null_type(t.value_type)
+    if pa.types.is_struct(t):
+        return any(_holds_null_type(t.field(k).type) for k in range(t.num_fields))
+    return False
 
 
 def _first_null(col: Any, field: Any) -> None:
@@ -570,11 +604,19 @@ def _encode_list(field: Any, col: Any) -> list[Step]:
     bounds = col.offsets.to_numpy().astype(np.int64)
     counts = np.diff(bounds)
     entries = col.flatten()  # the entries of these rows only (slices respected)
+
+    def entry_error(entry: int, why: str) -> RowError:
+        """The error of entry ``entry`` (counted over all rows' entries), naming its row and its place there."""
+        r = int(np.searchsorted(bounds[1:] - bounds[0], entry, "right"))
+        return RowError(r, f"{why} (entry {entry - int(bounds[r] - bounds[0])} of the row)")
+
+    def first_null(values: Any) -> int:
+        return int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+
     if entries.null_count:  # a null entry (a null struct, or a null value of a plain list)
-        first = int(np.flatnonzero(entries.is_null().to_numpy(zero_copy_only=False))[0])
-        r = int(np.searchsorted(bounds[1:] - bounds[0], first, "right"))
         if pa.types.is_struct(entries.type) or not ft.items[0].type.name.startswith("float"):
-            raise RowError(r, f"column {field.name!r} has a null entry; a repeated group's entries cannot be null")
+            raise entry_error(first_null(entries), f"column {field.name!r} has a null entry; a repeated group's "
+                              "entries cannot be null")
     size = ft.entry_size
     raw = np.zeros((len(entries), size), np.uint8)
     cols = [f for f in ft.items if f.is_column]
@@ -594,14 +636,12 @@ def _encode_list(field: Any, col: Any) -> list[Step]:
             child = children[f.name]
             label = f"{field.name}.{f.name}" if f.name else field.name
             if child.null_count and not f.type.name.startswith("float"):
-                r = int(np.searchsorted(bounds[1:] - bounds[0],
-                                        np.flatnonzero(child.is_null().to_numpy(zero_copy_only=False))[0], "right"))
-                raise RowError(r, f"column {label!r} has a null entry; {f.type.name} entries cannot be null")
+                raise entry_error(first_null(child), f"column {label!r} has a null entry; {f.type.name} entries "
+                                  "cannot be null")
             try:
                 step = _encode(Field(label, f.type), child, len(child))
-            except RowError as exc:  # its row is an entry (of all rows' entries): name the row and the entry
-                r = int(np.searchsorted(bounds[1:] - bounds[0], exc.row, "right"))
-                raise RowError(r, f"{exc.why} (entry {exc.row - int(bounds[r] - bounds[0])} of the row)") from None
+            except RowError as exc:  # its row is an entry (of all rows' entries)
+                raise entry_error(exc.row, exc.why) from None
             raw[:, at : at + f.type.size] = _step_bytes(step, len(child))
         at += f.type.size
     pairs = np.empty((len(counts), 2), np.int64)
@@ -626,10 +666,14 @@ def _step_bytes(step: Step, n: int) -> npt.NDArray[np.uint8]:
 
 
 def _lossy_timestamps(field: Any, col: Any, unit: str) -> NoReturn:
-    """Raise a ValueError naming the column (a RowError: and the first row) a cast to ``unit`` would change."""
-    src = col.type.unit if hasattr(col.type, "unit") else "ms"
+    """Raise a RowError naming the column and the first row whose value a cast to ``unit`` would change (finer
+    than the unit) or that does not fit in int64 ``unit`` (past 2262 in ns, say)."""
+    pa = require("pyarrow")
+    if pa.types.is_date(col.type):  # days or ms since 1970: as ms (within int64 for every date32 and date64)
+        col = col.cast(pa.timestamp("ms"))
+    src = col.type.unit
     scale = {"s": 1, "ms": 1000, "us": 1_000_000, "ns": 1_000_000_000}
-    raw = col.cast(require("pyarrow").int64()).to_numpy(zero_copy_only=False)
+    raw = col.cast(pa.int64()).to_numpy(zero_copy_only=False)
     if scale[src] > scale[unit]:
         lost = np.flatnonzero(raw % (scale[src] // scale[unit]) != 0)
         if len(lost):
@@ -639,6 +683,14 @@ def _lossy_timestamps(field: Any, col: Any, unit: str) -> NoReturn:
                 f"field's timestamp_{unit} keeps; round the column first (e.g. series.dt.floor({unit!r})) "
                 f"or use a timestamp_{src} field"
             )
+    else:
+        factor = scale[unit] // scale[src]
+        over = np.flatnonzero((raw > (2**63 - 1) // factor) | (raw < -(2**63 // factor)))
+        if len(over):
+            r = int(over[0])
+            years = ", years 1677 to 2262" if unit == "ns" else ""
+            raise RowError(r, f"column {field.name!r}: {raw[r]} {src} since 1970 does not fit in the field's "
+                              f"timestamp_{unit} (int64 {unit}{years})")
     raise ValueError(f"column {field.name!r}: its {col.type} values do not fit in timestamp_{unit} (int64 {unit})")
 
 
@@ -678,24 +730,24 @@ def _integers(field: Any, col: Any, dtype: str) -> npt.NDArray[Any]:
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
         raise ValueError(f"column {field.name!r}: {field.type.name} fields take integers, not {t}")
     values = col.to_numpy(zero_copy_only=False)
-    if values.dtype.kind == "f":
-        bad = ~np.isfinite(values) | (values != np.floor(values))
-        if bad.any():
-            r = int(np.flatnonzero(bad)[0])
-            raise RowError(r, f"column {field.name!r} value {values[r].item()!r} is not an integer")
     target = np.dtype(dtype)
     if values.dtype.kind in "iub" and _fits(values.dtype, field.type.name):
         return values.astype(target, copy=False)  # every value of the source type fits: nothing to check
     lo, hi = _INT_RANGE.get(field.type.name, _INT_RANGE["int64"])
-    if values.dtype.kind == "u" and values.dtype.itemsize == 8:
+    whole = None
+    if values.dtype.kind == "f":
+        # hi + 1 is a power of two, exact as a float; hi is not always (2**63 - 1 rounds up to 2**63)
+        whole = np.isfinite(values) & (values == np.floor(values))
+        over = ~whole | (values < lo) | (values >= hi + 1)
+    elif values.dtype.kind == "u" and values.dtype.itemsize == 8:
         over = values > np.uint64(hi)
     else:
-        as_float = values.dtype.kind == "f"
-        v = values if as_float else values.astype(np.int64)
+        v = values.astype(np.int64)
         over = (v < lo) | (v > hi)
     if over.any():
         r = int(np.flatnonzero(over)[0])
-        raise RowError(r, f"column {field.name!r} value {values[r].item()!r} does not fit in {field.type.name}")
+        why = "is not an integer" if whole is not None and not whole[r] else f"does not fit in {field.type.name}"
+        raise RowError(r, f"column {field.name!r} value {values[r].item()!r} {why}")
     return values.astype(target, copy=False)
 
 
@@ -722,11 +774,8 @@ def _encode_text(field: Any, col: Any, n: int) -> Step:
     t = col.type
     if pa.types.is_dictionary(t) and _is_text(t.value_type):
         col, t = _offsets_text(col), pa.large_string()  # pandas and polars categoricals
-    if not _is_text(t):
-        if pa.types.is_null(t):
-            col, t = pa.nulls(n, pa.string()), pa.string()
-        else:
-            raise ValueError(f"column {field.name!r}: {field.type.name} fields take strings, not {t}")
+    if not _is_text(t):  # (a column of nulls alone came as text: see _column)
+        raise ValueError(f"column {field.name!r}: {field.type.name} fields take strings, not {t}")
     col = _offsets_text(col)
     if field.type.kind == UTF:
         _first_null(col, field)

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .encode import RowError
 from .schema import Schema
 
 __all__ = ["convert_options", "outside_iso", "parse_timestamps", "timestamp_text", "timestamps_from_text"]
@@ -64,7 +65,9 @@ def convert_options(schema: Schema) -> Any:
 
 def parse_timestamps(data: Any, schema: Schema, first_row: int = 0) -> Any:
     """``data`` (a RecordBatch or Table read with :func:`convert_options`) with its timestamp columns parsed;
-    ``first_row``: the row number of its first row in the file, for messages."""
+    ``first_row``: the row number of its first row in the file, for messages. Text that is not a timestamp of
+    its field raises :class:`RowError` for the first such row of any timestamp column."""
+    first: RowError | None = None
     for f in schema.fields:
         name = f.name
         if not f.type.name.startswith("timestamp_") or name not in data.column_names:
@@ -75,14 +78,20 @@ def parse_timestamps(data: Any, schema: Schema, first_row: int = 0) -> Any:
             col = col.combine_chunks()
         if not pa.types.is_string(col.type):
             continue
-        parsed = timestamps_from_text(col, f.type.name.split("_", 1)[1], name, first_row)
+        try:
+            parsed = timestamps_from_text(col, f.type.name.split("_", 1)[1], name, first_row)
+        except RowError as exc:  # the other timestamp columns may hold an earlier one
+            first = exc if first is None or exc.row < first.row else first
+            continue
         data = data.set_column(pos, data.schema.field(pos).with_type(parsed.type), parsed)
+    if first is not None:
+        raise first
     return data
 
 
 def timestamps_from_text(col: Any, unit: str, name: str, first_row: int = 0) -> Any:
-    """Text (ISO, naive = UTC, or an integer count of ``unit``) -> ``timestamp[unit, UTC]``; a ValueError names
-    the column and the first row that is neither."""
+    """Text (ISO, naive = UTC, or an integer count of ``unit``) -> ``timestamp[unit, UTC]``; a RowError names
+    the column and the first row that is neither (counted from ``first_row``)."""
     n = len(col)
     valid = col.is_valid().to_numpy(zero_copy_only=False)
     text = pc.utf8_trim_whitespace(col)
@@ -94,6 +103,7 @@ def timestamps_from_text(col: Any, unit: str, name: str, first_row: int = 0) -> 
     out = np.zeros(n, dtype=np.int64)
     kinds = ((is_int, pa.int64()), (valid & ~is_int & aware, pa.timestamp(unit, tz="UTC")),
              (valid & ~is_int & ~aware, pa.timestamp(unit)))  # naive: the same count, read as UTC
+    first: RowError | None = None  # each kind of text is parsed on its own: the first bad row of any of them
     for mask, target in kinds:
         rows = np.flatnonzero(mask)
         if not rows.size:
@@ -102,13 +112,17 @@ def timestamps_from_text(col: Any, unit: str, name: str, first_row: int = 0) -> 
         try:
             values = pc.cast(part, target)
         except (pa.ArrowInvalid, OverflowError):
-            _raise_unparsed(part, col.take(pa.array(rows)), rows, target, unit, name, first_row)
+            exc = _unparsed(part, col.take(pa.array(rows)), rows, target, unit, name, first_row)
+            first = exc if first is None or exc.row < first.row else first
+            continue
         out[rows] = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False)
+    if first is not None:
+        raise first
     return pa.array(out, pa.timestamp(unit, tz="UTC"), mask=None if valid.all() else ~valid)
 
 
-def _raise_unparsed(part: Any, given: Any, rows: Any, target: Any, unit: str, name: str, first_row: int) -> None:
-    """The first value of ``part`` that does not convert, as a ValueError with its column, row and text as
+def _unparsed(part: Any, given: Any, rows: Any, target: Any, unit: str, name: str, first_row: int) -> RowError:
+    """The first value of ``part`` that does not convert, as a RowError with its column, row and text as
     ``given`` (error path only: one value at a time until the bad one)."""
     for pos, value in enumerate(part.to_pylist()):
         try:
@@ -124,6 +138,6 @@ def _raise_unparsed(part: Any, given: Any, rows: Any, target: Any, unit: str, na
                 except (pa.ArrowInvalid, OverflowError):
                     why = "is not an ISO date/time (2024-03-05T09:00:00Z; naive = UTC)"
             text = given[pos].as_py()
-            raise ValueError(f"column {name!r} row {row}: {text!r} {why}; a timestamp_{unit} field takes ISO text "
-                             f"or an integer count of {unit} since 1970") from None
+            return RowError(row, f"column {name!r}: {text!r} {why}; a timestamp_{unit} field takes ISO text or an "
+                                 f"integer count of {unit} since 1970")
     raise ValueError(f"column {name!r}: timestamps that do not convert to timestamp_{unit}")

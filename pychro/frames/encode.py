@@ -23,14 +23,19 @@ __all__ = ["Program", "RowError", "Step", "raw_program"]
 
 
 class RowError(ValueError):
-    """Row ``row`` of a table cannot be written: ``str()`` is ``"row N: why"``. A ValueError, as before; the
-    row is an attribute so that callers need not parse the message (write_batches counts it from the stream's
-    start; write_frame looks for an earlier bad row that a check run later would have found)."""
+    """Row ``row`` of a table cannot be written: ``str()`` is ``"row N: why"`` (write_frames: ``"frame 'name':
+    row N: why"``). A ValueError, as before; the row is an attribute so that callers need not parse the message
+    (write_batches counts it from the stream's start; write_frame looks for an earlier bad row that a check run
+    later would have found)."""
 
-    def __init__(self, row: int, why: str) -> None:
-        super().__init__(f"row {row}: {why}")
+    def __init__(self, row: int, why: str, frame: str | None = None) -> None:
+        super().__init__(f"row {row}: {why}" if frame is None else f"frame {frame!r}: row {row}: {why}")
         self.row = row
         self.why = why
+        self.frame = frame  # write_frames: the frame (message type) whose row it is
+
+    def __reduce__(self) -> tuple[type[RowError], tuple[int, str, str | None]]:  # pickled (process pools), copied
+        return type(self), (self.row, self.why, self.frame)
 
 
 class Step(NamedTuple):
@@ -96,7 +101,9 @@ class Program:
         name = self.names[step]
         if status == C.S_CHAR:
             value = self.columns[step][row].as_py()
-            return RowError(row, f"column {name!r} value {value!r} is not one BMP character (a Java char)")
+            long = isinstance(value, str) and len(value) > 40
+            shown = f"{value[:20]!r}... ({len(value)} characters)" if long else repr(value)
+            return RowError(row, f"column {name!r} value {shown} is not one BMP character (a Java char)")
         if status == C.S_UTF_LONG:
             return RowError(row, f"column {name!r} text exceeds writeUTF's 65535 bytes")
         if status == C.S_UTF8:

@@ -11,6 +11,7 @@ import datetime as _dt
 import json
 import os
 import queue
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from .._optional import require
 from ..config import VanillaConfig
 from ..journal import Journal
 from .decode import recycle
+from .encode import RowError
 from .schema import LIST, META_SCHEMA, Schema, SchemaLike
 
 __all__ = ["export", "import_file", "load_file", "partition_name", "to_csv", "to_ipc", "to_parquet"]
@@ -615,10 +617,16 @@ def _batch_source(p: str, schema: SchemaLike | None, batch_rows: int) -> tuple[A
 
         def csv_batches() -> Iterator[Any]:
             row = 0
-            with _csv_errors(p):
+            with _csv_errors(p, sch):
                 with csv.open_csv(p, convert_options=convert) as reader:
                     for batch in reader:
-                        yield parse_timestamps(batch, sch, row)
+                        try:
+                            parsed = parse_timestamps(batch, sch, row)
+                        except RowError as exc:
+                            # the rows before it first: the checks of the write may find an earlier bad row
+                            yield parse_timestamps(batch.slice(0, exc.row - row), sch, row)
+                            raise
+                        yield parsed
                         row += batch.num_rows
 
         return csv_batches, sch
@@ -626,15 +634,61 @@ def _batch_source(p: str, schema: SchemaLike | None, batch_rows: int) -> tuple[A
 
 
 @contextlib.contextmanager
-def _csv_errors(path: str) -> Iterator[None]:
-    """pyarrow's CSV errors as ValueErrors naming the file (an empty file, a value that is not a number)."""
+def _csv_errors(path: str, schema: Schema | None = None) -> Iterator[None]:
+    """pyarrow's CSV errors as ValueErrors naming the file (an empty file), or a RowError naming the row of a
+    value that is not one of its field's type (pyarrow names the column and the value only)."""
     pa = require("pyarrow", purpose="import")
     try:
         yield
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
             raise ValueError(f"{path} is empty: a CSV file needs a header line naming its columns") from None
+        bad = None if schema is None else _bad_csv_value(path, schema, str(exc))
+        if bad is not None:
+            raise bad from None
         raise ValueError(f"{path}: {exc}") from None
+
+
+def _bad_csv_value(path: str, schema: Schema, message: str) -> RowError | None:
+    """The first row whose value in the column a pyarrow conversion error names does not convert (error path
+    only: the file is read again, that column as text, each batch cast and the failing one halved)."""
+    from pyarrow import csv
+
+    pa = require("pyarrow", purpose="import")
+    pc = require("pyarrow.compute", purpose="import")
+    m = re.search(r"CSV column #(\d+): CSV conversion error to ", message)
+    if m is None:
+        return None
+    try:
+        with csv.open_csv(path, convert_options=csv.ConvertOptions(column_types={})) as reader:
+            name = reader.schema.names[int(m[1])]
+        if name not in schema.names:
+            return None
+        field = schema[name]
+        target = schema.to_arrow().field(name).type
+        text = csv.ConvertOptions(column_types={name: pa.string()}, include_columns=[name], null_values=[""],
+                                  strings_can_be_null=True, quoted_strings_can_be_null=False)
+        row = 0
+        with csv.open_csv(path, convert_options=text) as reader:
+            for batch in reader:
+                col = batch.column(0)
+                try:
+                    pc.cast(col, target)
+                except (pa.ArrowInvalid, OverflowError):
+                    lo, hi = 0, len(col)  # the first value that does not convert is in [lo, hi)
+                    while hi - lo > 1:
+                        mid = (lo + hi) // 2
+                        try:
+                            pc.cast(col.slice(lo, mid - lo), target)
+                            lo = mid
+                        except (pa.ArrowInvalid, OverflowError):
+                            hi = mid
+                    why = f"column {name!r}: {col[lo].as_py()!r} is not valid for its {field.type.name} field ({path})"
+                    return RowError(row + lo, why)
+                row += batch.num_rows
+    except (pa.ArrowInvalid, OSError, IndexError):
+        return None
+    return None
 
 
 def _import_schema(p: str, schema: SchemaLike | None, meta: dict[bytes, bytes] | None) -> Schema:
@@ -670,7 +724,7 @@ def load_file(path: str | os.PathLike[str], schema: SchemaLike | None = None) ->
         from .csv_text import convert_options, parse_timestamps
 
         sch = Schema(schema)
-        with _csv_errors(p):
+        with _csv_errors(p, sch):
             table = csv.read_csv(p, convert_options=convert_options(sch))
         return parse_timestamps(table, sch), sch
     else:

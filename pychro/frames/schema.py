@@ -124,6 +124,8 @@ def field_type(name: str) -> FieldType:
 
 def _list_type(inner: str) -> FieldType:
     """``list<px:float64,qty:int32>`` (entries of named fields) or ``list<int64>`` (plain values)."""
+    if "list<" in inner:  # (before the parse of its items: deeply nested lists would exhaust the stack)
+        raise ValueError(f"list<{inner}>: lists do not nest")
     parts = [p.strip() for p in inner.split(",")]
     if len(parts) == 1 and ":" not in parts[0] and not _SKIP.match(parts[0]):
         items = [Field("", field_type(parts[0]))]
