@@ -13,6 +13,7 @@ import pytest
 
 import pychro
 from pychro.cli import main
+from pychro.frames.export import import_file
 
 T0 = 1_709_629_200_000  # 2024-03-05T09:00:00Z in ms
 S = "ts:timestamp_ms,v:int32"
@@ -146,7 +147,7 @@ def test_csv_import_names_the_first_bad_row_of_any_check(tmp_path: Path) -> None
     def first_error(lines: list[str], schema: str, header: str = "ts,q") -> RowError:
         (tmp_path / "in.csv").write_text(header + "\n" + "\n".join(lines) + "\n")
         with pytest.raises(RowError) as info:
-            pychro.frames.export.import_file(tmp_path / "in.csv", tmp_path / "j", schema)
+            import_file(tmp_path / "in.csv", tmp_path / "j", schema)
         assert not (tmp_path / "j").exists()
         return info.value
 
@@ -168,3 +169,44 @@ def test_csv_import_names_the_first_bad_row_of_any_check(tmp_path: Path) -> None
     rows[4] = f"{good},300"  # pyarrow's conversion error names the value only
     err = first_error(rows, "ts:timestamp_ms,q:int8")
     assert err.row == 4 and "column 'q': '300' is not valid for its int8 field" in str(err)
+
+
+def test_csv_import_values_pyarrow_cannot_convert(tmp_path: Path) -> None:
+    """pyarrow converts a whole block and names neither the row nor the rows before it it did not check; the
+    import names the first bad row of the block, and " 12" (which pyarrow takes) is not blamed."""
+    from pychro.frames.encode import RowError
+
+    def first_error(text: str, schema: str) -> RowError:
+        (tmp_path / "in.csv").write_text(text)
+        with pytest.raises(RowError) as info:
+            import_file(tmp_path / "in.csv", tmp_path / "j", schema)
+        assert not (tmp_path / "j").exists()
+        return info.value
+
+    assert str(first_error("a,b\n1,1\n,2\n3,x\n", "a:int32,b:int32")).startswith("row 1: column 'a' is null")
+    err = first_error("a,b\n1,1\n2, 12\n3,4\n4,x\n", "a:int32,b:int32")
+    assert err.row == 3 and "column 'b': 'x' is not valid for its int32 field" in str(err)
+    err = first_error("a,b\n1,1\n2,x\ny,3\n", "a:int32,b:int32")  # the first bad row of any column
+    assert err.row == 1 and "column 'b': 'x'" in str(err)
+    err = first_error("e\n1.5\n1e39\n", "e:float32")  # beyond float32: pyarrow's reader made it inf
+    assert err.row == 1 and "does not fit in a Java float" in str(err)
+
+
+def test_csv_import_reads_the_schemas_columns_only_and_keeps_null_lines(tmp_path: Path) -> None:
+    # a column outside the schema whose type pyarrow guessed from the first block failed the import
+    rows = [f"{k},{k}" for k in range(300_000)] + ["300000,text"]
+    (tmp_path / "x.csv").write_text("a,extra\n" + "\n".join(rows) + "\n")
+    assert import_file(tmp_path / "x.csv", tmp_path / "j", "a:int64", date="2024-03-05") \
+        == 300_001
+    # a one-column export writes a null as an empty line: it comes back as a row
+    pychro.write_frame({"s": ["a", None, "b"]}, tmp_path / "one", "s:string", date="2024-03-05")
+    pychro.to_csv(tmp_path / "one", "s:string", tmp_path / "one.csv")
+    import_file(tmp_path / "one.csv", tmp_path / "back", "s:string", date="2024-03-05")
+    assert pychro.read_table(tmp_path / "back", "s:string").column("s").to_pylist() == ["a", None, "b"]
+    (tmp_path / "l.csv").write_text("l\n1\n")
+    with pytest.raises(ValueError, match="CSV has no list columns: field 'l' is list<int8>"):
+        import_file(tmp_path / "l.csv", tmp_path / "k", "l:list<int8>")
+    (tmp_path / "d.csv").write_text("a,a\n1,2\n")
+    with pytest.raises(ValueError, match="more than one column named 'a'"):
+        import_file(tmp_path / "d.csv", tmp_path / "k", "a:int32")
+    assert not (tmp_path / "k").exists()

@@ -435,3 +435,16 @@ def test_null_entries_of_a_group_name_the_entry(tmp_path: Path) -> None:
     ]:
         with pytest.raises(ValueError, match=rf"^row 1: column {message}of the row\)$"):
             write_frame(pa.table({schema[0]: col}), tmp_path / "j", schema, date=dt.date(2024, 1, 2))
+
+
+def test_a_null_typed_entry_field_does_not_make_text_numbers(tmp_path: Path) -> None:
+    """One entry field all None (Arrow's null type) had the whole struct cast: text "12" was written as 12."""
+    day = dt.date(2024, 1, 2)
+    entries = pa.array([[{"px": None, "qty": "12"}]], pa.list_(pa.struct([("px", pa.null()), ("qty", pa.string())])))
+    with pytest.raises(ValueError, match=r"column 'l.qty': int32 fields take integers, not string"):
+        write_frame(pa.table({"l": entries}), tmp_path / "j", "l:list<px:float64,qty:int32>", date=day)
+    # the first bad entry of any entry field, in one round (not one per entry field)
+    st_type = pa.struct([("a", pa.int64()), ("b", pa.int64())])
+    lists = pa.array([[{"a": 1, "b": 1}], [{"a": 1, "b": 1000}], [{"a": 1000, "b": 1}]], pa.list_(st_type))
+    with pytest.raises(ValueError, match=r"^row 1: column 'l.b' value 1000 does not fit in int8 \(entry 0 "):
+        write_frame(pa.table({"l": lists}), tmp_path / "j", "l:list<a:int8,b:int8>", date=day)

@@ -516,28 +516,21 @@ def _column(table: Any, field: Any) -> Any:
         return None
     if field.name not in table.column_names:
         raise ValueError(f"the data has no column {field.name!r} (schema field {field.name}:{field.type.name})")
+    if table.column_names.count(field.name) > 1:
+        raise ValueError(f"the data has more than one column named {field.name!r}")
     col = table.column(field.name)
     if not len(col):  # no values to convert: a 0-row frame's dtypes (pandas' defaults, say) do not matter
         return require("pyarrow").array([], type=arrow_type(field.type))
     col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()  # one chunk: no copy
-    if _holds_null_type(col.type):  # pandas' all-None column or lists all empty: Arrow could not tell the type
-        pa = require("pyarrow")
-        try:
-            col = col.cast(arrow_type(field.type))  # (nulls stay nulls: the field's own checks take them)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            pass  # the field's checks name what is wrong with it
-    return col
+    return _typed_nulls(col, arrow_type(field.type))
 
 
-def _holds_null_type(t: Any) -> bool:
+def _typed_nulls(values: Any, arrow: Any) -> Any:
+    """Values of Arrow's null type (pandas' all-None column, entries of lists all empty: Arrow could not tell
+    their type) as nulls of ``arrow``, for the field's own checks; any other values as they are (never cast:
+    a cast would take text for numbers)."""
     pa = require("pyarrow")
-    if pa.types.is_null(t):
-        return True
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return _holds_null_type(t.value_type)
-    if pa.types.is_struct(t):
-        return any(_holds_null_type(t.field(k).type) for k in range(t.num_fields))
-    return False
+    return pa.nulls(len(values), arrow) if pa.types.is_null(values.type) else values
 
 
 def _first_null(col: Any, field: Any) -> None:
@@ -603,7 +596,7 @@ def _encode_list(field: Any, col: Any) -> list[Step]:
         raise RowError(r, f"column {field.name!r} is null; a repeated group has no null (write an empty list)")
     bounds = col.offsets.to_numpy().astype(np.int64)
     counts = np.diff(bounds)
-    entries = col.flatten()  # the entries of these rows only (slices respected)
+    entries = _typed_nulls(col.flatten(), arrow_type(ft).value_type)  # these rows' entries (slices respected)
 
     def entry_error(entry: int, why: str) -> RowError:
         """The error of entry ``entry`` (counted over all rows' entries), naming its row and its place there."""
@@ -624,26 +617,30 @@ def _encode_list(field: Any, col: Any) -> list[Step]:
         missing = [f.name for f in cols if entries.type.get_field_index(f.name) < 0]
         if missing:
             raise ValueError(f"column {field.name!r}: its entries have no field {missing[0]!r} ({ft.name})")
-        children = {f.name: entries.field(f.name) for f in cols}
+        children = {f.name: _typed_nulls(entries.field(f.name), arrow_type(f.type)) for f in cols}
     elif len(cols) == 1 and not cols[0].name:
         children = {"": entries}
     else:
         raise ValueError(f"column {field.name!r}: {ft.name} entries are structs with fields "
                          f"{[f.name for f in cols]}, not {entries.type}")
     at = 0
+    first: RowError | None = None  # the first bad entry of any entry field (all are checked: see _prepare)
     for f in ft.items:
         if f.is_column:
             child = children[f.name]
             label = f"{field.name}.{f.name}" if f.name else field.name
-            if child.null_count and not f.type.name.startswith("float"):
-                raise entry_error(first_null(child), f"column {label!r} has a null entry; {f.type.name} entries "
-                                  "cannot be null")
             try:
+                if child.null_count and not f.type.name.startswith("float"):
+                    raise RowError(first_null(child), f"column {label!r} has a null entry; {f.type.name} entries "
+                                   "cannot be null")
                 step = _encode(Field(label, f.type), child, len(child))
             except RowError as exc:  # its row is an entry (of all rows' entries)
-                raise entry_error(exc.row, exc.why) from None
-            raw[:, at : at + f.type.size] = _step_bytes(step, len(child))
+                first = exc if first is None or exc.row < first.row else first
+            else:
+                raw[:, at : at + f.type.size] = _step_bytes(step, len(child))
         at += f.type.size
+    if first is not None:
+        raise entry_error(first.row, first.why)
     pairs = np.empty((len(counts), 2), np.int64)
     pairs[:, 0] = (bounds[:-1] - bounds[0]) * size
     pairs[:, 1] = (bounds[1:] - bounds[0]) * size

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .encode import RowError
-from .schema import Schema
+from .schema import LIST, Schema
 
 __all__ = ["convert_options", "outside_iso", "parse_timestamps", "timestamp_text", "timestamps_from_text"]
 
@@ -53,14 +53,20 @@ def timestamp_text(col: Any) -> Any:
     return pc.if_else(pa.array(mask), count, text)
 
 
-def convert_options(schema: Schema) -> Any:
+def convert_options(schema: Schema, include: list[str] | None = None) -> Any:
     """pyarrow CSV options reading what :func:`timestamp_text` and pyarrow's writer make: only an unquoted empty
-    field is null; timestamp columns come as text, for :func:`parse_timestamps`."""
+    field is null; timestamp columns come as text, for :func:`parse_timestamps`. ``include``: the columns read
+    (default all)."""
     from pyarrow import csv
 
-    types = {f.name: (pa.string() if pa.types.is_timestamp(f.type) else f.type) for f in schema.to_arrow()}
+    lists = [f for f in schema.fields if f.kind == LIST]
+    if lists:
+        raise ValueError(f"CSV has no list columns: field {lists[0].name!r} is {lists[0].type.name}")
+    # float32 as float64: text beyond float32 becomes inf in pyarrow's reader; the write names its row instead
+    types = {f.name: (pa.string() if pa.types.is_timestamp(f.type) else
+                      pa.float64() if pa.types.is_float32(f.type) else f.type) for f in schema.to_arrow()}
     return csv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True,
-                              quoted_strings_can_be_null=False)
+                              quoted_strings_can_be_null=False, include_columns=include or [])
 
 
 def parse_timestamps(data: Any, schema: Schema, first_row: int = 0) -> Any:
@@ -123,21 +129,36 @@ def timestamps_from_text(col: Any, unit: str, name: str, first_row: int = 0) -> 
 
 def _unparsed(part: Any, given: Any, rows: Any, target: Any, unit: str, name: str, first_row: int) -> RowError:
     """The first value of ``part`` that does not convert, as a RowError with its column, row and text as
-    ``given`` (error path only: one value at a time until the bad one)."""
-    for pos, value in enumerate(part.to_pylist()):
+    ``given`` (error path only: halves cast until the bad one, a few dozen casts for millions of rows)."""
+
+    def converts(values: Any) -> bool:
         try:
-            pc.cast(pa.array([value]), target)
+            pc.cast(values, target)
+            return True
         except (pa.ArrowInvalid, OverflowError):
-            row = first_row + int(rows[pos])
-            if pa.types.is_integer(target):
-                why = f"does not fit in int64 {unit}"
-            else:
-                try:
-                    pc.cast(pa.array([value]), pa.timestamp("ns", tz=target.tz))
-                    why = f"has finer precision than the field's timestamp_{unit} keeps"
-                except (pa.ArrowInvalid, OverflowError):
-                    why = "is not an ISO date/time (2024-03-05T09:00:00Z; naive = UTC)"
-            text = given[pos].as_py()
-            return RowError(row, f"column {name!r}: {text!r} {why}; a timestamp_{unit} field takes ISO text or an "
-                                 f"integer count of {unit} since 1970")
+            return False
+
+    lo, hi = 0, len(part)  # the first value that does not convert is in [lo, hi), if any
+    if converts(part):
+        lo = hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if converts(part.slice(lo, mid - lo)):
+            lo = mid
+        else:
+            hi = mid
+    if lo < len(part):
+        pos, value = lo, part[lo].as_py()
+        row = first_row + int(rows[pos])
+        if pa.types.is_integer(target):
+            why = f"does not fit in int64 {unit}"
+        else:
+            try:
+                pc.cast(pa.array([value]), pa.timestamp("ns", tz=target.tz))
+                why = f"has finer precision than the field's timestamp_{unit} keeps"
+            except (pa.ArrowInvalid, OverflowError):
+                why = "is not an ISO date/time (2024-03-05T09:00:00Z; naive = UTC)"
+        text = given[pos].as_py()
+        return RowError(row, f"column {name!r}: {text!r} {why}; a timestamp_{unit} field takes ISO text or an "
+                             f"integer count of {unit} since 1970")
     raise ValueError(f"column {name!r}: timestamps that do not convert to timestamp_{unit}")

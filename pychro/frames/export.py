@@ -11,7 +11,6 @@ import datetime as _dt
 import json
 import os
 import queue
-import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -610,84 +609,136 @@ def _batch_source(p: str, schema: SchemaLike | None, batch_rows: int) -> tuple[A
                              "pychro metadata")
         from pyarrow import csv
 
-        from .csv_text import convert_options, parse_timestamps
+        from .csv_text import parse_timestamps
 
         sch = Schema(schema)
-        convert = convert_options(sch)
+        convert, parse = _csv_options(p, sch)
 
         def csv_batches() -> Iterator[Any]:
             row = 0
-            with _csv_errors(p, sch):
-                with csv.open_csv(p, convert_options=convert) as reader:
-                    for batch in reader:
-                        try:
-                            parsed = parse_timestamps(batch, sch, row)
-                        except RowError as exc:
-                            # the rows before it first: the checks of the write may find an earlier bad row
-                            yield parse_timestamps(batch.slice(0, exc.row - row), sch, row)
-                            raise
-                        yield parsed
-                        row += batch.num_rows
+            with _csv_errors(p):
+                try:
+                    with csv.open_csv(p, convert_options=convert, parse_options=parse) as reader:
+                        for batch in reader:
+                            try:
+                                parsed = parse_timestamps(batch, sch, row)
+                            except RowError as exc:
+                                # the rows before it first: the checks of the write may find an earlier bad row
+                                yield parse_timestamps(batch.slice(0, exc.row - row), sch, row)
+                                raise
+                            yield parsed
+                            row += batch.num_rows
+                except pa.ArrowInvalid as exc:  # a value pyarrow cannot convert, somewhere in the block from row
+                    bad = _bad_csv_value(p, sch, convert, parse, row, str(exc))
+                    if bad is None:
+                        raise
+                    if bad.row > row:  # the rows of the block before it, as above
+                        yield parse_timestamps(_csv_rows(p, convert, parse, row, bad.row), sch, row)
+                    raise bad from None
 
         return csv_batches, sch
     raise ValueError(f"cannot tell the format of {p!r}: use .parquet, .arrow, .feather or .csv")
 
 
 @contextlib.contextmanager
-def _csv_errors(path: str, schema: Schema | None = None) -> Iterator[None]:
-    """pyarrow's CSV errors as ValueErrors naming the file (an empty file), or a RowError naming the row of a
-    value that is not one of its field's type (pyarrow names the column and the value only)."""
+def _csv_errors(path: str) -> Iterator[None]:
+    """pyarrow's CSV errors as ValueErrors naming the file (an empty file, ...)."""
     pa = require("pyarrow", purpose="import")
     try:
         yield
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
             raise ValueError(f"{path} is empty: a CSV file needs a header line naming its columns") from None
-        bad = None if schema is None else _bad_csv_value(path, schema, str(exc))
-        if bad is not None:
-            raise bad from None
         raise ValueError(f"{path}: {exc}") from None
 
 
-def _bad_csv_value(path: str, schema: Schema, message: str) -> RowError | None:
-    """The first row whose value in the column a pyarrow conversion error names does not convert (error path
-    only: the file is read again, that column as text, each batch cast and the failing one halved)."""
+def _csv_options(path: str, schema: Schema) -> tuple[Any, Any]:
+    """(convert, parse) options of a CSV import: the schema's columns only (pyarrow guesses a type for the
+    others from the first block, and a later value of another type failed the import); empty lines kept as
+    rows in a file of one column (a null there is an empty line: to_csv writes them so)."""
+    from pyarrow import csv
+
+    from .csv_text import convert_options
+
+    with _csv_errors(path), csv.open_csv(path) as reader:
+        names = reader.schema.names
+    twice = [n for n in schema.names if names.count(n) > 1]
+    if twice:
+        raise ValueError(f"{path}: the header has more than one column named {twice[0]!r}")
+    include = [n for n in schema.names if n in names]
+    return convert_options(schema, include or None), csv.ParseOptions(ignore_empty_lines=len(names) != 1)
+
+
+def _csv_rows(path: str, convert: Any, parse: Any, start: int, stop: int) -> Any:
+    """Rows ``start..stop`` of a CSV file as ``convert`` reads them, where a later row of their block does not
+    convert (error path only: read as text, those rows cast; pyarrow converts whole blocks)."""
     from pyarrow import csv
 
     pa = require("pyarrow", purpose="import")
     pc = require("pyarrow.compute", purpose="import")
-    m = re.search(r"CSV column #(\d+): CSV conversion error to ", message)
-    if m is None:
+    text = _as_text(convert)
+    batches, got = [], 0
+    with csv.open_csv(path, convert_options=text, parse_options=parse,
+                      read_options=csv.ReadOptions(skip_rows_after_names=start)) as reader:
+        for batch in reader:
+            batches.append(batch)
+            got += batch.num_rows
+            if got >= stop - start:
+                break
+        table = pa.Table.from_batches(batches, reader.schema).slice(0, stop - start)
+    return pa.table({name: pc.cast(pc.utf8_trim_whitespace(table.column(name)), convert.column_types[name])
+                     if convert.column_types[name] != pa.string() else table.column(name)
+                     for name in table.column_names})
+
+
+def _as_text(convert: Any) -> Any:
+    """``convert`` with every column read as text."""
+    from pyarrow import csv
+
+    pa = require("pyarrow", purpose="import")
+    names = list(convert.include_columns) or list(convert.column_types)
+    return csv.ConvertOptions(column_types={n: pa.string() for n in names}, include_columns=names,
+                              null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False)
+
+
+def _bad_csv_value(path: str, schema: Schema, convert: Any, parse: Any, start: int, message: str) -> RowError | None:
+    """The first row from ``start`` holding a value that pyarrow cannot convert to its column's type, in any
+    column (error path only: the file is read again as text from ``start``, each batch cast column by column and
+    a failing one halved; the first batch with a failure holds the first one)."""
+    from pyarrow import csv
+
+    pa = require("pyarrow", purpose="import")
+    pc = require("pyarrow.compute", purpose="import")
+    if "CSV conversion error" not in message:
         return None
-    try:
-        with csv.open_csv(path, convert_options=csv.ConvertOptions(column_types={})) as reader:
-            name = reader.schema.names[int(m[1])]
-        if name not in schema.names:
-            return None
-        field = schema[name]
-        target = schema.to_arrow().field(name).type
-        text = csv.ConvertOptions(column_types={name: pa.string()}, include_columns=[name], null_values=[""],
-                                  strings_can_be_null=True, quoted_strings_can_be_null=False)
-        row = 0
-        with csv.open_csv(path, convert_options=text) as reader:
-            for batch in reader:
-                col = batch.column(0)
+    text = _as_text(convert)
+    targets = {n: convert.column_types[n] for n in text.include_columns if convert.column_types[n] != pa.string()}
+    row = start
+    with csv.open_csv(path, convert_options=text, parse_options=parse,
+                      read_options=csv.ReadOptions(skip_rows_after_names=start)) as reader:
+        for batch in reader:
+            first: RowError | None = None
+            for name, target in targets.items():
+                col = pc.utf8_trim_whitespace(batch.column(name))  # (as pyarrow's reader takes " 12")
                 try:
                     pc.cast(col, target)
+                    continue
                 except (pa.ArrowInvalid, OverflowError):
-                    lo, hi = 0, len(col)  # the first value that does not convert is in [lo, hi)
-                    while hi - lo > 1:
-                        mid = (lo + hi) // 2
-                        try:
-                            pc.cast(col.slice(lo, mid - lo), target)
-                            lo = mid
-                        except (pa.ArrowInvalid, OverflowError):
-                            hi = mid
-                    why = f"column {name!r}: {col[lo].as_py()!r} is not valid for its {field.type.name} field ({path})"
-                    return RowError(row + lo, why)
-                row += batch.num_rows
-    except (pa.ArrowInvalid, OSError, IndexError):
-        return None
+                    pass
+                lo, hi = 0, len(col)  # the first value that does not convert is in [lo, hi)
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    try:
+                        pc.cast(col.slice(lo, mid - lo), target)
+                        lo = mid
+                    except (pa.ArrowInvalid, OverflowError):
+                        hi = mid
+                if first is None or row + lo < first.row:
+                    why = f"column {name!r}: {col[lo].as_py()!r} is not valid for its {schema[name].type.name} field"
+                    first = RowError(row + lo, f"{why} ({path})")
+            if first is not None:
+                return first
+            row += batch.num_rows
     return None
 
 
@@ -721,11 +772,18 @@ def load_file(path: str | os.PathLike[str], schema: SchemaLike | None = None) ->
                              "pychro metadata")
         from pyarrow import csv
 
-        from .csv_text import convert_options, parse_timestamps
+        from .csv_text import parse_timestamps
 
         sch = Schema(schema)
-        with _csv_errors(p, sch):
-            table = csv.read_csv(p, convert_options=convert_options(sch))
+        convert, parse = _csv_options(p, sch)
+        with _csv_errors(p):
+            try:
+                table = csv.read_csv(p, convert_options=convert, parse_options=parse)
+            except pa.ArrowInvalid as exc:
+                bad = _bad_csv_value(p, sch, convert, parse, 0, str(exc))
+                if bad is None:
+                    raise
+                raise bad from None
         return parse_timestamps(table, sch), sch
     else:
         raise ValueError(f"cannot tell the format of {p!r}: use .parquet, .arrow, .feather or .csv")
