@@ -28,7 +28,7 @@ from ..journal import Journal
 from . import _encode as C
 from .args import check_threads
 from .bulk import BulkAppender, workers_for
-from .encode import Program, RowError, Step
+from .encode import Program, RowError, Step, earlier
 from .schema import FIXED, LIST, SKIP, STOPBIT, STRING, UTF, Field, Schema, SchemaLike, arrow_type
 from .timerange import as_date
 
@@ -410,7 +410,7 @@ def _prepare_rows(
         try:
             made = _encode_list(f, col) if f.kind == LIST else [_encode(f, col, n)]
         except RowError as exc:
-            first = exc if first is None or exc.row < first.row else first
+            first = earlier(first, exc)
             continue
         steps += made
         names += [f.name] * len(made)
@@ -549,7 +549,7 @@ def _encode(field: Any, col: Any, n: int) -> Step:
     if ft.kind == SKIP:
         return Step(C.K_ZERO, ft.size)
     if ft.kind in (STRING, UTF):
-        return _encode_text(field, col, n)
+        return _encode_text(field, col)
     t = col.type
     name = ft.name
     if name.startswith("float"):
@@ -635,7 +635,7 @@ def _encode_list(field: Any, col: Any) -> list[Step]:
                                    "cannot be null")
                 step = _encode(Field(label, f.type), child, len(child))
             except RowError as exc:  # its row is an entry (of all rows' entries)
-                first = exc if first is None or exc.row < first.row else first
+                first = earlier(first, exc)
             else:
                 raw[:, at : at + f.type.size] = _step_bytes(step, len(child))
         at += f.type.size
@@ -766,7 +766,7 @@ def _chars(field: Any, col: Any) -> Step:
     return _text_step(C.K_CHAR, _offsets_text(col))
 
 
-def _encode_text(field: Any, col: Any, n: int) -> Step:
+def _encode_text(field: Any, col: Any) -> Step:
     pa = require("pyarrow")
     t = col.type
     if pa.types.is_dictionary(t) and _is_text(t.value_type):

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .encode import RowError
+from .encode import RowError, earlier
 from .schema import LIST, Schema
 
 __all__ = ["convert_options", "outside_iso", "parse_timestamps", "timestamp_text", "timestamps_from_text"]
@@ -87,7 +87,7 @@ def parse_timestamps(data: Any, schema: Schema, first_row: int = 0) -> Any:
         try:
             parsed = timestamps_from_text(col, f.type.name.split("_", 1)[1], name, first_row)
         except RowError as exc:  # the other timestamp columns may hold an earlier one
-            first = exc if first is None or exc.row < first.row else first
+            first = earlier(first, exc)
             continue
         data = data.set_column(pos, data.schema.field(pos).with_type(parsed.type), parsed)
     if first is not None:
@@ -119,7 +119,7 @@ def timestamps_from_text(col: Any, unit: str, name: str, first_row: int = 0) -> 
             values = pc.cast(part, target)
         except (pa.ArrowInvalid, OverflowError):
             exc = _unparsed(part, col.take(pa.array(rows)), rows, target, unit, name, first_row)
-            first = exc if first is None or exc.row < first.row else first
+            first = earlier(first, exc)
             continue
         out[rows] = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False)
     if first is not None:

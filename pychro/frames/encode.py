@@ -19,7 +19,7 @@ import numpy.typing as npt
 from . import _encode as C
 from ._workers import submit
 
-__all__ = ["Program", "RowError", "Step", "raw_program"]
+__all__ = ["Program", "RowError", "Step", "earlier", "raw_program"]
 
 
 class RowError(ValueError):
@@ -36,6 +36,11 @@ class RowError(ValueError):
 
     def __reduce__(self) -> tuple[type[RowError], tuple[int, str, str | None]]:  # pickled (process pools), copied
         return type(self), (self.row, self.why, self.frame)
+
+
+def earlier(first: RowError | None, exc: RowError) -> RowError:
+    """Of two row errors (the first may be None), the one of the earlier row (``first`` on a tie)."""
+    return exc if first is None or exc.row < first.row else first
 
 
 class Step(NamedTuple):
