@@ -392,8 +392,8 @@ def _prepare(
     while first.row > 0:
         try:
             _prepare_rows(table.slice(0, first.row), schema, cfg, date, timestamp_column, clock, workers)
-        except RowError as earlier:
-            first = earlier
+        except RowError as exc:
+            first = exc
             continue
         break
     raise first from None

@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 from .encode import RowError, earlier
 from .schema import LIST, Schema
 
-__all__ = ["convert_options", "outside_iso", "parse_timestamps", "timestamp_text", "timestamps_from_text"]
+__all__ = ["convert_options", "first_unconverted", "outside_iso", "parse_timestamps", "timestamp_text",
+           "timestamps_from_text"]
 
 ISO_FIRST_S = -62_135_596_800  # 0001-01-01T00:00:00Z in seconds since 1970
 ISO_END_S = 253_402_300_800  # 10000-01-01T00:00:00Z
@@ -127,28 +128,35 @@ def timestamps_from_text(col: Any, unit: str, name: str, first_row: int = 0) -> 
     return pa.array(out, pa.timestamp(unit, tz="UTC"), mask=None if valid.all() else ~valid)
 
 
-def _unparsed(part: Any, given: Any, rows: Any, target: Any, unit: str, name: str, first_row: int) -> RowError:
-    """The first value of ``part`` that does not convert, as a RowError with its column, row and text as
-    ``given`` (error path only: halves cast until the bad one, a few dozen casts for millions of rows)."""
+def first_unconverted(values: Any, target: Any) -> int | None:
+    """Position of the first of ``values`` that does not cast to ``target``, None when all do (error paths: the
+    whole cast, then halves, a few dozen casts for millions of values)."""
 
-    def converts(values: Any) -> bool:
+    def converts(part: Any) -> bool:
         try:
-            pc.cast(values, target)
+            pc.cast(part, target)
             return True
         except (pa.ArrowInvalid, OverflowError):
             return False
 
-    lo, hi = 0, len(part)  # the first value that does not convert is in [lo, hi), if any
-    if converts(part):
-        lo = hi
+    if converts(values):
+        return None
+    lo, hi = 0, len(values)  # the first value that does not convert is in [lo, hi)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if converts(part.slice(lo, mid - lo)):
+        if converts(values.slice(lo, mid - lo)):
             lo = mid
         else:
             hi = mid
-    if lo < len(part):
-        pos, value = lo, part[lo].as_py()
+    return lo
+
+
+def _unparsed(part: Any, given: Any, rows: Any, target: Any, unit: str, name: str, first_row: int) -> RowError:
+    """The first value of ``part`` that does not convert, as a RowError with its column, row and text as
+    ``given`` (error path only)."""
+    pos = first_unconverted(part, target)
+    if pos is not None:
+        value = part[pos].as_py()
         row = first_row + int(rows[pos])
         if pa.types.is_integer(target):
             why = f"does not fit in int64 {unit}"

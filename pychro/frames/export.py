@@ -692,20 +692,23 @@ def _csv_rows(path: str, convert: Any, parse: Any, start: int, stop: int) -> Any
 
 
 def _as_text(convert: Any) -> Any:
-    """``convert`` with every column read as text."""
+    """``convert`` with every column read as text (nulls as it reads them)."""
     from pyarrow import csv
 
     pa = require("pyarrow", purpose="import")
     names = list(convert.include_columns) or list(convert.column_types)
     return csv.ConvertOptions(column_types={n: pa.string() for n in names}, include_columns=names,
-                              null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False)
+                              null_values=convert.null_values, strings_can_be_null=convert.strings_can_be_null,
+                              quoted_strings_can_be_null=convert.quoted_strings_can_be_null)
 
 
 def _bad_csv_value(path: str, schema: Schema, convert: Any, parse: Any, start: int, message: str) -> RowError | None:
     """The first row from ``start`` holding a value that pyarrow cannot convert to its column's type, in any
-    column (error path only: the file is read again as text from ``start``, each batch cast column by column and
-    a failing one halved; the first batch with a failure holds the first one)."""
+    column (error path only: the file is read again as text from ``start``, each batch cast column by column; the
+    first batch with a failure holds the first one)."""
     from pyarrow import csv
+
+    from .csv_text import first_unconverted
 
     pa = require("pyarrow", purpose="import")
     pc = require("pyarrow.compute", purpose="import")
@@ -720,20 +723,8 @@ def _bad_csv_value(path: str, schema: Schema, convert: Any, parse: Any, start: i
             first: RowError | None = None
             for name, target in targets.items():
                 col = pc.utf8_trim_whitespace(batch.column(name))  # (as pyarrow's reader takes " 12")
-                try:
-                    pc.cast(col, target)
-                    continue
-                except (pa.ArrowInvalid, OverflowError):
-                    pass
-                lo, hi = 0, len(col)  # the first value that does not convert is in [lo, hi)
-                while hi - lo > 1:
-                    mid = (lo + hi) // 2
-                    try:
-                        pc.cast(col.slice(lo, mid - lo), target)
-                        lo = mid
-                    except (pa.ArrowInvalid, OverflowError):
-                        hi = mid
-                if first is None or row + lo < first.row:
+                lo = first_unconverted(col, target)
+                if lo is not None and (first is None or row + lo < first.row):
                     why = f"column {name!r}: {col[lo].as_py()!r} is not valid for its {schema[name].type.name} field"
                     first = RowError(row + lo, f"{why} ({path})")
             if first is not None:
