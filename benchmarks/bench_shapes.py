@@ -102,16 +102,18 @@ def print_table(results: dict[str, dict[str, float]], rows: int) -> None:
 SHAPES = ["fixed", "ascii", "null30", "bmp20", "emoji1", "nonbmp12", "wide20", "stopbit4"]
 
 
-def scale_check(only: list[str] | None, rows: int) -> None:
+def scale_check(only: list[str] | None, rows: int, repeat: int) -> None:
     """read_table, write_frame and to_parquet at ``rows`` and ``10 * rows``: the time ratio (bar: <= 11x); and
     to_parquet against pq.write_table at 10x the rows, where there are several row groups to overlap with the
     decode.
 
-    Each shape runs in a process of its own holding only that shape's tables, and the read_table rounds run one
-    after the other (then to_parquet and pq.write_table interleaved). Why: on the VM this was measured on, memory
-    the guest has not touched lately costs about 1 ms per 2 MiB page the first time (the host backs it then; sys
-    time, not user time), and a 10 M-row read needs 1.7 GB of output. With pq.write_table between the reads,
-    every read met such memory and took 1.8-2.4 s instead of 0.16-0.2 s (42-77x the 1 M-row read; 12x of
+    Each shape runs in a process of its own holding only that shape's tables, best of ``repeat`` rounds at each
+    size, as in the table (with 3 rounds the 10 M-row wide write took 0.63-3.3 s a round and one run measured
+    14.0x; best of 10 in the next run, 10.8x), and the read_table rounds run one after the other (then
+    to_parquet and pq.write_table interleaved). Why: on the VM this was measured on, memory the guest has not
+    touched lately costs about 1 ms per 2 MiB page the first time (the host backs it then; sys time, not user
+    time), and a 10 M-row read needs 1.7 GB of output. With pq.write_table between the reads, every read met
+    such memory and took 1.8-2.4 s instead of 0.16-0.2 s (42-77x the 1 M-row read; 12x of
     sys time). Read after read, the process reuses its own memory, at both sizes alike.
     """
     print(f"\nscale: {rows:,} -> {10 * rows:,} rows, time ratio (bar <= 11x); to_parquet vs pq.write_table at "
@@ -119,12 +121,12 @@ def scale_check(only: list[str] | None, rows: int) -> None:
     for name in SHAPES:
         if only and name not in only:
             continue
-        got = subprocess.run([sys.executable, __file__, "--scale-child", name, str(rows)], check=True,
+        got = subprocess.run([sys.executable, __file__, "--scale-child", name, str(rows), str(repeat)], check=True,
                              capture_output=True, text=True)
         print(got.stdout.strip(), flush=True)
 
 
-def scale_child(name: str, rows: int) -> None:
+def scale_child(name: str, rows: int, repeat: int) -> None:
     tmp = tempfile.mkdtemp(prefix="pychro-bench-scale-")
     try:
         got = []
@@ -134,13 +136,13 @@ def scale_child(name: str, rows: int) -> None:
             pychro.write_frame(table, journal, schema, date=DAY)
             out = os.path.join(tmp, "scale.parquet")
             # read_table rounds on their own, one after the other: see the docstring
-            read = interleaved(partial(pychro.read_table, journal, schema), repeat=3)
+            read = interleaved(partial(pychro.read_table, journal, schema), repeat=repeat)
             got.append(read + interleaved(partial(pychro.to_parquet, journal, schema, out),
-                                          partial(pq.write_table, table, out, compression="snappy"), repeat=3,
+                                          partial(pq.write_table, table, out, compression="snappy"), repeat=repeat,
                                           after=partial(_settle, out)))
             _clean(journal)
             scratch = os.path.join(tmp, f"scale-{name}-write")
-            got[-1] += interleaved(partial(pychro.write_frame, table, scratch, schema, date=DAY), repeat=3,
+            got[-1] += interleaved(partial(pychro.write_frame, table, scratch, schema, date=DAY), repeat=repeat,
                                    after=partial(_settle, scratch))
             del table
         ms = [[t * 1e3 for t in g] for g in got]
@@ -229,13 +231,13 @@ def main() -> None:
     ap.add_argument("--row-groups", action="store_true",
                     help="only pq.write_table by row-group size, and the decode share of a one-row-group export")
     ap.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
-    ap.add_argument("--scale-child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--scale-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child)
         return
     if args.scale_child:
-        scale_child(args.scale_child[0], int(args.scale_child[1]))
+        scale_child(args.scale_child[0], int(args.scale_child[1]), int(args.scale_child[2]))
         return
     only = args.only.split(",") if args.only else None
     tmp = tempfile.mkdtemp(prefix="pychro-bench-shapes-")
@@ -251,7 +253,7 @@ def main() -> None:
             print(f"{name} done", file=sys.stderr, flush=True)
         print_table(results, args.rows)
         if args.scale:
-            scale_check(only, args.rows)
+            scale_check(only, args.rows, args.repeat)
         if args.memory:
             memory_check(10_000_000, tmp)
     finally:
