@@ -13,7 +13,7 @@ import pytest
 
 import pychro
 from pychro.cli import main
-from pychro.frames.export import import_file
+from pychro.frames.export import import_file, load_file
 
 T0 = 1_709_629_200_000  # 2024-03-05T09:00:00Z in ms
 S = "ts:timestamp_ms,v:int32"
@@ -190,6 +190,57 @@ def test_csv_import_values_pyarrow_cannot_convert(tmp_path: Path) -> None:
     assert err.row == 1 and "column 'b': 'x'" in str(err)
     err = first_error("e\n1.5\n1e39\n", "e:float32")  # beyond float32: pyarrow's reader made it inf
     assert err.row == 1 and "does not fit in a Java float" in str(err)
+
+
+def test_csv_import_bytes_that_are_not_utf8_name_their_row(tmp_path: Path) -> None:
+    """pyarrow's reader refuses them for the whole block ("invalid UTF8 data", no row): the import names the
+    row and the column, and an earlier bad value of another column still comes first."""
+    from pychro.frames.encode import RowError
+
+    def first_error(data: bytes) -> RowError:
+        (tmp_path / "in.csv").write_bytes(data)
+        with pytest.raises(RowError) as info:
+            import_file(tmp_path / "in.csv", tmp_path / "j", "s:string,q:int32")
+        assert not (tmp_path / "j").exists()
+        return info.value
+
+    rows = [b"a,1"] * 50_000
+    rows[40_000] = b"b\xff\xfe,2"
+    err = first_error(b"s,q\n" + b"\n".join(rows) + b"\n")
+    assert err.row == 40_000 and "column 's': b'b\\xff\\xfe' is not UTF-8 text" in str(err)
+    rows[30_000] = b"a,x"  # an int32 that does not convert, before it
+    err = first_error(b"s,q\n" + b"\n".join(rows) + b"\n")
+    assert err.row == 30_000 and "column 'q': 'x' is not valid for its int32 field" in str(err)
+    err = first_error(b"s,q\na,1\n" + b"x" * 500 + b"\xff,2\n")  # a long value is cut short
+    assert err.row == 1 and "..." in str(err) and len(str(err)) < 200
+    (tmp_path / "w.csv").write_bytes(b"s,q\na,1\nb\xff,2\n")  # load_file reads a file whole: the same error
+    with pytest.raises(RowError, match=r"^row 1: column 's': b'b\\xff' is not UTF-8 text"):
+        load_file(tmp_path / "w.csv", "s:string,q:int32")
+
+
+@pytest.mark.parametrize(("text", "schema", "why"), [
+    ("2262-04-12T00:00:00Z", "ts:timestamp_ns", "is outside the times a timestamp_ns field holds (1677-09-21 "),
+    ("1600-01-01T00:00:00", "ts:timestamp_ns", "is outside the times a timestamp_ns field holds"),
+    ("2300-01-01T00:00:00.123456Z", "ts:timestamp_ms", "has finer precision than the field's timestamp_ms keeps"),
+    ("2024-13-01T00:00:00Z", "ts:timestamp_ms", "is not an ISO date/time"),
+    ("99999999999999999999", "ts:timestamp_ms", "does not fit in int64 ms"),
+])
+def test_csv_timestamp_errors_say_why(tmp_path: Path, text: str, schema: str, why: str) -> None:
+    """A time past what int64 ns holds was called "not an ISO date/time"; so was text finer than the unit
+    beyond 2262."""
+    from pychro.frames.encode import RowError
+
+    (tmp_path / "in.csv").write_text(f"ts\n{text}\n")
+    with pytest.raises(RowError, match=r"^row 0: column 'ts': ") as info:
+        import_file(tmp_path / "in.csv", tmp_path / "j", schema)
+    assert why in str(info.value)
+
+
+def test_csv_timestamp_counts_may_have_a_plus_sign(tmp_path: Path) -> None:
+    # '+5' matched the integer pattern, but Arrow's parser takes no '+': "does not fit in int64"
+    (tmp_path / "in.csv").write_text(f"ts,v\n+{T0},1\n -{T0} ,2\n")
+    assert import_file(tmp_path / "in.csv", tmp_path / "j", S, date="2024-03-05") == 2
+    assert pychro.read_table(tmp_path / "j", S).column("ts").cast("int64").to_pylist() == [T0, -T0]
 
 
 def test_csv_import_reads_the_schemas_columns_only_and_keeps_null_lines(tmp_path: Path) -> None:

@@ -363,6 +363,17 @@ def test_row_errors_pickle_and_name_their_frame(tmp_path: Path) -> None:
         pychro.write_frames(frames, tmp_path / "j", types)
     assert (info.value.frame, info.value.row) == ("trade", 2)
     assert not (tmp_path / "j").exists()
+    # errors before any row is checked name their frame too (they did not)
+    import pandas as pd
+
+    dup = pd.DataFrame([[ts[0].as_py(), 1, 2]], columns=["ts", "q", "q"])
+    with pytest.raises(ValueError, match=r"^frame 'trade': the DataFrame has more than one column named 'q'"):
+        pychro.write_frames({"quote": frames["quote"], "trade": dup}, tmp_path / "j", types)
+    with pytest.raises(TypeError, match=r"^frame 'quote': write_frame takes a pandas DataFrame"):
+        pychro.write_frames({"trade": frames["trade"].slice(0, 2), "quote": [1, 2]}, tmp_path / "j", types)
+    with pytest.raises(ValueError, match=r"^frame 'quote': column 'b' cannot be converted to Arrow"):
+        pychro.write_frames({"quote": {"ts": [1], "b": [object()]}}, tmp_path / "j", types)
+    assert not (tmp_path / "j").exists()
 
 
 def test_the_rows_before_a_bad_row_are_checked_again_a_few_times_not_once_per_field(

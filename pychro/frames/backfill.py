@@ -284,7 +284,11 @@ def write_frames(
     ts_name = timestamp_column or (ts_fields[0] if ts_fields else None)
     names, tables, preps = [], [], []
     for name, data in frames.items():
-        table = _with_tag(_to_table(data), types, name)
+        try:
+            table = _to_table(data)
+        except (ValueError, TypeError) as exc:  # not a frame, columns that Arrow cannot take, duplicate names
+            raise (TypeError if isinstance(exc, TypeError) else ValueError)(f"frame {name!r}: {exc}") from None
+        table = _with_tag(table, types, name)
         try:
             prepared = _prepare(table, types.schema(name), cfg, date, ts_name, clock, 1)
         except RowError as exc:  # the frames are checked one after the other, in the order given

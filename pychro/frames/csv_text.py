@@ -14,6 +14,7 @@ import reads back exactly.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -107,6 +108,7 @@ def timestamps_from_text(col: Any, unit: str, name: str, first_row: int = 0) -> 
     # trailing zeros of a fraction go, so that ns text of a whole ms ("...00.123000000Z") parses at ms
     bare = pc.replace_substring_regex(text, r"\.0+([Zz+-]|$)", r"\1")
     bare = pc.replace_substring_regex(bare, r"(\.[0-9]*[1-9])0+([Zz+-]|$)", r"\1\2")
+    signless = pc.replace_substring_regex(text, r"^\+", "")  # "+5": Arrow's integer parser takes no plus sign
     out = np.zeros(n, dtype=np.int64)
     kinds = ((is_int, pa.int64()), (valid & ~is_int & aware, pa.timestamp(unit, tz="UTC")),
              (valid & ~is_int & ~aware, pa.timestamp(unit)))  # naive: the same count, read as UTC
@@ -115,7 +117,7 @@ def timestamps_from_text(col: Any, unit: str, name: str, first_row: int = 0) -> 
         rows = np.flatnonzero(mask)
         if not rows.size:
             continue
-        part = (text if target == pa.int64() else bare).take(pa.array(rows))
+        part = (signless if target == pa.int64() else bare).take(pa.array(rows))
         try:
             values = pc.cast(part, target)
         except (pa.ArrowInvalid, OverflowError):
@@ -158,15 +160,28 @@ def _unparsed(part: Any, given: Any, rows: Any, target: Any, unit: str, name: st
     if pos is not None:
         value = part[pos].as_py()
         row = first_row + int(rows[pos])
-        if pa.types.is_integer(target):
-            why = f"does not fit in int64 {unit}"
-        else:
-            try:
-                pc.cast(pa.array([value]), pa.timestamp("ns", tz=target.tz))
-                why = f"has finer precision than the field's timestamp_{unit} keeps"
-            except (pa.ArrowInvalid, OverflowError):
-                why = "is not an ISO date/time (2024-03-05T09:00:00Z; naive = UTC)"
+        why = f"does not fit in int64 {unit}" if pa.types.is_integer(target) else _not_timestamp(value, target, unit)
         text = given[pos].as_py()
         return RowError(row, f"column {name!r}: {text!r} {why}; a timestamp_{unit} field takes ISO text or an "
                              f"integer count of {unit} since 1970")
     raise ValueError(f"column {name!r}: timestamps that do not convert to timestamp_{unit}")
+
+
+def _not_timestamp(value: str, target: Any, unit: str) -> str:
+    """Why ISO-like ``value`` does not convert to ``target`` (timestamp[unit]): finer than the unit, outside the
+    unit's range (int64 ns ends in 2262), or not an ISO date/time at all."""
+
+    def seconds(text: str) -> int | None:
+        try:
+            return int(pc.cast(pc.cast(pa.array([text]), pa.timestamp("s", tz=target.tz)), pa.int64())[0].as_py())
+        except (pa.ArrowInvalid, OverflowError):
+            return None
+
+    whole = seconds(re.sub(r"\.[0-9]*", "", value, count=1))  # its fraction dropped
+    if whole is None:
+        return "is not an ISO date/time (2024-03-05T09:00:00Z; naive = UTC)"
+    per = _PER_S[unit]
+    if not -(2**63) < whole * per < 2**63 - per:
+        lo, hi = pc.cast(pa.array([-(2**63) + 1, 2**63 - 1]).cast(pa.timestamp(unit)), pa.string()).to_pylist()
+        return f"is outside the times a timestamp_{unit} field holds ({lo} to {hi})"
+    return f"has finer precision than the field's timestamp_{unit} keeps"

@@ -675,7 +675,6 @@ def _csv_rows(path: str, convert: Any, parse: Any, start: int, stop: int) -> Any
     from pyarrow import csv
 
     pa = require("pyarrow", purpose="import")
-    pc = require("pyarrow.compute", purpose="import")
     text = _as_text(convert)
     batches, got = [], 0
     with csv.open_csv(path, convert_options=text, parse_options=parse,
@@ -686,20 +685,27 @@ def _csv_rows(path: str, convert: Any, parse: Any, start: int, stop: int) -> Any
             if got >= stop - start:
                 break
         table = pa.Table.from_batches(batches, reader.schema).slice(0, stop - start)
-    return pa.table({name: pc.cast(pc.utf8_trim_whitespace(table.column(name)), convert.column_types[name])
-                     if convert.column_types[name] != pa.string() else table.column(name)
+    return pa.table({name: _from_bytes(table.column(name), convert.column_types[name])
                      for name in table.column_names})
 
 
 def _as_text(convert: Any) -> Any:
-    """``convert`` with every column read as text (nulls as it reads them)."""
+    """``convert`` with every column read as bytes (nulls as it reads them): text that is not UTF-8 reads too."""
     from pyarrow import csv
 
     pa = require("pyarrow", purpose="import")
     names = list(convert.include_columns) or list(convert.column_types)
-    return csv.ConvertOptions(column_types={n: pa.string() for n in names}, include_columns=names,
+    return csv.ConvertOptions(column_types={n: pa.binary() for n in names}, include_columns=names,
                               null_values=convert.null_values, strings_can_be_null=convert.strings_can_be_null,
                               quoted_strings_can_be_null=convert.quoted_strings_can_be_null)
+
+
+def _from_bytes(col: Any, target: Any) -> Any:
+    """A column read by :func:`_as_text` as pyarrow's CSV reader converts it to ``target`` (it takes " 12")."""
+    pa = require("pyarrow", purpose="import")
+    pc = require("pyarrow.compute", purpose="import")
+    text = pc.cast(col, pa.string())
+    return text if target == pa.string() else pc.cast(pc.utf8_trim_whitespace(text), target)
 
 
 def _bad_csv_value(path: str, schema: Schema, convert: Any, parse: Any, start: int, message: str) -> RowError | None:
@@ -715,22 +721,32 @@ def _bad_csv_value(path: str, schema: Schema, convert: Any, parse: Any, start: i
     if "CSV conversion error" not in message:
         return None
     text = _as_text(convert)
-    targets = {n: convert.column_types[n] for n in text.include_columns if convert.column_types[n] != pa.string()}
     row = start
     with csv.open_csv(path, convert_options=text, parse_options=parse,
                       read_options=csv.ReadOptions(skip_rows_after_names=start)) as reader:
         for batch in reader:
             first: RowError | None = None
-            for name, target in targets.items():
-                col = pc.utf8_trim_whitespace(batch.column(name))  # (as pyarrow's reader takes " 12")
-                lo = first_unconverted(col, target)
+            for name in text.include_columns:
+                col, target = batch.column(name), convert.column_types[name]
+                lo = first_unconverted(col, pa.string())  # bytes that are not UTF-8 text
+                why = f"{_shown(col[lo].as_py())} is not UTF-8 text" if lo is not None else ""
+                if target != pa.string():  # an earlier value may not convert to the field's type
+                    ok = pc.utf8_trim_whitespace(pc.cast(col if lo is None else col.slice(0, lo), pa.string()))
+                    bad = first_unconverted(ok, target)  # (trimmed: pyarrow's reader takes " 12")
+                    if bad is not None:
+                        lo, why = bad, f"{_shown(ok[bad].as_py())} is not valid for its {schema[name].type.name} field"
                 if lo is not None and (first is None or row + lo < first.row):
-                    why = f"column {name!r}: {col[lo].as_py()!r} is not valid for its {schema[name].type.name} field"
-                    first = RowError(row + lo, f"{why} ({path})")
+                    first = RowError(row + lo, f"column {name!r}: {why} ({path})")
             if first is not None:
                 return first
             row += batch.num_rows
     return None
+
+
+def _shown(value: Any) -> str:
+    """A bad value for a message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _import_schema(p: str, schema: SchemaLike | None, meta: dict[bytes, bytes] | None) -> Schema:
