@@ -346,6 +346,23 @@ def test_values_that_do_not_fit_are_refused_not_wrapped(tmp_path: Path) -> None:
         write_frame(pa.table({"c": pa.array([1.0, 2.5, 1e30])}), tmp_path / "k", "c:int32", date=day)
 
 
+def test_half_floats_into_integer_fields_are_checked_without_warnings(tmp_path: Path) -> None:
+    import warnings
+
+    import numpy as np
+
+    day = "2024-01-02"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the int32 bounds as float16 overflowed: a RuntimeWarning
+        write_frame(pa.table({"q": pa.array(np.array([1, -2, 60000], np.float16))}), tmp_path / "j", "q:int32",
+                    date=day)
+        assert pychro.read_table(tmp_path / "j", "q:int32").column("q").to_pylist() == [1, -2, 60000]
+        for values, why in (([1, 2.5], "is not an integer"), ([1, 60000], "does not fit in int16")):
+            with pytest.raises(ValueError, match=rf"^row 1: column 'q' value [0-9.]+ {why}"):
+                write_frame(pa.table({"q": pa.array(np.array(values, np.float16))}), tmp_path / "k", "q:int16",
+                            date=day)
+
+
 def test_row_errors_pickle_and_name_their_frame(tmp_path: Path) -> None:
     import copy
     import pickle

@@ -736,6 +736,8 @@ def _integers(field: Any, col: Any, dtype: str) -> npt.NDArray[Any]:
         return values.astype(target, copy=False)  # every value of the source type fits: nothing to check
     lo, hi = _INT_RANGE.get(field.type.name, _INT_RANGE["int64"])
     whole = None
+    if values.dtype == np.float16:  # the bounds as float16 overflow (a RuntimeWarning; an error under -W error)
+        values = values.astype(np.float64)
     if values.dtype.kind == "f":
         # hi + 1 is a power of two, exact as a float; hi is not always (2**63 - 1 rounds up to 2**63)
         whole = np.isfinite(values) & (values == np.floor(values))
