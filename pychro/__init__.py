@@ -35,6 +35,7 @@ __version__ = "1.0.0.dev0"
 _LAZY = {
     "Schema": "pychro.frames.schema",
     "MessageTypes": "pychro.frames.types",
+    "RowError": "pychro.frames.encode",
     "read_tables": "pychro.frames.typed",
     "read_frames": "pychro.frames.typed",
     "read_table": "pychro.frames",
@@ -60,6 +61,7 @@ if TYPE_CHECKING:  # the lazy names with their real types, for type checkers onl
     from .frames import iter_batches, read_frame, read_table
     from .frames.backfill import to_journal, write_frame, write_frames
     from .frames.dask import read_dask
+    from .frames.encode import RowError
     from .frames.export import to_csv, to_ipc, to_parquet
     from .frames.interchange import scan
     from .frames.schema import Schema
@@ -90,6 +92,7 @@ __all__ = [
     "RemoteChronicleReader",
     "RemoteChronicleWriter",
     "RemoteError",
+    "RowError",
     "Schema",
     "SchemaMismatchError",
     "VanillaChronicleReader",

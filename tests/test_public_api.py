@@ -34,6 +34,7 @@ PUBLIC = [
     "RemoteChronicleReader",
     "RemoteChronicleWriter",
     "RemoteError",
+    "RowError",
     "Schema",
     "SchemaMismatchError",
     "VanillaChronicleReader",
@@ -59,10 +60,9 @@ PUBLIC = [
     "write_frames",
 ]
 # frames names need pyarrow/pandas: imported on first use
-LAZY = {"MessageTypes", "Schema", "iter_batches", "read_dask", "read_frame", "read_frames", "read_table", "read_tables",
-        "replicate", "scan", "serve", "to_csv", "to_ipc", "to_journal", "to_parquet", "verify_journal",
-        "write_frame",
-        "write_frames"}
+LAZY = {"MessageTypes", "RowError", "Schema", "iter_batches", "read_dask", "read_frame", "read_frames", "read_table",
+        "read_tables", "replicate", "scan", "serve", "to_csv", "to_ipc", "to_journal", "to_parquet", "verify_journal",
+        "write_frame", "write_frames"}
 SUBMODULES = ["pychro.errors", "pychro.config", "pychro.excerpt", "pychro.journal", "pychro.reader", "pychro.writer"]
 FRAMES_BUILT = (Path(pychro.__file__).parent / "frames" / "__init__.py").exists()
 
