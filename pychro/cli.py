@@ -501,12 +501,9 @@ def _file_columns(path: str) -> list[str]:
         with pa.memory_map(path) as source:
             return list(pa.ipc.open_file(source).schema.names)
     if ext == ".csv":
-        from pyarrow import csv
+        from .frames.csv_import import read_header
 
-        from .frames.export import _csv_errors
-
-        with _csv_errors(path), csv.open_csv(path) as reader:
-            return list(reader.schema.names)
+        return read_header(path)[0]
     return []  # import_file names the formats it takes
 
 

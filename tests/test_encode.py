@@ -363,6 +363,16 @@ def test_half_floats_into_integer_fields_are_checked_without_warnings(tmp_path: 
                             date=day)
 
 
+def test_nan_into_a_bool_field_is_refused(tmp_path: Path) -> None:
+    import numpy as np
+
+    for dtype in (np.float16, np.float64):  # NaN != 0: it was written as true
+        col = pa.array(np.array([0, 1, np.nan], dtype))
+        with pytest.raises(ValueError, match=r"^row 2: column 'b' value nan is not true or false"):
+            write_frame(pa.table({"b": col}), tmp_path / "j", "b:bool", date="2024-01-02")
+    assert not (tmp_path / "j").exists()
+
+
 def test_row_errors_pickle_and_name_their_frame(tmp_path: Path) -> None:
     import copy
     import pickle
@@ -390,6 +400,16 @@ def test_row_errors_pickle_and_name_their_frame(tmp_path: Path) -> None:
         pychro.write_frames({"trade": frames["trade"].slice(0, 2), "quote": [1, 2]}, tmp_path / "j", types)
     with pytest.raises(ValueError, match=r"^frame 'quote': column 'b' cannot be converted to Arrow"):
         pychro.write_frames({"quote": {"ts": [1], "b": [object()]}}, tmp_path / "j", types)
+    for not_a_frame in (pd.Series([1, 2]), pd.Index([1, 2])):  # raised AttributeError from inside pyarrow
+        with pytest.raises((TypeError, ValueError), match=r"^frame 'trade': "):
+            pychro.write_frames({"trade": not_a_frame}, tmp_path / "j", types)
+    twice = frames["trade"].append_column("type", pa.array([1, 1, 1], pa.int8()))
+    twice = twice.append_column("type", pa.array([1, 1, 1], pa.int8()))  # a KeyError from pyarrow
+    with pytest.raises(ValueError, match=r"^frame 'trade': the data has more than one column named 'type'"):
+        pychro.write_frames({"trade": twice}, tmp_path / "j", types)
+    keyed = frames["trade"].slice(0, 2).append_column("k", pa.array([1, 2])).append_column("k", pa.array([1, 2]))
+    with pytest.raises(ValueError, match=r"^frame 'trade' has more than one column named 'k' \(order_by=\)"):
+        pychro.write_frames({"trade": keyed}, tmp_path / "j", types, order_by="k")
     assert not (tmp_path / "j").exists()
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import numbers
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import pairwise
@@ -337,6 +338,8 @@ def _merge_key(table: Any, column: str, name: str) -> npt.NDArray[np.int64]:
     pa = require("pyarrow")
     if column not in table.column_names:
         raise ValueError(f"frame {name!r} has no column {column!r} to merge by (order_by=)")
+    if table.column_names.count(column) > 1:
+        raise ValueError(f"frame {name!r} has more than one column named {column!r} (order_by=)")
     col = table.column(column)
     if not len(col):  # no values: a 0-row frame's dtype (pandas' object or float64) does not matter
         return np.empty(0, dtype=np.int64)
@@ -355,6 +358,8 @@ def _with_tag(table: Any, types: Any, name: str) -> Any:
     pa = require("pyarrow")
     tag, value = types.tag, types.value(name)
     arrow = types.header.to_arrow().field(tag).type
+    if table.column_names.count(tag) > 1:
+        raise ValueError(f"frame {name!r}: the data has more than one column named {tag!r} (the tag)")
     if tag in table.column_names:
         col = table.column(tag)
         try:
@@ -481,8 +486,9 @@ def _to_table(data: Any) -> Any:
         return data
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
-    is_pandas = type(data).__module__.startswith("pandas")
-    if is_pandas and hasattr(data, "columns") and data.columns.has_duplicates:
+    pd = sys.modules.get("pandas")  # (a pandas object can only come from an imported pandas)
+    is_pandas = pd is not None and isinstance(data, pd.DataFrame)  # a Series, Index ...: refused below
+    if is_pandas and data.columns.has_duplicates:
         twice = sorted({str(c) for c in data.columns[data.columns.duplicated()]})
         raise ValueError(f"the DataFrame has more than one column named {', '.join(map(repr, twice))}")
     if isinstance(data, dict) or is_pandas:
@@ -577,7 +583,12 @@ def _encode(field: Any, col: Any, n: int) -> Step:
             return Step(C.K_BOOL_BITS, 1, col.buffers()[1], bit_offset=col.offset)  # Arrow's bits, as they are
         if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
             raise ValueError(f"column {field.name!r}: bool fields take booleans or numbers, not {t}")
-        truth = col.to_numpy(zero_copy_only=False) != 0
+        values = col.to_numpy(zero_copy_only=False)
+        if values.dtype.kind == "f" and np.isnan(values).any():  # (NaN != 0: it was written as true)
+            r = int(np.flatnonzero(np.isnan(values))[0])
+            raise RowError(r, f"column {field.name!r} value nan is not true or false (a bool field takes booleans "
+                              "or numbers, nonzero as true)")
+        truth = values != 0
         return _fixed(truth.view(np.uint8) * np.uint8(0x59), "u1")  # Java writes 'Y'
     if name == "char":
         return _chars(field, col)

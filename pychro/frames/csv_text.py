@@ -5,7 +5,8 @@ import reads back exactly.
   other text is that text: ``NA``, ``null``, ``NaN`` or ``N/A`` in a string column are strings, not nulls.
 * **Timestamps** are ISO text in UTC (``2024-03-05 09:00:00.000Z``). ISO text holds the years 0001-9999 only, so a
   value outside them (Java's ``Long.MAX_VALUE`` "no time" sentinel in a ``timestamp_ms`` field, for one) is written
-  as its integer count of the field's unit since 1970 (``9223372036854775807``). Reading, a timestamp field takes
+  as its integer count of the field's unit since 1970 (``9223372036854775807``); so is a ``timestamp_ns`` value in
+  the 0.85 s before 1677-09-21 00:12:44, whose ISO text Arrow cannot read back. Reading, a timestamp field takes
   ISO text with a zone (``Z``, ``+01:00``) or without one (taken as UTC, as everywhere in pychro), or an integer
   count of the field's unit since 1970.
 
@@ -15,6 +16,7 @@ import reads back exactly.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,7 @@ import pyarrow.compute as pc
 from .encode import RowError, earlier
 from .schema import LIST, Schema
 
-__all__ = ["convert_options", "first_unconverted", "outside_iso", "parse_timestamps", "timestamp_text",
+__all__ = ["convert_options", "first_unconverted", "outside_iso", "parse_timestamps", "shown", "timestamp_text",
            "timestamps_from_text"]
 
 ISO_FIRST_S = -62_135_596_800  # 0001-01-01T00:00:00Z in seconds since 1970
@@ -36,12 +38,14 @@ _ZONE = r"[0-9]:[0-9]{2}(:[0-9]{2}(\.[0-9]*)?)?\s*([Zz]|[+-][0-9]{2}(:?[0-9]{2})
 
 
 def outside_iso(col: Any) -> np.ndarray[Any, np.dtype[np.bool_]] | None:
-    """Mask of the timestamps ISO text cannot hold (years outside 0001-9999); None when there are none."""
-    per = _PER_S[col.type.unit]
-    if ISO_END_S * per > 2**63:  # ns: every int64 is inside
-        return None
+    """Mask of the timestamps that ISO text cannot carry (years outside 0001-9999; ns before the first whole
+    second Arrow parses back); None when there are none."""
+    unit = col.type.unit
+    per = _PER_S[unit]
     raw = pc.cast(col, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-    mask = (raw < ISO_FIRST_S * per) | (raw >= ISO_END_S * per)
+    mask = raw < _iso_first(unit)
+    if ISO_END_S * per < 2**63:  # (ns: every int64 up to the last is inside)
+        mask |= raw >= ISO_END_S * per
     return mask if mask.any() else None
 
 
@@ -108,6 +112,7 @@ def timestamps_from_text(col: Any, unit: str, name: str, first_row: int = 0) -> 
     # trailing zeros of a fraction go, so that ns text of a whole ms ("...00.123000000Z") parses at ms
     bare = pc.replace_substring_regex(text, r"\.0+([Zz+-]|$)", r"\1")
     bare = pc.replace_substring_regex(bare, r"(\.[0-9]*[1-9])0+([Zz+-]|$)", r"\1\2")
+    bare = pc.replace_substring_regex(bare, r"z$", "Z")  # Arrow's parser takes the zone Z in capitals only
     signless = pc.replace_substring_regex(text, r"^\+", "")  # "+5": Arrow's integer parser takes no plus sign
     out = np.zeros(n, dtype=np.int64)
     kinds = ((is_int, pa.int64()), (valid & ~is_int & aware, pa.timestamp(unit, tz="UTC")),
@@ -130,13 +135,13 @@ def timestamps_from_text(col: Any, unit: str, name: str, first_row: int = 0) -> 
     return pa.array(out, pa.timestamp(unit, tz="UTC"), mask=None if valid.all() else ~valid)
 
 
-def first_unconverted(values: Any, target: Any) -> int | None:
-    """Position of the first of ``values`` that does not cast to ``target``, None when all do (error paths: the
-    whole cast, then halves, a few dozen casts for millions of values)."""
+def first_unconverted(values: Any, target: Any, cast: Callable[[Any, Any], Any] = pc.cast) -> int | None:
+    """Position of the first of ``values`` that ``cast(values, target)`` refuses (``ArrowInvalid``), None when it
+    takes all (error paths: the whole cast, then halves, a few dozen casts for millions of values)."""
 
     def converts(part: Any) -> bool:
         try:
-            pc.cast(part, target)
+            cast(part, target)
             return True
         except (pa.ArrowInvalid, OverflowError):
             return False
@@ -161,15 +166,14 @@ def _unparsed(part: Any, given: Any, rows: Any, target: Any, unit: str, name: st
         value = part[pos].as_py()
         row = first_row + int(rows[pos])
         why = f"does not fit in int64 {unit}" if pa.types.is_integer(target) else _not_timestamp(value, target, unit)
-        text = given[pos].as_py()
-        return RowError(row, f"column {name!r}: {text!r} {why}; a timestamp_{unit} field takes ISO text or an "
-                             f"integer count of {unit} since 1970")
+        return RowError(row, f"column {name!r}: {shown(given[pos].as_py())} {why}; a timestamp_{unit} field takes "
+                             f"ISO text or an integer count of {unit} since 1970")
     raise ValueError(f"column {name!r}: timestamps that do not convert to timestamp_{unit}")
 
 
 def _not_timestamp(value: str, target: Any, unit: str) -> str:
-    """Why ISO-like ``value`` does not convert to ``target`` (timestamp[unit]): finer than the unit, outside the
-    unit's range (int64 ns ends in 2262), or not an ISO date/time at all."""
+    """Why ISO-like ``value`` does not convert to ``target`` (timestamp[unit]): not an ISO date/time, finer than
+    the unit, or outside the times ISO text gives the unit (int64 ns: 1677-2262)."""
 
     def seconds(text: str) -> int | None:
         try:
@@ -177,11 +181,33 @@ def _not_timestamp(value: str, target: Any, unit: str) -> str:
         except (pa.ArrowInvalid, OverflowError):
             return None
 
-    whole = seconds(re.sub(r"\.[0-9]*", "", value, count=1))  # its fraction dropped
+    fraction = re.search(r"(?<=:[0-9]{2})\.([0-9]+)", value)  # of the seconds of a time of day
+    whole = seconds(value if fraction is None else value[: fraction.start()] + value[fraction.end():])
     if whole is None:
         return "is not an ISO date/time (2024-03-05T09:00:00Z; naive = UTC)"
+    if fraction is not None and fraction.group(1)[len(str(_PER_S[unit])) - 1:].strip("0"):
+        return f"has finer precision than the field's timestamp_{unit} keeps"
+    edges = pc.cast(pa.array([_iso_first(unit), 2**63 - 1]).cast(pa.timestamp(unit)), pa.string()).to_pylist()
+    first, last = (re.sub(r"\.0+$", "", t) for t in edges)
+    return (f"is outside the times ISO text gives a timestamp_{unit} field ({first} to {last}; an integer count may "
+            "be any int64)")
+
+
+def _iso_first(unit: str) -> int:
+    """The first value of ``unit`` whose ISO text Arrow reads back: its parser multiplies the whole seconds by the
+    unit first, so a time in the int64 range's first (partial) second does not parse."""
     per = _PER_S[unit]
-    if not -(2**63) < whole * per < 2**63 - per:
-        lo, hi = pc.cast(pa.array([-(2**63) + 1, 2**63 - 1]).cast(pa.timestamp(unit)), pa.string()).to_pylist()
-        return f"is outside the times a timestamp_{unit} field holds ({lo} to {hi})"
-    return f"has finer precision than the field's timestamp_{unit} keeps"
+    return max(ISO_FIRST_S * per, -((2**63) // per) * per)
+
+
+def shown(value: Any) -> str:
+    """A bad value for a message: its repr, cut short; bytes that are not UTF-8 from a little before the first bad
+    byte."""
+    if isinstance(value, bytes):
+        try:
+            value.decode()
+        except UnicodeDecodeError as exc:
+            if exc.start > 20:
+                return "..." + shown(value[exc.start - 8 :])
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

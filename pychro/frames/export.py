@@ -13,13 +13,13 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from .._optional import require
 from ..config import VanillaConfig
 from ..journal import Journal
 from .decode import recycle
-from .encode import RowError
 from .schema import LIST, META_SCHEMA, Schema, SchemaLike
 
 __all__ = ["export", "import_file", "load_file", "partition_name", "to_csv", "to_ipc", "to_parquet"]
@@ -607,146 +607,11 @@ def _batch_source(p: str, schema: SchemaLike | None, batch_rows: int) -> tuple[A
         if schema is None:
             raise ValueError("importing CSV needs a schema (schema=): CSV files carry no "
                              "pychro metadata")
-        from pyarrow import csv
-
-        from .csv_text import parse_timestamps
+        from .csv_import import CsvFile, csv_batches
 
         sch = Schema(schema)
-        convert, parse = _csv_options(p, sch)
-
-        def csv_batches() -> Iterator[Any]:
-            row = 0
-            with _csv_errors(p):
-                try:
-                    with csv.open_csv(p, convert_options=convert, parse_options=parse) as reader:
-                        for batch in reader:
-                            try:
-                                parsed = parse_timestamps(batch, sch, row)
-                            except RowError as exc:
-                                # the rows before it first: the checks of the write may find an earlier bad row
-                                yield parse_timestamps(batch.slice(0, exc.row - row), sch, row)
-                                raise
-                            yield parsed
-                            row += batch.num_rows
-                except pa.ArrowInvalid as exc:  # a value pyarrow cannot convert, somewhere in the block from row
-                    bad = _bad_csv_value(p, sch, convert, parse, row, str(exc))
-                    if bad is None:
-                        raise
-                    if bad.row > row:  # the rows of the block before it, as above
-                        yield parse_timestamps(_csv_rows(p, convert, parse, row, bad.row), sch, row)
-                    raise bad from None
-
-        return csv_batches, sch
+        return partial(csv_batches, CsvFile(p, sch)), sch
     raise ValueError(f"cannot tell the format of {p!r}: use .parquet, .arrow, .feather or .csv")
-
-
-@contextlib.contextmanager
-def _csv_errors(path: str) -> Iterator[None]:
-    """pyarrow's CSV errors as ValueErrors naming the file (an empty file, ...)."""
-    pa = require("pyarrow", purpose="import")
-    try:
-        yield
-    except pa.ArrowInvalid as exc:
-        if "Empty CSV file" in str(exc):
-            raise ValueError(f"{path} is empty: a CSV file needs a header line naming its columns") from None
-        raise ValueError(f"{path}: {exc}") from None
-
-
-def _csv_options(path: str, schema: Schema) -> tuple[Any, Any]:
-    """(convert, parse) options of a CSV import: the schema's columns only (pyarrow guesses a type for the
-    others from the first block, and a later value of another type failed the import); empty lines kept as
-    rows in a file of one column (a null there is an empty line: to_csv writes them so)."""
-    from pyarrow import csv
-
-    from .csv_text import convert_options
-
-    with _csv_errors(path), csv.open_csv(path) as reader:
-        names = reader.schema.names
-    twice = [n for n in schema.names if names.count(n) > 1]
-    if twice:
-        raise ValueError(f"{path}: the header has more than one column named {twice[0]!r}")
-    include = [n for n in schema.names if n in names]
-    return convert_options(schema, include or None), csv.ParseOptions(ignore_empty_lines=len(names) != 1)
-
-
-def _csv_rows(path: str, convert: Any, parse: Any, start: int, stop: int) -> Any:
-    """Rows ``start..stop`` of a CSV file as ``convert`` reads them, where a later row of their block does not
-    convert (error path only: read as text, those rows cast; pyarrow converts whole blocks)."""
-    from pyarrow import csv
-
-    pa = require("pyarrow", purpose="import")
-    text = _as_text(convert)
-    batches, got = [], 0
-    with csv.open_csv(path, convert_options=text, parse_options=parse,
-                      read_options=csv.ReadOptions(skip_rows_after_names=start)) as reader:
-        for batch in reader:
-            batches.append(batch)
-            got += batch.num_rows
-            if got >= stop - start:
-                break
-        table = pa.Table.from_batches(batches, reader.schema).slice(0, stop - start)
-    return pa.table({name: _from_bytes(table.column(name), convert.column_types[name])
-                     for name in table.column_names})
-
-
-def _as_text(convert: Any) -> Any:
-    """``convert`` with every column read as bytes (nulls as it reads them): text that is not UTF-8 reads too."""
-    from pyarrow import csv
-
-    pa = require("pyarrow", purpose="import")
-    names = list(convert.include_columns) or list(convert.column_types)
-    return csv.ConvertOptions(column_types={n: pa.binary() for n in names}, include_columns=names,
-                              null_values=convert.null_values, strings_can_be_null=convert.strings_can_be_null,
-                              quoted_strings_can_be_null=convert.quoted_strings_can_be_null)
-
-
-def _from_bytes(col: Any, target: Any) -> Any:
-    """A column read by :func:`_as_text` as pyarrow's CSV reader converts it to ``target`` (it takes " 12")."""
-    pa = require("pyarrow", purpose="import")
-    pc = require("pyarrow.compute", purpose="import")
-    text = pc.cast(col, pa.string())
-    return text if target == pa.string() else pc.cast(pc.utf8_trim_whitespace(text), target)
-
-
-def _bad_csv_value(path: str, schema: Schema, convert: Any, parse: Any, start: int, message: str) -> RowError | None:
-    """The first row from ``start`` holding a value that pyarrow cannot convert to its column's type, in any
-    column (error path only: the file is read again as text from ``start``, each batch cast column by column; the
-    first batch with a failure holds the first one)."""
-    from pyarrow import csv
-
-    from .csv_text import first_unconverted
-
-    pa = require("pyarrow", purpose="import")
-    pc = require("pyarrow.compute", purpose="import")
-    if "CSV conversion error" not in message:
-        return None
-    text = _as_text(convert)
-    row = start
-    with csv.open_csv(path, convert_options=text, parse_options=parse,
-                      read_options=csv.ReadOptions(skip_rows_after_names=start)) as reader:
-        for batch in reader:
-            first: RowError | None = None
-            for name in text.include_columns:
-                col, target = batch.column(name), convert.column_types[name]
-                lo = first_unconverted(col, pa.string())  # bytes that are not UTF-8 text
-                why = f"{_shown(col[lo].as_py())} is not UTF-8 text" if lo is not None else ""
-                if target != pa.string():  # an earlier value may not convert to the field's type
-                    ok = pc.utf8_trim_whitespace(pc.cast(col if lo is None else col.slice(0, lo), pa.string()))
-                    bad = first_unconverted(ok, target)  # (trimmed: pyarrow's reader takes " 12")
-                    if bad is not None:
-                        lo, why = bad, f"{_shown(ok[bad].as_py())} is not valid for its {schema[name].type.name} field"
-                if lo is not None and (first is None or row + lo < first.row):
-                    first = RowError(row + lo, f"column {name!r}: {why} ({path})")
-            if first is not None:
-                return first
-            row += batch.num_rows
-    return None
-
-
-def _shown(value: Any) -> str:
-    """A bad value for a message: its repr, cut short."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _import_schema(p: str, schema: SchemaLike | None, meta: dict[bytes, bytes] | None) -> Schema:
@@ -777,21 +642,10 @@ def load_file(path: str | os.PathLike[str], schema: SchemaLike | None = None) ->
         if schema is None:
             raise ValueError("importing CSV needs a schema (schema=): CSV files carry no "
                              "pychro metadata")
-        from pyarrow import csv
-
-        from .csv_text import parse_timestamps
+        from .csv_import import CsvFile, read_csv
 
         sch = Schema(schema)
-        convert, parse = _csv_options(p, sch)
-        with _csv_errors(p):
-            try:
-                table = csv.read_csv(p, convert_options=convert, parse_options=parse)
-            except pa.ArrowInvalid as exc:
-                bad = _bad_csv_value(p, sch, convert, parse, 0, str(exc))
-                if bad is None:
-                    raise
-                raise bad from None
-        return parse_timestamps(table, sch), sch
+        return read_csv(CsvFile(p, sch)), sch
     else:
         raise ValueError(f"cannot tell the format of {p!r}: use .parquet, .arrow, .feather or .csv")
     return table, _import_schema(p, schema, table.schema.metadata)

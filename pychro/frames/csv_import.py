@@ -1,0 +1,218 @@
+"""Reading a CSV file for import, in batches or whole, with the CSV rules of :mod:`.csv_text`; a bad value
+raises :class:`~pychro.frames.encode.RowError` naming the first bad row of the file, whichever check finds it.
+
+pyarrow's CSV reader converts a block (about 1 MiB) at a time and names neither the bad row nor the rows of the
+block before it. So when it refuses a block, the file is read again as bytes from the block's first row (error
+path only), each value checked as the reader checks it, and the rows before the first bad one are handed on
+first: the write's own checks may find an earlier bad row among them. Rows are counted as the reader counts
+them: an empty line is no row, except in a file of one column, where it is a null.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyarrow import csv
+
+from .csv_text import convert_options, first_unconverted, parse_timestamps, shown
+from .encode import RowError
+from .schema import Schema
+
+__all__ = ["CsvFile", "csv_batches", "errors", "read_csv", "read_header"]
+
+_MAX_BLOCK = 1 << 30  # pyarrow reads a row within one block; a longer row is refused
+
+
+class CsvFile:
+    """One CSV file to import with ``schema``: its header checked, the reader's options made once."""
+
+    def __init__(self, path: str, schema: Schema) -> None:
+        self.path, self.schema = path, schema
+        names, self.block = read_header(path)  # (the block grows when a longer row is met: see grown)
+        twice = [n for n in schema.names if names.count(n) > 1]
+        if twice:
+            raise ValueError(f"{path}: the header has more than one column named {twice[0]!r}")
+        # the schema's columns only: pyarrow guesses a type for the others from the first block, and a later
+        # value of another type failed the import; empty lines are rows in a one-column file (to_csv's nulls)
+        self.convert = convert_options(schema, [n for n in schema.names if n in names] or None)
+        self.parse = csv.ParseOptions(ignore_empty_lines=len(names) != 1)
+
+    def read_options(self) -> Any:
+        return csv.ReadOptions(block_size=self.block)
+
+    def grown(self, exc: BaseException) -> bool:
+        """Whether pyarrow refused a row longer than its block (a value of megabytes: to_csv writes them); the
+        block is then 4x larger, for a read from the start."""
+        bigger = _larger_block(exc, self.block)
+        if bigger is None:
+            return False
+        self.block = bigger
+        return True
+
+
+def read_header(path: str) -> tuple[list[str], int]:
+    """The column names of a CSV file's header line, and a block size in which pyarrow read it."""
+    block = 1 << 20  # pyarrow's default
+    with errors(path):
+        while True:
+            try:
+                with csv.open_csv(path, read_options=csv.ReadOptions(block_size=block)) as reader:
+                    return list(reader.schema.names), block
+            except pa.ArrowInvalid as exc:
+                bigger = _larger_block(exc, block)
+                if bigger is None:
+                    raise
+                block = bigger
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}: the header line is not UTF-8 text") from None
+
+
+def _larger_block(exc: BaseException, block: int) -> int | None:
+    """4x ``block`` when pyarrow refused a row longer than a block of that size (up to 1 GiB), else None."""
+    return block * 4 if "straddl" in str(exc) and block < _MAX_BLOCK else None
+
+
+@contextlib.contextmanager
+def errors(path: str) -> Iterator[None]:
+    """pyarrow's CSV errors as ValueErrors naming the file (an empty file, a ragged row ...)."""
+    try:
+        yield
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV file" in str(exc):
+            raise ValueError(f"{path} is empty: a CSV file needs a header line naming its columns") from None
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def csv_batches(f: CsvFile) -> Iterator[Any]:
+    """The file's rows in record batches, timestamps parsed. A bad value raises a RowError naming the file's first
+    bad row, after the batches of the rows before it."""
+    row = 0  # rows handed on
+    with errors(f.path):
+        while True:
+            try:
+                for batch in _from_row(f, f.convert, row):
+                    try:
+                        parsed = parse_timestamps(batch, f.schema, row)
+                    except RowError as exc:  # the rows before it first, as below
+                        yield parse_timestamps(batch.slice(0, exc.row - row), f.schema, row)
+                        raise
+                    yield parsed
+                    row += batch.num_rows
+                return
+            except pa.ArrowInvalid as exc:
+                if f.grown(exc):
+                    continue  # read again with larger blocks, from the first row not handed on
+                bad = _bad_value(f, row, exc)
+                if bad is None:
+                    raise
+                if bad.row > row:  # the rows of its block before it: the write's checks may find an earlier one
+                    yield parse_timestamps(_rows(f, row, bad.row), f.schema, row)
+                raise bad from None
+
+
+def read_csv(f: CsvFile) -> Any:
+    """The whole file as one table, timestamps parsed; a bad value raises a RowError naming the first bad row."""
+    with errors(f.path):
+        while True:
+            try:
+                table = csv.read_csv(f.path, read_options=f.read_options(), convert_options=f.convert,
+                                     parse_options=f.parse)
+                break
+            except pa.ArrowInvalid as exc:
+                if f.grown(exc):
+                    continue
+                bad = _bad_value(f, 0, exc)
+                if bad is None:
+                    raise
+                if bad.row:
+                    parse_timestamps(_rows(f, 0, bad.row), f.schema)  # a bad time before it comes first
+                raise bad from None
+    return parse_timestamps(table, f.schema)
+
+
+def _from_row(f: CsvFile, convert: Any, start: int) -> Generator[Any, None, None]:
+    """Batches of the file read with ``convert``, from row ``start`` on: the rows before it are read and dropped
+    (pyarrow's ``skip_rows_after_names`` counts empty lines, which are no rows here)."""
+    row = 0
+    with csv.open_csv(f.path, convert_options=convert, parse_options=f.parse, read_options=f.read_options()) as reader:
+        for batch in reader:
+            if row + batch.num_rows > start:
+                yield batch.slice(max(0, start - row))
+            row += batch.num_rows
+
+
+def _as_bytes(convert: Any) -> Any:
+    """``convert`` with every column read as bytes (nulls as it reads them): text that is not UTF-8 reads too."""
+    names = list(convert.include_columns) or list(convert.column_types)
+    return csv.ConvertOptions(column_types={n: pa.binary() for n in names}, include_columns=names,
+                              null_values=convert.null_values, strings_can_be_null=convert.strings_can_be_null,
+                              quoted_strings_can_be_null=convert.quoted_strings_can_be_null)
+
+
+def _converted(text: Any, target: Any, convert: Any) -> Any:
+    """UTF-8 text converted as pyarrow's CSV reader converts it, raising ``ArrowInvalid`` where it would: numbers
+    with spaces and tabs around them (not other white space), booleans only as its true and false values."""
+    if target == pa.string():
+        return text
+    if pa.types.is_boolean(target):
+        known = pc.is_in(text, value_set=pa.array(convert.true_values + convert.false_values))
+        if not pc.all(pc.or_(known, pc.is_null(text))).as_py():
+            raise pa.ArrowInvalid("not one of the CSV reader's true and false values")
+        return pc.if_else(pc.is_null(text), pa.scalar(None, pa.bool_()),
+                          pc.is_in(text, value_set=pa.array(convert.true_values)))
+    return pc.cast(pc.utf8_trim(text, " \t"), target)
+
+
+def _first_bad(col: Any, name: str, f: CsvFile) -> tuple[int, str] | None:
+    """The first value of a column read by :func:`_as_bytes` that the reader refuses, with why."""
+    target = f.convert.column_types[name]
+    lo = first_unconverted(col, pa.string())  # bytes that are not UTF-8 text
+    found = None if lo is None else (lo, f"{shown(col[lo].as_py())} is not UTF-8 text")
+    text = pc.cast(col if lo is None else col.slice(0, lo), pa.string())
+    bad = first_unconverted(text, target, lambda v, t: _converted(v, t, f.convert))  # an earlier value of its type
+    if bad is not None:
+        found = (bad, f"{shown(text[bad].as_py())} is not valid for its {f.schema[name].type.name} field")
+    return found
+
+
+def _bad_value(f: CsvFile, start: int, exc: BaseException) -> RowError | None:
+    """The first row from ``start`` holding a value pyarrow's reader refuses, in any column; None when ``exc`` is
+    no conversion error. The file is read again as bytes from ``start``; the first batch with a bad value holds
+    the first one."""
+    if "CSV conversion error" not in str(exc):
+        return None
+    text = _as_bytes(f.convert)
+    row = start
+    for batch in _from_row(f, text, start):
+        first: RowError | None = None
+        for name in text.include_columns:
+            found = _first_bad(batch.column(name), name, f)
+            if found is not None and (first is None or row + found[0] < first.row):
+                first = RowError(row + found[0], f"column {name!r}: {found[1]} ({f.path})")
+        if first is not None:
+            return first
+        row += batch.num_rows
+    return None
+
+
+def _rows(f: CsvFile, start: int, stop: int) -> Any:
+    """Rows ``start..stop`` as the reader converts them, where a later row of their block does not convert (read as
+    bytes, then converted column by column)."""
+    text = _as_bytes(f.convert)
+    batches, got = [], 0
+    reader = _from_row(f, text, start)
+    try:
+        for batch in reader:
+            batches.append(batch)
+            got += batch.num_rows
+            if got >= stop - start:
+                break
+    finally:
+        reader.close()
+    table = pa.Table.from_batches(batches).slice(0, stop - start)
+    return pa.table({name: _converted(pc.cast(table.column(name), pa.string()), f.convert.column_types[name], f.convert)
+                     for name in table.column_names})
