@@ -363,6 +363,24 @@ def test_half_floats_into_integer_fields_are_checked_without_warnings(tmp_path: 
                             date=day)
 
 
+def test_columns_outside_the_schema_are_ignored_whatever_they_hold(tmp_path: Path) -> None:
+    # the docstring says so; an extra object, long double or duplicated column failed the conversion
+    import numpy as np
+    import pandas as pd
+
+    df = pd.DataFrame({"px": [1.0, 2.0], "junk": [object(), object()], "dup": [1, 2]})
+    df.insert(3, "dup", [3, 4], allow_duplicates=True)
+    df["ld"] = np.array([1, 2], dtype=np.longdouble)
+    write_frame(df, tmp_path / "j", "px:float64", date="2024-01-02")
+    write_frame({"px": [3.0], 7: ["x"], "o": [object()]}, tmp_path / "j", "px:float64", date="2024-01-02")
+    assert pychro.read_table(tmp_path / "j", "px:float64").column("px").to_pylist() == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match=r"^the DataFrame has more than one column named 'dup'"):
+        write_frame(df, tmp_path / "k", "px:float64,dup:int32", date="2024-01-02")
+    with pytest.raises(ValueError, match=r"^column 'junk' cannot be converted to Arrow"):
+        write_frame(df, tmp_path / "k", "px:float64,junk:int32", date="2024-01-02")
+    assert not (tmp_path / "k").exists()
+
+
 def test_nan_into_a_bool_field_is_refused(tmp_path: Path) -> None:
     import numpy as np
 

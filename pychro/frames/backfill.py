@@ -112,8 +112,9 @@ def write_frame(
             schema = Schema.from_arrow(stream_schema(data))
         return _write_stream(source, path, schema, date, timestamp_column=timestamp_column, config=config,
                              thread_id_bits=thread_id_bits, clock=clock, progress=progress, threads=threads)
-    table = _to_table(data)
-    schema = Schema.from_arrow(table.schema) if schema is None else Schema(schema)
+    given = None if schema is None else Schema(schema)
+    table = _to_table(data, None if given is None else given.names)
+    schema = Schema.from_arrow(table.schema) if given is None else given
     journal = Journal(path, config, thread_id_bits, must_exist=False)
     journal.check_target()
     cfg = journal.config
@@ -286,7 +287,7 @@ def write_frames(
     names, tables, preps = [], [], []
     for name, data in frames.items():
         try:
-            table = _to_table(data)
+            table = _to_table(data, types.schema(name).names + ([order_by] if order_by else []))
         except (ValueError, TypeError) as exc:  # not a frame, columns that Arrow cannot take, duplicate names
             raise (TypeError if isinstance(exc, TypeError) else ValueError)(f"frame {name!r}: {exc}") from None
         table = _with_tag(table, types, name)
@@ -480,7 +481,9 @@ def _by_cycle(cycles: npt.NDArray[np.int64], n: int) -> Iterator[tuple[int, rang
 
 
 # -- input -------------------------------------------------------------------------------------------------
-def _to_table(data: Any) -> Any:
+def _to_table(data: Any, names: list[str] | None = None) -> Any:
+    """``data`` as an Arrow table. Of a DataFrame or dict, only the columns ``names`` (a schema's) are converted
+    when given: the others are ignored, whatever they hold."""
     pa = require("pyarrow", purpose="write_frame")
     if isinstance(data, pa.Table):
         return data
@@ -488,14 +491,21 @@ def _to_table(data: Any) -> Any:
         return pa.Table.from_batches([data])
     pd = sys.modules.get("pandas")  # (a pandas object can only come from an imported pandas)
     is_pandas = pd is not None and isinstance(data, pd.DataFrame)  # a Series, Index ...: refused below
-    if is_pandas and data.columns.has_duplicates:
-        twice = sorted({str(c) for c in data.columns[data.columns.duplicated()]})
-        raise ValueError(f"the DataFrame has more than one column named {', '.join(map(repr, twice))}")
     if isinstance(data, dict) or is_pandas:
+        keys = list(data.columns if is_pandas else data.keys())
+        if names is not None:
+            wanted = set(names)
+            keys = [k for k in keys if k in wanted]
+        twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if is_pandas and twice:
+            raise ValueError(f"the DataFrame has more than one column named {', '.join(map(repr, twice))}")
         try:
-            return pa.Table.from_pandas(data, preserve_index=False) if is_pandas else pa.table(data)
+            if is_pandas:  # (pyarrow refuses a frame with a name twice, even among the columns not converted)
+                frame = data[keys] if data.columns.has_duplicates else data
+                return pa.Table.from_pandas(frame, preserve_index=False, columns=keys)
+            return pa.table({k: data[k] for k in keys})
         except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
-            raise _conversion_error(pa, data, exc) from None
+            raise _conversion_error(pa, data, keys, exc) from None
     if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__"):  # polars, DuckDB, ...
         try:
             return pa.table(data)
@@ -508,9 +518,9 @@ def _to_table(data: Any) -> Any:
     )
 
 
-def _conversion_error(pa: Any, data: Any, exc: BaseException) -> ValueError:
+def _conversion_error(pa: Any, data: Any, keys: list[Any], exc: BaseException) -> ValueError:
     """Arrow could not take the data: name the column (values too big for int64, lone surrogates, ...)."""
-    for name in list(data.keys()):
+    for name in keys:
         values = data[name]
         if isinstance(values, (pa.Array, pa.ChunkedArray)):
             continue
