@@ -373,6 +373,8 @@ def test_columns_outside_the_schema_are_ignored_whatever_they_hold(tmp_path: Pat
     df["ld"] = np.array([1, 2], dtype=np.longdouble)
     write_frame(df, tmp_path / "j", "px:float64", date="2024-01-02")
     write_frame({"px": [3.0], 7: ["x"], "o": [object()]}, tmp_path / "j", "px:float64", date="2024-01-02")
+    write_frame(pd.DataFrame({1: [10, 20], 2: [3, 4]}), tmp_path / "n", "1:int32", date="2024-01-02")  # names as str
+    assert pychro.read_table(tmp_path / "n", "1:int32").column("1").to_pylist() == [10, 20]
     assert pychro.read_table(tmp_path / "j", "px:float64").column("px").to_pylist() == [1.0, 2.0, 3.0]
     with pytest.raises(ValueError, match=r"^the DataFrame has more than one column named 'dup'"):
         write_frame(df, tmp_path / "k", "px:float64,dup:int32", date="2024-01-02")

@@ -495,7 +495,7 @@ def _to_table(data: Any, names: list[str] | None = None) -> Any:
         keys = list(data.columns if is_pandas else data.keys())
         if names is not None:
             wanted = set(names)
-            keys = [k for k in keys if k in wanted]
+            keys = [k for k in keys if str(k) in wanted]  # (pyarrow names a column 1 '1')
         twice = sorted({str(k) for k in keys if keys.count(k) > 1})
         if is_pandas and twice:
             raise ValueError(f"the DataFrame has more than one column named {', '.join(map(repr, twice))}")
