@@ -496,6 +496,8 @@ def _to_table(data: Any, names: list[str] | None = None) -> Any:
         if names is not None:
             wanted = set(names)
             keys = [k for k in keys if str(k) in wanted]  # (pyarrow names a column 1 '1')
+            if not is_pandas and len({len(v) for v in data.values() if hasattr(v, "__len__")}) > 1:
+                keys = list(data.keys())  # columns of different lengths: not a frame, whichever are used
         twice = sorted({str(k) for k in keys if keys.count(k) > 1})
         if is_pandas and twice:
             raise ValueError(f"the DataFrame has more than one column named {', '.join(map(repr, twice))}")
