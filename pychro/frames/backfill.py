@@ -15,6 +15,7 @@ import numbers
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import pairwise
 from typing import Any, NamedTuple, NoReturn
@@ -498,7 +499,7 @@ def _to_table(data: Any, names: list[str] | None = None) -> Any:
             keys = [k for k in keys if str(k) in wanted]  # (pyarrow names a column 1 '1')
             if not is_pandas and len({len(v) for v in data.values() if hasattr(v, "__len__")}) > 1:
                 keys = list(data.keys())  # columns of different lengths: not a frame, whichever are used
-        twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+        twice = sorted(str(k) for k, times in Counter(keys).items() if times > 1)  # (count() per key: quadratic)
         if is_pandas and twice:
             raise ValueError(f"the DataFrame has more than one column named {', '.join(map(repr, twice))}")
         try:
