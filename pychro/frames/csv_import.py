@@ -4,13 +4,23 @@ raises :class:`~pychro.frames.encode.RowError` naming the first bad row of the f
 pyarrow's CSV reader converts a block (about 1 MiB) at a time and names neither the bad row nor the rows of the
 block before it. So when it refuses a block, the file is read again as bytes from the block's first row (error
 path only), each value checked as the reader checks it, and the rows before the first bad one are handed on
-first: the write's own checks may find an earlier bad row among them. Rows are counted as the reader counts
+first: the write's own checks may find an earlier bad row among them. A row with too many or too few values
+(which pyarrow names by its text only) is found by Python's ``csv`` module, counting rows as the reader counts
 them: an empty line is no row, except in a file of one column, where it is a null.
+
+Values may hold line breaks (to_csv writes them quoted), so the reader keeps quoted line breaks in values. It
+reads through :class:`_Source`, which works around an Arrow bug losing the ``\n`` of a quoted ``\r\n``, and
+notices a file cut inside a quoted value, which pyarrow reads as if the quote had closed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv as stdcsv
+import io
+import mmap
+import re
+import sys
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -25,6 +35,9 @@ from .schema import Schema
 __all__ = ["CsvFile", "csv_batches", "errors", "read_csv", "read_header"]
 
 _MAX_BLOCK = 1 << 30  # pyarrow reads a row within one block; a longer row is refused
+# a CSV file as tokens: a quoted value (a quote opens one at a field's start only, as in pyarrow's reader;
+# group 1 is empty when the file ends before its closing quote), a run without quotes, or a literal quote
+_TOKENS = re.compile(rb'(?<![^,\r\n])"(?:[^"]+|"")*("|\Z)|[^"]+|"')
 
 
 class CsvFile:
@@ -32,17 +45,25 @@ class CsvFile:
 
     def __init__(self, path: str, schema: Schema) -> None:
         self.path, self.schema = path, schema
-        names, self.block = read_header(path)  # (the block grows when a longer row is met: see grown)
+        names, self.block, self.blank = _header(path)  # (the block grows when a longer row is met: see grown)
+        self.columns = len(names)
         twice = [n for n in schema.names if names.count(n) > 1]
         if twice:
             raise ValueError(f"{path}: the header has more than one column named {twice[0]!r}")
         # the schema's columns only: pyarrow guesses a type for the others from the first block, and a later
         # value of another type failed the import; empty lines are rows in a one-column file (to_csv's nulls)
         self.convert = convert_options(schema, [n for n in schema.names if n in names] or None)
-        self.parse = csv.ParseOptions(ignore_empty_lines=len(names) != 1)
+        self.parse = csv.ParseOptions(ignore_empty_lines=len(names) != 1, newlines_in_values=True)
+        # error path: the rows before the first row with a wrong number of values, exactly (see _bad_row)
+        self.skipping = csv.ParseOptions(ignore_empty_lines=len(names) != 1, newlines_in_values=True,
+                                         invalid_row_handler=_skip)
 
     def read_options(self) -> Any:
-        return csv.ReadOptions(block_size=self.block)
+        # a one-column file reads empty lines as rows (nulls): those before the header are skipped
+        return csv.ReadOptions(block_size=self.block, skip_rows=self.blank if self.columns == 1 else 0)
+
+    def open(self) -> _Source:
+        return _Source(self.path)
 
     def grown(self, exc: BaseException) -> bool:
         """Whether pyarrow refused a row longer than its block (a value of megabytes: to_csv writes them); the
@@ -54,14 +75,71 @@ class CsvFile:
         return True
 
 
+class _Source(io.RawIOBase):
+    """A CSV file as pyarrow's reader reads it. No read ends on a ``\r``: Arrow drops the ``\n`` of a quoted
+    ``\r\n`` when a block ends between the two (apache/arrow#51368; silent). The quotes are counted: an odd
+    count at the end may be a file cut inside a quoted value (:meth:`check_end`)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self._file = open(path, "rb", buffering=0)  # (closed by close(): pyarrow closes us)
+        self._cr = b""  # a "\r" held back for the next read
+        self.quotes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._cr + self._file.read(size if size < 0 else max(1, size - len(self._cr)))
+        self._cr = b""
+        if len(data) > 1 and data.endswith(b"\r"):
+            data, self._cr = data[:-1], b"\r"
+        self.quotes += data.count(b'"')
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+    def check_end(self) -> None:
+        """After the whole file was read: a ValueError if it ends inside a quoted value."""
+        if self.quotes % 2 == 0:
+            return
+        with open(self.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            last = None
+            for last in _TOKENS.finditer(data):  # noqa: B007 (the last token is the one wanted)
+                pass
+            if last is not None and last.group(1) == b"":
+                raise ValueError(f"{self.path} ends inside a quoted value (its last value has no closing quote): "
+                                 "was the file cut short?")
+
+
+def _skip(_: Any) -> str:
+    return "skip"  # (a row with a wrong number of values: found and named by _ragged when it matters)
+
+
 def read_header(path: str) -> tuple[list[str], int]:
     """The column names of a CSV file's header line, and a block size in which pyarrow read it."""
+    names, block, _ = _header(path)
+    return names, block
+
+
+def _header(path: str) -> tuple[list[str], int, int]:
+    """:func:`read_header`, and the number of empty lines before the header."""
     block = 1 << 20  # pyarrow's default
     with errors(path):
         while True:
             try:
-                with csv.open_csv(path, read_options=csv.ReadOptions(block_size=block)) as reader:
-                    return list(reader.schema.names), block
+                with _Source(path) as src, csv.open_csv(
+                        src, read_options=csv.ReadOptions(block_size=block),
+                        parse_options=csv.ParseOptions(newlines_in_values=True, invalid_row_handler=_skip)) as reader:
+                    return list(reader.schema.names), block, _blank_lines(path)
             except pa.ArrowInvalid as exc:
                 bigger = _larger_block(exc, block)
                 if bigger is None:
@@ -69,6 +147,19 @@ def read_header(path: str) -> tuple[list[str], int]:
                 block = bigger
             except UnicodeDecodeError:
                 raise ValueError(f"{path}: the header line is not UTF-8 text") from None
+
+
+def _blank_lines(path: str) -> int:
+    """The number of empty lines at the start of the file (``\r\n``, ``\n`` or ``\r`` each)."""
+    with open(path, "rb") as fh:
+        head = b""
+        while True:
+            chunk = fh.read(1 << 16)
+            head += chunk
+            if not chunk or head.lstrip(b"\r\n"):
+                break
+    lead = head[: len(head) - len(head.lstrip(b"\r\n"))]
+    return len(re.findall(rb"\r\n|\r|\n", lead))
 
 
 def _larger_block(exc: BaseException, block: int) -> int | None:
@@ -94,23 +185,18 @@ def csv_batches(f: CsvFile) -> Iterator[Any]:
     with errors(f.path):
         while True:
             try:
-                for batch in _from_row(f, f.convert, row):
-                    try:
-                        parsed = parse_timestamps(batch, f.schema, row)
-                    except RowError as exc:  # the rows before it first, as below
-                        yield parse_timestamps(batch.slice(0, exc.row - row), f.schema, row)
-                        raise
-                    yield parsed
+                for batch in _from_row(f, f.convert, f.parse, row):
+                    yield from _parsed(batch, f.schema, row)
                     row += batch.num_rows
                 return
             except pa.ArrowInvalid as exc:
                 if f.grown(exc):
                     continue  # read again with larger blocks, from the first row not handed on
-                bad = _bad_value(f, row, exc)
+                bad = _bad_row(f, row, exc)
                 if bad is None:
                     raise
                 if bad.row > row:  # the rows of its block before it: the write's checks may find an earlier one
-                    yield parse_timestamps(_rows(f, row, bad.row), f.schema, row)
+                    yield from _parsed(_rows(f, row, bad.row), f.schema, row)
                 raise bad from None
 
 
@@ -119,13 +205,15 @@ def read_csv(f: CsvFile) -> Any:
     with errors(f.path):
         while True:
             try:
-                table = csv.read_csv(f.path, read_options=f.read_options(), convert_options=f.convert,
-                                     parse_options=f.parse)
+                with f.open() as src:
+                    table = csv.read_csv(src, read_options=f.read_options(), convert_options=f.convert,
+                                         parse_options=f.parse)
+                    src.check_end()
                 break
             except pa.ArrowInvalid as exc:
                 if f.grown(exc):
                     continue
-                bad = _bad_value(f, 0, exc)
+                bad = _bad_row(f, 0, exc)
                 if bad is None:
                     raise
                 if bad.row:
@@ -134,15 +222,29 @@ def read_csv(f: CsvFile) -> Any:
     return parse_timestamps(table, f.schema)
 
 
-def _from_row(f: CsvFile, convert: Any, start: int) -> Generator[Any, None, None]:
-    """Batches of the file read with ``convert``, from row ``start`` on: the rows before it are read and dropped
-    (pyarrow's ``skip_rows_after_names`` counts empty lines, which are no rows here)."""
+def _parsed(batch: Any, schema: Schema, row: int) -> Iterator[Any]:
+    """``batch`` (whose first row is row ``row`` of the file) with its timestamps parsed; at a bad time, the rows
+    before it, then the RowError (the write's checks may find an earlier bad row among them)."""
+    try:
+        parsed = parse_timestamps(batch, schema, row)
+    except RowError as exc:
+        yield parse_timestamps(batch.slice(0, exc.row - row), schema, row)
+        raise
+    yield parsed
+
+
+def _from_row(f: CsvFile, convert: Any, parse: Any, start: int) -> Generator[Any, None, None]:
+    """Batches of the file read with ``convert`` and ``parse``, from row ``start`` on: the rows before it are read
+    and dropped (pyarrow's ``skip_rows_after_names`` counts empty lines, which are no rows here). Read to its end,
+    a file cut inside a quoted value raises a ValueError."""
     row = 0
-    with csv.open_csv(f.path, convert_options=convert, parse_options=f.parse, read_options=f.read_options()) as reader:
+    with f.open() as src, csv.open_csv(src, convert_options=convert, parse_options=parse,
+                                       read_options=f.read_options()) as reader:
         for batch in reader:
             if row + batch.num_rows > start:
                 yield batch.slice(max(0, start - row))
             row += batch.num_rows
+        src.check_end()
 
 
 def _as_bytes(convert: Any) -> Any:
@@ -179,15 +281,23 @@ def _first_bad(col: Any, name: str, f: CsvFile) -> tuple[int, str] | None:
     return found
 
 
-def _bad_value(f: CsvFile, start: int, exc: BaseException) -> RowError | None:
-    """The first row from ``start`` holding a value pyarrow's reader refuses, in any column; None when ``exc`` is
-    no conversion error. The file is read again as bytes from ``start``; the first batch with a bad value holds
-    the first one."""
-    if "CSV conversion error" not in str(exc):
+def _bad_row(f: CsvFile, start: int, exc: BaseException) -> RowError | None:
+    """The first row from ``start`` that pyarrow's reader refuses: a value it cannot convert, or a row with a wrong
+    number of values; None when ``exc`` is neither or the row is not found."""
+    if "CSV conversion error" not in str(exc) and "CSV parse error: Expected" not in str(exc):
         return None
+    bad = _bad_value(f, start)  # (rows counted exactly up to the first ragged row: the read skips those)
+    ragged = _ragged(f, None if bad is None else bad.row + 1)
+    return ragged if ragged is not None and (bad is None or ragged.row <= bad.row) else bad
+
+
+def _bad_value(f: CsvFile, start: int) -> RowError | None:
+    """The first row from ``start`` holding a value pyarrow's reader refuses, in any column, counting the rows of
+    the file read again as bytes from ``start``, without its ragged rows; the first batch with a bad value holds
+    the first one."""
     text = _as_bytes(f.convert)
     row = start
-    for batch in _from_row(f, text, start):
+    for batch in _from_row(f, text, f.skipping, start):
         first: RowError | None = None
         for name in text.include_columns:
             found = _first_bad(batch.column(name), name, f)
@@ -199,12 +309,35 @@ def _bad_value(f: CsvFile, start: int, exc: BaseException) -> RowError | None:
     return None
 
 
+def _ragged(f: CsvFile, stop: int | None) -> RowError | None:
+    """The first row (before row ``stop``) whose number of values is not the header's, found by Python's csv
+    module, rows counted as pyarrow's reader counts them; None if there is none."""
+    limit = stdcsv.field_size_limit()
+    stdcsv.field_size_limit(sys.maxsize)  # (to_csv writes values of megabytes)
+    try:
+        with open(f.path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
+            reader = stdcsv.reader(fh)
+            next((r for r in reader if r), None)  # the header (after any empty lines)
+            for row, record in enumerate(r for r in reader if r or f.columns == 1):
+                if stop is not None and row >= stop:
+                    return None
+                if record and len(record) != f.columns:
+                    got = ",".join(record)
+                    return RowError(row, f"has {len(record)} values where the header names {f.columns} columns: "
+                                         f"{shown(got)} ({f.path})")
+    except stdcsv.Error:
+        return None  # (a file Python's module reads otherwise than pyarrow's: its message stands)
+    finally:
+        stdcsv.field_size_limit(limit)
+    return None
+
+
 def _rows(f: CsvFile, start: int, stop: int) -> Any:
-    """Rows ``start..stop`` as the reader converts them, where a later row of their block does not convert (read as
-    bytes, then converted column by column)."""
+    """Rows ``start..stop`` as the reader converts them, where a later row of their block does not convert or
+    has a wrong number of values (read as bytes, then converted column by column)."""
     text = _as_bytes(f.convert)
     batches, got = [], 0
-    reader = _from_row(f, text, start)
+    reader = _from_row(f, text, f.skipping, start)
     try:
         for batch in reader:
             batches.append(batch)
