@@ -113,6 +113,15 @@ def test_a_file_cut_inside_a_quoted_value_is_refused(tmp_path: Path, tail: bytes
     assert not (tmp_path / "j").exists()
 
 
+def test_a_header_cut_inside_a_quoted_name_is_no_empty_file(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_bytes(b'n,"s\n1,2\n')
+    with pytest.raises(ValueError, match=r"ends inside a quoted value"):
+        import_file(tmp_path / "in.csv", tmp_path / "j", "n:int32")
+    (tmp_path / "in.csv").write_bytes(b"\n\r\n")
+    with pytest.raises(ValueError, match=r"is empty: a CSV file needs a header line"):
+        import_file(tmp_path / "in.csv", tmp_path / "j", "n:int32")
+
+
 def test_quotes_inside_unquoted_values_are_text(tmp_path: Path) -> None:
     """An odd number of quotes is no cut file when one stands inside an unquoted value (12" is text)."""
     (tmp_path / "in.csv").write_bytes(b'n,s\n1,12" ruler\n2,"a""b"\n')

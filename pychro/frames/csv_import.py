@@ -19,6 +19,7 @@ import contextlib
 import csv as stdcsv
 import io
 import mmap
+import os
 import re
 import sys
 from collections.abc import Generator, Iterator
@@ -109,15 +110,25 @@ class _Source(io.RawIOBase):
 
     def check_end(self) -> None:
         """After the whole file was read: a ValueError if it ends inside a quoted value."""
-        if self.quotes % 2 == 0:
-            return
-        with open(self.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if self.quotes % 2 and _ends_inside_quotes(self.path):
+            raise _cut(self.path)
+
+
+def _ends_inside_quotes(path: str) -> bool:
+    """Whether the file ends inside a quoted value (a scan of the whole file: when its quotes are odd only)."""
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return False
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
             last = None
             for last in _TOKENS.finditer(data):  # noqa: B007 (the last token is the one wanted)
                 pass
-            if last is not None and last.group(1) == b"":
-                raise ValueError(f"{self.path} ends inside a quoted value (its last value has no closing quote): "
-                                 "was the file cut short?")
+            return last is not None and last.group(1) == b""
+
+
+def _cut(path: str) -> ValueError:
+    return ValueError(f"{path} ends inside a quoted value (its last value has no closing quote): was the file cut "
+                      "short?")
 
 
 def _skip(_: Any) -> str:
@@ -174,6 +185,8 @@ def errors(path: str) -> Iterator[None]:
         yield
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
+            if _ends_inside_quotes(path):  # (pyarrow found no header line: it has no end)
+                raise _cut(path) from None
             raise ValueError(f"{path} is empty: a CSV file needs a header line naming its columns") from None
         raise ValueError(f"{path}: {exc}") from None
 
