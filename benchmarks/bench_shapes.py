@@ -13,7 +13,9 @@ one after the other (a noisy shared machine hits all alike), printed as the issu
   page cache); bar: <= 0.5x, ``threads=1`` <= 1x;
 * ``write_frame`` (default threads and ``threads=1``) vs ``pq.write_table`` of the same table;
 * ``to_parquet`` (journal -> Parquet, decode included) vs ``pq.write_table`` of the table already in memory;
-  bar: <= 1.2x.
+  bar: <= 1.2x. Below the table, both files' sizes: to_parquet does not dictionary-encode columns whose
+  values are nearly all distinct (``pychro/frames/dictionary.py``), which pq.write_table's defaults try on every
+  column.
 Time ratios are what to compare: rates on a shared machine move from run to run.
 
 ``--row-groups`` prints, per shape, ``pq.write_table`` with smaller row groups against 1 Mi rows (pyarrow's
@@ -81,8 +83,13 @@ def one_shape(name: str, table: object, schema: str, rows: int, repeat: int, tmp
         partial(pychro.to_parquet, journal, schema, out),
         repeat=repeat, after=partial(_settle, scratch, out),
     )
+    sizes = []  # the files themselves: to_parquet leaves out dictionaries that would overflow (frames/dictionary.py)
+    for write in (partial(pychro.to_parquet, journal, schema, out), partial(pq.write_table, table, out)):
+        write()
+        sizes.append(os.path.getsize(out))
+        _settle(out)
     _clean(journal)
-    return dict(zip(names, times))
+    return {**dict(zip(names, times)), "export_mb": sizes[0] / 1e6, "pq_mb": sizes[1] / 1e6}
 
 
 def print_table(results: dict[str, dict[str, float]], rows: int) -> None:
@@ -97,6 +104,8 @@ def print_table(results: dict[str, dict[str, float]], rows: int) -> None:
               f"{t['read_t1'] / t['pq_read']:.2f}x | {m / t['write']:.1f} M rows/s | "
               f"{t['write'] / t['pq_write']:.2f}x | "
               f"{t['write_t1'] / t['pq_write']:.2f}x | {t['export'] / t['pq_write']:.2f}x |", flush=True)
+    print("\nParquet file sizes, to_parquet / pq.write_table (defaults): " + ", ".join(
+        f"{name} {t['export_mb']:.1f} / {t['pq_mb']:.1f} MB" for name, t in results.items()))
 
 
 SHAPES = ["fixed", "ascii", "null30", "bmp20", "emoji1", "nonbmp12", "wide20", "stopbit4"]

@@ -20,6 +20,7 @@ from .._optional import require
 from ..config import VanillaConfig
 from ..journal import Journal
 from .decode import recycle
+from .dictionary import dictionary_columns
 from .schema import LIST, META_SCHEMA, Schema, SchemaLike
 
 __all__ = ["export", "import_file", "load_file", "partition_name", "to_csv", "to_ipc", "to_parquet"]
@@ -70,9 +71,11 @@ def to_parquet(
 
     Row groups hold ``row_group_rows`` rows (default 1 Mi, as ``pq.write_table``); each is written while the
     next one is decoded and gathered on a background thread. Smaller row groups cost pyarrow more to write
-    (each starts its column dictionaries afresh), larger ones more memory. The file is written as
-    ``<out>.partial`` and renamed to ``out`` when complete (an older ``out`` is removed just before): a failed
-    export leaves no partial file and an older ``out`` as it was.
+    (each starts its column dictionaries afresh), larger ones more memory. Columns are dictionary-encoded, as by
+    ``pq.write_table``, except those whose values are nearly all distinct (timestamps, random prices; a sample
+    decides): their dictionary would overflow and fall back to plain encoding, costing time and saving no space.
+    The file is written as ``<out>.partial`` and renamed to ``out`` when complete (an older ``out`` is removed
+    just before): a failed export leaves no partial file and an older ``out`` as it was.
 
     Examples
     --------
@@ -335,9 +338,9 @@ def _write(
     groups = _RowGroups(batches, arrow_schema, row_group_rows)
     rows = 0
     try:
-        if fmt == "parquet":
+        if fmt == "parquet":  # made at the first row group: its rows choose the dictionary columns
             pq = require("pyarrow.parquet", extra="frames")
-            writer = pq.ParquetWriter(tmp, file_schema, compression=compression or "none")
+            parquet = partial(pq.ParquetWriter, tmp, file_schema, compression=compression or "none")
         elif fmt == "ipc":
             opts = pa.ipc.IpcWriteOptions(compression=compression) if compression else None
             writer = pa.ipc.new_file(tmp, file_schema, options=opts)
@@ -346,12 +349,16 @@ def _write(
         groups.start()
         for table in groups:
             if fmt == "parquet":
+                if writer is None:
+                    writer = parquet(use_dictionary=dictionary_columns(table))
                 writer.write_table(table, row_group_size=row_group_rows)
             else:
                 writer.write_table(table)
             rows += table.num_rows
             del table
             groups.written()
+        if writer is None:  # no rows
+            writer = parquet()
         writer.close()
         writer = None
         _publish(tmp, out)
