@@ -1,4 +1,4 @@
-"""Reading a CSV file for import, in batches or whole, with the CSV rules of :mod:`.csv_text`; a bad value
+r"""Reading a CSV file for import, in batches or whole, with the CSV rules of :mod:`.csv_text`; a bad value
 raises :class:`~pychro.frames.encode.RowError` naming the first bad row of the file, whichever check finds it.
 
 pyarrow's CSV reader converts a block (about 1 MiB) at a time and names neither the bad row nor the rows of the
@@ -77,7 +77,7 @@ class CsvFile:
 
 
 class _Source(io.RawIOBase):
-    """A CSV file as pyarrow's reader reads it. No read ends on a ``\r``: Arrow drops the ``\n`` of a quoted
+    r"""A CSV file as pyarrow's reader reads it. No read ends on a ``\r``: Arrow drops the ``\n`` of a quoted
     ``\r\n`` when a block ends between the two (apache/arrow#51368; silent). The quotes are counted: an odd
     count at the end may be a file cut inside a quoted value (:meth:`check_end`)."""
 
@@ -161,7 +161,7 @@ def _header(path: str) -> tuple[list[str], int, int]:
 
 
 def _blank_lines(path: str) -> int:
-    """The number of empty lines at the start of the file (``\r\n``, ``\n`` or ``\r`` each)."""
+    r"""The number of empty lines at the start of the file (``\r\n``, ``\n`` or ``\r`` each)."""
     with open(path, "rb") as fh:
         head = b""
         while True:
