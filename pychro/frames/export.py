@@ -534,7 +534,8 @@ def import_file(
     batch_rows: int = 1 << 20,
 ) -> int:
     """Append the rows of a .parquet (file or dataset folder), .arrow/.feather or .csv file to a journal, in
-    batches of ``batch_rows``: memory stays about one batch, whatever the file's size. Returns the rows.
+    batches of ``batch_rows`` (of a CSV file: of its reader's blocks, about 1 MiB of text each, or one row
+    longer than that): memory stays about one batch, whatever the file's size. Returns the rows.
     ``file`` may also be Arrow data with the PyCapsule interface (a polars frame, a DuckDB relation ...),
     streamed batch by batch.
 
