@@ -1,14 +1,21 @@
 """Which columns of a Parquet export to dictionary-encode.
 
 Parquet's writer holds a column chunk's dictionary up to 1 MiB, then falls back to plain encoding for the rest.
-A column with some 300 K or more distinct values in a row group (timestamps, random prices, ids) overflows
-it whatever its width (4 bytes or more), so the dictionary is paid for (every value hashed, a dictionary page
-written) and saves nothing: the file even comes out larger. ``pq.write_table`` tries it on every column;
-:func:`dictionary_columns` leaves out the columns whose values (a sample of them) are nearly all distinct.
+A column whose distinct values in a row group need well over that (a day's timestamps, random prices, ids) is
+paid for twice: every value hashed until the dictionary is full, a dictionary page written, and the file comes
+out larger than plain. ``pq.write_table`` tries the dictionary on every column; :func:`dictionary_columns` leaves
+it out where an estimate of the distinct values, times their size, is at least twice the limit.
+
+The estimate is the smaller of two, each from a sample of :data:`SAMPLE` values, so that neither kind of data
+fools it: the distinct fraction of the first rows, times the rows (right for sorted or clustered data, such as
+times with several rows per millisecond, whose values repeat in runs a strided sample steps over); and the
+number of values that a sample spread evenly over the rows would come from, were they drawn at random (right
+for data in no order, such as 100 K order ids in random order, whose first rows look all distinct).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,44 +25,67 @@ import pyarrow.compute as pc
 
 __all__ = ["dictionary_columns"]
 
-SAMPLE = 32_768  # rows looked at
-# Of 32 Ki rows drawn from K values, 95% are distinct at about K = 300 K: more than a 1 MiB dictionary holds of
-# 4-byte values (262 K). Below it (K up to ~130 K gives <= 89%) the dictionary is kept, as pyarrow's default.
-NEARLY_UNIQUE = 0.95
+SAMPLE = 16_384  # values in each sample
+LIMIT = 1 << 20  # pyarrow's dictionary page limit (dictionary_pagesize_limit), bytes
 
 
 def dictionary_columns(table: Any) -> list[str]:
     """The Parquet column paths of ``table`` to dictionary-encode (``pq.ParquetWriter(use_dictionary=...)``):
-    all but the flat columns of which :data:`SAMPLE` rows spread evenly over the table are at least
-    :data:`NEARLY_UNIQUE` distinct. Nested columns (repeated groups) keep it.
+    all but the flat columns whose estimated distinct values would fill at least twice pyarrow's 1 MiB
+    dictionary. Nested columns (repeated groups) keep it.
 
-    >>> t = pa.table({"ts": pa.array(range(40_000)), "side": pa.array([1, 2] * 20_000)})
+    >>> t = pa.table({"ts": pa.array(range(300_000)), "side": pa.array([1, 2] * 150_000)})
     >>> dictionary_columns(t)
     ['side']
     """
     keep: list[str] = []
-    step = max(1, table.num_rows // SAMPLE)  # (spread: the first rows alone need not look like the rest)
     for name, col in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_nested(col.type):
             keep.extend(_leaves(name, col.type))
-        elif not _nearly_unique(col, step):
+        elif pa.types.is_boolean(col.type) or len(col) == 0 or _dictionary_bytes(col) < 2 * LIMIT:
             keep.append(name)
     return keep
 
 
-def _nearly_unique(col: Any, step: int) -> bool:
-    """Whether every ``step``-th value of ``col`` (a ChunkedArray) are at least NEARLY_UNIQUE distinct."""
-    if len(col) == 0 or pa.types.is_boolean(col.type):
-        return False
-    width = col.type.bit_width // 8 if pa.types.is_primitive(col.type) else 0
-    if width in (1, 2, 4, 8):  # the values' bytes, strided views (nulls count as whatever they hold): no copy
-        sample = np.concatenate([
-            np.frombuffer(c.buffers()[1], dtype=f"u{width}", count=len(c), offset=c.offset * width)[::step]
-            for c in col.chunks if len(c)])
-        sample.sort()  # (np.unique hashes integers: 10x slower than this at numpy 2.4)
-        return bool(1 + np.count_nonzero(sample[1:] != sample[:-1]) >= NEARLY_UNIQUE * len(sample))
-    sample = col.take(pa.array(np.arange(0, len(col), step)))
-    return pc.count_distinct(sample, mode="all").as_py() >= NEARLY_UNIQUE * len(sample)
+def _dictionary_bytes(col: Any) -> float:
+    """An estimate of the bytes of ``col``'s dictionary (a ChunkedArray): distinct values times their size."""
+    n = len(col)
+    step = max(1, n // SAMPLE)
+    width = col.type.bit_width // 8 if pa.types.is_primitive(col.type) and col.type.bit_width in (8, 16, 32, 64) else 0
+    if width:  # the values' bytes (nulls count as what their slots hold): views, strided, no gather
+        views = [np.frombuffer(c.buffers()[1], dtype=f"u{width}", count=len(c), offset=c.offset * width)
+                 for c in col.chunks if len(c)]
+        first = np.concatenate(views)[:SAMPLE] if len(views[0]) < SAMPLE else views[0][:SAMPLE]
+        spread = np.concatenate([v[::step] for v in views])
+        d_first, d_spread, size = _sorted_distinct(first), _sorted_distinct(spread), float(width)
+    else:
+        first = col.slice(0, SAMPLE)
+        spread = col.take(pa.array(np.arange(0, n, step)))
+        d_first, d_spread = pc.count_distinct(first, mode="all").as_py(), pc.count_distinct(spread, mode="all").as_py()
+        text = pa.types.is_binary(col.type) or pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+        size = 4 + (pc.mean(pc.binary_length(spread)).as_py() or 0.0) if text else 8.0
+    distinct = min(d_first / len(first) * n, _population(d_spread, len(spread)), n)
+    return distinct * size
+
+
+def _sorted_distinct(values: Any) -> int:
+    """Distinct values of an integer array, by a sort (np.unique hashes integers: 10x slower at numpy 2.4)."""
+    values = np.sort(values)
+    return 1 + int(np.count_nonzero(values[1:] != values[:-1])) if len(values) else 0
+
+
+def _population(d: int, s: int) -> float:
+    """How many equally likely values ``s`` draws come from when ``d`` of them are distinct: K with
+    K (1 - exp(-s/K)) = d (infinite when all are)."""
+    if d >= s:
+        return math.inf
+    lo, hi = float(d), float(d)
+    while hi * -math.expm1(-s / hi) < d:
+        hi *= 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mid * -math.expm1(-s / mid) < d else (lo, mid)
+    return hi
 
 
 def _leaves(name: str, typ: Any) -> Iterator[str]:
