@@ -5,6 +5,7 @@ before a one-column header. Each case was reported by a breaker pass; each test 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -127,3 +128,60 @@ def test_quotes_inside_unquoted_values_are_text(tmp_path: Path) -> None:
     (tmp_path / "in.csv").write_bytes(b'n,s\n1,12" ruler\n2,"a""b"\n')
     table, _ = load_file(tmp_path / "in.csv", "n:int32,s:string")
     assert table.column("s").to_pylist() == ['12" ruler', 'a"b']
+
+
+def test_rows_appended_between_the_passes_are_not_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """import_file checks every row, then writes: rows appended to the file in between (a live CSV) were written
+    unchecked (a bad one too), then the import failed. Each pass now reads the bytes the import began with."""
+    import pychro.frames.csv_import as ci
+
+    checked = ci.csv_batches
+    for extra in [b"3,c\n", b"zz,bad\n", b'4,"unterminated\n']:
+        path, journal = tmp_path / f"f{len(extra)}.csv", tmp_path / f"j{len(extra)}"
+        path.write_bytes(b"q,s\n1,a\n2,b\n")
+        passes = [0]
+
+        def growing(f: ci.CsvFile, extra: bytes = extra, path: Path = path, passes: list[int] = passes) -> Any:
+            passes[0] += 1
+            if passes[0] == 2:
+                with open(path, "ab") as out:
+                    out.write(extra)
+            yield from checked(f)
+
+        monkeypatch.setattr(ci, "csv_batches", growing)
+        assert import_file(path, journal, "q:int32,s:string", date="2024-03-05") == 2
+        assert _rows_of(journal, "q:int32,s:string") == [(1, "a"), (2, "b")]
+
+
+def test_a_file_that_shrinks_between_the_passes_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pychro.frames.csv_import as ci
+
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"q,s\n1,a\n2,b\n")
+    passes = [0]
+    checked = ci.csv_batches
+
+    def shrinking(f: ci.CsvFile) -> Any:
+        passes[0] += 1
+        if passes[0] == 2:
+            path.write_bytes(b"q,s\n1,a\n")
+        yield from checked(f)
+
+    monkeypatch.setattr(ci, "csv_batches", shrinking)
+    with pytest.raises(ValueError, match=r"shrank while it was being imported \(nothing was written\)"):
+        import_file(path, tmp_path / "j", "q:int32,s:string", date="2024-03-05")
+    assert not [f for f in (tmp_path / "j").rglob("*") if f.is_file()]
+
+
+def test_a_last_line_without_a_line_break(tmp_path: Path) -> None:
+    """A header alone without a line break was called an empty file; a last row without one is read, with a
+    warning (a file cut short inside its last value looks so; to_csv ends every line)."""
+    from pychro.errors import PychroWarning
+
+    (tmp_path / "h.csv").write_bytes(b"q,s")
+    with pytest.warns(PychroWarning, match=r"its last line has no line break"):
+        assert import_file(tmp_path / "h.csv", tmp_path / "j", "q:int32,s:string", date="2024-03-05") == 0
+    (tmp_path / "r.csv").write_bytes(b"q,s\n1,a\n2,49.7")
+    with pytest.warns(PychroWarning, match=r"r.csv: its last line has no line break; if the file was cut short"):
+        table, _ = load_file(tmp_path / "r.csv", "q:int32,s:string")
+    assert table.column("s").to_pylist() == ["a", "49.7"]

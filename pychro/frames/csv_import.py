@@ -22,6 +22,7 @@ import mmap
 import os
 import re
 import sys
+import warnings
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -29,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import csv
 
+from ..errors import PychroWarning
 from .csv_text import convert_options, first_unconverted, parse_timestamps, shown
 from .encode import RowError
 from .schema import Schema
@@ -46,6 +48,8 @@ class CsvFile:
 
     def __init__(self, path: str, schema: Schema) -> None:
         self.path, self.schema = path, schema
+        # the bytes read by every pass: rows appended after the check pass are not written unchecked
+        self.size = os.path.getsize(path)
         names, self.block, self.blank = _header(path)  # (the block grows when a longer row is met: see grown)
         self.columns = len(names)
         twice = [n for n in schema.names if names.count(n) > 1]
@@ -64,7 +68,7 @@ class CsvFile:
         return csv.ReadOptions(block_size=self.block, skip_rows=self.blank if self.columns == 1 else 0)
 
     def open(self) -> _Source:
-        return _Source(self.path)
+        return _Source(self.path, self.size)
 
     def grown(self, exc: BaseException) -> bool:
         """Whether pyarrow refused a row longer than its block (a value of megabytes: to_csv writes them); the
@@ -77,24 +81,40 @@ class CsvFile:
 
 
 class _Source(io.RawIOBase):
-    r"""A CSV file as pyarrow's reader reads it. No read ends on a ``\r``: Arrow drops the ``\n`` of a quoted
-    ``\r\n`` when a block ends between the two (apache/arrow#51368; silent). The quotes are counted: an odd
-    count at the end may be a file cut inside a quoted value (:meth:`check_end`)."""
+    r"""A CSV file as pyarrow's reader reads it, up to ``limit`` bytes (its size when the import began: rows
+    appended while it runs are not read by one pass and not the other). No read ends on a ``\r``: Arrow drops
+    the ``\n`` of a quoted ``\r\n`` when a block ends between the two (apache/arrow#51368; silent). A file whose
+    last line has no line break gets one (pyarrow took a lone header line for an empty file). The quotes are
+    counted: an odd count at the end may be a file cut inside a quoted value (:meth:`check_end`)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, limit: int | None = None) -> None:
         super().__init__()
         self.path = path
         self._file = open(path, "rb", buffering=0)  # (closed by close(): pyarrow closes us)
+        self._left = self._end = os.fstat(self._file.fileno()).st_size if limit is None else limit
+        if os.fstat(self._file.fileno()).st_size < self._left:
+            self._file.close()
+            raise ValueError(f"{path} shrank while it was being imported (nothing was written)")
         self._cr = b""  # a "\r" held back for the next read
         self.quotes = 0
+        self.unterminated = False  # the last line had no line break (one was added)
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
-        data = self._cr + self._file.read(size if size < 0 else max(1, size - len(self._cr)))
+        want = self._left if size < 0 else min(self._left, max(1, size - len(self._cr)))
+        got = self._file.read(want) if want > 0 else b""
+        self._left -= len(got)
+        if len(got) < want:
+            raise ValueError(f"{self.path} shrank while it was being imported")
+        data = self._cr + got
         self._cr = b""
-        if len(data) > 1 and data.endswith(b"\r"):
+        if self._left == 0:  # the end: the last line gets a line break (in this read: pyarrow wants the header
+            if data and data[-1:] not in (b"\r", b"\n"):  # line within its first block)
+                self.unterminated = True
+                data += b"\n"
+        elif data.endswith(b"\r"):
             data, self._cr = data[:-1], b"\r"
         self.quotes += data.count(b'"')
         return data
@@ -109,19 +129,25 @@ class _Source(io.RawIOBase):
         super().close()
 
     def check_end(self) -> None:
-        """After the whole file was read: a ValueError if it ends inside a quoted value."""
-        if self.quotes % 2 and _ends_inside_quotes(self.path):
+        """After the whole file was read: a ValueError if it ends inside a quoted value; a warning if its last
+        line has no line break (a file cut short in a copy looks so: to_csv ends every line)."""
+        if self.quotes % 2 and _ends_inside_quotes(self.path, self._end):
             raise _cut(self.path)
+        if self.unterminated:
+            warnings.warn(f"{self.path}: its last line has no line break; if the file was cut short, that line is "
+                          "incomplete", PychroWarning, stacklevel=2)
 
 
-def _ends_inside_quotes(path: str) -> bool:
-    """Whether the file ends inside a quoted value (a scan of the whole file: when its quotes are odd only)."""
+def _ends_inside_quotes(path: str, size: int | None = None) -> bool:
+    """Whether the file's first ``size`` bytes (default all) end inside a quoted value (a scan of them all: done
+    when their quotes are odd only; a literal quote inside an unquoted value elsewhere, 12" ruler, can hide one)."""
     with open(path, "rb") as fh:
-        if os.fstat(fh.fileno()).st_size == 0:
+        end = os.fstat(fh.fileno()).st_size if size is None else min(size, os.fstat(fh.fileno()).st_size)
+        if end == 0:
             return False
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
             last = None
-            for last in _TOKENS.finditer(data):  # noqa: B007 (the last token is the one wanted)
+            for last in _TOKENS.finditer(data, 0, end):  # noqa: B007 (the last token is the one wanted)
                 pass
             return last is not None and last.group(1) == b""
 
