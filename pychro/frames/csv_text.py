@@ -15,6 +15,7 @@ import reads back exactly.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,8 @@ ISO_FIRST_S = -62_135_596_800  # 0001-01-01T00:00:00Z in seconds since 1970
 ISO_END_S = 253_402_300_800  # 10000-01-01T00:00:00Z
 _PER_S = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _INTEGER = r"^[+-]?[0-9]+$"
+# what timestamp_text writes (and more ISO text with Z): Arrow's cast parses it as the steps below would
+_CANONICAL = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z$"
 # a time of day followed by a zone: Z, +hh, +hhmm or +hh:mm (a bare date's "-05" is not a zone)
 _ZONE = r"[0-9]:[0-9]{2}(:[0-9]{2}(\.[0-9]*)?)?\s*([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$"
 
@@ -104,6 +107,9 @@ def parse_timestamps(data: Any, schema: Schema, first_row: int = 0) -> Any:
 def timestamps_from_text(col: Any, unit: str, name: str, first_row: int = 0) -> Any:
     """Text (ISO, naive = UTC, or an integer count of ``unit``) -> ``timestamp[unit, UTC]``; a RowError names
     the column and the first row that is neither (counted from ``first_row``)."""
+    if pc.all(pc.match_substring_regex(col, _CANONICAL)).as_py():  # to_csv's text: one cast (8x faster)
+        with contextlib.suppress(pa.ArrowInvalid, OverflowError):  # (finer than the unit, out of range ...)
+            return pc.cast(col, pa.timestamp(unit, tz="UTC"))
     n = len(col)
     valid = col.is_valid().to_numpy(zero_copy_only=False)
     text = pc.utf8_trim_whitespace(col)
