@@ -560,7 +560,13 @@ def import_file(
         sch = Schema(schema) if schema is not None else Schema.from_arrow(stream_schema(file))
         return write_batches(source, path, sch, date, config=config, thread_id_bits=thread_id_bits,
                              progress=progress)
-    batches, sch = _batch_source(str(os.fsdecode(file)), schema, batch_rows)
+    from .export_types import is_types_folder
+
+    name = str(os.fsdecode(file))
+    if os.path.isdir(name) and is_types_folder(name):
+        raise ValueError(f"{name!r} is an export by message type (a file per type): import it with "
+                         "pychro.frames.export_types.import_folder(folder, journal), or `pychro import FOLDER DIR`")
+    batches, sch = _batch_source(name, schema, batch_rows)
     return write_batches(batches, path, sch, date, config=config, thread_id_bits=thread_id_bits,
                          progress=progress)
 

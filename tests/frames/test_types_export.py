@@ -106,3 +106,13 @@ def test_cli_head_exits_1_when_every_message_was_left_out(java_feed: Any, tmp_pa
     (tmp_path / "t.json").write_text(only.to_json())
     got = _cli("head", str(java_feed.journal), "--types", str(tmp_path / "t.json"), "--unknown", "skip", "-n", "3")
     assert got.returncode == 1 and "no row to show" in got.stderr and got.stdout == ""
+
+
+def test_import_file_of_a_types_export_names_the_call_that_imports_it(java_feed: Any, tmp_path: Path) -> None:
+    """import_file of the folder said "the data has no column 'type'" (a breaker); pychro import reads it."""
+    from pychro.frames.export import import_file
+
+    pychro.to_parquet(java_feed.journal, FEED, tmp_path / "out")
+    with pytest.raises(ValueError, match=r"is an export by message type .*export_types.import_folder"):
+        import_file(tmp_path / "out", tmp_path / "copy")
+    assert not (tmp_path / "copy").exists()
