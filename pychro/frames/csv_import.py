@@ -9,20 +9,16 @@ first: the write's own checks may find an earlier bad row among them. A row with
 them: an empty line is no row, except in a file of one column, where it is a null.
 
 Values may hold line breaks (to_csv writes them quoted), so the reader keeps quoted line breaks in values. It
-reads through :class:`_Source`, which works around an Arrow bug losing the ``\n`` of a quoted ``\r\n``, and
-notices a file cut inside a quoted value, which pyarrow reads as if the quote had closed.
+reads through :class:`.csv_source.Source`, which works around an Arrow bug losing the ``\n`` of a quoted
+``\r\n``, and notices a file cut inside a quoted value, which pyarrow reads as if the quote had closed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv as stdcsv
-import io
-import mmap
 import os
-import re
 import sys
-import warnings
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -30,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import csv
 
-from ..errors import PychroWarning
+from .csv_source import Source, blank_lines, cut_short, ends_inside_quotes
 from .csv_text import convert_options, first_unconverted, parse_timestamps, shown
 from .encode import RowError
 from .schema import Schema
@@ -38,10 +34,6 @@ from .schema import Schema
 __all__ = ["CsvFile", "csv_batches", "errors", "read_csv", "read_header"]
 
 _MAX_BLOCK = 1 << 30  # pyarrow reads a row within one block; a longer row is refused
-# a CSV file as tokens: a quoted value (a quote opens one at a field's start only, as in pyarrow's reader;
-# group 1 is empty when the file ends before its closing quote), a run without quotes, or a literal quote
-_TOKENS = re.compile(rb'(?<![^,\r\n])"(?:[^"]+|"")*("|\Z)|[^"]+|"')
-
 
 class CsvFile:
     """One CSV file to import with ``schema``: its header checked, the reader's options made once."""
@@ -67,8 +59,8 @@ class CsvFile:
         # a one-column file reads empty lines as rows (nulls): those before the header are skipped
         return csv.ReadOptions(block_size=self.block, skip_rows=self.blank if self.columns == 1 else 0)
 
-    def open(self) -> _Source:
-        return _Source(self.path, self.size)
+    def open(self) -> Source:
+        return Source(self.path, self.size)
 
     def grown(self, exc: BaseException) -> bool:
         """Whether pyarrow refused a row longer than its block (a value of megabytes: to_csv writes them); the
@@ -78,83 +70,6 @@ class CsvFile:
             return False
         self.block = bigger
         return True
-
-
-class _Source(io.RawIOBase):
-    r"""A CSV file as pyarrow's reader reads it, up to ``limit`` bytes (its size when the import began: rows
-    appended while it runs are not read by one pass and not the other). No read ends on a ``\r``: Arrow drops
-    the ``\n`` of a quoted ``\r\n`` when a block ends between the two (apache/arrow#51368; silent). A file whose
-    last line has no line break gets one (pyarrow took a lone header line for an empty file). The quotes are
-    counted: an odd count at the end may be a file cut inside a quoted value (:meth:`check_end`)."""
-
-    def __init__(self, path: str, limit: int | None = None) -> None:
-        super().__init__()
-        self.path = path
-        self._file = open(path, "rb", buffering=0)  # (closed by close(): pyarrow closes us)
-        self._left = self._end = os.fstat(self._file.fileno()).st_size if limit is None else limit
-        if os.fstat(self._file.fileno()).st_size < self._left:
-            self._file.close()
-            raise ValueError(f"{path} shrank while it was being imported (nothing was written)")
-        self._cr = b""  # a "\r" held back for the next read
-        self.quotes = 0
-        self.unterminated = False  # the last line had no line break (one was added)
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        want = self._left if size < 0 else min(self._left, max(1, size - len(self._cr)))
-        got = self._file.read(want) if want > 0 else b""
-        self._left -= len(got)
-        if len(got) < want:
-            raise ValueError(f"{self.path} shrank while it was being imported")
-        data = self._cr + got
-        self._cr = b""
-        if self._left == 0:  # the end: the last line gets a line break (in this read: pyarrow wants the header
-            if data and data[-1:] not in (b"\r", b"\n"):  # line within its first block)
-                self.unterminated = True
-                data += b"\n"
-        elif data.endswith(b"\r"):
-            data, self._cr = data[:-1], b"\r"
-        self.quotes += data.count(b'"')
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-    def check_end(self) -> None:
-        """After the whole file was read: a ValueError if it ends inside a quoted value; a warning if its last
-        line has no line break (a file cut short in a copy looks so: to_csv ends every line)."""
-        if self.quotes % 2 and _ends_inside_quotes(self.path, self._end):
-            raise _cut(self.path)
-        if self.unterminated:
-            warnings.warn(f"{self.path}: its last line has no line break; if the file was cut short, that line is "
-                          "incomplete", PychroWarning, stacklevel=2)
-
-
-def _ends_inside_quotes(path: str, size: int | None = None) -> bool:
-    """Whether the file's first ``size`` bytes (default all) end inside a quoted value (a scan of them all: done
-    when their quotes are odd only; a literal quote inside an unquoted value elsewhere, 12" ruler, can hide one)."""
-    with open(path, "rb") as fh:
-        end = os.fstat(fh.fileno()).st_size if size is None else min(size, os.fstat(fh.fileno()).st_size)
-        if end == 0:
-            return False
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            last = None
-            for last in _TOKENS.finditer(data, 0, end):  # noqa: B007 (the last token is the one wanted)
-                pass
-            return last is not None and last.group(1) == b""
-
-
-def _cut(path: str) -> ValueError:
-    return ValueError(f"{path} ends inside a quoted value (its last value has no closing quote): was the file cut "
-                      "short?")
 
 
 def _skip(_: Any) -> str:
@@ -173,10 +88,10 @@ def _header(path: str) -> tuple[list[str], int, int]:
     with errors(path):
         while True:
             try:
-                with _Source(path) as src, csv.open_csv(
+                with Source(path) as src, csv.open_csv(
                         src, read_options=csv.ReadOptions(block_size=block),
                         parse_options=csv.ParseOptions(newlines_in_values=True, invalid_row_handler=_skip)) as reader:
-                    return list(reader.schema.names), block, _blank_lines(path)
+                    return list(reader.schema.names), block, blank_lines(path)
             except pa.ArrowInvalid as exc:
                 bigger = _larger_block(exc, block)
                 if bigger is None:
@@ -184,19 +99,6 @@ def _header(path: str) -> tuple[list[str], int, int]:
                 block = bigger
             except UnicodeDecodeError:
                 raise ValueError(f"{path}: the header line is not UTF-8 text") from None
-
-
-def _blank_lines(path: str) -> int:
-    r"""The number of empty lines at the start of the file (``\r\n``, ``\n`` or ``\r`` each)."""
-    with open(path, "rb") as fh:
-        head = b""
-        while True:
-            chunk = fh.read(1 << 16)
-            head += chunk
-            if not chunk or head.lstrip(b"\r\n"):
-                break
-    lead = head[: len(head) - len(head.lstrip(b"\r\n"))]
-    return len(re.findall(rb"\r\n|\r|\n", lead))
 
 
 def _larger_block(exc: BaseException, block: int) -> int | None:
@@ -211,8 +113,8 @@ def errors(path: str) -> Iterator[None]:
         yield
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
-            if _ends_inside_quotes(path):  # (pyarrow found no header line: it has no end)
-                raise _cut(path) from None
+            if ends_inside_quotes(path):  # (pyarrow found no header line: it has no end)
+                raise cut_short(path) from None
             raise ValueError(f"{path} is empty: a CSV file needs a header line naming its columns") from None
         raise ValueError(f"{path}: {exc}") from None
 
