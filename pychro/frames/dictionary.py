@@ -8,9 +8,9 @@ it out where an estimate of the distinct values, times their size, is at least t
 
 The estimate is the smaller of two, each from a sample of :data:`SAMPLE` values, so that neither kind of data
 fools it: the distinct fraction of the first rows, times the rows (right for sorted or clustered data, such as
-times with several rows per millisecond, whose values repeat in runs a strided sample steps over); and the
-number of values that a sample spread evenly over the rows would come from, were they drawn at random (right
-for data in no order, such as 100 K order ids in random order, whose first rows look all distinct).
+times with several rows per millisecond, whose values repeat in runs); and the number of equally likely values
+that a sample of rows drawn at random would come from (right for data in no order or in cycles, such as 100 K
+order ids shuffled, whose first rows look all distinct). Skewed data makes both smaller: the dictionary is kept.
 """
 
 from __future__ import annotations
@@ -38,29 +38,35 @@ def dictionary_columns(table: Any) -> list[str]:
     >>> dictionary_columns(t)
     ['side']
     """
+    n = table.num_rows
+    # the same rows of every column, drawn at random (seeded: an export is repeatable); a strided sample was
+    # fooled by values repeating in a cycle (i % 100000 looked all distinct)
+    drawn = np.sort(np.random.default_rng(n).choice(n, size=min(SAMPLE, n), replace=False))
     keep: list[str] = []
     for name, col in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_nested(col.type):
             keep.extend(_leaves(name, col.type))
-        elif pa.types.is_boolean(col.type) or len(col) == 0 or _dictionary_bytes(col) < 2 * LIMIT:
+        elif pa.types.is_boolean(col.type) or n == 0 or _dictionary_bytes(col, drawn) < 2 * LIMIT:
             keep.append(name)
     return keep
 
 
-def _dictionary_bytes(col: Any) -> float:
-    """An estimate of the bytes of ``col``'s dictionary (a ChunkedArray): distinct values times their size."""
+def _dictionary_bytes(col: Any, drawn: Any) -> float:
+    """An estimate of the bytes of ``col``'s dictionary (a ChunkedArray): distinct values times their size;
+    ``drawn``: the sorted positions of the random sample."""
     n = len(col)
-    step = max(1, n // SAMPLE)
     width = col.type.bit_width // 8 if pa.types.is_primitive(col.type) and col.type.bit_width in (8, 16, 32, 64) else 0
-    if width:  # the values' bytes (nulls count as what their slots hold): views, strided, no gather
+    if width:  # the values' bytes (nulls count as what their slots hold), read in place
         views = [np.frombuffer(c.buffers()[1], dtype=f"u{width}", count=len(c), offset=c.offset * width)
                  for c in col.chunks if len(c)]
-        first = np.concatenate(views)[:SAMPLE] if len(views[0]) < SAMPLE else views[0][:SAMPLE]
-        spread = np.concatenate([v[::step] for v in views])
+        starts = np.cumsum([0] + [len(v) for v in views])
+        cut = np.searchsorted(drawn, starts)  # drawn[cut[k]:cut[k + 1]] fall in chunk k
+        spread = np.concatenate([v[drawn[cut[k] : cut[k + 1]] - starts[k]] for k, v in enumerate(views)])
+        first = np.concatenate(views[: int(np.searchsorted(starts, SAMPLE)) + 1])[:SAMPLE]
         d_first, d_spread, size = _sorted_distinct(first), _sorted_distinct(spread), float(width)
     else:
         first = col.slice(0, SAMPLE)
-        spread = col.take(pa.array(np.arange(0, n, step)))
+        spread = col.take(pa.array(drawn))
         d_first, d_spread = pc.count_distinct(first, mode="all").as_py(), pc.count_distinct(spread, mode="all").as_py()
         text = pa.types.is_binary(col.type) or pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
         size = 4 + (pc.mean(pc.binary_length(spread)).as_py() or 0.0) if text else 8.0
