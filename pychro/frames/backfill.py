@@ -201,13 +201,20 @@ def _write_stream_parts(
     written = 0
     try:
         with BulkAppender(journal, workers=workers_for(threads, total)) as appender:
-            for batch in batches():
-                table = _to_table(batch)
-                prepared = _prepare(table, schema, cfg, date, timestamp_column, clock, appender.workers)
+            again = iter(batches())
+            while True:
+                try:
+                    table = _to_table(next(again))
+                    prepared = _prepare(table, schema, cfg, date, timestamp_column, clock, appender.workers)
+                except StopIteration:
+                    break
+                except Exception as exc:  # the rows (a file being imported, say) changed since they were checked
+                    raise ValueError(f"the batches changed between the two passes ({exc}); {_written(written, total)}"
+                                     ) from exc
                 n = table.num_rows
-                if keep and written + n > total:
-                    raise ValueError(f"the batches changed between the two passes: {total} rows checked, more "
-                                     "written")
+                if written + n > total:
+                    raise ValueError(f"the batches changed between the two passes: more rows than the {total} "
+                                     f"checked; {_written(written, total)}")
                 out = indices[written : written + n] if keep else np.empty(n, dtype=np.int64)
                 _append(appender, prepared, out, bar)
                 written += n
@@ -217,6 +224,10 @@ def _write_stream_parts(
     if written != total:
         raise ValueError(f"the batches changed between the two passes: {total} rows checked, {written} written")
     return written, indices
+
+
+def _written(written: int, total: int) -> str:
+    return f"{written} of the {total} rows checked were written before" if written else "nothing was written"
 
 
 def write_frames(
@@ -416,8 +427,9 @@ def _prepare_rows(
     n = table.num_rows
     steps, names, columns = [], [], []
     first: RowError | None = None  # the first bad row the fields' own checks found
+    where = _positions(table.column_names)
     for f in schema.fields:
-        col = _column(table, f)
+        col = _column(table, f, where)
         try:
             made = _encode_list(f, col) if f.kind == LIST else [_encode(f, col, n)]
         except RowError as exc:
@@ -534,14 +546,24 @@ def _conversion_error(pa: Any, data: Any, keys: list[Any], exc: BaseException) -
     return ValueError(f"the data cannot be converted to an Arrow table: {exc}")
 
 
-def _column(table: Any, field: Any) -> Any:
+def _positions(names: list[str]) -> dict[str, int]:
+    """Column name -> its position; -1 for a name held by more than one column."""
+    where: dict[str, int] = {}
+    for i, name in enumerate(names):
+        where[name] = -1 if name in where else i
+    return where
+
+
+def _column(table: Any, field: Any, where: dict[str, int]) -> Any:
+    """The column of ``field`` (``where``: :func:`_positions` of the table's names; by name, pyarrow looks a
+    column up by a scan of them all: a frame of 5000 columns took minutes)."""
     if field.kind == SKIP:
         return None
-    if field.name not in table.column_names:
+    if field.name not in where:
         raise ValueError(f"the data has no column {field.name!r} (schema field {field.name}:{field.type.name})")
-    if table.column_names.count(field.name) > 1:
+    if where[field.name] < 0:
         raise ValueError(f"the data has more than one column named {field.name!r}")
-    col = table.column(field.name)
+    col = table.column(where[field.name])
     if not len(col):  # no values to convert: a 0-row frame's dtypes (pandas' defaults, say) do not matter
         return require("pyarrow").array([], type=arrow_type(field.type))
     col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()  # one chunk: no copy
