@@ -42,6 +42,7 @@ class CsvFile:
         self.path, self.schema = path, schema
         # the bytes read by every pass: rows appended after the check pass are not written unchecked
         self.size = os.path.getsize(path)
+        self.crcs: list[int] = []  # of its pieces as first read: see Source
         names, self.block, self.blank = _header(path)  # (the block grows when a longer row is met: see grown)
         self.columns = len(names)
         twice = [n for n in schema.names if names.count(n) > 1]
@@ -60,7 +61,7 @@ class CsvFile:
         return csv.ReadOptions(block_size=self.block, skip_rows=self.blank if self.columns == 1 else 0)
 
     def open(self) -> Source:
-        return Source(self.path, self.size)
+        return Source(self.path, self.size, self.crcs)
 
     def grown(self, exc: BaseException) -> bool:
         """Whether pyarrow refused a row longer than its block (a value of megabytes: to_csv writes them); the

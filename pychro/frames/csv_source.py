@@ -8,12 +8,16 @@ import io
 import mmap
 import os
 import re
+import stat
 import warnings
+import zlib
 from typing import Any
 
 from ..errors import PychroWarning
 
 __all__ = ["Source", "blank_lines", "cut_short", "ends_inside_quotes"]
+
+SEGMENT = 1 << 16  # bytes of a piece whose CRC a later pass compares
 
 # a CSV file as tokens: a quoted value (a quote opens one at a field's start only, as in pyarrow's reader;
 # group 1 is empty when the file ends before its closing quote), a run without quotes, or a literal quote
@@ -27,14 +31,19 @@ class Source(io.RawIOBase):
     last line has no line break gets one (pyarrow took a lone header line for an empty file). The quotes are
     counted: an odd count at the end may be a file cut inside a quoted value (:meth:`check_end`)."""
 
-    def __init__(self, path: str, limit: int | None = None) -> None:
+    def __init__(self, path: str, limit: int | None = None, crcs: list[int] | None = None) -> None:
         super().__init__()
         self.path = path
-        self._file = open(path, "rb", buffering=0)  # (closed by close(): pyarrow closes us)
-        self._left = self._end = os.fstat(self._file.fileno()).st_size if limit is None else limit
-        if os.fstat(self._file.fileno()).st_size < self._left:
+        # CRCs of the file's SEGMENT-byte pieces as first read; a later read finds a piece that changed (a file
+        # rewritten during the import) before pyarrow gets it: a pass never hands on rows the first did not see
+        self._crcs = [] if crcs is None else crcs
+        self._piece, self._crc = 0, 0  # the piece being read, and the CRC of its bytes so far
+        self._file = _open_regular(path)  # (closed by close(): pyarrow closes us)
+        size = os.fstat(self._file.fileno()).st_size
+        self._left = self._end = size if limit is None else limit
+        if size < self._left:
             self._file.close()
-            raise ValueError(f"{path} shrank while it was being imported (nothing was written)")
+            raise ValueError(f"{path} shrank while it was being imported")
         self._cr = b""  # a "\r" held back for the next read
         self.quotes = 0
         self.unterminated = False  # the last line had no line break (one was added)
@@ -48,6 +57,7 @@ class Source(io.RawIOBase):
         self._left -= len(got)
         if len(got) < want:
             raise ValueError(f"{self.path} shrank while it was being imported")
+        self._check(got)
         data = self._cr + got
         self._cr = b""
         if self._left == 0:  # the end: the last line gets a line break (in this read: pyarrow wants the header
@@ -58,6 +68,21 @@ class Source(io.RawIOBase):
             data, self._cr = data[:-1], b"\r"
         self.quotes += data.count(b'"')
         return data
+
+    def _check(self, got: bytes) -> None:
+        at = 0
+        while at < len(got):
+            room = SEGMENT - (self._end - self._left - len(got) + at) % SEGMENT
+            part = got[at : at + room]
+            self._crc = zlib.crc32(part, self._crc)
+            at += len(part)
+            if len(part) == room or (self._left == 0 and at == len(got)):  # a piece is complete
+                if self._piece == len(self._crcs):
+                    self._crcs.append(self._crc)
+                elif self._crcs[self._piece] != self._crc:
+                    raise ValueError(f"{self.path} changed while it was being imported (its bytes from "
+                                     f"{self._piece * SEGMENT} on differ from those read before)")
+                self._piece, self._crc = self._piece + 1, 0
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
@@ -73,9 +98,26 @@ class Source(io.RawIOBase):
         line has no line break (a file cut short in a copy looks so: to_csv ends every line)."""
         if self.quotes % 2 and ends_inside_quotes(self.path, self._end):
             raise cut_short(self.path)
+        if self.unterminated and os.path.getsize(self.path) > self._end:
+            raise ValueError(f"{self.path}: its last line has no line break and the file has grown since the import "
+                             "began: that line was being written; import again when the file is complete")
         if self.unterminated:
             warnings.warn(f"{self.path}: its last line has no line break; if the file was cut short, that line is "
                           "incomplete", PychroWarning, stacklevel=2)
+
+
+def _open_regular(path: str) -> io.FileIO:
+    """``path`` opened for reading, if it is a regular file (a FIFO would block the open, then the import)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # (no effect on a regular file's reads)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ValueError(f"{path} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(f"{path} is not a regular file")
+    return io.FileIO(fd, "rb", closefd=True)
 
 
 def ends_inside_quotes(path: str, size: int | None = None) -> bool:

@@ -648,6 +648,8 @@ def load_file(path: str | os.PathLike[str], schema: SchemaLike | None = None) ->
     fmt = _EXTENSIONS.get(ext)
     if fmt == "parquet" or os.path.isdir(p):
         pq = require("pyarrow.parquet", extra="frames")
+        if os.path.isdir(p):
+            check_parquet_folder(p)  # (pyarrow reads a folder of no .parquet file, a dir.csv say, as no rows)
         table = pq.read_table(p)
     elif fmt == "ipc":
         with pa.memory_map(p) as source:
