@@ -279,3 +279,15 @@ def test_a_csv_of_thousands_of_columns(tmp_path: Path) -> None:
     schema = ",".join(f"{n}:int32" for n in names)
     assert import_file(tmp_path / "w.csv", tmp_path / "j", schema, date="2024-03-05") == 20
     assert pychro.read_table(tmp_path / "j", schema).column("c2999").to_pylist() == [7] * 20
+
+
+def test_a_header_without_a_schema_column_is_refused_even_without_rows(tmp_path: Path) -> None:
+    """A header-only file lacking a schema column imported 0 rows without a word (with rows: 'the data has no
+    column'); load_file returned a table without it."""
+    (tmp_path / "h.csv").write_bytes(b"t\n")
+    with pytest.raises(ValueError, match=r"h.csv: the header has no column 's' \(schema field s:string\); it names t"):
+        import_file(tmp_path / "h.csv", tmp_path / "j", "t:int32,s:string", date="2024-03-05")
+    (tmp_path / "r.csv").write_bytes(b"t\n1\n")
+    with pytest.raises(ValueError, match=r"the header has no column 's'"):
+        load_file(tmp_path / "r.csv", "t:int32,s:string")
+    assert not (tmp_path / "j").exists()

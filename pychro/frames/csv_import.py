@@ -48,6 +48,11 @@ class CsvFile:
         twice = [n for n in schema.names if names.count(n) > 1]
         if twice:
             raise ValueError(f"{path}: the header has more than one column named {twice[0]!r}")
+        missing = [f for f in schema.fields if f.is_column and f.name not in names]
+        if missing:  # (else a file of no rows imported "nothing" without a word)
+            raise ValueError(f"{path}: the header has no column {missing[0].name!r} (schema field "
+                             f"{missing[0].name}:{missing[0].type.name}); it names {', '.join(names[:10])}"
+                             f"{' ...' if len(names) > 10 else ''}")
         # the schema's columns only: pyarrow guesses a type for the others from the first block, and a later
         # value of another type failed the import; empty lines are rows in a one-column file (to_csv's nulls)
         self.convert = convert_options(schema, [n for n in schema.names if n in names] or None)
