@@ -291,3 +291,27 @@ def test_a_header_without_a_schema_column_is_refused_even_without_rows(tmp_path:
     with pytest.raises(ValueError, match=r"the header has no column 's'"):
         load_file(tmp_path / "r.csv", "t:int32,s:string")
     assert not (tmp_path / "j").exists()
+
+
+def test_a_torn_last_line_completed_between_the_passes_is_not_written(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check pass saw a last line without a line break (a warning: the file had not grown yet); the writer
+    finished it before the write pass: the torn row was written, then the import failed (a breaker)."""
+    import pychro.frames.csv_import as ci
+    from pychro.errors import PychroWarning
+
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"q,s\n1,full\n2,tor")
+    checked = ci.csv_batches
+
+    def finishing(f: ci.CsvFile) -> Any:
+        if f.crcs:  # the write pass
+            with open(path, "ab") as out:
+                out.write(b"n\n3,next\n")
+        yield from checked(f)
+
+    monkeypatch.setattr(ci, "csv_batches", finishing)
+    with pytest.warns(PychroWarning), pytest.raises(ValueError, match=r"that line was being written.*; nothing "
+                                                                      r"was written"):
+        import_file(path, tmp_path / "j", "q:int32,s:string", date="2024-03-05")
+    assert not [f for f in (tmp_path / "j").rglob("*") if f.is_file()]

@@ -62,6 +62,10 @@ class Source(io.RawIOBase):
         self._cr = b""
         if self._left == 0:  # the end: the last line gets a line break (in this read: pyarrow wants the header
             if data and data[-1:] not in (b"\r", b"\n"):  # line within its first block)
+                if os.fstat(self._file.fileno()).st_size > self._end:  # before pyarrow has the torn line
+                    raise ValueError(f"{self.path}: its last line has no line break and the file has grown since "
+                                     "the import began: that line was being written; import again when the file "
+                                     "is complete")
                 self.unterminated = True
                 data += b"\n"
         elif data.endswith(b"\r"):
@@ -98,9 +102,6 @@ class Source(io.RawIOBase):
         line has no line break (a file cut short in a copy looks so: to_csv ends every line)."""
         if self.quotes % 2 and ends_inside_quotes(self.path, self._end):
             raise cut_short(self.path)
-        if self.unterminated and os.path.getsize(self.path) > self._end:
-            raise ValueError(f"{self.path}: its last line has no line break and the file has grown since the import "
-                             "began: that line was being written; import again when the file is complete")
         if self.unterminated:
             warnings.warn(f"{self.path}: its last line has no line break; if the file was cut short, that line is "
                           "incomplete", PychroWarning, stacklevel=2)
