@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,34 @@ import pyarrow as pa
 import pytest
 
 import pychro
+import pychro.frames.csv_import as ci
 from pychro.frames.encode import RowError
 from pychro.frames.export import import_file, load_file, to_csv
 
 BLOCK = 1 << 20  # pyarrow's CSV block: the import's first reads are this long
+_CHECKED = ci.csv_batches  # (the hooks of _on_write_pass wrap it)
 
 
 def _rows_of(path: Path, schema: str) -> list[tuple[object, ...]]:
     return [tuple(r.values()) for r in pychro.read_table(path, schema).to_pylist()]
+
+
+def _on_write_pass(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None]) -> None:
+    """Have ``change`` run as import_file's write pass starts (the check pass has read the file: the CRCs of its
+    pieces are recorded)."""
+    def hooked(f: ci.CsvFile) -> Any:
+        if f.crcs:
+            change()
+        yield from _CHECKED(f)
+
+    monkeypatch.setattr(ci, "csv_batches", hooked)
+
+
+def _append(path: Path, data: bytes) -> Callable[[], None]:
+    def change() -> None:
+        with open(path, "ab") as out:
+            out.write(data)
+    return change
 
 
 def test_a_quoted_crlf_on_a_block_boundary_keeps_its_newline(tmp_path: Path) -> None:
@@ -135,41 +156,18 @@ def test_quotes_inside_unquoted_values_are_text(tmp_path: Path) -> None:
 def test_rows_appended_between_the_passes_are_not_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """import_file checks every row, then writes: rows appended to the file in between (a live CSV) were written
     unchecked (a bad one too), then the import failed. Each pass now reads the bytes the import began with."""
-    import pychro.frames.csv_import as ci
-
-    checked = ci.csv_batches
     for extra in [b"3,c\n", b"zz,bad\n", b'4,"unterminated\n']:
         path, journal = tmp_path / f"f{len(extra)}.csv", tmp_path / f"j{len(extra)}"
         path.write_bytes(b"q,s\n1,a\n2,b\n")
-        passes = [0]
-
-        def growing(f: ci.CsvFile, extra: bytes = extra, path: Path = path, passes: list[int] = passes) -> Any:
-            passes[0] += 1
-            if passes[0] == 2:
-                with open(path, "ab") as out:
-                    out.write(extra)
-            yield from checked(f)
-
-        monkeypatch.setattr(ci, "csv_batches", growing)
+        _on_write_pass(monkeypatch, _append(path, extra))
         assert import_file(path, journal, "q:int32,s:string", date="2024-03-05") == 2
         assert _rows_of(journal, "q:int32,s:string") == [(1, "a"), (2, "b")]
 
 
 def test_a_file_that_shrinks_between_the_passes_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pychro.frames.csv_import as ci
-
     path = tmp_path / "f.csv"
     path.write_bytes(b"q,s\n1,a\n2,b\n")
-    passes = [0]
-    checked = ci.csv_batches
-
-    def shrinking(f: ci.CsvFile) -> Any:
-        passes[0] += 1
-        if passes[0] == 2:
-            path.write_bytes(b"q,s\n1,a\n")
-        yield from checked(f)
-
-    monkeypatch.setattr(ci, "csv_batches", shrinking)
+    _on_write_pass(monkeypatch, lambda: path.write_bytes(b"q,s\n1,a\n"))
     with pytest.raises(ValueError, match=r"shrank while it was being imported.*; nothing was written"):
         import_file(path, tmp_path / "j", "q:int32,s:string", date="2024-03-05")
     assert not [f for f in (tmp_path / "j").rglob("*") if f.is_file()]
@@ -195,24 +193,16 @@ def test_a_file_rewritten_during_the_import_is_caught_before_its_rows_are_writte
     that were never checked (a breaker: 2,650,780 rows, then a RowError saying nothing was). Pieces of the file
     are compared with what the check pass read: the error comes before a changed piece's rows, and says what was
     written."""
-    import pychro.frames.csv_import as ci
-
     rows = 400_000
     path = tmp_path / "f.csv"
     path.write_bytes(b"q,s\n" + b"".join(b"%d,abcdefgh\n" % i for i in range(rows)))
-    checked = ci.csv_batches
 
     def rewrite(at: int) -> None:
         with open(path, "r+b") as f:  # same size, other bytes: a bad int32
             f.seek(at)
             f.write(b"x")
 
-    def before_write(f: ci.CsvFile) -> Any:
-        if f.crcs:  # the write pass (the check pass recorded the pieces)
-            rewrite(10)
-        yield from checked(f)
-
-    monkeypatch.setattr(ci, "csv_batches", before_write)
+    _on_write_pass(monkeypatch, lambda: rewrite(10))
     with pytest.raises(ValueError, match=r"changed while it was being imported .*; nothing was written"):
         import_file(path, tmp_path / "j", "q:int32,s:string", date="2024-03-05")
     assert not [f for f in (tmp_path / "j").rglob("*") if f.is_file()]
@@ -222,7 +212,7 @@ def test_a_file_rewritten_during_the_import_is_caught_before_its_rows_are_writte
     def during_write(f: ci.CsvFile) -> Any:
         if f.crcs:  # small blocks: pyarrow's read-ahead does not reach the end first (pieces are not blocks)
             f.block = 1 << 16
-        batches = checked(f)
+        batches = _CHECKED(f)
         if f.crcs:
             yield next(batches)
             rewrite(path.stat().st_size - 20)  # near the end: read after this
@@ -240,16 +230,12 @@ def test_a_file_rewritten_during_the_import_is_caught_before_its_rows_are_writte
 def test_a_torn_last_line_of_a_growing_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A writer still appending: the file ends in a row without its line break when the import begins, then
     grows. The torn row was imported (with a warning)."""
-    import pychro.frames.csv_import as ci
-
     path = tmp_path / "f.csv"
     path.write_bytes(b"q,s\n1,a\n2,to")
-    checked = ci.csv_batches
 
-    def appending(f: ci.CsvFile) -> Any:
-        with open(path, "ab") as out:
-            out.write(b"rn\n")
-        yield from checked(f)
+    def appending(f: ci.CsvFile) -> Any:  # (before the check pass)
+        _append(path, b"rn\n")()
+        yield from _CHECKED(f)
 
     monkeypatch.setattr(ci, "csv_batches", appending)
     with pytest.raises(ValueError, match=r"its last line has no line break and the file has grown"):
@@ -297,20 +283,11 @@ def test_a_torn_last_line_completed_between_the_passes_is_not_written(tmp_path: 
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The check pass saw a last line without a line break (a warning: the file had not grown yet); the writer
     finished it before the write pass: the torn row was written, then the import failed (a breaker)."""
-    import pychro.frames.csv_import as ci
     from pychro.errors import PychroWarning
 
     path = tmp_path / "f.csv"
     path.write_bytes(b"q,s\n1,full\n2,tor")
-    checked = ci.csv_batches
-
-    def finishing(f: ci.CsvFile) -> Any:
-        if f.crcs:  # the write pass
-            with open(path, "ab") as out:
-                out.write(b"n\n3,next\n")
-        yield from checked(f)
-
-    monkeypatch.setattr(ci, "csv_batches", finishing)
+    _on_write_pass(monkeypatch, _append(path, b"n\n3,next\n"))
     with pytest.warns(PychroWarning), pytest.raises(ValueError, match=r"that line was being written.*; nothing "
                                                                       r"was written"):
         import_file(path, tmp_path / "j", "q:int32,s:string", date="2024-03-05")
