@@ -208,9 +208,12 @@ def _write_stream_parts(
                     prepared = _prepare(table, schema, cfg, date, timestamp_column, clock, appender.workers)
                 except StopIteration:
                     break
-                except Exception as exc:  # the rows (a file being imported, say) changed since they were checked
+                except (ValueError, TypeError) as exc:  # the rows (a file being imported, say) changed since checked
                     raise ValueError(f"the batches changed between the two passes ({exc}); {_written(written, total)}"
                                      ) from exc
+                except Exception as exc:  # (not a change: MemoryError, OSError ...) as it is, with what was written
+                    exc.add_note(_written(written, total))
+                    raise
                 n = table.num_rows
                 if written + n > total:
                     raise ValueError(f"the batches changed between the two passes: more rows than the {total} "

@@ -35,6 +35,7 @@ __all__ = ["CsvFile", "csv_batches", "errors", "read_csv", "read_header"]
 
 _MAX_BLOCK = 1 << 30  # pyarrow reads a row within one block; a longer row is refused
 
+
 class CsvFile:
     """One CSV file to import with ``schema``: its header checked, the reader's options made once."""
 

@@ -125,7 +125,8 @@ def ends_inside_quotes(path: str, size: int | None = None) -> bool:
     """Whether the file's first ``size`` bytes (default all) end inside a quoted value (a scan of them all: done
     when their quotes are odd only; a literal quote inside an unquoted value elsewhere, 12" ruler, can hide one)."""
     with open(path, "rb") as fh:
-        end = os.fstat(fh.fileno()).st_size if size is None else min(size, os.fstat(fh.fileno()).st_size)
+        now = os.fstat(fh.fileno()).st_size
+        end = now if size is None else min(size, now)
         if end == 0:
             return False
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:

@@ -72,8 +72,9 @@ def to_parquet(
     Row groups hold ``row_group_rows`` rows (default 1 Mi, as ``pq.write_table``); each is written while the
     next one is decoded and gathered on a background thread. Smaller row groups cost pyarrow more to write
     (each starts its column dictionaries afresh), larger ones more memory. Columns are dictionary-encoded, as by
-    ``pq.write_table``, except those whose values are nearly all distinct (timestamps, random prices; a sample
-    decides): their dictionary would overflow and fall back to plain encoding, costing time and saving no space.
+    ``pq.write_table``, except those whose distinct values (estimated from samples: a day's timestamps, random
+    prices) would fill pyarrow's 1 MiB dictionary twice over: it would overflow and fall back to plain
+    encoding, costing time and saving no space.
     The file is written as ``<out>.partial`` and renamed to ``out`` when complete (an older ``out`` is removed
     just before): a failed export leaves no partial file and an older ``out`` as it was.
 
