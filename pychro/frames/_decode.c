@@ -26,9 +26,9 @@
  * counters; a bad row's strings are left empty and valid. With stop != 0, rows after the first bad one are only
  * header-checked (past its tile, their outputs are not written): raise and truncate need nothing past it.
  *
- * Stop-bit columns among the leading steps are decoded by one of three paths with the same results: portable
- * shifts, BMI2 pext, or AVX-512 (8 rows at a time), the best this CPU runs fast, chosen at import (no build
- * flag); _stopbit_path(name) selects one, so that tests run each.
+ * Runs of stop-bit steps among the leading steps are decoded by one of four paths with the same results: portable
+ * shifts, BMI2 pext, AVX2 (4 rows at a time) or AVX-512 (8 rows at a time), the best this CPU runs fast, chosen at
+ * import (no build flag); _stopbit_path(name) selects one, so that tests run each.
  *
  * Codes: C_DONE (row = hi); C_HEADER (the header of `row` fails; detail = H_* reason; rows before it are done);
  * C_NEED_MORE (the data buffer of column `detail` is full at `row`: grow it, call again from `row`); C_TOO_BIG
@@ -69,6 +69,7 @@
 #define MAX_BODY_LENGTH (1 << 30)
 #define MAX_STOP_BIT_BYTES 10
 #define MAX_OFFSET INT32_MAX
+#define MAX_RUN 16 /* stop-bit steps in a run at most (longer runs: in parts) */
 #define TILE 64 /* rows whose prefix is decoded column by column (at most 64: a bool column's bits in a word) */
 
 enum kind {
@@ -369,7 +370,7 @@ bytewise:;
     return 0;
 }
 
-/* (B) for a stop-bit step: the tile's rows side by side (their chains of dependent loads overlap). Each ok row's
+/* One stop-bit step of a tile, each read checked (the AVX-512 path's rows that are not 8 at a time): each ok row's
  * value at tile_p[r] + at goes to v[r] (v may be NULL: not a column), tile_p[r] moves past it; a row without a
  * valid value is no longer ok. COMPRESS(w, n): the 7-bit groups of the low n (1..8) bytes of w, side by side. */
 #define STOPBIT_COLUMN(NAME, ATTR, COMPRESS)                                                                        \
@@ -399,14 +400,156 @@ bytewise:;
 
 #define COMPRESS_SHIFTS(w, n) compress7((w) & (~0ull >> (64 - 8 * (n))) & 0x7F7F7F7F7F7F7F7Full)
 STOPBIT_COLUMN(stopbit_column, , COMPRESS_SHIFTS)
-typedef void (*stopbit_column_fn)(uint8_t *, Py_ssize_t, Py_ssize_t, const uint8_t **, const uint8_t *const *,
-                                  const uint8_t *const *, uint8_t *);
-static stopbit_column_fn stopbit_column_impl = stopbit_column;
+
+/* (B) for a run of g (1..MAX_RUN) stop-bit steps in a row (vs[k]: column k's values of the tile, or NULL), column by
+ * column (the rows' chains of dependent loads overlap; row by row, one value's start waiting on the previous one's
+ * length, a one-thread read of ts + 4 stop-bit fields took 1.2x the time, even with a mask of every stop byte).
+ * Rows with 10 bytes a value and 6 more loadable ("safe") are decoded without a bounds check per value: a value
+ * running past the body shows as a cursor past it at the end (the row not ok, as if checked value by value). Other
+ * ok rows (near the end of their file) are done first, value by value with checked reads (run_start). */
+static inline __attribute__((always_inline)) void run_start(uint8_t *safe, uint8_t *const *vs, Py_ssize_t g,
+                                                            Py_ssize_t m, Py_ssize_t at, const uint8_t **tile_p,
+                                                            const uint8_t *const *tile_end,
+                                                            const uint8_t *const *tile_file_end, uint8_t *tile_ok) {
+    Py_ssize_t need = MAX_STOP_BIT_BYTES * g + 6;
+    for (Py_ssize_t r = 0; r < m; r++) {
+        safe[r] = 0;
+        if (!tile_ok[r]) continue;
+        const uint8_t *q = tile_p[r] + at;
+        if (tile_file_end[r] - q >= need) {
+            safe[r] = 1;
+        } else {
+            int ok = 1;
+            for (Py_ssize_t k = 0; k < g && ok; k++) {
+                int64_t y = 0;
+                int n = stop_bit(q, tile_end[r] - q, tile_file_end[r] - q, &y, 0);
+                ok = n != 0;
+                if (vs[k]) memcpy(vs[k] + 8 * r, &y, 8);
+                q += n;
+            }
+            tile_ok[r] = (uint8_t)ok;
+        }
+        tile_p[r] = q;
+    }
+}
+
+/* The end of a run: a safe row is ok where its values end inside its body. */
+static inline __attribute__((always_inline)) void run_end(const uint8_t *safe, Py_ssize_t m, const uint8_t **tile_p,
+                                                          const uint8_t *const *tile_end, uint8_t *tile_ok) {
+    for (Py_ssize_t r = 0; r < m; r++)
+        if (safe[r]) tile_ok[r] = tile_p[r] <= tile_end[r];
+}
+
+/* A safe row's value at tile_p[r] into v[r], the cursor past it. Values of 9 or 10 bytes (every negative value of 50
+ * bits or more) take a branch; a value Java's readStopBit refuses makes the row not ok. */
+#define STOPBIT_SAFE(COMPRESS, v, r, tile_p, safe, tile_ok)                                                         \
+    do {                                                                                                            \
+        const uint8_t *q = tile_p[r];                                                                               \
+        uint64_t w = load8(q), stops = ~w & 0x8080808080808080ull, u;                                               \
+        int n;                                                                                                      \
+        if (__builtin_expect(stops != 0, 1)) { /* 1 to 8 bytes */                                                    \
+            n = __builtin_ctzll(stops) / 8 + 1;                                                                     \
+            u = COMPRESS(w, n);                                                                                     \
+            u ^= -((uint64_t)(n > 1) & (uint64_t)(((w >> (8 * n - 8)) & 0xFF) == 0)); /* a 0x00 ends: ~u */        \
+        } else {                                                                                                    \
+            int64_t y = 0;                                                                                          \
+            n = stop_bit(q, MAX_STOP_BIT_BYTES, MAX_STOP_BIT_BYTES + 6, &y, 0);                                     \
+            memcpy(&u, &y, 8);                                                                                      \
+            if (!n) safe[r] = tile_ok[r] = 0;                                                                       \
+        }                                                                                                           \
+        memcpy(v + 8 * (r), &u, 8);                                                                                 \
+        tile_p[r] = q + n;                                                                                          \
+    } while (0)
+
+#define STOPBIT_RUN(NAME, ATTR, COMPRESS)                                                                           \
+    ATTR static void NAME(uint8_t *const *vs, Py_ssize_t g, Py_ssize_t m, Py_ssize_t at, const uint8_t **tile_p,   \
+                          const uint8_t *const *tile_end, const uint8_t *const *tile_file_end, uint8_t *tile_ok) { \
+        uint8_t safe[TILE];                                                                                         \
+        uint64_t scratch[TILE]; /* values of a step that is not a column */                                         \
+        run_start(safe, vs, g, m, at, tile_p, tile_end, tile_file_end, tile_ok);                                    \
+        for (Py_ssize_t k = 0; k < g; k++) {                                                                        \
+            uint8_t *v = vs[k] ? vs[k] : (uint8_t *)scratch;                                                        \
+            for (Py_ssize_t r = 0; r < m; r++)                                                                      \
+                if (safe[r]) STOPBIT_SAFE(COMPRESS, v, r, tile_p, safe, tile_ok);                                   \
+        }                                                                                                           \
+        run_end(safe, m, tile_p, tile_end, tile_ok);                                                                \
+    }
+STOPBIT_RUN(stopbit_run, , COMPRESS_SHIFTS)
+typedef void (*stopbit_run_fn)(uint8_t *const *, Py_ssize_t, Py_ssize_t, Py_ssize_t, const uint8_t **,
+                               const uint8_t *const *, const uint8_t *const *, uint8_t *);
+static stopbit_run_fn stopbit_run_impl = stopbit_run;
 
 #ifdef HAVE_PEXT_PATH
 /* BMI2: one pext gathers the groups. Chosen at import only where pext is fast (see pext_is_fast); no build flag. */
 #define COMPRESS_PEXT(w, n) _pext_u64((w), _bzhi_u64(0x7F7F7F7F7F7F7F7Full, (unsigned)(8 * (n))))
-STOPBIT_COLUMN(stopbit_column_pext, __attribute__((target("bmi2"))), COMPRESS_PEXT)
+STOPBIT_RUN(stopbit_run_pext, __attribute__((target("bmi,bmi2"))), COMPRESS_PEXT)
+
+/* AVX2: 4 safe rows at a time, the same steps as STOPBIT_SAFE in each 64-bit lane, without a per-lane count of
+ * trailing zeros (AVX2 has none): stops ^ (stops - 1) keeps the bytes up to the first stop, their count is a sum of
+ * bytes (psadbw). A lane whose 8 bytes hold no stop (a value of 9 or 10 bytes, or none) is done by STOPBIT_SAFE. */
+__attribute__((target("avx2,bmi"))) static void stopbit_run_avx2(
+    uint8_t *const *vs, Py_ssize_t g, Py_ssize_t m, Py_ssize_t at, const uint8_t **tile_p,
+    const uint8_t *const *tile_end, const uint8_t *const *tile_file_end, uint8_t *tile_ok) {
+    uint8_t safe[TILE];
+    uint64_t scratch[TILE]; /* values of a step that is not a column (zeroed when used: blended into) */
+    run_start(safe, vs, g, m, at, tile_p, tile_end, tile_file_end, tile_ok);
+    const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi64x(1);
+    const __m256i high = _mm256_set1_epi64x((long long)0x8080808080808080ull);
+    const __m256i low7 = _mm256_set1_epi64x(0x7F7F7F7F7F7F7F7Fll), ones = _mm256_set1_epi64x(0x0101010101010101ll);
+    for (Py_ssize_t k = 0, zeroed = 0; k < g; k++) {
+        if (!vs[k] && !zeroed) memset(scratch, 0, sizeof scratch), zeroed = 1;
+        uint8_t *v = vs[k] ? vs[k] : (uint8_t *)scratch;
+        Py_ssize_t r = 0;
+        for (; r + 4 <= m; r += 4) {
+            uint32_t s4;
+            memcpy(&s4, safe + r, 4);
+            if (!s4) continue;
+            __m256i lane = _mm256_cmpgt_epi64(_mm256_cvtepu8_epi64(_mm_cvtsi32_si128((int)s4)), zero);
+            __m256i p;
+            memcpy(&p, tile_p + r, 32);
+            const uint8_t *const *pr = tile_p + r;
+            __m256i w;
+            if (s4 == 0x01010101u) { /* four loads (a gather measured slower on AMD Zen 3) */
+                __m128i lo = _mm_insert_epi64(_mm_cvtsi64_si128((long long)load8(pr[0])), (long long)load8(pr[1]), 1);
+                __m128i hi = _mm_insert_epi64(_mm_cvtsi64_si128((long long)load8(pr[2])), (long long)load8(pr[3]), 1);
+                w = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+            } else {
+                w = _mm256_mask_i64gather_epi64(zero, (const long long *)0, p, lane, 1);
+            }
+            __m256i stops = _mm256_andnot_si256(w, high);
+            __m256i keep = _mm256_xor_si256(stops, _mm256_sub_epi64(stops, one)); /* bits up to the first stop */
+            __m256i x = _mm256_and_si256(_mm256_and_si256(w, keep), low7);
+            x = _mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi64x(0x007F007F007F007Fll)),
+                                _mm256_srli_epi64(_mm256_and_si256(x, _mm256_set1_epi64x(0x7F007F007F007F00ll)), 1));
+            x = _mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi64x(0x00003FFF00003FFFll)),
+                                _mm256_srli_epi64(_mm256_and_si256(x, _mm256_set1_epi64x(0x3FFF00003FFF0000ll)), 2));
+            x = _mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi64x(0x000000000FFFFFFFll)),
+                                _mm256_srli_epi64(_mm256_and_si256(x, _mm256_set1_epi64x(0x0FFFFFFF00000000ll)), 4));
+            __m256i n = _mm256_sad_epu8(_mm256_and_si256(keep, ones), zero); /* bytes used: 1..8 */
+            __m256i last = _mm256_xor_si256(keep, _mm256_srli_epi64(keep, 8)); /* the stop byte's bits */
+            __m256i neg = _mm256_and_si256(_mm256_cmpeq_epi64(_mm256_and_si256(w, last), zero),
+                                           _mm256_cmpgt_epi64(n, one)); /* a 0x00 after continued groups */
+            x = _mm256_xor_si256(x, neg);
+            if (s4 != 0x01010101u) /* the other rows' values stay (those run_start decoded) */
+                x = _mm256_blendv_epi8(_mm256_loadu_si256((const __m256i *)(const void *)(v + 8 * r)), x, lane);
+            _mm256_storeu_si256((__m256i *)(void *)(v + 8 * r), x);
+            _mm256_storeu_si256((__m256i *)(void *)(tile_p + r), _mm256_add_epi64(p, _mm256_and_si256(n, lane)));
+            int longer = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_and_si256(_mm256_cmpeq_epi64(stops, zero), lane)));
+            if (__builtin_expect(longer != 0, 0)) {
+                const uint8_t *at_value[4];
+                memcpy(at_value, &p, 32);
+                for (; longer; longer &= longer - 1) {
+                    int j = __builtin_ctz((unsigned)longer);
+                    tile_p[r + j] = at_value[j];
+                    STOPBIT_SAFE(COMPRESS_SHIFTS, v, r + j, tile_p, safe, tile_ok);
+                }
+            }
+        }
+        for (; r < m; r++)
+            if (safe[r]) STOPBIT_SAFE(COMPRESS_SHIFTS, v, r, tile_p, safe, tile_ok);
+    }
+    run_end(safe, m, tile_p, tile_end, tile_ok);
+}
 
 /* BMI2 present, and pext not microcoded: Intel, or AMD from Zen 3 (family 19h) on. */
 static int pext_is_fast(void) {
@@ -512,6 +655,14 @@ __attribute__((target("avx512f,avx512cd"))) static void stopbit_column_avx512(
     }
     if (r < m) /* the last rows of a short tile */
         stopbit_column(v ? v + 8 * r : NULL, m - r, at, tile_p + r, tile_end + r, tile_file_end + r, tile_ok + r);
+}
+
+/* The AVX-512 path's run: step by step, each a column of 8 rows at a time. */
+__attribute__((target("avx512f,avx512cd"))) static void stopbit_run_avx512(
+    uint8_t *const *vs, Py_ssize_t g, Py_ssize_t m, Py_ssize_t at, const uint8_t **tile_p,
+    const uint8_t *const *tile_end, const uint8_t *const *tile_file_end, uint8_t *tile_ok) {
+    for (Py_ssize_t k = 0; k < g; k++)
+        stopbit_column_avx512(vs[k], m, k ? 0 : at, tile_p, tile_end, tile_file_end, tile_ok);
 }
 
 static int avx512_usable(void) {
@@ -1037,8 +1188,13 @@ static inline __attribute__((always_inline)) int decode_tile(Op *ops, Py_ssize_t
                     for (Py_ssize_t r = 0; r < m; r++)
                         if (tile_ok[r]) memcpy(d + sz * r, tile_p[r] + at, (size_t)sz);
                 }
-            } else if (op->kind == D_STOPBIT) {
-                stopbit_column_impl(v ? v + 8 * i0 : NULL, m, at, tile_p, tile_end, tile_file_end, tile_ok);
+            } else if (op->kind == D_STOPBIT) { /* a run of stop-bit steps */
+                Py_ssize_t g = 1;
+                while (g < MAX_RUN && k + g < n_prefix && ops[k + g].kind == D_STOPBIT) g++;
+                uint8_t *vs[MAX_RUN];
+                for (Py_ssize_t j = 0; j < g; j++) vs[j] = ops[k + j].values ? ops[k + j].values + 8 * i0 : NULL;
+                stopbit_run_impl(vs, g, m, at, tile_p, tile_end, tile_file_end, tile_ok);
+                k += g - 1;
                 at = 0;
                 continue;
             }
@@ -1783,22 +1939,23 @@ done:
 }
 
 /* The stop-bit column paths this CPU can run, best first. */
-static int stopbit_paths(stopbit_column_fn *out, const char **names) {
+static int stopbit_paths(stopbit_run_fn *runs, const char **names) {
     int n = 0;
 #ifdef HAVE_PEXT_PATH
-    if (avx512_usable()) out[n] = stopbit_column_avx512, names[n++] = "avx512";
-    if (pext_is_fast()) out[n] = stopbit_column_pext, names[n++] = "bmi2";
+    if (avx512_usable()) runs[n] = stopbit_run_avx512, names[n++] = "avx512";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi")) runs[n] = stopbit_run_avx2, names[n++] = "avx2";
+    if (pext_is_fast()) runs[n] = stopbit_run_pext, names[n++] = "bmi2";
 #endif
-    out[n] = stopbit_column, names[n++] = "portable";
+    runs[n] = stopbit_run, names[n++] = "portable";
     return n;
 }
 
 /* _stopbit_path(name or None) -> name: the stop-bit column path in use ("avx512", "bmi2", "portable"); a name
  * selects that path (tests run each one), None the best this CPU has. */
 static PyObject *stopbit_path(PyObject *Py_UNUSED(self), PyObject *arg) {
-    stopbit_column_fn fns[3];
-    const char *names[3];
-    int n = stopbit_paths(fns, names), k = 0;
+    stopbit_run_fn runs[4];
+    const char *names[4];
+    int n = stopbit_paths(runs, names), k = 0;
     if (arg != Py_None) {
         const char *want = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
         if (!want) {
@@ -1810,7 +1967,7 @@ static PyObject *stopbit_path(PyObject *Py_UNUSED(self), PyObject *arg) {
             ;
         if (k == n) return PyErr_Format(PyExc_ValueError, "stop-bit path %s is not available on this CPU", want);
     }
-    stopbit_column_impl = fns[k];
+    stopbit_run_impl = runs[k];
     return PyUnicode_FromString(names[k]);
 }
 
@@ -1859,10 +2016,10 @@ PyMODINIT_FUNC PyInit__decode(void) {
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     {
-        stopbit_column_fn fns[3];
-        const char *names[3];
-        stopbit_paths(fns, names);
-        stopbit_column_impl = fns[0];
+        stopbit_run_fn runs[4];
+        const char *names[4];
+        stopbit_paths(runs, names);
+        stopbit_run_impl = runs[0];
     }
     text16_plain = text16_best();
     /* the step kinds, codes and statuses, so that Python takes them from here */

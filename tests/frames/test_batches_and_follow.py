@@ -269,27 +269,65 @@ def test_read_table_cuts_its_rows_into_alike_batches_for_its_threads(tmp_path: P
 
 def test_small_batches_are_decoded_by_the_caller(tmp_path: Path, monkeypatch: Any) -> None:
     """A batch of fewer than EVEN_MIN_ROWS rows costs more handed to a decoding thread than it takes to decode: it
-    is decoded in the caller's thread, in its turn; bigger ones go to the threads."""
+    is decoded in the caller's thread, in its turn; bigger ones are handed to the threads."""
     from pychro.frames import api
 
     monkeypatch.setattr(api, "EVEN_MIN_ROWS", 200)
     write_journal(tmp_path, SCHEMA, rows(0, 1000))
     seen: list[tuple[int, bool]] = []
-    real = api.decode_batch
+    submitted: list[int] = []
+    real, real_submit = api.decode_batch, api._submit
 
     def decode_batch(plan: Any, files: Any, seq0: int, entries: Any, *args: Any, **kw: Any) -> Any:
         seen.append((int(entries.size), threading.current_thread() is threading.main_thread()))
         return real(plan, files, seq0, entries, *args, **kw)
 
+    def submit(pool: Any, threads: int, run: Any, task: Any) -> Any:
+        submitted.append(task[2])
+        return real_submit(pool, threads, run, task)
+
     monkeypatch.setattr(api, "decode_batch", decode_batch)
+    monkeypatch.setattr(api, "_submit", submit)
     want = read_table(tmp_path, SCHEMA, threads=1)
     seen.clear()
     got = pa.Table.from_batches(list(iter_batches(tmp_path, SCHEMA, batch_rows=150, threads=2)))
-    assert got.equals(want) and seen and all(here for _, here in seen)
-    seen.clear()
+    assert got.equals(want) and seen and all(here for _, here in seen) and not submitted
     got = pa.Table.from_batches(list(iter_batches(tmp_path, SCHEMA, batch_rows=250, threads=2)))
-    assert got.equals(want)
-    assert not any(here for _, here in seen)  # (4 of 250 rows: in the threads)
+    assert got.equals(want) and submitted == [250] * 4
+
+
+def test_a_batch_no_thread_has_begun_is_decoded_by_the_caller(tmp_path: Path, monkeypatch: Any) -> None:
+    """The caller does not wait for a batch that waits for a thread: it decodes it (a read of 2 batches on 2 threads
+    took 1.3x the time when a thread was slow to wake). Here both decoding threads are held busy: every batch is
+    decoded in the caller, and the read ends without them."""
+    from pychro.frames import api
+
+    monkeypatch.setattr(api, "EVEN_MIN_ROWS", 200)
+    write_journal(tmp_path, SCHEMA, rows(0, 1000))
+    want = read_table(tmp_path, SCHEMA, threads=1)
+    seen: list[bool] = []
+    real = api.decode_batch
+
+    def decode_batch(*args: Any, **kw: Any) -> Any:
+        seen.append(threading.current_thread() is threading.main_thread())
+        return real(*args, **kw)
+
+    monkeypatch.setattr(api, "decode_batch", decode_batch)
+    pool, release, busy = api._pool(2), threading.Event(), threading.Barrier(3)
+
+    def hold() -> None:
+        busy.wait(timeout=30)
+        release.wait(timeout=30)
+
+    holders = [pool.submit(hold) for _ in range(2)]
+    try:
+        busy.wait(timeout=30)  # both threads are in hold()
+        got = read_table(tmp_path, SCHEMA, threads=2, batch_rows=250)
+        assert got.equals(want) and seen == [True] * 4
+    finally:
+        release.set()
+        for h in holders:
+            h.result(timeout=30)
 
 
 def _too_big_past_40_rows(decode: Any) -> Any:
