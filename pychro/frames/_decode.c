@@ -69,6 +69,7 @@
 #define MAX_BODY_LENGTH (1 << 30)
 #define MAX_STOP_BIT_BYTES 10
 #define MAX_OFFSET INT32_MAX
+#define MAX_TEXT_STEPS 16 /* text steps a tile decodes column by column at most (text_tile) */
 #define MAX_RUN 16 /* stop-bit steps in a run at most (longer runs: in parts) */
 #define TILE 64 /* rows whose prefix is decoded column by column (at most 64: a bool column's bits in a word) */
 
@@ -917,6 +918,30 @@ static inline __attribute__((always_inline)) int put_text(Op *op, const uint8_t 
     return 0;
 }
 
+/* The length of a writeUTFΔ text at p (body up to end, readable up to file_end): the bytes it takes, or 0 when it
+ * is no valid length; *n the text's bytes (0 for a null), *null. The usual lengths, 0..127 (one byte) and Java's
+ * null (-1: 0x80 0x00), without a branch on which: on nulls at random, that branch (mispredicted) took a fifth of
+ * the read. The one branch is on whether the length is one of them (GCC made two, the first on b0 < 0x80: hence
+ * the asm). */
+static inline __attribute__((always_inline)) int string_length(const uint8_t *p, const uint8_t *end,
+                                                               const uint8_t *file_end, Py_ssize_t *n, int *null) {
+    Py_ssize_t avail = end - p;
+    uint32_t b0 = file_end - p >= 2 ? p[0] : 0xFF, b1 = file_end - p >= 2 ? p[1] : 0xFF;
+    int usual = ((b0 < 0x80) & (avail >= 1)) | ((b0 == 0x80) & (b1 == 0) & (avail >= 2));
+    __asm__("" : "+r"(usual));
+    if (usual) {
+        *null = (int)(b0 >> 7);
+        *n = (Py_ssize_t)(b0 & (uint32_t)(*null - 1));
+        return 1 + *null;
+    }
+    int64_t len;
+    int used = stop_bit(p, avail, file_end - p, &len, 0);
+    if (!used || len < -1) return 0;
+    *null = len < 0;
+    *n = *null ? 0 : (Py_ssize_t)len;
+    return used;
+}
+
 /* Steps k0.. of one row (its body p..end, readable up to file_end) into output row i; bad: the row's status so
  * far. Returns its status (ST_*); o->code says whether a text buffer was full (the row then undone). */
 static inline __attribute__((always_inline)) int decode_fields(Op *ops, Py_ssize_t k0, Py_ssize_t n_ops, const uint8_t *p, const uint8_t *end,
@@ -1027,28 +1052,12 @@ static inline __attribute__((always_inline)) int decode_fields(Op *ops, Py_ssize
             Py_ssize_t n; /* the text's bytes (0 for a null) */
             int null = 0;
             if (op->kind == D_STRING) {
-                /* The usual lengths, 0..127 (one byte) and Java's null (-1: 0x80 0x00), without a branch on which: on
-                 * nulls at random, that branch (mispredicted) took a fifth of the read. The one branch is on whether
-                 * the length is one of them (GCC made two, the first on b0 < 0x80: hence the asm). */
-                Py_ssize_t avail = end - p;
-                uint32_t b0 = file_end - p >= 2 ? p[0] : 0xFF, b1 = file_end - p >= 2 ? p[1] : 0xFF;
-                int usual = ((b0 < 0x80) & (avail >= 1)) | ((b0 == 0x80) & (b1 == 0) & (avail >= 2));
-                __asm__("" : "+r"(usual));
-                if (usual) {
-                    null = (int)(b0 >> 7);
-                    n = (Py_ssize_t)(b0 & (uint32_t)(null - 1));
-                    p += 1 + null;
-                } else {
-                    int64_t len;
-                    int used = stop_bit(p, avail, file_end - p, &len, 0);
-                    if (!used || len < -1) {
-                        bad = ST_MISMATCH;
-                        break;
-                    }
-                    null = len < 0;
-                    n = null ? 0 : (Py_ssize_t)len;
-                    p += used;
+                int used = string_length(p, end, file_end, &n, &null);
+                if (!used) {
+                    bad = ST_MISMATCH;
+                    break;
                 }
+                p += used;
             } else {
                 if (end - p < 2) {
                     bad = ST_MISMATCH;
@@ -1117,6 +1126,70 @@ static inline void settle_row(Op *ops, Py_ssize_t n_ops, Py_ssize_t i, int bad, 
         cnt[N_TEXT_STEP] = bad == ST_TEXT ? o->text_step : -1;
     }
     cnt[N_BAD]++;
+}
+
+/* (C) column by column, for a tile whose steps after the prefix are all writeUTF\u0394 texts and whose rows are all
+ * ok after (B): each text step over the tile's rows (no dispatch on the step per row; the rows' copies side by side;
+ * the validity bits of a tile in a word), where row by row a read of ts, 3 numbers and 2 short texts spent a third
+ * of its time on the step loop. Returns 1 when the tile is done, each row ok; 0 when it must go row by row, with
+ * nothing it did left behind (cursors as they were; the offsets and bits it wrote are written again): a text
+ * buffer without room for every body of the tile (text never grows from Java's bytes to UTF-8), a length or text
+ * that is not valid, or a row that does not end where its body does. */
+static __attribute__((noinline)) int text_tile(Op *ops, Py_ssize_t n_prefix, Py_ssize_t n_ops, Py_ssize_t i0,
+                                               Py_ssize_t m, const uint8_t *const *tile_p,
+                                               const uint8_t *const *tile_end, const uint8_t *const *tile_file_end,
+                                               const uint8_t *tile_ok, Py_ssize_t tail, int64_t *cnt, uint8_t *st) {
+    if (n_ops - n_prefix > MAX_TEXT_STEPS || n_ops == n_prefix) return 0;
+    Py_ssize_t body = 0;
+    for (Py_ssize_t r = 0; r < m; r++) {
+        if (!tile_ok[r]) return 0;
+        body += tile_end[r] - tile_p[r];
+    }
+    int32_t start[MAX_TEXT_STEPS];
+    for (Py_ssize_t k = n_prefix; k < n_ops; k++) {
+        const Op *op = &ops[k];
+        if (op->kind != D_STRING) return 0;
+        if (op->data && (op->cap - op->cursor < body + 16 || (int64_t)op->cursor + body > MAX_OFFSET)) return 0;
+        start[k - n_prefix] = op->cursor;
+    }
+    const uint8_t *cur[TILE];
+    for (Py_ssize_t r = 0; r < m; r++) cur[r] = tile_p[r] + tail;
+    int slow = 0, fine = 1;
+    int64_t replaced = 0;
+    for (Py_ssize_t k = n_prefix; k < n_ops && fine; k++) {
+        Op *op = &ops[k];
+        uint64_t valid = 0;
+        for (Py_ssize_t r = 0; r < m; r++) {
+            const uint8_t *q = cur[r];
+            Py_ssize_t n;
+            int null, used = string_length(q, tile_end[r], tile_file_end[r], &n, &null);
+            if (!used || n > tile_end[r] - q - used) {
+                fine = 0;
+                break;
+            }
+            q += used;
+            if (op->data) {
+                if (put_text(op, q, n, tile_file_end[r], &slow, &replaced)) {
+                    fine = 0;
+                    break;
+                }
+                op->offsets[i0 + r + 1] = op->cursor;
+                valid |= (uint64_t)!null << r;
+            }
+            cur[r] = q + n;
+        }
+        if (fine && op->valid) put_bits(op->valid, i0, valid, m == 64 ? ~0ull : (1ull << m) - 1, m);
+    }
+    for (Py_ssize_t r = 0; r < m && fine; r++) fine = cur[r] == tile_end[r];
+    if (!fine) {
+        for (Py_ssize_t k = n_prefix; k < n_ops; k++)
+            if (ops[k].data) ops[k].cursor = start[k - n_prefix];
+        return 0;
+    }
+    memset(st + i0, ST_OK, (size_t)m);
+    cnt[N_SLOW] += slow;
+    cnt[N_REPLACED] += replaced;
+    return 1;
 }
 
 /* (B) and (C) of one tile (see decode()): its m bodies (tile_p, tile_end, readable up to tile_file_end; tile_ok: the
@@ -1221,6 +1294,8 @@ static inline __attribute__((always_inline)) int decode_tile(Op *ops, Py_ssize_t
         }
         return C_DONE;
     }
+    if (*decoding && text_tile(ops, n_prefix, n_ops, i0, m, tile_p, tile_end, tile_file_end, tile_ok, tail, cnt, st))
+        return C_DONE;
     for (Py_ssize_t r = 0; r < m; r++) { /* (C) */
         Py_ssize_t i = i0 + r;
         if (!*decoding) { /* header checks only; the text offsets stay whole for a call resuming here, and the

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import ref_stop_bit, ref_stop_bit_in, write_bodies
+from helpers import ref_java_text, ref_stop_bit, ref_stop_bit_in, ref_utf_delta, write_bodies
 
 import pychro
 from pychro import VanillaChronicleReader, read_table
@@ -220,6 +220,39 @@ def test_bad_rows_in_a_tile_without_text(schema: str, stop: bool) -> None:
         bad = np.flatnonzero(run.status[:150] != C.ST_OK).tolist()
         assert bad == [70, 80, 130]
         assert run.arrays(150)["a"].to_pylist()[:70] == list(range(70))
+
+
+@pytest.mark.parametrize("errors", ["skip", "truncate"])
+def test_text_tiles_with_a_bad_row_are_read_row_by_row(tmp_path: Path, errors: str) -> None:
+    """Tiles of rows of a number and two texts are decoded text column by text column; a tile holding a row that is
+    not right (its second text not Java's bytes, a length past the body, a byte too many, a 128-byte text, nulls,
+    surrogate pairs) is read again row by row, with nothing of the first try left: every good row's texts are
+    exact, the bad rows skipped (or the read truncated at the first)."""
+    rng = np.random.default_rng(3)
+    words = ["a", "", "ok \U0001f680", "caf\u00e9", "x" * 128, "\u0000z", None]
+    bodies, want = [], []
+    for row in range(300):
+        a, b = (words[int(rng.integers(0, len(words)))] for _ in range(2))
+        body = struct.pack("<i", row) + ref_utf_delta(a) + ref_utf_delta(b)
+        good = True
+        if row % 97 == 50:  # the second text is not Java text (a stray continuation byte)
+            body = struct.pack("<i", row) + ref_utf_delta(a) + ref_stop_bit(2) + b"\x80x"
+            good = False
+        elif row % 89 == 40:  # a length past the body
+            body = struct.pack("<i", row) + ref_utf_delta(a) + ref_stop_bit(9) + b"abc"
+            good = False
+        elif row % 83 == 30:  # a byte after the last field
+            body += b"\x00"
+            good = False
+        bodies.append(body)
+        want.append((row, a, b) if good else None)
+    assert ref_java_text("ok \U0001f680") != "ok \U0001f680".encode()  # a CESU-8 pair: transcoded
+    write_bodies(tmp_path / "j", bodies, 1_704_186_000_000)
+    table = read_table(tmp_path / "j", "row:int32,a:string,b:string", errors=errors)
+    good = [w for w in want if w is not None]
+    if errors == "truncate":
+        good = want[: want.index(None)]
+    assert list(zip(*(table.column(c).to_pylist() for c in ("row", "a", "b")))) == good
 
 
 @pytest.mark.parametrize("path", ["avx512", "avx2", "bmi2", "portable"])
