@@ -485,6 +485,16 @@ static stopbit_run_fn stopbit_run_impl = stopbit_run;
 #define COMPRESS_PEXT(w, n) _pext_u64((w), _bzhi_u64(0x7F7F7F7F7F7F7F7Full, (unsigned)(8 * (n))))
 STOPBIT_RUN(stopbit_run_pext, __attribute__((target("bmi,bmi2"))), COMPRESS_PEXT)
 
+/* compress7 in each 64-bit lane. */
+__attribute__((target("avx2"))) static inline __m256i compress7_x4(__m256i x) {
+    x = _mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi64x(0x007F007F007F007Fll)),
+                        _mm256_srli_epi64(_mm256_and_si256(x, _mm256_set1_epi64x(0x7F007F007F007F00ll)), 1));
+    x = _mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi64x(0x00003FFF00003FFFll)),
+                        _mm256_srli_epi64(_mm256_and_si256(x, _mm256_set1_epi64x(0x3FFF00003FFF0000ll)), 2));
+    return _mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi64x(0x000000000FFFFFFFll)),
+                           _mm256_srli_epi64(_mm256_and_si256(x, _mm256_set1_epi64x(0x0FFFFFFF00000000ll)), 4));
+}
+
 /* AVX2: 4 safe rows at a time, the same steps as STOPBIT_SAFE in each 64-bit lane, without a per-lane count of
  * trailing zeros (AVX2 has none): stops ^ (stops - 1) keeps the bytes up to the first stop, their count is a sum of
  * bytes (psadbw). A lane whose 8 bytes hold no stop (a value of 9 or 10 bytes, or none) is done by STOPBIT_SAFE. */
@@ -519,13 +529,7 @@ __attribute__((target("avx2,bmi"))) static void stopbit_run_avx2(
             }
             __m256i stops = _mm256_andnot_si256(w, high);
             __m256i keep = _mm256_xor_si256(stops, _mm256_sub_epi64(stops, one)); /* bits up to the first stop */
-            __m256i x = _mm256_and_si256(_mm256_and_si256(w, keep), low7);
-            x = _mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi64x(0x007F007F007F007Fll)),
-                                _mm256_srli_epi64(_mm256_and_si256(x, _mm256_set1_epi64x(0x7F007F007F007F00ll)), 1));
-            x = _mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi64x(0x00003FFF00003FFFll)),
-                                _mm256_srli_epi64(_mm256_and_si256(x, _mm256_set1_epi64x(0x3FFF00003FFF0000ll)), 2));
-            x = _mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi64x(0x000000000FFFFFFFll)),
-                                _mm256_srli_epi64(_mm256_and_si256(x, _mm256_set1_epi64x(0x0FFFFFFF00000000ll)), 4));
+            __m256i x = compress7_x4(_mm256_and_si256(_mm256_and_si256(w, keep), low7));
             __m256i n = _mm256_sad_epu8(_mm256_and_si256(keep, ones), zero); /* bytes used: 1..8 */
             __m256i last = _mm256_xor_si256(keep, _mm256_srli_epi64(keep, 8)); /* the stop byte's bits */
             __m256i neg = _mm256_and_si256(_mm256_cmpeq_epi64(_mm256_and_si256(w, last), zero),
