@@ -1144,6 +1144,8 @@ static __attribute__((noinline)) int text_tile(Op *ops, Py_ssize_t n_prefix, Py_
                                                const uint8_t *const *tile_end, const uint8_t *const *tile_file_end,
                                                const uint8_t *tile_ok, Py_ssize_t tail, int64_t *cnt, uint8_t *st) {
     if (n_ops - n_prefix > MAX_TEXT_STEPS || n_ops == n_prefix) return 0;
+    for (Py_ssize_t k = n_prefix; k < n_ops; k++) /* (before any row: a program of other steps pays nothing more) */
+        if (ops[k].kind != D_STRING) return 0;
     Py_ssize_t body = 0;
     for (Py_ssize_t r = 0; r < m; r++) {
         if (!tile_ok[r]) return 0;
@@ -1152,7 +1154,6 @@ static __attribute__((noinline)) int text_tile(Op *ops, Py_ssize_t n_prefix, Py_
     int32_t start[MAX_TEXT_STEPS];
     for (Py_ssize_t k = n_prefix; k < n_ops; k++) {
         const Op *op = &ops[k];
-        if (op->kind != D_STRING) return 0;
         if (op->data && (op->cap - op->cursor < body + 16 || (int64_t)op->cursor + body > MAX_OFFSET)) return 0;
         start[k - n_prefix] = op->cursor;
     }
