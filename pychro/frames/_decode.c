@@ -371,36 +371,36 @@ bytewise:;
     return 0;
 }
 
+#define COMPRESS_SHIFTS(w, n) compress7((w) & (~0ull >> (64 - 8 * (n))) & 0x7F7F7F7F7F7F7F7Full)
+
+#ifdef HAVE_PEXT_PATH
 /* One stop-bit step of a tile, each read checked (the AVX-512 path's rows that are not 8 at a time): each ok row's
  * value at tile_p[r] + at goes to v[r] (v may be NULL: not a column), tile_p[r] moves past it; a row without a
- * valid value is no longer ok. COMPRESS(w, n): the 7-bit groups of the low n (1..8) bytes of w, side by side. */
-#define STOPBIT_COLUMN(NAME, ATTR, COMPRESS)                                                                        \
-    ATTR static void NAME(uint8_t *v, Py_ssize_t m, Py_ssize_t at, const uint8_t **tile_p,                         \
-                          const uint8_t *const *tile_end, const uint8_t *const *tile_file_end, uint8_t *tile_ok) { \
-        for (Py_ssize_t r = 0; r < m; r++) {                                                                        \
-            if (!tile_ok[r]) continue;                                                                              \
-            const uint8_t *q = tile_p[r] + at;                                                                      \
-            Py_ssize_t avail = tile_end[r] - q, readable = tile_file_end[r] - q;                                    \
-            int64_t x = 0;                                                                                          \
-            int used;                                                                                               \
-            uint64_t w = readable >= 8 ? load8(q) : 0, stops = ~w & 0x8080808080808080ull;                         \
-            if (readable >= 8 && stops) { /* 1 to 8 bytes, the usual case */                                        \
-                int n = __builtin_ctzll(stops) / 8 + 1;                                                            \
-                uint64_t u = COMPRESS(w, n), last = (w >> (8 * (n - 1))) & 0xFF;                                   \
-                u ^= -((uint64_t)(n > 1) & (uint64_t)(last == 0)); /* 0x00 after continued groups: ~u */           \
-                memcpy(&x, &u, 8);                                                                                  \
-                used = n > avail ? 0 : n; /* past the body: no value */                                            \
-            } else {                                                                                                \
-                used = stop_bit(q, avail, readable, &x, 0);                                                         \
-            }                                                                                                       \
-            tile_ok[r] = used != 0;                                                                                 \
-            if (v) memcpy(v + 8 * r, &x, 8);                                                                        \
-            tile_p[r] = q + used;                                                                                   \
-        }                                                                                                           \
+ * valid value is no longer ok. */
+static void stopbit_column(uint8_t *v, Py_ssize_t m, Py_ssize_t at, const uint8_t **tile_p,
+                           const uint8_t *const *tile_end, const uint8_t *const *tile_file_end, uint8_t *tile_ok) {
+    for (Py_ssize_t r = 0; r < m; r++) {
+        if (!tile_ok[r]) continue;
+        const uint8_t *q = tile_p[r] + at;
+        Py_ssize_t avail = tile_end[r] - q, readable = tile_file_end[r] - q;
+        int64_t x = 0;
+        int used;
+        uint64_t w = readable >= 8 ? load8(q) : 0, stops = ~w & 0x8080808080808080ull;
+        if (readable >= 8 && stops) { /* 1 to 8 bytes, the usual case */
+            int n = __builtin_ctzll(stops) / 8 + 1;
+            uint64_t u = COMPRESS_SHIFTS(w, n), last = (w >> (8 * (n - 1))) & 0xFF;
+            u ^= -((uint64_t)(n > 1) & (uint64_t)(last == 0)); /* 0x00 after continued groups: ~u */
+            memcpy(&x, &u, 8);
+            used = n > avail ? 0 : n; /* past the body: no value */
+        } else {
+            used = stop_bit(q, avail, readable, &x, 0);
+        }
+        tile_ok[r] = used != 0;
+        if (v) memcpy(v + 8 * r, &x, 8);
+        tile_p[r] = q + used;
     }
-
-#define COMPRESS_SHIFTS(w, n) compress7((w) & (~0ull >> (64 - 8 * (n))) & 0x7F7F7F7F7F7F7F7Full)
-STOPBIT_COLUMN(stopbit_column, , COMPRESS_SHIFTS)
+}
+#endif
 
 /* (B) for a run of g (1..MAX_RUN) stop-bit steps in a row (vs[k]: column k's values of the tile, or NULL), column by
  * column (the rows' chains of dependent loads overlap; row by row, one value's start waiting on the previous one's
@@ -441,7 +441,8 @@ static inline __attribute__((always_inline)) void run_end(const uint8_t *safe, P
         if (safe[r]) tile_ok[r] = tile_p[r] <= tile_end[r];
 }
 
-/* A safe row's value at tile_p[r] into v[r], the cursor past it. Values of 9 or 10 bytes (every negative value of 50
+/* A safe row's value at tile_p[r] into v[r], the cursor past it (COMPRESS(w, n): the 7-bit groups of the low n
+ * (1..8) bytes of w, side by side). Values of 9 or 10 bytes (every negative value of 50
  * bits or more) take a branch; a value Java's readStopBit refuses makes the row not ok. */
 #define STOPBIT_SAFE(COMPRESS, v, r, tile_p, safe, tile_ok)                                                         \
     do {                                                                                                            \
@@ -2018,7 +2019,7 @@ done:
     return result;
 }
 
-/* The stop-bit column paths this CPU can run, best first. */
+/* The stop-bit run paths this CPU can run, best first. */
 static int stopbit_paths(stopbit_run_fn *runs, const char **names) {
     int n = 0;
 #ifdef HAVE_PEXT_PATH
@@ -2030,7 +2031,7 @@ static int stopbit_paths(stopbit_run_fn *runs, const char **names) {
     return n;
 }
 
-/* _stopbit_path(name or None) -> name: the stop-bit column path in use ("avx512", "bmi2", "portable"); a name
+/* _stopbit_path(name or None) -> name: the stop-bit path in use ("avx512", "avx2", "bmi2", "portable"); a name
  * selects that path (tests run each one), None the best this CPU has. */
 static PyObject *stopbit_path(PyObject *Py_UNUSED(self), PyObject *arg) {
     stopbit_run_fn runs[4];
@@ -2078,7 +2079,7 @@ static PyObject *text_path(PyObject *Py_UNUSED(self), PyObject *arg) {
 }
 
 static PyMethodDef methods[] = {
-    {"_stopbit_path", stopbit_path, METH_O, "_stopbit_path(name or None) -> name: the stop-bit column path"},
+    {"_stopbit_path", stopbit_path, METH_O, "_stopbit_path(name or None) -> name: the stop-bit path"},
     {"_text_path", text_path, METH_O, "_text_path(name or None) -> name: the short-text check in use"},
     {"decode", decode, METH_VARARGS,
      "decode(program, entries, offset_mask, data_bits, keys, files, lo, hi, stop, outs, status, counts) "
