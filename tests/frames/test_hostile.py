@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -150,55 +151,60 @@ def _ref_row(kinds: list[str], body: bytes) -> list[int] | None:
     return out if pos == len(body) else None
 
 
-@pytest.mark.parametrize("path", ["avx512", "avx2", "bmi2", "portable"])
+@pytest.fixture(params=["avx512", "avx2", "bmi2", "portable"])
+def stopbit_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each stop-bit path of the decoder in turn (skipped where this CPU has not got it); the best one after."""
+    try:
+        C._stopbit_path(request.param)
+    except ValueError:
+        pytest.skip(f"no {request.param} on this CPU")
+    try:
+        yield request.param
+    finally:
+        C._stopbit_path(None)
+
+
 @pytest.mark.parametrize("kinds", [["sb", "sb", "sb", "sb"], ["i4", "sb", "i4", "sb", "sb"], ["sb", "i4"]])
-def test_stop_bit_columns_against_the_reference(kinds: list[str], path: str) -> None:
+def test_stop_bit_columns_against_the_reference(kinds: list[str], stopbit_path: str) -> None:
     """Tiles of rows whose stop-bit values have 1 to 10 bytes (both signs), with hostile rows among them: runs
     without a stop, values cut by the end of the body, bodies too long. Every row's status and values match an
     independent decoder, on each stop-bit path this CPU can run (AVX-512, AVX2, BMI2, portable)."""
     rng = np.random.default_rng(len(kinds))
-    try:
-        C._stopbit_path(path)
-    except ValueError:
-        pytest.skip(f"no {path} on this CPU")
-    try:
-        data, offsets, expect = bytearray(), [], []
-        for _ in range(300):
-            fields = []
-            for kind in kinds:
-                if kind == "i4":
-                    fields.append(struct.pack("<i", int(rng.integers(-(1 << 31), 1 << 31))))
-                else:
-                    value = int(rng.integers(0, 1 << 62)) >> int(rng.integers(0, 63))  # 0 to 62 bits
-                    if rng.random() < 0.02:
-                        value = (1 << 63) - 1  # 9 bytes, and 10 for its negative (-2**63)
-                    if rng.random() < 0.05:  # not what Java writes: 1 to 10 bytes of any groups, any stop byte
-                        fields.append(bytes(rng.integers(0x80, 0x100, int(rng.integers(0, 10)), np.uint8))
-                                      + bytes([int(rng.integers(0, 0x80))]))
-                        continue
-                    fields.append(ref_stop_bit(-value - 1 if rng.random() < 0.5 else value))
-            body = b"".join(fields)
-            hostile = rng.random()
-            if hostile < 0.05:
-                body = body[: int(rng.integers(0, len(body)))]  # cut inside a field
-            elif hostile < 0.1:
-                body = b"\x80" * int(rng.integers(10, 14)) + body  # a run with no stop within 10 bytes
-            elif hostile < 0.13:
-                body += b"\x01"  # one byte more than the fields
-            offsets.append(len(data) + 4)
-            data += _message(body)
-            expect.append(_ref_row(kinds, body))
-        data += b"\xff" * int(rng.integers(0, 12))  # a tail of continuation bytes after the last body
-        schema = ",".join(f"f{k}:{'int32' if kind == 'i4' else 'stopbit'}" for k, kind in enumerate(kinds))
-        run, (code, _, _) = _run(schema, bytes(data), offsets)
-        assert code == C.C_DONE
-        cols = run.arrays(len(offsets))
-        for row, want in enumerate(expect):
-            assert run.status[row] == (C.ST_MISMATCH if want is None else C.ST_OK), row
-            if want is not None:
-                assert [cols[f"f{k}"][row].as_py() for k in range(len(kinds))] == want, row
-    finally:
-        C._stopbit_path(None)
+    data, offsets, expect = bytearray(), [], []
+    for _ in range(300):
+        fields = []
+        for kind in kinds:
+            if kind == "i4":
+                fields.append(struct.pack("<i", int(rng.integers(-(1 << 31), 1 << 31))))
+            else:
+                value = int(rng.integers(0, 1 << 62)) >> int(rng.integers(0, 63))  # 0 to 62 bits
+                if rng.random() < 0.02:
+                    value = (1 << 63) - 1  # 9 bytes, and 10 for its negative (-2**63)
+                if rng.random() < 0.05:  # not what Java writes: 1 to 10 bytes of any groups, any stop byte
+                    fields.append(bytes(rng.integers(0x80, 0x100, int(rng.integers(0, 10)), np.uint8))
+                                  + bytes([int(rng.integers(0, 0x80))]))
+                    continue
+                fields.append(ref_stop_bit(-value - 1 if rng.random() < 0.5 else value))
+        body = b"".join(fields)
+        hostile = rng.random()
+        if hostile < 0.05:
+            body = body[: int(rng.integers(0, len(body)))]  # cut inside a field
+        elif hostile < 0.1:
+            body = b"\x80" * int(rng.integers(10, 14)) + body  # a run with no stop within 10 bytes
+        elif hostile < 0.13:
+            body += b"\x01"  # one byte more than the fields
+        offsets.append(len(data) + 4)
+        data += _message(body)
+        expect.append(_ref_row(kinds, body))
+    data += b"\xff" * int(rng.integers(0, 12))  # a tail of continuation bytes after the last body
+    schema = ",".join(f"f{k}:{'int32' if kind == 'i4' else 'stopbit'}" for k, kind in enumerate(kinds))
+    run, (code, _, _) = _run(schema, bytes(data), offsets)
+    assert code == C.C_DONE
+    cols = run.arrays(len(offsets))
+    for row, want in enumerate(expect):
+        assert run.status[row] == (C.ST_MISMATCH if want is None else C.ST_OK), row
+        if want is not None:
+            assert [cols[f"f{k}"][row].as_py() for k in range(len(kinds))] == want, row
 
 
 @pytest.mark.parametrize("stop", [False, True])
@@ -255,15 +261,10 @@ def test_text_tiles_with_a_bad_row_are_read_row_by_row(tmp_path: Path, errors: s
     assert list(zip(*(table.column(c).to_pylist() for c in ("row", "a", "b")))) == good
 
 
-@pytest.mark.parametrize("path", ["avx512", "avx2", "bmi2", "portable"])
-def test_a_run_of_stop_bit_fields_with_columns_left_out(tmp_path: Path, path: str) -> None:
+def test_a_run_of_stop_bit_fields_with_columns_left_out(tmp_path: Path, stopbit_path: str) -> None:
     """A run of stop-bit fields of which some are not asked for (decoded, not kept): the columns asked for hold the
     values Java wrote, on every path, with values of 1 to 10 bytes side by side, and over many tiles (rows of 4
     at a time on the AVX2 path, a short last tile)."""
-    try:
-        C._stopbit_path(path)
-    except ValueError:
-        pytest.skip(f"no {path} on this CPU")
     rng = np.random.default_rng(5)
     values = [[int(rng.integers(0, 1 << 62)) >> int(rng.integers(0, 63)) for _ in range(4)] for _ in range(203)]
     values = [[-v - 1 if (k + row) % 3 == 0 else v for k, v in enumerate(vs)] for row, vs in enumerate(values)]
@@ -271,37 +272,26 @@ def test_a_run_of_stop_bit_fields_with_columns_left_out(tmp_path: Path, path: st
     bodies = [struct.pack("<i", row) + b"".join(ref_stop_bit(v) for v in vs) for row, vs in enumerate(values)]
     write_bodies(tmp_path / "j", bodies, 1_704_186_000_000)
     schema = "row:int32," + ",".join(f"s{k}:stopbit" for k in range(4))
-    try:
-        for columns in (["s1", "s3"], ["row", "s0"], ["s2"]):
-            table = read_table(tmp_path / "j", schema, columns=columns)
-            for name in columns:
-                want = list(range(203)) if name == "row" else [vs[int(name[1])] for vs in values]
-                assert table.column(name).to_pylist() == want, (columns, name)
-    finally:
-        C._stopbit_path(None)
+    for columns in (["s1", "s3"], ["row", "s0"], ["s2"]):
+        table = read_table(tmp_path / "j", schema, columns=columns)
+        for name in columns:
+            want = list(range(203)) if name == "row" else [vs[int(name[1])] for vs in values]
+            assert table.column(name).to_pylist() == want, (columns, name)
 
 
-@pytest.mark.parametrize("path", ["avx512", "avx2", "bmi2", "portable"])
-def test_a_ten_byte_stop_bit_value_that_is_not_negative_is_a_mismatch(tmp_path: Path, path: str) -> None:
+def test_a_ten_byte_stop_bit_value_that_is_not_negative_is_a_mismatch(tmp_path: Path, stopbit_path: str) -> None:
     """Java's readStopBit reads at most 9 bytes of a positive value ("Cannot read more than 9 stop bits of positive
     value"); a 10th byte other than the 0x00 of a negative value was read, keeping its lowest bit (a helper found
     it). Now the row does not match, on every decoder path and in the row API; -2**63 (ff x9 00) still reads."""
-    try:
-        C._stopbit_path(path)
-    except ValueError:
-        pytest.skip(f"no {path} on this CPU")
-    try:
-        ten = b"\xff" * 9 + b"\x01"  # positive, 10 bytes
-        bodies = [struct.pack("<q", k) + (ten if k == 20 else ref_stop_bit(-(1 << 63) + k)) for k in range(40)]
-        write_bodies(tmp_path / "j", bodies, 1_704_186_000_000)
-        stats = ReadStats()
-        table = read_table(tmp_path / "j", "k:int64,v:stopbit", errors="skip", stats=stats)
-        assert stats.skipped_rows == 1 and table.column("k").to_pylist() == [k for k in range(40) if k != 20]
-        assert table.column("v").to_pylist() == [-(1 << 63) + k for k in range(40) if k != 20]
-        with pytest.raises(SchemaMismatchError, match="holds no valid stopbit value"):
-            read_table(tmp_path / "j", "k:int64,v:stopbit")
-    finally:
-        C._stopbit_path(None)
+    ten = b"\xff" * 9 + b"\x01"  # positive, 10 bytes
+    bodies = [struct.pack("<q", k) + (ten if k == 20 else ref_stop_bit(-(1 << 63) + k)) for k in range(40)]
+    write_bodies(tmp_path / "j", bodies, 1_704_186_000_000)
+    stats = ReadStats()
+    table = read_table(tmp_path / "j", "k:int64,v:stopbit", errors="skip", stats=stats)
+    assert stats.skipped_rows == 1 and table.column("k").to_pylist() == [k for k in range(40) if k != 20]
+    assert table.column("v").to_pylist() == [-(1 << 63) + k for k in range(40) if k != 20]
+    with pytest.raises(SchemaMismatchError, match="holds no valid stopbit value"):
+        read_table(tmp_path / "j", "k:int64,v:stopbit")
     with VanillaChronicleReader(str(tmp_path / "j")) as chron:
         for k in range(40):
             r = chron.next_reader()
