@@ -24,7 +24,8 @@ EXTENSIONS = {
 }
 TESTS = ["tests/test_fuzz.py", "tests/test_frames_fuzz.py", "tests/test_encode.py", "tests/test_backfill.py",
          "tests/frames/test_hostile.py", "tests/frames/test_kernels.py", "tests/frames/test_lists.py",
-         "tests/frames/test_types.py", "tests/frames/test_types_onepass.py", "tests/frames/test_null_counts.py"]
+         "tests/frames/test_types.py", "tests/frames/test_types_onepass.py", "tests/frames/test_null_counts.py",
+         "tests/frames/test_parquet_file.py"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
 
 

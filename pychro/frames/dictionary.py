@@ -16,7 +16,7 @@ order ids shuffled, whose first rows look all distinct). Skewed data makes both 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import numpy as np
@@ -29,10 +29,11 @@ SAMPLE = 16_384  # values in each sample
 LIMIT = 1 << 20  # pyarrow's dictionary page limit (dictionary_pagesize_limit), bytes
 
 
-def dictionary_columns(table: Any) -> list[str]:
+def dictionary_columns(table: Any, fits: Collection[str] = ()) -> list[str]:
     """The Parquet column paths of ``table`` to dictionary-encode (``pq.ParquetWriter(use_dictionary=...)``):
     all but the flat columns whose estimated distinct values would fill at least twice pyarrow's 1 MiB
-    dictionary. Nested columns (repeated groups) keep it.
+    dictionary. Nested columns (repeated groups) keep it, and so do the columns named in ``fits`` (their
+    dictionary is known to fit: no estimate).
 
     >>> t = pa.table({"ts": pa.array(range(300_000)), "side": pa.array([1, 2] * 150_000)})
     >>> dictionary_columns(t)
@@ -46,7 +47,7 @@ def dictionary_columns(table: Any) -> list[str]:
     for name, col in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_nested(col.type):
             keep.extend(_leaves(name, col.type))
-        elif pa.types.is_boolean(col.type) or n == 0 or _dictionary_bytes(col, drawn) < 2 * LIMIT:
+        elif name in fits or pa.types.is_boolean(col.type) or n == 0 or _dictionary_bytes(col, drawn) < 2 * LIMIT:
             keep.append(name)
     return keep
 

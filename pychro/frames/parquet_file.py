@@ -1,0 +1,131 @@
+"""The Parquet file of an export, written row group by row group.
+
+Its dictionary columns are chosen at the first row group (:mod:`.dictionary`). A text column among them is handed
+to pyarrow as an Arrow dictionary, built by the compiled ``_dictionary.encode`` on two threads: pyarrow then writes
+that dictionary and the indices as they are, where with plain strings it hashes every value itself and compares
+each one for the page statistics (about 20 ms a column per million rows). The dictionary holds the values in the
+order they first appear, as pyarrow's own would, and is used only when it fits the dictionary page, where pyarrow
+would not fall back to plain encoding: the file is byte for byte the one ``pq.ParquetWriter`` writes from the
+plain strings (``tests/frames/test_parquet_file.py``). The file's Arrow schema (``ARROW:schema``) is the plain
+one, so every reader sees string columns as before.
+"""
+
+from __future__ import annotations
+
+import base64
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import _dictionary
+from .dictionary import LIMIT, dictionary_columns
+
+__all__ = ["ParquetFile", "encode_text"]
+
+_ARROW_SCHEMA = b"ARROW:schema"
+# pyarrow writes the key-value metadata itself when it stores no schema; older ones cannot (then: plain strings)
+_CAN_STORE_OWN_SCHEMA = hasattr(pq.ParquetWriter, "add_key_value_metadata")
+
+
+class ParquetFile:
+    """A Parquet file at ``path`` (``schema``: its Arrow schema, metadata included): :meth:`write` each row group,
+    then :meth:`close`. Each row group is one table of ``schema``'s columns (plain strings)."""
+
+    def __init__(self, path: str, schema: Any, compression: str) -> None:
+        self.path, self.schema, self.compression = path, schema, compression
+        self.writer: Any = None
+        self.texts: list[str] = []  # the columns written as dictionaries
+
+    def write(self, table: Any, row_group_rows: int) -> None:
+        with ThreadPoolExecutor(2, thread_name_prefix="pychro-dictionary") as pool:
+            if self.writer is None:  # every flat text column tried; those that fit need no estimate
+                texts = [f.name for f in self.schema if _CAN_STORE_OWN_SCHEMA and f.type in (pa.string(), pa.binary())]
+                encoded = dict(zip(texts, _encode_all(pool, table, texts), strict=True))
+                self.texts = [c for c in texts if encoded[c] is not None]
+                self._open(dictionary_columns(table, fits=self.texts))
+            else:
+                encoded = dict(zip(self.texts, _encode_all(pool, table, self.texts), strict=True))
+        for name in self.texts:
+            column = encoded[name]
+            if column is None:  # a later row group's values overflow the page: pyarrow falls back as it would
+                column = pa.table({name: pc.dictionary_encode(table.column(name))}).unify_dictionaries()[0]
+            i = table.schema.get_field_index(name)
+            table = table.set_column(i, self.writer.schema.field(name), column)
+        self.writer.write_table(table, row_group_size=row_group_rows)
+
+    def close(self) -> None:
+        if self.writer is None:  # no rows
+            self._open([])
+        if self.texts:  # what pyarrow would have stored: the schema's metadata, then the plain Arrow schema
+            stored = base64.b64encode(self.schema.serialize().to_pybytes())
+            self.writer.add_key_value_metadata({**(self.schema.metadata or {}), _ARROW_SCHEMA: stored})
+        self.writer.close()
+        self.writer = None
+
+    def abort(self) -> None:
+        """Close the file after an error (it is left incomplete)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def _open(self, use: list[str]) -> None:
+        schema = self.schema
+        for name in self.texts:
+            field = schema.field(name)
+            schema = schema.set(schema.get_field_index(name), field.with_type(pa.dictionary(pa.int32(), field.type)))
+        self.writer = pq.ParquetWriter(self.path, schema, compression=self.compression, use_dictionary=use,
+                                       store_schema=not self.texts)
+
+
+def _encode_all(pool: ThreadPoolExecutor, table: Any, names: list[str]) -> list[Any]:
+    """:func:`encode_text` of each of these columns, their chunks on the pool's threads."""
+    jobs = {name: [pool.submit(_encode_chunk, c) for c in table.column(name).chunks] for name in names}
+    out = []
+    for name in names:
+        chunks = [job.result() for job in jobs[name]]
+        out.append(None if any(c is None for c in chunks) else _unified(table.column(name).type, chunks))
+    return out
+
+
+def encode_text(column: Any) -> Any:
+    """A string (or binary) ChunkedArray as a dictionary ChunkedArray (int32 indices, one dictionary shared by
+    every chunk, values in the order they first appear), or None when that dictionary would not fit pyarrow's
+    dictionary page (:data:`LIMIT` bytes as 4 + length per value).
+
+    >>> encode_text(pa.chunked_array([["b", "a"], [None, "b", "c"]])).chunk(1).dictionary.to_pylist()
+    ['b', 'a', 'c']
+    """
+    chunks = [_encode_chunk(c) for c in column.chunks]
+    return None if any(c is None for c in chunks) else _unified(column.type, chunks)
+
+
+def _encode_chunk(array: Any) -> Any:
+    n = len(array)
+    kind = pa.dictionary(pa.int32(), array.type)
+    if n == 0:  # (its buffers may be missing)
+        return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], array.type)).cast(kind)
+    validity, offsets, data = array.buffers()
+    # a bitmap from the array's first row (it may be a slice starting mid-byte)
+    validity = pc.is_valid(array).buffers()[1] if array.null_count else None
+    indices = pa.allocate_buffer(4 * n)  # Arrow's pool keeps freed memory: no page faults row group after row group
+    got = _dictionary.encode(offsets, data if data is not None else b"", validity, array.offset, n, indices, LIMIT - 1)
+    if got is None:
+        return None
+    count, dict_offsets, dict_data = got
+    values = pa.Array.from_buffers(array.type, count, [None, pa.py_buffer(dict_offsets), pa.py_buffer(dict_data)])
+    return pa.DictionaryArray.from_buffers(kind, n, [validity, indices], values)
+
+
+def _unified(value_type: Any, chunks: list[Any]) -> Any:
+    """The chunks over one dictionary (each chunk's values in first-appearance order, so the union's are too), or
+    None when it is too big for the page (pyarrow would fall back to plain part way: not the same file)."""
+    kind = pa.dictionary(pa.int32(), value_type)
+    column = pa.table({"c": pa.chunked_array(chunks, type=kind)}).unify_dictionaries()[0]
+    if not column.num_chunks:
+        return column
+    values = column.chunk(0).dictionary
+    page = 4 * len(values) + (pc.sum(pc.binary_length(values)).as_py() or 0)
+    return column if page < LIMIT else None
