@@ -179,13 +179,18 @@ static PyObject *encode(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer offsets = {0}, data = {0}, validity = {0}, indices = {0};
     PyObject *result = NULL;
     Dict d = {0};
-    if (PyObject_GetBuffer(offsets_o, &offsets, PyBUF_C_CONTIGUOUS) || PyObject_GetBuffer(data_o, &data, PyBUF_C_CONTIGUOUS) ||
+    if (PyObject_GetBuffer(offsets_o, &offsets, PyBUF_C_CONTIGUOUS) ||
+        PyObject_GetBuffer(data_o, &data, PyBUF_C_CONTIGUOUS) ||
         (validity_o != Py_None && PyObject_GetBuffer(validity_o, &validity, PyBUF_C_CONTIGUOUS)) ||
         writable(&indices, indices_o))
         goto done;
-    if (first > offsets.len / 4 || n + 1 > offsets.len / 4 - first ||
-        (validity_o != Py_None && validity.len < (n + 7) / 8) || indices.len / 4 < n) {
+    if (first > offsets.len / 4 || n >= offsets.len / 4 - first ||
+        (validity_o != Py_None && validity.len < n / 8 + (n % 8 != 0)) || indices.len / 4 < n) {
         PyErr_SetString(PyExc_ValueError, "offsets, validity or indices shorter than the rows");
+        goto done;
+    }
+    if ((uintptr_t)offsets.buf % 4 || (uintptr_t)indices.buf % 4) {
+        PyErr_SetString(PyExc_ValueError, "offsets and indices must be aligned to 4 bytes (int32)");
         goto done;
     }
     d.mask = 255;

@@ -26,7 +26,8 @@ from .dictionary import LIMIT, dictionary_columns
 __all__ = ["ParquetFile", "encode_text"]
 
 _ARROW_SCHEMA = b"ARROW:schema"
-# pyarrow writes the key-value metadata itself when it stores no schema; older ones cannot (then: plain strings)
+# told to store no schema (it would name the dictionary types), pyarrow writes no key-value metadata at all: the
+# file's own, the plain Arrow schema included, is added before closing, which older pyarrows cannot (plain strings)
 _CAN_STORE_OWN_SCHEMA = hasattr(pq.ParquetWriter, "add_key_value_metadata")
 
 
@@ -107,8 +108,8 @@ def _encode_chunk(array: Any) -> Any:
     kind = pa.dictionary(pa.int32(), array.type)
     if n == 0:  # (its buffers may be missing)
         return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], array.type)).cast(kind)
-    validity, offsets, data = array.buffers()
-    # a bitmap from the array's first row (it may be a slice starting mid-byte)
+    _, offsets, data = array.buffers()
+    # the validity as a bitmap from the array's first row (the array may be a slice starting mid-byte)
     validity = pc.is_valid(array).buffers()[1] if array.null_count else None
     indices = pa.allocate_buffer(4 * n)  # Arrow's pool keeps freed memory: no page faults row group after row group
     got = _dictionary.encode(offsets, data if data is not None else b"", validity, array.offset, n, indices, LIMIT - 1)

@@ -208,6 +208,14 @@ def test_builder_rejects_buffers_that_do_not_hold_the_rows() -> None:
         _encode([0, 1] * 9, b"ab", validity=b"\x01")  # 17 rows, 8 validity bits
     with pytest.raises(ValueError, match="shorter than the rows"):
         _dictionary.encode(np.array([0, 1, 2], np.int32).tobytes(), b"ab", None, 0, 2, np.empty(1, np.int32), 9)
+    with pytest.raises(ValueError, match="shorter than the rows"):
+        _dictionary.encode(b"\0" * 8, b"a", None, 0, 2**63 - 1, np.empty(1, np.int32), LIMIT)
+    with pytest.raises(ValueError, match="shorter than the rows"):
+        _encode([0, 1], b"a", validity=b"", n=1)
+    with pytest.raises(ValueError, match="aligned"):
+        _dictionary.encode(memoryview(b"\0" * 9)[1:], b"a", None, 0, 1, np.empty(1, np.int32), LIMIT)
+    with pytest.raises(ValueError, match="aligned"):
+        _dictionary.encode(b"\0" * 8, b"a", None, 0, 1, memoryview(bytearray(9))[1:], LIMIT)
     with pytest.raises(ValueError, match=">= 0"):
         _encode([0, 1], b"a", first=-1, n=1)
     with pytest.raises(BufferError):
