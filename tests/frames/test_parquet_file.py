@@ -155,7 +155,9 @@ def test_a_dictionary_too_big_for_the_page_is_not_built() -> None:
     assert encode_text(pa.chunked_array(chunks)) is None
     # the page limit itself: values of 12 bytes take 16 bytes each
     fits = [f"{i:012d}" for i in range(LIMIT // 16 - 1)]
-    assert encode_text(pa.chunked_array([fits])) is not None
+    got = encode_text(pa.chunked_array([fits + fits[::-1]]))  # 65 k values: the table grows 9 times
+    assert got.chunk(0).dictionary.to_pylist() == fits
+    assert got.chunk(0).indices.to_pylist() == list(range(len(fits))) + list(range(len(fits)))[::-1]
     assert encode_text(pa.chunked_array([fits + ["one-more-val", "and-one-more"]])) is None
 
 
