@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,6 +74,18 @@ def test_export_into_the_journal_is_refused(journal: Path, capsys: pytest.Captur
         with pytest.raises(ValueError, match="inside the journal"):
             pychro.to_parquet(journal, S, journal / "x" if kwargs else journal / "x.parquet", **kwargs)
     assert sorted(p.name for p in journal.iterdir()) == before
+
+
+@pytest.mark.parametrize("export", [pychro.to_parquet, pychro.to_ipc, pychro.to_csv])
+def test_an_empty_out_is_refused_before_reading(journal: Path, export: Any, monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    """A breaker's case: out="" read and decoded the whole export, then failed renaming '.partial' to ''."""
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    with pytest.raises(ValueError, match="names no file"):
+        export(journal, S, "")
+    assert list(here.iterdir()) == []
 
 
 def test_schema_fields_not_a_list(journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -270,7 +270,9 @@ def check_compression(fmt: str, compression: Any) -> None:
 
 def check_outside(journal: Any, out: Any) -> None:
     """A ValueError when ``out`` is inside the journal folder being read: readers never write into a journal
-    (a folder there would be listed as a cycle)."""
+    (a folder there would be listed as a cycle); or when ``out`` is empty (it would name the current folder)."""
+    if not os.fspath(out):
+        raise ValueError("out='' names no file: give the path to write, e.g. 'ticks.parquet'")
     root = os.path.realpath(os.fspath(journal))
     target = os.path.realpath(os.fspath(out))
     if os.path.commonpath([root, target]) == root:

@@ -45,13 +45,16 @@ class ParquetFile:
             if self.writer is None:  # every flat text column tried; those that fit need no estimate
                 texts = [f.name for f in self.schema if _CAN_STORE_OWN_SCHEMA and f.type in (pa.string(), pa.binary())]
                 encoded = dict(zip(texts, _encode_all(pool, table, texts), strict=True))
-                self.texts = [c for c in texts if encoded[c] is not None]
-                self._open(dictionary_columns(table, fits=self.texts))
+                fits = [c for c in texts if encoded[c] is not None]
+                self.texts = [c for c in fits if _all_in_first_page(encoded[c])]
+                self._open(dictionary_columns(table, fits=fits))
             else:
                 encoded = dict(zip(self.texts, _encode_all(pool, table, self.texts), strict=True))
         for name in self.texts:
             column = encoded[name]
-            if column is None:  # a later row group's values overflow the page: pyarrow falls back as it would
+            # a later row group's values overflow the page: pyarrow falls back as it would; (not None but
+            # not _all_in_first_page: its pages all have the whole dictionary's index width, not the same bytes)
+            if column is None:
                 column = pa.table({name: pc.dictionary_encode(table.column(name))}).unify_dictionaries()[0]
             i = table.schema.get_field_index(name)
             table = table.set_column(i, self.writer.schema.field(name), column)
@@ -81,6 +84,24 @@ class ParquetFile:
                                        store_schema=not self.texts)
 
 
+# rows surely inside a row group's first data page: pyarrow (26) cuts pages at 20 000 rows (max_rows_per_page),
+# older ones at 1 MiB, and a page of dictionary indices takes at most 4 bytes a row
+FIRST_PAGE_ROWS = 10_000
+
+
+def _all_in_first_page(column: Any) -> bool:
+    """Whether every value of this dictionary column first appears in its first :data:`FIRST_PAGE_ROWS` rows.
+
+    pyarrow writes each data page's indices at the bit width of the dictionary as it stands when the page is
+    flushed; handed a dictionary array, it holds the whole dictionary from the first page on. The pages are the
+    same only when the dictionary is already whole at the first page's end (a helper found files that differed
+    by a byte per page where symbols first appeared later in the day). The values are in first-appearance
+    order, so the distinct values of the first rows are the ones up to the largest index among them."""
+    head = column.slice(0, FIRST_PAGE_ROWS)
+    seen = max((pc.max(c.indices).as_py() or 0 for c in head.chunks if c.null_count < len(c)), default=-1) + 1
+    return seen >= len(column.chunk(0).dictionary) if column.num_chunks else True
+
+
 def _encode_all(pool: ThreadPoolExecutor, table: Any, names: list[str]) -> list[Any]:
     """:func:`encode_text` of each of these columns, their chunks on the pool's threads."""
     jobs = {name: [pool.submit(_encode_chunk, c) for c in table.column(name).chunks] for name in names}
@@ -99,6 +120,8 @@ def encode_text(column: Any) -> Any:
     >>> encode_text(pa.chunked_array([["b", "a"], [None, "b", "c"]])).chunk(1).dictionary.to_pylist()
     ['b', 'a', 'c']
     """
+    if column.type not in (pa.string(), pa.binary()):
+        raise TypeError(f"encode_text takes string or binary columns (int32 offsets), not {column.type}")
     chunks = [_encode_chunk(c) for c in column.chunks]
     return None if any(c is None for c in chunks) else _unified(column.type, chunks)
 

@@ -236,3 +236,28 @@ def test_empty_chunks_and_columns() -> None:
     assert [len(c) for c in got.chunks] == [0, 0, 2] and got.chunk(2).dictionary.to_pylist() == ["x", "a"]
     assert got.cast(pa.string()).to_pylist() == ["x", "a"]
     assert encode_text(pa.chunked_array([], pa.string())).num_chunks == 0
+
+
+@needs_own_schema
+@pytest.mark.parametrize("step", [1, 20, 2_000])
+def test_values_first_seen_after_the_first_page_stay_plain(tmp_path: Path, step: int) -> None:
+    """pyarrow writes a page's indices at the width of the dictionary as it stands at that page: a dictionary
+    still growing after the first page (symbols first seen later in the day) is left to pyarrow (a helper's case:
+    one byte a page differed)."""
+    n = 100_000
+    late = pa.table({"s": pa.array([f"v{i // step:07d}" for i in range(n)]),
+                     "early": pa.array(["a", "b", "c"] * (n // 3) + ["a"])})
+    f = ParquetFile(str(tmp_path / "ours.parquet"), late.schema, "snappy")
+    f.write(late, 1 << 20)
+    f.close()
+    assert f.texts == ["early"]
+    ours = tmp_path / "ours.parquet"
+    assert "s" in _dictionary_columns(ours)  # its dictionary still chosen: pyarrow builds it
+    assert _plain_copy([late], late.schema, _dictionary_columns(ours), tmp_path / "plain.parquet") == ours.read_bytes()
+
+
+@pytest.mark.parametrize("kind", [pa.large_string(), pa.large_binary(), pa.string_view(), pa.int32()])
+def test_encode_text_names_the_types_it_takes(kind: Any) -> None:
+    """A breaker's case: large strings gave "offsets go back or past the data"."""
+    with pytest.raises(TypeError, match="string or binary"):
+        encode_text(pa.chunked_array([pa.array(["a"] if kind != pa.int32() else [1]).cast(kind)]))
