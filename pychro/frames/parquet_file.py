@@ -29,6 +29,7 @@ _ARROW_SCHEMA = b"ARROW:schema"
 # told to store no schema (it would name the dictionary types), pyarrow writes no key-value metadata at all: the
 # file's own, the plain Arrow schema included, is added before closing, which older pyarrows cannot (plain strings)
 _CAN_STORE_OWN_SCHEMA = hasattr(pq.ParquetWriter, "add_key_value_metadata")
+_TEXT_TYPES = (pa.string(), pa.binary())  # what _dictionary.encode reads: int32 offsets
 
 
 class ParquetFile:
@@ -43,7 +44,7 @@ class ParquetFile:
     def write(self, table: Any, row_group_rows: int) -> None:
         with ThreadPoolExecutor(2, thread_name_prefix="pychro-dictionary") as pool:
             if self.writer is None:  # every flat text column tried; those that fit need no estimate
-                texts = [f.name for f in self.schema if _CAN_STORE_OWN_SCHEMA and f.type in (pa.string(), pa.binary())]
+                texts = [f.name for f in self.schema if _CAN_STORE_OWN_SCHEMA and f.type in _TEXT_TYPES]
                 encoded = dict(zip(texts, _encode_all(pool, table, texts), strict=True))
                 fits = [c for c in texts if encoded[c] is not None]
                 self.texts = [c for c in fits if _all_in_first_page(encoded[c])]
@@ -105,11 +106,7 @@ def _all_in_first_page(column: Any) -> bool:
 def _encode_all(pool: ThreadPoolExecutor, table: Any, names: list[str]) -> list[Any]:
     """:func:`encode_text` of each of these columns, their chunks on the pool's threads."""
     jobs = {name: [pool.submit(_encode_chunk, c) for c in table.column(name).chunks] for name in names}
-    out = []
-    for name in names:
-        chunks = [job.result() for job in jobs[name]]
-        out.append(None if any(c is None for c in chunks) else _unified(table.column(name).type, chunks))
-    return out
+    return [_unified(table.column(name).type, [job.result() for job in jobs[name]]) for name in names]
 
 
 def encode_text(column: Any) -> Any:
@@ -120,17 +117,16 @@ def encode_text(column: Any) -> Any:
     >>> encode_text(pa.chunked_array([["b", "a"], [None, "b", "c"]])).chunk(1).dictionary.to_pylist()
     ['b', 'a', 'c']
     """
-    if column.type not in (pa.string(), pa.binary()):
+    if column.type not in _TEXT_TYPES:
         raise TypeError(f"encode_text takes string or binary columns (int32 offsets), not {column.type}")
-    chunks = [_encode_chunk(c) for c in column.chunks]
-    return None if any(c is None for c in chunks) else _unified(column.type, chunks)
+    return _unified(column.type, [_encode_chunk(c) for c in column.chunks])
 
 
 def _encode_chunk(array: Any) -> Any:
     n = len(array)
     kind = pa.dictionary(pa.int32(), array.type)
     if n == 0:  # (its buffers may be missing)
-        return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], array.type)).cast(kind)
+        return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], array.type))
     _, offsets, data = array.buffers()
     # the validity as a bitmap from the array's first row (the array may be a slice starting mid-byte)
     validity = pc.is_valid(array).buffers()[1] if array.null_count else None
@@ -144,8 +140,11 @@ def _encode_chunk(array: Any) -> Any:
 
 
 def _unified(value_type: Any, chunks: list[Any]) -> Any:
-    """The chunks over one dictionary (each chunk's values in first-appearance order, so the union's are too), or
-    None when it is too big for the page (pyarrow would fall back to plain part way: not the same file)."""
+    """The chunks (from :func:`_encode_chunk`) over one dictionary (each chunk's values in first-appearance order,
+    so the union's are too), or None when a chunk's or the union's is too big for the page (pyarrow would fall back
+    to plain part way: not the same file)."""
+    if any(c is None for c in chunks):
+        return None
     kind = pa.dictionary(pa.int32(), value_type)
     column = pa.table({"c": pa.chunked_array(chunks, type=kind)}).unify_dictionaries()[0]
     if not column.num_chunks:
