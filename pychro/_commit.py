@@ -173,14 +173,23 @@ class Committer:
         f.hint = off + L.ENTRY_SIZE
         return f.base + (off >> 3)
 
-    def commit_many(self, cycle: int, entries: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+    def commit_many(
+        self, cycle: int, entries: npt.NDArray[np.uint64], into: npt.NDArray[np.int64] | None = None,
+    ) -> npt.NDArray[np.int64]:
         """Publish entries in order, each into the next free slot (one native call per reserved window).
 
-        Returns their full indices. Other writers may interleave; every entry is committed exactly once.
-        Raises ``OSError`` when disk space for the index runs out; the entries before stay committed.
+        Returns their full indices, in ``into`` when given (a C-contiguous int64 array of the same length; it
+        may be ``entries`` itself, seen as int64: each entry is read before its index is written over it).
+        Other writers may interleave; every entry is committed exactly once. Raises ``OSError`` when disk space
+        for the index runs out; the entries before stay committed.
         """
         entries = np.ascontiguousarray(entries, dtype=np.uint64)
-        out = np.empty(len(entries), dtype=np.int64)
+        if into is None:
+            out = np.empty(len(entries), dtype=np.int64)
+        elif into.dtype != np.int64 or into.shape != entries.shape or not into.flags.c_contiguous:
+            raise ValueError("into must be a C-contiguous int64 array as long as entries")
+        else:
+            out = into
         f = self.index_file(cycle)
         if len(entries):
             # space for all of them first: when the disk is full, a run fails before any of it is committed

@@ -103,6 +103,37 @@ def test_byte_identical_across_data_file_rolls_and_index_files(tmp_path: Path) -
         assert filecmp.cmp(a / name, b / name, shallow=False), name
 
 
+def test_commit_many_into_its_own_entries_across_index_files(tmp_path: Path) -> None:
+    """The bulk path commits a run's entries in place (into= the same memory): each entry is read before its
+    index is written over it, also where the batch continues in the next index file."""
+    from pychro._commit import Committer
+    from pychro.journal import Journal
+
+    cfg = pychro.VanillaConfig(index_block_size=256, data_block_size=4096, message_capacity=512)
+    cycle = cfg.cycle_of(DAY)
+    entries = np.arange(1, 200, dtype=np.uint64) * np.uint64(8) + np.uint64(4)
+    got = []
+    for name, in_place in (("copy", False), ("in-place", True)):
+        committer = Committer(Journal(tmp_path / name, cfg, must_exist=False))
+        try:
+            mine = entries.copy()
+            result = committer.commit_many(cycle, mine, into=mine.view(np.int64) if in_place else None)
+            if in_place:
+                assert result is not None and np.shares_memory(result, mine)
+            got.append(np.array(result))
+        finally:
+            committer.close()
+    assert got[0].tolist() == got[1].tolist() == [(cycle << 40) + k for k in range(len(entries))]
+    a, b = (sorted((tmp_path / n).rglob("index-*")) for n in ("copy", "in-place"))
+    assert len(a) == len(b) > 3 and all(filecmp.cmp(x, y, shallow=False) for x, y in zip(a, b))
+    committer = Committer(Journal(tmp_path / "wrong", cfg, must_exist=False))
+    try:
+        with pytest.raises(ValueError, match="into"):
+            committer.commit_many(cycle, entries, into=np.empty(3, np.int64))
+    finally:
+        committer.close()
+
+
 def test_round_trip_through_read_frame_and_row_reader(tmp_path: Path) -> None:
     table = mixed_table(500)
     write_frame(table, tmp_path, MIXED, date=DAY)

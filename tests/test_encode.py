@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pychro
@@ -218,11 +219,86 @@ def test_the_c_checks_its_arguments() -> None:
     with pytest.raises(TypeError, match="step 0"):
         C.lengths(((0, 1),), 1, 0, 1, np.zeros(1, np.int64), np.zeros(1, np.int64))
     with pytest.raises(TypeError, match="contiguous"):
-        C.place((ok._replace(values=np.zeros(8, np.int64)[::2]),), 4, np.arange(4), lengths, np.zeros(64, np.uint8))
+        C.place((ok._replace(values=np.zeros(8, np.int64)[::2]),), 4, np.arange(4), lengths, np.zeros(64, np.uint8),
+                None, 0)
     with pytest.raises(ValueError, match="outside"):
         C.lengths((ok,), 4, 2, 5, np.zeros(4, np.int64), np.zeros(1, np.int64))
     with pytest.raises(TypeError):
-        C.place((ok,), 4, np.arange(4), lengths, b"read-only" * 10)  # the staging buffer must be writable
+        C.place((ok,), 4, np.arange(4), lengths, b"read-only" * 10, None, 0)  # the staging buffer must be writable
+
+
+def test_place_takes_a_range_and_writes_each_entry() -> None:
+    """rows as a range lays out the same bytes as the array; entries[i] = entry_base + offset of header i."""
+    rng = np.random.default_rng(5)
+    n = 50
+    texts = text_program(["".join("ab\u00e9\U0001f600"[j] for j in rng.integers(0, 4, k))
+                          for k in rng.integers(0, 30, n)])
+    program = Program([Step(C.K_FIXED, 8, np.arange(n, dtype=np.int64)), *texts.steps], n, ["v", "s"],
+                      [None, texts.columns[0]])
+    lengths = program.lengths()
+    size = int(((lengths + 7) & ~3)[10:40].sum())
+    by_array, by_range = np.zeros(size + 64, np.uint8), np.zeros(size + 64, np.uint8)
+    entries = np.zeros(30, np.uint64)
+    assert program.place(np.arange(10, 40), lengths, by_array) == size
+    assert program.place(range(10, 40), lengths, by_range, entries, 1000) == size
+    assert bytes(by_array) == bytes(by_range)
+    starts = np.concatenate([[0], np.cumsum((lengths[10:39] + 7) & ~3)])
+    assert entries.tolist() == (starts + 1000).tolist()
+    with pytest.raises(ValueError, match="step 1"):
+        program.place(range(10, 40, 2), lengths, by_range)
+    with pytest.raises(ValueError, match="not a row"):
+        program.place(range(n - 1, n + 1), lengths, by_range)
+    with pytest.raises(ValueError, match="not a row"):
+        program.place(range(-1, 2), lengths, by_range)
+    with pytest.raises(ValueError, match="entries"):
+        program.place(range(10, 40), lengths, by_range, np.zeros(29, np.uint64))
+    with pytest.raises(ValueError, match="entries"):
+        program.place(range(10, 40), lengths, by_range, np.zeros(31 * 8, np.uint8)[1:-7].view(np.uint8))
+    with pytest.raises(BufferError, match="not writable"):
+        program.place(range(10, 40), lengths, by_range, bytes(30 * 8))
+    with pytest.raises(ValueError, match="aligned"):
+        C.place(program.steps, n, np.zeros(8 * 4 + 1, np.uint8)[1:], lengths, by_range, None, 0)
+
+
+def _fit_reference(rows: Any, lengths: Any, pos: int, roll_at: int, limit: int) -> tuple[int, int]:
+    """The run rule as whole-array numpy (what bulk.py computed before the C did)."""
+    rec = (lengths[np.asarray(rows, dtype=np.int64)] + 7) & ~3
+    ends = pos + np.cumsum(rec)
+    starts = ends - rec
+    fit = int(np.searchsorted(starts, roll_at, side="right"))
+    if fit == 0:
+        return 0, 0
+    fit = min(fit, max(1, int(np.searchsorted(ends, limit, side="right"))))
+    return fit, int(ends[fit - 1]) - pos
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 300), min_size=1, max_size=40), st.integers(0, 2000), st.integers(0, 3000),
+       st.integers(0, 5000), st.booleans())
+def test_fit_is_the_run_rule(sizes: list[int], pos: int, roll_at: int, span: int, as_range: bool) -> None:
+    lengths = np.array(sizes, dtype=np.int64)
+    rows: Any = range(len(sizes)) if as_range else np.arange(len(sizes))[::-1].copy()
+    assert C.fit(rows, lengths, pos, roll_at, pos + span) == _fit_reference(rows, lengths, pos, roll_at, pos + span)
+
+
+def test_fit_checks_its_arguments() -> None:
+    lengths = np.full(4, 8, dtype=np.int64)
+    assert C.fit(range(0), lengths, 0, 100, 100) == (0, 0)
+    assert C.fit(range(4), lengths, 0, 100, 0) == (1, 12)  # at least one message, whatever the limit
+    assert C.fit(range(4), lengths, 101, 100, 1000) == (0, 0)  # past roll_at: the file must roll first
+    for rows in (range(3, 5), np.array([0, -1]), range(-1, 1)):
+        with pytest.raises(ValueError, match="not a row"):
+            C.fit(rows, lengths, 0, 1000, 1000)
+    with pytest.raises(ValueError, match="not a row"):
+        C.fit(range(2), np.array([8, 1 << 31], dtype=np.int64), 0, 1000, 1000)
+    with pytest.raises(ValueError, match="positions"):
+        C.fit(range(2), lengths, -1, 1000, 1000)
+    with pytest.raises(ValueError, match="step 1"):
+        C.fit(range(0, 4, 2), lengths, 0, 1000, 1000)
+    with pytest.raises(ValueError, match="aligned"):
+        C.fit(np.zeros(17, np.uint8)[1:], lengths, 0, 1000, 1000)
+    with pytest.raises(OverflowError):
+        C.fit(range(1 << 64), lengths, 0, 1000, 1000)
 
 
 def test_write_frame_reads_sliced_arrow_columns_in_place(tmp_path: Path) -> None:

@@ -9,10 +9,16 @@
  *       body bytes of rows lo..hi-1 into out[0 .. hi-lo), checking every value the C must check (text to
  *       transcode, chars, writeUTF lengths). The first bad row is returned (-1 when none), so that Python raises
  *       the error with the column and row before anything is written. found[step] += rows holding non-BMP text.
- *   place(program, n, rows, lengths, buf) -> bytes
+ *   place(program, n, rows, lengths, buf, entries, entry_base) -> bytes
  *       the messages of rows[0..m) back to back from buf[0], as the row writer leaves them in a data file:
  *       ~length header, fields, zero padding to the next 4-byte boundary. Returns the bytes laid out. Each
- *       body must be exactly lengths[row] bytes (the lengths() of the same program).
+ *       body must be exactly lengths[row] bytes (the lengths() of the same program). rows: an int64 array or
+ *       a range (step 1: no array to build and read). entries (uint64, m of them, or None): each message's index
+ *       entry, entry_base + its header's offset in buf, for the committer.
+ *   fit(rows, lengths, pos, roll_at, limit) -> (count, size)
+ *       how many of rows (as in place) go in one run from file offset pos: those whose header starts at or
+ *       before roll_at and that end at or before limit (at least one, when the first starts at or before
+ *       roll_at; none means the data file must roll first), and the bytes they take.
  *
  * Both release the GIL. Every read is checked against its buffer (n rows, offsets inside the data), every store
  * against buf; the only allocations are the step (and op) arrays, freed before returning. Errors raised: ValueError or
@@ -535,6 +541,50 @@ done:
     return result;
 }
 
+/* -- rows: an int64 array, or a range (first, first + 1, ...) ---------------------------------------------- */
+typedef struct {
+    Py_buffer view;      /* the array (view.obj NULL for a range) */
+    const int64_t *list; /* its values, or NULL */
+    Py_ssize_t first, count;
+} Rows;
+
+static int read_rows(PyObject *obj, Rows *r) {
+    memset(r, 0, sizeof *r);
+    if (PyRange_Check(obj)) {
+        Py_ssize_t v[3];
+        const char *names[3] = {"start", "stop", "step"};
+        for (int k = 0; k < 3; k++) {
+            PyObject *x = PyObject_GetAttrString(obj, names[k]);
+            if (!x) return -1;
+            v[k] = PyLong_AsSsize_t(x);
+            Py_DECREF(x);
+            if (v[k] == -1 && PyErr_Occurred()) return -1;
+        }
+        if (v[2] != 1) {
+            PyErr_SetString(PyExc_ValueError, "rows: a range must have step 1");
+            return -1;
+        }
+        r->first = v[0];
+        r->count = v[1] > v[0] ? v[1] - v[0] : 0;
+        return 0;
+    }
+    if (PyObject_GetBuffer(obj, &r->view, PyBUF_SIMPLE) < 0) return -1;
+    if (r->view.len % 8 || (uintptr_t)r->view.buf % 8) {
+        PyBuffer_Release(&r->view);
+        PyErr_SetString(PyExc_ValueError, "rows must be an aligned int64 array or a range");
+        return -1;
+    }
+    r->list = (const int64_t *)r->view.buf;
+    r->count = r->view.len / 8;
+    return 0;
+}
+
+static inline int64_t row_at(const Rows *r, Py_ssize_t i) { return r->list ? r->list[i] : (int64_t)(r->first + i); }
+
+static void release_rows(Rows *r) {
+    if (r->view.obj) PyBuffer_Release(&r->view);
+}
+
 /* -- place: the messages of some rows, back to back ---------------------------------------------------- */
 /* Row by row, field by field, in file order. Short values are stored as whole 8-byte words ("wild" stores, as
  * snappy and LZ4 copy): the bytes a word writes past its field belong to the next field, the padding, or the
@@ -691,27 +741,38 @@ static inline uint8_t *put_field(const Step *restrict s, Py_ssize_t r, uint8_t *
 }
 
 static PyObject *place(PyObject *self, PyObject *args) {
-    PyObject *program;
+    PyObject *program, *rows_obj, *entries_obj;
     Py_ssize_t n;
-    Py_buffer rows, lens, buf;
-    if (!PyArg_ParseTuple(args, "Ony*y*w*", &program, &n, &rows, &lens, &buf)) return NULL;
-    Program p;
+    unsigned long long entry_base;
+    Py_buffer lens, buf, ent = {0};
+    Rows rows = {0};
+    if (!PyArg_ParseTuple(args, "OnOy*w*OK", &program, &n, &rows_obj, &lens, &buf, &entries_obj, &entry_base))
+        return NULL;
+    Program p = {0};
     PyObject *result = NULL;
     Op *ops = NULL;
-    if (read_program(program, n, &p)) goto done;
-    if (lens.len / 8 < n) {
-        PyErr_SetString(PyExc_ValueError, "lengths needs one int64 per row");
+    if (read_rows(rows_obj, &rows) || read_program(program, n, &p)) goto done;
+    if (lens.len / 8 < n || (uintptr_t)lens.buf % 8) {
+        PyErr_SetString(PyExc_ValueError, "lengths needs one aligned int64 per row");
         goto done;
+    }
+    if (entries_obj != Py_None) {
+        if (PyObject_GetBuffer(entries_obj, &ent, PyBUF_WRITABLE) < 0) goto done;
+        if (ent.len != rows.count * 8 || (uintptr_t)ent.buf % 8) {
+            PyErr_SetString(PyExc_ValueError, "entries must be an aligned uint64 array, one per row");
+            goto done;
+        }
     }
     Py_ssize_t n_ops = compile_ops(&p, &ops);
     if (n_ops < 0) goto done;
-    Py_ssize_t m = rows.len / 8, pos = 0, failed = -1;
+    Py_ssize_t m = rows.count, pos = 0, failed = -1;
     const char *why = NULL;
     Py_BEGIN_ALLOW_THREADS
-    const int64_t *row = (const int64_t *)rows.buf, *len = (const int64_t *)lens.buf;
+    const int64_t *len = (const int64_t *)lens.buf;
+    uint64_t *entry = (uint64_t *)ent.buf;
     uint8_t *base = (uint8_t *)buf.buf, *end = base + buf.len;
     for (Py_ssize_t i = 0; i < m; i++) {
-        int64_t r = row[i], body = r >= 0 && r < n ? len[r] : -1;
+        int64_t r = row_at(&rows, i), body = r >= 0 && r < n ? len[r] : -1;
         if (body < 0 || body > INT32_MAX) {
             why = "is not a row of the program, or has no valid length";
             failed = i;
@@ -726,6 +787,7 @@ static PyObject *place(PyObject *self, PyObject *args) {
         uint32_t h = ~(uint32_t)body; /* ~length, little-endian, as the row writer's finish() leaves it */
         uint8_t header[4] = {(uint8_t)h, (uint8_t)(h >> 8), (uint8_t)(h >> 16), (uint8_t)(h >> 24)};
         memcpy(base + pos, header, 4);
+        if (entry) entry[i] = (uint64_t)entry_base + (uint64_t)pos;
         uint8_t *d = base + pos + HEADER_SIZE, *stop = d + body;
         for (Py_ssize_t k = 0; k < n_ops && d; k++) {
             const Op *op = &ops[k];
@@ -756,15 +818,54 @@ static PyObject *place(PyObject *self, PyObject *args) {
 done:
     PyMem_Free(ops);
     release_program(&p);
-    PyBuffer_Release(&rows);
+    release_rows(&rows);
+    if (ent.obj) PyBuffer_Release(&ent);
     PyBuffer_Release(&lens);
     PyBuffer_Release(&buf);
     return result;
 }
 
+static PyObject *fit(PyObject *self, PyObject *args) {
+    PyObject *rows_obj;
+    Py_buffer lens;
+    Py_ssize_t pos, roll_at, limit;
+    Rows rows;
+    if (!PyArg_ParseTuple(args, "Oy*nnn", &rows_obj, &lens, &pos, &roll_at, &limit)) return NULL;
+    PyObject *result = NULL;
+    if (read_rows(rows_obj, &rows)) goto done;
+    if ((uintptr_t)lens.buf % 8 || pos < 0 || roll_at < 0 || limit < 0 || pos > PY_SSIZE_T_MAX / 2 ||
+        roll_at > PY_SSIZE_T_MAX / 2 || limit > PY_SSIZE_T_MAX / 2) {
+        PyErr_SetString(PyExc_ValueError, "fit: lengths must be aligned int64; positions >= 0");
+        goto done;
+    }
+    Py_ssize_t n = lens.len / 8, count = 0, at = pos, bad = -1;
+    const int64_t *len = (const int64_t *)lens.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (; count < rows.count; count++) {
+        int64_t r = row_at(&rows, count), body = r >= 0 && r < n ? len[r] : -1;
+        if (body < 0 || body > INT32_MAX) {
+            bad = count;
+            break;
+        }
+        Py_ssize_t next = at + ((HEADER_SIZE + (Py_ssize_t)body + 3) & ~(Py_ssize_t)3);
+        if (at > roll_at || (count && next > limit)) break;
+        at = next;
+    }
+    Py_END_ALLOW_THREADS
+    if (bad >= 0)
+        PyErr_Format(PyExc_ValueError, "rows[%zd] is not a row of lengths, or has no valid length", bad);
+    else
+        result = Py_BuildValue("nn", count, at - pos);
+done:
+    release_rows(&rows);
+    PyBuffer_Release(&lens);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"lengths", lengths, METH_VARARGS, "lengths(program, n, lo, hi, out, found) -> (row, step, status)"},
-    {"place", place, METH_VARARGS, "place(program, n, rows, lengths, buf) -> bytes laid out"},
+    {"place", place, METH_VARARGS, "place(program, n, rows, lengths, buf, entries, entry_base) -> bytes laid out"},
+    {"fit", fit, METH_VARARGS, "fit(rows, lengths, pos, roll_at, limit) -> (count, size) of one run"},
     {NULL, NULL, 0, NULL},
 };
 

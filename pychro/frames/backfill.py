@@ -327,7 +327,7 @@ def write_frames(
     for prep, n in zip(preps, counts):
         sizes = (prep.lengths + 4 + 3) & ~3  # header and padding: the layout place() writes
         buf = np.zeros(int(sizes.sum()) + 64, np.uint8)
-        used = prep.program.place(np.arange(n, dtype=np.int64), prep.lengths, buf)
+        used = prep.program.place(range(n), prep.lengths, buf)
         bodies.append(buf[:used])
         starts.append(base + np.cumsum(sizes) - sizes + 4)
         base += used

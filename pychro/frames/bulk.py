@@ -27,6 +27,7 @@ from .. import _layout as L
 from .. import _mapping
 from .._commit import Committer
 from ..journal import Journal
+from . import _encode as C
 from ._workers import submit
 from .encode import Program
 
@@ -46,14 +47,16 @@ def workers_for(threads: int | None, n: int) -> int:
 
 
 class _Run(NamedTuple):
-    """Consecutive messages in one data file: header positions ``hdr`` (absolute), rows ``rows``."""
+    """Consecutive messages in one data file: rows ``rows``; their index entries, filled in by the layout, go to
+    ``entries`` (a view of the caller's ``out`` when the rows are a range: committed there in place)."""
 
     fd: int
     file_no: int
     pos: int  # file offset of the first header
     size: int  # bytes from the first header to the end of the last record
-    hdr: npt.NDArray[np.int64]
-    rows: npt.NDArray[np.int64]
+    rows: range | npt.NDArray[np.int64]
+    entries: npt.NDArray[np.uint64]
+    entry_base: int  # the entry of a message whose header is at file offset 0, plus pos
 
 
 class _DataFile:
@@ -106,7 +109,6 @@ class BulkAppender:
     ) -> None:
         """Write and commit ``rows`` (ascending) of the program in ``cycle``, in order; each row's full index
         goes to ``out[row]``. ``lengths`` are the rows' body sizes (indexed by row), from ``program.lengths()``."""
-        codec = self.journal.codec
         workers = self.workers
         spaces: queue.SimpleQueue[_Staging] = queue.SimpleQueue()  # one per run in flight
         for _ in range(workers + 1):
@@ -116,7 +118,7 @@ class BulkAppender:
             staging = spaces.get()
             try:
                 buf = staging.at_least(run.size)[: run.size]
-                size = program.place(run.rows, lengths, buf)
+                size = program.place(run.rows, lengths, buf, run.entries, run.entry_base)
                 if size != run.size:  # each body is exactly its measured length; never write a short run
                     raise RuntimeError(f"laid out {size} bytes where {run.size} were measured")
                 try:
@@ -129,17 +131,17 @@ class BulkAppender:
                 spaces.put(staging)
 
         def commit(run: _Run) -> None:
-            entries = run.hdr.view(np.uint64) + np.uint64(codec.pack(self.tid, run.file_no, L.HEADER_SIZE))
-            lo, hi = int(run.rows[0]), int(run.rows[-1]) + 1
-            where = slice(lo, hi) if hi - lo == len(run.rows) else run.rows
-            out[where] = self._committer.commit_many(cycle, entries)
+            if isinstance(run.rows, range):  # the entries are out[rows] already: full indices replace them
+                self._committer.commit_many(cycle, run.entries, into=run.entries.view(np.int64))
+            else:
+                out[run.rows] = self._committer.commit_many(cycle, run.entries)
             if bar is not None:
                 bar.update(len(run.rows))
 
         pool = ThreadPoolExecutor(workers, thread_name_prefix="pychro-bulk") if workers > 1 else None
         pending: deque[tuple[_Run, Future[None]]] = deque()
         try:
-            for run in self._runs(cycle, rows, lengths):
+            for run in self._runs(cycle, rows, lengths, out):
                 try:
                     # Disk space for this run, in row order, before any of its bytes are written: its index
                     # slots, and (runs written side by side race for the last free blocks) its data range.
@@ -181,31 +183,35 @@ class BulkAppender:
             raise OSError(exc.errno, f"cannot reserve {run.size} bytes at offset {run.pos} ({exc.strerror})",
                           path) from None
 
-    def _runs(self, cycle: int, rows: range | npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> Iterator[_Run]:
+    def _runs(
+        self, cycle: int, rows: range | npt.NDArray[np.int64], lengths: npt.NDArray[np.int64],
+        out: npt.NDArray[np.int64],
+    ) -> Iterator[_Run]:
         """Where each chunk of rows goes: the current data file while a message may start there (header
-        position <= block - capacity - 4, the row writer's rule), else a newly claimed one."""
+        position <= block - capacity - 4, the row writer's rule), else a newly claimed one. Measured by the C
+        (``fit``): no per-run arrays of positions."""
         cfg = self.journal.config
+        codec = self.journal.codec
         roll_at = cfg.data_block_size - cfg.message_capacity - L.HEADER_SIZE
         f = self._files.get(cycle)
         if f is None:
             f = self._files[cycle] = self._claim(cycle, None)
         for c0 in range(0, len(rows), RUN_ROWS):
             chunk = rows[c0 : c0 + RUN_ROWS]
-            if isinstance(chunk, range):
-                chunk = np.arange(chunk.start, chunk.stop)
-            lo, hi = int(chunk[0]), int(chunk[-1]) + 1
-            rec = (lengths[lo:hi] if hi - lo == len(chunk) else lengths[chunk]) + (L.HEADER_SIZE + 3) & ~3
             done = 0
             while done < len(chunk):
-                ends = f.pos + np.cumsum(rec[done:])
-                starts = ends - rec[done:]
-                fit = int(np.searchsorted(starts, roll_at, side="right"))
+                part = chunk[done:]
+                fit, size = C.fit(part, lengths, f.pos, roll_at, f.pos + RUN_BYTES)
                 if fit == 0:
                     f = self._files[cycle] = self._claim(cycle, f.file_no)
                     continue
-                fit = min(fit, max(1, int(np.searchsorted(ends, f.pos + RUN_BYTES, side="right"))))
-                size = int(ends[fit - 1]) - f.pos
-                yield _Run(f.fd, f.file_no, f.pos, size, starts[:fit], chunk[done : done + fit])
+                part = part[:fit]
+                if isinstance(part, range):
+                    entries = out[part.start : part.stop].view(np.uint64)
+                else:
+                    entries = np.empty(fit, dtype=np.uint64)
+                base = codec.pack(self.tid, f.file_no, L.HEADER_SIZE) + f.pos
+                yield _Run(f.fd, f.file_no, f.pos, size, part, entries, base)
                 f.pos += size
                 done += fit
 

@@ -94,13 +94,19 @@ class Program:
         self.supplementary_rows = int(rows.sum())
         return out
 
-    def place(self, rows: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64], buf: npt.NDArray[np.uint8]) -> int:
+    def place(
+        self, rows: range | npt.NDArray[np.int64], lengths: npt.NDArray[np.int64], buf: npt.NDArray[np.uint8],
+        entries: npt.NDArray[np.uint64] | None = None, entry_base: int = 0,
+    ) -> int:
         """Lays out the messages of ``rows`` back to back from ``buf[0]``; returns the bytes used.
 
-        ``lengths`` are the body sizes :meth:`lengths` returned (indexed by row)."""
-        rows = np.ascontiguousarray(rows, dtype=np.int64)  # the C reads int64 (no copy when they are)
+        ``lengths`` are the body sizes :meth:`lengths` returned (indexed by row). ``rows`` may be a ``range``
+        (step 1). ``entries``, when given (one uint64 per row), receives each message's index entry:
+        ``entry_base`` plus the offset of its header in ``buf``."""
+        if not isinstance(rows, range):
+            rows = np.ascontiguousarray(rows, dtype=np.int64)  # the C reads int64 (no copy when they are)
         lengths = np.ascontiguousarray(lengths, dtype=np.int64)
-        return C.place(self.steps, self.n, rows, lengths, buf)
+        return C.place(self.steps, self.n, rows, lengths, buf, entries, entry_base)
 
     def _error(self, row: int, step: int, status: int) -> RowError:
         name = self.names[step]
