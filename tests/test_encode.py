@@ -260,6 +260,57 @@ def test_place_takes_a_range_and_writes_each_entry() -> None:
         C.place(program.steps, n, np.zeros(8 * 4 + 1, np.uint8)[1:], lengths, by_range, None, 0)
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from([1, 2, 4, 8]), min_size=0, max_size=14), st.integers(0, 14),
+       st.integers(1, 150), st.data())
+def test_wide_fixed_groups_lay_out_each_row_as_the_row_writer(sizes: list[int], split: int, n: int, data: Any) -> None:
+    """Groups of fixed-width columns (six or more go through the C's tiles of 64 rows), split by a text field,
+    for a range of rows and for rows in any order: header, every value's bytes in field order, padding."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    cols = [rng.integers(0, 256, n * size, dtype=np.uint8) for size in sizes]
+    words = ["".join(chr(97 + int(c)) for c in rng.integers(0, 26, int(k))) for k in rng.integers(0, 20, n)]
+    text = text_program(words)
+    split = min(split, len(sizes))
+    steps = [Step(C.K_FIXED, size, col) for size, col in zip(sizes, cols)]
+    steps.insert(split, text.steps[0])
+    program = Program(steps, n, [f"c{k}" for k in range(len(steps))], [None] * len(steps))
+    lengths = program.lengths()
+
+    def body(r: int) -> bytes:
+        fixed = [bytes(col[r * size : (r + 1) * size]) for size, col in zip(sizes, cols)]
+        word = F.encode_stop_bit(len(words[r])) + words[r].encode()
+        return b"".join(fixed[:split]) + word + b"".join(fixed[split:])
+
+    in_order = data.draw(st.booleans())
+    rows: Any = range(n) if in_order else np.array(data.draw(st.lists(st.integers(0, n - 1), min_size=1,
+                                                                       max_size=200)), dtype=np.int64)
+    expected = b""
+    for r in rows:
+        b = body(int(r))
+        assert len(b) == lengths[r]
+        expected += struct.pack("<i", ~len(b)) + b + b"\0" * (-(len(b) + 4) % 4)
+    buf = np.full(len(expected) + 32, 0xAA, dtype=np.uint8)
+    assert program.place(rows, lengths, buf[: len(expected)]) == len(expected)
+    assert bytes(buf[: len(expected)]) == expected and (buf[len(expected) :] == 0xAA).all()
+
+
+def test_a_group_wider_than_a_tile_and_a_bad_row_inside_one() -> None:
+    """A group of 2100 int64 columns (more than a tile's 16 KiB in one row); an unknown row in the middle of a
+    tile is the error, named by its position."""
+    n, width = 3, 2100
+    cols = [np.arange(n, dtype=np.int64) + 10 * k for k in range(width)]
+    program = Program([Step(C.K_FIXED, 8, c) for c in cols], n, ["c"] * width, [None] * width)
+    lengths = program.lengths()
+    size = 3 * (4 + 8 * width)
+    buf = np.zeros(size, np.uint8)
+    assert program.place(range(3), lengths, buf) == size
+    got = buf.reshape(3, -1)[:, 4:].copy().view(np.int64)
+    assert (got == np.stack(cols, axis=1)).all()
+    wide = Program([Step(C.K_FIXED, 8, np.arange(100, dtype=np.int64)) for _ in range(8)], 100, ["c"] * 8, [None] * 8)
+    with pytest.raises(ValueError, match=r"rows\[70\] is not a row"):
+        wide.place(np.r_[np.arange(70), 100, np.arange(5)], wide.lengths(), np.zeros(1 << 16, np.uint8))
+
+
 def _fit_reference(rows: Any, lengths: Any, pos: int, roll_at: int, limit: int) -> tuple[int, int]:
     """The run rule as whole-array numpy (what bulk.py computed before the C did)."""
     rec = (lengths[np.asarray(rows, dtype=np.int64)] + 7) & ~3

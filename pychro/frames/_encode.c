@@ -597,7 +597,14 @@ typedef struct {
     Py_ssize_t count;     /* steps in the group (0: a single step, not a group) */
     Py_ssize_t bytes;     /* a group's width */
     Py_ssize_t safe_rows; /* rows below this have 8 readable bytes at their value in every step of the group */
+    uint8_t *tile;        /* a wide group: its values of the current tile of rows, row after row (see place) */
 } Op;
+
+/* A group of at least WIDE_STEPS columns is copied through a tile: TILE_BYTES of its values, filled column after
+ * column, then copied row after row. Why: large columns are often page-aligned (glibc maps each big array at the
+ * same offset in a page), so reading one value of each of 20 columns per row hits the same few L1 sets: a 10 M-row
+ * table of 20 float64 columns laid out at 54 ns a row, the same columns at spread offsets at 32. */
+enum { WIDE_STEPS = 6, TILE_BYTES = 16384, TILE_MAX_ROWS = 64 };
 
 static inline int plain_fixed(const Step *s) { return s->kind == K_FIXED && !s->validity.obj && s->size <= 8; }
 
@@ -629,6 +636,37 @@ static Py_ssize_t compile_ops(const Program *p, Op **out) {
     return count;
 }
 
+/* Fill the tiles of the wide groups with the values of rows[i0 .. i0+count) (rows not of the program: zeros; place
+ * fails on them before using the tile). */
+static void fill_tiles(Op *ops, Py_ssize_t n_ops, const Rows *rows, Py_ssize_t i0, Py_ssize_t count, Py_ssize_t n) {
+    for (Py_ssize_t k = 0; k < n_ops; k++) {
+        const Op *op = &ops[k];
+        if (!op->tile) continue;
+        Py_ssize_t at = 0;
+        for (Py_ssize_t j = 0; j < op->count; j++) {
+            const Step *s = &op->step[j];
+            const uint8_t *v = (const uint8_t *)s->values.buf;
+            Py_ssize_t size = s->size, bytes = op->bytes;
+            uint8_t *t = op->tile + at;
+            for (Py_ssize_t q = 0; q < count; q++, t += bytes) {
+                int64_t r = row_at(rows, i0 + q);
+                if (r < 0 || r >= n) {
+                    memset(t, 0, (size_t)size);
+                    continue;
+                }
+                switch (size) { /* constant sizes: one load and one store each */
+                case 8: memcpy(t, v + r * 8, 8); break;
+                case 4: memcpy(t, v + r * 4, 4); break;
+                case 2: memcpy(t, v + r * 2, 2); break;
+                case 1: *t = v[r]; break;
+                default: memcpy(t, v + r * size, (size_t)size);
+                }
+            }
+            at += size;
+        }
+    }
+}
+
 /* A group of plain fixed-width fields of row r at d (bytes checked against stop by the caller). */
 static inline uint8_t *put_group(const Op *restrict op, Py_ssize_t r, uint8_t *restrict d, const uint8_t *end) {
     const Step *s = op->step;
@@ -644,6 +682,16 @@ static inline uint8_t *put_group(const Op *restrict op, Py_ssize_t r, uint8_t *r
         d += s[k].size;
     }
     return d;
+}
+
+/* A wide group's bytes of one row from its tile (8 readable bytes past every row of a tile) to d. */
+static inline uint8_t *copy_row(const uint8_t *src, Py_ssize_t bytes, uint8_t *restrict d, const uint8_t *end) {
+    if (end - d >= bytes + 8) {
+        for (Py_ssize_t b = 0; b < bytes; b += 8) store8(d + b, load8(src + b)); /* wild, as put_group */
+    } else {
+        memcpy(d, src, (size_t)bytes);
+    }
+    return d + bytes;
 }
 
 /* One field of row r at d; the body ends at stop, the buffer at end. Returns the cursor after the field, or
@@ -751,6 +799,7 @@ static PyObject *place(PyObject *self, PyObject *args) {
     Program p = {0};
     PyObject *result = NULL;
     Op *ops = NULL;
+    uint8_t *tiles = NULL;
     if (read_rows(rows_obj, &rows) || read_program(program, n, &p)) goto done;
     if (lens.len / 8 < n || (uintptr_t)lens.buf % 8) {
         PyErr_SetString(PyExc_ValueError, "lengths needs one aligned int64 per row");
@@ -765,13 +814,31 @@ static PyObject *place(PyObject *self, PyObject *args) {
     }
     Py_ssize_t n_ops = compile_ops(&p, &ops);
     if (n_ops < 0) goto done;
-    Py_ssize_t m = rows.count, pos = 0, failed = -1;
+    Py_ssize_t wide_bytes = 0, tile_rows = 0;
+    for (Py_ssize_t k = 0; k < n_ops; k++)
+        if (ops[k].count >= WIDE_STEPS) wide_bytes += ops[k].bytes;
+    if (wide_bytes) {
+        tile_rows = TILE_BYTES / wide_bytes;
+        tile_rows = tile_rows < 1 ? 1 : tile_rows > TILE_MAX_ROWS ? TILE_MAX_ROWS : tile_rows;
+        if (!(tiles = PyMem_Malloc((size_t)(tile_rows * wide_bytes + 8)))) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t k = 0, at = 0; k < n_ops; k++)
+            if (ops[k].count >= WIDE_STEPS) {
+                ops[k].tile = tiles + at;
+                at += tile_rows * ops[k].bytes;
+            }
+    }
+    Py_ssize_t m = rows.count, pos = 0, failed = -1, i0 = 0;
     const char *why = NULL;
     Py_BEGIN_ALLOW_THREADS
     const int64_t *len = (const int64_t *)lens.buf;
     uint64_t *entry = (uint64_t *)ent.buf;
     uint8_t *base = (uint8_t *)buf.buf, *end = base + buf.len;
     for (Py_ssize_t i = 0; i < m; i++) {
+        if (tile_rows && i - i0 >= tile_rows) i0 = i;
+        if (tile_rows && i == i0) fill_tiles(ops, n_ops, &rows, i0, m - i0 < tile_rows ? m - i0 : tile_rows, n);
         int64_t r = row_at(&rows, i), body = r >= 0 && r < n ? len[r] : -1;
         if (body < 0 || body > INT32_MAX) {
             why = "is not a row of the program, or has no valid length";
@@ -793,8 +860,12 @@ static PyObject *place(PyObject *self, PyObject *args) {
             const Op *op = &ops[k];
             if (!op->count)
                 d = put_field(op->step, (Py_ssize_t)r, d, stop, end);
+            else if (stop - d < op->bytes)
+                d = NULL;
+            else if (op->tile)
+                d = copy_row(op->tile + (i - i0) * op->bytes, op->bytes, d, end);
             else
-                d = stop - d < op->bytes ? NULL : put_group(op, (Py_ssize_t)r, d, end);
+                d = put_group(op, (Py_ssize_t)r, d, end);
         }
         if (d != stop) {
             why = d ? "is shorter than its length" : "is longer than its length, or not what lengths() accepted";
@@ -816,6 +887,7 @@ static PyObject *place(PyObject *self, PyObject *args) {
     }
     result = PyLong_FromSsize_t(pos);
 done:
+    PyMem_Free(tiles);
     PyMem_Free(ops);
     release_program(&p);
     release_rows(&rows);
