@@ -107,7 +107,8 @@ def _every_type(n: int, seed: int) -> pa.Table:
 
 
 @needs_own_schema
-def test_every_type_row_groups_chunks_and_slices(tmp_path: Path, encoded: list[int]) -> None:
+@pytest.mark.parametrize("prepared", [False, True], ids=["plain", "prepared"])
+def test_every_type_row_groups_chunks_and_slices(tmp_path: Path, encoded: list[int], prepared: bool) -> None:
     whole = _every_type(60_000, 1)
     meta = {**whole.schema.metadata, b"pychro.source": b'{"test": 1}'}
     schema = whole.schema.with_metadata(meta)
@@ -117,8 +118,10 @@ def test_every_type_row_groups_chunks_and_slices(tmp_path: Path, encoded: list[i
               whole.slice(55_005)]
     groups = [g.replace_schema_metadata(meta) for g in groups]
     f = ParquetFile(str(tmp_path / "ours.parquet"), schema, "snappy")
-    for g in groups:
-        f.write(g, 1 << 20)
+    for k, g in enumerate(groups):  # prepared: as the export's gathering thread hands them over
+        ready = f.prepare(g) if prepared else g
+        assert ready is g or (k and pa.types.is_dictionary(ready.schema.field("s").type))
+        f.write(ready, 1 << 20)
     f.close()
     assert sorted(f.texts) == ["ch", "e", "s", "u"]  # "id" is all distinct: too big for the page, left plain
     assert sum(encoded) > 0
@@ -129,6 +132,35 @@ def test_every_type_row_groups_chunks_and_slices(tmp_path: Path, encoded: list[i
     # the texts are plain strings again; the list comes back as pyarrow reads any list (its item named element)
     assert back.drop_columns(["levels"]).equals(want.drop_columns(["levels"]), check_metadata=True)
     assert back["levels"].to_pylist() == want["levels"].to_pylist()
+
+
+@needs_own_schema
+def test_an_export_of_many_row_groups_encodes_them_while_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 ) -> None:
+    """to_parquet's gathering thread encodes each row group after the first (ParquetFile.prepare); the file is
+    still the one pyarrow writes from plain strings."""
+    n = 50_000
+    rng = np.random.default_rng(3)
+    table = pa.table({"ts": pa.array(np.arange(n), pa.int64()),
+                      "sym": pa.array(rng.choice(np.array(["AAPL", "MSFT", "Nestl\u00e9", "\U0001F680"]), n)),
+                      "venue": pa.array(rng.choice(np.array(["X", "Y"]), n), mask=rng.random(n) < 0.2)})
+    pychro.write_frame(table, tmp_path / "j", "ts:int64,sym:string,venue:string", date="2024-01-02")
+    prepared: list[bool] = []
+    real = ParquetFile.prepare
+
+    def spy(self: ParquetFile, group: Any) -> Any:
+        got = real(self, group)
+        prepared.append(pa.types.is_dictionary(got.schema.field("sym").type))
+        return got
+
+    monkeypatch.setattr(ParquetFile, "prepare", spy)
+    args = (tmp_path / "j", "ts:int64,sym:string,venue:string")
+    assert pychro.to_parquet(*args, tmp_path / "ours.parquet", row_group_rows=7_000) == n
+    assert len(prepared) == 8 and sum(prepared) >= 6  # the first never (nothing chosen yet); the second may not be
+    monkeypatch.setattr(parquet_file, "_CAN_STORE_OWN_SCHEMA", False)
+    assert pychro.to_parquet(*args, tmp_path / "plain.parquet", row_group_rows=7_000) == n
+    assert (tmp_path / "ours.parquet").read_bytes() == (tmp_path / "plain.parquet").read_bytes()
+    assert pq.ParquetFile(tmp_path / "ours.parquet").metadata.num_row_groups == 8
 
 
 @needs_own_schema
