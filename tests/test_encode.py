@@ -350,6 +350,11 @@ def test_fit_checks_its_arguments() -> None:
         C.fit(np.zeros(17, np.uint8)[1:], lengths, 0, 1000, 1000)
     with pytest.raises(OverflowError):
         C.fit(range(1 << 64), lengths, 0, 1000, 1000)
+    with pytest.raises(ValueError, match="too long"):
+        C.fit(range(-(1 << 62), 1 << 62), lengths, 0, 1000, 1000)
+    program = Program([Step(C.K_FIXED, 8, np.zeros(4, np.int64))], 4, ["v"], [None])
+    with pytest.raises(ValueError, match="too long"):
+        program.place(range(-(1 << 63), (1 << 63) - 1), lengths, np.zeros(64, np.uint8), np.zeros(4, np.uint64))
 
 
 def test_write_frame_reads_sliced_arrow_columns_in_place(tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ class _Run(NamedTuple):
     size: int  # bytes from the first header to the end of the last record
     rows: range | npt.NDArray[np.int64]
     entries: npt.NDArray[np.uint64]
-    entry_base: int  # the entry of a message whose header is at file offset 0, plus pos
+    entry_base: int  # the index entry of the first message (header at pos); the layout adds each one's offset
 
 
 class _DataFile:
