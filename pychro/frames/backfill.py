@@ -31,6 +31,7 @@ from . import _encode as C
 from .args import check_threads
 from .bulk import BulkAppender, workers_for
 from .encode import Program, RowError, Step, earlier
+from .scan import empty
 from .schema import FIXED, LIST, SKIP, STOPBIT, STRING, UTF, Field, Schema, SchemaLike, arrow_type
 from .timerange import as_date
 
@@ -457,7 +458,7 @@ def _prepare_rows(
 def _append_all(journal: Journal, prepared: _Prepared, n: int, workers: int, progress: bool | None,
                 ) -> npt.NDArray[np.int64]:
     """All ``n`` rows of one prepared table through a new appender (fresh data files); their full indices."""
-    out = np.empty(n, dtype=np.int64)
+    out = empty(n, np.int64)  # Arrow's pool: a big array reuses freed memory (np.empty maps fresh pages)
     if not n:
         return out
     bar = _bar(n, progress)
