@@ -541,6 +541,8 @@ done:
     return result;
 }
 
+enum { HEADER_SIZE = 4 }; /* the ~length before each body */
+
 /* -- rows: an int64 array, or a range (first, first + 1, ...) ---------------------------------------------- */
 typedef struct {
     Py_buffer view;      /* the array (view.obj NULL for a range) */
@@ -589,12 +591,32 @@ static void release_rows(Rows *r) {
     if (r->view.obj) PyBuffer_Release(&r->view);
 }
 
+/* The body length of rows[i] from lengths (n of them), or -1 when it is not a row of them or not a length place
+ * and fit take (0 .. INT32_MAX). */
+static inline int64_t body_at(const Rows *rows, Py_ssize_t i, const int64_t *len, Py_ssize_t n) {
+    int64_t r = row_at(rows, i), body = r >= 0 && r < n ? len[r] : -1;
+    return body <= INT32_MAX ? body : -1;
+}
+
+/* Bytes a message of this body takes in a data file: ~length header, body, zero padding to 4 bytes. */
+static inline Py_ssize_t record_size(int64_t body) { return (HEADER_SIZE + (Py_ssize_t)body + 3) & ~(Py_ssize_t)3; }
+
+/* One value of a fixed-width field: constant sizes are one load and one store each. */
+static inline void copy_fixed(uint8_t *d, const uint8_t *src, Py_ssize_t size) {
+    switch (size) {
+    case 8: memcpy(d, src, 8); break;
+    case 4: memcpy(d, src, 4); break;
+    case 2: memcpy(d, src, 2); break;
+    case 1: *d = *src; break;
+    default: memcpy(d, src, (size_t)size);
+    }
+}
+
 /* -- place: the messages of some rows, back to back ---------------------------------------------------- */
 /* Row by row, field by field, in file order. Short values are stored as whole 8-byte words ("wild" stores, as
  * snappy and LZ4 copy): the bytes a word writes past its field belong to the next field, the padding, or the
  * next message, all written after it. So a wild store needs only to stay inside the buffer. Consecutive
  * fixed-width fields without nulls form one group, copied by a loop with no branch per field. */
-enum { HEADER_SIZE = 4 };
 
 typedef struct {
     const Step *step;     /* the step, or the first of a group */
@@ -658,13 +680,7 @@ static void fill_tiles(Op *ops, Py_ssize_t n_ops, const Rows *rows, Py_ssize_t i
                     memset(t, 0, (size_t)size);
                     continue;
                 }
-                switch (size) { /* constant sizes: one load and one store each */
-                case 8: memcpy(t, v + r * 8, 8); break;
-                case 4: memcpy(t, v + r * 4, 4); break;
-                case 2: memcpy(t, v + r * 2, 2); break;
-                case 1: *t = v[r]; break;
-                default: memcpy(t, v + r * size, (size_t)size);
-                }
+                copy_fixed(t, v + r * size, size);
             }
             at += size;
         }
@@ -712,13 +728,7 @@ static inline uint8_t *put_field(const Step *restrict s, Py_ssize_t r, uint8_t *
             uintptr_t mask = (uintptr_t)0 - (uintptr_t)(bit(&s->validity, s->bit_offset + r) ^ 1);
             src = (const uint8_t *)(((uintptr_t)src & ~mask) | ((uintptr_t)s->fill.buf & mask));
         }
-        switch (size) { /* constant sizes: one load and one store each */
-        case 8: memcpy(d, src, 8); break;
-        case 4: memcpy(d, src, 4); break;
-        case 2: memcpy(d, src, 2); break;
-        case 1: *d = *src; break;
-        default: memcpy(d, src, (size_t)size);
-        }
+        copy_fixed(d, src, size);
         return d + size;
     }
     case K_BOOL_BITS:
@@ -843,13 +853,13 @@ static PyObject *place(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < m; i++) {
         if (tile_rows && i - i0 >= tile_rows) i0 = i;
         if (tile_rows && i == i0) fill_tiles(ops, n_ops, &rows, i0, m - i0 < tile_rows ? m - i0 : tile_rows, n);
-        int64_t r = row_at(&rows, i), body = r >= 0 && r < n ? len[r] : -1;
-        if (body < 0 || body > INT32_MAX) {
+        int64_t r = row_at(&rows, i), body = body_at(&rows, i, len, n);
+        if (body < 0) {
             why = "is not a row of the program, or has no valid length";
             failed = i;
             break;
         }
-        Py_ssize_t next = (pos + HEADER_SIZE + (Py_ssize_t)body + 3) & ~(Py_ssize_t)3;
+        Py_ssize_t next = pos + record_size(body); /* pos is a multiple of 4 */
         if (next > buf.len) {
             why = "does not fit in the buffer";
             failed = i;
@@ -918,12 +928,12 @@ static PyObject *fit(PyObject *self, PyObject *args) {
     const int64_t *len = (const int64_t *)lens.buf;
     Py_BEGIN_ALLOW_THREADS
     for (; count < rows.count; count++) {
-        int64_t r = row_at(&rows, count), body = r >= 0 && r < n ? len[r] : -1;
-        if (body < 0 || body > INT32_MAX) {
+        int64_t body = body_at(&rows, count, len, n);
+        if (body < 0) {
             bad = count;
             break;
         }
-        Py_ssize_t next = at + ((HEADER_SIZE + (Py_ssize_t)body + 3) & ~(Py_ssize_t)3);
+        Py_ssize_t next = at + record_size(body);
         if (at > roll_at || (count && next > limit)) break;
         at = next;
     }

@@ -12,7 +12,7 @@ import json
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -343,7 +343,8 @@ def _write(
     rows = 0
     try:
         if fmt == "parquet":  # opened at the first row group: its rows choose the dictionary columns
-            writer = groups.prepare = ParquetFile(tmp, file_schema, compression or "none")
+            writer = ParquetFile(tmp, file_schema, compression or "none")
+            groups.prepare = writer.prepare
         elif fmt == "ipc":
             opts = pa.ipc.IpcWriteOptions(compression=compression) if compression else None
             writer = pa.ipc.new_file(tmp, file_schema, options=opts)
@@ -408,7 +409,7 @@ class _RowGroups:
         self.places = threading.Semaphore(2)
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._gather, name="pychro-export", daemon=True)
-        self.prepare: Any = None  # a ParquetFile: each row group goes through its prepare() on this thread
+        self.prepare: Callable[[Any], Any] = lambda table: table  # each row group, on this thread (ParquetFile's)
 
     def start(self) -> None:
         self.thread.start()
@@ -454,8 +455,7 @@ class _RowGroups:
                 pending_rows += batch.num_rows
                 while pending_rows >= self.size:
                     table = pa.Table.from_batches(pending, schema=self.schema)
-                    group = table.slice(0, self.size)
-                    self.ready.put(group if self.prepare is None else self.prepare.prepare(group))
+                    self.ready.put(self.prepare(table.slice(0, self.size)))
                     rest = table.slice(self.size)
                     pending, pending_rows = rest.to_batches(), rest.num_rows
                     del table, rest
@@ -463,8 +463,7 @@ class _RowGroups:
                     if self.stopping.is_set():
                         return
             if pending_rows:
-                group = pa.Table.from_batches(pending, schema=self.schema)
-                self.ready.put(group if self.prepare is None else self.prepare.prepare(group))
+                self.ready.put(self.prepare(pa.Table.from_batches(pending, schema=self.schema)))
             self.ready.put(self._END)
         except BaseException as exc:  # noqa: BLE001 - raised in the writing thread, after the row groups before it
             self.ready.put(exc)

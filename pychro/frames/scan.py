@@ -35,7 +35,8 @@ _UTC = _dt.UTC
 
 
 def empty(n: int, dtype: Any) -> np.ndarray:
-    """An uninitialised array in Arrow's memory pool, for the per-batch arrays of the decoder.
+    """An uninitialised array in Arrow's memory pool, for the per-batch arrays of the decoder and the big per-row
+    arrays of ``write_frame`` (10 M rows' lengths and indices: 80 MB each, above glibc's 32 MiB mmap limit).
 
     Why not ``np.empty``: arrays of a batch (hundreds of KiB each) are above glibc's mmap threshold, and
     glibc hands such blocks back to the kernel when they are freed, so every batch paid page faults for
