@@ -185,6 +185,47 @@ def test_text_is_refused_exactly_where_it_is_not_utf8(texts: list[bytes]) -> Non
         assert program.lengths().tolist() == [len(F.encode_stop_bit(j)) + j for j in java]
 
 
+WORDS = ["", "a", "sym", "x" * 200, "café", "€uro", "中文", "😀", "ok 🚀", "x𐍈y", "é😀" * 30]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 9000), st.sampled_from([0.0, 0.01, 0.3, 1.0]),
+       st.sampled_from([0.0, 0.001, 0.2]), st.booleans(), st.integers(0, 9))
+def test_lengths_count_text_tile_by_tile_as_the_reference(seed: int, n: int, non_ascii: float, nulls: float,
+                                                          large: bool, cut: int) -> None:
+    """lengths() takes a tile (4 096 rows) of text whose offsets rise on a fast path: every row counted as ASCII,
+    then only the rows holding a byte >= 0x80 (found by one scan of the tile's bytes) checked and corrected.
+    Against a plain per-row reference, over tiles of all-ASCII, rare and dense non-ASCII text, nulls (whose bytes,
+    here invalid UTF-8, are never read as text), sliced arrays and both offset widths, for writeUTFΔ and writeUTF."""
+    rng = np.random.default_rng(seed)
+    ascii_words, other = [w for w in WORDS if w.isascii()], [w for w in WORDS if not w.isascii()]
+    texts = [str(rng.choice(other)) if rng.random() < non_ascii else str(rng.choice(ascii_words)) for _ in range(n)]
+    null = rng.random(n) < nulls
+    raw = [b"\xff\xc3" if null[r] else t.encode() for r, t in enumerate(texts)]  # a null's bytes: junk
+    arr = pa.array(raw, pa.large_binary() if large else pa.binary()).view(pa.large_string() if large else pa.string())
+    if null.any():
+        arr = pa.Array.from_buffers(arr.type, n, [pa.array(~null).buffers()[1], *arr.buffers()[1:]], int(null.sum()))
+    arr = arr.slice(cut)  # a bit offset into the validity, offsets from the slice's first row
+    texts, null = texts[cut:], null[cut:]
+    width = 8 if large else 4
+    validity, offsets, data = arr.buffers()
+    off = np.frombuffer(offsets, dtype=f"<i{width}")[arr.offset : arr.offset + len(arr) + 1]
+
+    def java(t: str) -> int:  # CESU-8 bytes: each non-BMP character as two 3-byte surrogates
+        return len(t.encode()) + 2 * sum(ord(c) > 0xFFFF for c in t)
+    for kind in (C.K_STRING, C.K_UTF):
+        if kind == C.K_UTF and null.any():
+            continue  # writeUTF refuses nulls (test_the_first_bad_row_of_any_field_is_named_across_tiles)
+        step = Step(kind, width, data if data is not None else b"", off, validity if null.any() else None,
+                    arr.offset)
+        program = Program([step], len(arr), ["s"], [arr])
+        want = [2 if null[r] else (2 if kind == C.K_UTF else len(F.encode_stop_bit(java(t)))) + java(t)
+                for r, t in enumerate(texts)]
+        assert program.lengths(workers=2).tolist() == want
+        assert program.supplementary_rows == sum(
+            1 for r, t in enumerate(texts) if not null[r] and any(ord(c) > 0xFFFF for c in t))
+
+
 def test_invalid_utf8_and_offsets_are_row_errors_not_reads_outside_the_data() -> None:
     for bad in (b"ok\xf0\x9f\x98", b"\xf5\x80\x80\x80", b"\xf0\x80\x80\x80", b"a\xf0abc", b"\xc3", b"a\x80b",
                 b"\xe2\x82", b"\xed\xa0\x80", b"\xc0\x80", b"\x80\x90\x80\x80"):

@@ -318,7 +318,9 @@ static Py_ssize_t check_utf8(const uint8_t *p, Py_ssize_t len) {
     Py_ssize_t c = 0, i = 0;
     while (i < len) {
         uint8_t b = p[i];
-        if (b < 0x80) {
+        if (len - i >= 8 && !non_ascii_in(load8(p + i))) { /* ASCII a word at a time */
+            i += 8;
+        } else if (b < 0x80) {
             i++;
         } else if (b >= 0xC2 && b <= 0xDF) {
             if (len - i < 2 || !is_cont(p[i + 1])) return -1;
@@ -388,6 +390,121 @@ static inline void note(Bad *bad, Py_ssize_t row, Py_ssize_t step, int status) {
     }
 }
 
+/* The bytes writeUTFΔ (utf 0) or writeUTF (utf 1) takes for text of len bytes once transcoded. */
+static inline int64_t text_size(int64_t len, int utf) {
+    return utf ? 2 + len : 1 + (len >= 0x80) + (len >= 0x4000) + (len >= 0x200000) + (len >= 0x10000000) + len;
+}
+
+/* The stop-bit length prefix of len bytes of text (len < 2^31), computed in 32 bits: compares the compiler
+ * vectorises (SSE2 has no 64-bit compare). */
+static inline int32_t prefix_size(int32_t len) {
+    return 1 + (len > 0x7F) + (len > 0x3FFF) + (len > 0x1FFFFF) + (len > 0xFFFFFFF);
+}
+
+/* Each row's size as if its text were ASCII (out[r - lo] += ...), for offsets that never fall (so every row's
+ * length is >= 0 and, with int32 offsets, fits 32 bits). Arrow's strings (int32 offsets): one loop per case,
+ * without branches on the data, which the compiler vectorises (a null mask, not a branch: nulls are random);
+ * large strings row by row. A writeUTF step comes here only without nulls. */
+static void ascii_sizes(const Step *s, Py_ssize_t lo, Py_ssize_t hi, int64_t *restrict out) {
+    const uint8_t *valid = s->validity.obj ? (const uint8_t *)s->validity.buf : NULL;
+    Py_ssize_t bits = s->bit_offset;
+    if (s->size == 4) {
+        const int32_t *o = (const int32_t *)s->offsets.buf;
+        if (s->kind == K_UTF) {
+            for (Py_ssize_t r = lo; r < hi; r++) out[r - lo] += 2 + (int64_t)(o[r + 1] - o[r]);
+        } else if (!valid) {
+            for (Py_ssize_t r = lo; r < hi; r++) {
+                int32_t len = o[r + 1] - o[r];
+                out[r - lo] += (int64_t)len + prefix_size(len);
+            }
+        } else {
+            for (Py_ssize_t r = lo; r < hi; r++) { /* a null is stop-bit -1: 2 bytes */
+                int32_t len = o[r + 1] - o[r];
+                Py_ssize_t x = bits + r;
+                int64_t keep = -(int64_t)((valid[x >> 3] >> (x & 7)) & 1), size = (int64_t)len + prefix_size(len);
+                out[r - lo] += (size & keep) | (2 & ~keep);
+            }
+        }
+    } else {
+        const int64_t *o = (const int64_t *)s->offsets.buf;
+        for (Py_ssize_t r = lo; r < hi; r++) {
+            int64_t len = o[r + 1] - o[r];
+            out[r - lo] += is_valid(s, r) ? text_size(len, s->kind == K_UTF) : 2;
+        }
+    }
+}
+
+/* The fast pass of text_lengths over rows lo..hi-1 whose offsets never fall: every row's text then lies inside
+ * [o[lo], o[hi]), checked by the caller against the data. Each row first counts as if its text were ASCII
+ * (ascii_sizes); then only the rows holding a byte >= 0x80, found by one scan of the data, are checked as UTF-8
+ * and corrected (most rows of most columns are ASCII). Inlined with o32 or o64 NULL. Not for writeUTF text that
+ * may be null or too long (the caller's slow loop names those rows). */
+static __attribute__((always_inline)) inline void text_lengths_fast(const Step *s, Py_ssize_t k, Py_ssize_t lo,
+                                                                    Py_ssize_t hi, const int32_t *o32,
+                                                                    const int64_t *o64, int64_t *restrict out,
+                                                                    int64_t *found, Bad *bad) {
+#define OFF(r) ((Py_ssize_t)(o32 ? (int64_t)o32[r] : o64[r]))
+    const uint8_t *data = (const uint8_t *)s->values.buf;
+    const uint8_t *valid = s->validity.obj ? (const uint8_t *)s->validity.buf : NULL;
+    Py_ssize_t bits = s->bit_offset, last = OFF(hi), i = OFF(lo), r = lo, rows_found = 0;
+    int utf = s->kind == K_UTF;
+    ascii_sizes(s, lo, hi, out);
+    while (i < last) {
+        /* the next byte >= 0x80 at or after i: 32, then 8 bytes at a time, then byte by byte at the end */
+        if (last - i >= 32 && !non_ascii_in(load8(data + i) | load8(data + i + 8) | load8(data + i + 16) |
+                                             load8(data + i + 24))) {
+            i += 32;
+            continue;
+        }
+        if (last - i >= 8) {
+            uint64_t w = non_ascii_in(load8(data + i));
+            if (!w) {
+                i += 8;
+                continue;
+            }
+            i += __builtin_ctzll(w) >> 3;
+        } else if (data[i] < 0x80) {
+            i++;
+            continue;
+        }
+        while (OFF(r + 1) <= i) r++; /* its row: o[r] <= i < o[r + 1], r < hi since i < o[hi] */
+        Py_ssize_t start = OFF(r), end = OFF(r + 1);
+        i = end;
+        if (valid && !((valid[(bits + r) >> 3] >> ((bits + r) & 7)) & 1)) continue; /* a null's bytes: unused */
+        Py_ssize_t extra = check_utf8(data + start, end - start);
+        if (extra < 0) {
+            note(bad, r, k, S_UTF8);
+            return;
+        }
+        if (extra) {
+            rows_found++;
+            out[r - lo] += text_size(end - start + 2 * extra, utf) - text_size(end - start, utf); /* 4 -> 6 bytes */
+        }
+    }
+    *found += rows_found;
+#undef OFF
+}
+
+/* Whether the offsets of rows lo..hi-1 ever fall (a row ending before it starts); *longest: the longest row when
+ * they do not (asked for writeUTF only). Loops the compiler vectorises. */
+static int offsets_fall(const Step *s, Py_ssize_t lo, Py_ssize_t hi, int64_t *longest) {
+    int falls = 0;
+    int64_t most = 0;
+    if (s->size == 4) {
+        const int32_t *o = (const int32_t *)s->offsets.buf;
+        for (Py_ssize_t r = lo; r < hi; r++) falls |= o[r + 1] < o[r];
+        if (longest && !falls)
+            for (Py_ssize_t r = lo; r < hi; r++) most = o[r + 1] - o[r] > most ? o[r + 1] - o[r] : most;
+    } else {
+        const int64_t *o = (const int64_t *)s->offsets.buf;
+        for (Py_ssize_t r = lo; r < hi; r++) falls |= o[r + 1] < o[r];
+        if (longest && !falls)
+            for (Py_ssize_t r = lo; r < hi; r++) most = o[r + 1] - o[r] > most ? o[r + 1] - o[r] : most;
+    }
+    if (longest) *longest = most;
+    return falls;
+}
+
 /* Text of rows lo..hi-1 of a string step: adds each row's encoded size to out. */
 static void text_lengths(const Step *s, Py_ssize_t k, Py_ssize_t lo, Py_ssize_t hi, int64_t *restrict out,
                          int64_t *found, Bad *bad) {
@@ -397,8 +514,20 @@ static void text_lengths(const Step *s, Py_ssize_t k, Py_ssize_t lo, Py_ssize_t 
         note(bad, lo, k, S_OFFSETS);
         return;
     }
+    /* offsets that never fall keep every row inside [first, last): the fast pass, unless writeUTF text may be
+     * null or, transcoded (at most 1.5x: 4 bytes become 6), longer than 65535 bytes */
+    int64_t longest = 0;
+    int utf = s->kind == K_UTF;
+    if (!(utf && s->validity.obj) && !offsets_fall(s, lo, hi, utf ? &longest : NULL) &&
+        longest + longest / 2 <= 0xFFFF) {
+        if (s->size == 4)
+            text_lengths_fast(s, k, lo, hi, (const int32_t *)s->offsets.buf, NULL, out, found, bad);
+        else
+            text_lengths_fast(s, k, lo, hi, NULL, (const int64_t *)s->offsets.buf, out, found, bad);
+        return;
+    }
     /* one scan of the whole range: most tiles of most columns are ASCII and need no per-row look */
-    int scan = any_non_ascii(data + first, last - first), utf = s->kind == K_UTF;
+    int scan = any_non_ascii(data + first, last - first);
     /* the step's fields in locals: the stores into out must not make the loop reload them */
     const uint8_t *valid = s->validity.obj ? (const uint8_t *)s->validity.buf : NULL;
     const int32_t *o32 = s->size == 4 ? (const int32_t *)s->offsets.buf : NULL;
