@@ -908,7 +908,7 @@ static inline uint8_t *put_field(const Step *restrict s, Py_ssize_t r, uint8_t *
         Py_ssize_t len = b - a, readable = s->values.len - a, extra = 0;
         if (s->supplementary && has_any(src, len, readable, leads4_in)) extra = check_leads4(src, len);
         if (extra < 0) return NULL;
-        Py_ssize_t text = len + 2 * extra, prefix = s->kind == K_UTF ? 2 : stop_bit_size(text);
+        Py_ssize_t text = len + 2 * extra, prefix = s->kind == K_UTF ? 2 : text < 0x80 ? 1 : stop_bit_size(text);
         if (stop - d < prefix + text || (s->kind == K_UTF && text > 0xFFFF)) return NULL;
         if (s->kind == K_UTF) {
             d[0] = (uint8_t)text;
