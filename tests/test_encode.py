@@ -226,6 +226,48 @@ def test_lengths_count_text_tile_by_tile_as_the_reference(seed: int, n: int, non
             1 for r, t in enumerate(texts) if not null[r] and any(ord(c) > 0xFFFF for c in t))
 
 
+def test_offsets_changed_by_another_thread_never_take_lengths_outside_its_buffers() -> None:
+    """lengths() releases the GIL and reads a tile's offsets after checking them: another thread changing them
+    meanwhile (a user's race) may give wrong lengths, never a read or write outside the data or ``out`` (found
+    by a helper: the fast pass re-read o[hi] and walked rows past the tile). Here the offsets flip between a
+    valid layout (an emoji in the tile's last row), one whose rows past the tile hold all the text and one whose
+    tile ends far past the data. ``out``
+    sits between guard words; under the sanitizers (tests/test_sanitizers.py) any read past the data fails too.
+    A race: each run hits it a different number of times (the fixed code holds at any count)."""
+    import threading
+
+    n, hi = 8192, 4096
+    data = np.frombuffer(b"a" * 4095 + "😀".encode() + b"b" * 8000, np.uint8)
+    valid = np.full(n + 1, 4099, np.int64)
+    valid[:4096] = np.arange(4096)
+    past = np.zeros(n + 1, np.int64)
+    past[4098:] = 4099
+    beyond = valid.copy()
+    beyond[hi:] = len(data) + 65536  # the tile's end far past the data
+    off = valid.copy()
+    guarded = np.full(hi + 16, -7, np.int64)
+    out, found = guarded[8 : 8 + hi], np.zeros(1, np.int64)
+    step = (C.K_STRING, 8, data, off, None, 0, None, False)
+    stop = threading.Event()
+
+    def flip() -> None:
+        while not stop.is_set():
+            for layout in (past, valid, beyond, valid):
+                np.copyto(off, layout)
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        for _ in range(3000):
+            out[:] = 0
+            row, _step, status = C.lengths((step,), n, 0, hi, out, found)
+            assert row == -1 or status == C.S_OFFSETS
+    finally:
+        stop.set()
+        flipper.join()
+    assert (guarded[:8] == -7).all() and (guarded[8 + hi :] == -7).all()
+
+
 def test_invalid_utf8_and_offsets_are_row_errors_not_reads_outside_the_data() -> None:
     for bad in (b"ok\xf0\x9f\x98", b"\xf5\x80\x80\x80", b"\xf0\x80\x80\x80", b"a\xf0abc", b"\xc3", b"a\x80b",
                 b"\xe2\x82", b"\xed\xa0\x80", b"\xc0\x80", b"\x80\x90\x80\x80"):

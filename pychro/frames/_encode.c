@@ -401,6 +401,11 @@ static inline int32_t prefix_size(int32_t len) {
     return 1 + (len > 0x7F) + (len > 0x3FFF) + (len > 0x1FFFFF) + (len > 0xFFFFFFF);
 }
 
+/* o[r + 1] - o[r], wrapping: offsets checked to rise may be changed by another thread meanwhile (no overflow then
+ * either, just a wrong length). */
+static inline int32_t span32(const int32_t *o, Py_ssize_t r) { return (int32_t)((uint32_t)o[r + 1] - (uint32_t)o[r]); }
+static inline int64_t span64(const int64_t *o, Py_ssize_t r) { return (int64_t)((uint64_t)o[r + 1] - (uint64_t)o[r]); }
+
 /* Each row's size as if its text were ASCII (out[r - lo] += ...), for offsets that never fall (so every row's
  * length is >= 0 and, with int32 offsets, fits 32 bits). Arrow's strings (int32 offsets): one loop per case,
  * without branches on the data, which the compiler vectorises (a null mask, not a branch: nulls are random);
@@ -411,15 +416,15 @@ static void ascii_sizes(const Step *s, Py_ssize_t lo, Py_ssize_t hi, int64_t *re
     if (s->size == 4) {
         const int32_t *o = (const int32_t *)s->offsets.buf;
         if (s->kind == K_UTF) {
-            for (Py_ssize_t r = lo; r < hi; r++) out[r - lo] += 2 + (int64_t)(o[r + 1] - o[r]);
+            for (Py_ssize_t r = lo; r < hi; r++) out[r - lo] += 2 + (int64_t)span32(o, r);
         } else if (!valid) {
             for (Py_ssize_t r = lo; r < hi; r++) {
-                int32_t len = o[r + 1] - o[r];
+                int32_t len = span32(o, r);
                 out[r - lo] += (int64_t)len + prefix_size(len);
             }
         } else {
             for (Py_ssize_t r = lo; r < hi; r++) { /* a null is stop-bit -1: 2 bytes */
-                int32_t len = o[r + 1] - o[r];
+                int32_t len = span32(o, r);
                 Py_ssize_t x = bits + r;
                 int64_t keep = -(int64_t)((valid[x >> 3] >> (x & 7)) & 1), size = (int64_t)len + prefix_size(len);
                 out[r - lo] += (size & keep) | (2 & ~keep);
@@ -428,25 +433,29 @@ static void ascii_sizes(const Step *s, Py_ssize_t lo, Py_ssize_t hi, int64_t *re
     } else {
         const int64_t *o = (const int64_t *)s->offsets.buf;
         for (Py_ssize_t r = lo; r < hi; r++) {
-            int64_t len = o[r + 1] - o[r];
+            int64_t len = span64(o, r);
             out[r - lo] += is_valid(s, r) ? text_size(len, s->kind == K_UTF) : 2;
         }
     }
 }
 
 /* The fast pass of text_lengths over rows lo..hi-1 whose offsets never fall: every row's text then lies inside
- * [o[lo], o[hi]), checked by the caller against the data. Each row first counts as if its text were ASCII
+ * [first, last) = [o[lo], o[hi]), checked by the caller against the data. The offsets are read again here: each
+ * read is kept inside rows lo..hi-1 and bytes [first, last), so that offsets another thread changes meanwhile
+ * (the GIL is released) give wrong lengths at worst, never a read or write outside the buffers. Each row first
+ * counts as if its text were ASCII
  * (ascii_sizes); then only the rows holding a byte >= 0x80, found by one scan of the data, are checked as UTF-8
  * and corrected (most rows of most columns are ASCII). Inlined with o32 or o64 NULL. Not for writeUTF text that
  * may be null or too long (the caller's slow loop names those rows). */
 static __attribute__((always_inline)) inline void text_lengths_fast(const Step *s, Py_ssize_t k, Py_ssize_t lo,
-                                                                    Py_ssize_t hi, const int32_t *o32,
+                                                                    Py_ssize_t hi, Py_ssize_t first,
+                                                                    Py_ssize_t last, const int32_t *o32,
                                                                     const int64_t *o64, int64_t *restrict out,
                                                                     int64_t *found, Bad *bad) {
 #define OFF(r) ((Py_ssize_t)(o32 ? (int64_t)o32[r] : o64[r]))
     const uint8_t *data = (const uint8_t *)s->values.buf;
     const uint8_t *valid = s->validity.obj ? (const uint8_t *)s->validity.buf : NULL;
-    Py_ssize_t bits = s->bit_offset, last = OFF(hi), i = OFF(lo), r = lo, rows_found = 0;
+    Py_ssize_t bits = s->bit_offset, i = first, r = lo, rows_found = 0;
     int utf = s->kind == K_UTF;
     ascii_sizes(s, lo, hi, out);
     while (i < last) {
@@ -467,9 +476,11 @@ static __attribute__((always_inline)) inline void text_lengths_fast(const Step *
             i++;
             continue;
         }
-        while (OFF(r + 1) <= i) r++; /* its row: o[r] <= i < o[r + 1], r < hi since i < o[hi] */
+        while (r + 1 < hi && OFF(r + 1) <= i) r++; /* its row: o[r] <= i < o[r + 1] */
         Py_ssize_t start = OFF(r), end = OFF(r + 1);
-        i = end;
+        start = start < first ? first : start > last ? last : start;
+        end = end < start ? start : end > last ? last : end;
+        i = end > i ? end : i + 1;
         if (valid && !((valid[(bits + r) >> 3] >> ((bits + r) & 7)) & 1)) continue; /* a null's bytes: unused */
         Py_ssize_t extra = check_utf8(data + start, end - start);
         if (extra < 0) {
@@ -494,12 +505,12 @@ static int offsets_fall(const Step *s, Py_ssize_t lo, Py_ssize_t hi, int64_t *lo
         const int32_t *o = (const int32_t *)s->offsets.buf;
         for (Py_ssize_t r = lo; r < hi; r++) falls |= o[r + 1] < o[r];
         if (longest && !falls)
-            for (Py_ssize_t r = lo; r < hi; r++) most = o[r + 1] - o[r] > most ? o[r + 1] - o[r] : most;
+            for (Py_ssize_t r = lo; r < hi; r++) most = span32(o, r) > most ? span32(o, r) : most;
     } else {
         const int64_t *o = (const int64_t *)s->offsets.buf;
         for (Py_ssize_t r = lo; r < hi; r++) falls |= o[r + 1] < o[r];
         if (longest && !falls)
-            for (Py_ssize_t r = lo; r < hi; r++) most = o[r + 1] - o[r] > most ? o[r + 1] - o[r] : most;
+            for (Py_ssize_t r = lo; r < hi; r++) most = span64(o, r) > most ? span64(o, r) : most;
     }
     if (longest) *longest = most;
     return falls;
@@ -521,9 +532,9 @@ static void text_lengths(const Step *s, Py_ssize_t k, Py_ssize_t lo, Py_ssize_t 
     if (!(utf && s->validity.obj) && !offsets_fall(s, lo, hi, utf ? &longest : NULL) &&
         longest + longest / 2 <= 0xFFFF) {
         if (s->size == 4)
-            text_lengths_fast(s, k, lo, hi, (const int32_t *)s->offsets.buf, NULL, out, found, bad);
+            text_lengths_fast(s, k, lo, hi, first, last, (const int32_t *)s->offsets.buf, NULL, out, found, bad);
         else
-            text_lengths_fast(s, k, lo, hi, NULL, (const int64_t *)s->offsets.buf, out, found, bad);
+            text_lengths_fast(s, k, lo, hi, first, last, NULL, (const int64_t *)s->offsets.buf, out, found, bad);
         return;
     }
     /* one scan of the whole range: most tiles of most columns are ASCII and need no per-row look */
