@@ -310,6 +310,23 @@ def test_the_c_checks_its_arguments() -> None:
         C.place((ok,), 4, np.arange(4), lengths, b"read-only" * 10, None, 0)  # the staging buffer must be writable
 
 
+def test_numbers_read_in_place_must_be_aligned_and_write_frame_aligns_foreign_offsets(tmp_path: Path) -> None:
+    """The C reads offsets and stop-bit values as int32/int64 in place: a step whose buffer sits at an odd address
+    is refused (UBSan flagged the misaligned loads); ``write_frame`` copies such offsets (a string array over a
+    foreign buffer at an odd address, which pyarrow accepts) and writes the same rows."""
+    odd = np.zeros(8 * 6 + 1, np.uint8)[1:]  # an odd address
+    offsets = odd[: 4 * 4].view(np.int32)
+    offsets[:] = [0, 3, 3, 8]
+    for step in (Step(C.K_STRING, 4, b"abcdefgh", offsets), Step(C.K_STOPBIT, 8, odd[:24].view(np.int64)),
+                 Step(C.K_RAW, 0, b"abcdefgh", odd[:48].view(np.int64))):
+        with pytest.raises(ValueError, match="must be aligned"):
+            Program([step], 3, ["v"], [None]).lengths()
+    arr = pa.Array.from_buffers(pa.string(), 3, [None, pa.py_buffer(offsets), pa.py_buffer(b"abcdefgh")])
+    assert arr.buffers()[1].address % 4
+    write_frame(pa.table({"s": arr}), tmp_path / "j", "s:string", date=dt.date(2024, 1, 2))
+    assert pychro.read_table(tmp_path / "j", "s:string").column("s").to_pylist() == ["abc", "", "defgh"]
+
+
 def test_place_takes_a_range_and_writes_each_entry() -> None:
     """rows as a range lays out the same bytes as the array; entries[i] = entry_base + offset of header i."""
     rng = np.random.default_rng(5)

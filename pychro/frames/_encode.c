@@ -105,13 +105,16 @@ static int check_step(Step *s, Py_ssize_t k, Py_ssize_t n) {
         return s->size < 0 ? bad_step(k, "negative size") : 0;
     case K_STOPBIT:
         if (!s->values.obj || s->values.len / 8 < n) return bad_step(k, "values too short");
+        if ((uintptr_t)s->values.buf % 8) return bad_step(k, "values must be aligned");
         return 0;
     case K_RAW:
         if (!s->values.obj || !s->offsets.obj || s->offsets.len / 16 < n) return bad_step(k, "offsets too short");
+        if ((uintptr_t)s->offsets.buf % 8) return bad_step(k, "offsets must be aligned");
         return 0;
     default: /* K_STRING, K_UTF, K_CHAR */
         if (s->size != 4 && s->size != 8) return bad_step(k, "offsets must be int32 or int64");
         if (!s->values.obj || !s->offsets.obj || s->offsets.len / s->size < n + 1) return bad_step(k, "offsets too short");
+        if ((uintptr_t)s->offsets.buf % (uintptr_t)s->size) return bad_step(k, "offsets must be aligned");
         return 0;
     }
 }

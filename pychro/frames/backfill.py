@@ -632,7 +632,7 @@ def _encode(field: Any, col: Any, n: int) -> Step:
     if name == "char":
         return _chars(field, col)
     if ft.kind == STOPBIT:
-        return Step(C.K_STOPBIT, 8, np.ascontiguousarray(_integers(field, col, "int64"), dtype="<i8"))
+        return Step(C.K_STOPBIT, 8, np.require(_integers(field, col, "int64"), "<i8", ["C", "A"]))
     assert ft.kind == FIXED
     return _fixed(_integers(field, col, ft.dtype), ft.dtype)
 
@@ -698,7 +698,7 @@ def _encode_list(field: Any, col: Any) -> list[Step]:
     pairs = np.empty((len(counts), 2), np.int64)
     pairs[:, 0] = (bounds[:-1] - bounds[0]) * size
     pairs[:, 1] = (bounds[1:] - bounds[0]) * size
-    return [Step(C.K_STOPBIT, 8, np.ascontiguousarray(counts, dtype="<i8")), Step(C.K_RAW, 0, raw.reshape(-1), pairs)]
+    return [Step(C.K_STOPBIT, 8, np.require(counts, "<i8", ["C", "A"])), Step(C.K_RAW, 0, raw.reshape(-1), pairs)]
 
 
 def _step_bytes(step: Step, n: int) -> npt.NDArray[np.uint8]:
@@ -858,6 +858,7 @@ def _text_step(kind: int, col: Any) -> Step:
     n = len(col)
     off = np.frombuffer(offsets, dtype=f"<i{width}") if offsets is not None else np.zeros(0, f"<i{width}")
     off = off[col.offset : col.offset + n + 1] if len(off) > n else np.zeros(n + 1, f"<i{width}")  # empty arrays
+    off = np.require(off, requirements="A")  # a copy only for offsets at an odd address (a foreign buffer)
     return Step(kind, width, data if data is not None else b"", off, validity if col.null_count else None, col.offset)
 
 
