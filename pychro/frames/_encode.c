@@ -569,12 +569,8 @@ static void text_lengths(const Step *s, Py_ssize_t k, Py_ssize_t lo, Py_ssize_t 
             rows_found += extra > 0;
             len += 2 * extra;
         }
-        if (utf) {
-            if (len > 0xFFFF) note(bad, r, k, S_UTF_LONG);
-            out[r - lo] += 2 + len;
-        } else {
-            out[r - lo] += (len < 0x80 ? 1 : stop_bit_size(len)) + len;
-        }
+        if (utf && len > 0xFFFF) note(bad, r, k, S_UTF_LONG);
+        out[r - lo] += text_size(len, utf);
     }
     *found += rows_found;
 }
