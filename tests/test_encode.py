@@ -325,6 +325,22 @@ def test_numbers_read_in_place_must_be_aligned_and_write_frame_aligns_foreign_of
     assert arr.buffers()[1].address % 4
     write_frame(pa.table({"s": arr}), tmp_path / "j", "s:string", date=dt.date(2024, 1, 2))
     assert pychro.read_table(tmp_path / "j", "s:string").column("s").to_pylist() == ["abc", "", "defgh"]
+    # no rows: nothing is read, and numpy calls an empty array aligned wherever it sits (a helper found it refused)
+    empty = np.ndarray((0,), np.int64, buffer=bytearray(16), offset=1)
+    assert Program([Step(C.K_STOPBIT, 8, empty)], 0, ["v"], [None]).lengths().tolist() == []
+
+
+def test_arrow_buffers_longer_than_their_values_are_written(tmp_path: Path) -> None:
+    """Arrow lets a buffer run past its last value, by any number of bytes: text offsets and float values were
+    viewed whole, and a buffer whose size is not a multiple of the value size was refused (found by a helper)."""
+    text = pa.Array.from_buffers(pa.string(), 2, [None, pa.py_buffer(np.array([0, 1, 3], np.int32).tobytes() + b"\0\0"),
+                                                   pa.py_buffer(b"abc")])
+    floats = pa.Array.from_buffers(pa.float64(), 2, [None, pa.py_buffer(np.array([1.5, 2.5]).tobytes() + b"\0\0\0")])
+    text.validate(full=True)
+    floats.validate(full=True)
+    write_frame(pa.table({"s": text, "x": floats}), tmp_path / "j", "s:string,x:float64", date=dt.date(2024, 1, 2))
+    got = pychro.read_table(tmp_path / "j", "s:string,x:float64")
+    assert got.column("s").to_pylist() == ["a", "bc"] and got.column("x").to_pylist() == [1.5, 2.5]
 
 
 def test_place_takes_a_range_and_writes_each_entry() -> None:

@@ -89,6 +89,12 @@ static int bad_step(Py_ssize_t k, const char *why) {
 }
 
 /* Every buffer a step reads must cover rows 0..n-1: checked once here, so the loops check only offsets. */
+/* Whether a buffer read as int32/int64 in place (width bytes) sits at an address it cannot be read from: not
+ * checked when there are no rows (numpy calls an empty array aligned wherever it is; nothing is read). */
+static int misaligned(const Py_buffer *b, Py_ssize_t width, Py_ssize_t n) {
+    return n > 0 && (uintptr_t)b->buf % (uintptr_t)width != 0;
+}
+
 static int check_step(Step *s, Py_ssize_t k, Py_ssize_t n) {
     if (s->kind < 0 || s->kind >= K_COUNT) return bad_step(k, "unknown kind");
     if (s->bit_offset < 0 || s->bit_offset > PY_SSIZE_T_MAX / 2 - n) return bad_step(k, "bit offset out of range");
@@ -105,16 +111,16 @@ static int check_step(Step *s, Py_ssize_t k, Py_ssize_t n) {
         return s->size < 0 ? bad_step(k, "negative size") : 0;
     case K_STOPBIT:
         if (!s->values.obj || s->values.len / 8 < n) return bad_step(k, "values too short");
-        if ((uintptr_t)s->values.buf % 8) return bad_step(k, "values must be aligned");
+        if (misaligned(&s->values, 8, n)) return bad_step(k, "values must be aligned");
         return 0;
     case K_RAW:
         if (!s->values.obj || !s->offsets.obj || s->offsets.len / 16 < n) return bad_step(k, "offsets too short");
-        if ((uintptr_t)s->offsets.buf % 8) return bad_step(k, "offsets must be aligned");
+        if (misaligned(&s->offsets, 8, n)) return bad_step(k, "offsets must be aligned");
         return 0;
     default: /* K_STRING, K_UTF, K_CHAR */
         if (s->size != 4 && s->size != 8) return bad_step(k, "offsets must be int32 or int64");
         if (!s->values.obj || !s->offsets.obj || s->offsets.len / s->size < n + 1) return bad_step(k, "offsets too short");
-        if ((uintptr_t)s->offsets.buf % (uintptr_t)s->size) return bad_step(k, "offsets must be aligned");
+        if (misaligned(&s->offsets, s->size, n)) return bad_step(k, "offsets must be aligned");
         return 0;
     }
 }
