@@ -88,13 +88,13 @@ static int bad_step(Py_ssize_t k, const char *why) {
     return -1;
 }
 
-/* Every buffer a step reads must cover rows 0..n-1: checked once here, so the loops check only offsets. */
 /* Whether a buffer read as int32/int64 in place (width bytes) sits at an address it cannot be read from: not
  * checked when there are no rows (numpy calls an empty array aligned wherever it is; nothing is read). */
 static int misaligned(const Py_buffer *b, Py_ssize_t width, Py_ssize_t n) {
     return n > 0 && (uintptr_t)b->buf % (uintptr_t)width != 0;
 }
 
+/* Every buffer a step reads must cover rows 0..n-1: checked once here, so the loops check only offsets. */
 static int check_step(Step *s, Py_ssize_t k, Py_ssize_t n) {
     if (s->kind < 0 || s->kind >= K_COUNT) return bad_step(k, "unknown kind");
     if (s->bit_offset < 0 || s->bit_offset > PY_SSIZE_T_MAX / 2 - n) return bad_step(k, "bit offset out of range");
@@ -399,9 +399,10 @@ static inline void note(Bad *bad, Py_ssize_t row, Py_ssize_t step, int status) {
     }
 }
 
-/* The bytes writeUTFΔ (utf 0) or writeUTF (utf 1) takes for text of len bytes once transcoded. */
+/* The bytes writeUTFΔ (utf 0: a stop-bit length, one byte for nearly all text) or writeUTF (utf 1: two) takes
+ * for text of len bytes once transcoded. */
 static inline int64_t text_size(int64_t len, int utf) {
-    return utf ? 2 + len : 1 + (len >= 0x80) + (len >= 0x4000) + (len >= 0x200000) + (len >= 0x10000000) + len;
+    return (utf ? 2 : len < 0x80 ? 1 : (int64_t)stop_bit_size(len)) + len;
 }
 
 /* The stop-bit length prefix of len bytes of text (len < 2^31), computed in 32 bits: compares the compiler
@@ -452,9 +453,8 @@ static void ascii_sizes(const Step *s, Py_ssize_t lo, Py_ssize_t hi, int64_t *re
  * [first, last) = [o[lo], o[hi]), checked by the caller against the data. The offsets are read again here: each
  * read is kept inside rows lo..hi-1 and bytes [first, last), so that offsets another thread changes meanwhile
  * (the GIL is released) give wrong lengths at worst, never a read or write outside the buffers. Each row first
- * counts as if its text were ASCII
- * (ascii_sizes); then only the rows holding a byte >= 0x80, found by one scan of the data, are checked as UTF-8
- * and corrected (most rows of most columns are ASCII). Inlined with o32 or o64 NULL. Not for writeUTF text that
+ * counts as if its text were ASCII (ascii_sizes); then only the rows holding a byte >= 0x80, found by one scan of
+ * the data, are checked as UTF-8 and corrected (most rows of most columns are ASCII). Inlined with o32 or o64 NULL. Not for writeUTF text that
  * may be null or too long (the caller's slow loop names those rows). */
 static __attribute__((always_inline)) inline void text_lengths_fast(const Step *s, Py_ssize_t k, Py_ssize_t lo,
                                                                     Py_ssize_t hi, Py_ssize_t first,
@@ -463,8 +463,7 @@ static __attribute__((always_inline)) inline void text_lengths_fast(const Step *
                                                                     int64_t *found, Bad *bad) {
 #define OFF(r) ((Py_ssize_t)(o32 ? (int64_t)o32[r] : o64[r]))
     const uint8_t *data = (const uint8_t *)s->values.buf;
-    const uint8_t *valid = s->validity.obj ? (const uint8_t *)s->validity.buf : NULL;
-    Py_ssize_t bits = s->bit_offset, i = first, r = lo, rows_found = 0;
+    Py_ssize_t i = first, r = lo, rows_found = 0;
     int utf = s->kind == K_UTF;
     ascii_sizes(s, lo, hi, out);
     while (i < last) {
@@ -490,7 +489,7 @@ static __attribute__((always_inline)) inline void text_lengths_fast(const Step *
         start = start < first ? first : start > last ? last : start;
         end = end < start ? start : end > last ? last : end;
         i = end > i ? end : i + 1;
-        if (valid && !((valid[(bits + r) >> 3] >> ((bits + r) & 7)) & 1)) continue; /* a null's bytes: unused */
+        if (!is_valid(s, r)) continue; /* a null's bytes: unused */
         Py_ssize_t extra = check_utf8(data + start, end - start);
         if (extra < 0) {
             note(bad, r, k, S_UTF8);
@@ -924,7 +923,7 @@ static inline uint8_t *put_field(const Step *restrict s, Py_ssize_t r, uint8_t *
         Py_ssize_t len = b - a, readable = s->values.len - a, extra = 0;
         if (s->supplementary && has_any(src, len, readable, leads4_in)) extra = check_leads4(src, len);
         if (extra < 0) return NULL;
-        Py_ssize_t text = len + 2 * extra, prefix = s->kind == K_UTF ? 2 : text < 0x80 ? 1 : stop_bit_size(text);
+        Py_ssize_t text = len + 2 * extra, prefix = (Py_ssize_t)text_size(text, s->kind == K_UTF) - text;
         if (stop - d < prefix + text || (s->kind == K_UTF && text > 0xFFFF)) return NULL;
         if (s->kind == K_UTF) {
             d[0] = (uint8_t)text;

@@ -757,9 +757,7 @@ def _floats(col: Any, dtype: str, name: str) -> Step:
     nan = np.full(1, np.nan, dtype=target).tobytes()  # the NaN the row writer packs
     same = pa.types.is_float64(col.type) if target.itemsize == 8 else pa.types.is_float32(col.type)
     if same:  # the column's own buffers, nulls by its validity bitmap
-        data = col.buffers()[1]  # Arrow allows a buffer longer than its values, of any size: whole values only
-        values = np.frombuffer(data, dtype=target, count=data.size // target.itemsize)
-        values = values[col.offset : col.offset + len(col)]
+        values = _whole_values(col.buffers()[1], target)[col.offset : col.offset + len(col)]
         validity = col.buffers()[0] if col.null_count else None
         return Step(C.K_FIXED, target.itemsize, values, None, validity, col.offset, nan)
     if col.null_count or pa.types.is_decimal(col.type):
@@ -852,14 +850,20 @@ def _offsets_text(col: Any) -> Any:
     return col.cast(pa.large_string())
 
 
+def _whole_values(buffer: Any, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """An Arrow buffer (or None) as an array of ``dtype``, in place: the whole values it holds (Arrow lets a buffer
+    run past its last value by any number of bytes)."""
+    count = buffer.size // dtype.itemsize if buffer is not None else 0
+    return np.frombuffer(buffer, dtype, count=count) if count else np.zeros(0, dtype)
+
+
 def _text_step(kind: int, col: Any) -> Step:
     """A step over an Arrow string or large_string array's own buffers: validity, offsets, UTF-8 data."""
     pa = require("pyarrow")
     validity, offsets, data = col.buffers()
     width = 8 if pa.types.is_large_string(col.type) else 4
     n = len(col)
-    count = offsets.size // width if offsets is not None else 0  # whole offsets: a buffer may be longer, any size
-    off = np.frombuffer(offsets, f"<i{width}", count=count) if count else np.zeros(0, f"<i{width}")
+    off = _whole_values(offsets, np.dtype(f"<i{width}"))
     off = off[col.offset : col.offset + n + 1] if len(off) > n else np.zeros(n + 1, f"<i{width}")  # empty arrays
     off = np.require(off, requirements="A")  # a copy only for offsets at an odd address (a foreign buffer)
     return Step(kind, width, data if data is not None else b"", off, validity if col.null_count else None, col.offset)
