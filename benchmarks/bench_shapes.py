@@ -112,21 +112,30 @@ SHAPES = ["fixed", "ascii", "null30", "bmp20", "emoji1", "nonbmp12", "wide20", "
 
 
 def scale_check(only: list[str] | None, rows: int, repeat: int) -> None:
-    """read_table, write_frame and to_parquet at ``rows`` and ``10 * rows``: the time ratio (bar: <= 11x); and
-    to_parquet against pq.write_table at 10x the rows, where there are several row groups to overlap with the
-    decode.
+    """read_table, write_frame and to_parquet at ``rows`` and ``10 * rows``: the time ratio (bar: <= 11x), and
+    beside it the ratio of the least CPU time a call took (all threads: whether the work grew with the rows, when
+    the wall time grew more); pq.write_table's own time ratio (most of an export is pyarrow's write: on the VM
+    measured, it grew 10.7-11.1x on its own for the wide and 12.5% non-BMP shapes); and to_parquet against
+    pq.write_table at 10x the rows, where there are several row groups to overlap with the decode.
 
-    Each shape runs in a process of its own holding only that shape's tables, best of ``repeat`` rounds at each
-    size, as in the table (with 3 rounds the 10 M-row wide write took 0.63-3.3 s a round and one run measured
-    14.0x; best of 10 in the next run, 10.8x), and the read_table rounds run one after the other (then
-    to_parquet and pq.write_table interleaved). Why: on the VM this was measured on, memory the guest has not
-    touched lately costs about 1 ms per 2 MiB page the first time (the host backs it then; sys time, not user
-    time), and a 10 M-row read needs 1.7 GB of output. With pq.write_table between the reads, every read met
-    such memory and took 1.8-2.4 s instead of 0.16-0.2 s (42-77x the 1 M-row read; 12x of
-    sys time). Read after read, the process reuses its own memory, at both sizes alike.
+    Each shape runs in a process of its own holding only that shape's tables and journals at both sizes, and
+    times them in alternating blocks: rounds at ``rows``, rounds at ``10 * rows``, then both again (each block with
+    its own untimed warm-up round), best of ``repeat`` rounds in all at each size. Why blocks, and two of each: on
+    the VM this was measured on, the two vCPUs sometimes run two threads at full speed and sometimes at about half
+    (for minutes, then not); timed in one block per size, the sizes met different spells (a 1 M-row write, best of
+    10, took 39 ms in one run and 48-51 ms in the next three, the 10 M-row write 417-556 ms), so that the ratio
+    said more about the spells than about the code. Why not round by round: a 10 M-row call just before slowed the
+    1 M-row one after it (a wide export of 1 M rows took 549 ms instead of 357 ms: memory the big one gave back),
+    which flatters the ratio.
+    The read_table rounds run on their own (then to_parquet and pq.write_table, then write_frame): on that VM
+    memory the guest has not touched lately costs about 1 ms per 2 MiB page the first time (the host backs it
+    then; sys time, not user time), and a 10 M-row read needs 1.7 GB of output. With pq.write_table between the
+    reads, every read met such memory and took 1.8-2.4 s instead of 0.16-0.2 s (12x of sys time). Read after
+    read, the process reuses its own memory, at both sizes alike.
     """
-    print(f"\nscale: {rows:,} -> {10 * rows:,} rows, time ratio (bar <= 11x); to_parquet vs pq.write_table at "
-          f"{10 * rows:,} rows; one process per shape")
+    print(f"\nscale: {rows:,} -> {10 * rows:,} rows, time ratio (bar <= 11x; beside it, the least CPU time's ratio, "
+          f"and pq.write_table's own time ratio); to_parquet vs pq.write_table at {10 * rows:,} rows; one process "
+          "per shape, the two sizes in alternating blocks")
     for name in SHAPES:
         if only and name not in only:
             continue
@@ -138,29 +147,65 @@ def scale_check(only: list[str] | None, rows: int, repeat: int) -> None:
 def scale_child(name: str, rows: int, repeat: int) -> None:
     tmp = tempfile.mkdtemp(prefix="pychro-bench-scale-")
     try:
-        got = []
-        for n in (rows, 10 * rows):
-            table, schema = shape_tables(n, only=name)[name]
-            journal = os.path.join(tmp, f"scale-{name}")
+        small, big = shape_tables(rows, only=name)[name], shape_tables(10 * rows, only=name)[name]
+        schema = small[1]
+        journals = [os.path.join(tmp, f"scale-{name}-{k}") for k in range(2)]
+        for (table, _), journal in zip((small, big), journals):
             pychro.write_frame(table, journal, schema, date=DAY)
-            out = os.path.join(tmp, "scale.parquet")
-            # read_table rounds on their own, one after the other: see the docstring
-            read = interleaved(partial(pychro.read_table, journal, schema), repeat=repeat)
-            got.append(read + interleaved(partial(pychro.to_parquet, journal, schema, out),
-                                          partial(pq.write_table, table, out, compression="snappy"), repeat=repeat,
-                                          after=partial(_settle, out)))
+        out = os.path.join(tmp, "scale.parquet")
+        # read_table rounds on their own: see the docstring
+        reads = [LeastCpu(partial(pychro.read_table, j, schema)) for j in journals]
+        read = in_blocks([[f] for f in reads], repeat)
+        exports = [LeastCpu(partial(pychro.to_parquet, j, schema, out)) for j in journals]
+        # to_parquet and pq.write_table interleaved, at each size: pq.write_table's own growth is the reference
+        times = in_blocks([[f, partial(pq.write_table, t, out, compression="snappy")]
+                           for f, (t, _) in zip(exports, (small, big))], repeat, after=partial(_settle, out))
+        export, pq_write = times[0::2], times[1::2]
+        for journal in journals:
             _clean(journal)
-            scratch = os.path.join(tmp, f"scale-{name}-write")
-            got[-1] += interleaved(partial(pychro.write_frame, table, scratch, schema, date=DAY), repeat=repeat,
-                                   after=partial(_settle, scratch))
-            del table
-        ms = [[t * 1e3 for t in g] for g in got]
-        print(f"{name:9} read_table {got[1][0] / got[0][0]:5.1f}x ({ms[0][0]:.0f} -> {ms[1][0]:.0f} ms)   "
-              f"write_frame {got[1][3] / got[0][3]:5.1f}x ({ms[0][3]:.0f} -> {ms[1][3]:.0f} ms)   "
-              f"to_parquet {got[1][1] / got[0][1]:5.1f}x ({ms[0][1]:.0f} -> {ms[1][1]:.0f} ms)   "
-              f"to_parquet vs pq.write_table {got[1][1] / got[1][2]:.2f}x")
+        scratch = os.path.join(tmp, f"scale-{name}-write")
+        writes = [LeastCpu(partial(pychro.write_frame, t, scratch, schema, date=DAY)) for t, _ in (small, big)]
+        write = in_blocks([[f] for f in writes], repeat, after=partial(_settle, scratch))
+        parts = []
+        for label, (a, b), cpu in (("read_table", read, reads), ("write_frame", write, writes),
+                                   ("to_parquet", export, exports)):
+            grew = cpu[1].least / cpu[0].least
+            parts.append(f"{label} {b / a:5.1f}x ({a * 1e3:.0f} -> {b * 1e3:.0f} ms; CPU {grew:.1f}x)")
+        print(f"{name:9} " + "   ".join(parts) + f"   (pq.write_table {pq_write[1] / pq_write[0]:.1f}x)   "
+              f"to_parquet vs pq.write_table {export[1] / pq_write[1]:.2f}x")
     finally:
         _clean(tmp)
+
+
+class LeastCpu:
+    """``fn``, noting the least CPU time (user + system, all threads of this process) that a call of it took: beside
+    the wall-time ratio, whether the work itself grew with the rows (a wall time can grow with the host's spells)."""
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn, self.least = fn, float("inf")
+
+    def __call__(self) -> None:
+        before = _cpu()
+        self.fn()
+        self.least = min(self.least, _cpu() - before)
+
+
+def _cpu() -> float:
+    """CPU seconds of this process so far (getrusage: to the microsecond, where os.times counts 10 ms ticks)."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
+def in_blocks(groups: list[list[Callable[[], object]]], repeat: int, blocks: int = 2,
+              after: Callable[[], object] | None = None) -> list[float]:
+    """Best time of every function of ``groups`` over ``repeat`` rounds, run as ``blocks`` passes over the groups,
+    each group's functions interleaved (:func:`interleaved`) for its share of the rounds in each pass."""
+    share = -(-repeat // blocks)
+    best = [float("inf")] * sum(map(len, groups))
+    for _ in range(blocks):
+        times = [t for group in groups for t in interleaved(*group, repeat=share, after=after)]
+        best = [min(a, b) for a, b in zip(best, times)]
+    return best
 
 
 def thread_cpu(fn: Callable[[], object], repeat: int) -> float:
