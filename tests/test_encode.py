@@ -374,6 +374,21 @@ def test_place_takes_a_range_and_writes_each_entry() -> None:
         program.place(range(10, 40), lengths, by_range, bytes(30 * 8))
     with pytest.raises(ValueError, match="aligned"):
         C.place(program.steps, n, np.zeros(8 * 4 + 1, np.uint8)[1:], lengths, by_range, None, 0)
+    # arrays of another type of 8-byte words, and entry bases out of uint64, are refused, not reinterpreted
+    for base in (-1, 1 << 64):
+        with pytest.raises(OverflowError):
+            program.place(range(10, 40), lengths, by_range, entries, base)
+    with pytest.raises(ValueError, match="int64"):
+        C.place(program.steps, n, np.arange(10, 40, dtype=np.float64), lengths, by_range, None, 0)
+    with pytest.raises(ValueError, match="lengths needs one aligned int64"):
+        C.place(program.steps, n, range(10, 40), lengths.astype(np.float64), by_range, None, 0)
+    with pytest.raises(ValueError, match="entries must be an aligned uint64"):
+        C.place(program.steps, n, range(10, 40), lengths, by_range, entries.view(np.int64), 0)
+    with pytest.raises(ValueError, match="lengths must be aligned int64"):
+        C.fit(range(10, 40), lengths.astype(np.float64), 0, 1 << 20, 1 << 20)
+    with pytest.raises(ValueError, match="lengths must be aligned int64"):
+        C.fit(range(10, 40), lengths.astype(">i8"), 0, 1 << 20, 1 << 20)
+    assert C.fit(range(10, 40), lengths, 0, 1 << 20, 1 << 20) == (30, size)
 
 
 @settings(max_examples=150, deadline=None)

@@ -694,6 +694,21 @@ typedef struct {
     Py_ssize_t first, count;
 } Rows;
 
+/* obj as an aligned, C-contiguous array of 8-byte integers whose format letter is in letters (numpy's int64 is
+ * "l", Python's array "q"; uint64 "L" or "Q"), else ValueError "<what> must be ...": an array of another type
+ * would be read as garbage words (within its bounds, but a wrong answer or a vague error). */
+static int word_view(PyObject *obj, Py_buffer *view, int flags, const char *letters, const char *what) {
+    if (PyObject_GetBuffer(obj, view, flags | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) return -1;
+    const char *f = view->format ? view->format : "B";
+    if (*f == '@' || *f == '=' || *f == '<') f++;
+    if (view->itemsize != 8 || !f[0] || f[1] || !strchr(letters, f[0]) || (uintptr_t)view->buf % 8) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_ValueError, "%s", what);
+        return -1;
+    }
+    return 0;
+}
+
 static int read_rows(PyObject *obj, Rows *r) {
     memset(r, 0, sizeof *r);
     if (PyRange_Check(obj)) {
@@ -718,12 +733,7 @@ static int read_rows(PyObject *obj, Rows *r) {
         r->count = v[1] > v[0] ? v[1] - v[0] : 0;
         return 0;
     }
-    if (PyObject_GetBuffer(obj, &r->view, PyBUF_SIMPLE) < 0) return -1;
-    if (r->view.len % 8 || (uintptr_t)r->view.buf % 8) {
-        PyBuffer_Release(&r->view);
-        PyErr_SetString(PyExc_ValueError, "rows must be an aligned int64 array or a range");
-        return -1;
-    }
+    if (word_view(obj, &r->view, PyBUF_SIMPLE, "lq", "rows must be an aligned int64 array or a range") < 0) return -1;
     r->list = (const int64_t *)r->view.buf;
     r->count = r->view.len / 8;
     return 0;
@@ -949,23 +959,28 @@ static inline uint8_t *put_field(const Step *restrict s, Py_ssize_t r, uint8_t *
 static PyObject *place(PyObject *self, PyObject *args) {
     PyObject *program, *rows_obj, *entries_obj;
     Py_ssize_t n;
-    unsigned long long entry_base;
-    Py_buffer lens, buf, ent = {0};
+    PyObject *lens_obj, *base_obj;
+    Py_buffer lens = {0}, buf, ent = {0};
     Rows rows = {0};
-    if (!PyArg_ParseTuple(args, "OnOy*w*OK", &program, &n, &rows_obj, &lens, &buf, &entries_obj, &entry_base))
+    if (!PyArg_ParseTuple(args, "OnOOw*OO", &program, &n, &rows_obj, &lens_obj, &buf, &entries_obj, &base_obj))
         return NULL;
     Program p = {0};
     PyObject *result = NULL;
     Op *ops = NULL;
     uint8_t *tiles = NULL;
+    /* the first entry's index: a negative or too big one is an error, not a number taken modulo 2^64 */
+    unsigned long long entry_base = PyLong_AsUnsignedLongLong(base_obj);
+    if (entry_base == (unsigned long long)-1 && PyErr_Occurred()) goto done;
     if (read_rows(rows_obj, &rows) || read_program(program, n, &p)) goto done;
-    if (lens.len / 8 < n || (uintptr_t)lens.buf % 8) {
+    if (word_view(lens_obj, &lens, PyBUF_SIMPLE, "lq", "lengths needs one aligned int64 per row") < 0) goto done;
+    if (lens.len / 8 < n) {
         PyErr_SetString(PyExc_ValueError, "lengths needs one aligned int64 per row");
         goto done;
     }
     if (entries_obj != Py_None) {
-        if (PyObject_GetBuffer(entries_obj, &ent, PyBUF_WRITABLE) < 0) goto done;
-        if (ent.len % 8 || ent.len / 8 != rows.count || (uintptr_t)ent.buf % 8) {
+        if (word_view(entries_obj, &ent, PyBUF_WRITABLE, "LQ", "entries must be an aligned uint64 array, one per row") < 0)
+            goto done;
+        if (ent.len / 8 != rows.count) {
             PyErr_SetString(PyExc_ValueError, "entries must be an aligned uint64 array, one per row");
             goto done;
         }
@@ -1050,20 +1065,23 @@ done:
     release_program(&p);
     release_rows(&rows);
     if (ent.obj) PyBuffer_Release(&ent);
-    PyBuffer_Release(&lens);
+    if (lens.obj) PyBuffer_Release(&lens);
     PyBuffer_Release(&buf);
     return result;
 }
 
 static PyObject *fit(PyObject *self, PyObject *args) {
     PyObject *rows_obj;
-    Py_buffer lens;
+    PyObject *lens_obj;
+    Py_buffer lens = {0};
     Py_ssize_t pos, roll_at, limit;
-    Rows rows;
-    if (!PyArg_ParseTuple(args, "Oy*nnn", &rows_obj, &lens, &pos, &roll_at, &limit)) return NULL;
+    Rows rows = {0};
+    if (!PyArg_ParseTuple(args, "OOnnn", &rows_obj, &lens_obj, &pos, &roll_at, &limit)) return NULL;
     PyObject *result = NULL;
     if (read_rows(rows_obj, &rows)) goto done;
-    if ((uintptr_t)lens.buf % 8 || pos < 0 || roll_at < 0 || limit < 0 || pos > PY_SSIZE_T_MAX / 2 ||
+    if (word_view(lens_obj, &lens, PyBUF_SIMPLE, "lq", "fit: lengths must be aligned int64; positions >= 0") < 0)
+        goto done;
+    if (pos < 0 || roll_at < 0 || limit < 0 || pos > PY_SSIZE_T_MAX / 2 ||
         roll_at > PY_SSIZE_T_MAX / 2 || limit > PY_SSIZE_T_MAX / 2) {
         PyErr_SetString(PyExc_ValueError, "fit: lengths must be aligned int64; positions >= 0");
         goto done;
@@ -1088,7 +1106,7 @@ static PyObject *fit(PyObject *self, PyObject *args) {
         result = Py_BuildValue("nn", count, at - pos);
 done:
     release_rows(&rows);
-    PyBuffer_Release(&lens);
+    if (lens.obj) PyBuffer_Release(&lens);
     return result;
 }
 
