@@ -373,22 +373,36 @@ def test_place_takes_a_range_and_writes_each_entry() -> None:
     with pytest.raises(BufferError, match="not writable"):
         program.place(range(10, 40), lengths, by_range, bytes(30 * 8))
     with pytest.raises(ValueError, match="aligned"):
-        C.place(program.steps, n, np.zeros(8 * 4 + 1, np.uint8)[1:], lengths, by_range, None, 0)
-    # arrays of another type of 8-byte words, and entry bases out of uint64, are refused, not reinterpreted
-    for base in (-1, 1 << 64):
-        with pytest.raises(OverflowError):
+        C.place(program.steps, n, np.zeros(8 * 4 + 1, np.uint8)[1:].view(np.int64), lengths, by_range, None, 0)
+    # arrays of another type of 8-byte words, and entries outside uint64, are refused, not reinterpreted
+    for base in (-1, 1 << 64, (1 << 64) - 1):  # the last: its second entry would pass 2**64 - 1
+        with pytest.raises(OverflowError, match="entry_base"):
             program.place(range(10, 40), lengths, by_range, entries, base)
-    with pytest.raises(ValueError, match="int64"):
+    with pytest.raises(TypeError, match="entry_base must be an int, not float"):
+        program.place(range(10, 40), lengths, by_range, entries, 1.5)
+    assert program.place(range(10, 40), lengths, by_range, entries, np.uint64(1000)) == size
+    with pytest.raises(ValueError, match=r"rows .* must be an array of int64, not of format 'd'"):
         C.place(program.steps, n, np.arange(10, 40, dtype=np.float64), lengths, by_range, None, 0)
-    with pytest.raises(ValueError, match="lengths needs one aligned int64"):
+    with pytest.raises(TypeError, match="rows must be int64, not float64"):  # not truncated to integers
+        program.place(np.arange(10, 40, dtype=np.float64) + 0.9, lengths, by_range)
+    with pytest.raises(TypeError, match="lengths must be int64, not float64"):
+        program.place(range(10, 40), lengths + 0.5, by_range)
+    with pytest.raises(ValueError, match="lengths must be an array of int64, not of format 'd'"):
         C.place(program.steps, n, range(10, 40), lengths.astype(np.float64), by_range, None, 0)
-    with pytest.raises(ValueError, match="entries must be an aligned uint64"):
+    with pytest.raises(ValueError, match=r"lengths needs one int64 per row of the program \(50\), not 49"):
+        C.place(program.steps, n, range(10, 40), lengths[:49], by_range, None, 0)
+    with pytest.raises(ValueError, match="entries must be an array of uint64"):
         C.place(program.steps, n, range(10, 40), lengths, by_range, entries.view(np.int64), 0)
-    with pytest.raises(ValueError, match="lengths must be aligned int64"):
+    with pytest.raises(ValueError, match=r"entries: .*read-only"):
+        C.place(program.steps, n, range(10, 40), lengths, by_range, np.frombuffer(bytes(240), np.uint64), 0)
+    with pytest.raises(ValueError, match="fit: lengths must be an array of int64, not of format 'd'"):
         C.fit(range(10, 40), lengths.astype(np.float64), 0, 1 << 20, 1 << 20)
-    with pytest.raises(ValueError, match="lengths must be aligned int64"):
+    with pytest.raises(ValueError, match="fit: lengths must be an array of int64, not of format '>q'"):
         C.fit(range(10, 40), lengths.astype(">i8"), 0, 1 << 20, 1 << 20)
     assert C.fit(range(10, 40), lengths, 0, 1 << 20, 1 << 20) == (30, size)
+    nothing = np.zeros(9, np.uint8)[1:1].view(np.int64)  # no rows, at an odd address: nothing is read
+    assert C.fit(nothing, lengths, 0, 1 << 20, 1 << 20) == (0, 0)
+    assert C.place(program.steps, n, nothing, lengths, by_range, nothing.view(np.uint64), 0) == 0
 
 
 @settings(max_examples=150, deadline=None)
@@ -478,7 +492,7 @@ def test_fit_checks_its_arguments() -> None:
     with pytest.raises(ValueError, match="step 1"):
         C.fit(range(0, 4, 2), lengths, 0, 1000, 1000)
     with pytest.raises(ValueError, match="aligned"):
-        C.fit(np.zeros(17, np.uint8)[1:], lengths, 0, 1000, 1000)
+        C.fit(np.zeros(17, np.uint8)[1:].view(np.int64), lengths, 0, 1000, 1000)
     with pytest.raises(OverflowError):
         C.fit(range(1 << 64), lengths, 0, 1000, 1000)
     with pytest.raises(ValueError, match="too long"):

@@ -695,18 +695,34 @@ typedef struct {
 } Rows;
 
 /* obj as an aligned, C-contiguous array of 8-byte integers whose format letter is in letters (numpy's int64 is
- * "l", Python's array "q"; uint64 "L" or "Q"), else ValueError "<what> must be ...": an array of another type
- * would be read as garbage words (within its bounds, but a wrong answer or a vague error). */
-static int word_view(PyObject *obj, Py_buffer *view, int flags, const char *letters, const char *what) {
-    if (PyObject_GetBuffer(obj, view, flags | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) return -1;
-    const char *f = view->format ? view->format : "B";
-    if (*f == '@' || *f == '=' || *f == '<') f++;
-    if (view->itemsize != 8 || !f[0] || f[1] || !strchr(letters, f[0]) || (uintptr_t)view->buf % 8) {
-        PyBuffer_Release(view);
-        PyErr_Format(PyExc_ValueError, "%s", what);
+ * "l", Python's array "q"; uint64 "L" or "Q"; an empty one may be anywhere), else an error naming it: an array of
+ * another type would be read as garbage words (within its bounds, but a wrong answer or a vague error). */
+static int word_view(PyObject *obj, Py_buffer *view, int flags, const char *letters, const char *name) {
+    const char *type = strchr(letters, 'l') ? "int64" : "uint64";
+    if (PyObject_GetBuffer(obj, view, flags | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_MemoryError)) { /* the exporter's words, with the argument's name */
+            PyObject *kind, *value, *tb;
+            PyErr_Fetch(&kind, &value, &tb);
+            PyErr_NormalizeException(&kind, &value, &tb);
+            PyErr_Format(kind, "%s: %S", name, value);
+            Py_XDECREF(kind);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+        }
         return -1;
     }
-    return 0;
+    const char *f = view->format ? view->format : "B";
+    const char *letter = *f == '@' || *f == '=' || *f == '<' ? f + 1 : f;
+    if (view->itemsize != 8 || !letter[0] || letter[1] || !strchr(letters, letter[0])) {
+        PyErr_Format(PyExc_ValueError, "%s must be an array of %s, not of format '%s' (%zd-byte items)", name, type,
+                     f, view->itemsize);
+    } else if (view->len && (uintptr_t)view->buf % 8) {
+        PyErr_Format(PyExc_ValueError, "%s must be aligned to 8 bytes", name);
+    } else {
+        return 0;
+    }
+    PyBuffer_Release(view);
+    return -1;
 }
 
 static int read_rows(PyObject *obj, Rows *r) {
@@ -733,7 +749,7 @@ static int read_rows(PyObject *obj, Rows *r) {
         r->count = v[1] > v[0] ? v[1] - v[0] : 0;
         return 0;
     }
-    if (word_view(obj, &r->view, PyBUF_SIMPLE, "lq", "rows must be an aligned int64 array or a range") < 0) return -1;
+    if (word_view(obj, &r->view, PyBUF_SIMPLE, "lq", "rows (a range or an array)") < 0) return -1;
     r->list = (const int64_t *)r->view.buf;
     r->count = r->view.len / 8;
     return 0;
@@ -968,20 +984,32 @@ static PyObject *place(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     Op *ops = NULL;
     uint8_t *tiles = NULL;
-    /* the first entry's index: a negative or too big one is an error, not a number taken modulo 2^64 */
-    unsigned long long entry_base = PyLong_AsUnsignedLongLong(base_obj);
-    if (entry_base == (unsigned long long)-1 && PyErr_Occurred()) goto done;
+    /* the first entry's index: every entry (it plus an offset in buf) must be a uint64, not taken modulo 2^64 */
+    unsigned long long entry_base = 0;
+    PyObject *base = PyNumber_Index(base_obj);
+    if (!base) {
+        PyErr_Format(PyExc_TypeError, "entry_base must be an int, not %.100s", Py_TYPE(base_obj)->tp_name);
+        goto done;
+    }
+    entry_base = PyLong_AsUnsignedLongLong(base);
+    Py_DECREF(base);
+    if ((entry_base == (unsigned long long)-1 && PyErr_Occurred()) || entry_base > UINT64_MAX - (uint64_t)buf.len) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_OverflowError, "entry_base: its entries (it plus offsets in buf) must be 0..2**64-1");
+        goto done;
+    }
     if (read_rows(rows_obj, &rows) || read_program(program, n, &p)) goto done;
-    if (word_view(lens_obj, &lens, PyBUF_SIMPLE, "lq", "lengths needs one aligned int64 per row") < 0) goto done;
+    if (word_view(lens_obj, &lens, PyBUF_SIMPLE, "lq", "lengths") < 0) goto done;
     if (lens.len / 8 < n) {
-        PyErr_SetString(PyExc_ValueError, "lengths needs one aligned int64 per row");
+        PyErr_Format(PyExc_ValueError, "lengths needs one int64 per row of the program (%zd), not %zd", n,
+                     lens.len / 8);
         goto done;
     }
     if (entries_obj != Py_None) {
-        if (word_view(entries_obj, &ent, PyBUF_WRITABLE, "LQ", "entries must be an aligned uint64 array, one per row") < 0)
-            goto done;
+        if (word_view(entries_obj, &ent, PyBUF_WRITABLE, "LQ", "entries") < 0) goto done;
         if (ent.len / 8 != rows.count) {
-            PyErr_SetString(PyExc_ValueError, "entries must be an aligned uint64 array, one per row");
+            PyErr_Format(PyExc_ValueError, "entries needs one uint64 per row laid out (%zd), not %zd", rows.count,
+                         ent.len / 8);
             goto done;
         }
     }
@@ -1079,11 +1107,10 @@ static PyObject *fit(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOnnn", &rows_obj, &lens_obj, &pos, &roll_at, &limit)) return NULL;
     PyObject *result = NULL;
     if (read_rows(rows_obj, &rows)) goto done;
-    if (word_view(lens_obj, &lens, PyBUF_SIMPLE, "lq", "fit: lengths must be aligned int64; positions >= 0") < 0)
-        goto done;
+    if (word_view(lens_obj, &lens, PyBUF_SIMPLE, "lq", "fit: lengths") < 0) goto done;
     if (pos < 0 || roll_at < 0 || limit < 0 || pos > PY_SSIZE_T_MAX / 2 ||
         roll_at > PY_SSIZE_T_MAX / 2 || limit > PY_SSIZE_T_MAX / 2) {
-        PyErr_SetString(PyExc_ValueError, "fit: lengths must be aligned int64; positions >= 0");
+        PyErr_SetString(PyExc_ValueError, "fit: positions (pos, roll_at, limit) must be 0..2**62");
         goto done;
     }
     Py_ssize_t n = lens.len / 8, count = 0, at = pos, bad = -1;

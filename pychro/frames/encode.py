@@ -105,9 +105,8 @@ class Program:
         (step 1). ``entries``, when given (one uint64 per row), receives each message's index entry:
         ``entry_base`` plus the offset of its header in ``buf``."""
         if not isinstance(rows, range):
-            rows = np.ascontiguousarray(rows, dtype=np.int64)  # the C reads int64 (no copy when they are)
-        lengths = np.ascontiguousarray(lengths, dtype=np.int64)
-        return C.place(self.steps, self.n, rows, lengths, buf, entries, entry_base)
+            rows = _int64(rows, "rows")
+        return C.place(self.steps, self.n, rows, _int64(lengths, "lengths"), buf, entries, entry_base)
 
     def _error(self, row: int, step: int, status: int) -> RowError:
         name = self.names[step]
@@ -123,6 +122,14 @@ class Program:
         if status == C.S_NULL:
             return RowError(row, f"column {name!r} is null; this field type cannot hold nulls")
         return RowError(row, f"column {name!r} has Arrow offsets outside its data")
+
+
+def _int64(values: Any, name: str) -> npt.NDArray[np.int64]:
+    """``values`` as contiguous int64 (no copy when they are): integers only, as a cast would truncate floats."""
+    a = np.asarray(values)
+    if not np.can_cast(a.dtype, np.int64, "safe"):
+        raise TypeError(f"{name} must be int64, not {a.dtype}")
+    return np.ascontiguousarray(a, dtype=np.int64)
 
 
 def raw_program(data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64]) -> Program:
