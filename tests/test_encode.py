@@ -400,6 +400,22 @@ def test_place_takes_a_range_and_writes_each_entry() -> None:
     with pytest.raises(ValueError, match="fit: lengths must be an array of int64, not of format '>q'"):
         C.fit(range(10, 40), lengths.astype(">i8"), 0, 1 << 20, 1 << 20)
     assert C.fit(range(10, 40), lengths, 0, 1 << 20, 1 << 20) == (30, size)
+    with pytest.raises(BufferError, match="entries: ") as raised:  # the exporter's error, named, as the cause
+        C.place(program.steps, n, range(10, 40), lengths, by_range, bytes(240), 0)
+    assert isinstance(raised.value.__cause__, BufferError)
+
+    class Index:
+        def __index__(self) -> int:
+            raise KeyError("from __index__")
+
+    with pytest.raises(KeyError, match="from __index__"):  # goes on as it is, not replaced
+        program.place(range(10, 40), lengths, by_range, entries, Index())
+    assert program.place([], lengths, by_range) == 0  # an empty list (numpy makes it float64) is no rows
+    assert program.place(np.arange(10, 40, dtype=np.uint32), lengths, by_range) == size
+    with pytest.raises(TypeError, match="rows must be int64, not bool"):
+        program.place(np.ones(30, bool), lengths, by_range)
+    with pytest.raises(TypeError, match="rows must be int64, not uint64 above 2"):
+        program.place(np.array([1 << 63], np.uint64), lengths, by_range)
     nothing = np.zeros(9, np.uint8)[1:1].view(np.int64)  # no rows, at an odd address: nothing is read
     assert C.fit(nothing, lengths, 0, 1 << 20, 1 << 20) == (0, 0)
     assert C.place(program.steps, n, nothing, lengths, by_range, nothing.view(np.uint64), 0) == 0

@@ -700,15 +700,32 @@ typedef struct {
 static int word_view(PyObject *obj, Py_buffer *view, int flags, const char *letters, const char *name) {
     const char *type = strchr(letters, 'l') ? "int64" : "uint64";
     if (PyObject_GetBuffer(obj, view, flags | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
-        if (!PyErr_ExceptionMatches(PyExc_MemoryError)) { /* the exporter's words, with the argument's name */
-            PyObject *kind, *value, *tb;
-            PyErr_Fetch(&kind, &value, &tb);
-            PyErr_NormalizeException(&kind, &value, &tb);
-            PyErr_Format(kind, "%s: %S", name, value);
-            Py_XDECREF(kind);
-            Py_XDECREF(value);
-            Py_XDECREF(tb);
+        if (!PyErr_Occurred()) { /* an exporter that failed without saying why */
+            PyErr_Format(PyExc_ValueError, "%s: its buffer could not be had", name);
+            return -1;
         }
+        /* the exporter's usual errors say it again with the argument's name, the original as the cause; any other
+         * (an exception of its own, MemoryError, KeyboardInterrupt) goes on as it is */
+        PyObject *kind, *value, *tb, *said = NULL;
+        PyErr_Fetch(&kind, &value, &tb);
+        PyErr_NormalizeException(&kind, &value, &tb);
+        if (kind == PyExc_BufferError || kind == PyExc_ValueError || kind == PyExc_TypeError)
+            said = PyUnicode_FromFormat("%s: %S", name, value);
+        if (!said) {
+            PyErr_Clear(); /* (its str() failed: the original is better) */
+            PyErr_Restore(kind, value, tb);
+            return -1;
+        }
+        if (tb) PyException_SetTraceback(value, tb);
+        PyErr_SetObject(kind, said);
+        Py_DECREF(said);
+        PyObject *k2, *v2, *t2;
+        PyErr_Fetch(&k2, &v2, &t2);
+        PyErr_NormalizeException(&k2, &v2, &t2);
+        PyException_SetCause(v2, value); /* steals value */
+        PyErr_Restore(k2, v2, t2);
+        Py_XDECREF(kind);
+        Py_XDECREF(tb);
         return -1;
     }
     const char *f = view->format ? view->format : "B";
@@ -986,14 +1003,16 @@ static PyObject *place(PyObject *self, PyObject *args) {
     uint8_t *tiles = NULL;
     /* the first entry's index: every entry (it plus an offset in buf) must be a uint64, not taken modulo 2^64 */
     unsigned long long entry_base = 0;
-    PyObject *base = PyNumber_Index(base_obj);
-    if (!base) {
+    if (!PyIndex_Check(base_obj)) {
         PyErr_Format(PyExc_TypeError, "entry_base must be an int, not %.100s", Py_TYPE(base_obj)->tp_name);
         goto done;
     }
+    PyObject *base = PyNumber_Index(base_obj); /* its __index__ may fail: that error goes on */
+    if (!base) goto done;
     entry_base = PyLong_AsUnsignedLongLong(base);
     Py_DECREF(base);
     if ((entry_base == (unsigned long long)-1 && PyErr_Occurred()) || entry_base > UINT64_MAX - (uint64_t)buf.len) {
+        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_OverflowError)) goto done;
         PyErr_Clear();
         PyErr_SetString(PyExc_OverflowError, "entry_base: its entries (it plus offsets in buf) must be 0..2**64-1");
         goto done;

@@ -125,10 +125,11 @@ class Program:
 
 
 def _int64(values: Any, name: str) -> npt.NDArray[np.int64]:
-    """``values`` as contiguous int64 (no copy when they are): integers only, as a cast would truncate floats."""
+    """``values`` as contiguous int64 (no copy when they are): integers (an empty list too), not floats, which a
+    cast would truncate, nor bools; unsigned ones only below 2**63."""
     a = np.asarray(values)
-    if not np.can_cast(a.dtype, np.int64, "safe"):
-        raise TypeError(f"{name} must be int64, not {a.dtype}")
+    if a.size and (a.dtype.kind not in "iu" or (a.dtype == np.uint64 and int(a.max()) >= 1 << 63)):
+        raise TypeError(f"{name} must be int64, not {a.dtype}" + (" above 2**63 - 1" if a.dtype.kind == "u" else ""))
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
