@@ -706,25 +706,24 @@ static int word_view(PyObject *obj, Py_buffer *view, int flags, const char *lett
         }
         /* the exporter's usual errors say it again with the argument's name, the original as the cause; any other
          * (an exception of its own, MemoryError, KeyboardInterrupt) goes on as it is */
-        PyObject *kind, *value, *tb, *said = NULL;
+        PyObject *kind, *value, *tb, *again = NULL;
         PyErr_Fetch(&kind, &value, &tb);
         PyErr_NormalizeException(&kind, &value, &tb);
-        if (kind == PyExc_BufferError || kind == PyExc_ValueError || kind == PyExc_TypeError)
-            said = PyUnicode_FromFormat("%s: %S", name, value);
-        if (!said) {
+        if (kind == PyExc_BufferError || kind == PyExc_ValueError || kind == PyExc_TypeError) {
+            PyObject *said = PyUnicode_FromFormat("%s: %S", name, value);
+            again = said ? PyObject_CallOneArg(kind, said) : NULL;
+            Py_XDECREF(said);
+        }
+        if (!again) {
             PyErr_Clear(); /* (its str() failed: the original is better) */
             PyErr_Restore(kind, value, tb);
             return -1;
         }
         if (tb) PyException_SetTraceback(value, tb);
-        PyErr_SetObject(kind, said);
-        Py_DECREF(said);
-        PyObject *k2, *v2, *t2;
-        PyErr_Fetch(&k2, &v2, &t2);
-        PyErr_NormalizeException(&k2, &v2, &t2);
-        PyException_SetCause(v2, value); /* steals value */
-        PyErr_Restore(k2, v2, t2);
-        Py_XDECREF(kind);
+        PyException_SetCause(again, value); /* steals value */
+        PyErr_SetObject(kind, again);
+        Py_DECREF(again);
+        Py_DECREF(kind);
         Py_XDECREF(tb);
         return -1;
     }
@@ -733,7 +732,7 @@ static int word_view(PyObject *obj, Py_buffer *view, int flags, const char *lett
     if (view->itemsize != 8 || !letter[0] || letter[1] || !strchr(letters, letter[0])) {
         PyErr_Format(PyExc_ValueError, "%s must be an array of %s, not of format '%s' (%zd-byte items)", name, type,
                      f, view->itemsize);
-    } else if (view->len && (uintptr_t)view->buf % 8) {
+    } else if (misaligned(view, 8, view->len)) {
         PyErr_Format(PyExc_ValueError, "%s must be aligned to 8 bytes", name);
     } else {
         return 0;
@@ -1012,8 +1011,7 @@ static PyObject *place(PyObject *self, PyObject *args) {
     entry_base = PyLong_AsUnsignedLongLong(base);
     Py_DECREF(base);
     if ((entry_base == (unsigned long long)-1 && PyErr_Occurred()) || entry_base > UINT64_MAX - (uint64_t)buf.len) {
-        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_OverflowError)) goto done;
-        PyErr_Clear();
+        PyErr_Clear(); /* (an int's only error here: OverflowError) */
         PyErr_SetString(PyExc_OverflowError, "entry_base: its entries (it plus offsets in buf) must be 0..2**64-1");
         goto done;
     }
