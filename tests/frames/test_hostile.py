@@ -261,6 +261,45 @@ def test_text_tiles_with_a_bad_row_are_read_row_by_row(tmp_path: Path, errors: s
     assert list(zip(*(table.column(c).to_pylist() for c in ("row", "a", "b")))) == good
 
 
+@pytest.mark.parametrize("cut", [False, True])
+def test_text_tiles_of_good_rows_with_every_length(tmp_path: Path, cut: bool) -> None:
+    """Tiles whose every row is right, read text column by text column: texts of 0 to 17 bytes (one word, two, more),
+    of exactly 16, of 127 (the longest one-byte length), 128 and 16384 bytes (longer lengths: 0x80 first, as a
+    null's), nulls, non-ASCII and surrogate pairs, at random. ``cut``: the data file ends where its last body does,
+    so that the last tiles have less than 16 bytes readable past their bodies (read row by row). Every value is
+    what was written."""
+    rng = np.random.default_rng(11)
+    words = ["", "a", "abcdefgh", "x" * 15, "y" * 16, "z" * 17, "caf\u00e9", "\U0001f680 go", "q" * 127,
+             "r" * 128, "s" * 16384, None]
+    rows, bodies = [], []
+    for row in range(700):
+        a, b = (words[int(rng.integers(0, len(words)))] for _ in range(2))
+        rows.append((row, a, b))
+        bodies.append(struct.pack("<i", row) + ref_utf_delta(a) + ref_utf_delta(b))
+    write_bodies(tmp_path / "j", bodies, 1_704_186_000_000)
+    if cut:
+        (data,) = (tmp_path / "j").rglob("data-*")
+        raw = data.read_bytes().rstrip(b"\0")
+        assert raw.endswith(bodies[-1].rstrip(b"\0"))
+        with open(data, "r+b") as f:
+            f.truncate(len(raw))
+    table = read_table(tmp_path / "j", "row:int32,a:string,b:string")
+    assert list(zip(*(table.column(c).to_pylist() for c in ("row", "a", "b")))) == rows
+    assert table.column("a").null_count == sum(a is None for _, a, _ in rows)
+
+
+def test_a_long_text_whose_length_starts_like_a_null(tmp_path: Path) -> None:
+    """A 128-byte text's length is 0x80 0x01; a null's is 0x80 0x00. Taken for a null, this row's bytes after it
+    would read as two more texts ending exactly where the body does (100 x's, then 26 y's and the two empty
+    texts' lengths): a plausible wrong row, not a mismatch. Every tile of such rows must read the text."""
+    a = chr(100) + "x" * 100 + chr(28) + "y" * 26
+    assert ref_utf_delta(a)[:2] == b"\x80\x01" and len(ref_utf_delta(a)) == 130
+    bodies = [struct.pack("<i", row) + ref_utf_delta(a) + ref_utf_delta("") * 2 for row in range(200)]
+    write_bodies(tmp_path / "j", bodies, 1_704_186_000_000)
+    table = read_table(tmp_path / "j", "row:int32,a:string,b:string,c:string")
+    assert table.to_pydict() == {"row": list(range(200)), "a": [a] * 200, "b": [""] * 200, "c": [""] * 200}
+
+
 def test_a_run_of_stop_bit_fields_with_columns_left_out(tmp_path: Path, stopbit_path: str) -> None:
     """A run of stop-bit fields of which some are not asked for (decoded, not kept): the columns asked for hold the
     values Java wrote, on every path, with values of 1 to 10 bytes side by side, and over many tiles (rows of 4
