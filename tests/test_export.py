@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -140,6 +142,68 @@ def test_an_existing_file_is_replaced_only_by_a_complete_export(ticks: Path, tmp
     assert not (tmp_path / "t.parquet.partial").exists()
     assert pychro.to_parquet(ticks, SCHEMA, out) == pq.read_table(out).num_rows == 30_000
     assert not (tmp_path / "t.parquet.partial").exists()
+
+
+@pytest.mark.parametrize("fn", [pychro.to_parquet, pychro.to_ipc, pychro.to_csv])
+def test_an_export_to_a_name_another_export_is_writing_is_refused(ticks: Path, tmp_path: Path, fn: Any) -> None:
+    """Two exports to one name shared one .partial file: the second to finish removed the file the first had just
+    published (its caller told of success), or a half-written file was published. The export writing holds a lock
+    on its .partial file (here this test does); another is refused before it reads, leaving both files as they
+    were. The lock dies with its holder (kill -9 too): the .partial file left is then taken over."""
+    import fcntl
+
+    out = tmp_path / "t.out"
+    out.write_bytes(b"an older export")
+    partial = tmp_path / "t.out.partial"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT)
+    try:
+        os.write(fd, b"being written")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(OSError, match=r"another export is writing .*t\.out.* wait for it") as got:
+            fn(ticks, SCHEMA, out)
+        assert got.value.errno == errno.EBUSY
+        assert partial.read_bytes() == b"being written" and out.read_bytes() == b"an older export"
+    finally:
+        os.close(fd)  # as its process dying would
+    assert fn(ticks, SCHEMA, out) == 30_000
+    assert not partial.exists()
+    assert pa.ipc.open_file(out).read_all().num_rows == 30_000 if fn is pychro.to_ipc else out.stat().st_size > 1000
+
+
+def test_an_export_whose_partial_file_is_renamed_before_its_lock_opens_it_again(
+    ticks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the open of the .partial file and its lock, the export holding it may finish and rename it to its
+    final name: the lock then holds that file, not the .partial one, and the export opens the name again."""
+    import fcntl
+
+    out = tmp_path / "t.parquet"
+    partial = tmp_path / "t.parquet.partial"
+    real = fcntl.flock
+    renamed: list[int] = []
+
+    def flock(fd: int, op: int) -> None:
+        if not renamed:  # the other export finishing: its file becomes out
+            renamed.append(fd)
+            os.replace(partial, out)
+        real(fd, op)
+
+    def publish(tmp: str, final: str) -> None:  # the file written is the one locked
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                real(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        locked.append(tmp)
+        publish_now(tmp, final)
+
+    locked: list[str] = []
+    publish_now = X._publish
+    monkeypatch.setattr(fcntl, "flock", flock)
+    monkeypatch.setattr(X, "_publish", publish)
+    assert pychro.to_parquet(ticks, SCHEMA, out) == pq.read_table(out).num_rows == 30_000
+    assert renamed and locked and not partial.exists()
 
 
 def test_a_failure_after_some_row_groups_leaves_no_file_and_no_thread(

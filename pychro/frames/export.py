@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
+import fcntl
 import json
 import os
 import queue
@@ -77,7 +79,8 @@ def to_parquet(
     encoding, costing time and saving no space. Text columns whose values fit that dictionary are handed to
     pyarrow already dictionary-encoded (the same file, written faster: ``pychro/frames/parquet_file.py``).
     The file is written as ``<out>.partial`` and renamed to ``out`` when complete (an older ``out`` is removed
-    just before): a failed export leaves no partial file and an older ``out`` as it was.
+    just before): a failed export leaves no partial file and an older ``out`` as it was. An export to a name
+    another export is writing is refused (an ``OSError``, EBUSY) before it reads anything.
 
     Examples
     --------
@@ -335,6 +338,13 @@ def _write(
     made = _missing_parents(parent)
     os.makedirs(parent, exist_ok=True)
     tmp = out + ".partial"
+    try:
+        lock = _claim(tmp, out)
+    except BaseException:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
     # Row groups are gathered on a background thread (the decoder's own threads decode ahead of it) while this
     # one writes the previous row group: export costs about max(decode, write), not their sum. Writing here
     # rather than on a background thread measured 1-7% faster at 1 M rows (the cause is not pinned down).
@@ -368,6 +378,7 @@ def _write(
             writer.abort() if fmt == "parquet" else writer.close()
         if os.path.exists(tmp):
             os.remove(tmp)
+        os.close(lock)  # (after the file is gone or renamed: see _claim)
         if not os.path.exists(out):  # failed: the folders made for it go too (only if still empty)
             for folder in made:
                 with contextlib.suppress(OSError):
@@ -471,6 +482,34 @@ class _RowGroups:
             close = getattr(self.batches, "close", None)
             if close is not None:
                 close()  # this thread drove the generator: it closes it (its decoding pool ends)
+
+
+def _claim(tmp: str, out: str) -> int:
+    """A descriptor of ``tmp`` holding an exclusive lock (``flock``) on it, for as long as this export writes it.
+
+    Why: two exports to one name would write one ``.partial`` file at once, and the second to finish removed the
+    file the first had just published (both measured). The lock dies with its process, so the ``.partial`` file a
+    killed export left is taken over (and truncated by the writer). The file locked may have been renamed to its
+    final name by the export that held it, between this open and this lock: then it is opened again."""
+    while True:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OSError(errno.EBUSY, f"another export is writing {out!r} (its {os.path.basename(tmp)!r} is "
+                          "locked): wait for it, or export to another name", tmp) from None
+        except OSError:  # a file system without locks (some network ones): written as before, unguarded
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(tmp)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
 
 
 def _publish(tmp: str, out: str) -> None:
