@@ -206,6 +206,75 @@ def test_an_export_whose_partial_file_is_renamed_before_its_lock_opens_it_again(
     assert renamed and locked and not partial.exists()
 
 
+def test_an_export_leaves_the_partial_file_of_the_next_export_alone(
+    ticks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once an export has renamed its .partial file, another export may claim a new one under that name: the first
+    must not remove it (it did, in its cleanup, and the second's own publish then removed the first's file)."""
+    import fcntl
+
+    out = tmp_path / "t.parquet"
+    partial = tmp_path / "t.parquet.partial"
+    real = X._publish
+    held: list[int] = []
+
+    def publish(tmp: str, final: str) -> None:
+        real(tmp, final)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT)  # the next export, claiming
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, b"the next export's")
+        held.append(fd)
+
+    monkeypatch.setattr(X, "_publish", publish)
+    try:
+        assert pychro.to_parquet(ticks, SCHEMA, out) == pq.read_table(out).num_rows == 30_000
+        assert partial.read_bytes() == b"the next export's"
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def test_an_export_failing_in_its_cleanup_still_lets_go_of_its_partial_file(
+    ticks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write error raised again by the writer's close (a full disk) skipped the rest of the cleanup: the
+    .partial file stayed, locked by a descriptor never closed, and every later export to the name in the process
+    was refused as busy."""
+    from pychro.frames.parquet_file import ParquetFile
+
+    def fail(self: Any, *args: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device (on purpose)")
+
+    out = tmp_path / "t.parquet"
+    out.write_bytes(b"an older export")
+    with monkeypatch.context() as m:
+        m.setattr(ParquetFile, "close", fail)
+        m.setattr(ParquetFile, "abort", fail)
+        with pytest.raises(OSError, match="on purpose"):
+            pychro.to_parquet(ticks, SCHEMA, out)
+    assert out.read_bytes() == b"an older export" and not (tmp_path / "t.parquet.partial").exists()
+    assert not [f for f in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{f}").endswith(".partial")]
+    assert pychro.to_parquet(ticks, SCHEMA, out) == 30_000
+
+
+@pytest.mark.parametrize("kind", ["link", "dangling link", "fifo"])
+def test_a_partial_name_that_is_not_a_file_is_refused(ticks: Path, tmp_path: Path, kind: str) -> None:
+    """A link there made the export write over its target (and leave it half written on failure); a FIFO made it
+    wait for a reader forever."""
+    victim = tmp_path / "precious.txt"
+    partial = tmp_path / "t.parquet.partial"
+    if kind == "fifo":
+        os.mkfifo(partial)
+    else:
+        if kind == "link":
+            victim.write_bytes(b"precious")
+        partial.symlink_to(victim)
+    with pytest.raises(FileExistsError, match="is not a file an export left"):
+        pychro.to_parquet(ticks, SCHEMA, tmp_path / "t.parquet")
+    assert not (tmp_path / "t.parquet").exists() and os.path.lexists(partial)
+    assert victim.read_bytes() == b"precious" if kind == "link" else not victim.exists()
+
+
 def test_a_failure_after_some_row_groups_leaves_no_file_and_no_thread(
     ticks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

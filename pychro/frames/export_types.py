@@ -19,7 +19,7 @@ from typing import Any
 
 from .._optional import require
 from .decode import recycle
-from .export import _with_range, _write, check_compression, check_outside, partition_name
+from .export import _with_range, _write, check_compression, check_outside, lock_folder, partition_name
 from .schema import LIST
 from .types import MessageTypes
 
@@ -76,15 +76,25 @@ def export_types(
                                                                     if not k.startswith("_")}}
     # batches are dropped once written: their buffers are used again
     recycle([tr.r.plan, tr.r.decode_plan, *(p for k in tr.kinds for p in (k.plan, k.decode_plan))])
-    created = not os.path.exists(out)
-    os.makedirs(out, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     try:
+        os.mkdir(out)  # (not exists() then makedirs: two exports would each think they had made it)
+        created = True
+    except FileExistsError:
+        created = False
+    lock = lock_folder(out)
+    try:
+        if not created and os.listdir(out):  # again, now that no other export can be writing into it
+            raise ValueError(f"out={os.fspath(out)!r} is a folder that is not empty: export message types into a "
+                             "new or empty folder")
         return _export_all(fmt, tr, types, out, partition_by, row_group_rows, compression, source, stats, ext, cfg,
                            journal)
     except BaseException:
         if created:  # a failed export leaves nothing it made (each file was written as .partial, then renamed)
             shutil.rmtree(out, ignore_errors=True)
         raise
+    finally:
+        os.close(lock)
 
 
 def _export_all(fmt: str, tr: Any, types: MessageTypes, out: Any, partition_by: str | None, row_group_rows: int,

@@ -77,6 +77,29 @@ def test_a_failed_export_leaves_no_folder(tmp_path: Path) -> None:
     assert not (tmp_path / "a").exists()
 
 
+def test_one_export_of_message_types_into_a_folder_at_a_time(tmp_path: Path) -> None:
+    """Two exports of message types into one new folder each won one type's file and failed on the other's; the
+    one that had made the folder then removed it, with the other's files. An export holds a lock on the folder
+    (here this test does): another is refused before it writes, and leaves the folder, even one it found empty."""
+    import errno
+    import fcntl
+
+    j = _journal(tmp_path / "j")
+    out = tmp_path / "out"
+    out.mkdir()  # made by the export holding it, which has written nothing yet
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for fn in (pychro.to_parquet, pychro.to_ipc, pychro.to_csv):
+            with pytest.raises(OSError, match="another export is writing into") as got:
+                fn(j, T, out)
+            assert got.value.errno == errno.EBUSY and out.is_dir() and not os.listdir(out), fn.__name__
+    finally:
+        os.close(fd)
+    assert set(pychro.to_parquet(j, T, out)) == {"trade", "heartbeat"}
+    assert sorted(os.listdir(out)) == ["heartbeat.parquet", "trade.parquet"]
+
+
 def test_import_refuses_an_incomplete_folder(tmp_path: Path) -> None:
     j = _journal(tmp_path / "j")
     pychro.to_ipc(j, T, tmp_path / "out")
