@@ -81,7 +81,7 @@ def to_parquet(
     pyarrow already dictionary-encoded (the same file, written faster: ``pychro/frames/parquet_file.py``).
     The file is written as ``<out>.partial`` and renamed to ``out`` when complete (an older ``out`` is removed
     just before): a failed export leaves no partial file and an older ``out`` as it was. An export to a name
-    another export is writing is refused (an ``OSError``, EBUSY) before it reads anything.
+    another export is writing is refused (an ``OSError``, EBUSY) before it decodes a row.
 
     Examples
     --------
@@ -511,17 +511,8 @@ def _claim(tmp: str, out: str) -> int:
             raise FileExistsError(errno.EEXIST, f"{os.path.basename(tmp)!r}, where the export to {out!r} is "
                                   "written first, is not a file an export left (a link, a FIFO, ...): remove it",
                                   tmp)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise OSError(errno.EBUSY, f"another export is writing {out!r} (its {os.path.basename(tmp)!r} is "
-                          "locked): wait for it, or export to another name", tmp) from None
-        except OSError:  # a file system without locks (some network ones): written as before, unguarded
-            return fd
-        except BaseException:
-            os.close(fd)
-            raise
+        _lock(fd, f"another export is writing {out!r} (its {os.path.basename(tmp)!r} is locked): wait for it, or "
+              "export to another name", tmp)
         try:
             if os.path.samestat(os.fstat(fd), os.lstat(tmp)):
                 return fd
@@ -535,18 +526,24 @@ def lock_folder(folder: str) -> int:
     time (two at once each won one type's file and failed on the other's, and the one that had made the folder
     removed it with the other's files). An OSError (EBUSY) where another export holds it."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    _lock(fd, f"another export is writing into {os.fspath(folder)!r}: wait for it, or export into another folder",
+          os.fspath(folder))
+    return fd
+
+
+def _lock(fd: int, busy: str, path: str) -> None:
+    """An exclusive ``flock`` on ``fd`` (closed on any error), or an OSError (EBUSY) saying ``busy`` where another
+    holds it. On a file system without locks (some network ones) nothing: written as before, unguarded."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise OSError(errno.EBUSY, f"another export is writing into {os.fspath(folder)!r}: wait for it, or export "
-                      "into another folder", os.fspath(folder)) from None
-    except OSError:  # a file system without locks: as before, unguarded
+        raise OSError(errno.EBUSY, busy, path) from None
+    except OSError:
         pass
     except BaseException:
         os.close(fd)
         raise
-    return fd
 
 
 def _publish(tmp: str, out: str) -> None:
