@@ -54,9 +54,8 @@ def export_types(
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"out={os.fspath(out)!r} is a file: message types are exported into a folder, one file "
                          "per type")
-    if os.path.isdir(out) and os.listdir(out):  # files of an earlier export would be imported with this one's
-        raise ValueError(f"out={os.fspath(out)!r} is a folder that is not empty: export message types into a new "
-                         "or empty folder")
+    if os.path.isdir(out):
+        _check_empty(out)
     tr = _TypedRead(path, types, date, start, end, columns, errors, unknown, True, None, config, thread_id_bits,
                     timestamp_column)
     if fmt == "csv":
@@ -84,9 +83,8 @@ def export_types(
         created = False
     lock = lock_folder(out)
     try:
-        if not created and os.listdir(out):  # again, now that no other export can be writing into it
-            raise ValueError(f"out={os.fspath(out)!r} is a folder that is not empty: export message types into a "
-                             "new or empty folder")
+        if not created:
+            _check_empty(out)  # again, now that no other export can be writing into it
         return _export_all(fmt, tr, types, out, partition_by, row_group_rows, compression, source, stats, ext, cfg,
                            journal)
     except BaseException:
@@ -95,6 +93,13 @@ def export_types(
         raise
     finally:
         os.close(lock)
+
+
+def _check_empty(out: Any) -> None:
+    """A ValueError for a folder that holds anything: files of an earlier export would be imported with this one's."""
+    if os.listdir(out):
+        raise ValueError(f"out={os.fspath(out)!r} is a folder that is not empty: export message types into a new "
+                         "or empty folder")
 
 
 def _export_all(fmt: str, tr: Any, types: MessageTypes, out: Any, partition_by: str | None, row_group_rows: int,
