@@ -932,6 +932,14 @@ static inline __attribute__((always_inline)) int put_text(Op *op, const uint8_t 
     return put_room(op, src, len, len <= 16 && room >= 16 && readable_end - src >= 16, slow, replaced);
 }
 
+/* A usual length (0..127, or Java's null 0x80 0x00) from its first byte b0: *n the text's bytes (0 for a null),
+ * *null; returns the bytes the length takes. No branch on which. */
+static inline __attribute__((always_inline)) int usual_length(uint32_t b0, Py_ssize_t *n, int *null) {
+    *null = (int)(b0 >> 7);
+    *n = (Py_ssize_t)(b0 & (uint32_t)(*null - 1));
+    return 1 + *null;
+}
+
 /* The length of a writeUTFΔ text at p (body up to end, readable up to file_end): the bytes it takes, or 0 when it
  * is no valid length; *n the text's bytes (0 for a null), *null. The usual lengths, 0..127 (one byte) and Java's
  * null (-1: 0x80 0x00), without a branch on which: on nulls at random, that branch (mispredicted) took a fifth of
@@ -943,11 +951,7 @@ static inline __attribute__((always_inline)) int string_length(const uint8_t *p,
     uint32_t b0 = file_end - p >= 2 ? p[0] : 0xFF, b1 = file_end - p >= 2 ? p[1] : 0xFF;
     int usual = ((b0 < 0x80) & (avail >= 1)) | ((b0 == 0x80) & (b1 == 0) & (avail >= 2));
     __asm__("" : "+r"(usual));
-    if (usual) {
-        *null = (int)(b0 >> 7);
-        *n = (Py_ssize_t)(b0 & (uint32_t)(*null - 1));
-        return 1 + *null;
-    }
+    if (usual) return usual_length(b0, n, null);
     int64_t len;
     int used = stop_bit(p, avail, file_end - p, &len, 0);
     if (!used || len < -1) return 0;
@@ -1182,8 +1186,8 @@ static __attribute__((noinline)) int text_tile(Op *ops, Py_ssize_t n_prefix, Py_
         for (Py_ssize_t r = 0; r < m; r++) {
             const uint8_t *q = cur[r];
             uint32_t b0 = q[0], w = b0 << 8 | q[1]; /* above 0x8000: neither 0..127 nor 0x80 0x00 */
-            int null = (int)(b0 >> 7), used = 1 + null;
-            Py_ssize_t n = (Py_ssize_t)(b0 & (uint32_t)(null - 1));
+            Py_ssize_t n;
+            int null, used = usual_length(b0, &n, &null);
             if (__builtin_expect(w > 0x8000 || n > tile_end[r] - q - used, 0)) {
                 used = string_length(q, tile_end[r], tile_file_end[r], &n, &null);
                 if (!used || n > tile_end[r] - q - used) {
