@@ -382,3 +382,47 @@ def test_truncate_stops_every_path_at_the_first_bad_message(tmp_path: Path) -> N
         pychro.read_dask(root, schema, errors="truncate")
     with pytest.raises(ValueError, match="errors='truncate' stops the whole read"):
         pychro.to_parquet(root, schema, tmp_path / "p", errors="truncate", partition_by="date", parallel=True)
+
+
+@pytest.mark.parametrize("consumer_waits", [False, True])
+def test_a_row_group_is_let_go_before_the_one_two_after_it_is_gathered(consumer_waits: bool) -> None:
+    """An export holds at most two row groups: one being written, one being gathered. The one written is let go
+    before the gatherer may begin the next: its buffers are then free for the decoder to use again. The iteration
+    itself held the last group it handed out while it waited for the next one, so that a third was decoded into
+    new buffers (fresh memory: a page fault per page)."""
+    import gc
+    import time
+    import weakref
+
+    schema = pa.schema([("x", pa.float64())])
+    per_group, groups = 2, 6
+    refs: list[weakref.ref[np.ndarray]] = []
+    held_at_start: list[list[int]] = []
+
+    def batches() -> Any:
+        for k in range(per_group * groups):
+            if k % per_group == 0:  # the first batch of row group g: every batch of groups < g - 1 is let go
+                g = k // per_group
+                held_at_start.append([i for i, r in enumerate(refs[: per_group * max(0, g - 1)]) if r() is not None])
+            values = np.arange(4, dtype=np.float64) + k
+            refs.append(weakref.ref(values))
+            batch = pa.RecordBatch.from_arrays([pa.Array.from_buffers(pa.float64(), 4, [None, pa.py_buffer(values)])],
+                                               schema=schema)
+            del values
+            if consumer_waits:  # a slow decoder: the writer waits for each row group
+                time.sleep(0.01)
+            yield batch
+
+    gc.disable()  # only references count here
+    try:
+        rows = X._RowGroups(batches(), schema, 4 * per_group)
+        rows.start()
+        written = 0
+        for table in rows:
+            written += table.num_rows
+            del table  # as the export does: the table is let go before the next one is asked for
+        rows.stop()
+    finally:
+        gc.enable()
+    assert written == 4 * per_group * groups
+    assert held_at_start == [[]] * groups
