@@ -132,6 +132,13 @@ def scale_check(only: list[str] | None, rows: int, repeat: int) -> None:
     then; sys time, not user time), and a 10 M-row read needs 1.7 GB of output. With pq.write_table between the
     reads, every read met such memory and took 1.8-2.4 s instead of 0.16-0.2 s (12x of sys time). Read after
     read, the process reuses its own memory, at both sizes alike.
+    The to_parquet rounds run on their own too, as do the pq.write_table ones, for the same reason, which there
+    hit one size only: an export decodes into buffers it makes at its start (up to 2.5 row groups: 430 MiB for
+    the wide shape), and a round of pq.write_table between two exports lasts 0.5 s at 1 M rows but 5-6 s at
+    10 M. So the 10 M-row export met memory the VM had taken back and the 1 M-row one did not: measured on the
+    wide shape, the decoding threads spent 1.1-1.6 s making those buffers at 10 M rows, 8-104 ms at 1 M, and
+    the wide export's ratio came out 10.4-12.4x (CPU time up to 12.2x). Export after export, after the first
+    two rounds: 92-138 ms at 10 M rows.
     """
     print(f"\nscale: {rows:,} -> {10 * rows:,} rows, time ratio (bar <= 11x; beside it, the least CPU time's ratio, "
           f"and pq.write_table's own time ratio); to_parquet vs pq.write_table at {10 * rows:,} rows; one process "
@@ -157,9 +164,11 @@ def scale_child(name: str, rows: int, repeat: int) -> None:
         reads = [LeastCpu(partial(pychro.read_table, j, schema)) for j in journals]
         read = in_blocks([[f] for f in reads], repeat)
         exports = [LeastCpu(partial(pychro.to_parquet, j, schema, out)) for j in journals]
-        # to_parquet and pq.write_table interleaved, at each size: pq.write_table's own growth is the reference
-        times = in_blocks([[f, partial(pq.write_table, t, out, compression="snappy")]
-                           for f, (t, _) in zip(exports, (small, big))], repeat, after=partial(_settle, out))
+        # to_parquet's rounds and pq.write_table's in blocks of their own (see the docstring), at each size:
+        # pq.write_table's own growth is the reference
+        times = in_blocks([g for f, (t, _) in zip(exports, (small, big))
+                           for g in ([f], [partial(pq.write_table, t, out, compression="snappy")])],
+                          repeat, after=partial(_settle, out))
         export, pq_write = times[0::2], times[1::2]
         for journal in journals:
             _clean(journal)
