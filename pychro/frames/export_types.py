@@ -145,50 +145,67 @@ def _threads_for(tr: Any) -> int:
 
 def _fan_out(fmt: str, pairs: Iterator[Any], tr: Any, types: MessageTypes, targets: dict[str, str],
              row_group_rows: int, compression: str | None, source: dict[str, Any]) -> dict[str, int]:
-    """Feed each type's batches to its own writer thread; a failure on either side leaves no file."""
+    """Feed each type's batches to its own writer thread; a failure on either side leaves no file.
+
+    The reading side ending early (an error, Ctrl-C) halts the writers through an event, not through their
+    queues: a second Ctrl-C landing while end markers were being queued left writers waiting for ever (the
+    process then never exited), and a writer of small row groups wrote every batch still queued first (14 s)."""
     queues: dict[str, queue.Queue[Any]] = {k.name: queue.Queue(maxsize=_QUEUE_BATCHES) for k in tr.kinds}
     rows: dict[str, int] = {}
     failed: list[BaseException] = []
     stop = threading.Event()  # a writer failed: the reader stops
-    done = threading.Event()  # the reader has put its last item (an end marker) into every queue
+    halt = threading.Event()  # the reader ended early: every writer stops at its next batch, and fails
+    done = threading.Event()  # the reader puts nothing more
 
     def write(kind: Any) -> None:
         q = queues[kind.name]
         try:
             meta = {META_TYPES: types.to_json().encode(), META_TYPE_NAME: kind.name.encode()}
             file_schema: Any = _Indexed(kind.arrow_schema, meta)
-            rows[kind.name] = _write(fmt, targets[kind.name], file_schema, ["_index", *kind.plan.columns], _Feed(q),
-                                     row_group_rows, compression, dict(source, type=kind.name))
+            rows[kind.name] = _write(fmt, targets[kind.name], file_schema, ["_index", *kind.plan.columns],
+                                     _Feed(q, halt), row_group_rows, compression, dict(source, type=kind.name))
         except _Abort:
             pass
         except BaseException as exc:  # noqa: BLE001 - handed to the reading side, which raises it
             failed.append(exc)
             stop.set()
-            while not done.is_set():  # take what the reader still puts, until it has put its end marker
+            while not done.is_set():  # take what the reader still puts (its put must not block), until it ends
                 try:
                     q.get(timeout=_POLL_S)
                 except queue.Empty:
                     pass
 
-    threads = [threading.Thread(target=write, args=(k,), name=f"pychro-export-{k.name}") for k in tr.kinds]
+    # daemon threads: should the reading side be interrupted before it could halt them, they do not keep the
+    # process from exiting (their .partial files are then left, as by kill -9)
+    threads = [threading.Thread(target=write, args=(k,), name=f"pychro-export-{k.name}", daemon=True)
+               for k in tr.kinds]
     for t in threads:
         t.start()
-    ok = False
+    ended = False  # every writer has its end marker: its file is complete once it has written its queue
     try:
         for name, batch in pairs:
             if stop.is_set():
                 break
             queues[name].put(batch)
-        ok = not stop.is_set()
+        if not stop.is_set():
+            for q in queues.values():
+                q.put(_DONE)
+            ended = True
     finally:
-        for q in queues.values():
-            q.put(_DONE if ok else _Abort())
-        done.set()
-        for t in threads:
-            t.join()
-        close = getattr(pairs, "close", None)
-        if close is not None:
-            close()  # the decoding pool ends
+        try:
+            if not ended:
+                halt.set()
+            done.set()
+            for t in threads:
+                t.join()
+        except BaseException:
+            halt.set()  # interrupted again while waiting for the writers: they still stop, and leave no file
+            raise
+        finally:
+            done.set()
+            close = getattr(pairs, "close", None)
+            if close is not None:
+                close()  # the decoding pool ends
     if failed:
         raise failed[0]
     return rows
@@ -199,8 +216,8 @@ class _Feed:
     writer when it fails, from another thread) ends a wait for the next batch: its gathering thread can then be
     joined, whatever the reader is doing."""
 
-    def __init__(self, q: queue.Queue[Any]) -> None:
-        self.q = q
+    def __init__(self, q: queue.Queue[Any], halt: threading.Event) -> None:
+        self.q, self.halt = q, halt  # halt: the reading side ended early (no end marker will come)
         self.aborted = threading.Event()
 
     def __iter__(self) -> _Feed:
@@ -208,7 +225,7 @@ class _Feed:
 
     def __next__(self) -> Any:
         while True:
-            if self.aborted.is_set():
+            if self.aborted.is_set() or self.halt.is_set():
                 raise _Abort()
             try:
                 item = self.q.get(timeout=_POLL_S)
@@ -216,8 +233,8 @@ class _Feed:
                 continue
             if item is _DONE:
                 raise StopIteration
-            if isinstance(item, _Abort):
-                raise item
+            if self.halt.is_set():
+                raise _Abort()
             return item
 
     def abort(self) -> None:

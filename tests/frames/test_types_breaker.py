@@ -179,3 +179,53 @@ def test_export_by_type_onto_a_full_disk(tmp_path: Path) -> None:
         assert not (full / "out").exists()
     finally:
         subprocess.run(["umount", str(full)], capture_output=True)
+
+
+@pytest.mark.timeout(120)
+def test_an_interrupt_while_the_writers_are_told_to_end_leaves_none_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C landing while the reader queues the writers' end markers (a second Ctrl-C, in practice): the export
+    raises it and its writer threads end, leaving no file. They used to wait for ever for the markers that were
+    never queued, and the process could not exit (found by sending two SIGINTs 0.3 s apart)."""
+    import queue
+    import threading
+
+    from pychro.frames import export_types
+
+    _journal(tmp_path / "j", days=3)
+
+    class Interrupted(queue.Queue):  # type: ignore[type-arg]
+        def put(self, item: Any, *args: Any, **kwargs: Any) -> None:
+            if item is export_types._DONE:
+                raise KeyboardInterrupt
+            super().put(item, *args, **kwargs)
+
+    monkeypatch.setattr(export_types.queue, "Queue", Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pychro.to_parquet(tmp_path / "j", T, tmp_path / "out", row_group_rows=1)
+    writers = [t for t in threading.enumerate() if t.name.startswith("pychro-export-")]
+    for t in writers:
+        t.join(10)
+    assert not [t.name for t in writers if t.is_alive()]
+    assert not [f for _, _, fs in os.walk(tmp_path / "out") for f in fs]
+
+
+def test_a_halted_writer_stops_at_its_next_batch() -> None:
+    """Once the reader has ended early, a type's writer takes no more of its queue (with small row groups it had
+    written every queued batch first: Ctrl-C took 14 s to end an export)."""
+    import queue
+    import threading
+
+    from pychro.frames import export_types
+
+    q: queue.Queue[Any] = queue.Queue()
+    halt = threading.Event()
+    feed = export_types._Feed(q, halt)
+    for k in range(3):
+        q.put(k)
+    assert next(feed) == 0
+    halt.set()
+    with pytest.raises(export_types._Abort):
+        next(feed)
+    assert q.qsize() == 2
