@@ -426,3 +426,26 @@ def test_a_row_group_is_let_go_before_the_one_two_after_it_is_gathered(consumer_
         gc.enable()
     assert written == 4 * per_group * groups
     assert held_at_start == [[]] * groups
+
+
+@pytest.mark.timeout(120)
+def test_an_export_in_a_thread_that_outlives_the_main_one(ticks: Path, tmp_path: Path) -> None:
+    """Python runs a non-daemon thread on after the main thread's script has ended, but its thread pools then take
+    no more work: the dictionary encoding of the second row group on failed ("cannot schedule new futures after
+    interpreter shutdown"). It now runs in the export's own thread. (The frames API is imported before: imported
+    first in such a thread, ``concurrent.futures.thread`` itself refuses to load, a limit of Python's.)"""
+    import subprocess
+    import sys
+
+    out = tmp_path / "t.parquet"
+    code = f"""
+import threading, pychro
+pychro.to_parquet  # the frames API imported here (see the docstring)
+def run():
+    threading.main_thread().join()  # the interpreter is shutting down
+    print('rows', pychro.to_parquet({str(ticks)!r}, {SCHEMA!r}, {str(out)!r}, row_group_rows=1000), flush=True)
+threading.Thread(target=run).start()
+"""
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=100)
+    assert got.returncode == 0 and "rows 30000" in got.stdout, got.stderr[-2000:]
+    assert pq.read_table(out).num_rows == 30_000  # complete: its footer reads

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import _dictionary
+from ._workers import submit
 from .dictionary import LIMIT, dictionary_columns
 
 __all__ = ["ParquetFile", "encode_text"]
@@ -125,7 +126,9 @@ def _all_in_first_page(column: Any) -> bool:
 
 def _encode_all(pool: ThreadPoolExecutor, table: Any, names: list[str]) -> list[Any]:
     """:func:`encode_text` of each of these columns, their chunks on the pool's threads."""
-    jobs = {name: [pool.submit(_encode_chunk, c) for c in table.column(name).chunks] for name in names}
+    # (submit: run here once the interpreter is shutting down, as for an export in a thread that outlived the
+    # main one, where the pool takes no more work)
+    jobs = {name: [submit(pool, _encode_chunk, c) for c in table.column(name).chunks] for name in names}
     return [_unified(table.column(name).type, [job.result() for job in jobs[name]]) for name in names]
 
 
