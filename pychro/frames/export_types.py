@@ -55,7 +55,7 @@ def export_types(
         raise ValueError(f"out={os.fspath(out)!r} is a file: message types are exported into a folder, one file "
                          "per type")
     if os.path.isdir(out):
-        _check_empty(out)
+        _check_empty(out, locked=False)
     tr = _TypedRead(path, types, date, start, end, columns, errors, unknown, True, None, config, thread_id_bits,
                     timestamp_column)
     if fmt == "csv":
@@ -84,7 +84,7 @@ def export_types(
     lock = lock_folder(out)
     try:
         if not created:
-            _check_empty(out)  # again, now that no other export can be writing into it
+            _check_empty(out, locked=True)  # again, now that no other export can be writing into it
         return _export_all(fmt, tr, types, out, partition_by, row_group_rows, compression, source, stats, ext, cfg,
                            journal)
     except BaseException:
@@ -95,9 +95,18 @@ def export_types(
         os.close(lock)
 
 
-def _check_empty(out: Any) -> None:
-    """A ValueError for a folder that holds anything: files of an earlier export would be imported with this one's."""
+def _check_empty(out: Any, locked: bool) -> None:
+    """A ValueError for a folder that holds anything: files of an earlier export would be imported with this one's.
+    Only ``.partial`` files: an export writing there now (told apart once the folder's lock is ``locked``: then
+    they are what an export that did not finish left)."""
     if os.listdir(out):
+        files = [f for _, _, fs in os.walk(out) for f in fs]
+        if files and all(f.endswith(".partial") for f in files):
+            if not locked:
+                return  # checked again under the lock (an export holding it: refused as busy there)
+            raise ValueError(f"out={os.fspath(out)!r} holds only the .partial files of an export of message types "
+                             "that did not finish (killed, or the machine stopped): remove the folder, and export "
+                             "again")
         raise ValueError(f"out={os.fspath(out)!r} is a folder that is not empty: export message types into a new "
                          "or empty folder")
 

@@ -229,3 +229,29 @@ def test_a_halted_writer_stops_at_its_next_batch() -> None:
     with pytest.raises(export_types._Abort):
         next(feed)
     assert q.qsize() == 2
+
+
+def test_a_folder_left_by_a_killed_export_says_so(tmp_path: Path) -> None:
+    """A folder holding only the .partial files a killed export of message types left is refused with what they
+    are and what to do; while an export holds the folder's lock, the same files are that export's: refused as
+    busy."""
+    import errno
+    import fcntl
+
+    j = _journal(tmp_path / "j")
+    out = tmp_path / "out"
+    (out / "trade").mkdir(parents=True)
+    (out / "trade" / "part-0.parquet.partial").write_bytes(b"PAR1")  # what kill -9 leaves
+    with pytest.raises(ValueError, match=r"only the \.partial files .* did not finish .* remove the folder"):
+        pychro.to_parquet(j, T, out)
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(OSError, match="another export is writing into") as got:
+            pychro.to_parquet(j, T, out)
+        assert got.value.errno == errno.EBUSY
+    finally:
+        os.close(fd)
+    (out / "trade" / "other.csv").write_text("x")
+    with pytest.raises(ValueError, match="is a folder that is not empty"):
+        pychro.to_parquet(j, T, out)
