@@ -34,10 +34,11 @@ _TEXT_TYPES = (pa.string(), pa.binary())  # what _dictionary.encode reads: int32
 
 
 class ParquetFile:
-    """A Parquet file at ``path`` (``schema``: its Arrow schema, metadata included): :meth:`write` each row group,
-    then :meth:`close`. Each row group is one table of ``schema``'s columns (plain strings)."""
+    """A Parquet file at ``path`` (a name, or a file open for writing: ``pq.ParquetWriter``'s ``where``;
+    ``schema``: its Arrow schema, metadata included): :meth:`write` each row group, then :meth:`close`. Each row
+    group is one table of ``schema``'s columns (plain strings)."""
 
-    def __init__(self, path: str, schema: Any, compression: str) -> None:
+    def __init__(self, path: Any, schema: Any, compression: str) -> None:
         self.path, self.schema, self.compression = path, schema, compression
         self.writer: Any = None
         self.texts: list[str] = []  # the columns written as dictionaries
@@ -95,6 +96,13 @@ class ParquetFile:
         """Close the file after an error (it is left incomplete)."""
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
+
+    def forget(self) -> None:
+        """Let go of pyarrow's writer unclosed (its close failed, or was never reached): its ``__del__`` would
+        close it again later, on a file the caller has closed by then ("Invalid operation on closed file")."""
+        if self.writer is not None:
+            self.writer.is_open = False
             self.writer = None
 
     def _open(self, use: list[str]) -> None:
