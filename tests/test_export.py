@@ -195,7 +195,7 @@ def test_an_export_whose_partial_file_is_renamed_before_its_lock_opens_it_again(
             os.replace(partial, out)
         real(fd, op)
 
-    def publish(tmp: str, final: str) -> None:  # the file written is the one locked
+    def publish(tmp: str, final: str, lock: int) -> None:  # the file written is the one locked
         fd = os.open(tmp, os.O_RDONLY)
         try:
             with pytest.raises(BlockingIOError):
@@ -203,7 +203,7 @@ def test_an_export_whose_partial_file_is_renamed_before_its_lock_opens_it_again(
         finally:
             os.close(fd)
         locked.append(tmp)
-        publish_now(tmp, final)
+        publish_now(tmp, final, lock)
 
     locked: list[str] = []
     publish_now = X._publish
@@ -225,8 +225,8 @@ def test_an_export_leaves_the_partial_file_of_the_next_export_alone(
     real = X._publish
     held: list[int] = []
 
-    def publish(tmp: str, final: str) -> None:
-        real(tmp, final)
+    def publish(tmp: str, final: str, lock: int) -> None:
+        real(tmp, final, lock)
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT)  # the next export, claiming
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.write(fd, b"the next export's")
@@ -456,3 +456,43 @@ threading.Thread(target=run).start()
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=100)
     assert got.returncode == 0 and "rows 30000" in got.stdout, got.stderr[-2000:]
     assert pq.read_table(out).num_rows == 30_000  # complete: its footer reads
+
+
+@pytest.mark.parametrize("swap", ["removed", "symlink"])
+def test_a_partial_file_removed_or_replaced_while_the_export_runs_leaves_the_older_file(
+    ticks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, swap: str
+) -> None:
+    """Publishing removed the older file first, then found the .partial gone (removed by hand while the export
+    ran): both were lost. Replaced by a link, the link was published as the export's file, and the export reported
+    success. The export now fails before touching the older file, and leaves the name it does not hold alone."""
+    from pychro.frames.parquet_file import ParquetFile
+
+    out = tmp_path / "t.parquet"
+    out.write_bytes(b"an older export")
+    partial = tmp_path / "t.parquet.partial"
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    real = ParquetFile.write
+
+    def write(self: Any, *args: Any) -> None:
+        real(self, *args)
+        if partial.exists() and not partial.is_symlink():
+            partial.unlink()
+            if swap == "symlink":
+                partial.symlink_to(victim)
+
+    monkeypatch.setattr(ParquetFile, "write", write)
+    with pytest.raises(FileNotFoundError, match="was removed or replaced while it ran"):
+        pychro.to_parquet(ticks, SCHEMA, out, row_group_rows=10_000)
+    assert out.read_bytes() == b"an older export" and victim.read_bytes() == b"precious"
+    assert partial.is_symlink() == (swap == "symlink")
+
+
+def test_a_partial_name_that_is_a_hard_link_is_refused(ticks: Path, tmp_path: Path) -> None:
+    """A .partial name hard-linked to another file: emptied and written over, that file was lost."""
+    other = tmp_path / "notes.txt"
+    other.write_bytes(b"precious")
+    os.link(other, tmp_path / "t.csv.partial")
+    with pytest.raises(FileExistsError, match="is not a file an export left"):
+        pychro.to_csv(ticks, SCHEMA, tmp_path / "t.csv")
+    assert other.read_bytes() == b"precious" and not (tmp_path / "t.csv").exists()

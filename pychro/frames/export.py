@@ -377,7 +377,7 @@ def _write(
         writer.close()
         closed = True
         sink.close()
-        _publish(tmp, out)
+        _publish(tmp, out, lock)
     return rows
 
 
@@ -514,7 +514,8 @@ def _claim(tmp: str, out: str) -> int:
             if exc.errno not in (errno.ELOOP, errno.ENXIO):
                 raise
             fd = -1
-        if fd < 0 or not stat.S_ISREG(os.fstat(fd).st_mode):
+        if fd < 0 or not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_nlink > 1:  # (a hard link: its
+            # other name's file would be emptied and written over)
             if fd >= 0:
                 os.close(fd)
             raise FileExistsError(errno.EEXIST, f"{os.path.basename(tmp)!r}, where the export to {out!r} is "
@@ -557,10 +558,19 @@ def _lock(fd: int, busy: str, path: str) -> None:
         raise
 
 
-def _publish(tmp: str, out: str) -> None:
+def _publish(tmp: str, out: str, lock: int) -> None:
     """Move the finished file to ``out``. An older ``out`` is removed first: renaming over an existing file
     makes ext4 write the new file's blocks out at once (``auto_da_alloc``), which cost as much as a tenth of
-    an export. A reader sees the old file, no file or the new one, never a partial file."""
+    an export. A reader sees the old file, no file or the new one, never a partial file. ``tmp`` must still be
+    the file ``lock`` holds, the one written: removed or replaced (by a link, say) while the export ran, the
+    export fails and ``out`` is left as it was (it was removed, or replaced by the link)."""
+    try:
+        same = os.path.samestat(os.fstat(lock), os.lstat(tmp))
+    except FileNotFoundError:
+        same = False
+    if not same:
+        raise FileNotFoundError(errno.ENOENT, f"{os.path.basename(tmp)!r}, the file the export to {out!r} wrote, "
+                                "was removed or replaced while it ran: export again", tmp)
     try:
         os.remove(out)
     except FileNotFoundError:
