@@ -391,9 +391,17 @@ def _remove_folders(made: list[str], out: str) -> None:
 
 def _discard(tmp: str, lock: int) -> None:
     """Remove ``tmp`` if it is still the file ``lock`` holds (an export that failed before it published)."""
-    with contextlib.suppress(FileNotFoundError):
-        if os.path.samestat(os.fstat(lock), os.lstat(tmp)):
+    if _holds(lock, tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+
+
+def _holds(fd: int, path: str) -> bool:
+    """Whether the name ``path`` is still the file ``fd`` is open on (not removed, renamed away or replaced)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.lstat(path))
+    except FileNotFoundError:
+        return False
 
 
 def check_parquet_folder(p: str) -> None:
@@ -514,8 +522,9 @@ def _claim(tmp: str, out: str) -> int:
             if exc.errno not in (errno.ELOOP, errno.ENXIO):
                 raise
             fd = -1
-        if fd < 0 or not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_nlink > 1:  # (a hard link: its
-            # other name's file would be emptied and written over)
+        st = os.fstat(fd) if fd >= 0 else None
+        if st is None or not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:  # (a hard link: its other name's file
+            # would be emptied and written over)
             if fd >= 0:
                 os.close(fd)
             raise FileExistsError(errno.EEXIST, f"{os.path.basename(tmp)!r}, where the export to {out!r} is "
@@ -523,13 +532,10 @@ def _claim(tmp: str, out: str) -> int:
                                   tmp)
         _lock(fd, f"another export is writing {out!r} (its {os.path.basename(tmp)!r} is locked): wait for it, or "
               "export to another name", tmp)
-        try:
-            if os.path.samestat(os.fstat(fd), os.lstat(tmp)):
-                if os.fstat(fd).st_size:  # a killed export's: emptied, as the writers append (see _write)
-                    os.ftruncate(fd, 0)
-                return fd
-        except FileNotFoundError:
-            pass
+        if _holds(fd, tmp):
+            if os.fstat(fd).st_size:  # a killed export's: emptied, as the writers append (see _write)
+                os.ftruncate(fd, 0)
+            return fd
         os.close(fd)
 
 
@@ -564,11 +570,7 @@ def _publish(tmp: str, out: str, lock: int) -> None:
     an export. A reader sees the old file, no file or the new one, never a partial file. ``tmp`` must still be
     the file ``lock`` holds, the one written: removed or replaced (by a link, say) while the export ran, the
     export fails and ``out`` is left as it was (it was removed, or replaced by the link)."""
-    try:
-        same = os.path.samestat(os.fstat(lock), os.lstat(tmp))
-    except FileNotFoundError:
-        same = False
-    if not same:
+    if not _holds(lock, tmp):
         raise FileNotFoundError(errno.ENOENT, f"{os.path.basename(tmp)!r}, the file the export to {out!r} wrote, "
                                 "was removed or replaced while it ran: export again", tmp)
     try:
