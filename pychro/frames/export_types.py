@@ -10,6 +10,7 @@ order. One reading pass feeds every type's writer (each on a thread of its own, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
@@ -82,14 +83,18 @@ def export_types(
     except FileExistsError:
         created = False
     lock = lock_folder(out)
+    targets: list[str] = []  # every file this export writes (or wrote), as it names them
     try:
         if not created:
             _check_empty(out, locked=True)  # again, now that no other export can be writing into it
         return _export_all(fmt, tr, types, out, partition_by, row_group_rows, compression, source, stats, ext, cfg,
-                           journal)
+                           journal, targets)
     except BaseException:
-        if created:  # a failed export leaves nothing it made (each file was written as .partial, then renamed)
+        # a failed export leaves nothing it made (each file was written as .partial, then renamed)
+        if created:
             shutil.rmtree(out, ignore_errors=True)
+        else:  # the folder was there (and empty): it stays, without the files of types already done
+            _unpublish(os.fspath(out), targets)
         raise
     finally:
         os.close(lock)
@@ -111,24 +116,42 @@ def _check_empty(out: Any, locked: bool) -> None:
                          "or empty folder")
 
 
+def _unpublish(out: str, targets: list[str]) -> None:
+    """Remove the files of ``targets`` that exist, and the folders inside ``out`` left empty by that: what a failed
+    export had published in a folder it did not make (found empty under its lock, so these are its own)."""
+    out = os.path.normpath(out)
+    for path in targets:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        folder = os.path.dirname(os.path.normpath(path))
+        while folder.startswith(out + os.sep):  # (targets are joined onto out)
+            try:
+                os.rmdir(folder)  # fails once a folder still holds something (another type's file)
+            except OSError:
+                break
+            folder = os.path.dirname(folder)
+
+
 def _export_all(fmt: str, tr: Any, types: MessageTypes, out: Any, partition_by: str | None, row_group_rows: int,
                 compression: str | None, source: dict[str, Any], stats: Any, ext: str, cfg: Any, journal: Any,
-                ) -> dict[str, int]:
+                targets: list[str]) -> dict[str, int]:
+    """Every type's file (or one per cycle); each file's path is added to ``targets`` before it is written."""
     from .typed import _typed_batches
 
     rows = {k.name: 0 for k in tr.kinds}
     groups = [tr.r.cycles] if partition_by is None else [[c] for c in tr.r.cycles]
     for ranges in groups:
-        targets = {}
+        names = {}
         for k in tr.kinds:
             if partition_by is None:
-                targets[k.name] = os.path.join(os.fspath(out), f"{k.name}.{ext}")
+                names[k.name] = os.path.join(os.fspath(out), f"{k.name}.{ext}")
             else:
-                targets[k.name] = os.path.join(os.fspath(out), k.name, partition_name(cfg, ranges[0][0]),
-                                               f"part-0.{ext}")
+                names[k.name] = os.path.join(os.fspath(out), k.name, partition_name(cfg, ranges[0][0]),
+                                             f"part-0.{ext}")
+        targets += names.values()
         part = _copy_with(tr, ranges)
         pairs = _typed_batches(part, BATCH_ROWS, _threads_for(part), False, 0.0, stats)
-        got = _fan_out(fmt, pairs, tr, types, targets, row_group_rows, compression,
+        got = _fan_out(fmt, pairs, tr, types, names, row_group_rows, compression,
                        _with_range(source, ranges, journal))
         for name, n in got.items():
             rows[name] += n

@@ -154,6 +154,42 @@ def test_a_writer_that_fails_mid_export_ends_the_export(tmp_path: Path, monkeypa
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("partition_by", [None, "date"])
+def test_a_failed_export_into_a_folder_it_found_empty_leaves_it_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, partition_by: str | None,
+) -> None:
+    """An export into a folder that was there (and empty) failed after other files of it were published: the
+    heartbeat type's, or every type's first day. Those files were left: a folder of some types, or of some days,
+    that looks like a whole export of fewer messages. Now the folder is left as it was found."""
+    import pyarrow.parquet as pq
+
+    j = _journal(tmp_path / "j", days=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    real = pq.ParquetWriter
+    opened: list[int] = []
+
+    class Failing(real):  # type: ignore[misc,valid-type]
+        """Whose footer cannot be written (a full disk): the trade type's file, or any file of the second day."""
+
+        def __init__(self, where: Any, schema: Any, *args: Any, **kwargs: Any) -> None:
+            super().__init__(where, schema, *args, **kwargs)
+            opened.append(1)
+            self.fails = "px" in schema.names if partition_by is None else len(opened) > 2
+
+        def close(self) -> None:
+            super().close()
+            if self.fails:
+                raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq, "ParquetWriter", Failing)
+    with pytest.raises(OSError, match="No space left"):
+        pychro.to_parquet(j, T, out, partition_by=partition_by)
+    assert out.is_dir() and list(out.rglob("*")) == []
+    monkeypatch.undo()
+    assert set(pychro.to_parquet(j, T, out, partition_by=partition_by)) == {"trade", "heartbeat"}  # and again
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_export_by_type_onto_a_full_disk(tmp_path: Path) -> None:
