@@ -496,3 +496,32 @@ def test_a_partial_name_that_is_a_hard_link_is_refused(ticks: Path, tmp_path: Pa
     with pytest.raises(FileExistsError, match="is not a file an export left"):
         pychro.to_csv(ticks, SCHEMA, tmp_path / "t.csv")
     assert other.read_bytes() == b"precious" and not (tmp_path / "t.csv").exists()
+
+
+@pytest.mark.parametrize("fn", ["to_parquet", "to_ipc", "to_csv"])
+def test_an_export_into_a_folder_it_cannot_write_writes_nothing(ticks: Path, tmp_path: Path, fn: str) -> None:
+    """A folder the user cannot write, holding a writable stale .partial (a killed export's): the export filled the
+    .partial with the whole export, then could neither rename nor remove it, and said only "Permission denied" on
+    the .partial. It now fails first, naming the folder, and leaves the folder as it was. Run as an unprivileged
+    user (root: in a child without the capabilities that let it write anywhere)."""
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        pytest.fail("run as root, this test needs setpriv (util-linux) to drop root's override of permissions")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    out = folder / "t.out"
+    (folder / "t.out.partial").write_bytes(b"\0" * 1000)
+    os.chmod(folder / "t.out.partial", 0o666)
+    os.chmod(folder, 0o555)
+    code = (f"import pychro\ntry:\n    pychro.{fn}({str(ticks)!r}, {SCHEMA!r}, {str(out)!r})\n"
+            "except PermissionError as exc:\n    print(exc)\n")
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"] if os.geteuid() == 0 else []
+    try:
+        got = subprocess.run([*drop, sys.executable, "-c", code], capture_output=True, text=True, timeout=100)
+    finally:
+        os.chmod(folder, 0o755)
+    assert "cannot create or rename files in the folder of out" in got.stdout, got.stdout + got.stderr[-2000:]
+    assert sorted(os.listdir(folder)) == ["t.out.partial"] and (folder / "t.out.partial").read_bytes() == b"\0" * 1000

@@ -340,6 +340,7 @@ def _write(
         made = _missing_parents(parent)
         os.makedirs(parent, exist_ok=True)
         undo.callback(_remove_folders, made, out)  # a failed export: the folders made for it go too (if empty)
+        _check_writable(parent)
         lock = _claim(tmp, out)
         undo.callback(os.close, lock)  # last: while it is held, no other export writes or claims tmp
         undo.callback(_discard, tmp, lock)  # (once published, tmp is not the file locked: left alone)
@@ -379,6 +380,15 @@ def _write(
         sink.close()
         _publish(tmp, out, lock)
     return rows
+
+
+def _check_writable(folder: str) -> None:
+    """A PermissionError before anything is written where ``out`` cannot be published: a stale .partial left there
+    (writable itself) was otherwise filled with the whole export, which could then be neither renamed nor removed."""
+    eff = os.access in os.supports_effective_ids  # the rights this process has (its capabilities, for root)
+    if not os.access(folder, os.W_OK | os.X_OK, effective_ids=eff):
+        raise PermissionError(errno.EACCES, "cannot create or rename files in the folder of out (permission denied)",
+                              folder)
 
 
 def _remove_folders(made: list[str], out: str) -> None:
