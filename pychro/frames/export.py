@@ -325,16 +325,17 @@ def _with_range(source: dict[str, Any], ranges: list[tuple[int, int, int | None]
 
 def _write(
     fmt: str, out: str, schema: Schema, columns: Any, batches: Iterator[Any], row_group_rows: int,
-    compression: str | None, source: dict[str, Any],
+    compression: str | None, source: dict[str, Any], publish: Callable[[str, str, int], None] | None = None,
 ) -> int:
-    """Write batches to one file (through ``<out>.partial``, renamed when complete)."""
+    """Write batches to one file (through ``<out>.partial``, renamed when complete, by ``publish``: by default
+    :func:`_publish`)."""
     pa = require("pyarrow", purpose="export")
     arrow_schema = schema.to_arrow()
     if columns is not None:
         arrow_schema = pa.schema([arrow_schema.field(c) for c in columns], metadata=arrow_schema.metadata)
     meta = dict(arrow_schema.metadata or {})
     file_schema = arrow_schema.with_metadata({**meta, META_SOURCE: json.dumps(source, default=str).encode()})
-    parent = os.path.dirname(os.path.abspath(out))
+    parent = os.path.dirname(out) or os.curdir  # as spelled: the kernel resolves links in it ("link/..")
     tmp = out + ".partial"
     with contextlib.ExitStack() as undo:  # each step undone in reverse order, even where one of them fails
         made = _missing_parents(parent)
@@ -378,7 +379,7 @@ def _write(
         writer.close()
         closed = True
         sink.close()
-        _publish(tmp, out, lock)
+        (publish or _publish)(tmp, out, lock)
     return rows
 
 
@@ -387,6 +388,8 @@ def _check_writable(folder: str) -> None:
     (writable itself) was otherwise filled with the whole export, which could then be neither renamed nor removed."""
     eff = os.access in os.supports_effective_ids  # the rights this process has (its capabilities, for root)
     if not os.access(folder, os.W_OK | os.X_OK, effective_ids=eff):
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            raise OSError(errno.EROFS, "cannot write the folder of out: its file system is mounted read-only", folder)
         raise PermissionError(errno.EACCES, "cannot create or rename files in the folder of out (permission denied)",
                               folder)
 

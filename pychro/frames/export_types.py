@@ -20,7 +20,7 @@ from typing import Any
 
 from .._optional import require
 from .decode import recycle
-from .export import _with_range, _write, check_compression, check_outside, lock_folder, partition_name
+from .export import _publish, _with_range, _write, check_compression, check_outside, lock_folder, partition_name
 from .schema import LIST
 from .types import MessageTypes
 
@@ -117,19 +117,23 @@ def _check_empty(out: Any, locked: bool) -> None:
 
 
 def _unpublish(out: str, targets: list[str]) -> None:
-    """Remove the files of ``targets`` that exist, and the folders inside ``out`` left empty by that: what a failed
-    export had published in a folder it did not make (found empty under its lock, so these are its own)."""
-    out = os.path.normpath(out)
+    """Remove the files of ``targets`` (each ``out`` joined with a relative path) that exist, and the folders between
+    them and ``out`` left empty by that: what a failed export published in a folder it did not make (found empty
+    under its lock, so these are its own). Best effort: what cannot be removed is left, and the export's own error
+    is what the caller raises. Paths are used as the export spelled them (the kernel resolves links in them as it
+    did for the export); a file under a folder that became a link meanwhile is left alone."""
     for path in targets:
-        with contextlib.suppress(FileNotFoundError):
+        parts = os.path.relpath(path, out).split(os.sep)
+        folders = [os.path.join(out, *parts[:k]) for k in range(len(parts) - 1, 0, -1)]  # innermost first
+        if any(os.path.islink(f) for f in folders):
+            continue
+        with contextlib.suppress(OSError):
             os.remove(path)
-        folder = os.path.dirname(os.path.normpath(path))
-        while folder.startswith(out + os.sep):  # (targets are joined onto out)
+        for folder in folders:
             try:
                 os.rmdir(folder)  # fails once a folder still holds something (another type's file)
             except OSError:
                 break
-            folder = os.path.dirname(folder)
 
 
 def _export_all(fmt: str, tr: Any, types: MessageTypes, out: Any, partition_by: str | None, row_group_rows: int,
@@ -188,6 +192,13 @@ def _fan_out(fmt: str, pairs: Iterator[Any], tr: Any, types: MessageTypes, targe
     stop = threading.Event()  # a writer failed: the reader stops
     halt = threading.Event()  # the reader ended early: every writer stops at its next batch, and fails
     done = threading.Event()  # the reader puts nothing more
+    gate = threading.Lock()  # held by a writer publishing its file, and by the clean-up after an interruption
+
+    def publish(tmp: str, target: str, lock: int) -> None:
+        with gate:
+            if halt.is_set():  # the reading side was interrupted: its clean-up may be running, or done
+                raise _Abort
+            _publish(tmp, target, lock)
 
     def write(kind: Any) -> None:
         q = queues[kind.name]
@@ -195,7 +206,8 @@ def _fan_out(fmt: str, pairs: Iterator[Any], tr: Any, types: MessageTypes, targe
             meta = {META_TYPES: types.to_json().encode(), META_TYPE_NAME: kind.name.encode()}
             file_schema: Any = _Indexed(kind.arrow_schema, meta)
             rows[kind.name] = _write(fmt, targets[kind.name], file_schema, ["_index", *kind.plan.columns],
-                                     _Feed(q, halt), row_group_rows, compression, dict(source, type=kind.name))
+                                     _Feed(q, halt), row_group_rows, compression, dict(source, type=kind.name),
+                                     publish)
         except _Abort:
             pass
         except BaseException as exc:  # noqa: BLE001 - handed to the reading side, which raises it
@@ -231,7 +243,11 @@ def _fan_out(fmt: str, pairs: Iterator[Any], tr: Any, types: MessageTypes, targe
             for t in threads:
                 t.join()
         except BaseException:
-            halt.set()  # interrupted again while waiting for the writers: they still stop, and leave no file
+            # interrupted while waiting for the writers (a writer may be writing its footer): they still stop, and
+            # leave no file; one publishing now is let finish first, so that the clean-up finds its file
+            halt.set()
+            with gate:
+                pass
             raise
         finally:
             done.set()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,110 @@ def test_a_failed_export_into_a_folder_it_found_empty_leaves_it_empty(
     assert out.is_dir() and list(out.rglob("*")) == []
     monkeypatch.undo()
     assert set(pychro.to_parquet(j, T, out, partition_by=partition_by)) == {"trade", "heartbeat"}  # and again
+
+
+def _fail_on_day(monkeypatch: pytest.MonkeyPatch, day: str, remove_fails: str | None = None) -> None:
+    """Every type's file of ``day`` fails (a full disk); removing the file named ``remove_fails``, once it is there,
+    fails too."""
+    from pychro.frames import export_types
+
+    real_write, real_remove = export_types._write, os.remove
+
+    def write(fmt: str, out: str, *args: Any, **kwargs: Any) -> int:
+        if day in out:
+            raise OSError(28, "No space left on device")
+        return real_write(fmt, out, *args, **kwargs)
+
+    def remove(path: Any) -> None:
+        if remove_fails is not None and os.fspath(path).endswith(remove_fails) and os.path.exists(path):
+            raise PermissionError(13, "Permission denied", path)
+        real_remove(path)
+
+    monkeypatch.setattr(export_types, "_write", write)
+    monkeypatch.setattr(os, "remove", remove)
+
+
+@pytest.mark.parametrize("spelling", [".", "./", "link/../out"])
+def test_the_clean_up_of_a_failed_export_takes_out_as_spelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str,
+) -> None:
+    """out spelled "." left the folders it made (they were compared as text with "./"); "link/../out" (link: a
+    folder elsewhere) had the clean-up remove folders of ./out, which the export never wrote, and the export
+    itself failed (its folders were made after the text of the path, not where the kernel put its files)."""
+    j = _journal(tmp_path / "j", days=2)
+    real = tmp_path / "far" / "out"
+    real.mkdir(parents=True)
+    (tmp_path / "far" / "deep").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "far" / "deep")
+    decoy = tmp_path / "out" / "trade" / "date=2024-03-04"  # what the text of "link/../out/..." names
+    decoy.mkdir(parents=True)
+    monkeypatch.chdir(real if spelling != "link/../out" else tmp_path)
+    _fail_on_day(monkeypatch, "2024-03-05")
+    with pytest.raises(OSError, match="No space left"):
+        pychro.to_parquet(j, T, spelling, partition_by="date")
+    assert list(real.rglob("*")) == [] and decoy.is_dir()
+
+
+def test_the_clean_up_of_a_failed_export_goes_on_past_a_file_it_cannot_remove(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file the clean-up could not remove raised from it: its error replaced the export's own, and the files
+    after it were left."""
+    j = _journal(tmp_path / "j", days=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    _fail_on_day(monkeypatch, "2024-03-06", remove_fails=os.path.join("heartbeat", "date=2024-03-04", "part-0.parquet"))
+    with pytest.raises(OSError, match="No space left") as got:
+        pychro.to_parquet(j, T, out, partition_by="date")
+    assert got.value.errno == 28
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert left == ["heartbeat", "heartbeat/date=2024-03-04", "heartbeat/date=2024-03-04/part-0.parquet"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("made", [False, True])
+def test_ctrl_c_while_a_writer_finishes_its_file_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                made: bool) -> None:
+    """Ctrl-C while the export waited for its writers (every batch handed over), one of them still writing its
+    file's footer: the clean-up ran, then that writer published its file (a folder of fewer types). Now a writer
+    publishes only while the export is not interrupted, and the clean-up waits for one publishing."""
+    import signal
+
+    import pyarrow.parquet as pq
+
+    j = _journal(tmp_path / "j")
+    out = tmp_path / "out"
+    if not made:
+        out.mkdir()
+    real = pq.ParquetWriter
+    closing, go_on = threading.Event(), threading.Event()
+
+    class Slow(real):  # type: ignore[misc,valid-type]
+        """The trade type's footer is written once the test says so (a slow disk)."""
+
+        def close(self) -> None:
+            if "px" in self.schema.names:
+                closing.set()
+                go_on.wait(30)
+            super().close()
+
+    def ctrl_c() -> None:
+        closing.wait(30)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    monkeypatch.setattr(pq, "ParquetWriter", Slow)
+    interrupter = threading.Thread(target=ctrl_c)
+    interrupter.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pychro.to_parquet(j, T, out)
+    finally:
+        go_on.set()  # the writer goes on once the clean-up is done
+        interrupter.join()
+    for t in threading.enumerate():
+        if t.name.startswith("pychro-export"):
+            t.join(30)
+    assert (list(out.rglob("*")) == []) if not made else not out.exists()
 
 
 @pytest.mark.slow
