@@ -525,3 +525,26 @@ def test_an_export_into_a_folder_it_cannot_write_writes_nothing(ticks: Path, tmp
         os.chmod(folder, 0o755)
     assert "cannot create or rename files in the folder of out" in got.stdout, got.stdout + got.stderr[-2000:]
     assert sorted(os.listdir(folder)) == ["t.out.partial"] and (folder / "t.out.partial").read_bytes() == b"\0" * 1000
+
+
+def test_a_failed_export_removes_only_the_folders_it_made(
+    ticks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """out "new/../existing/f.parquet": "new/../existing" did not exist as text while "new" was missing, so a
+    failed export removed the user's (empty) folder "existing" with the "new" it made. And out "newdir/" made
+    "newdir", wrote "newdir/.partial" and failed on a rename, leaving the folder."""
+    from pychro.frames.parquet_file import ParquetFile
+
+    monkeypatch.chdir(tmp_path)
+    Path("existing").mkdir()
+
+    def full(self: Any, *args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ParquetFile, "write", full)
+    with pytest.raises(OSError, match="No space left"):
+        pychro.to_parquet(ticks, SCHEMA, "new/../existing/f.parquet")
+    assert sorted(os.listdir(".")) == ["existing"] and os.listdir("existing") == []
+    with pytest.raises(ValueError, match="names a folder: give a file name"):
+        pychro.to_parquet(ticks, SCHEMA, "newdir/")
+    assert sorted(os.listdir(".")) == ["existing"]

@@ -335,11 +335,12 @@ def _write(
         arrow_schema = pa.schema([arrow_schema.field(c) for c in columns], metadata=arrow_schema.metadata)
     meta = dict(arrow_schema.metadata or {})
     file_schema = arrow_schema.with_metadata({**meta, META_SOURCE: json.dumps(source, default=str).encode()})
+    if out.endswith(os.sep) or (os.altsep is not None and out.endswith(os.altsep)):
+        raise ValueError(f"out={out!r} names a folder: give a file name")
     parent = os.path.dirname(out) or os.curdir  # as spelled: the kernel resolves links in it ("link/..")
     tmp = out + ".partial"
     with contextlib.ExitStack() as undo:  # each step undone in reverse order, even where one of them fails
-        made = _missing_parents(parent)
-        os.makedirs(parent, exist_ok=True)
+        made = make_folders(parent)
         undo.callback(_remove_folders, made, out)  # a failed export: the folders made for it go too (if empty)
         _check_writable(parent)
         lock = _claim(tmp, out)
@@ -426,16 +427,27 @@ def check_parquet_folder(p: str) -> None:
         raise ValueError(f"{p!r} is a folder of {what}")
 
 
-def _missing_parents(folder: str) -> list[str]:
-    """The folders of ``folder``'s path that do not exist yet, innermost first."""
-    made = []
-    while folder and not os.path.exists(folder):
-        made.append(folder)
+def make_folders(folder: str) -> list[str]:
+    """Make ``folder`` and its missing parents, as spelled (the kernel resolves each ``..`` after a link); returns the
+    folders this call made, innermost first: only those are removed after a failure (with "new/../old", "new/.."
+    and "new/../old" are there already)."""
+    missing = []
+    while folder and not os.path.isdir(folder):
+        missing.append(folder)
         up = os.path.dirname(folder)
         if up == folder:
             break
         folder = up
-    return made
+    made = []
+    for f in reversed(missing):
+        try:
+            os.mkdir(f)
+        except FileExistsError:
+            if not os.path.isdir(f):
+                raise
+            continue
+        made.append(f)
+    return made[::-1]
 
 
 class _RowGroups:

@@ -20,7 +20,17 @@ from typing import Any
 
 from .._optional import require
 from .decode import recycle
-from .export import _publish, _with_range, _write, check_compression, check_outside, lock_folder, partition_name
+from .export import (
+    _publish,
+    _remove_folders,
+    _with_range,
+    _write,
+    check_compression,
+    check_outside,
+    lock_folder,
+    make_folders,
+    partition_name,
+)
 from .schema import LIST
 from .types import MessageTypes
 
@@ -76,12 +86,16 @@ def export_types(
                                                                     if not k.startswith("_")}}
     # batches are dropped once written: their buffers are used again
     recycle([tr.r.plan, tr.r.decode_plan, *(p for k in tr.kinds for p in (k.plan, k.decode_plan))])
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    bare = os.fspath(out).rstrip(os.sep) or os.fspath(out)
+    parents = make_folders(os.path.dirname(bare) or os.curdir)  # as spelled (see _write); removed after a failure
     try:
         os.mkdir(out)  # (not exists() then makedirs: two exports would each think they had made it)
         created = True
     except FileExistsError:
         created = False
+    except BaseException:
+        _remove_folders(parents, out)
+        raise
     lock = lock_folder(out)
     targets: list[str] = []  # every file this export writes (or wrote), as it names them
     try:
@@ -93,6 +107,7 @@ def export_types(
         # a failed export leaves nothing it made (each file was written as .partial, then renamed)
         if created:
             shutil.rmtree(out, ignore_errors=True)
+            _remove_folders(parents, out)
         else:  # the folder was there (and empty): it stays, without the files of types already done
             _unpublish(os.fspath(out), targets)
         raise
@@ -193,6 +208,9 @@ def _fan_out(fmt: str, pairs: Iterator[Any], tr: Any, types: MessageTypes, targe
     halt = threading.Event()  # the reader ended early: every writer stops at its next batch, and fails
     done = threading.Event()  # the reader puts nothing more
     gate = threading.Lock()  # held by a writer publishing its file, and by the clean-up after an interruption
+    # set by each writer as it ends (its .partial file gone, or published): waited for instead of Thread.join,
+    # which, interrupted by a Ctrl-C, takes a thread still running for ended (Python 3.11's bpo-45274 handling)
+    finished = {k.name: threading.Event() for k in tr.kinds}
 
     def publish(tmp: str, target: str, lock: int) -> None:
         with gate:
@@ -218,15 +236,17 @@ def _fan_out(fmt: str, pairs: Iterator[Any], tr: Any, types: MessageTypes, targe
                     q.get(timeout=_POLL_S)
                 except queue.Empty:
                     pass
+        finally:
+            finished[kind.name].set()
 
     # daemon threads: should the reading side be interrupted before it could halt them, they do not keep the
     # process from exiting (their .partial files are then left, as by kill -9)
     threads = [threading.Thread(target=write, args=(k,), name=f"pychro-export-{k.name}", daemon=True)
                for k in tr.kinds]
-    for t in threads:
-        t.start()
     ended = False  # every writer has its end marker: its file is complete once it has written its queue
     try:
+        for t in threads:  # (in the try: a Ctrl-C between two starts still halts those started)
+            t.start()
         for name, batch in pairs:
             if stop.is_set():
                 break
@@ -240,14 +260,17 @@ def _fan_out(fmt: str, pairs: Iterator[Any], tr: Any, types: MessageTypes, targe
             if not ended:
                 halt.set()
             done.set()
-            for t in threads:
-                t.join()
+            _join(threads, finished)
         except BaseException:
-            # interrupted while waiting for the writers (a writer may be writing its footer): they still stop, and
-            # leave no file; one publishing now is let finish first, so that the clean-up finds its file
+            # interrupted while waiting for the writers (one may be writing its footer): they stop at their next
+            # batch, or before publishing, and remove their .partial files; waited for, so that the clean-up after
+            # finds every file and folder (a second Ctrl-C gives that up: .partial files are then left, as by
+            # kill -9). One publishing now finishes first, even then: the clean-up then finds its file.
             halt.set()
-            with gate:
-                pass
+            try:
+                _join(threads, finished)
+            finally:
+                _wait_for(gate)
             raise
         finally:
             done.set()
@@ -257,6 +280,27 @@ def _fan_out(fmt: str, pairs: Iterator[Any], tr: Any, types: MessageTypes, targe
     if failed:
         raise failed[0]
     return rows
+
+
+def _join(threads: list[threading.Thread], finished: dict[str, threading.Event]) -> None:
+    """Until every writer thread started has ended (``finished``, by type name: see :func:`_fan_out`)."""
+    for t, ended in zip(threads, finished.values(), strict=True):
+        if t.ident is not None:  # (started)
+            ended.wait()
+
+
+def _wait_for(lock: threading.Lock) -> None:
+    """Until ``lock`` is free (held only around a rename): a Ctrl-C meanwhile is raised after it."""
+    interrupted: BaseException | None = None
+    while True:
+        try:
+            lock.acquire()
+            break
+        except BaseException as exc:  # noqa: BLE001 - raised once the lock is free
+            interrupted = exc
+    lock.release()
+    if interrupted is not None:
+        raise interrupted
 
 
 class _Feed:

@@ -249,6 +249,26 @@ def test_the_clean_up_of_a_failed_export_goes_on_past_a_file_it_cannot_remove(
     assert left == ["heartbeat", "heartbeat/date=2024-03-04", "heartbeat/date=2024-03-04/part-0.parquet"]
 
 
+def test_a_failed_export_by_type_removes_the_parent_folders_it_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The parents of out it had to make were left after a failure (made from the text of its absolute path: with
+    out "link/../new/x", in the wrong place)."""
+    j = _journal(tmp_path / "j", days=2)
+    monkeypatch.chdir(tmp_path)
+    _fail_on_day(monkeypatch, "2024-03-05")
+    with pytest.raises(OSError, match="No space left"):
+        pychro.to_parquet(j, T, "n1/n2/out", partition_by="date")
+    assert not Path("n1").exists()
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "other" / "sub").mkdir(parents=True)
+    Path("link").symlink_to(tmp_path / "other" / "sub")
+    assert set(pychro.to_parquet(j, T, "link/../new/x")) == {"trade", "heartbeat"}
+    assert sorted(os.listdir(tmp_path / "other" / "new" / "x")) == ["heartbeat.parquet", "trade.parquet"]
+    assert not Path("new").exists()
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("made", [False, True])
 def test_ctrl_c_while_a_writer_finishes_its_file_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -292,7 +312,7 @@ def test_ctrl_c_while_a_writer_finishes_its_file_leaves_no_file(tmp_path: Path, 
     for t in threading.enumerate():
         if t.name.startswith("pychro-export"):
             t.join(30)
-    assert (list(out.rglob("*")) == []) if not made else not out.exists()
+    assert (list(out.rglob("*")) == []) if not made else not out.exists(), list(out.rglob("*"))
 
 
 @pytest.mark.slow
