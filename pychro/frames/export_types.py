@@ -15,6 +15,7 @@ import os
 import queue
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -290,15 +291,15 @@ def _join(threads: list[threading.Thread], finished: dict[str, threading.Event])
 
 
 def _wait_for(lock: threading.Lock) -> None:
-    """Until ``lock`` is free (held only around a rename): a Ctrl-C meanwhile is raised after it."""
+    """Until ``lock`` is free (held only around a rename), without taking it: ``halt`` is set first, so a writer that
+    takes it after this sees it and does not publish. A Ctrl-C meanwhile is raised after it. (Taken, the lock could
+    be left held by a Ctrl-C landing just after its acquire returned: the next acquire would wait for ever.)"""
     interrupted: BaseException | None = None
-    while True:
+    while lock.locked():
         try:
-            lock.acquire()
-            break
+            time.sleep(_POLL_S / 10)
         except BaseException as exc:  # noqa: BLE001 - raised once the lock is free
             interrupted = exc
-    lock.release()
     if interrupted is not None:
         raise interrupted
 
