@@ -145,11 +145,7 @@ def _unpublish(out: str, targets: list[str]) -> None:
             continue
         with contextlib.suppress(OSError):
             os.remove(path)
-        for folder in folders:
-            try:
-                os.rmdir(folder)  # fails once a folder still holds something (another type's file)
-            except OSError:
-                break
+        _remove_folders(folders, path)  # (those still holding another type's file stay)
 
 
 def _export_all(fmt: str, tr: Any, types: MessageTypes, out: Any, partition_by: str | None, row_group_rows: int,
