@@ -93,6 +93,7 @@ class VanillaChronicleWriter:
         self._appenders: dict[int, Appender] = {}
         self._committer = Committer(self._journal)
         self._closed = False
+        self._window = (0, 0, -1)  # [start, stop) epoch ms of the cycle _cycle_at last gave, and that cycle
 
     def __enter__(self) -> VanillaChronicleWriter:
         return self
@@ -135,14 +136,31 @@ class VanillaChronicleWriter:
         self._committer.close()
 
     # -- used by appenders ---------------------------------------------------------------------------------
-    def _now_cycle(self) -> int:
-        now = self._clock()
-        if not isinstance(now, numbers.Integral) or isinstance(now, bool):
-            raise TypeError(f"the writer's clock must return epoch milliseconds as an int, got {type(now).__name__}")
-        cycle = self.config.cycle_of_ms(int(now))
-        if not 0 <= cycle <= self.config.max_cycle:  # pre-1970 would give negative indices no reader takes
-            self.config.check_cycle(cycle, f"the writer's clock ({now} ms since 1970)")
+    def _cycle_at(self, now: object) -> int:
+        """The cycle of the clock's reading ``now`` (checked), which becomes :attr:`_window`. Appenders look in
+        that window first, inline: on most messages the clock is an int in the last message's cycle."""
+        if type(now) is not int:  # the ABC check costs a message's worth of time: only for other types
+            if not isinstance(now, numbers.Integral) or isinstance(now, bool):
+                raise TypeError(
+                    f"the writer's clock must return epoch milliseconds as an int, got {type(now).__name__}"
+                )
+            now = int(now)
+        cfg = self.config
+        cycle = cfg.cycle_of_ms(now)
+        if not 0 <= cycle <= cfg.max_cycle:  # pre-1970 would give negative indices no reader takes
+            cfg.check_cycle(cycle, f"the writer's clock ({now} ms since 1970)")
+        self._window = (cfg.cycle_start_ms(cycle), cfg.cycle_start_ms(cycle + 1), cycle)  # one assignment: threads
         return cycle
+
+
+def _check_capacity(capacity: object, block: int) -> None:
+    """A capacity given to start_excerpt: an int from 0 up to what a data block of ``block`` bytes holds."""
+    if isinstance(capacity, bool) or not isinstance(capacity, int):
+        raise TypeError(f"capacity must be an int (bytes), got {type(capacity).__name__}")
+    if capacity < 0:
+        raise ValueError(f"capacity must be >= 0 bytes, got {capacity}")
+    if capacity > block - L.HEADER_SIZE:
+        raise MessageTooLargeError(f"capacity {capacity} does not fit in a data block of {block} bytes")
 
 
 class Appender:
@@ -181,23 +199,22 @@ class Appender:
         """Begin a message with room for ``capacity`` bytes (default ``config.message_capacity``)."""
         if self._start >= 0:
             raise ValueError("a message is already in progress: finish() it first")
-        cfg = self._writer.config
-        capacity = cfg.message_capacity if capacity is None else capacity
-        if isinstance(capacity, bool) or not isinstance(capacity, int):
-            raise TypeError(f"capacity must be an int (bytes), got {type(capacity).__name__}")
-        if capacity < 0:
-            raise ValueError(f"capacity must be >= 0 bytes, got {capacity}")
-        if capacity > cfg.data_block_size - L.HEADER_SIZE:
-            raise MessageTooLargeError(
-                f"capacity {capacity} does not fit in a data block of {cfg.data_block_size} bytes"
-            )
-        cycle = self._writer._now_cycle()
+        writer = self._writer
+        cfg = writer.config
+        if capacity is None:  # every message's first write comes here: the config checked its capacity
+            capacity = cfg.message_capacity
+        else:
+            _check_capacity(capacity, cfg.data_block_size)
+        now = writer._clock()
+        lo, hi, cycle = writer._window
+        if type(now) is not int or not lo <= now < hi:
+            cycle = writer._cycle_at(now)
         if cycle != self._cycle or self._mf is None:
-            if self._writer._closed:  # checked only here: a closed writer's appenders have no data file
+            if writer._closed:  # checked only here: a closed writer's appenders have no data file
                 raise ValueError("writer is closed")
             self._open_cycle(cycle)
             try:
-                self._ci = self._writer._committer.index_file(cycle)
+                self._ci = writer._committer.index_file(cycle)
             except BaseException:  # e.g. no disk space for the index: start over at the next message
                 self._release()
                 raise
@@ -265,7 +282,7 @@ class Appender:
             self._mm.flush()
             self._ci.mf.flush()  # type: ignore[union-attr]
         self._pos = (p + 3) & ~3  # align4: the next header
-        self._start = self._lim = self._cap = -1
+        self._start = self._lim = -1  # _cap is read only while a message is in progress
         self.last_index = index
         return index
 
@@ -464,11 +481,12 @@ class Appender:
 
     def write_string(self, value: str | None) -> None:
         """Java ``writeUTFΔ``: stop-bit byte length, then CESU-8 text; ``None`` writes Java null (``80 00``)."""
-        if value is None:
-            self.write_bytes(F.NULL_STRING)
-            return
-        if not isinstance(value, str):
-            raise TypeError(f"write_string takes a str or None, got {type(value).__name__}")
+        if type(value) is not str:  # one test on the common path
+            if value is None:
+                self.write_bytes(F.NULL_STRING)
+                return
+            if not isinstance(value, str):
+                raise TypeError(f"write_string takes a str or None, got {type(value).__name__}")
         raw = value.encode("ascii") if value.isascii() else F.encode_text(value)
         n = len(raw)
         if n >= 0x80:

@@ -430,3 +430,39 @@ def test_appender_of_closed_writer(fresh: Fresh) -> None:
     assert sorted(os.listdir(fresh.folder)) == before  # no new data file was claimed
     with VanillaChronicleReader(fresh.root) as reader:
         assert [e.read_int() for e in reader] == [1]
+
+
+def test_clock_across_cycles_each_message(tmp_path: Path) -> None:
+    """The writer keeps the last cycle's window of epoch ms so that most messages skip the clock checks: every
+    message must still land in its own clock's cycle, the clock moving forward, back, and by other int types;
+    a reading of the wrong type is refused on every message, not only the first."""
+    import numpy as np
+
+    import pychro
+
+    day = 86_400_000
+    readings: list[object] = [5 * day, 5 * day + 1, np.int64(6 * day), 6 * day + day - 1, 5 * day + 7, 7 * day]
+    feed = iter(readings)
+    with VanillaChronicleWriter(tmp_path / "j", clock=lambda: next(feed)) as chron:
+        appender = chron.get_appender()
+        cycles = []
+        for k in range(len(readings)):
+            appender.write_int(k)
+            cycles.append(chron.config.split_index(appender.finish())[0])
+        assert cycles == [5, 5, 6, 6, 5, 7]
+        for bad in (float(7 * day), True, 7 * day):  # the last: the window still works after refusals
+            feed = iter([bad])
+            if bad is True or isinstance(bad, float):
+                with pytest.raises(TypeError, match="clock must return epoch milliseconds as an int"):
+                    appender.write_int(0)
+            else:
+                appender.write_int(0)
+                assert chron.config.split_index(appender.finish())[0] == 7
+    with VanillaChronicleReader(tmp_path / "j") as reader:
+        got = []
+        while True:
+            try:
+                got.append(reader.next_reader().read_int())
+            except pychro.NoData:
+                break
+    assert got == [0, 1, 4, 2, 3, 5, 0]  # in cycle order: 5, 5, 5 (the clock went back), 6, 6, 7, 7
