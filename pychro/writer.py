@@ -350,7 +350,11 @@ class Appender:
         if value is not True and value is not False and not _boolean_like(value):
             raise TypeError(f"write_boolean takes a bool (or a number, nonzero being true), got "
                             f"{type(value).__name__}")
-        self.write_byte(F.JAVA_TRUE if value else 0)
+        p = self._p  # the byte written here, not through write_byte: its checks would be repeated
+        if p + 1 > self._lim:
+            p = self._reserve(1)
+        self._mm[p] = F.JAVA_TRUE if value else 0
+        self._p = p + 1
 
     def write_short(self, value: int) -> None:
         """Java ``writeShort``: 16-bit little-endian."""
