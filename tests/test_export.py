@@ -548,3 +548,22 @@ def test_a_failed_export_removes_only_the_folders_it_made(
     with pytest.raises(ValueError, match="names a folder: give a file name"):
         pychro.to_parquet(ticks, SCHEMA, "newdir/")
     assert sorted(os.listdir(".")) == ["existing"]
+
+
+
+def test_a_dangling_link_or_a_file_where_a_folder_of_out_goes_is_named(
+    ticks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """out "gone/f.parquet" with "gone" a symbolic link to nothing raised a bare FileExistsError on "gone" (the
+    opposite of what is wrong); a file in the way did the same. Both now say what is there, and write nothing
+    (exports of message types: tests/frames/test_types_export.py)."""
+    monkeypatch.chdir(tmp_path)
+    os.symlink(tmp_path / "nowhere", "gone")
+    Path("afile").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError, match=r"symbolic link to '.*nowhere', which does not exist") as got:
+        pychro.to_parquet(ticks, SCHEMA, "gone/sub/f.parquet")
+    assert got.value.filename == "gone"
+    with pytest.raises(NotADirectoryError, match="a file of that name is in the way") as got2:
+        pychro.to_csv(ticks, SCHEMA, "afile/f.csv")
+    assert got2.value.filename == "afile"
+    assert sorted(os.listdir(".")) == ["afile", "gone"] and not os.path.exists(tmp_path / "nowhere")

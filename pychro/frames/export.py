@@ -443,9 +443,13 @@ def make_folders(folder: str) -> list[str]:
         try:
             os.mkdir(f)
         except FileExistsError:
-            if not os.path.isdir(f):
-                raise
-            continue
+            if os.path.isdir(f):  # made meanwhile (another export)
+                continue
+            if os.path.islink(f):  # a raw EEXIST would say the opposite of what is wrong
+                raise FileNotFoundError(errno.ENOENT, "cannot make folder: it is a symbolic link to "
+                                        f"{os.readlink(f)!r}, which does not exist", f) from None
+            raise NotADirectoryError(errno.ENOTDIR, "cannot make folder: a file of that name is in the way",
+                                     f) from None
         made.append(f)
     return made[::-1]
 

@@ -11,6 +11,7 @@ order. One reading pass feeds every type's writer (each on a thread of its own, 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import queue
 import shutil
@@ -63,6 +64,9 @@ def export_types(
     check_compression(fmt, compression)
     if partition_by not in (None, "date", "cycle"):
         raise ValueError(f"partition_by must be None or 'date', got {partition_by!r}")
+    if os.path.islink(out) and not os.path.exists(out):  # else a bare ENOENT on a name that is there
+        raise FileNotFoundError(errno.ENOENT, f"out is a symbolic link to {os.readlink(out)!r}, which does not exist",
+                                os.fspath(out))
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"out={os.fspath(out)!r} is a file: message types are exported into a folder, one file "
                          "per type")

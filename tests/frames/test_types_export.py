@@ -116,3 +116,22 @@ def test_import_file_of_a_types_export_names_the_call_that_imports_it(java_feed:
     with pytest.raises(ValueError, match=r"is an export by message type .*export_types.import_folder"):
         import_file(tmp_path / "out", tmp_path / "copy")
     assert not (tmp_path / "copy").exists()
+
+
+def test_a_dangling_link_or_a_file_in_the_way_of_the_folder_is_named(
+    java_feed: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parent of out that is a symbolic link to nothing, or a file, is named as such (was: a bare
+    FileExistsError); nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    os.symlink(tmp_path / "nowhere", "gone")
+    Path("afile").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError, match=r"symbolic link to '.*nowhere', which does not exist") as got:
+        pychro.to_parquet(java_feed.journal, FEED, "gone/sub/out")
+    assert got.value.filename == "gone"
+    with pytest.raises(NotADirectoryError, match="a file of that name is in the way") as got2:
+        pychro.to_parquet(java_feed.journal, FEED, "afile/out")
+    assert got2.value.filename == "afile"
+    with pytest.raises(FileNotFoundError, match=r"out is a symbolic link to '.*nowhere', which does not exist"):
+        pychro.to_parquet(java_feed.journal, FEED, "gone")
+    assert sorted(os.listdir(".")) == ["afile", "gone"] and not os.path.exists(tmp_path / "nowhere")
