@@ -337,7 +337,7 @@ def _write(
     file_schema = arrow_schema.with_metadata({**meta, META_SOURCE: json.dumps(source, default=str).encode()})
     if out.endswith(os.sep) or (os.altsep is not None and out.endswith(os.altsep)):
         raise ValueError(f"out={out!r} names a folder: give a file name")
-    parent = os.path.dirname(out) or os.curdir  # as spelled: the kernel resolves links in it ("link/..")
+    parent = folder_of(out)
     tmp = out + ".partial"
     with contextlib.ExitStack() as undo:  # each step undone in reverse order, even where one of them fails
         made = make_folders(parent)
@@ -425,6 +425,13 @@ def check_parquet_folder(p: str) -> None:
         what = ("CSV files (CSV carries no schema: import each file with its schema, or export to Parquet or IPC to "
                 "import a folder back)" if any(f.endswith(".csv") for f in names) else "no .parquet file")
         raise ValueError(f"{p!r} is a folder of {what}")
+
+
+def folder_of(out: str) -> str:
+    """The folder that holds ``out`` (a file, or an export's folder), as spelled: the kernel resolves links in it,
+    so that "link/../f" is in the link's parent, not in the folder of the text's own "."."""
+    bare = out.rstrip(os.sep) or out
+    return os.path.dirname(bare) or os.curdir
 
 
 def make_folders(folder: str) -> list[str]:

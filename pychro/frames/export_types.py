@@ -29,6 +29,7 @@ from .export import (
     _write,
     check_compression,
     check_outside,
+    folder_of,
     lock_folder,
     make_folders,
     partition_name,
@@ -91,8 +92,7 @@ def export_types(
                                                                     if not k.startswith("_")}}
     # batches are dropped once written: their buffers are used again
     recycle([tr.r.plan, tr.r.decode_plan, *(p for k in tr.kinds for p in (k.plan, k.decode_plan))])
-    bare = os.fspath(out).rstrip(os.sep) or os.fspath(out)
-    parents = make_folders(os.path.dirname(bare) or os.curdir)  # as spelled (see _write); removed after a failure
+    parents = make_folders(folder_of(os.fspath(out)))  # removed after a failure
     try:
         os.mkdir(out)  # (not exists() then makedirs: two exports would each think they had made it)
         created = True
@@ -242,11 +242,11 @@ def _fan_out(fmt: str, pairs: Iterator[Any], tr: Any, types: MessageTypes, targe
 
     # daemon threads: should the reading side be interrupted before it could halt them, they do not keep the
     # process from exiting (their .partial files are then left, as by kill -9)
-    threads = [threading.Thread(target=write, args=(k,), name=f"pychro-export-{k.name}", daemon=True)
-               for k in tr.kinds]
+    writers = [(threading.Thread(target=write, args=(k,), name=f"pychro-export-{k.name}", daemon=True),
+                finished[k.name]) for k in tr.kinds]
     ended = False  # every writer has its end marker: its file is complete once it has written its queue
     try:
-        for t in threads:  # (in the try: a Ctrl-C between two starts still halts those started)
+        for t, _ in writers:  # (in the try: a Ctrl-C between two starts still halts those started)
             t.start()
         for name, batch in pairs:
             if stop.is_set():
@@ -261,7 +261,7 @@ def _fan_out(fmt: str, pairs: Iterator[Any], tr: Any, types: MessageTypes, targe
             if not ended:
                 halt.set()
             done.set()
-            _join(threads, finished)
+            _join(writers)
         except BaseException:
             # interrupted while waiting for the writers (one may be writing its footer): they stop at their next
             # batch, or before publishing, and remove their .partial files; waited for, so that the clean-up after
@@ -269,7 +269,7 @@ def _fan_out(fmt: str, pairs: Iterator[Any], tr: Any, types: MessageTypes, targe
             # kill -9). One publishing now finishes first, even then: the clean-up then finds its file.
             halt.set()
             try:
-                _join(threads, finished)
+                _join(writers)
             finally:
                 _wait_for(gate)
             raise
@@ -283,9 +283,9 @@ def _fan_out(fmt: str, pairs: Iterator[Any], tr: Any, types: MessageTypes, targe
     return rows
 
 
-def _join(threads: list[threading.Thread], finished: dict[str, threading.Event]) -> None:
-    """Until every writer thread started has ended (``finished``, by type name: see :func:`_fan_out`)."""
-    for t, ended in zip(threads, finished.values(), strict=True):
+def _join(writers: list[tuple[threading.Thread, threading.Event]]) -> None:
+    """Until every writer thread started has set its event as it ended (see :func:`_fan_out`)."""
+    for t, ended in writers:
         if t.ident is not None:  # (started)
             ended.wait()
 
