@@ -567,3 +567,35 @@ def test_a_dangling_link_or_a_file_where_a_folder_of_out_goes_is_named(
         pychro.to_csv(ticks, SCHEMA, "afile/f.csv")
     assert got2.value.filename == "afile"
     assert sorted(os.listdir(".")) == ["afile", "gone"] and not os.path.exists(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("whose", ["partial", "out"])
+def test_another_users_file_in_a_sticky_folder_is_refused_first(ticks: Path, tmp_path: Path, whose: str) -> None:
+    """A folder like /tmp (sticky, world-writable) holding another user's stale, world-writable .partial: the
+    export emptied it, filled it with the whole export, then could neither rename nor remove it (the sticky bit).
+    Likewise another user's ``out``, which the rename cannot replace. Both are now refused before anything is
+    written, naming the file. As root: in a child without CAP_FOWNER (which overrides the sticky bit)."""
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to give files to another user")
+    if shutil.which("setpriv") is None:
+        pytest.fail("run as root, this test needs setpriv (util-linux) to drop CAP_FOWNER")
+    folder = tmp_path / "sticky"
+    folder.mkdir()
+    out = folder / "t.parquet"
+    theirs = folder / ("t.parquet.partial" if whose == "partial" else "t.parquet")
+    theirs.write_bytes(b"\1" * 1000)
+    os.chmod(theirs, 0o666)
+    for p in (theirs, folder):
+        os.chown(p, 1, 1)
+    os.chmod(folder, 0o1777)
+    code = (f"import pychro\ntry:\n    pychro.to_parquet({str(ticks)!r}, {SCHEMA!r}, {str(out)!r})\n"
+            "except PermissionError as exc:\n    print(exc)\n")
+    got = subprocess.run(["setpriv", "--bounding-set=-fowner", sys.executable, "-c", code], capture_output=True,
+                         text=True, timeout=100)
+    assert "sticky bit keeps this process from replacing or removing it" in got.stdout, got.stdout + got.stderr[-2000:]
+    assert repr(theirs.name) in got.stdout
+    assert os.listdir(folder) == [theirs.name] and theirs.read_bytes() == b"\1" * 1000

@@ -342,7 +342,7 @@ def _write(
     with contextlib.ExitStack() as undo:  # each step undone in reverse order, even where one of them fails
         made = make_folders(parent)
         undo.callback(_remove_folders, made, out)  # a failed export: the folders made for it go too (if empty)
-        _check_writable(parent)
+        _check_writable(parent, out)
         lock = _claim(tmp, out)
         undo.callback(os.close, lock)  # last: while it is held, no other export writes or claims tmp
         undo.callback(_discard, tmp, lock)  # (once published, tmp is not the file locked: left alone)
@@ -384,15 +384,42 @@ def _write(
     return rows
 
 
-def _check_writable(folder: str) -> None:
+def _check_writable(folder: str, out: str) -> None:
     """A PermissionError before anything is written where ``out`` cannot be published: a stale .partial left there
-    (writable itself) was otherwise filled with the whole export, which could then be neither renamed nor removed."""
+    (writable itself) was otherwise filled with the whole export, which could then be neither renamed nor removed.
+    The same where the folder is sticky (as /tmp) and that .partial, or ``out``, is another user's."""
     eff = os.access in os.supports_effective_ids  # the rights this process has (its capabilities, for root)
     if not os.access(folder, os.W_OK | os.X_OK, effective_ids=eff):
         if os.statvfs(folder).f_flag & os.ST_RDONLY:
             raise OSError(errno.EROFS, "cannot write the folder of out: its file system is mounted read-only", folder)
         raise PermissionError(errno.EACCES, "cannot create or rename files in the folder of out (permission denied)",
                               folder)
+    for name in (out + ".partial", out):
+        if _kept_by_sticky_bit(name, folder):
+            raise PermissionError(errno.EPERM, f"{os.path.basename(name)!r} is another user's, in a folder whose "
+                                  "sticky bit keeps this process from replacing or removing it: export to another "
+                                  "name", name)
+
+
+def _kept_by_sticky_bit(path: str, folder: str) -> bool:
+    """Whether ``folder``'s sticky bit keeps this process from renaming over or removing ``path``: a file of another
+    user in a folder of another user, for a process without CAP_FOWNER (which root has)."""
+    if _has_fowner():
+        return False
+    try:
+        f, p = os.stat(folder), os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return bool(f.st_mode & stat.S_ISVTX) and os.geteuid() not in (f.st_uid, p.st_uid)
+
+
+def _has_fowner() -> bool:
+    """Whether this process has CAP_FOWNER (Linux: bit 3 of its effective capabilities; elsewhere: it is root)."""
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> 3 & 1)
+    return os.geteuid() == 0
 
 
 def _remove_folders(made: list[str], out: str) -> None:
