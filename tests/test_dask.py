@@ -136,3 +136,33 @@ def test_message_types_share_their_partitions(java_feed: Any) -> None:
     assert list(sel.columns) == ["ask"] and len(sel) == 2400
     with pytest.raises(ValueError, match="truncate"):
         pychro.read_dask(java_feed.journal, FEED, errors="truncate")
+
+
+def test_a_failed_parallel_export_leaves_no_empty_folder(
+    journal: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every day's date= folder was made before the tasks ran: a task failing (a full disk) left its day's folder,
+    and those of the days not written, empty. Now each task makes its own, and a failure removes what is empty."""
+    from pychro.frames.dask import to_parquet_dask
+    from pychro.frames.parquet_file import ParquetFile
+
+    real = ParquetFile.write
+    files: set[int] = set()
+
+    def write(self: Any, *args: Any) -> None:
+        files.add(id(self))
+        if len(files) == 2:
+            raise OSError(28, "No space left on device")
+        real(self, *args)
+
+    monkeypatch.setattr(ParquetFile, "write", write)
+    out = tmp_path / "new" / "par"
+    with pytest.raises(OSError, match="No space left"):
+        to_parquet_dask(journal, TICK_SCHEMA, out, scheduler="sync")  # in this process: the patch applies
+    (day,) = os.listdir(out)
+    assert os.listdir(out / day) == ["part-0.parquet"]
+    files.clear()
+    monkeypatch.setattr(ParquetFile, "write", lambda self, *args: (_ for _ in ()).throw(OSError(28, "No space")))
+    with pytest.raises(OSError, match="No space"):
+        to_parquet_dask(journal, TICK_SCHEMA, tmp_path / "other" / "par", scheduler="sync")
+    assert not (tmp_path / "other").exists()

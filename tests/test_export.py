@@ -599,3 +599,33 @@ def test_another_users_file_in_a_sticky_folder_is_refused_first(ticks: Path, tmp
     assert "sticky bit keeps this process from replacing or removing it" in got.stdout, got.stdout + got.stderr[-2000:]
     assert repr(theirs.name) in got.stdout
     assert os.listdir(folder) == [theirs.name] and theirs.read_bytes() == b"\1" * 1000
+
+
+@pytest.mark.parametrize("fail_at", [1, 2])
+def test_a_failed_partitioned_export_leaves_no_empty_folder(
+    ticks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_at: int
+) -> None:
+    """partition_by="date": a day's write failing (a full disk) left that day's empty date= folder, and the
+    dataset folder itself when it was the first day. The days written before it stay, each file whole."""
+    from pychro.frames.parquet_file import ParquetFile
+
+    real = ParquetFile.write
+    files: set[int] = set()
+
+    def write(self: Any, *args: Any) -> None:
+        files.add(id(self))
+        if len(files) == fail_at:
+            raise OSError(28, "No space left on device")
+        real(self, *args)
+
+    monkeypatch.setattr(ParquetFile, "write", write)
+    out = tmp_path / "new" / "ds"
+    with pytest.raises(OSError, match="No space left"):
+        pychro.to_parquet(ticks, SCHEMA, out, partition_by="date")
+    if fail_at == 1:
+        assert os.listdir(tmp_path) == []
+    else:
+        (day,) = os.listdir(out)
+        assert os.listdir(out / day) == ["part-0.parquet"]
+        first = pychro.read_table(ticks, SCHEMA, date=dt.date.fromisoformat(day.removeprefix("date=")))
+        assert pq.read_table(out / day / "part-0.parquet").select(first.column_names).equals(first)

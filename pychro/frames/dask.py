@@ -279,16 +279,19 @@ def to_parquet_dask(
     journal, parts = _parts(path, schema, date, start, end, columns, False, "pyarrow", 1 << 62, config,
                             thread_id_bits, errors, timestamp_column)
     cfg = journal.config
-    os.makedirs(out, exist_ok=True)
+    from .export import make_folders, partition_name, remove_empty_folders
+
+    made = make_folders(os.fspath(out))
     ext = {"parquet": "parquet", "ipc": "arrow", "csv": "csv"}[fmt]
     tasks = []
-    from .export import partition_name
-
     for p in parts:
         cycle = cfg.split_index(p.start)[0]
-        folder = os.path.join(os.fspath(out), partition_name(cfg, cycle))
-        os.makedirs(folder, exist_ok=True)
+        folder = os.path.join(os.fspath(out), partition_name(cfg, cycle))  # made (and removed on failure) by the task
         tasks.append(dask.delayed(_export_part)(p, os.path.join(folder, f"part-0.{ext}"), fmt, compression,
                                                 row_group_rows))
-    counts = dask.compute(*tasks, scheduler=scheduler)
+    try:
+        counts = dask.compute(*tasks, scheduler=scheduler)
+    except BaseException:
+        remove_empty_folders(made)  # the folders made for out, if no partition was written into them
+        raise
     return int(sum(counts))

@@ -240,16 +240,19 @@ def _export(
             rows = _write(fmt, os.fspath(out), schema, columns, batches(ranges), row_group_rows,
                           compression, _with_range(source, ranges, journal))
         elif partition_by in ("date", "cycle"):
-            os.makedirs(out, exist_ok=True)
+            made = make_folders(os.fspath(out))
             ext = {"parquet": "parquet", "ipc": "arrow", "csv": "csv"}[fmt]
-            for cycle, first, stop in ranges:
-                target = os.path.join(os.fspath(out), partition_name(cfg, cycle))
-                os.makedirs(target, exist_ok=True)
-                part = batches([(cycle, first, stop)])
-                rows += _write(fmt, os.path.join(target, f"part-0.{ext}"), schema, columns, part, row_group_rows,
-                               compression, _with_range(dict(source, cycle=cycle), [(cycle, first, stop)], journal))
-                if stats.truncated:  # errors="truncate" stopped at a bad message: nothing after it, as unpartitioned
-                    break
+            try:
+                for cycle, first, stop in ranges:
+                    target = os.path.join(os.fspath(out), partition_name(cfg, cycle))  # made (and removed) by _write
+                    part = batches([(cycle, first, stop)])
+                    rows += _write(fmt, os.path.join(target, f"part-0.{ext}"), schema, columns, part, row_group_rows,
+                                   compression, _with_range(dict(source, cycle=cycle), [(cycle, first, stop)], journal))
+                    if stats.truncated:  # errors="truncate" stopped at a bad message: nothing after it
+                        break
+            except BaseException:
+                remove_empty_folders(made)  # the folders made for out, if no partition was written into them
+                raise
     finally:
         if bar is not None:
             bar.close()
@@ -425,9 +428,14 @@ def _has_fowner() -> bool:
 def _remove_folders(made: list[str], out: str) -> None:
     """The folders ``made`` for ``out`` (innermost first), where ``out`` was not written and they are empty."""
     if not os.path.exists(out):
-        for folder in made:
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)
+        remove_empty_folders(made)
+
+
+def remove_empty_folders(made: list[str]) -> None:
+    """Those of the folders ``made`` (innermost first) that are empty: after a failure, what it made and left."""
+    for folder in made:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def _discard(tmp: str, lock: int) -> None:
