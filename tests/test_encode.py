@@ -106,6 +106,22 @@ def test_any_rows_in_any_order_match_the_row_encoders(seed: int) -> None:
     assert messages(program, rows) == expected
 
 
+@pytest.mark.parametrize("raw", [b"\xff", b"\xe4\xb8", b"\xed\xa0\x80", b"\xc0\x80", b"\xe0\x81\x81", b"\xc1\xbf"])
+def test_a_char_of_bytes_that_are_not_utf8_is_refused_as_such(raw: bytes, tmp_path: Path) -> None:
+    """A string column viewed from raw bytes: a char field gave a bare UnicodeDecodeError (the error message read
+    the value) for FF or a cut sequence, and wrote a surrogate or an overlong form as the character it spelled.
+    Each is now the RowError a string field gives."""
+    texts = [b"a", b"\xc3\xa9", b"\xe0\xa0\x80", b"\xef\xbf\xbf", raw]  # a, e-acute, U+0800, U+FFFF: taken
+    offsets = np.cumsum([0] + [len(t) for t in texts]).astype("<i4")
+    arr = pa.Array.from_buffers(pa.string(), len(texts), [None, pa.py_buffer(offsets.tobytes()),
+                                                          pa.py_buffer(b"".join(texts))])
+    with pytest.raises(ValueError, match=r"^row 4: column 'c' text is not valid UTF-8$"):
+        write_frame(pa.table({"c": arr}), tmp_path / "j", "c:char", date=dt.date(2024, 3, 5))
+    assert not (tmp_path / "j").exists() or not any((tmp_path / "j").rglob("data-*"))
+    write_frame(pa.table({"c": arr.slice(0, 4)}), tmp_path / "ok", "c:char", date=dt.date(2024, 3, 5))
+    assert pychro.read_table(tmp_path / "ok", "c:char").column(0).to_pylist() == ["a", "\u00e9", "\u0800", "\uffff"]
+
+
 def test_raw_bodies_are_copied_as_they_are() -> None:
     data = np.frombuffer(b"..abc...defgh.", dtype=np.uint8)
     program = raw_program(data, np.array([2, 8, 0]), np.array([3, 5, 0]))

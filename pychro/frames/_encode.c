@@ -375,12 +375,12 @@ static uint8_t *put_cesu8(uint8_t *d, const uint8_t *p, Py_ssize_t len) {
     return d;
 }
 
-/* The UTF-16 code unit of a one-character (BMP) UTF-8 string, or -1. */
+/* The UTF-16 code unit of a one-character (BMP) UTF-8 string, or -1: as check_utf8 takes it (no overlong form,
+ * no surrogate), so that only valid text is written; the caller tells invalid text from other text. */
 static int32_t char_unit(const uint8_t *p, Py_ssize_t len) {
     if (len == 1 && p[0] < 0x80) return p[0];
-    if (len == 2 && p[0] >= 0xC0 && p[0] < 0xE0 && is_cont(p[1])) return ((p[0] & 0x1F) << 6) | (p[1] & 0x3F);
-    if (len == 3 && p[0] >= 0xE0 && p[0] < 0xF0 && is_cont(p[1]) && is_cont(p[2]))
-        return ((p[0] & 0x0F) << 12) | ((p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+    if (len == 2 && p[0] >= 0xC2 && p[0] <= 0xDF && is_cont(p[1])) return ((p[0] & 0x1F) << 6) | (p[1] & 0x3F);
+    if (len == 3 && check_utf8(p, 3) == 0) return ((p[0] & 0x0F) << 12) | ((p[1] & 0x3F) << 6) | (p[2] & 0x3F);
     return -1;
 }
 
@@ -611,8 +611,9 @@ static void step_lengths(const Step *s, Py_ssize_t k, Py_ssize_t lo, Py_ssize_t 
                 note(bad, r, k, S_OFFSETS);
                 return;
             }
-            if (char_unit((const uint8_t *)s->values.buf + a, b - a) < 0) {
-                note(bad, r, k, S_CHAR);
+            const uint8_t *t = (const uint8_t *)s->values.buf + a;
+            if (char_unit(t, b - a) < 0) {
+                note(bad, r, k, check_utf8(t, b - a) < 0 ? S_UTF8 : S_CHAR); /* (the error shows the text) */
                 return;
             }
         }
