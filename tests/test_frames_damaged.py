@@ -248,8 +248,7 @@ def entry_into_another_message(root: Path, base: Base) -> Expect:
 def entry_before_first_header(root: Path, base: Base) -> Expect:
     data, _ = where(root, 20)
     set_slot(root, 20, slot(root, 20) & ~((1 << OFFSET_BITS) - 1))  # offset 0: the header would be at -4
-    return Expect(CorruptDataError, "index entry points outside the data file", 20, data, 0,
-                  row_reader_what="index entry points before the first header")
+    return Expect(CorruptDataError, "index entry points before the first header", 20, data, 0)
 
 
 def entry_unaligned(root: Path, base: Base) -> Expect:

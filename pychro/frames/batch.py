@@ -166,7 +166,9 @@ def _header(dm: Any, offset: int) -> int | None:
 def _raise_corrupt(files: CycleFiles, key: int, offset: int, why: int, seq: int) -> NoReturn:
     dm = files.data(key)
     header = None if why == C.H_OUTSIDE else _header(dm, offset)
-    if header is None:
+    if header is None and offset < _HDR:  # (a body starts after its 4-byte header; the row reader says the same)
+        reason = "index entry points before the first header"
+    elif header is None:
         reason = f"index entry points outside the data file ({dm.size} bytes)"
     else:
         if why == C.H_ZERO:
