@@ -106,6 +106,18 @@ def test_any_rows_in_any_order_match_the_row_encoders(seed: int) -> None:
     assert messages(program, rows) == expected
 
 
+@given(st.text(max_size=4))
+def test_a_char_is_one_bmp_character_or_refused(text: str) -> None:
+    """Any text into a char field: one BMP character is its UTF-16 unit, as the row writer writes it; anything else
+    (more characters in as many bytes as one would take, a non-BMP one, nothing) is refused by name."""
+    program = text_program(["x", text], C.K_CHAR)
+    if len(text) == 1 and ord(text) < 0x10000:
+        assert messages(program) == [struct.pack("<H", ord("x")), struct.pack("<H", ord(text))]
+    else:
+        with pytest.raises(ValueError, match=r"^row 1: column 's' value .* is not one BMP character"):
+            program.lengths()
+
+
 @pytest.mark.parametrize("raw", [b"\xff", b"\xe4\xb8", b"\xed\xa0\x80", b"\xc0\x80", b"\xe0\x81\x81", b"\xc1\xbf"])
 def test_a_char_of_bytes_that_are_not_utf8_is_refused_as_such(raw: bytes, tmp_path: Path) -> None:
     """A string column viewed from raw bytes: a char field gave a bare UnicodeDecodeError (the error message read
@@ -133,6 +145,9 @@ def test_raw_bodies_are_copied_as_they_are() -> None:
     [
         (["x", "ab"], C.K_CHAR, "row 1: column 's' value 'ab' is not one BMP character"),
         (["\U0001F600"], C.K_CHAR, "row 0: column 's' value '\U0001F600' is not one BMP character"),
+        (["x", "ABC"], C.K_CHAR, "row 1: column 's' value 'ABC' is not one BMP character"),  # 3 bytes, 3 chars
+        (["\u00e9!"], C.K_CHAR, "row 0: column 's' value '\u00e9!' is not one BMP character"),
+        (["!\u00e9"], C.K_CHAR, "row 0: column 's' value '!\u00e9' is not one BMP character"),
         (["", "é" * 40_000], C.K_UTF, "row 1: column 's' text exceeds writeUTF's 65535 bytes"),
         (["a", "\U0001F600" * 16_384], C.K_UTF, "row 1: .*65535"),  # 65536 bytes once each becomes 6
         (["a", None], C.K_UTF, "row 1: column 's' is null"),

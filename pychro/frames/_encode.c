@@ -380,7 +380,8 @@ static uint8_t *put_cesu8(uint8_t *d, const uint8_t *p, Py_ssize_t len) {
 static int32_t char_unit(const uint8_t *p, Py_ssize_t len) {
     if (len == 1 && p[0] < 0x80) return p[0];
     if (len == 2 && p[0] >= 0xC2 && p[0] <= 0xDF && is_cont(p[1])) return ((p[0] & 0x1F) << 6) | (p[1] & 0x3F);
-    if (len == 3 && check_utf8(p, 3) == 0) return ((p[0] & 0x0F) << 12) | ((p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+    if (len == 3 && p[0] >= 0xE0 && p[0] <= 0xEF && check_utf8(p, 3) == 0) /* one 3-byte sequence, not three */
+        return ((p[0] & 0x0F) << 12) | ((p[1] & 0x3F) << 6) | (p[2] & 0x3F);
     return -1;
 }
 
