@@ -560,13 +560,19 @@ def test_a_dangling_link_or_a_file_where_a_folder_of_out_goes_is_named(
     monkeypatch.chdir(tmp_path)
     os.symlink(tmp_path / "nowhere", "gone")
     Path("afile").write_bytes(b"x")
-    with pytest.raises(FileNotFoundError, match=r"symbolic link to '.*nowhere', which does not exist") as got:
+    with pytest.raises(FileNotFoundError, match=r"symbolic link to '.*nowhere', which leads nowhere") as got:
         pychro.to_parquet(ticks, SCHEMA, "gone/sub/f.parquet")
     assert got.value.filename == "gone"
     with pytest.raises(NotADirectoryError, match="a file of that name is in the way") as got2:
         pychro.to_csv(ticks, SCHEMA, "afile/f.csv")
     assert got2.value.filename == "afile"
-    assert sorted(os.listdir(".")) == ["afile", "gone"] and not os.path.exists(tmp_path / "nowhere")
+    os.symlink("afile", "tofile")  # a link to a file that is there: a file in the way, not a link to nothing
+    with pytest.raises(NotADirectoryError, match=r"a file of that name is in the way \(a symbolic link to one\)"):
+        pychro.to_parquet(ticks, SCHEMA, "tofile/f.parquet")
+    os.symlink("loop", "loop")
+    with pytest.raises(FileNotFoundError, match=r"symbolic link to 'loop', which leads nowhere \(missing, or a loop"):
+        pychro.to_parquet(ticks, SCHEMA, "loop/f.parquet")
+    assert sorted(os.listdir(".")) == ["afile", "gone", "loop", "tofile"] and not os.path.exists(tmp_path / "nowhere")
 
 
 @pytest.mark.parametrize("whose", ["partial", "out"])

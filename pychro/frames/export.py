@@ -487,11 +487,11 @@ def make_folders(folder: str) -> list[str]:
         except FileExistsError:
             if os.path.isdir(f):  # made meanwhile (another export)
                 continue
-            if os.path.islink(f):  # a raw EEXIST would say the opposite of what is wrong
+            if os.path.islink(f) and not os.path.exists(f):  # a raw EEXIST would say the opposite of what is wrong
                 raise FileNotFoundError(errno.ENOENT, "cannot make folder: it is a symbolic link to "
-                                        f"{os.readlink(f)!r}, which does not exist", f) from None
-            raise NotADirectoryError(errno.ENOTDIR, "cannot make folder: a file of that name is in the way",
-                                     f) from None
+                                        f"{os.readlink(f)!r}, which leads nowhere (missing, or a loop)", f) from None
+            raise NotADirectoryError(errno.ENOTDIR, "cannot make folder: a file of that name is in the way"
+                                     + (" (a symbolic link to one)" if os.path.islink(f) else ""), f) from None
         made.append(f)
     return made[::-1]
 

@@ -66,8 +66,8 @@ def export_types(
     if partition_by not in (None, "date", "cycle"):
         raise ValueError(f"partition_by must be None or 'date', got {partition_by!r}")
     if os.path.islink(out) and not os.path.exists(out):  # else a bare ENOENT on a name that is there
-        raise FileNotFoundError(errno.ENOENT, f"out is a symbolic link to {os.readlink(out)!r}, which does not exist",
-                                os.fspath(out))
+        raise FileNotFoundError(errno.ENOENT, f"out is a symbolic link to {os.readlink(out)!r}, which leads nowhere "
+                                "(missing, or a loop)", os.fspath(out))
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"out={os.fspath(out)!r} is a file: message types are exported into a folder, one file "
                          "per type")
