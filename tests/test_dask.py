@@ -138,31 +138,43 @@ def test_message_types_share_their_partitions(java_feed: Any) -> None:
         pychro.read_dask(java_feed.journal, FEED, errors="truncate")
 
 
-def test_a_failed_parallel_export_leaves_no_empty_folder(
+def test_a_failed_parallel_export_waits_for_its_tasks_and_leaves_no_empty_folder(
     journal: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every day's date= folder was made before the tasks ran: a task failing (a full disk) left its day's folder,
-    and those of the days not written, empty. Now each task makes its own, and a failure removes what is empty."""
+    """Every day's date= folder was made before the tasks ran, and dask.compute raised at the first failed task
+    while the others still wrote: the export failed with .partial files in out that became whole days after it
+    returned, and a failed day's folder was left empty. Now each task makes its own folder (removed if its write
+    fails) and the export fails once every task has ended, leaving whole days only."""
+    import threading
+    import time
+
     from pychro.frames.dask import to_parquet_dask
     from pychro.frames.parquet_file import ParquetFile
 
     real = ParquetFile.write
-    files: set[int] = set()
+    first: list[int] = []
+    lock = threading.Lock()
 
     def write(self: Any, *args: Any) -> None:
-        files.add(id(self))
-        if len(files) == 2:
+        with lock:
+            if not first:
+                first.append(id(self))
+        if id(self) == first[0]:
             raise OSError(28, "No space left on device")
+        time.sleep(0.3)  # the other days are still being written when the first one fails
         real(self, *args)
 
     monkeypatch.setattr(ParquetFile, "write", write)
     out = tmp_path / "new" / "par"
     with pytest.raises(OSError, match="No space left"):
-        to_parquet_dask(journal, TICK_SCHEMA, out, scheduler="sync")  # in this process: the patch applies
-    (day,) = os.listdir(out)
-    assert os.listdir(out / day) == ["part-0.parquet"]
-    files.clear()
+        to_parquet_dask(journal, TICK_SCHEMA, out, scheduler="threads")  # in this process: the patch applies
+    days = sorted(os.listdir(out))
+    assert len(days) == 3  # of 4: the failed one's folder is gone
+    for day in days:
+        assert os.listdir(out / day) == ["part-0.parquet"]  # whole, published before the export failed
+        want = pychro.read_table(journal, TICK_SCHEMA, date=dt.date.fromisoformat(day.removeprefix("date=")))
+        assert pq.read_table(out / day / "part-0.parquet").select(want.column_names).equals(want)
     monkeypatch.setattr(ParquetFile, "write", lambda self, *args: (_ for _ in ()).throw(OSError(28, "No space")))
     with pytest.raises(OSError, match="No space"):
-        to_parquet_dask(journal, TICK_SCHEMA, tmp_path / "other" / "par", scheduler="sync")
+        to_parquet_dask(journal, TICK_SCHEMA, tmp_path / "other" / "par", scheduler="threads")
     assert not (tmp_path / "other").exists()

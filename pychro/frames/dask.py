@@ -245,11 +245,18 @@ def _pick(frames: dict[str, Any], name: str) -> Any:
     return frames[name]
 
 
-def _export_part(part: _Part, out: str, fmt: str, compression: str | None, row_group_rows: int) -> int:
+def _export_part(
+    part: _Part, out: str, fmt: str, compression: str | None, row_group_rows: int
+) -> tuple[int, Exception | None]:
+    """The rows one task wrote, or its error: returned, not raised, so that the export fails only once every task
+    has ended (dask.compute raises the first error at once, while the other tasks still write)."""
     from .export import _export_range
 
-    return _export_range(part.path, Schema.from_json(part.schema_json), part.config, part.start, part.end, out, fmt,
-                         part.columns, row_group_rows, compression, part.errors, part.time)
+    try:
+        return _export_range(part.path, Schema.from_json(part.schema_json), part.config, part.start, part.end, out,
+                             fmt, part.columns, row_group_rows, compression, part.errors, part.time), None
+    except Exception as exc:  # noqa: BLE001 - raised by to_parquet_dask after the others
+        return 0, exc
 
 
 def to_parquet_dask(
@@ -290,8 +297,11 @@ def to_parquet_dask(
         tasks.append(dask.delayed(_export_part)(p, os.path.join(folder, f"part-0.{ext}"), fmt, compression,
                                                 row_group_rows))
     try:
-        counts = dask.compute(*tasks, scheduler=scheduler)
+        done = dask.compute(*tasks, scheduler=scheduler)
+        failed = [exc for _, exc in done if exc is not None]
+        if failed:
+            raise failed[0]
     except BaseException:
         remove_empty_folders(made)  # the folders made for out, if no partition was written into them
         raise
-    return int(sum(counts))
+    return int(sum(n for n, _ in done))
