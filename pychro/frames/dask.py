@@ -286,9 +286,8 @@ def to_parquet_dask(
     journal, parts = _parts(path, schema, date, start, end, columns, False, "pyarrow", 1 << 62, config,
                             thread_id_bits, errors, timestamp_column)
     cfg = journal.config
-    from .export import make_folders, partition_name, remove_empty_folders
+    from .export import folders_for, partition_name
 
-    made = make_folders(os.fspath(out))
     ext = {"parquet": "parquet", "ipc": "arrow", "csv": "csv"}[fmt]
     tasks = []
     for p in parts:
@@ -296,12 +295,9 @@ def to_parquet_dask(
         folder = os.path.join(os.fspath(out), partition_name(cfg, cycle))  # made (and removed on failure) by the task
         tasks.append(dask.delayed(_export_part)(p, os.path.join(folder, f"part-0.{ext}"), fmt, compression,
                                                 row_group_rows))
-    try:
+    with folders_for(os.fspath(out)):
         done = dask.compute(*tasks, scheduler=scheduler)
         failed = [exc for _, exc in done if exc is not None]
         if failed:
             raise failed[0]
-    except BaseException:
-        remove_empty_folders(made)  # the folders made for out, if no partition was written into them
-        raise
     return int(sum(n for n, _ in done))

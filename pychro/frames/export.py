@@ -240,9 +240,8 @@ def _export(
             rows = _write(fmt, os.fspath(out), schema, columns, batches(ranges), row_group_rows,
                           compression, _with_range(source, ranges, journal))
         elif partition_by in ("date", "cycle"):
-            made = make_folders(os.fspath(out))
             ext = {"parquet": "parquet", "ipc": "arrow", "csv": "csv"}[fmt]
-            try:
+            with folders_for(os.fspath(out)):
                 for cycle, first, stop in ranges:
                     target = os.path.join(os.fspath(out), partition_name(cfg, cycle))  # made (and removed) by _write
                     part = batches([(cycle, first, stop)])
@@ -250,9 +249,6 @@ def _export(
                                    compression, _with_range(dict(source, cycle=cycle), [(cycle, first, stop)], journal))
                     if stats.truncated:  # errors="truncate" stopped at a bad message: nothing after it
                         break
-            except BaseException:
-                remove_empty_folders(made)  # the folders made for out, if no partition was written into them
-                raise
     finally:
         if bar is not None:
             bar.close()
@@ -428,14 +424,26 @@ def _has_fowner() -> bool:
 def _remove_folders(made: list[str], out: str) -> None:
     """The folders ``made`` for ``out`` (innermost first), where ``out`` was not written and they are empty."""
     if not os.path.exists(out):
-        remove_empty_folders(made)
+        _remove_empty(made)
 
 
-def remove_empty_folders(made: list[str]) -> None:
+def _remove_empty(made: list[str]) -> None:
     """Those of the folders ``made`` (innermost first) that are empty: after a failure, what it made and left."""
     for folder in made:
         with contextlib.suppress(OSError):
             os.rmdir(folder)
+
+
+@contextlib.contextmanager
+def folders_for(folder: str) -> Iterator[None]:
+    """``folder`` and its missing parents made (:func:`make_folders`) for the block; should the block fail, those it
+    made that are left empty (nothing was written into them) are removed."""
+    made = make_folders(folder)
+    try:
+        yield
+    except BaseException:
+        _remove_empty(made)
+        raise
 
 
 def _discard(tmp: str, lock: int) -> None:
