@@ -393,23 +393,16 @@ def _check_writable(folder: str, out: str) -> None:
             raise OSError(errno.EROFS, "cannot write the folder of out: its file system is mounted read-only", folder)
         raise PermissionError(errno.EACCES, "cannot create or rename files in the folder of out (permission denied)",
                               folder)
-    for name in (out + ".partial", out):
-        if _kept_by_sticky_bit(name, folder):
-            raise PermissionError(errno.EPERM, f"{os.path.basename(name)!r} is another user's, in a folder whose "
-                                  "sticky bit keeps this process from replacing or removing it: export to another "
-                                  "name", name)
-
-
-def _kept_by_sticky_bit(path: str, folder: str) -> bool:
-    """Whether ``folder``'s sticky bit keeps this process from renaming over or removing ``path``: a file of another
-    user in a folder of another user, for a process without CAP_FOWNER (which root has)."""
-    if _has_fowner():
-        return False
-    try:
-        f, p = os.stat(folder), os.lstat(path)
-    except FileNotFoundError:
-        return False
-    return bool(f.st_mode & stat.S_ISVTX) and os.geteuid() not in (f.st_uid, p.st_uid)
+    # a sticky folder of another user: this process may rename over or remove only its own files there (unless it
+    # has CAP_FOWNER, as root has)
+    st, me = os.stat(folder), os.geteuid()
+    if st.st_mode & stat.S_ISVTX and st.st_uid != me and not _has_fowner():
+        for name in (out + ".partial", out):
+            with contextlib.suppress(FileNotFoundError):
+                if os.lstat(name).st_uid != me:
+                    raise PermissionError(errno.EPERM, f"{os.path.basename(name)!r} is another user's, in a folder "
+                                          "whose sticky bit keeps this process from replacing or removing it: export "
+                                          "to another name", name)
 
 
 def _has_fowner() -> bool:
